@@ -1,0 +1,198 @@
+package image
+
+import (
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// DefaultCmdline is the kernel command line of built images: the serial
+// console azoted captures, no reboot loop on panic (the engine exits and
+// the instance fails with a reason), and quiet enough that TCG boots are
+// not slowed by console output.
+const DefaultCmdline = "console=ttyS0 panic=-1 loglevel=4"
+
+// DefaultKernelPackage is the Debian package images take their kernel from.
+const DefaultKernelPackage = "linux-image-cloud-amd64"
+
+// BuildOptions says what to put into an image.
+type BuildOptions struct {
+	KernelPackage  string   // Debian package name; a metapackage is followed
+	BusyboxPackage string   // Debian package holding a static /bin/busybox
+	Modules        []string // module names; dependencies are added
+	Cmdline        string
+	AgentPath      string // the static azote-agent binary
+	CacheDir       string // where packages are downloaded and unpacked
+	Progress       func(string)
+}
+
+// Artifacts are the bytes of a built image.
+type Artifacts struct {
+	Kernel        []byte
+	Initrd        []byte
+	Cmdline       string
+	KernelVersion string
+	Modules       []string // load order, paths inside the initramfs
+}
+
+// Build fetches the kernel and busybox packages and assembles the image.
+func Build(o BuildOptions) (*Artifacts, error) {
+	if o.KernelPackage == "" {
+		o.KernelPackage = DefaultKernelPackage
+	}
+	if o.BusyboxPackage == "" {
+		o.BusyboxPackage = "busybox-static"
+	}
+	if o.Modules == nil {
+		o.Modules = DefaultModules
+	}
+	if o.Cmdline == "" {
+		o.Cmdline = DefaultCmdline
+	}
+	if err := validCmdline(o.Cmdline); err != nil {
+		return nil, err
+	}
+	if o.Progress == nil {
+		o.Progress = func(string) {}
+	}
+	agent, err := os.ReadFile(o.AgentPath)
+	if err != nil {
+		return nil, fmt.Errorf("image: agent binary: %w", err)
+	}
+	if err := requireStatic(o.AgentPath); err != nil {
+		return nil, err
+	}
+	c := &debCache{dir: o.CacheDir, progress: o.Progress}
+	kroot, version, err := c.kernelPackage(o.KernelPackage)
+	if err != nil {
+		return nil, err
+	}
+	o.Progress("kernel " + version)
+	kernel, err := os.ReadFile(filepath.Join(kroot, "boot", "vmlinuz-"+version))
+	if err != nil {
+		return nil, err
+	}
+	o.Progress("fetching " + o.BusyboxPackage)
+	bdeb, err := c.fetch(o.BusyboxPackage)
+	if err != nil {
+		return nil, err
+	}
+	broot, err := c.extract(bdeb)
+	if err != nil {
+		return nil, err
+	}
+	busyboxPath := filepath.Join(broot, "bin", "busybox")
+	if err := requireStatic(busyboxPath); err != nil {
+		return nil, err
+	}
+	busybox, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return nil, err
+	}
+	applets, err := busyboxApplets(busyboxPath)
+	if err != nil {
+		return nil, err
+	}
+
+	modRoot := filepath.Join(kroot, "lib", "modules", version)
+	tree, err := openModuleTree(modRoot)
+	if err != nil {
+		return nil, err
+	}
+	order, err := tree.resolve(o.Modules)
+	if err != nil {
+		return nil, err
+	}
+	o.Progress(fmt.Sprintf("%d modules in load order", len(order)))
+
+	var raw bytes.Buffer
+	w := newCpioWriter(&raw)
+	dirs := map[string]bool{}
+	mkdirs := func(p string) {
+		var parts []string
+		for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+			parts = append(parts, d)
+		}
+		for i := len(parts) - 1; i >= 0; i-- {
+			if !dirs[parts[i]] {
+				dirs[parts[i]] = true
+				w.Dir(parts[i])
+			}
+		}
+	}
+	for _, d := range []string{"bin", "sbin", "dev", "etc", "etc/azote", "proc", "sys", "run", "tmp", "root", "mnt"} {
+		dirs[d] = true
+		w.Dir(d)
+	}
+	w.CharDev("dev/console", 0o600, 5, 1)
+	w.CharDev("dev/null", 0o666, 1, 3)
+	w.File("init", 0o755, agent)
+	w.File("bin/busybox", 0o755, busybox)
+	for _, a := range applets {
+		if a != "busybox" && !strings.Contains(a, "/") {
+			w.Symlink("bin/"+a, "busybox")
+		}
+	}
+	var loadList []string
+	for _, rel := range order {
+		data, err := os.ReadFile(filepath.Join(modRoot, rel))
+		if err != nil {
+			return nil, err
+		}
+		p := path.Join("lib/modules", version, filepath.ToSlash(rel))
+		mkdirs(p)
+		w.File(p, 0o644, data)
+		loadList = append(loadList, "/"+p)
+	}
+	w.File("etc/azote/modules", 0o644, []byte(strings.Join(loadList, "\n")+"\n"))
+	w.File("etc/azote/kernel-version", 0o644, []byte(version+"\n"))
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+
+	// gzip with a zero header time and no name, so equal inputs give equal
+	// bytes and therefore equal digests.
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	o.Progress(fmt.Sprintf("initramfs %d KiB (%d KiB uncompressed)", gz.Len()/1024, raw.Len()/1024))
+	return &Artifacts{Kernel: kernel, Initrd: gz.Bytes(), Cmdline: o.Cmdline, KernelVersion: version, Modules: loadList}, nil
+}
+
+// requireStatic refuses an ELF executable with a program interpreter: the
+// initramfs has no dynamic loader.
+func requireStatic(p string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		return fmt.Errorf("image: %s: %w", p, err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return fmt.Errorf("image: %s is dynamically linked; the initramfs needs a static binary", p)
+		}
+	}
+	return nil
+}
+
+func busyboxApplets(p string) ([]string, error) {
+	out, err := exec.Command(p, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("image: %s --list: %w", p, err)
+	}
+	applets := strings.Fields(string(out))
+	sort.Strings(applets)
+	return applets, nil
+}

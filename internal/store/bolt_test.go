@@ -1,0 +1,97 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+type rec struct {
+	Name string
+	N    int
+}
+
+func TestBoltRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(func(tx Tx) error {
+		if err := tx.Create("t", "a", rec{"a", 1}); err != nil {
+			return err
+		}
+		return tx.Create("t", "b", rec{"b", 2})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(func(tx Tx) error { return tx.Create("t", "a", rec{"x", 9}) })
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("Create of a taken key: got %v, want ErrExists", err)
+	}
+
+	// A failing transaction leaves nothing behind.
+	boom := errors.New("boom")
+	err = s.Update(func(tx Tx) error {
+		if err := tx.Put("t", "c", rec{"c", 3}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("got %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopen: durable records are there, the rolled-back one is not.
+	s, err = OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got []rec
+	err = s.View(func(tx Tx) error {
+		var r rec
+		if err := tx.Get("t", "c", &r); !errors.Is(err, ErrNotFound) {
+			t.Errorf("rolled-back record: got %v, want ErrNotFound", err)
+		}
+		return tx.ForEach("t", func(k string, raw []byte) error {
+			var r rec
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return err
+			}
+			got = append(got, r)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != (rec{"a", 1}) || got[1] != (rec{"b", 2}) {
+		t.Fatalf("records after reopen: %+v", got)
+	}
+	if err := s.Update(func(tx Tx) error { return tx.Delete("t", "a") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.View(func(tx Tx) error { return tx.Get("t", "a", &rec{}) }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted record: got %v", err)
+	}
+}
+
+func TestBoltSecondOpenFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// bbolt's flock is per open file description, so a second open in the
+	// same process contends exactly like a second azoted would.
+	if s2, err := OpenBolt(path); err == nil {
+		s2.Close()
+		t.Fatal("second open of a held database succeeded")
+	}
+}
