@@ -1,0 +1,194 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// DefaultSocket is where azoted listens unless told otherwise.
+const DefaultSocket = "/run/azote/azoted.sock"
+
+// Client calls azoted over its unix socket.
+type Client struct {
+	http *http.Client
+}
+
+// NewClient returns a client of the azoted listening on socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConns: 4,
+	}
+	return &Client{http: &http.Client{Transport: tr}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decoding azoted response: %w", err)
+	}
+	return nil
+}
+
+// send performs a request and turns a non-2xx answer into *Error.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://azoted"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach azoted: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e Error
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(data, &e) != nil || e.Code == "" {
+			return nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))}
+		}
+		return nil, &e
+	}
+	return resp, nil
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+func (c *Client) HostInfo(ctx context.Context) (HostInfo, error) {
+	var h HostInfo
+	return h, c.do(ctx, "GET", "/v1/host", nil, &h)
+}
+
+func (c *Client) RunInstance(ctx context.Context, r RunInstanceRequest) (Instance, error) {
+	var i Instance
+	return i, c.do(ctx, "POST", "/v1/instances", jsonBody(r), &i)
+}
+
+func (c *Client) ListInstances(ctx context.Context) ([]Instance, error) {
+	var l []Instance
+	return l, c.do(ctx, "GET", "/v1/instances", nil, &l)
+}
+
+func (c *Client) DescribeInstance(ctx context.Context, ref string) (Instance, error) {
+	var i Instance
+	return i, c.do(ctx, "GET", "/v1/instances/"+url.PathEscape(ref), nil, &i)
+}
+
+// WaitInstanceChange long-polls until the instance's revision is not after.
+func (c *Client) WaitInstanceChange(ctx context.Context, ref string, after uint64, wait time.Duration) (Instance, error) {
+	var i Instance
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "wait": {wait.String()}}
+	return i, c.do(ctx, "GET", "/v1/instances/"+url.PathEscape(ref)+"?"+q.Encode(), nil, &i)
+}
+
+// WaitInstance polls (by long poll) until cond holds or ctx ends.
+func (c *Client) WaitInstance(ctx context.Context, ref string, cond func(Instance) bool) (Instance, error) {
+	inst, err := c.DescribeInstance(ctx, ref)
+	for err == nil && !cond(inst) {
+		select {
+		case <-ctx.Done():
+			return inst, Errorf(CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)
+		default:
+		}
+		inst, err = c.WaitInstanceChange(ctx, inst.ID, inst.Revision, 30*time.Second)
+	}
+	if err != nil && ctx.Err() != nil {
+		return inst, Errorf(CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)
+	}
+	return inst, err
+}
+
+func (c *Client) ModifyInstance(ctx context.Context, ref string, r ModifyInstanceRequest) (Instance, error) {
+	var i Instance
+	return i, c.do(ctx, "PATCH", "/v1/instances/"+url.PathEscape(ref), jsonBody(r), &i)
+}
+
+func (c *Client) InstanceAction(ctx context.Context, ref, action string, body any) (Instance, error) {
+	var i Instance
+	var rd io.Reader
+	if body != nil {
+		rd = jsonBody(body)
+	}
+	return i, c.do(ctx, "POST", "/v1/instances/"+url.PathEscape(ref)+"/"+action, rd, &i)
+}
+
+// Console copies the console to w; with follow it streams until ctx ends.
+func (c *Client) Console(ctx context.Context, ref string, tail int64, follow bool, w io.Writer) error {
+	q := url.Values{"tail": {strconv.FormatInt(tail, 10)}}
+	if follow {
+		q.Set("follow", "1")
+	}
+	resp, err := c.send(ctx, "GET", "/v1/instances/"+url.PathEscape(ref)+"/console?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) PutBlob(ctx context.Context, sha384 string, data []byte) error {
+	return c.do(ctx, "PUT", "/v1/blobs/"+sha384, bytes.NewReader(data), nil)
+}
+
+func (c *Client) CreateImage(ctx context.Context, r CreateImageRequest) (CreateImageResponse, error) {
+	var out CreateImageResponse
+	return out, c.do(ctx, "POST", "/v1/images", jsonBody(r), &out)
+}
+
+func (c *Client) ListImages(ctx context.Context) ([]Image, error) {
+	var l []Image
+	return l, c.do(ctx, "GET", "/v1/images", nil, &l)
+}
+
+func (c *Client) DescribeImage(ctx context.Context, ref string) (Image, error) {
+	var i Image
+	return i, c.do(ctx, "GET", "/v1/images/"+url.PathEscape(ref), nil, &i)
+}
+
+func (c *Client) DeleteImage(ctx context.Context, ref string) error {
+	return c.do(ctx, "DELETE", "/v1/images/"+url.PathEscape(ref), nil, nil)
+}
+
+// Raw sends an arbitrary request; tests use it for malformed input.
+func (c *Client) Raw(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://azoted"+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}

@@ -1,0 +1,96 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Code is a stable error code. Scripts match on it; never rename one.
+type Code string
+
+// Error codes. Each maps to one HTTP status.
+const (
+	CodeMalformedRequest       Code = "MalformedRequest"
+	CodeRequestTooLarge        Code = "RequestTooLarge"
+	CodeInvalidParameter       Code = "InvalidParameterValue"
+	CodeInvalidName            Code = "InvalidName"
+	CodeInvalidVCPUCount       Code = "InvalidVCPUCount"
+	CodeInvalidMemorySize      Code = "InvalidMemorySize"
+	CodeInsufficientMemory     Code = "InsufficientMemory"
+	CodeImageNotFound          Code = "ImageNotFound"
+	CodeInstanceNotFound       Code = "InstanceNotFound"
+	CodeNameInUse              Code = "NameInUse"
+	CodeIncorrectInstanceState Code = "IncorrectInstanceState"
+	CodeTerminationProtected   Code = "TerminationProtected"
+	CodeImageInUse             Code = "ImageInUse"
+	CodeDigestMismatch         Code = "DigestMismatch"
+	CodeBlobNotFound           Code = "BlobNotFound"
+	CodeEngineFailure          Code = "EngineFailure"
+	CodeAccessDenied           Code = "AccessDenied"
+	CodeNotFound               Code = "NotFound"
+	CodeMethodNotAllowed       Code = "MethodNotAllowed"
+	CodeTimeout                Code = "Timeout"
+	CodeInternal               Code = "InternalError"
+)
+
+var codeStatus = map[Code]int{
+	CodeMalformedRequest:       http.StatusBadRequest,
+	CodeRequestTooLarge:        http.StatusRequestEntityTooLarge,
+	CodeInvalidParameter:       http.StatusBadRequest,
+	CodeInvalidName:            http.StatusBadRequest,
+	CodeInvalidVCPUCount:       http.StatusBadRequest,
+	CodeInvalidMemorySize:      http.StatusBadRequest,
+	CodeInsufficientMemory:     http.StatusConflict,
+	CodeImageNotFound:          http.StatusNotFound,
+	CodeInstanceNotFound:       http.StatusNotFound,
+	CodeNameInUse:              http.StatusConflict,
+	CodeIncorrectInstanceState: http.StatusConflict,
+	CodeTerminationProtected:   http.StatusConflict,
+	CodeImageInUse:             http.StatusConflict,
+	CodeDigestMismatch:         http.StatusBadRequest,
+	CodeBlobNotFound:           http.StatusBadRequest,
+	CodeEngineFailure:          http.StatusInternalServerError,
+	CodeAccessDenied:           http.StatusForbidden,
+	CodeNotFound:               http.StatusNotFound,
+	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
+	CodeTimeout:                http.StatusRequestTimeout,
+	CodeInternal:               http.StatusInternalServerError,
+}
+
+// Error is what crosses the API boundary: {"code": "...", "message": "..."}.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Status is the HTTP status of the error's code.
+func (e *Error) Status() int {
+	if s, ok := codeStatus[e.Code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Errorf makes an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError converts any error to an *Error; errors without a code become
+// InternalError with a generic message, so internals do not leak.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: "internal error"}
+}
+
+// IsCode tells whether err carries code.
+func IsCode(err error, code Code) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}

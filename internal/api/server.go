@@ -1,0 +1,318 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Backend is what the API serves; the controller implements it. Errors
+// returned as *Error keep their code; any other error becomes InternalError.
+type Backend interface {
+	HostInfo(ctx context.Context) HostInfo
+	RunInstance(ctx context.Context, r RunInstanceRequest) (Instance, error)
+	ListInstances(ctx context.Context) ([]Instance, error)
+	// DescribeInstance returns the instance; with wait > 0 it first waits
+	// until its revision differs from after (long poll).
+	DescribeInstance(ctx context.Context, ref string, after uint64, wait time.Duration) (Instance, error)
+	ModifyInstance(ctx context.Context, ref string, r ModifyInstanceRequest) (Instance, error)
+	StopInstance(ctx context.Context, ref string, r StopInstanceRequest) (Instance, error)
+	StartInstance(ctx context.Context, ref string) (Instance, error)
+	RebootInstance(ctx context.Context, ref string) (Instance, error)
+	TerminateInstance(ctx context.Context, ref string) (Instance, error)
+	// Console writes the last tail bytes of the console to w; with follow
+	// it keeps writing new output until ctx ends or the instance is gone.
+	Console(ctx context.Context, ref string, tail int64, follow bool, w io.Writer, flush func()) error
+	PutBlob(ctx context.Context, sha384 string, r io.Reader) error
+	CreateImage(ctx context.Context, r CreateImageRequest) (CreateImageResponse, error)
+	ListImages(ctx context.Context) ([]Image, error)
+	DescribeImage(ctx context.Context, ref string) (Image, error)
+	DeleteImage(ctx context.Context, ref string) error
+}
+
+// MaxWait bounds a long poll.
+const MaxWait = 5 * time.Minute
+
+// NewHandler routes the controller API onto b.
+func NewHandler(b Backend, log *slog.Logger) http.Handler {
+	h := &handler{b: b, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/host", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, b.HostInfo(r.Context()))
+	})
+	mux.HandleFunc("POST /v1/instances", h.runInstance)
+	mux.HandleFunc("GET /v1/instances", func(w http.ResponseWriter, r *http.Request) {
+		list, err := b.ListInstances(r.Context())
+		h.reply(w, r, list, err)
+	})
+	mux.HandleFunc("GET /v1/instances/{ref}", h.describeInstance)
+	mux.HandleFunc("PATCH /v1/instances/{ref}", h.modifyInstance)
+	mux.HandleFunc("POST /v1/instances/{ref}/{action}", h.instanceAction)
+	mux.HandleFunc("GET /v1/instances/{ref}/console", h.console)
+	mux.HandleFunc("PUT /v1/blobs/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		err := b.PutBlob(r.Context(), r.PathValue("digest"), r.Body)
+		h.reply(w, r, map[string]string{"sha384": r.PathValue("digest")}, err)
+	})
+	mux.HandleFunc("POST /v1/images", h.createImage)
+	mux.HandleFunc("GET /v1/images", func(w http.ResponseWriter, r *http.Request) {
+		list, err := b.ListImages(r.Context())
+		h.reply(w, r, list, err)
+	})
+	mux.HandleFunc("GET /v1/images/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		img, err := b.DescribeImage(r.Context(), r.PathValue("ref"))
+		h.reply(w, r, img, err)
+	})
+	mux.HandleFunc("DELETE /v1/images/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		err := b.DeleteImage(r.Context(), r.PathValue("ref"))
+		h.reply(w, r, map[string]string{"deleted": r.PathValue("ref")}, err)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, Errorf(CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return h.recoverer(mux)
+}
+
+type handler struct {
+	b   Backend
+	log *slog.Logger
+}
+
+// recoverer turns a handler panic into InternalError: one bad request must
+// not take the controller down.
+func (h *handler) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				h.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeError(w, Errorf(CodeInternal, "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		e := AsError(err)
+		if e.Code == CodeInternal {
+			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeError(w, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// decode reads a strict JSON body of at most MaxBodyBytes into v. An empty
+// body is allowed when v has no required fields (the caller validates).
+func decode(w http.ResponseWriter, r *http.Request, v any) *Error {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return Errorf(CodeRequestTooLarge, "request body exceeds %d bytes", MaxBodyBytes)
+		}
+		return Errorf(CodeMalformedRequest, "reading body: %v", err)
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(CodeMalformedRequest, "request body: %v", err)
+	}
+	if dec.More() {
+		return Errorf(CodeMalformedRequest, "request body: data after the JSON value")
+	}
+	return nil
+}
+
+func (h *handler) runInstance(w http.ResponseWriter, r *http.Request) {
+	var req RunInstanceRequest
+	if e := decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	inst, err := h.b.RunInstance(r.Context(), req)
+	h.reply(w, r, inst, err)
+}
+
+func (h *handler) describeInstance(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var after uint64
+	var wait time.Duration
+	if s := q.Get("after"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			writeError(w, Errorf(CodeInvalidParameter, "after: %q is not a revision number", s))
+			return
+		}
+		after = v
+	}
+	if s := q.Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > MaxWait {
+			writeError(w, Errorf(CodeInvalidParameter, "wait: %q is not a duration up to %v", s, MaxWait))
+			return
+		}
+		wait = d
+	}
+	inst, err := h.b.DescribeInstance(r.Context(), r.PathValue("ref"), after, wait)
+	h.reply(w, r, inst, err)
+}
+
+func (h *handler) modifyInstance(w http.ResponseWriter, r *http.Request) {
+	var req ModifyInstanceRequest
+	if e := decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	inst, err := h.b.ModifyInstance(r.Context(), r.PathValue("ref"), req)
+	h.reply(w, r, inst, err)
+}
+
+func (h *handler) instanceAction(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("ref")
+	var inst Instance
+	var err error
+	switch r.PathValue("action") {
+	case "stop":
+		var req StopInstanceRequest
+		if e := decode(w, r, &req); e != nil {
+			writeError(w, e)
+			return
+		}
+		inst, err = h.b.StopInstance(r.Context(), ref, req)
+	case "start":
+		inst, err = h.b.StartInstance(r.Context(), ref)
+	case "reboot":
+		inst, err = h.b.RebootInstance(r.Context(), ref)
+	case "terminate":
+		inst, err = h.b.TerminateInstance(r.Context(), ref)
+	default:
+		writeError(w, Errorf(CodeNotFound, "unknown instance action %q", r.PathValue("action")))
+		return
+	}
+	h.reply(w, r, inst, err)
+}
+
+func (h *handler) console(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	tail := int64(64 << 10)
+	if s := q.Get("tail"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			writeError(w, Errorf(CodeInvalidParameter, "tail: %q is not a byte count", s))
+			return
+		}
+		tail = v
+	}
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	fl, _ := w.(http.Flusher)
+	started := false
+	sw := &startWriter{w: w, start: func() {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.WriteHeader(http.StatusOK)
+		}
+	}}
+	err := h.b.Console(r.Context(), r.PathValue("ref"), tail, follow, sw, func() {
+		sw.start()
+		if fl != nil {
+			fl.Flush()
+		}
+	})
+	if err != nil && !started {
+		h.reply(w, r, nil, err)
+		return
+	}
+	sw.start()
+}
+
+// startWriter sends the 200 header on the first byte, so an error found
+// before any output can still be reported as a JSON error.
+type startWriter struct {
+	w     io.Writer
+	start func()
+}
+
+func (s *startWriter) Write(p []byte) (int, error) {
+	s.start()
+	return s.w.Write(p)
+}
+
+func (h *handler) createImage(w http.ResponseWriter, r *http.Request) {
+	var req CreateImageRequest
+	if e := decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	resp, err := h.b.CreateImage(r.Context(), req)
+	h.reply(w, r, resp, err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	writeJSON(w, e.Status(), e)
+}
+
+// Serve serves h on l until ctx ends. Every connection is checked with
+// allow before any request on it is read.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, allow func(net.Conn) error) error {
+	srv := &http.Server{
+		Handler:           guard(h, allow),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+type connKey struct{}
+
+func guard(next http.Handler, allow func(net.Conn) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Context().Value(connKey{}).(net.Conn)
+		if c == nil || allow(c) != nil {
+			msg := "caller not allowed"
+			if c != nil {
+				msg = allow(c).Error()
+			}
+			writeError(w, Errorf(CodeAccessDenied, "%s", msg))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,111 @@
+package api
+
+import (
+	"time"
+
+	"github.com/azote/azote/internal/agent"
+	"github.com/azote/azote/internal/hostinfo"
+)
+
+// Instance states.
+const (
+	StatePending      = "pending"
+	StateRunning      = "running"
+	StateStopping     = "stopping"
+	StateStopped      = "stopped"
+	StateShuttingDown = "shutting-down"
+	StateTerminated   = "terminated"
+	StateFailed       = "failed"
+)
+
+// Limits of instance requests.
+const (
+	MinMemoryMiB = 64
+	MaxBodyBytes = 64 << 10
+)
+
+// RunInstanceRequest is the body of POST /v1/instances.
+type RunInstanceRequest struct {
+	Name                  string `json:"name"`
+	Image                 string `json:"image"` // id or name
+	VCPUs                 int    `json:"vcpus"`
+	MemoryMiB             int    `json:"memory_mib"`
+	TerminationProtection bool   `json:"termination_protection,omitempty"`
+}
+
+// ModifyInstanceRequest is the body of PATCH /v1/instances/{id}.
+type ModifyInstanceRequest struct {
+	TerminationProtection *bool `json:"termination_protection,omitempty"`
+}
+
+// StopInstanceRequest is the body of POST /v1/instances/{id}/stop.
+type StopInstanceRequest struct {
+	// Force ends the machine at once instead of asking the guest.
+	Force bool `json:"force,omitempty"`
+}
+
+// Instance is the public view of an instance.
+type Instance struct {
+	ID                    string        `json:"id"`
+	Name                  string        `json:"name"`
+	State                 string        `json:"state"`
+	StateReason           string        `json:"state_reason,omitempty"`
+	ImageID               string        `json:"image_id"`
+	VCPUs                 int           `json:"vcpus"`
+	MemoryMiB             int           `json:"memory_mib"`
+	TerminationProtection bool          `json:"termination_protection"`
+	Engine                string        `json:"engine,omitempty"`
+	Accel                 string        `json:"accel,omitempty"`
+	Cmdline               string        `json:"cmdline,omitempty"`
+	CmdlineSHA384         string        `json:"cmdline_sha384,omitempty"`
+	PID                   int           `json:"pid,omitempty"`
+	CreatedAt             time.Time     `json:"created_at"`
+	LaunchedAt            *time.Time    `json:"launched_at,omitempty"`
+	ReadyAt               *time.Time    `json:"ready_at,omitempty"`
+	Ready                 bool          `json:"ready"`
+	// BootMs is the host-side time from engine launch to the agent's ready
+	// line; BootCount counts boots (launches and guest reboots).
+	BootMs    int64         `json:"boot_ms,omitempty"`
+	BootCount int           `json:"boot_count"`
+	Agent     *agent.Report `json:"agent,omitempty"`
+	// Revision increases with every change; see GET ?after=.
+	Revision uint64 `json:"revision"`
+}
+
+// Image is the public view of a guest image.
+type Image struct {
+	ID            string    `json:"id"`
+	Name          string    `json:"name"`
+	KernelSHA384  string    `json:"kernel_sha384"`
+	InitrdSHA384  string    `json:"initrd_sha384"`
+	Cmdline       string    `json:"cmdline"`
+	CmdlineSHA384 string    `json:"cmdline_sha384"`
+	KernelVersion string    `json:"kernel_version,omitempty"`
+	KernelSize    int64     `json:"kernel_size"`
+	InitrdSize    int64     `json:"initrd_size"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// CreateImageRequest is the body of POST /v1/images; both blobs must have
+// been uploaded with PUT /v1/blobs/{sha384} first.
+type CreateImageRequest struct {
+	Name          string `json:"name"`
+	KernelSHA384  string `json:"kernel_sha384"`
+	InitrdSHA384  string `json:"initrd_sha384"`
+	Cmdline       string `json:"cmdline"`
+	KernelVersion string `json:"kernel_version,omitempty"`
+}
+
+// CreateImageResponse says whether the image was new.
+type CreateImageResponse struct {
+	Image   Image `json:"image"`
+	Created bool  `json:"created"`
+}
+
+// HostInfo is GET /v1/host.
+type HostInfo struct {
+	hostinfo.Info
+	Engine  string `json:"engine"`
+	Accel   string `json:"accel"`
+	Version string `json:"azoted_version"`
+}

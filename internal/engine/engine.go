@@ -1,0 +1,73 @@
+package engine
+
+import (
+	"context"
+	"errors"
+)
+
+// Spec is what the controller asks an engine to run.
+type Spec struct {
+	InstanceID string
+	Dir        string // private runtime directory of the instance, mode 0700
+	Kernel     string // path of the kernel image
+	Initrd     string // path of the initramfs
+	Cmdline    string
+	VCPUs      int
+	MemoryMiB  int
+	// ConsolePath is where the guest's serial console is appended.
+	ConsolePath string
+}
+
+// Handle is what the controller persists to re-adopt a running machine.
+type Handle struct {
+	Engine    string `json:"engine"`
+	Accel     string `json:"accel"`
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"` // clock ticks after boot, /proc/<pid>/stat field 22
+	Dir       string `json:"dir"`
+}
+
+// Exit says how a machine ended.
+type Exit struct {
+	// Clean is true when the guest powered itself off or the host quit it
+	// on purpose; false for a crash or a kill.
+	Clean  bool
+	Reason string
+}
+
+// Errors shared by engines.
+var (
+	ErrGone       = errors.New("engine: machine process is gone")
+	ErrNotRunning = errors.New("engine: machine is not running")
+)
+
+// Engine starts and re-adopts machines.
+type Engine interface {
+	Name() string
+	// Accel names the accelerator in use ("kvm", "tcg").
+	Accel() string
+	// Launch starts a machine. On error nothing is left running.
+	Launch(ctx context.Context, s Spec) (Machine, error)
+	// Adopt attaches to a machine started earlier (by a previous azoted).
+	// It returns ErrGone when that process no longer exists.
+	Adopt(h Handle, s Spec) (Machine, error)
+}
+
+// Machine is one running guest.
+type Machine interface {
+	Handle() Handle
+	// Done is closed when the engine process has exited; Exit is valid then.
+	Done() <-chan struct{}
+	Exit() Exit
+	// Resets delivers a value each time the guest resets (reboots).
+	Resets() <-chan struct{}
+	// Command sends a line to the guest agent's control port.
+	Command(ctx context.Context, cmd string) error
+	// Quit ends the machine at once from the host side (like pulling power).
+	Quit(ctx context.Context) error
+	// Kill sends SIGKILL to the engine process.
+	Kill() error
+	// Release stops watching the machine without ending it (azoted is
+	// shutting down and will re-adopt it).
+	Release()
+}

@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// procStartTime reads field 22 (starttime) of /proc/<pid>/stat. Together
+// with the pid it names a process uniquely across pid reuse.
+func procStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// comm (field 2) may contain spaces and parentheses; fields after the
+	// last ')' are plain.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("engine: malformed /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	// fields[0] is field 3 (state); starttime is field 22.
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("engine: short /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+func procCmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+}
+
+// sameProcess tells whether pid is still the process recorded in h and
+// that its command line mentions marker.
+func sameProcess(h Handle, marker string) bool {
+	st, err := procStartTime(h.PID)
+	if err != nil || st != h.StartTime {
+		return false
+	}
+	return strings.Contains(procCmdline(h.PID), marker)
+}
+
+// pidWatch signals when a process that is not our child exits, through a
+// pidfd. Stop ends the watch early.
+type pidWatch struct {
+	mu     sync.Mutex
+	cancel int // eventfd; closed by the watching goroutine
+	closed bool
+}
+
+func watchPID(pid int, exited func()) (*pidWatch, error) {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("engine: pidfd_open %d: %w", pid, err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(pfd)
+		return nil, err
+	}
+	w := &pidWatch{cancel: efd}
+	go func() {
+		defer func() {
+			w.mu.Lock()
+			w.closed = true
+			unix.Close(pfd)
+			unix.Close(efd)
+			w.mu.Unlock()
+		}()
+		fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if fds[0].Revents != 0 {
+				exited()
+			}
+			return
+		}
+	}()
+	return w, nil
+}
+
+func (w *pidWatch) Stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		var one [8]byte
+		one[0] = 1
+		unix.Write(w.cancel, one[:])
+	}
+}
