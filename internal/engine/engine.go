@@ -51,6 +51,10 @@ type Engine interface {
 	// Adopt attaches to a machine started earlier (by a previous azoted).
 	// It returns ErrGone when that process no longer exists.
 	Adopt(h Handle, s Spec) (Machine, error)
+	// Sweep kills every process of this engine that belongs to the
+	// instance, for repairing a launch a crash interrupted. It returns how
+	// many it killed.
+	Sweep(instanceID string) int
 }
 
 // Machine is one running guest.

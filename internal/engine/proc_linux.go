@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,4 +98,30 @@ func (w *pidWatch) Stop() {
 		one[0] = 1
 		unix.Write(w.cancel, one[:])
 	}
+}
+
+// killMarked SIGKILLs every process whose command line contains marker
+// and waits briefly for each to go.
+func killMarked(marker string) int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if !strings.Contains(procCmdline(pid), marker) {
+			continue
+		}
+		if unix.Kill(pid, unix.SIGKILL) == nil {
+			n++
+			for i := 0; i < 100; i++ {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || procCmdline(pid) == "" {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	return n
 }

@@ -335,3 +335,9 @@ func (m *qemuMachine) Release() {
 		q.Close()
 	}
 }
+
+func (q *QEMU) Sweep(instanceID string) int {
+	// The marker ends with the comma of "-name azote-<id>,debug-threads=on"
+	// so that one id cannot match a longer one.
+	return killMarked(fmt.Sprintf(markerTmpl, instanceID) + ",")
+}

@@ -1,0 +1,193 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/hostinfo"
+	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/store"
+)
+
+// Version is azoted's version string.
+const Version = "0.1.0"
+
+// Config is azoted's configuration.
+type Config struct {
+	StateDir string
+	Socket   string
+	// Accel is "auto", "kvm" or "tcg"; auto picks kvm only where the host
+	// has real hardware virtualization.
+	Accel        string
+	QEMU         string
+	ConsoleLimit int64         // bytes of console kept per instance
+	StopTimeout  time.Duration // how long a guest gets to power off
+}
+
+// Controller is one azoted.
+type Controller struct {
+	cfg    Config
+	log    *slog.Logger
+	store  store.Store
+	blobs  *image.Blobs
+	engine engine.Engine
+	host   hostinfo.Info
+
+	mu       sync.Mutex
+	runtimes map[string]*instanceRuntime // by instance id
+	changed  map[string]chan struct{}    // closed when the instance changes
+
+	wg sync.WaitGroup // supervisors
+}
+
+// Main is azoted's entry point.
+func Main(args []string) int {
+	fs := flag.NewFlagSet("azoted", flag.ContinueOnError)
+	var cfg Config
+	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/azote", "directory of the state store, images and instances")
+	fs.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "unix socket of the root-only local API")
+	fs.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
+	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
+	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
+	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	if err := Run(ctx, cfg, log); err != nil {
+		log.Error("azoted failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// Run starts azoted and serves until ctx ends. Instances keep running
+// after it returns.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	c, err := New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	l, err := listenUnix(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Socket)
+	log.Info("azoted serving", "socket", cfg.Socket, "state_dir", cfg.StateDir,
+		"engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
+	return api.Serve(ctx, l, api.NewHandler(c, log), api.RootPeerOnly)
+}
+
+// New opens the state, picks the engine and re-adopts instances.
+func New(cfg Config, log *slog.Logger) (*Controller, error) {
+	if cfg.ConsoleLimit <= 0 {
+		cfg.ConsoleLimit = 1 << 20
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 30 * time.Second
+	}
+	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	host := hostinfo.Read()
+	accel := cfg.Accel
+	switch accel {
+	case "auto", "":
+		accel = "tcg"
+		if host.HardwareVirt {
+			accel = "kvm"
+		}
+	case "kvm":
+		if !host.HardwareVirt {
+			return nil, fmt.Errorf("--accel kvm: no hardware virtualization here: %s", host.VirtReason)
+		}
+	case "tcg":
+	default:
+		return nil, fmt.Errorf("--accel %q: want auto, kvm or tcg", cfg.Accel)
+	}
+	eng, err := engine.NewQEMU(cfg.QEMU, accel)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
+	if err != nil {
+		return nil, fmt.Errorf("%w (is another azoted using %s?)", err, cfg.StateDir)
+	}
+	blobs, err := image.OpenBlobs(filepath.Join(cfg.StateDir, "images"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	blobs.Sweep()
+	c := &Controller{
+		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host,
+		runtimes: map[string]*instanceRuntime{},
+		changed:  map[string]chan struct{}{},
+	}
+	if err := c.repair(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops supervising (machines keep running) and closes the store.
+func (c *Controller) Close() error {
+	c.mu.Lock()
+	for _, rt := range c.runtimes {
+		rt.releaseOnce.Do(func() { close(rt.release) })
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	return c.store.Close()
+}
+
+// HostInfo implements api.Backend.
+func (c *Controller) HostInfo(context.Context) api.HostInfo {
+	h := hostinfo.Read()
+	return api.HostInfo{Info: h, Engine: c.engine.Name(), Accel: c.engine.Accel(), Version: Version}
+}
+
+// listenUnix binds the API socket with mode 0600. A socket file left by a
+// dead azoted is replaced; one that answers belongs to a live azoted.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another azoted is serving %s", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+

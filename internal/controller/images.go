@@ -1,0 +1,190 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/store"
+)
+
+const tableImages = "images"
+
+// PutBlob implements api.Backend.
+func (c *Controller) PutBlob(_ context.Context, digest string, r io.Reader) error {
+	if !image.ValidDigest(digest) {
+		return api.Errorf(api.CodeInvalidParameter, "%q is not a lowercase hex SHA-384 digest", digest)
+	}
+	if c.blobs.Has(digest) {
+		_, err := io.Copy(io.Discard, io.LimitReader(r, image.MaxBlobSize))
+		return err
+	}
+	_, err := c.blobs.Put(digest, r)
+	switch {
+	case errors.Is(err, image.ErrDigestMismatch):
+		return api.Errorf(api.CodeDigestMismatch, "%v", err)
+	case errors.Is(err, image.ErrBlobTooLarge):
+		return api.Errorf(api.CodeRequestTooLarge, "%v", err)
+	}
+	return err
+}
+
+// CreateImage implements api.Backend. Images are content-addressed: the
+// same kernel, initramfs and command line give the same id, and creating
+// one that exists under the same name is not an error.
+func (c *Controller) CreateImage(_ context.Context, req api.CreateImageRequest) (api.CreateImageResponse, error) {
+	if !image.ValidName(req.Name) {
+		return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidName, "image name %q: use 1-63 letters, digits, '.', '_' or '-'", req.Name)
+	}
+	if err := image.ValidCmdline(req.Cmdline); err != nil {
+		return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidParameter, "%v", err)
+	}
+	for _, d := range []string{req.KernelSHA384, req.InitrdSHA384} {
+		if !image.ValidDigest(d) {
+			return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidParameter, "%q is not a lowercase hex SHA-384 digest", d)
+		}
+		if !c.blobs.Has(d) {
+			return api.CreateImageResponse{}, api.Errorf(api.CodeBlobNotFound, "blob %s was not uploaded", d)
+		}
+	}
+	cmdSHA := image.SHA384Hex([]byte(req.Cmdline))
+	img := api.Image{
+		ID:   image.ID(req.KernelSHA384, req.InitrdSHA384, cmdSHA),
+		Name: req.Name, KernelSHA384: req.KernelSHA384, InitrdSHA384: req.InitrdSHA384,
+		Cmdline: req.Cmdline, CmdlineSHA384: cmdSHA, KernelVersion: req.KernelVersion,
+		KernelSize: fileSize(c.blobs.Path(req.KernelSHA384)), InitrdSize: fileSize(c.blobs.Path(req.InitrdSHA384)),
+		CreatedAt: time.Now().UTC(),
+	}
+	created := false
+	err := c.store.Update(func(tx store.Tx) error {
+		var existing api.Image
+		if err := tx.Get(tableImages, img.ID, &existing); err == nil {
+			if existing.Name != img.Name {
+				return api.Errorf(api.CodeNameInUse, "this content is already image %s named %q", existing.ID, existing.Name)
+			}
+			img = existing
+			return nil
+		}
+		err := tx.ForEach(tableImages, func(_ string, raw []byte) error {
+			var other api.Image
+			if err := json.Unmarshal(raw, &other); err != nil {
+				return err
+			}
+			if other.Name == img.Name {
+				return api.Errorf(api.CodeNameInUse, "an image named %q exists (%s); delete it first or choose another name", img.Name, other.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		created = true
+		return tx.Create(tableImages, img.ID, &img)
+	})
+	if err != nil {
+		return api.CreateImageResponse{}, err
+	}
+	if created {
+		c.log.Info("image created", "id", img.ID, "name", img.Name, "kernel_sha384", img.KernelSHA384, "initrd_sha384", img.InitrdSHA384)
+	}
+	return api.CreateImageResponse{Image: img, Created: created}, nil
+}
+
+func (c *Controller) allImages() ([]api.Image, error) {
+	var out []api.Image
+	err := c.store.View(func(tx store.Tx) error {
+		return tx.ForEach(tableImages, func(_ string, raw []byte) error {
+			var img api.Image
+			if err := json.Unmarshal(raw, &img); err != nil {
+				return err
+			}
+			out = append(out, img)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, err
+}
+
+// resolveImage finds an image by id or name.
+func (c *Controller) resolveImage(ref string) (api.Image, error) {
+	imgs, err := c.allImages()
+	if err != nil {
+		return api.Image{}, err
+	}
+	for _, img := range imgs {
+		if img.ID == ref || img.Name == ref {
+			return img, nil
+		}
+	}
+	return api.Image{}, api.Errorf(api.CodeImageNotFound, "no image %q", ref)
+}
+
+// ListImages implements api.Backend.
+func (c *Controller) ListImages(context.Context) ([]api.Image, error) {
+	imgs, err := c.allImages()
+	if imgs == nil {
+		imgs = []api.Image{}
+	}
+	return imgs, err
+}
+
+// DescribeImage implements api.Backend.
+func (c *Controller) DescribeImage(_ context.Context, ref string) (api.Image, error) {
+	return c.resolveImage(ref)
+}
+
+// DeleteImage implements api.Backend. An image that any instance other
+// than a terminated one uses cannot be deleted; blobs no other image
+// shares are removed with it.
+func (c *Controller) DeleteImage(_ context.Context, ref string) error {
+	img, err := c.resolveImage(ref)
+	if err != nil {
+		return err
+	}
+	var keep = map[string]bool{}
+	err = c.store.Update(func(tx store.Tx) error {
+		err := tx.ForEach(tableInstances, func(_ string, raw []byte) error {
+			var r instanceRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return err
+			}
+			if r.ImageID == img.ID && r.State != api.StateTerminated {
+				return api.Errorf(api.CodeImageInUse, "image %s is used by instance %s (%s)", img.ID, r.ID, r.State)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.ForEach(tableImages, func(id string, raw []byte) error {
+			var other api.Image
+			if err := json.Unmarshal(raw, &other); err != nil {
+				return err
+			}
+			if id != img.ID {
+				keep[other.KernelSHA384], keep[other.InitrdSHA384] = true, true
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Delete(tableImages, img.ID)
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{img.KernelSHA384, img.InitrdSHA384} {
+		if !keep[d] {
+			c.blobs.Delete(d)
+		}
+	}
+	c.log.Info("image deleted", "id", img.ID, "name", img.Name)
+	return nil
+}

@@ -1,0 +1,543 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/hostinfo"
+	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/store"
+)
+
+const tableInstances = "instances"
+
+// instanceRecord is what the store keeps of an instance: the public view
+// and what azoted needs to re-adopt it.
+type instanceRecord struct {
+	api.Instance
+	Handle        *engine.Handle `json:"handle,omitempty"`
+	BootStartedAt *time.Time     `json:"boot_started_at,omitempty"`
+	// ConsoleOffset is where the supervisor resumes parsing the console
+	// after a restart: report lines before it were already handled.
+	ConsoleOffset int64 `json:"console_offset"`
+}
+
+func (r *instanceRecord) view() api.Instance {
+	v := r.Instance
+	if r.Handle != nil {
+		v.PID = r.Handle.PID
+	}
+	return v
+}
+
+// instanceRuntime is the live side of an instance with a machine.
+type instanceRuntime struct {
+	id string
+	// opMu serialises lifecycle operations (run, stop, start, reboot,
+	// terminate) on this instance.
+	opMu sync.Mutex
+
+	mu      sync.Mutex
+	machine engine.Machine
+	exited  chan struct{} // closed once the supervisor recorded the exit
+
+	release     chan struct{}
+	releaseOnce sync.Once
+}
+
+func (rt *instanceRuntime) current() (engine.Machine, chan struct{}) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.machine, rt.exited
+}
+
+func (c *Controller) runtime(id string) *instanceRuntime {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rt, ok := c.runtimes[id]
+	if !ok {
+		rt = &instanceRuntime{id: id, release: make(chan struct{})}
+		c.runtimes[id] = rt
+	}
+	return rt
+}
+
+func (c *Controller) dropRuntime(id string) {
+	c.mu.Lock()
+	delete(c.runtimes, id)
+	c.mu.Unlock()
+}
+
+func (c *Controller) instanceDir(id string) string {
+	return filepath.Join(c.cfg.StateDir, "instances", id)
+}
+
+func consolePath(dir string) string { return filepath.Join(dir, "console.log") }
+
+func newID(prefix string) string {
+	var b [9]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])[:17]
+}
+
+// notifyLocked wakes long polls on id. c.mu must be held.
+func (c *Controller) notifyLocked(id string) {
+	if ch, ok := c.changed[id]; ok {
+		close(ch)
+		delete(c.changed, id)
+	}
+}
+
+func (c *Controller) changeChan(id string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.changed[id]
+	if !ok {
+		ch = make(chan struct{})
+		c.changed[id] = ch
+	}
+	return ch
+}
+
+// update applies fn to the stored record of id in one transaction and
+// bumps its revision.
+func (c *Controller) update(id string, fn func(r *instanceRecord) error) (instanceRecord, error) {
+	var rec instanceRecord
+	err := c.store.Update(func(tx store.Tx) error {
+		if err := tx.Get(tableInstances, id, &rec); err != nil {
+			return err
+		}
+		if err := fn(&rec); err != nil {
+			return err
+		}
+		rec.Revision++
+		return tx.Put(tableInstances, id, &rec)
+	})
+	if err == nil {
+		c.mu.Lock()
+		c.notifyLocked(id)
+		c.mu.Unlock()
+	}
+	return rec, err
+}
+
+func (c *Controller) get(id string) (instanceRecord, error) {
+	var rec instanceRecord
+	err := c.store.View(func(tx store.Tx) error { return tx.Get(tableInstances, id, &rec) })
+	return rec, err
+}
+
+func (c *Controller) allInstances() ([]instanceRecord, error) {
+	var recs []instanceRecord
+	err := c.store.View(func(tx store.Tx) error {
+		return tx.ForEach(tableInstances, func(_ string, raw []byte) error {
+			var r instanceRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return err
+			}
+			recs = append(recs, r)
+			return nil
+		})
+	})
+	sort.Slice(recs, func(i, j int) bool { return recs[i].CreatedAt.Before(recs[j].CreatedAt) })
+	return recs, err
+}
+
+// resolve finds an instance by id or by name. A name names the live
+// instance with it, or else the most recent terminated one.
+func (c *Controller) resolve(ref string) (instanceRecord, error) {
+	if rec, err := c.get(ref); err == nil {
+		return rec, nil
+	}
+	recs, err := c.allInstances()
+	if err != nil {
+		return instanceRecord{}, err
+	}
+	var found *instanceRecord
+	for i := range recs {
+		r := &recs[i]
+		if r.Name != ref {
+			continue
+		}
+		if r.State != api.StateTerminated {
+			return *r, nil
+		}
+		found = r
+	}
+	if found != nil {
+		return *found, nil
+	}
+	return instanceRecord{}, api.Errorf(api.CodeInstanceNotFound, "no instance %q", ref)
+}
+
+func badState(rec instanceRecord, op string) error {
+	return api.Errorf(api.CodeIncorrectInstanceState, "cannot %s instance %s in state %s", op, rec.ID, rec.State)
+}
+
+// ListInstances implements api.Backend.
+func (c *Controller) ListInstances(context.Context) ([]api.Instance, error) {
+	recs, err := c.allInstances()
+	out := make([]api.Instance, 0, len(recs))
+	for i := range recs {
+		out = append(out, recs[i].view())
+	}
+	return out, err
+}
+
+// DescribeInstance implements api.Backend.
+func (c *Controller) DescribeInstance(ctx context.Context, ref string, after uint64, wait time.Duration) (api.Instance, error) {
+	rec, err := c.resolve(ref)
+	if err != nil || wait <= 0 || rec.Revision != after {
+		return rec.view(), err
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for rec.Revision == after {
+		ch := c.changeChan(rec.ID)
+		// Re-read after taking the channel so a change in between is seen.
+		if rec, err = c.get(rec.ID); err != nil || rec.Revision != after {
+			break
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return rec.view(), nil
+		case <-ctx.Done():
+			return rec.view(), nil
+		}
+		rec, err = c.get(rec.ID)
+		if err != nil {
+			break
+		}
+	}
+	return rec.view(), err
+}
+
+// RunInstance implements api.Backend: validate everything first, then
+// create the record, the directory and the machine; on any failure undo
+// all three, so nothing half-made remains.
+func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest) (api.Instance, error) {
+	if req.Name != "" && !image.ValidName(req.Name) {
+		return api.Instance{}, api.Errorf(api.CodeInvalidName, "name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
+	}
+	if req.VCPUs < 1 || req.VCPUs > c.host.Cores {
+		return api.Instance{}, api.Errorf(api.CodeInvalidVCPUCount, "vcpus %d: this host allows 1 to %d", req.VCPUs, c.host.Cores)
+	}
+	if req.MemoryMiB < api.MinMemoryMiB {
+		return api.Instance{}, api.Errorf(api.CodeInvalidMemorySize, "memory %d MiB: the minimum is %d MiB", req.MemoryMiB, api.MinMemoryMiB)
+	}
+	if req.Image == "" {
+		return api.Instance{}, api.Errorf(api.CodeImageNotFound, "no image given")
+	}
+	img, err := c.resolveImage(req.Image)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	id := newID("i-")
+	name := req.Name
+	if name == "" {
+		name = id
+	}
+	cmdline := img.Cmdline + " azote.instance=" + id
+	rt := c.runtime(id)
+	rt.opMu.Lock()
+	defer rt.opMu.Unlock()
+
+	rec := instanceRecord{Instance: api.Instance{
+		ID: id, Name: name, State: api.StatePending, ImageID: img.ID,
+		VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, TerminationProtection: req.TerminationProtection,
+		Engine: c.engine.Name(), Accel: c.engine.Accel(),
+		Cmdline: cmdline, CmdlineSHA384: image.SHA384Hex([]byte(cmdline)),
+		CreatedAt: time.Now().UTC(), Revision: 1,
+	}}
+	err = c.store.Update(func(tx store.Tx) error {
+		// Memory is checked inside the transaction so that two concurrent
+		// launches cannot both count the same free memory.
+		var committed int64
+		err := tx.ForEach(tableInstances, func(_ string, raw []byte) error {
+			var r instanceRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return err
+			}
+			if r.State != api.StateTerminated && r.Name == name {
+				return api.Errorf(api.CodeNameInUse, "an instance named %q exists (%s, %s)", name, r.ID, r.State)
+			}
+			if r.State == api.StatePending {
+				committed += int64(r.MemoryMiB) // launched but not yet touched its memory
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if free := hostinfo.MemAvailableMiB() - committed; int64(req.MemoryMiB) > free {
+			return api.Errorf(api.CodeInsufficientMemory, "memory %d MiB: only %d MiB is free on this host", req.MemoryMiB, max(free, 0))
+		}
+		return tx.Create(tableInstances, id, &rec)
+	})
+	if err != nil {
+		c.dropRuntime(id)
+		return api.Instance{}, err
+	}
+	undo := func() {
+		os.RemoveAll(c.instanceDir(id))
+		c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
+		c.dropRuntime(id)
+	}
+	if err := os.Mkdir(c.instanceDir(id), 0o700); err != nil {
+		undo()
+		return api.Instance{}, fmt.Errorf("instance directory: %w", err)
+	}
+	rec, err = c.launch(ctx, rt, rec)
+	if err != nil {
+		undo()
+		return api.Instance{}, err
+	}
+	c.log.Info("instance launched", "id", id, "name", name, "image", img.ID, "vcpus", req.VCPUs, "memory_mib", req.MemoryMiB, "pid", rec.Handle.PID)
+	return rec.view(), nil
+}
+
+// launch starts the machine of rec and its supervisor, and records the
+// handle. rt.opMu must be held.
+func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instanceRecord) (instanceRecord, error) {
+	img, err := c.resolveImage(rec.ImageID)
+	if err != nil {
+		return rec, err
+	}
+	kernel, initrd := c.blobs.Path(img.KernelSHA384), c.blobs.Path(img.InitrdSHA384)
+	if !c.blobs.Has(img.KernelSHA384) || !c.blobs.Has(img.InitrdSHA384) {
+		return rec, api.Errorf(api.CodeEngineFailure, "image %s: a blob is missing from the store", img.ID)
+	}
+	dir := c.instanceDir(rec.ID)
+	spec := c.spec(rec, kernel, initrd)
+	// The launch must not be half-done because a client went away.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	m, err := c.engine.Launch(lctx, spec)
+	if err != nil {
+		return rec, api.Errorf(api.CodeEngineFailure, "%v", err)
+	}
+	now := time.Now().UTC()
+	h := m.Handle()
+	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+		r.State, r.StateReason = api.StatePending, ""
+		r.Handle = &h
+		r.LaunchedAt, r.BootStartedAt = &now, &now
+		r.Ready, r.ReadyAt, r.Agent = false, nil, nil
+		r.BootCount++
+		r.ConsoleOffset = consoleEnd(consolePath(dir))
+		return nil
+	})
+	if err != nil {
+		m.Kill()
+		<-m.Done()
+		return rec, err
+	}
+	c.startSupervisor(rt, m, rec.ConsoleOffset)
+	return rec, nil
+}
+
+func (c *Controller) spec(rec instanceRecord, kernel, initrd string) engine.Spec {
+	dir := c.instanceDir(rec.ID)
+	return engine.Spec{
+		InstanceID: rec.ID, Dir: dir, Kernel: kernel, Initrd: initrd, Cmdline: rec.Cmdline,
+		VCPUs: rec.VCPUs, MemoryMiB: rec.MemoryMiB, ConsolePath: consolePath(dir),
+	}
+}
+
+// ModifyInstance implements api.Backend.
+func (c *Controller) ModifyInstance(_ context.Context, ref string, req api.ModifyInstanceRequest) (api.Instance, error) {
+	rec, err := c.resolve(ref)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	if req.TerminationProtection == nil {
+		return rec.view(), nil
+	}
+	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+		if r.State == api.StateTerminated {
+			return badState(*r, "modify")
+		}
+		r.TerminationProtection = *req.TerminationProtection
+		return nil
+	})
+	return rec.view(), err
+}
+
+// StopInstance implements api.Backend: ask the agent to power off, wait
+// up to the stop timeout, then end the machine from the host.
+func (c *Controller) StopInstance(ctx context.Context, ref string, req api.StopInstanceRequest) (api.Instance, error) {
+	rec, err := c.resolve(ref)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	rt := c.runtime(rec.ID)
+	rt.opMu.Lock()
+	defer rt.opMu.Unlock()
+	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+		if r.State != api.StateRunning && r.State != api.StatePending {
+			return badState(*r, "stop")
+		}
+		r.State, r.StateReason = api.StateStopping, "stop requested"
+		return nil
+	})
+	if err != nil {
+		return rec.view(), err
+	}
+	c.endMachine(ctx, rt, !req.Force && rec.Ready, c.cfg.StopTimeout)
+	rec, err = c.get(rec.ID)
+	return rec.view(), err
+}
+
+// endMachine stops the machine of rt: politely (agent power-off) when
+// polite, then by QMP quit, then by SIGKILL. It returns once the
+// supervisor has recorded the exit. rt.opMu must be held.
+func (c *Controller) endMachine(ctx context.Context, rt *instanceRuntime, polite bool, grace time.Duration) {
+	m, exited := rt.current()
+	if m == nil {
+		return
+	}
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-exited:
+			return true
+		case <-t.C:
+			return false
+		}
+	}
+	bg := context.WithoutCancel(ctx)
+	if polite {
+		if err := m.Command(bg, "stop"); err == nil && wait(grace) {
+			return
+		}
+	}
+	qctx, cancel := context.WithTimeout(bg, 5*time.Second)
+	m.Quit(qctx)
+	cancel()
+	if wait(5 * time.Second) {
+		return
+	}
+	c.log.Warn("machine ignored quit; killing", "id", rt.id)
+	m.Kill()
+	<-exited
+}
+
+// StartInstance implements api.Backend.
+func (c *Controller) StartInstance(ctx context.Context, ref string) (api.Instance, error) {
+	rec, err := c.resolve(ref)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	rt := c.runtime(rec.ID)
+	rt.opMu.Lock()
+	defer rt.opMu.Unlock()
+	if rec, err = c.get(rec.ID); err != nil {
+		return api.Instance{}, err
+	}
+	if rec.State != api.StateStopped && rec.State != api.StateFailed {
+		return rec.view(), badState(rec, "start")
+	}
+	prev := rec.State
+	if rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+		r.State, r.StateReason = api.StatePending, "start requested"
+		return nil
+	}); err != nil {
+		return rec.view(), err
+	}
+	rec, err = c.launch(ctx, rt, rec)
+	if err != nil {
+		c.update(rec.ID, func(r *instanceRecord) error {
+			r.State, r.StateReason = prev, "start failed: "+err.Error()
+			return nil
+		})
+		return api.Instance{}, err
+	}
+	return rec.view(), nil
+}
+
+// RebootInstance implements api.Backend: the agent reboots the guest; the
+// machine stays up, the boot count grows and ready is reported again.
+func (c *Controller) RebootInstance(ctx context.Context, ref string) (api.Instance, error) {
+	rec, err := c.resolve(ref)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	rt := c.runtime(rec.ID)
+	rt.opMu.Lock()
+	defer rt.opMu.Unlock()
+	if rec, err = c.get(rec.ID); err != nil {
+		return api.Instance{}, err
+	}
+	if rec.State != api.StateRunning || !rec.Ready {
+		return rec.view(), badState(rec, "reboot")
+	}
+	m, _ := rt.current()
+	if m == nil {
+		return rec.view(), badState(rec, "reboot")
+	}
+	if err := m.Command(context.WithoutCancel(ctx), "reboot"); err != nil {
+		return rec.view(), api.Errorf(api.CodeEngineFailure, "reboot: %v", err)
+	}
+	return rec.view(), nil
+}
+
+// TerminateInstance implements api.Backend: end the machine, delete the
+// instance's files, and keep the record as terminated.
+func (c *Controller) TerminateInstance(ctx context.Context, ref string) (api.Instance, error) {
+	rec, err := c.resolve(ref)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	rt := c.runtime(rec.ID)
+	rt.opMu.Lock()
+	defer rt.opMu.Unlock()
+	if rec, err = c.get(rec.ID); err != nil {
+		return api.Instance{}, err
+	}
+	if rec.State == api.StateTerminated {
+		return rec.view(), nil
+	}
+	if rec.TerminationProtection {
+		return rec.view(), api.Errorf(api.CodeTerminationProtected,
+			"instance %s has termination protection; turn it off with: azote instance modify %s --termination-protection=false", rec.ID, rec.ID)
+	}
+	polite := rec.Ready && rec.State == api.StateRunning
+	if rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+		r.State, r.StateReason = api.StateShuttingDown, "terminate requested"
+		return nil
+	}); err != nil {
+		return rec.view(), err
+	}
+	c.endMachine(ctx, rt, polite, 10*time.Second)
+	rec, err = c.finishTerminate(rec.ID)
+	c.dropRuntime(rec.ID)
+	return rec.view(), err
+}
+
+func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
+	if err := os.RemoveAll(c.instanceDir(id)); err != nil {
+		return instanceRecord{}, err
+	}
+	rec, err := c.update(id, func(r *instanceRecord) error {
+		r.State, r.StateReason = api.StateTerminated, "terminated by user"
+		r.Handle, r.Ready = nil, false
+		return nil
+	})
+	if err == nil {
+		c.log.Info("instance terminated", "id", id)
+	}
+	return rec, err
+}
+

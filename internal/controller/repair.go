@@ -1,0 +1,135 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/store"
+)
+
+// repair runs at start-up: it re-adopts the machines that kept running
+// while azoted was down, finishes or rolls back operations a crash
+// interrupted, and removes what no record accounts for.
+func (c *Controller) repair() error {
+	recs, err := c.allInstances()
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, rec := range recs {
+		known[rec.ID] = true
+		if err := c.repairOne(rec); err != nil {
+			return err
+		}
+	}
+	dirs, _ := os.ReadDir(filepath.Join(c.cfg.StateDir, "instances"))
+	for _, d := range dirs {
+		if !known[d.Name()] {
+			c.engine.Sweep(d.Name())
+			os.RemoveAll(filepath.Join(c.cfg.StateDir, "instances", d.Name()))
+			c.log.Info("removed an instance directory without a record", "id", d.Name())
+		}
+	}
+	c.sweepBlobs()
+	return nil
+}
+
+func (c *Controller) repairOne(rec instanceRecord) error {
+	id := rec.ID
+	switch rec.State {
+	case api.StateTerminated:
+		os.RemoveAll(c.instanceDir(id))
+		return nil
+	case api.StateStopped, api.StateFailed:
+		return nil
+	}
+	if rec.Handle == nil {
+		// A launch or a stop was cut short before the handle was written
+		// (or after it was cleared): whatever the engine started is stray.
+		c.engine.Sweep(id)
+		switch {
+		case rec.State == api.StateShuttingDown:
+			_, err := c.finishTerminate(id)
+			return err
+		case rec.State == api.StatePending && rec.BootCount == 0:
+			// Never launched: the run request failed as a whole.
+			os.RemoveAll(c.instanceDir(id))
+			c.log.Info("rolled back an interrupted launch", "id", id)
+			return c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
+		default:
+			_, err := c.update(id, func(r *instanceRecord) error {
+				r.State, r.StateReason = api.StateStopped, "operation interrupted by an azoted restart"
+				r.Ready = false
+				return nil
+			})
+			return err
+		}
+	}
+	m, err := c.engine.Adopt(*rec.Handle, c.spec(rec, "", ""))
+	if err != nil {
+		c.engine.Sweep(id)
+		switch rec.State {
+		case api.StateShuttingDown:
+			_, err = c.finishTerminate(id)
+		default:
+			c.recordExitWhileDown(rec)
+		}
+		return err
+	}
+	rt := c.runtime(id)
+	c.startSupervisor(rt, m, rec.ConsoleOffset)
+	c.log.Info("re-adopted instance", "id", id, "pid", rec.Handle.PID, "state", rec.State)
+	switch rec.State {
+	case api.StateStopping:
+		go func() {
+			rt.opMu.Lock()
+			defer rt.opMu.Unlock()
+			c.endMachine(context.Background(), rt, false, 0)
+		}()
+	case api.StateShuttingDown:
+		go func() {
+			rt.opMu.Lock()
+			defer rt.opMu.Unlock()
+			c.endMachine(context.Background(), rt, false, 0)
+			c.finishTerminate(id)
+			c.dropRuntime(id)
+		}()
+	}
+	return nil
+}
+
+func (c *Controller) recordExitWhileDown(rec instanceRecord) {
+	c.update(rec.ID, func(r *instanceRecord) error {
+		r.Handle, r.Ready = nil, false
+		if r.State == api.StateStopping {
+			r.State, r.StateReason = api.StateStopped, "stopped by user"
+		} else {
+			r.State, r.StateReason = api.StateFailed, "engine process exited while azoted was not running"
+		}
+		return nil
+	})
+}
+
+// sweepBlobs removes uploaded blobs no image refers to, once they are old
+// enough that no upload-then-create can still be in flight.
+func (c *Controller) sweepBlobs() {
+	imgs, err := c.allImages()
+	if err != nil {
+		return
+	}
+	used := map[string]bool{}
+	for _, img := range imgs {
+		used[img.KernelSHA384], used[img.InitrdSHA384] = true, true
+	}
+	files, _ := os.ReadDir(filepath.Join(c.cfg.StateDir, "images", "sha384"))
+	for _, f := range files {
+		info, err := f.Info()
+		if err != nil || used[f.Name()] || time.Since(info.ModTime()) < time.Hour {
+			continue
+		}
+		c.blobs.Delete(f.Name())
+	}
+}

@@ -1,0 +1,123 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/azote/azote/internal/agent"
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/engine"
+)
+
+// consolePoll is how often the supervisor reads new console output. It
+// bounds how late a ready line is noticed.
+const consolePoll = 10 * time.Millisecond
+
+func (c *Controller) startSupervisor(rt *instanceRuntime, m engine.Machine, offset int64) {
+	exited := make(chan struct{})
+	rt.mu.Lock()
+	rt.machine, rt.exited = m, exited
+	rt.mu.Unlock()
+	c.wg.Add(1)
+	go c.supervise(rt, m, exited, offset)
+}
+
+// supervise is the one goroutine that watches a machine: it turns console
+// report lines, guest resets and the engine's exit into state changes. It
+// ends when the machine exits or azoted releases it.
+func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited chan struct{}, offset int64) {
+	defer c.wg.Done()
+	tail := &consoleTail{path: consolePath(c.instanceDir(rt.id)), off: offset}
+	tick := time.NewTicker(consolePoll)
+	defer tick.Stop()
+	lastBound := time.Now()
+	for {
+		select {
+		case <-rt.release:
+			m.Release()
+			return
+		case <-m.Done():
+			c.scanConsole(rt.id, tail)
+			c.recordExit(rt.id, m.Exit())
+			rt.mu.Lock()
+			rt.machine = nil
+			rt.mu.Unlock()
+			close(exited)
+			return
+		case <-m.Resets():
+			now := time.Now().UTC()
+			off := tail.off
+			c.update(rt.id, func(r *instanceRecord) error {
+				r.Ready, r.ReadyAt, r.Agent = false, nil, nil
+				r.BootStartedAt = &now
+				r.BootCount++
+				r.ConsoleOffset = off
+				return nil
+			})
+		case <-tick.C:
+			c.scanConsole(rt.id, tail)
+			if time.Since(lastBound) > 5*time.Second {
+				lastBound = time.Now()
+				if err := boundConsole(tail.path, c.cfg.ConsoleLimit); err != nil {
+					c.log.Warn("bounding console log", "id", rt.id, "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (c *Controller) scanConsole(id string, tail *consoleTail) {
+	for _, line := range tail.lines() {
+		if !agent.IsReport(line) {
+			continue
+		}
+		r, err := agent.Parse(line)
+		if err != nil {
+			c.log.Warn("malformed agent report", "id", id, "err", err)
+			continue
+		}
+		if r.Instance != "" && r.Instance != id {
+			continue
+		}
+		switch r.Event {
+		case agent.EventReady:
+			now := time.Now().UTC()
+			off := tail.off
+			c.update(id, func(rec *instanceRecord) error {
+				if rec.State == api.StatePending {
+					rec.State, rec.StateReason = api.StateRunning, ""
+				}
+				rec.Ready, rec.ReadyAt, rec.Agent = true, &now, &r
+				if rec.BootStartedAt != nil {
+					rec.BootMs = now.Sub(*rec.BootStartedAt).Milliseconds()
+				}
+				rec.ConsoleOffset = off
+				return nil
+			})
+		case agent.EventError:
+			c.log.Warn("agent reported an error", "id", id, "msg", r.Message)
+		}
+	}
+}
+
+func (c *Controller) recordExit(id string, e engine.Exit) {
+	c.update(id, func(r *instanceRecord) error {
+		r.Handle, r.Ready = nil, false
+		switch r.State {
+		case api.StateStopping:
+			r.State, r.StateReason = api.StateStopped, "stopped by user"
+			if !e.Clean {
+				r.StateReason += " (" + e.Reason + ")"
+			}
+		case api.StateShuttingDown, api.StateTerminated:
+			// TerminateInstance finishes the record.
+		default:
+			if e.Clean {
+				r.State, r.StateReason = api.StateStopped, e.Reason
+			} else {
+				r.State, r.StateReason = api.StateFailed, e.Reason
+			}
+		}
+		return nil
+	})
+	c.log.Info("machine exited", "id", id, "clean", e.Clean, "reason", e.Reason)
+}
