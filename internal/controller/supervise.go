@@ -47,6 +47,12 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 			now := time.Now().UTC()
 			off := tail.off
 			c.update(rt.id, func(r *instanceRecord) error {
+				// Linux may request a reset more than once on its way
+				// down (ACPI, then the keyboard controller); that is one
+				// reboot, not several.
+				if !r.Ready && r.BootStartedAt != nil && now.Sub(*r.BootStartedAt) < time.Second {
+					return nil
+				}
 				r.Ready, r.ReadyAt, r.Agent = false, nil, nil
 				r.BootStartedAt = &now
 				r.BootCount++

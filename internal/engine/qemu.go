@@ -73,7 +73,7 @@ func (q *QEMU) Args(s Spec) []string {
 		"-serial", "chardev:control",
 		"-qmp", "unix:" + filepath.Join(s.Dir, qmpSocket) + ",server=on,wait=off",
 		// QEMU's own seccomp filter: no new processes, no privilege gain.
-		"-sandbox", "on,obtain=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
 }
 

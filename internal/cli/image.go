@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/image"
+)
+
+var imageCommands = map[string]command{
+	"build":    {"build an image from Debian's kernel package and upload it", imageBuild},
+	"list":     {"list images", imageList},
+	"describe": {"show one image with its SHA-384 digests", imageDescribe},
+	"delete":   {"delete an image no instance uses", imageDelete},
+}
+
+func defaultCacheDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/cache/azote"
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "azote")
+	}
+	return filepath.Join(os.TempDir(), "azote-cache")
+}
+
+func defaultAgent() string {
+	if exe, err := os.Executable(); err == nil {
+		return filepath.Join(filepath.Dir(exe), "azote-agent")
+	}
+	return "azote-agent"
+}
+
+func imageBuild(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("image build")
+	name := fs.String("name", "default", "image name")
+	kpkg := fs.String("kernel-package", image.DefaultKernelPackage, "Debian package with the kernel")
+	agent := fs.String("agent", defaultAgent(), "static azote-agent binary to use as init")
+	cache := fs.String("cache", defaultCacheDir(), "download and unpack cache")
+	cmdline := fs.String("cmdline", image.DefaultCmdline, "kernel command line")
+	mods := fs.String("modules", strings.Join(image.DefaultModules, ","), "kernel modules to include (dependencies are added)")
+	if _, err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if !image.ValidName(*name) {
+		return usageError{fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
+	}
+	start := time.Now()
+	opts := image.BuildOptions{
+		KernelPackage: *kpkg, AgentPath: *agent, CacheDir: *cache, Cmdline: *cmdline,
+		Modules:  strings.Split(*mods, ","),
+		Progress: func(s string) { e.progress("  %s", s) },
+	}
+	e.progress("building image %q ...", *name)
+	art, err := image.Build(opts)
+	if err != nil {
+		return err
+	}
+	ksha, isha := image.SHA384Hex(art.Kernel), image.SHA384Hex(art.Initrd)
+	e.progress("  uploading kernel (%d KiB) and initramfs (%d KiB)", len(art.Kernel)/1024, len(art.Initrd)/1024)
+	if err := e.client.PutBlob(ctx, ksha, art.Kernel); err != nil {
+		return err
+	}
+	if err := e.client.PutBlob(ctx, isha, art.Initrd); err != nil {
+		return err
+	}
+	resp, err := e.client.CreateImage(ctx, api.CreateImageRequest{
+		Name: *name, KernelSHA384: ksha, InitrdSHA384: isha, Cmdline: art.Cmdline, KernelVersion: art.KernelVersion,
+	})
+	if err != nil {
+		return err
+	}
+	if resp.Created {
+		e.progress("image %s built in %.1f s", resp.Image.ID, time.Since(start).Seconds())
+	} else {
+		e.progress("image %s already existed with these exact contents", resp.Image.ID)
+	}
+	return showImage(e, resp.Image)
+}
+
+func showImage(e *env, i api.Image) error {
+	if e.output == "json" {
+		return e.json(i)
+	}
+	e.kv([][2]string{
+		{"ID", i.ID}, {"Name", i.Name}, {"Kernel version", i.KernelVersion},
+		{"Kernel SHA-384", i.KernelSHA384}, {"Kernel size", fmt.Sprintf("%d bytes", i.KernelSize)},
+		{"Initrd SHA-384", i.InitrdSHA384}, {"Initrd size", fmt.Sprintf("%d bytes", i.InitrdSize)},
+		{"Command line", i.Cmdline}, {"Command line SHA-384", i.CmdlineSHA384},
+		{"Created", i.CreatedAt.Format(time.RFC3339)},
+	})
+	return nil
+}
+
+func imageList(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("image list")
+	if _, err := e.parse(fs, args); err != nil {
+		return err
+	}
+	list, err := e.client.ListImages(ctx)
+	if err != nil {
+		return err
+	}
+	if e.output == "json" {
+		return e.json(list)
+	}
+	var rows [][]string
+	for _, i := range list {
+		rows = append(rows, []string{i.ID, i.Name, i.KernelVersion, fmt.Sprintf("%.1f", float64(i.KernelSize+i.InitrdSize)/(1<<20)), ago(i.CreatedAt)})
+	}
+	e.table("ID\tNAME\tKERNEL\tSIZE_MIB\tCREATED", rows)
+	return nil
+}
+
+func imageDescribe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("image describe")
+	pos, err := e.parse(fs, args, "IMAGE")
+	if err != nil {
+		return err
+	}
+	img, err := e.client.DescribeImage(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return showImage(e, img)
+}
+
+func imageDelete(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("image delete")
+	pos, err := e.parse(fs, args, "IMAGE")
+	if err != nil {
+		return err
+	}
+	if err := e.client.DeleteImage(ctx, pos[0]); err != nil {
+		return err
+	}
+	if e.output == "json" {
+		return e.json(map[string]string{"deleted": pos[0]})
+	}
+	fmt.Fprintf(e.stdout, "deleted image %s\n", pos[0])
+	return nil
+}

@@ -1,0 +1,254 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+)
+
+var instanceCommands = map[string]command{
+	"run":       {"launch an instance and wait until its agent is ready", instanceRun},
+	"list":      {"list instances", instanceList},
+	"describe":  {"show one instance", instanceDescribe},
+	"console":   {"print the serial console (-f to follow)", instanceConsole},
+	"stop":      {"power an instance off (guest shutdown, then forced)", instanceStop},
+	"start":     {"start a stopped instance", instanceStart},
+	"reboot":    {"reboot an instance's guest", instanceReboot},
+	"terminate": {"end an instance and delete its files", instanceTerminate},
+	"modify":    {"change instance attributes (--termination-protection)", instanceModify},
+}
+
+func instanceRun(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance run")
+	var req api.RunInstanceRequest
+	fs.StringVar(&req.Name, "name", "", "instance name (default: its id)")
+	fs.StringVar(&req.Image, "image", "default", "image id or name")
+	fs.IntVar(&req.VCPUs, "vcpus", 1, "virtual CPUs")
+	fs.IntVar(&req.MemoryMiB, "memory", 256, "memory in MiB")
+	fs.BoolVar(&req.TerminationProtection, "termination-protection", false, "refuse terminate until turned off")
+	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
+	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
+	if _, err := e.parse(fs, args); err != nil {
+		return err
+	}
+	start := time.Now()
+	e.progress("launching %d vCPU / %d MiB instance from image %s ...", req.VCPUs, req.MemoryMiB, req.Image)
+	inst, err := e.client.RunInstance(ctx, req)
+	if err != nil {
+		return err
+	}
+	e.progress("%s launched (engine %s/%s, pid %d); waiting for the guest agent ...", inst.ID, inst.Engine, inst.Accel, inst.PID)
+	if !*noWait {
+		if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
+			return err
+		}
+		e.progress("%s is running: agent ready %d ms after launch (%.2f s since this command started)",
+			inst.ID, inst.BootMs, time.Since(start).Seconds())
+	}
+	return showInstance(e, inst)
+}
+
+// waitReady waits until the instance reports ready in a boot after
+// afterBoot-1, or fails if it stops or fails first.
+func waitReady(ctx context.Context, e *env, id string, boot int, timeout time.Duration) (api.Instance, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	inst, err := e.client.WaitInstance(wctx, id, func(i api.Instance) bool {
+		switch i.State {
+		case api.StateFailed, api.StateStopped, api.StateTerminated:
+			return true
+		}
+		return i.Ready && i.BootCount >= boot
+	})
+	if err != nil {
+		return inst, err
+	}
+	if !inst.Ready {
+		return inst, api.Errorf(api.CodeIncorrectInstanceState, "instance %s became %s before it was ready: %s", id, inst.State, inst.StateReason)
+	}
+	return inst, nil
+}
+
+func instanceList(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance list")
+	if _, err := e.parse(fs, args); err != nil {
+		return err
+	}
+	list, err := e.client.ListInstances(ctx)
+	if err != nil {
+		return err
+	}
+	if e.output == "json" {
+		return e.json(list)
+	}
+	var rows [][]string
+	for _, i := range list {
+		boot := ""
+		if i.BootMs > 0 {
+			boot = strconv.FormatInt(i.BootMs, 10) + " ms"
+		}
+		rows = append(rows, []string{i.ID, i.Name, i.State, strconv.Itoa(i.VCPUs), strconv.Itoa(i.MemoryMiB),
+			i.ImageID, i.Engine + "/" + i.Accel, boot, ago(i.CreatedAt)})
+	}
+	e.table("ID\tNAME\tSTATE\tVCPUS\tMEMORY_MIB\tIMAGE\tENGINE\tBOOT\tCREATED", rows)
+	return nil
+}
+
+func showInstance(e *env, i api.Instance) error {
+	if e.output == "json" {
+		return e.json(i)
+	}
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Format(time.RFC3339Nano)
+	}
+	pairs := [][2]string{
+		{"ID", i.ID}, {"Name", i.Name}, {"State", i.State}, {"Reason", i.StateReason},
+		{"Image", i.ImageID}, {"vCPUs", strconv.Itoa(i.VCPUs)}, {"Memory", fmt.Sprintf("%d MiB", i.MemoryMiB)},
+		{"Termination protection", strconv.FormatBool(i.TerminationProtection)},
+		{"Engine", i.Engine + " (accel " + i.Accel + ")"},
+		{"PID", func() string {
+			if i.PID == 0 {
+				return ""
+			}
+			return strconv.Itoa(i.PID)
+		}()},
+		{"Command line", i.Cmdline}, {"Command line SHA-384", i.CmdlineSHA384},
+		{"Created", i.CreatedAt.Format(time.RFC3339Nano)}, {"Launched", ts(i.LaunchedAt)}, {"Ready", ts(i.ReadyAt)},
+		{"Boots", strconv.Itoa(i.BootCount)},
+	}
+	if i.BootMs > 0 {
+		pairs = append(pairs, [2]string{"Boot time", fmt.Sprintf("%d ms (launch to agent ready)", i.BootMs)})
+	}
+	if a := i.Agent; a != nil {
+		pairs = append(pairs,
+			[2]string{"Guest timings", fmt.Sprintf("kernel start to init %d ms, init to ready %d ms", a.InitMs, a.ReadyMs-a.InitMs)},
+			[2]string{"Guest sees", fmt.Sprintf("%d vCPUs, %d KiB RAM (MemTotal %d KiB), %d modules loaded", a.VCPUs, a.MemRAMKiB, a.MemTotalKiB, a.Modules)})
+	}
+	e.kv(pairs)
+	return nil
+}
+
+func instanceDescribe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance describe")
+	pos, err := e.parse(fs, args, "INSTANCE")
+	if err != nil {
+		return err
+	}
+	inst, err := e.client.DescribeInstance(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return showInstance(e, inst)
+}
+
+func instanceConsole(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance console")
+	follow := fs.Bool("f", false, "follow new output until interrupted")
+	tail := fs.Int64("tail", 64<<10, "bytes of earlier output to print")
+	pos, err := e.parse(fs, args, "INSTANCE")
+	if err != nil {
+		return err
+	}
+	return e.client.Console(ctx, pos[0], *tail, *follow, e.stdout)
+}
+
+func instanceStop(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance stop")
+	force := fs.Bool("force", false, "end the machine at once instead of asking the guest")
+	pos, err := e.parse(fs, args, "INSTANCE")
+	if err != nil {
+		return err
+	}
+	e.progress("stopping %s ...", pos[0])
+	inst, err := e.client.InstanceAction(ctx, pos[0], "stop", api.StopInstanceRequest{Force: *force})
+	if err != nil {
+		return err
+	}
+	return showInstance(e, inst)
+}
+
+func instanceStart(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance start")
+	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
+	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
+	pos, err := e.parse(fs, args, "INSTANCE")
+	if err != nil {
+		return err
+	}
+	inst, err := e.client.InstanceAction(ctx, pos[0], "start", nil)
+	if err != nil {
+		return err
+	}
+	e.progress("%s launched (pid %d); waiting for the guest agent ...", inst.ID, inst.PID)
+	if !*noWait {
+		if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
+			return err
+		}
+		e.progress("%s is running: agent ready %d ms after launch", inst.ID, inst.BootMs)
+	}
+	return showInstance(e, inst)
+}
+
+func instanceReboot(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance reboot")
+	noWait := fs.Bool("no-wait", false, "return once the guest was asked to reboot")
+	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
+	pos, err := e.parse(fs, args, "INSTANCE")
+	if err != nil {
+		return err
+	}
+	inst, err := e.client.InstanceAction(ctx, pos[0], "reboot", nil)
+	if err != nil {
+		return err
+	}
+	if !*noWait {
+		e.progress("rebooting %s; waiting for the guest agent ...", inst.ID)
+		if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount+1, *timeout); err != nil {
+			return err
+		}
+		e.progress("%s is running again: agent ready %d ms after reset", inst.ID, inst.BootMs)
+	}
+	return showInstance(e, inst)
+}
+
+func instanceTerminate(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance terminate")
+	pos, err := e.parse(fs, args, "INSTANCE")
+	if err != nil {
+		return err
+	}
+	e.progress("terminating %s ...", pos[0])
+	inst, err := e.client.InstanceAction(ctx, pos[0], "terminate", nil)
+	if err != nil {
+		return err
+	}
+	return showInstance(e, inst)
+}
+
+func instanceModify(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("instance modify")
+	var req api.ModifyInstanceRequest
+	fs.Func("termination-protection", "true or false", func(s string) error {
+		b, err := strconv.ParseBool(s)
+		req.TerminationProtection = &b
+		return err
+	})
+	pos, err := e.parse(fs, args, "INSTANCE")
+	if err != nil {
+		return err
+	}
+	if req.TerminationProtection == nil {
+		return usageError{"nothing to change: give --termination-protection=true|false"}
+	}
+	inst, err := e.client.ModifyInstance(ctx, pos[0], req)
+	if err != nil {
+		return err
+	}
+	return showInstance(e, inst)
+}
