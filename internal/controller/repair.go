@@ -71,13 +71,12 @@ func (c *Controller) repairOne(rec instanceRecord) error {
 	m, err := c.engine.Adopt(*rec.Handle, c.spec(rec, "", ""))
 	if err != nil {
 		c.engine.Sweep(id)
-		switch rec.State {
-		case api.StateShuttingDown:
-			_, err = c.finishTerminate(id)
-		default:
-			c.recordExitWhileDown(rec)
+		if rec.State == api.StateShuttingDown {
+			_, err := c.finishTerminate(id)
+			return err
 		}
-		return err
+		c.recordExitWhileDown(rec)
+		return nil
 	}
 	rt := c.runtime(id)
 	c.startSupervisor(rt, m, rec.ConsoleOffset)

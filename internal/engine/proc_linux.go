@@ -13,7 +13,8 @@ import (
 )
 
 // procStartTime reads field 22 (starttime) of /proc/<pid>/stat. Together
-// with the pid it names a process uniquely across pid reuse.
+// with the pid it names a process uniquely across pid reuse. A zombie
+// counts as gone.
 func procStartTime(pid int) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -29,6 +30,10 @@ func procStartTime(pid int) (uint64, error) {
 	// fields[0] is field 3 (state); starttime is field 22.
 	if len(fields) < 20 {
 		return 0, fmt.Errorf("engine: short /proc/%d/stat", pid)
+	}
+	if fields[0] == "Z" || fields[0] == "X" {
+		// Exited, waiting to be reaped by whoever is its parent now.
+		return 0, fmt.Errorf("engine: process %d has exited", pid)
 	}
 	return strconv.ParseUint(fields[19], 10, 64)
 }
