@@ -38,7 +38,10 @@ var nouns = map[string]map[string]command{
 }
 
 // usageError is a mistake on the command line (exit status 2).
-type usageError struct{ msg string }
+type usageError struct {
+	msg     string
+	printed bool // the flag package already told the user
+}
 
 func (u usageError) Error() string { return u.msg }
 
@@ -76,7 +79,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	var ue usageError
 	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
-		if !errors.Is(err, flag.ErrHelp) {
+		if !errors.Is(err, flag.ErrHelp) && !ue.printed {
 			fmt.Fprintf(stderr, "azote %s %s: %s\n", args[0], args[1], ue.msg)
 		}
 		return 2
@@ -129,7 +132,10 @@ func (e *env) parse(fs *flag.FlagSet, args []string, positional ...string) ([]st
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{msg: err.Error(), printed: true}
 		}
 		if fs.NArg() == 0 {
 			break
@@ -142,10 +148,10 @@ func (e *env) parse(fs *flag.FlagSet, args []string, positional ...string) ([]st
 		if len(positional) > 0 {
 			want = strings.Join(positional, " ")
 		}
-		return nil, usageError{fmt.Sprintf("want %s, got %d argument(s)", want, len(pos))}
+		return nil, usageError{msg: fmt.Sprintf("want %s, got %d argument(s)", want, len(pos))}
 	}
 	if e.output != "table" && e.output != "json" {
-		return nil, usageError{fmt.Sprintf("-o %q: want table or json", e.output)}
+		return nil, usageError{msg: fmt.Sprintf("-o %q: want table or json", e.output)}
 	}
 	e.client = api.NewClient(e.socket)
 	return pos, nil

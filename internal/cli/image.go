@@ -48,7 +48,7 @@ func imageBuild(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if !image.ValidName(*name) {
-		return usageError{fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
+		return usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
 	}
 	start := time.Now()
 	opts := image.BuildOptions{

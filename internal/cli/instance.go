@@ -244,7 +244,7 @@ func instanceModify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if req.TerminationProtection == nil {
-		return usageError{"nothing to change: give --termination-protection=true|false"}
+		return usageError{msg: "nothing to change: give --termination-protection=true|false"}
 	}
 	inst, err := e.client.ModifyInstance(ctx, pos[0], req)
 	if err != nil {
