@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs all of them: lint (go vet,
+# staticcheck), unit tests with the race detector, short fuzz runs, and the
+# end-to-end tests that boot real Linux guests through azoted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+need_root
+ensure_packages qemu-system-x86 ca-certificates cpio
+ensure_go
+
+say "lint: gofmt, go vet, staticcheck"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$unformatted" ] || die "gofmt needed: $unformatted"
+go vet ./...
+go tool staticcheck ./...
+
+say "unit tests (race detector)"
+go test -race -count=1 $(go list ./... | grep -v /test/e2e)
+
+say "fuzz (10 s per target)"
+fuzz_targets() {
+	grep -rl --include='*_test.go' '^func Fuzz' internal | while read -r f; do
+		pkg=./$(dirname "$f")
+		grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | while read -r fn; do echo "$pkg $fn"; done
+	done
+}
+fuzz_targets | while read -r pkg fn; do
+	go test "$pkg" -run '^$' -fuzz "^$fn\$" -fuzztime 10s >/dev/null || die "fuzz $pkg $fn failed"
+	echo "ok   $pkg $fn"
+done
+
+say "end-to-end tests (real guests under QEMU through azoted)"
+set +o pipefail
+go test -count=1 -timeout 20m -v ./test/e2e 2>&1 | grep -v -E '^\s*$'
+status=${PIPESTATUS[0]}
+set -o pipefail
+[ "$status" = 0 ] || die "end-to-end tests failed"
+say "all tests passed"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Sets azote up on a fresh Debian 12 machine and boots a guest: installs
+# what is missing, builds, (re)starts azoted, builds the default image and
+# runs an instance named "demo". Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+STATE_DIR=${AZOTE_STATE_DIR:-/var/lib/azote}
+export AZOTE_SOCKET=${AZOTE_SOCKET:-/run/azote/azoted.sock}
+VCPUS=${AZOTE_VCPUS:-2}
+MEMORY=${AZOTE_MEMORY_MIB:-512}
+
+need_root
+ensure_packages qemu-system-x86 ca-certificates
+ensure_go
+build
+azote=bin/azote
+
+# (Re)start azoted. Instances keep running across the restart and are
+# re-adopted by the new azoted.
+mkdir -p "$STATE_DIR"
+pidfile=$STATE_DIR/azoted.pid
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+	say "restarting azoted (pid $(cat "$pidfile")); running instances are re-adopted"
+	kill -TERM "$(cat "$pidfile")"
+	for _ in $(seq 100); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+fi
+say "starting azoted (state $STATE_DIR, socket $AZOTE_SOCKET, log $STATE_DIR/azoted.log)"
+setsid bin/azoted --state-dir "$STATE_DIR" --socket "$AZOTE_SOCKET" >>"$STATE_DIR/azoted.log" 2>&1 </dev/null &
+echo $! >"$pidfile"
+for _ in $(seq 150); do $azote host info >/dev/null 2>&1 && break; sleep 0.1; done
+$azote host info >/dev/null 2>&1 || { tail -20 "$STATE_DIR/azoted.log" >&2; die "azoted did not start"; }
+$azote host info
+
+if $azote image describe default >/dev/null 2>&1; then
+	say "image default exists"
+else
+	say "building image default from Debian's kernel package"
+	$azote image build --name default --agent bin/azote-agent >/dev/null
+fi
+$azote image describe default
+
+# One demo instance: replace the one an earlier run left.
+if id=$($azote instance describe demo -o json 2>/dev/null | sed -n 's/^  "id": "\(.*\)",$/\1/p') && [ -n "$id" ] &&
+	[ "$($azote instance describe demo -o json | sed -n 's/^  "state": "\(.*\)",$/\1/p')" != terminated ]; then
+	say "terminating the previous demo instance $id"
+	$azote instance terminate "$id" >/dev/null
+fi
+say "booting instance demo ($VCPUS vCPUs, $MEMORY MiB)"
+$azote instance run --name demo --vcpus "$VCPUS" --memory "$MEMORY" >/dev/null
+echo
+$azote instance describe demo | grep -E '^(ID|State|Engine|Boot time|Guest timings|Guest sees):'
+echo
+say "console tail"
+$azote instance console demo --tail 1500
+echo
+cat <<MSG
+The guest keeps running. Try:
+  bin/azote instance list
+  bin/azote instance console demo -f      # Ctrl-C to leave
+  bin/azote instance stop demo            # or start, reboot, terminate
+To stop everything:
+  bin/azote instance terminate demo && kill \$(cat $pidfile)
+MSG
