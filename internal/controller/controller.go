@@ -126,6 +126,10 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newController(cfg, log, eng, host)
+}
+
+func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinfo.Info) (*Controller, error) {
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return nil, fmt.Errorf("%w (is another azoted using %s?)", err, cfg.StateDir)
@@ -190,4 +194,3 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	return l, nil
 }
-

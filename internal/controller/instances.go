@@ -318,11 +318,12 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	if !c.blobs.Has(img.KernelSHA384) || !c.blobs.Has(img.InitrdSHA384) {
 		return rec, api.Errorf(api.CodeEngineFailure, "image %s: a blob is missing from the store", img.ID)
 	}
-	dir := c.instanceDir(rec.ID)
 	spec := c.spec(rec, kernel, initrd)
 	// The launch must not be half-done because a client went away.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	// Everything the guest prints from here on is this boot's.
+	consoleStart := consoleEnd(spec.ConsolePath)
 	m, err := c.engine.Launch(lctx, spec)
 	if err != nil {
 		return rec, api.Errorf(api.CodeEngineFailure, "%v", err)
@@ -335,7 +336,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 		r.LaunchedAt, r.BootStartedAt = &now, &now
 		r.Ready, r.ReadyAt, r.Agent = false, nil, nil
 		r.BootCount++
-		r.ConsoleOffset = consoleEnd(consolePath(dir))
+		r.ConsoleOffset = consoleStart
 		return nil
 	})
 	if err != nil {
@@ -540,4 +541,3 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 	}
 	return rec, err
 }
-
