@@ -46,23 +46,23 @@ type StopInstanceRequest struct {
 
 // Instance is the public view of an instance.
 type Instance struct {
-	ID                    string        `json:"id"`
-	Name                  string        `json:"name"`
-	State                 string        `json:"state"`
-	StateReason           string        `json:"state_reason,omitempty"`
-	ImageID               string        `json:"image_id"`
-	VCPUs                 int           `json:"vcpus"`
-	MemoryMiB             int           `json:"memory_mib"`
-	TerminationProtection bool          `json:"termination_protection"`
-	Engine                string        `json:"engine,omitempty"`
-	Accel                 string        `json:"accel,omitempty"`
-	Cmdline               string        `json:"cmdline,omitempty"`
-	CmdlineSHA384         string        `json:"cmdline_sha384,omitempty"`
-	PID                   int           `json:"pid,omitempty"`
-	CreatedAt             time.Time     `json:"created_at"`
-	LaunchedAt            *time.Time    `json:"launched_at,omitempty"`
-	ReadyAt               *time.Time    `json:"ready_at,omitempty"`
-	Ready                 bool          `json:"ready"`
+	ID                    string     `json:"id"`
+	Name                  string     `json:"name"`
+	State                 string     `json:"state"`
+	StateReason           string     `json:"state_reason,omitempty"`
+	ImageID               string     `json:"image_id"`
+	VCPUs                 int        `json:"vcpus"`
+	MemoryMiB             int        `json:"memory_mib"`
+	TerminationProtection bool       `json:"termination_protection"`
+	Engine                string     `json:"engine,omitempty"`
+	Accel                 string     `json:"accel,omitempty"`
+	Cmdline               string     `json:"cmdline,omitempty"`
+	CmdlineSHA384         string     `json:"cmdline_sha384,omitempty"`
+	PID                   int        `json:"pid,omitempty"`
+	CreatedAt             time.Time  `json:"created_at"`
+	LaunchedAt            *time.Time `json:"launched_at,omitempty"`
+	ReadyAt               *time.Time `json:"ready_at,omitempty"`
+	Ready                 bool       `json:"ready"`
 	// BootMs is the host-side time from engine launch to the agent's ready
 	// line; BootCount counts boots (launches and guest reboots).
 	BootMs    int64         `json:"boot_ms,omitempty"`
