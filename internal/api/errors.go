@@ -29,7 +29,6 @@ const (
 	CodeEngineFailure          Code = "EngineFailure"
 	CodeAccessDenied           Code = "AccessDenied"
 	CodeNotFound               Code = "NotFound"
-	CodeMethodNotAllowed       Code = "MethodNotAllowed"
 	CodeTimeout                Code = "Timeout"
 	CodeInternal               Code = "InternalError"
 )
@@ -53,7 +52,6 @@ var codeStatus = map[Code]int{
 	CodeEngineFailure:          http.StatusInternalServerError,
 	CodeAccessDenied:           http.StatusForbidden,
 	CodeNotFound:               http.StatusNotFound,
-	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
 	CodeTimeout:                http.StatusRequestTimeout,
 	CodeInternal:               http.StatusInternalServerError,
 }

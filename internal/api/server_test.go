@@ -1,0 +1,129 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stubBackend accepts what it is given; it checks the handler's decoding
+// and error mapping, not the controller.
+type stubBackend struct{ got RunInstanceRequest }
+
+func (s *stubBackend) HostInfo(context.Context) HostInfo { return HostInfo{Engine: "stub"} }
+func (s *stubBackend) RunInstance(_ context.Context, r RunInstanceRequest) (Instance, error) {
+	s.got = r
+	if r.VCPUs < 1 {
+		return Instance{}, Errorf(CodeInvalidVCPUCount, "vcpus %d", r.VCPUs)
+	}
+	return Instance{ID: "i-1", Name: r.Name, VCPUs: r.VCPUs}, nil
+}
+func (s *stubBackend) ListInstances(context.Context) ([]Instance, error) {
+	panic("a handler bug") // must come back as InternalError, not a crash
+}
+func (s *stubBackend) DescribeInstance(_ context.Context, ref string, after uint64, wait time.Duration) (Instance, error) {
+	return Instance{ID: ref, Revision: after}, nil
+}
+func (s *stubBackend) ModifyInstance(context.Context, string, ModifyInstanceRequest) (Instance, error) {
+	return Instance{}, nil
+}
+func (s *stubBackend) StopInstance(context.Context, string, StopInstanceRequest) (Instance, error) {
+	return Instance{}, io.ErrUnexpectedEOF // an uncoded error: its text must not leak
+}
+func (s *stubBackend) StartInstance(context.Context, string) (Instance, error)     { return Instance{}, nil }
+func (s *stubBackend) RebootInstance(context.Context, string) (Instance, error)    { return Instance{}, nil }
+func (s *stubBackend) TerminateInstance(context.Context, string) (Instance, error) { return Instance{}, nil }
+func (s *stubBackend) Console(_ context.Context, _ string, _ int64, _ bool, w io.Writer, flush func()) error {
+	w.Write([]byte("console bytes"))
+	flush()
+	return nil
+}
+func (s *stubBackend) PutBlob(context.Context, string, io.Reader) error { return nil }
+func (s *stubBackend) CreateImage(context.Context, CreateImageRequest) (CreateImageResponse, error) {
+	return CreateImageResponse{}, nil
+}
+func (s *stubBackend) ListImages(context.Context) ([]Image, error)           { return nil, nil }
+func (s *stubBackend) DescribeImage(context.Context, string) (Image, error) { return Image{}, nil }
+func (s *stubBackend) DeleteImage(context.Context, string) error            { return nil }
+
+func do(t testing.TB, h http.Handler, method, path string, body []byte) (int, []byte) {
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
+}
+
+func TestHandlerErrors(t *testing.T) {
+	h := NewHandler(&stubBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		code                     Code
+	}{
+		{"malformed", "POST", "/v1/instances", "{", 400, CodeMalformedRequest},
+		{"unknown field", "POST", "/v1/instances", `{"vcpus":1,"x":1}`, 400, CodeMalformedRequest},
+		{"two values", "POST", "/v1/instances", `{"vcpus":1}{"vcpus":2}`, 400, CodeMalformedRequest},
+		{"too large", "POST", "/v1/instances", `{"name":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, 413, CodeRequestTooLarge},
+		{"backend code", "POST", "/v1/instances", `{"vcpus":0}`, 400, CodeInvalidVCPUCount},
+		{"panic", "GET", "/v1/instances", "", 500, CodeInternal},
+		{"uncoded error", "POST", "/v1/instances/x/stop", "", 500, CodeInternal},
+		{"bad after", "GET", "/v1/instances/x?after=-1", "", 400, CodeInvalidParameter},
+		{"wait too long", "GET", "/v1/instances/x?wait=1h", "", 400, CodeInvalidParameter},
+		{"bad tail", "GET", "/v1/instances/x/console?tail=many", "", 400, CodeInvalidParameter},
+		{"wrong method", "DELETE", "/v1/host", "", 404, CodeNotFound},
+		{"unknown path", "GET", "/nope", "", 404, CodeNotFound},
+	} {
+		status, body := do(t, h, tc.method, tc.path, []byte(tc.body))
+		if status != tc.status {
+			t.Errorf("%s: status %d, want %d (%s)", tc.name, status, tc.status, body)
+			continue
+		}
+		if tc.code == "" {
+			continue
+		}
+		var e Error
+		if err := json.Unmarshal(body, &e); err != nil || e.Code != tc.code {
+			t.Errorf("%s: body %s, want code %s", tc.name, body, tc.code)
+		}
+		if tc.code == CodeInternal && strings.Contains(e.Message, "EOF") {
+			t.Errorf("%s: internal error text leaked: %q", tc.name, e.Message)
+		}
+	}
+	status, body := do(t, h, "GET", "/v1/instances/x/console", nil)
+	if status != 200 || string(body) != "console bytes" {
+		t.Errorf("console: %d %q", status, body)
+	}
+}
+
+func FuzzRunInstanceBody(f *testing.F) {
+	f.Add([]byte(`{"name":"a","image":"default","vcpus":1,"memory_mib":128}`))
+	f.Add([]byte(`{"vcpus":1e999}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte("\xff\xfe"))
+	b := &stubBackend{}
+	h := NewHandler(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		status, out := do(t, h, "POST", "/v1/instances", body)
+		switch {
+		case status == 200:
+			var inst Instance
+			if err := json.Unmarshal(out, &inst); err != nil || inst.VCPUs < 1 {
+				t.Fatalf("200 with %s", out)
+			}
+		case status == 400 || status == 413:
+			var e Error
+			if err := json.Unmarshal(out, &e); err != nil || e.Code == "" || e.Message == "" {
+				t.Fatalf("%d without a coded error: %s", status, out)
+			}
+		default:
+			t.Fatalf("status %d for body %q: %s", status, body, out)
+		}
+	})
+}
