@@ -21,6 +21,14 @@ ensure_packages() {
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 }
 
+# ensure_apt_lists makes sure apt-get download can find the kernel and
+# busybox packages that images are built from.
+ensure_apt_lists() {
+	apt-cache show linux-image-cloud-amd64 busybox-static >/dev/null 2>&1 && return 0
+	say "updating the package lists"
+	apt-get update -q >/dev/null || die "apt-get update failed"
+}
+
 ensure_go() {
 	export PATH="$PATH:/usr/local/go/bin"
 	command -v go >/dev/null || die "Go is not installed (want Go 1.26 at /usr/local/go)"

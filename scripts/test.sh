@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 need_root
 ensure_packages qemu-system-x86 ca-certificates cpio
+ensure_apt_lists
 ensure_go
 
 say "lint: gofmt, go vet, staticcheck"

@@ -13,6 +13,7 @@ MEMORY=${AZOTE_MEMORY_MIB:-512}
 
 need_root
 ensure_packages qemu-system-x86 ca-certificates
+ensure_apt_lists
 ensure_go
 build
 azote=bin/azote

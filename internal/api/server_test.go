@@ -37,9 +37,15 @@ func (s *stubBackend) ModifyInstance(context.Context, string, ModifyInstanceRequ
 func (s *stubBackend) StopInstance(context.Context, string, StopInstanceRequest) (Instance, error) {
 	return Instance{}, io.ErrUnexpectedEOF // an uncoded error: its text must not leak
 }
-func (s *stubBackend) StartInstance(context.Context, string) (Instance, error)     { return Instance{}, nil }
-func (s *stubBackend) RebootInstance(context.Context, string) (Instance, error)    { return Instance{}, nil }
-func (s *stubBackend) TerminateInstance(context.Context, string) (Instance, error) { return Instance{}, nil }
+func (s *stubBackend) StartInstance(context.Context, string) (Instance, error) {
+	return Instance{}, nil
+}
+func (s *stubBackend) RebootInstance(context.Context, string) (Instance, error) {
+	return Instance{}, nil
+}
+func (s *stubBackend) TerminateInstance(context.Context, string) (Instance, error) {
+	return Instance{}, nil
+}
 func (s *stubBackend) Console(_ context.Context, _ string, _ int64, _ bool, w io.Writer, flush func()) error {
 	w.Write([]byte("console bytes"))
 	flush()
@@ -49,7 +55,7 @@ func (s *stubBackend) PutBlob(context.Context, string, io.Reader) error { return
 func (s *stubBackend) CreateImage(context.Context, CreateImageRequest) (CreateImageResponse, error) {
 	return CreateImageResponse{}, nil
 }
-func (s *stubBackend) ListImages(context.Context) ([]Image, error)           { return nil, nil }
+func (s *stubBackend) ListImages(context.Context) ([]Image, error)          { return nil, nil }
 func (s *stubBackend) DescribeImage(context.Context, string) (Image, error) { return Image{}, nil }
 func (s *stubBackend) DeleteImage(context.Context, string) error            { return nil }
 

@@ -180,6 +180,22 @@ func (c *Controller) resolve(ref string) (instanceRecord, error) {
 	return instanceRecord{}, api.Errorf(api.CodeInstanceNotFound, "no instance %q", ref)
 }
 
+// lockInstance resolves ref, takes the instance's operation lock and reads
+// the record again under it. The caller must call unlock.
+func (c *Controller) lockInstance(ref string) (instanceRecord, *instanceRuntime, func(), error) {
+	rec, err := c.resolve(ref)
+	if err != nil {
+		return rec, nil, nil, err
+	}
+	rt := c.runtime(rec.ID)
+	rt.opMu.Lock()
+	if rec, err = c.get(rec.ID); err != nil {
+		rt.opMu.Unlock()
+		return rec, nil, nil, err
+	}
+	return rec, rt, rt.opMu.Unlock, nil
+}
+
 func badState(rec instanceRecord, op string) error {
 	return api.Errorf(api.CodeIncorrectInstanceState, "cannot %s instance %s in state %s", op, rec.ID, rec.State)
 }
@@ -378,13 +394,11 @@ func (c *Controller) ModifyInstance(_ context.Context, ref string, req api.Modif
 // StopInstance implements api.Backend: ask the agent to power off, wait
 // up to the stop timeout, then end the machine from the host.
 func (c *Controller) StopInstance(ctx context.Context, ref string, req api.StopInstanceRequest) (api.Instance, error) {
-	rec, err := c.resolve(ref)
+	rec, rt, unlock, err := c.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
-	rt := c.runtime(rec.ID)
-	rt.opMu.Lock()
-	defer rt.opMu.Unlock()
+	defer unlock()
 	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
 		if r.State != api.StateRunning && r.State != api.StatePending {
 			return badState(*r, "stop")
@@ -437,16 +451,11 @@ func (c *Controller) endMachine(ctx context.Context, rt *instanceRuntime, polite
 
 // StartInstance implements api.Backend.
 func (c *Controller) StartInstance(ctx context.Context, ref string) (api.Instance, error) {
-	rec, err := c.resolve(ref)
+	rec, rt, unlock, err := c.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
-	rt := c.runtime(rec.ID)
-	rt.opMu.Lock()
-	defer rt.opMu.Unlock()
-	if rec, err = c.get(rec.ID); err != nil {
-		return api.Instance{}, err
-	}
+	defer unlock()
 	if rec.State != api.StateStopped && rec.State != api.StateFailed {
 		return rec.view(), badState(rec, "start")
 	}
@@ -471,16 +480,11 @@ func (c *Controller) StartInstance(ctx context.Context, ref string) (api.Instanc
 // RebootInstance implements api.Backend: the agent reboots the guest; the
 // machine stays up, the boot count grows and ready is reported again.
 func (c *Controller) RebootInstance(ctx context.Context, ref string) (api.Instance, error) {
-	rec, err := c.resolve(ref)
+	rec, rt, unlock, err := c.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
-	rt := c.runtime(rec.ID)
-	rt.opMu.Lock()
-	defer rt.opMu.Unlock()
-	if rec, err = c.get(rec.ID); err != nil {
-		return api.Instance{}, err
-	}
+	defer unlock()
 	if rec.State != api.StateRunning || !rec.Ready {
 		return rec.view(), badState(rec, "reboot")
 	}
@@ -497,16 +501,11 @@ func (c *Controller) RebootInstance(ctx context.Context, ref string) (api.Instan
 // TerminateInstance implements api.Backend: end the machine, delete the
 // instance's files, and keep the record as terminated.
 func (c *Controller) TerminateInstance(ctx context.Context, ref string) (api.Instance, error) {
-	rec, err := c.resolve(ref)
+	rec, rt, unlock, err := c.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
-	rt := c.runtime(rec.ID)
-	rt.opMu.Lock()
-	defer rt.opMu.Unlock()
-	if rec, err = c.get(rec.ID); err != nil {
-		return api.Instance{}, err
-	}
+	defer unlock()
 	if rec.State == api.StateTerminated {
 		return rec.view(), nil
 	}

@@ -7,23 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 )
-
-// Image is the stored record of a guest image. Digests are lowercase hex
-// SHA-384, the hash measured launch extends into PCRs.
-type Image struct {
-	ID            string    `json:"id"`
-	Name          string    `json:"name"`
-	KernelSHA384  string    `json:"kernel_sha384"`
-	InitrdSHA384  string    `json:"initrd_sha384"`
-	Cmdline       string    `json:"cmdline"`
-	CmdlineSHA384 string    `json:"cmdline_sha384"`
-	KernelVersion string    `json:"kernel_version,omitempty"`
-	KernelSize    int64     `json:"kernel_size"`
-	InitrdSize    int64     `json:"initrd_size"`
-	CreatedAt     time.Time `json:"created_at"`
-}
 
 // SHA384Hex returns the lowercase hex SHA-384 of b.
 func SHA384Hex(b []byte) string {
