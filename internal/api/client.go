@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -56,7 +57,11 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		ct := "application/json"
+		if strings.HasPrefix(path, "/v1/blobs/") {
+			ct = "application/octet-stream"
+		}
+		req.Header.Set("Content-Type", ct)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -34,7 +34,8 @@ type Backend interface {
 	CreateImage(ctx context.Context, r CreateImageRequest) (CreateImageResponse, error)
 	ListImages(ctx context.Context) ([]Image, error)
 	DescribeImage(ctx context.Context, ref string) (Image, error)
-	DeleteImage(ctx context.Context, ref string) error
+	// DeleteImage returns the id of the image it deleted.
+	DeleteImage(ctx context.Context, ref string) (string, error)
 }
 
 // MaxWait bounds a long poll.
@@ -70,8 +71,8 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		h.reply(w, r, img, err)
 	})
 	mux.HandleFunc("DELETE /v1/images/{ref}", func(w http.ResponseWriter, r *http.Request) {
-		err := b.DeleteImage(r.Context(), r.PathValue("ref"))
-		h.reply(w, r, map[string]string{"deleted": r.PathValue("ref")}, err)
+		id, err := b.DeleteImage(r.Context(), r.PathValue("ref"))
+		h.reply(w, r, map[string]string{"deleted": id}, err)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, Errorf(CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
@@ -133,7 +134,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) *Error {
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeMalformedRequest, "request body: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return Errorf(CodeMalformedRequest, "request body: data after the JSON value")
 	}
 	return nil
@@ -187,6 +188,14 @@ func (h *handler) instanceAction(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("ref")
 	var inst Instance
 	var err error
+	if a := r.PathValue("action"); a != "stop" {
+		// These take no parameters: any field in a body is an error.
+		var none struct{}
+		if e := decode(w, r, &none); e != nil {
+			writeError(w, e)
+			return
+		}
+	}
 	switch r.PathValue("action") {
 	case "stop":
 		var req StopInstanceRequest
@@ -276,8 +285,8 @@ func writeError(w http.ResponseWriter, e *Error) {
 	writeJSON(w, e.Status(), e)
 }
 
-// Serve serves h on l until ctx ends. Every connection is checked with
-// allow before any request on it is read.
+// Serve serves h on l until ctx ends. Every request is checked with allow
+// against the connection it came on before it is routed.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, allow func(net.Conn) error) error {
 	srv := &http.Server{
 		Handler:           guard(h, allow),
@@ -305,12 +314,12 @@ type connKey struct{}
 func guard(next http.Handler, allow func(net.Conn) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := r.Context().Value(connKey{}).(net.Conn)
-		if c == nil || allow(c) != nil {
-			msg := "caller not allowed"
-			if c != nil {
-				msg = allow(c).Error()
-			}
-			writeError(w, Errorf(CodeAccessDenied, "%s", msg))
+		err := errors.New("caller not allowed")
+		if c != nil {
+			err = allow(c)
+		}
+		if err != nil {
+			writeError(w, Errorf(CodeAccessDenied, "%s", err.Error()))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -57,7 +57,7 @@ func (s *stubBackend) CreateImage(context.Context, CreateImageRequest) (CreateIm
 }
 func (s *stubBackend) ListImages(context.Context) ([]Image, error)          { return nil, nil }
 func (s *stubBackend) DescribeImage(context.Context, string) (Image, error) { return Image{}, nil }
-func (s *stubBackend) DeleteImage(context.Context, string) error            { return nil }
+func (s *stubBackend) DeleteImage(context.Context, string) (string, error) { return "", nil }
 
 func do(t testing.TB, h http.Handler, method, path string, body []byte) (int, []byte) {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
@@ -76,6 +76,8 @@ func TestHandlerErrors(t *testing.T) {
 		{"malformed", "POST", "/v1/instances", "{", 400, CodeMalformedRequest},
 		{"unknown field", "POST", "/v1/instances", `{"vcpus":1,"x":1}`, 400, CodeMalformedRequest},
 		{"two values", "POST", "/v1/instances", `{"vcpus":1}{"vcpus":2}`, 400, CodeMalformedRequest},
+		{"stray brace", "POST", "/v1/instances", `{"vcpus":1}}`, 400, CodeMalformedRequest},
+		{"field on start", "POST", "/v1/instances/x/start", `{"force":true}`, 400, CodeMalformedRequest},
 		{"too large", "POST", "/v1/instances", `{"name":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, 413, CodeRequestTooLarge},
 		{"backend code", "POST", "/v1/instances", `{"vcpus":0}`, 400, CodeInvalidVCPUCount},
 		{"panic", "GET", "/v1/instances", "", 500, CodeInternal},

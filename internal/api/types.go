@@ -63,8 +63,9 @@ type Instance struct {
 	LaunchedAt            *time.Time `json:"launched_at,omitempty"`
 	ReadyAt               *time.Time `json:"ready_at,omitempty"`
 	Ready                 bool       `json:"ready"`
-	// BootMs is the host-side time from engine launch to the agent's ready
-	// line; BootCount counts boots (launches and guest reboots).
+	// BootMs is the host-side time from engine launch (or, after a guest
+	// reboot, from the reset) to the agent's ready line; BootCount counts
+	// boots (launches and guest reboots).
 	BootMs    int64         `json:"boot_ms,omitempty"`
 	BootCount int           `json:"boot_count"`
 	Agent     *agent.Report `json:"agent,omitempty"`

@@ -50,12 +50,12 @@ func (t *consoleTail) lines() []string {
 		t.buf = make([]byte, 64<<10)
 	}
 	var out []string
+	t.off = dataFrom(f, t.off)
 	for {
 		n, err := f.ReadAt(t.buf, t.off)
 		if n > 0 {
 			t.off += int64(n)
-			data := bytes.Trim(t.buf[:n], "\x00") // punched holes read as zeros
-			t.carry = append(t.carry, data...)
+			t.carry = append(t.carry, t.buf[:n]...)
 			for {
 				i := bytes.IndexByte(t.carry, '\n')
 				if i < 0 {
@@ -132,11 +132,12 @@ func (c *Controller) Console(ctx context.Context, ref string, tail int64, follow
 		if f == nil {
 			return nil
 		}
+		pos = dataFrom(f, pos)
 		for {
 			n, rerr := f.ReadAt(buf, pos)
 			if n > 0 {
 				pos += int64(n)
-				if _, err := w.Write(bytes.TrimLeft(buf[:n], "\x00")); err != nil {
+				if _, err := w.Write(buf[:n]); err != nil {
 					return err
 				}
 			}
@@ -175,4 +176,15 @@ func (c *Controller) Console(ctx context.Context, ref string, tail int64, follow
 			return nil
 		}
 	}
+}
+
+// dataFrom returns the first offset at or after off that is not inside a
+// punched hole, so readers skip what boundConsole freed (which reads as
+// zeros) without dropping NUL bytes the guest really wrote.
+func dataFrom(f *os.File, off int64) int64 {
+	n, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	if err != nil || n < off {
+		return off // ENXIO: nothing but hole or EOF after off
+	}
+	return n
 }

@@ -45,6 +45,8 @@ type Controller struct {
 	engine engine.Engine
 	host   hostinfo.Info
 
+	imageMu sync.Mutex // serialises image create and delete
+
 	mu       sync.Mutex
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes

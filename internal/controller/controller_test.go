@@ -148,11 +148,6 @@ func (fx *fixture) start() {
 	fx.c = c
 }
 
-func (fx *fixture) restart() {
-	fx.c.Close()
-	fx.start()
-}
-
 func (fx *fixture) waitState(id, state string) api.Instance {
 	fx.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -322,11 +317,17 @@ func TestBoundConsole(t *testing.T) {
 	if st.allocated > 80<<10 {
 		t.Fatalf("%d bytes still allocated, want about 64 KiB", st.allocated)
 	}
-	// A tail reader skips the hole and still sees whole lines.
+	// A tail reader skips the hole and still sees whole lines, with no
+	// zeros from the hole in them.
 	tail := &consoleTail{path: path, off: 0}
 	lines := tail.lines()
 	if len(lines) < 600 || lines[len(lines)-1] != strings.TrimSuffix(line, "\n") {
 		t.Fatalf("read %d lines after the hole", len(lines))
+	}
+	for _, l := range lines[1:] {
+		if l != strings.TrimSuffix(line, "\n") {
+			t.Fatalf("line after the hole: %q", l)
+		}
 	}
 	f.WriteString(agent.Report{Event: "ready", VCPUs: 1}.Format() + "\n")
 	if got := tail.lines(); len(got) != 1 || !agent.IsReport(got[0]) {

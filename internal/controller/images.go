@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"regexp"
 	"sort"
 	"time"
 
@@ -20,10 +21,8 @@ func (c *Controller) PutBlob(_ context.Context, digest string, r io.Reader) erro
 	if !image.ValidDigest(digest) {
 		return api.Errorf(api.CodeInvalidParameter, "%q is not a lowercase hex SHA-384 digest", digest)
 	}
-	if c.blobs.Has(digest) {
-		_, err := io.Copy(io.Discard, io.LimitReader(r, image.MaxBlobSize))
-		return err
-	}
+	// Even a blob that is already stored is hashed again: a client that
+	// sends the wrong bytes must hear so.
 	_, err := c.blobs.Put(digest, r)
 	switch {
 	case errors.Is(err, image.ErrDigestMismatch):
@@ -38,8 +37,8 @@ func (c *Controller) PutBlob(_ context.Context, digest string, r io.Reader) erro
 // same kernel, initramfs and command line give the same id, and creating
 // one that exists under the same name is not an error.
 func (c *Controller) CreateImage(_ context.Context, req api.CreateImageRequest) (api.CreateImageResponse, error) {
-	if !image.ValidName(req.Name) {
-		return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidName, "image name %q: use 1-63 letters, digits, '.', '_' or '-'", req.Name)
+	if !image.ValidName(req.Name) || looksLikeID(req.Name) {
+		return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidName, "image name %q: %s", req.Name, nameRule)
 	}
 	if err := image.ValidCmdline(req.Cmdline); err != nil {
 		return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidParameter, "%v", err)
@@ -48,10 +47,14 @@ func (c *Controller) CreateImage(_ context.Context, req api.CreateImageRequest) 
 		if !image.ValidDigest(d) {
 			return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidParameter, "%q is not a lowercase hex SHA-384 digest", d)
 		}
-		if !c.blobs.Has(d) {
-			return api.CreateImageResponse{}, api.Errorf(api.CodeBlobNotFound, "blob %s was not uploaded", d)
-		}
 	}
+	if len(req.Cmdline)+len(" azote.instance=")+len(newID("i-")) > image.MaxCmdline {
+		return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidParameter, "command line of %d bytes leaves no room for the instance id (limit %d)", len(req.Cmdline), image.MaxCmdline)
+	}
+	// Creating and deleting images exclude each other, so a delete cannot
+	// remove blobs that a concurrent create has just referenced.
+	c.imageMu.Lock()
+	defer c.imageMu.Unlock()
 	cmdSHA := image.SHA384Hex([]byte(req.Cmdline))
 	img := api.Image{
 		ID:   image.ID(req.KernelSHA384, req.InitrdSHA384, cmdSHA),
@@ -59,6 +62,11 @@ func (c *Controller) CreateImage(_ context.Context, req api.CreateImageRequest) 
 		Cmdline: req.Cmdline, CmdlineSHA384: cmdSHA, KernelVersion: req.KernelVersion,
 		KernelSize: fileSize(c.blobs.Path(req.KernelSHA384)), InitrdSize: fileSize(c.blobs.Path(req.InitrdSHA384)),
 		CreatedAt: time.Now().UTC(),
+	}
+	for _, d := range []string{req.KernelSHA384, req.InitrdSHA384} {
+		if !c.blobs.Has(d) {
+			return api.CreateImageResponse{}, api.Errorf(api.CodeBlobNotFound, "blob %s was not uploaded", d)
+		}
 	}
 	created := false
 	err := c.store.Update(func(tx store.Tx) error {
@@ -118,7 +126,12 @@ func (c *Controller) resolveImage(ref string) (api.Image, error) {
 		return api.Image{}, err
 	}
 	for _, img := range imgs {
-		if img.ID == ref || img.Name == ref {
+		if img.ID == ref {
+			return img, nil
+		}
+	}
+	for _, img := range imgs {
+		if img.Name == ref {
 			return img, nil
 		}
 	}
@@ -142,10 +155,12 @@ func (c *Controller) DescribeImage(_ context.Context, ref string) (api.Image, er
 // DeleteImage implements api.Backend. An image that any instance other
 // than a terminated one uses cannot be deleted; blobs no other image
 // shares are removed with it.
-func (c *Controller) DeleteImage(_ context.Context, ref string) error {
+func (c *Controller) DeleteImage(_ context.Context, ref string) (string, error) {
+	c.imageMu.Lock()
+	defer c.imageMu.Unlock()
 	img, err := c.resolveImage(ref)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var keep = map[string]bool{}
 	err = c.store.Update(func(tx store.Tx) error {
@@ -178,7 +193,7 @@ func (c *Controller) DeleteImage(_ context.Context, ref string) error {
 		return tx.Delete(tableImages, img.ID)
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, d := range []string{img.KernelSHA384, img.InitrdSHA384} {
 		if !keep[d] {
@@ -186,5 +201,13 @@ func (c *Controller) DeleteImage(_ context.Context, ref string) error {
 		}
 	}
 	c.log.Info("image deleted", "id", img.ID, "name", img.Name)
-	return nil
+	return img.ID, nil
 }
+
+const nameRule = "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, and not in the form of an id"
+
+var idLike = regexp.MustCompile(`^(i|img)-[0-9a-f]{17}$`)
+
+// looksLikeID refuses names that could be mistaken for an instance or image
+// id, so that a reference by id can never be shadowed by a name.
+func looksLikeID(name string) bool { return idLike.MatchString(name) }

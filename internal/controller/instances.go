@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -134,6 +135,9 @@ func (c *Controller) update(id string, fn func(r *instanceRecord) error) (instan
 func (c *Controller) get(id string) (instanceRecord, error) {
 	var rec instanceRecord
 	err := c.store.View(func(tx store.Tx) error { return tx.Get(tableInstances, id, &rec) })
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, api.Errorf(api.CodeInstanceNotFound, "no instance %q", id)
+	}
 	return rec, err
 }
 
@@ -243,8 +247,8 @@ func (c *Controller) DescribeInstance(ctx context.Context, ref string, after uin
 // create the record, the directory and the machine; on any failure undo
 // all three, so nothing half-made remains.
 func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest) (api.Instance, error) {
-	if req.Name != "" && !image.ValidName(req.Name) {
-		return api.Instance{}, api.Errorf(api.CodeInvalidName, "name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
+	if req.Name != "" && (!image.ValidName(req.Name) || looksLikeID(req.Name)) {
+		return api.Instance{}, api.Errorf(api.CodeInvalidName, "name %q: %s", req.Name, nameRule)
 	}
 	if req.VCPUs < 1 || req.VCPUs > c.host.Cores {
 		return api.Instance{}, api.Errorf(api.CodeInvalidVCPUCount, "vcpus %d: this host allows 1 to %d", req.VCPUs, c.host.Cores)
@@ -253,7 +257,7 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		return api.Instance{}, api.Errorf(api.CodeInvalidMemorySize, "memory %d MiB: the minimum is %d MiB", req.MemoryMiB, api.MinMemoryMiB)
 	}
 	if req.Image == "" {
-		return api.Instance{}, api.Errorf(api.CodeImageNotFound, "no image given")
+		return api.Instance{}, api.Errorf(api.CodeInvalidParameter, "image: an image id or name is required")
 	}
 	img, err := c.resolveImage(req.Image)
 	if err != nil {
@@ -469,7 +473,7 @@ func (c *Controller) StartInstance(ctx context.Context, ref string) (api.Instanc
 	rec, err = c.launch(ctx, rt, rec)
 	if err != nil {
 		c.update(rec.ID, func(r *instanceRecord) error {
-			r.State, r.StateReason = prev, "start failed: "+err.Error()
+			r.State, r.StateReason = prev, "start failed: "+api.AsError(err).Message
 			return nil
 		})
 		return api.Instance{}, err
@@ -509,20 +513,23 @@ func (c *Controller) TerminateInstance(ctx context.Context, ref string) (api.Ins
 	if rec.State == api.StateTerminated {
 		return rec.view(), nil
 	}
-	if rec.TerminationProtection {
-		return rec.view(), api.Errorf(api.CodeTerminationProtected,
-			"instance %s has termination protection; turn it off with: azote instance modify %s --termination-protection=false", rec.ID, rec.ID)
-	}
+	id := rec.ID
 	polite := rec.Ready && rec.State == api.StateRunning
-	if rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+	// Protection is checked in the same transaction that commits to the
+	// termination, so a concurrent modify cannot slip in between.
+	if rec, err = c.update(id, func(r *instanceRecord) error {
+		if r.TerminationProtection {
+			return api.Errorf(api.CodeTerminationProtected,
+				"instance %s has termination protection; turn it off with: azote instance modify %s --termination-protection=false", id, id)
+		}
 		r.State, r.StateReason = api.StateShuttingDown, "terminate requested"
 		return nil
 	}); err != nil {
 		return rec.view(), err
 	}
 	c.endMachine(ctx, rt, polite, 10*time.Second)
-	rec, err = c.finishTerminate(rec.ID)
-	c.dropRuntime(rec.ID)
+	rec, err = c.finishTerminate(id)
+	c.dropRuntime(id)
 	return rec.view(), err
 }
 
