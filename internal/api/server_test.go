@@ -57,7 +57,7 @@ func (s *stubBackend) CreateImage(context.Context, CreateImageRequest) (CreateIm
 }
 func (s *stubBackend) ListImages(context.Context) ([]Image, error)          { return nil, nil }
 func (s *stubBackend) DescribeImage(context.Context, string) (Image, error) { return Image{}, nil }
-func (s *stubBackend) DeleteImage(context.Context, string) (string, error) { return "", nil }
+func (s *stubBackend) DeleteImage(context.Context, string) (string, error)  { return "", nil }
 
 func do(t testing.TB, h http.Handler, method, path string, body []byte) (int, []byte) {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
