@@ -62,6 +62,7 @@ type Instance struct {
 	CreatedAt             time.Time  `json:"created_at"`
 	LaunchedAt            *time.Time `json:"launched_at,omitempty"`
 	ReadyAt               *time.Time `json:"ready_at,omitempty"`
+	TerminatedAt          *time.Time `json:"terminated_at,omitempty"`
 	Ready                 bool       `json:"ready"`
 	// BootMs is the host-side time from engine launch (or, after a guest
 	// reboot, from the reset) to the agent's ready line; BootCount counts

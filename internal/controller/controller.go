@@ -51,8 +51,12 @@ type Controller struct {
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes
 
-	wg sync.WaitGroup // supervisors
+	wg   sync.WaitGroup // supervisors and the janitor
+	stop chan struct{}  // closed by Close
 }
+
+// TerminatedRetention is how long a terminated instance stays listed.
+const TerminatedRetention = time.Hour
 
 // Main is azoted's entry point.
 func Main(args []string) int {
@@ -146,16 +150,20 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host,
 		runtimes: map[string]*instanceRuntime{},
 		changed:  map[string]chan struct{}{},
+		stop:     make(chan struct{}),
 	}
 	if err := c.repair(); err != nil {
 		c.Close()
 		return nil, err
 	}
+	c.wg.Add(1)
+	go c.janitor()
 	return c, nil
 }
 
 // Close stops supervising (machines keep running) and closes the store.
 func (c *Controller) Close() error {
+	close(c.stop)
 	c.mu.Lock()
 	for _, rt := range c.runtimes {
 		rt.releaseOnce.Do(func() { close(rt.release) })

@@ -334,3 +334,23 @@ func TestBoundConsole(t *testing.T) {
 		t.Fatalf("new lines: %q", got)
 	}
 }
+
+func TestForgetTerminated(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	inst, err := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: "old", Image: "default", VCPUs: 1, MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.c.TerminateInstance(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	fx.c.forgetTerminated(time.Now().Add(-time.Hour))
+	if _, err := fx.c.DescribeInstance(ctx, inst.ID, 0, 0); err != nil {
+		t.Fatalf("a just-terminated instance was forgotten: %v", err)
+	}
+	fx.c.forgetTerminated(time.Now().Add(time.Second))
+	if _, err := fx.c.DescribeInstance(ctx, inst.ID, 0, 0); !api.IsCode(err, api.CodeInstanceNotFound) {
+		t.Fatalf("terminated instance past retention: %v", err)
+	}
+}

@@ -538,8 +538,9 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 		return instanceRecord{}, err
 	}
 	rec, err := c.update(id, func(r *instanceRecord) error {
+		now := time.Now().UTC()
 		r.State, r.StateReason = api.StateTerminated, "terminated by user"
-		r.Handle, r.Ready = nil, false
+		r.Handle, r.Ready, r.TerminatedAt = nil, false, &now
 		return nil
 	})
 	if err == nil {

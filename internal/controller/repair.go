@@ -132,3 +132,32 @@ func (c *Controller) sweepBlobs() {
 		c.blobs.Delete(f.Name())
 	}
 }
+
+// janitor forgets terminated instances once they have been listed as such
+// for TerminatedRetention, as a cloud API does.
+func (c *Controller) janitor() {
+	defer c.wg.Done()
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		c.forgetTerminated(time.Now().Add(-TerminatedRetention))
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Controller) forgetTerminated(before time.Time) {
+	recs, err := c.allInstances()
+	if err != nil {
+		return
+	}
+	for _, r := range recs {
+		if r.State == api.StateTerminated && r.TerminatedAt != nil && r.TerminatedAt.Before(before) {
+			id := r.ID
+			c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
+		}
+	}
+}
