@@ -132,6 +132,15 @@ func (c *Controller) update(id string, fn func(r *instanceRecord) error) (instan
 	return rec, err
 }
 
+// deleteRecord removes the record of id and wakes its long polls.
+func (c *Controller) deleteRecord(id string) error {
+	err := c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
+	c.mu.Lock()
+	c.notifyLocked(id)
+	c.mu.Unlock()
+	return err
+}
+
 func (c *Controller) get(id string) (instanceRecord, error) {
 	var rec instanceRecord
 	err := c.store.View(func(tx store.Tx) error { return tx.Get(tableInstances, id, &rec) })
@@ -162,6 +171,8 @@ func (c *Controller) allInstances() ([]instanceRecord, error) {
 func (c *Controller) resolve(ref string) (instanceRecord, error) {
 	if rec, err := c.get(ref); err == nil {
 		return rec, nil
+	} else if !api.IsCode(err, api.CodeInstanceNotFound) {
+		return rec, err
 	}
 	recs, err := c.allInstances()
 	if err != nil {
@@ -311,7 +322,7 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 	}
 	undo := func() {
 		os.RemoveAll(c.instanceDir(id))
-		c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
+		c.deleteRecord(id)
 		c.dropRuntime(id)
 	}
 	if err := os.Mkdir(c.instanceDir(id), 0o700); err != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
-	"github.com/azote/azote/internal/store"
 )
 
 // repair runs at start-up: it re-adopts the machines that kept running
@@ -58,7 +57,7 @@ func (c *Controller) repairOne(rec instanceRecord) error {
 			// Never launched: the run request failed as a whole.
 			os.RemoveAll(c.instanceDir(id))
 			c.log.Info("rolled back an interrupted launch", "id", id)
-			return c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
+			return c.deleteRecord(id)
 		default:
 			_, err := c.update(id, func(r *instanceRecord) error {
 				r.State, r.StateReason = api.StateStopped, "operation interrupted by an azoted restart"
@@ -156,8 +155,7 @@ func (c *Controller) forgetTerminated(before time.Time) {
 	}
 	for _, r := range recs {
 		if r.State == api.StateTerminated && r.TerminatedAt != nil && r.TerminatedAt.Before(before) {
-			id := r.ID
-			c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
+			c.deleteRecord(r.ID)
 		}
 	}
 }
