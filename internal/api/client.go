@@ -197,3 +197,52 @@ func (c *Client) Raw(ctx context.Context, method, path string, body []byte) (int
 	data, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, data, err
 }
+
+func (c *Client) CreateVolume(ctx context.Context, r CreateVolumeRequest) (Volume, error) {
+	var v Volume
+	return v, c.do(ctx, "POST", "/v1/volumes", jsonBody(r), &v)
+}
+
+func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
+	var l []Volume
+	return l, c.do(ctx, "GET", "/v1/volumes", nil, &l)
+}
+
+func (c *Client) DescribeVolume(ctx context.Context, ref string) (Volume, error) {
+	var v Volume
+	return v, c.do(ctx, "GET", "/v1/volumes/"+url.PathEscape(ref), nil, &v)
+}
+
+func (c *Client) ModifyVolume(ctx context.Context, ref string, r ModifyVolumeRequest) (Volume, error) {
+	var v Volume
+	return v, c.do(ctx, "PATCH", "/v1/volumes/"+url.PathEscape(ref), jsonBody(r), &v)
+}
+
+func (c *Client) DeleteVolume(ctx context.Context, ref string, now bool) (Volume, error) {
+	var v Volume
+	q := ""
+	if now {
+		q = "?now=1"
+	}
+	return v, c.do(ctx, "DELETE", "/v1/volumes/"+url.PathEscape(ref)+q, nil, &v)
+}
+
+func (c *Client) VolumeAction(ctx context.Context, ref, action string, body any) (Volume, error) {
+	var v Volume
+	var rd io.Reader
+	if body != nil {
+		rd = jsonBody(body)
+	}
+	return v, c.do(ctx, "POST", "/v1/volumes/"+url.PathEscape(ref)+"/"+action, rd, &v)
+}
+
+// Metrics returns the Prometheus text of azoted's metrics endpoint.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	resp, err := c.send(ctx, "GET", "/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

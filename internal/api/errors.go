@@ -30,6 +30,11 @@ const (
 	CodeAccessDenied           Code = "AccessDenied"
 	CodeNotFound               Code = "NotFound"
 	CodeTimeout                Code = "Timeout"
+	CodeVolumeNotFound         Code = "VolumeNotFound"
+	CodeVolumeInUse            Code = "VolumeInUse"
+	CodeInvalidVolumeSize      Code = "InvalidVolumeSize"
+	CodeDeletionProtected      Code = "DeletionProtected"
+	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
 	CodeInternal               Code = "InternalError"
 )
 
@@ -53,6 +58,11 @@ var codeStatus = map[Code]int{
 	CodeAccessDenied:           http.StatusForbidden,
 	CodeNotFound:               http.StatusNotFound,
 	CodeTimeout:                http.StatusRequestTimeout,
+	CodeVolumeNotFound:         http.StatusNotFound,
+	CodeVolumeInUse:            http.StatusConflict,
+	CodeInvalidVolumeSize:      http.StatusBadRequest,
+	CodeDeletionProtected:      http.StatusConflict,
+	CodeIncorrectVolumeState:   http.StatusConflict,
 	CodeInternal:               http.StatusInternalServerError,
 }
 

@@ -36,6 +36,19 @@ type Backend interface {
 	DescribeImage(ctx context.Context, ref string) (Image, error)
 	// DeleteImage returns the id of the image it deleted.
 	DeleteImage(ctx context.Context, ref string) (string, error)
+
+	CreateVolume(ctx context.Context, r CreateVolumeRequest) (Volume, error)
+	ListVolumes(ctx context.Context) ([]Volume, error)
+	DescribeVolume(ctx context.Context, ref string) (Volume, error)
+	ModifyVolume(ctx context.Context, ref string, r ModifyVolumeRequest) (Volume, error)
+	// DeleteVolume deletes a volume; a persistent one stays recoverable
+	// for the retention window unless now is set.
+	DeleteVolume(ctx context.Context, ref string, now bool) (Volume, error)
+	RestoreVolume(ctx context.Context, ref string) (Volume, error)
+	AttachVolume(ctx context.Context, ref string, r AttachVolumeRequest) (Volume, error)
+	DetachVolume(ctx context.Context, ref string) (Volume, error)
+	// WriteMetrics writes Prometheus text format.
+	WriteMetrics(ctx context.Context, w io.Writer) error
 }
 
 // MaxWait bounds a long poll.
@@ -73,6 +86,72 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /v1/images/{ref}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := b.DeleteImage(r.Context(), r.PathValue("ref"))
 		h.reply(w, r, map[string]string{"deleted": id}, err)
+	})
+	mux.HandleFunc("POST /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+		var req CreateVolumeRequest
+		if e := decode(w, r, &req); e != nil {
+			writeError(w, e)
+			return
+		}
+		v, err := b.CreateVolume(r.Context(), req)
+		h.reply(w, r, v, err)
+	})
+	mux.HandleFunc("GET /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+		list, err := b.ListVolumes(r.Context())
+		h.reply(w, r, list, err)
+	})
+	mux.HandleFunc("GET /v1/volumes/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		v, err := b.DescribeVolume(r.Context(), r.PathValue("ref"))
+		h.reply(w, r, v, err)
+	})
+	mux.HandleFunc("PATCH /v1/volumes/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		var req ModifyVolumeRequest
+		if e := decode(w, r, &req); e != nil {
+			writeError(w, e)
+			return
+		}
+		v, err := b.ModifyVolume(r.Context(), r.PathValue("ref"), req)
+		h.reply(w, r, v, err)
+	})
+	mux.HandleFunc("DELETE /v1/volumes/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		now := r.URL.Query().Get("now")
+		v, err := b.DeleteVolume(r.Context(), r.PathValue("ref"), now == "1" || now == "true")
+		h.reply(w, r, v, err)
+	})
+	mux.HandleFunc("POST /v1/volumes/{ref}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		ref := r.PathValue("ref")
+		var v Volume
+		var err error
+		switch r.PathValue("action") {
+		case "attach":
+			var req AttachVolumeRequest
+			if e := decode(w, r, &req); e != nil {
+				writeError(w, e)
+				return
+			}
+			v, err = b.AttachVolume(r.Context(), ref, req)
+		case "detach", "restore":
+			var none struct{}
+			if e := decode(w, r, &none); e != nil {
+				writeError(w, e)
+				return
+			}
+			if r.PathValue("action") == "detach" {
+				v, err = b.DetachVolume(r.Context(), ref)
+			} else {
+				v, err = b.RestoreVolume(r.Context(), ref)
+			}
+		default:
+			writeError(w, Errorf(CodeNotFound, "unknown volume action %q", r.PathValue("action")))
+			return
+		}
+		h.reply(w, r, v, err)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		if err := b.WriteMetrics(r.Context(), w); err != nil {
+			h.log.Error("metrics", "err", err)
+		}
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, Errorf(CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))

@@ -15,7 +15,10 @@ import (
 
 // stubBackend accepts what it is given; it checks the handler's decoding
 // and error mapping, not the controller.
-type stubBackend struct{ got RunInstanceRequest }
+type stubBackend struct {
+	Backend // methods a test does not use panic, which the handler turns into InternalError
+	got     RunInstanceRequest
+}
 
 func (s *stubBackend) HostInfo(context.Context) HostInfo { return HostInfo{Engine: "stub"} }
 func (s *stubBackend) RunInstance(_ context.Context, r RunInstanceRequest) (Instance, error) {

@@ -31,6 +31,66 @@ type RunInstanceRequest struct {
 	VCPUs                 int    `json:"vcpus"`
 	MemoryMiB             int    `json:"memory_mib"`
 	TerminationProtection bool   `json:"termination_protection,omitempty"`
+	// Volumes are attached in order: the first is /dev/vda in the guest.
+	Volumes []VolumeAttachment `json:"volumes,omitempty"`
+}
+
+// VolumeAttachment names a volume to attach to an instance.
+type VolumeAttachment struct {
+	Volume   string `json:"volume"` // id or name
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// Volume kinds and states.
+const (
+	VolumeInstanceStore = "instance-store"
+	VolumePersistent    = "persistent"
+
+	VolumeAvailable = "available"
+	VolumeInUse     = "in-use"
+	VolumeDeleted   = "deleted" // persistent, recoverable until purge_at
+)
+
+// CreateVolumeRequest is the body of POST /v1/volumes.
+type CreateVolumeRequest struct {
+	Name               string `json:"name,omitempty"`
+	SizeBytes          int64  `json:"size_bytes"`
+	Kind               string `json:"kind"`
+	IOPS               int64  `json:"iops,omitempty"`
+	ThroughputMiB      int64  `json:"throughput_mib,omitempty"`
+	DeletionProtection bool   `json:"deletion_protection,omitempty"`
+	// Plaintext stores sectors unencrypted (for comparison benchmarks).
+	Plaintext bool `json:"plaintext,omitempty"`
+}
+
+// AttachVolumeRequest is the body of POST /v1/volumes/{ref}/attach.
+type AttachVolumeRequest struct {
+	Instance string `json:"instance"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// ModifyVolumeRequest is the body of PATCH /v1/volumes/{ref}.
+type ModifyVolumeRequest struct {
+	DeletionProtection *bool `json:"deletion_protection,omitempty"`
+}
+
+// Volume is the public view of a volume.
+type Volume struct {
+	ID                 string     `json:"id"`
+	Name               string     `json:"name"`
+	Kind               string     `json:"kind"`
+	State              string     `json:"state"`
+	SizeBytes          int64      `json:"size_bytes"`
+	IOPS               int64      `json:"iops,omitempty"`
+	ThroughputMiB      int64      `json:"throughput_mib,omitempty"`
+	Encrypted          bool       `json:"encrypted"`
+	Cipher             string     `json:"cipher,omitempty"`
+	DeletionProtection bool       `json:"deletion_protection"`
+	AttachedTo         string     `json:"attached_to,omitempty"`
+	ReadOnly           bool       `json:"read_only,omitempty"`
+	CreatedAt          time.Time  `json:"created_at"`
+	DeletedAt          *time.Time `json:"deleted_at,omitempty"`
+	PurgeAt            *time.Time `json:"purge_at,omitempty"`
 }
 
 // ModifyInstanceRequest is the body of PATCH /v1/instances/{id}.
@@ -70,8 +130,18 @@ type Instance struct {
 	BootMs    int64         `json:"boot_ms,omitempty"`
 	BootCount int           `json:"boot_count"`
 	Agent     *agent.Report `json:"agent,omitempty"`
+	// Volumes are the attached volumes in device order (vda, vdb, …).
+	Volumes []InstanceVolume `json:"volumes,omitempty"`
 	// Revision increases with every change; see GET ?after=.
 	Revision uint64 `json:"revision"`
+}
+
+// InstanceVolume is one attached volume.
+type InstanceVolume struct {
+	VolumeID string `json:"volume_id"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+	// CardPID is the blk card serving it while the instance runs.
+	CardPID int `json:"card_pid,omitempty"`
 }
 
 // Image is the public view of a guest image.

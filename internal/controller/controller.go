@@ -34,6 +34,10 @@ type Config struct {
 	QEMU         string
 	ConsoleLimit int64         // bytes of console kept per instance
 	StopTimeout  time.Duration // how long a guest gets to power off
+	CardBinary   string        // azote-card
+	// VolumeRetention is how long a deleted persistent volume stays
+	// recoverable.
+	VolumeRetention time.Duration
 }
 
 // Controller is one azoted.
@@ -42,6 +46,7 @@ type Controller struct {
 	log    *slog.Logger
 	store  store.Store
 	blobs  *image.Blobs
+	keys   KeyWrapper
 	engine engine.Engine
 	host   hostinfo.Info
 
@@ -50,6 +55,9 @@ type Controller struct {
 	mu       sync.Mutex
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes
+	// ephemeralKeys are the keys of instance-store volumes of running
+	// instances: in memory only, cleared when the machine ends.
+	ephemeralKeys map[string][]byte
 
 	wg   sync.WaitGroup // supervisors and the janitor
 	stop chan struct{}  // closed by Close
@@ -68,6 +76,8 @@ func Main(args []string) int {
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
 	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
+	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
+	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -106,6 +116,12 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 30 * time.Second
+	}
+	if cfg.VolumeRetention <= 0 {
+		cfg.VolumeRetention = 24 * time.Hour
+	}
+	if cfg.CardBinary == "" {
+		cfg.CardBinary = defaultCard()
 	}
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -146,11 +162,17 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	blobs.Sweep()
+	keys, err := openHostKey(filepath.Join(cfg.StateDir, "host.key"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	c := &Controller{
-		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host,
-		runtimes: map[string]*instanceRuntime{},
-		changed:  map[string]chan struct{}{},
-		stop:     make(chan struct{}),
+		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys,
+		runtimes:      map[string]*instanceRuntime{},
+		changed:       map[string]chan struct{}{},
+		ephemeralKeys: map[string][]byte{},
+		stop:          make(chan struct{}),
 	}
 	if err := c.repair(); err != nil {
 		c.Close()
@@ -203,4 +225,12 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// defaultCard is azote-card next to the running azoted.
+func defaultCard() string {
+	if exe, err := os.Executable(); err == nil {
+		return filepath.Join(filepath.Dir(exe), "azote-card")
+	}
+	return "azote-card"
 }

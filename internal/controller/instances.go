@@ -31,6 +31,8 @@ type instanceRecord struct {
 	// ConsoleOffset is where the supervisor resumes parsing the console
 	// after a restart: report lines before it were already handled.
 	ConsoleOffset int64 `json:"console_offset"`
+	// Cards are the card processes serving the volumes, by volume id.
+	Cards map[string]cardHandle `json:"cards,omitempty"`
 }
 
 func (r *instanceRecord) view() api.Instance {
@@ -51,6 +53,7 @@ type instanceRuntime struct {
 	mu      sync.Mutex
 	machine engine.Machine
 	exited  chan struct{} // closed once the supervisor recorded the exit
+	cards   *cardSet
 
 	release     chan struct{}
 	releaseOnce sync.Once
@@ -314,6 +317,13 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		if free := hostinfo.MemAvailableMiB() - committed; int64(req.MemoryMiB) > free {
 			return api.Errorf(api.CodeInsufficientMemory, "memory %d MiB: only %d MiB is free on this host", req.MemoryMiB, max(free, 0))
 		}
+		for _, att := range req.Volumes {
+			v, err := c.claimVolumeTx(tx, att.Volume, id, att.ReadOnly)
+			if err != nil {
+				return err
+			}
+			rec.Volumes = append(rec.Volumes, api.InstanceVolume{VolumeID: v.ID, ReadOnly: att.ReadOnly})
+		}
 		return tx.Create(tableInstances, id, &rec)
 	})
 	if err != nil {
@@ -322,6 +332,14 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 	}
 	undo := func() {
 		os.RemoveAll(c.instanceDir(id))
+		c.store.Update(func(tx store.Tx) error {
+			for _, a := range rec.Volumes {
+				if _, err := c.releaseVolumeTx(tx, a.VolumeID, id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		c.deleteRecord(id)
 		c.dropRuntime(id)
 	}
@@ -353,10 +371,18 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	// The launch must not be half-done because a client went away.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	// Cards first: the engine connects to their sockets as it starts.
+	disks, err := c.startCards(rt, rec)
+	if err != nil {
+		return rec, err
+	}
+	spec.Disks = disks
 	// Everything the guest prints from here on is this boot's.
 	consoleStart := consoleEnd(spec.ConsolePath)
 	m, err := c.engine.Launch(lctx, spec)
 	if err != nil {
+		c.stopCards(rt)
+		c.endEphemeral(rec)
 		return rec, api.Errorf(api.CodeEngineFailure, "%v", err)
 	}
 	now := time.Now().UTC()
@@ -373,7 +399,16 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	if err != nil {
 		m.Kill()
 		<-m.Done()
+		c.stopCards(rt)
+		c.endEphemeral(rec)
 		return rec, err
+	}
+	rt.mu.Lock()
+	set := rt.cards
+	rt.mu.Unlock()
+	if set != nil && len(rec.Volumes) > 0 {
+		c.recordCards(rec.ID, set)
+		rec, _ = c.get(rec.ID)
 	}
 	c.startSupervisor(rt, m, rec.ConsoleOffset)
 	return rec, nil
@@ -548,6 +583,34 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 	if err := os.RemoveAll(c.instanceDir(id)); err != nil {
 		return instanceRecord{}, err
 	}
+	// Persistent volumes are released; instance-store volumes die with the
+	// instance: their key is already gone, now their file goes too.
+	var purge []string
+	err := c.store.Update(func(tx store.Tx) error {
+		var r instanceRecord
+		if err := tx.Get(tableInstances, id, &r); err != nil {
+			return err
+		}
+		for _, a := range r.Volumes {
+			v, err := c.releaseVolumeTx(tx, a.VolumeID, id)
+			if err != nil {
+				return err
+			}
+			if v.Kind == api.VolumeInstanceStore {
+				purge = append(purge, v.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return instanceRecord{}, err
+	}
+	for _, v := range purge {
+		c.forgetKey(v)
+		if err := c.purgeVolume(v); err != nil {
+			c.log.Error("purging instance-store volume", "volume", v, "err", err)
+		}
+	}
 	rec, err := c.update(id, func(r *instanceRecord) error {
 		now := time.Now().UTC()
 		r.State, r.StateReason = api.StateTerminated, "terminated by user"
@@ -558,4 +621,23 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 		c.log.Info("instance terminated", "id", id)
 	}
 	return rec, err
+}
+
+// endEphemeral forgets the keys of rec's instance-store volumes and frees
+// their blocks: their data lives only as long as the machine (crypto-erase;
+// the next launch starts from zeros under a new key).
+func (c *Controller) endEphemeral(rec instanceRecord) {
+	for _, a := range rec.Volumes {
+		var v volumeRecord
+		if c.store.View(func(tx store.Tx) error { return tx.Get(tableVolumes, a.VolumeID, &v) }) != nil || v.Kind != api.VolumeInstanceStore {
+			continue
+		}
+		c.forgetKey(v.ID)
+		if f, err := os.OpenFile(c.volumeFile(v.ID), os.O_WRONLY, 0); err == nil {
+			if err := f.Truncate(0); err == nil {
+				f.Truncate(v.SizeBytes)
+			}
+			f.Close()
+		}
+	}
 }

@@ -6,7 +6,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/azote/azote/internal/store"
+
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/proc"
 )
 
 // repair runs at start-up: it re-adopts the machines that kept running
@@ -49,6 +52,7 @@ func (c *Controller) repairOne(rec instanceRecord) error {
 		// A launch or a stop was cut short before the handle was written
 		// (or after it was cleared): whatever the engine started is stray.
 		c.engine.Sweep(id)
+		c.killCards(rec)
 		switch {
 		case rec.State == api.StateShuttingDown:
 			_, err := c.finishTerminate(id)
@@ -56,6 +60,12 @@ func (c *Controller) repairOne(rec instanceRecord) error {
 		case rec.State == api.StatePending && rec.BootCount == 0:
 			// Never launched: the run request failed as a whole.
 			os.RemoveAll(c.instanceDir(id))
+			c.store.Update(func(tx store.Tx) error {
+				for _, a := range rec.Volumes {
+					c.releaseVolumeTx(tx, a.VolumeID, id)
+				}
+				return nil
+			})
 			c.log.Info("rolled back an interrupted launch", "id", id)
 			return c.deleteRecord(id)
 		default:
@@ -70,6 +80,7 @@ func (c *Controller) repairOne(rec instanceRecord) error {
 	m, err := c.engine.Adopt(*rec.Handle, c.spec(rec, "", ""))
 	if err != nil {
 		c.engine.Sweep(id)
+		c.killCards(rec)
 		if rec.State == api.StateShuttingDown {
 			_, err := c.finishTerminate(id)
 			return err
@@ -78,6 +89,7 @@ func (c *Controller) repairOne(rec instanceRecord) error {
 		return nil
 	}
 	rt := c.runtime(id)
+	c.adoptCards(rt, rec)
 	c.startSupervisor(rt, m, rec.ConsoleOffset)
 	c.log.Info("re-adopted instance", "id", id, "pid", rec.Handle.PID, "state", rec.State)
 	switch rec.State {
@@ -140,6 +152,7 @@ func (c *Controller) janitor() {
 	defer tick.Stop()
 	for {
 		c.forgetTerminated(time.Now().Add(-TerminatedRetention))
+		c.purgeDeletedVolumes(time.Now())
 		select {
 		case <-c.stop:
 			return
@@ -157,5 +170,13 @@ func (c *Controller) forgetTerminated(before time.Time) {
 		if r.State == api.StateTerminated && r.TerminatedAt != nil && r.TerminatedAt.Before(before) {
 			c.deleteRecord(r.ID)
 		}
+	}
+}
+
+// killCards kills any card process of rec's volumes (after a crash left
+// them without a machine).
+func (c *Controller) killCards(rec instanceRecord) {
+	for _, a := range rec.Volumes {
+		proc.KillMarked(c.cardMarker(rec.ID, a.VolumeID))
 	}
 }

@@ -37,6 +37,10 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 			return
 		case <-m.Done():
 			c.scanConsole(rt.id, tail)
+			c.stopCards(rt)
+			if rec, err := c.get(rt.id); err == nil {
+				c.endEphemeral(rec)
+			}
 			c.recordExit(rt.id, m.Exit())
 			rt.mu.Lock()
 			rt.machine = nil
@@ -107,7 +111,10 @@ func (c *Controller) scanConsole(id string, tail *consoleTail) {
 
 func (c *Controller) recordExit(id string, e engine.Exit) {
 	c.update(id, func(r *instanceRecord) error {
-		r.Handle, r.Ready = nil, false
+		r.Handle, r.Ready, r.Cards = nil, false, nil
+		for i := range r.Volumes {
+			r.Volumes[i].CardPID = 0
+		}
 		switch r.State {
 		case api.StateStopping:
 			r.State, r.StateReason = api.StateStopped, "stopped by user"

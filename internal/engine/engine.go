@@ -16,6 +16,15 @@ type Spec struct {
 	MemoryMiB  int
 	// ConsolePath is where the guest's serial console is appended.
 	ConsolePath string
+	// Disks are vhost-user block devices, in guest order (vda, vdb, …).
+	Disks []Disk
+}
+
+// Disk is one vhost-user-blk device served by a card.
+type Disk struct {
+	ID     string // volume id
+	Socket string // the card's vhost-user socket
+	Queues int
 }
 
 // Handle is what the controller persists to re-adopt a running machine.

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/azote/azote/internal/proc"
 )
 
 // QEMU runs guests under qemu-system-x86_64 on the q35 machine. It adds no
@@ -58,7 +60,7 @@ func (q *QEMU) Args(s Spec) []string {
 		cpu = "host"
 	}
 	mem := strconv.Itoa(s.MemoryMiB) + "M"
-	return []string{
+	args := []string{
 		"-name", fmt.Sprintf(markerTmpl, s.InstanceID) + ",debug-threads=on",
 		"-machine", "q35,accel=" + q.accel + ",memory-backend=mem",
 		"-cpu", cpu,
@@ -75,6 +77,22 @@ func (q *QEMU) Args(s Spec) []string {
 		// QEMU's own seccomp filter: no new processes, no privilege gain.
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
+	for i, d := range s.Disks {
+		// reconnect=1: if the card dies, QEMU reconnects to its successor.
+		id := "disk" + strconv.Itoa(i)
+		args = append(args,
+			"-chardev", "socket,id="+id+",path="+d.Socket+",reconnect=1",
+			"-device", "vhost-user-blk-pci,chardev="+id+",num-queues="+strconv.Itoa(d.Queues)+",serial="+serial(d.ID))
+	}
+	return args
+}
+
+// serial is the virtio-blk serial QEMU reports (at most 20 bytes).
+func serial(id string) string {
+	if len(id) > 20 {
+		return id[:20]
+	}
+	return id
 }
 
 func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
@@ -97,7 +115,7 @@ func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 	}
 	m := newQEMUMachine(q, s)
 	m.handle.PID = cmd.Process.Pid
-	m.handle.StartTime, _ = procStartTime(cmd.Process.Pid)
+	m.handle.StartTime, _ = proc.StartTime(cmd.Process.Pid)
 	go func() {
 		err := cmd.Wait()
 		m.finish(m.classifyChild(cmd.ProcessState, err))
@@ -123,13 +141,13 @@ func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 }
 
 func (q *QEMU) Adopt(h Handle, s Spec) (Machine, error) {
-	if !sameProcess(h, fmt.Sprintf(markerTmpl, s.InstanceID)) {
+	if !proc.Same(h.PID, h.StartTime, fmt.Sprintf(markerTmpl, s.InstanceID)) {
 		return nil, ErrGone
 	}
 	m := newQEMUMachine(q, s)
 	m.handle = h
 	m.adopted = true
-	w, err := watchPID(h.PID, func() { m.finish(m.classifyAdopted()) })
+	w, err := proc.WatchPID(h.PID, func() { m.finish(m.classifyAdopted()) })
 	if err != nil {
 		return nil, ErrGone
 	}
@@ -149,7 +167,7 @@ func (q *QEMU) Adopt(h Handle, s Spec) (Machine, error) {
 type qemuMachine struct {
 	spec    Spec
 	adopted bool
-	watch   *pidWatch
+	watch   *proc.Watch
 	resets  chan struct{}
 	done    chan struct{}
 	handle  Handle
@@ -317,7 +335,7 @@ func (m *qemuMachine) Kill() error {
 		return nil
 	default:
 	}
-	if !sameProcess(m.handle, fmt.Sprintf(markerTmpl, m.spec.InstanceID)) {
+	if !proc.Same(m.handle.PID, m.handle.StartTime, fmt.Sprintf(markerTmpl, m.spec.InstanceID)) {
 		return nil
 	}
 	return syscall.Kill(m.handle.PID, syscall.SIGKILL)
@@ -339,5 +357,5 @@ func (m *qemuMachine) Release() {
 func (q *QEMU) Sweep(instanceID string) int {
 	// The marker ends with the comma of "-name azote-<id>,debug-threads=on"
 	// so that one id cannot match a longer one.
-	return killMarked(fmt.Sprintf(markerTmpl, instanceID) + ",")
+	return proc.KillMarked(fmt.Sprintf(markerTmpl, instanceID) + ",")
 }

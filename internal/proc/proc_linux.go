@@ -1,4 +1,8 @@
-package engine
+// Package proc identifies, watches and signals the processes azoted
+// starts (engines and cards), which outlive azoted and are re-adopted by
+// pid and start time. It never signals a process whose identity it has not
+// just checked again.
+package proc
 
 import (
 	"bytes"
@@ -15,7 +19,7 @@ import (
 // procStartTime reads field 22 (starttime) of /proc/<pid>/stat. Together
 // with the pid it names a process uniquely across pid reuse. A zombie
 // counts as gone.
-func procStartTime(pid int) (uint64, error) {
+func StartTime(pid int) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -24,54 +28,55 @@ func procStartTime(pid int) (uint64, error) {
 	// last ')' are plain.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("engine: malformed /proc/%d/stat", pid)
+		return 0, fmt.Errorf("proc: malformed /proc/%d/stat", pid)
 	}
 	fields := strings.Fields(string(b[i+1:]))
 	// fields[0] is field 3 (state); starttime is field 22.
 	if len(fields) < 20 {
-		return 0, fmt.Errorf("engine: short /proc/%d/stat", pid)
+		return 0, fmt.Errorf("proc: short /proc/%d/stat", pid)
 	}
 	if fields[0] == "Z" || fields[0] == "X" {
 		// Exited, waiting to be reaped by whoever is its parent now.
-		return 0, fmt.Errorf("engine: process %d has exited", pid)
+		return 0, fmt.Errorf("proc: process %d has exited", pid)
 	}
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
-func procCmdline(pid int) string {
+func Cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 }
 
-// sameProcess tells whether pid is still the process recorded in h and
+// Same tells whether pid is still the process that started at start and
 // that its command line mentions marker.
-func sameProcess(h Handle, marker string) bool {
-	st, err := procStartTime(h.PID)
-	if err != nil || st != h.StartTime {
+func Same(pid int, start uint64, marker string) bool {
+	st, err := StartTime(pid)
+	if err != nil || st != start {
 		return false
 	}
-	return strings.Contains(procCmdline(h.PID), marker)
+	return strings.Contains(Cmdline(pid), marker)
 }
 
-// pidWatch signals when a process that is not our child exits, through a
+// Watch signals when a process that is not our child exits, through a
 // pidfd. Stop ends the watch early.
-type pidWatch struct {
+type Watch struct {
 	mu     sync.Mutex
 	cancel int // eventfd; closed by the watching goroutine
 	closed bool
 }
 
-func watchPID(pid int, exited func()) (*pidWatch, error) {
+// WatchPID calls exited once when pid (not necessarily our child) exits.
+func WatchPID(pid int, exited func()) (*Watch, error) {
 	pfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return nil, fmt.Errorf("engine: pidfd_open %d: %w", pid, err)
+		return nil, fmt.Errorf("proc: pidfd_open %d: %w", pid, err)
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
 		unix.Close(pfd)
 		return nil, err
 	}
-	w := &pidWatch{cancel: efd}
+	w := &Watch{cancel: efd}
 	go func() {
 		defer func() {
 			w.mu.Lock()
@@ -95,7 +100,8 @@ func watchPID(pid int, exited func()) (*pidWatch, error) {
 	return w, nil
 }
 
-func (w *pidWatch) Stop() {
+// Stop ends the watch without calling exited.
+func (w *Watch) Stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.closed {
@@ -105,9 +111,9 @@ func (w *pidWatch) Stop() {
 	}
 }
 
-// killMarked SIGKILLs every process whose command line contains marker
+// KillMarked SIGKILLs every process whose command line contains marker
 // and waits briefly for each to go.
-func killMarked(marker string) int {
+func KillMarked(marker string) int {
 	ents, _ := os.ReadDir("/proc")
 	n := 0
 	for _, e := range ents {
@@ -115,13 +121,13 @@ func killMarked(marker string) int {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if !strings.Contains(procCmdline(pid), marker) {
+		if !strings.Contains(Cmdline(pid), marker) {
 			continue
 		}
 		if unix.Kill(pid, unix.SIGKILL) == nil {
 			n++
 			for i := 0; i < 100; i++ {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || procCmdline(pid) == "" {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || Cmdline(pid) == "" {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)

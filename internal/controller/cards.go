@@ -1,0 +1,320 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/proc"
+	"github.com/azote/azote/internal/store"
+)
+
+// A card is the process that serves one volume of one instance. azoted
+// starts it before the engine (the engine connects to its socket), keeps
+// its data key in memory to restart it if it dies, and stops it after the
+// engine has exited. Cards run in sessions of their own and are re-adopted
+// like engines.
+
+// cardHandle is what the store keeps to re-adopt a card.
+type cardHandle struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+}
+
+type cardProc struct {
+	vol      volumeRecord
+	readOnly bool
+	queues   int
+	pid      int
+	start    uint64
+	done     chan struct{} // closed when the process is gone
+	restarts []time.Time
+}
+
+// cardSet is the cards of one running instance.
+type cardSet struct {
+	mu       sync.Mutex
+	cards    map[string]*cardProc // by volume id
+	stopping bool
+}
+
+func (c *Controller) cardMarker(instID, volID string) string {
+	return "--socket " + c.cardSocket(instID, volID)
+}
+
+func (c *Controller) cardSocket(instID, volID string) string {
+	return filepath.Join(c.instanceDir(instID), volID+".sock")
+}
+
+func (c *Controller) cardMetricsSocket(instID, volID string) string {
+	return filepath.Join(c.instanceDir(instID), volID+".metrics.sock")
+}
+
+// startCards starts one card per attached volume and returns the disks
+// the engine must connect to. On error every card started is stopped.
+func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engine.Disk, error) {
+	set := &cardSet{cards: map[string]*cardProc{}}
+	rt.mu.Lock()
+	rt.cards = set
+	rt.mu.Unlock()
+	var disks []engine.Disk
+	for _, att := range rec.Volumes {
+		var v volumeRecord
+		if err := c.store.View(func(tx store.Tx) error { return tx.Get(tableVolumes, att.VolumeID, &v) }); err != nil {
+			c.stopCards(rt)
+			return nil, api.Errorf(api.CodeVolumeNotFound, "attached volume %s: %v", att.VolumeID, err)
+		}
+		key, err := c.launchKey(v)
+		if err != nil {
+			c.stopCards(rt)
+			return nil, fmt.Errorf("volume %s key: %w", v.ID, err)
+		}
+		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs}
+		err = c.spawnCard(rec.ID, cp, key)
+		clear(key)
+		if err != nil {
+			c.stopCards(rt)
+			return nil, api.Errorf(api.CodeEngineFailure, "volume %s card: %v", v.ID, err)
+		}
+		set.mu.Lock()
+		set.cards[v.ID] = cp
+		set.mu.Unlock()
+		c.wg.Add(1)
+		go c.superviseCard(rt, rec.ID, set, cp)
+		disks = append(disks, engine.Disk{ID: v.ID, Socket: c.cardSocket(rec.ID, v.ID), Queues: rec.VCPUs})
+	}
+	return disks, nil
+}
+
+// launchKey returns the key a card needs now. An instance-store volume
+// gets a fresh key at each launch, kept in azoted's memory only so that a
+// dead card can be restarted; it is forgotten when the machine ends.
+func (c *Controller) launchKey(v volumeRecord) ([]byte, error) {
+	if !v.Encrypted {
+		return nil, nil
+	}
+	if v.Kind == api.VolumePersistent {
+		return c.volumeKey(v)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k, ok := c.ephemeralKeys[v.ID]; ok {
+		return append([]byte(nil), k...), nil
+	}
+	k, err := c.volumeKey(v)
+	if err != nil {
+		return nil, err
+	}
+	c.ephemeralKeys[v.ID] = append([]byte(nil), k...)
+	return k, nil
+}
+
+func (c *Controller) forgetKey(volID string) {
+	c.mu.Lock()
+	if k, ok := c.ephemeralKeys[volID]; ok {
+		clear(k)
+		delete(c.ephemeralKeys, volID)
+	}
+	c.mu.Unlock()
+}
+
+// spawnCard starts the card process and hands it its configuration and
+// key over a fresh socketpair; it returns once the vhost-user socket is up.
+func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
+	sock := c.cardSocket(instID, cp.vol.ID)
+	os.Remove(sock)
+	flags := os.O_RDWR
+	if cp.readOnly {
+		flags = os.O_RDONLY
+	}
+	backing, err := os.OpenFile(c.volumeFile(cp.vol.ID), flags, 0)
+	if err != nil {
+		return err
+	}
+	defer backing.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "channel"), os.NewFile(uintptr(fds[1]), "channel")
+	defer ours.Close()
+	log, err := os.OpenFile(filepath.Join(c.instanceDir(instID), cp.vol.ID+".card.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		theirs.Close()
+		return err
+	}
+	defer log.Close()
+	cmd := exec.Command(c.cfg.CardBinary, "blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
+		"--metrics-socket", c.cardMetricsSocket(instID, cp.vol.ID))
+	cmd.ExtraFiles = []*os.File{backing, theirs}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	theirs.Close()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", c.cfg.CardBinary, err)
+	}
+	cp.pid = cmd.Process.Pid
+	cp.start, _ = proc.StartTime(cp.pid)
+	cp.done = make(chan struct{})
+	go func() { cmd.Wait(); close(cp.done) }()
+	cfg := channel.BlkConfig{VolumeID: cp.vol.ID, Queues: cp.queues, ReadOnly: cp.readOnly, Encrypted: cp.vol.Encrypted,
+		IOPS: cp.vol.IOPS, BytesPerS: cp.vol.ThroughputMiB << 20}
+	if err := channel.SendBlk(ours, cfg, key); err != nil {
+		cmd.Process.Kill()
+		<-cp.done
+		return fmt.Errorf("private channel: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
+		}
+		select {
+		case <-cp.done:
+			return fmt.Errorf("card exited at start-up: %s", lastLines(log.Name()))
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-cp.done
+			return errors.New("card did not open its socket within 10 s")
+		}
+	}
+}
+
+// superviseCard restarts a card that dies while its instance runs. The
+// engine reconnects to the new card on its own (reconnect=1); requests the
+// dead card had not completed are fetched again from the ring.
+func (c *Controller) superviseCard(rt *instanceRuntime, instID string, set *cardSet, cp *cardProc) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-cp.done:
+		case <-rt.release:
+			return
+		}
+		set.mu.Lock()
+		stopping := set.stopping
+		set.mu.Unlock()
+		if stopping {
+			return
+		}
+		now := time.Now()
+		recent := cp.restarts[:0]
+		for _, t := range cp.restarts {
+			if now.Sub(t) < time.Minute {
+				recent = append(recent, t)
+			}
+		}
+		cp.restarts = append(recent, now)
+		if len(cp.restarts) > 5 {
+			c.log.Error("card keeps dying; not restarting it", "instance", instID, "volume", cp.vol.ID)
+			return
+		}
+		key, err := c.launchKey(cp.vol)
+		if err == nil {
+			err = c.spawnCard(instID, cp, key)
+		}
+		clear(key)
+		if err != nil {
+			c.log.Error("restarting card failed", "instance", instID, "volume", cp.vol.ID, "err", err)
+			return
+		}
+		c.log.Warn("card died and was restarted", "instance", instID, "volume", cp.vol.ID, "pid", cp.pid)
+		c.recordCards(instID, set)
+	}
+}
+
+// adoptCards re-attaches to cards a previous azoted started.
+func (c *Controller) adoptCards(rt *instanceRuntime, rec instanceRecord) {
+	set := &cardSet{cards: map[string]*cardProc{}}
+	rt.mu.Lock()
+	rt.cards = set
+	rt.mu.Unlock()
+	for _, att := range rec.Volumes {
+		h, ok := rec.Cards[att.VolumeID]
+		var v volumeRecord
+		if err := c.store.View(func(tx store.Tx) error { return tx.Get(tableVolumes, att.VolumeID, &v) }); err != nil {
+			continue
+		}
+		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs, pid: h.PID, start: h.StartTime, done: make(chan struct{})}
+		if !ok || !proc.Same(h.PID, h.StartTime, c.cardMarker(rec.ID, v.ID)) {
+			close(cp.done) // gone: the supervisor restarts it if it can
+		} else if _, err := proc.WatchPID(h.PID, func() { close(cp.done) }); err != nil {
+			close(cp.done)
+		}
+		set.cards[v.ID] = cp
+		c.wg.Add(1)
+		go c.superviseCard(rt, rec.ID, set, cp)
+	}
+}
+
+// stopCards ends every card of rt: SIGTERM, then SIGKILL.
+func (c *Controller) stopCards(rt *instanceRuntime) {
+	rt.mu.Lock()
+	set := rt.cards
+	rt.cards = nil
+	rt.mu.Unlock()
+	if set == nil {
+		return
+	}
+	set.mu.Lock()
+	set.stopping = true
+	cards := set.cards
+	set.mu.Unlock()
+	for _, cp := range cards {
+		if proc.Same(cp.pid, cp.start, "azote-card") {
+			syscall.Kill(cp.pid, syscall.SIGTERM)
+		}
+	}
+	for _, cp := range cards {
+		select {
+		case <-cp.done:
+		case <-time.After(3 * time.Second):
+			if proc.Same(cp.pid, cp.start, "azote-card") {
+				syscall.Kill(cp.pid, syscall.SIGKILL)
+			}
+			select {
+			case <-cp.done:
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
+// recordCards stores the card handles of an instance.
+func (c *Controller) recordCards(instID string, set *cardSet) {
+	set.mu.Lock()
+	hs := map[string]cardHandle{}
+	for id, cp := range set.cards {
+		hs[id] = cardHandle{PID: cp.pid, StartTime: cp.start}
+	}
+	set.mu.Unlock()
+	c.update(instID, func(r *instanceRecord) error {
+		r.Cards = hs
+		for i := range r.Volumes {
+			r.Volumes[i].CardPID = hs[r.Volumes[i].VolumeID].PID
+		}
+		return nil
+	})
+}
+
+func lastLines(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 400 {
+		b = b[len(b)-400:]
+	}
+	return string(b)
+}

@@ -1,0 +1,389 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/store"
+)
+
+const tableVolumes = "volumes"
+
+// Volume limits.
+const (
+	MinVolumeBytes = 1 << 20
+	MaxVolumeBytes = 64 << 40
+	volumeKeyBytes = 64 // AES-256-XTS: two 256-bit keys
+)
+
+// volumeRecord is the stored volume: the public view plus, for persistent
+// volumes, the data key in wrapped form only.
+type volumeRecord struct {
+	api.Volume
+	WrappedKey []byte `json:"wrapped_key,omitempty"`
+}
+
+func (c *Controller) volumeDir() string           { return filepath.Join(c.cfg.StateDir, "volumes") }
+func (c *Controller) volumeFile(id string) string { return filepath.Join(c.volumeDir(), id+".img") }
+
+func (c *Controller) allVolumes(tx store.Tx) ([]volumeRecord, error) {
+	var out []volumeRecord
+	err := tx.ForEach(tableVolumes, func(_ string, raw []byte) error {
+		var v volumeRecord
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, err
+}
+
+// resolveVolumeTx finds a volume by id, then by name.
+func (c *Controller) resolveVolumeTx(tx store.Tx, ref string) (volumeRecord, error) {
+	var v volumeRecord
+	if err := tx.Get(tableVolumes, ref, &v); err == nil {
+		return v, nil
+	}
+	all, err := c.allVolumes(tx)
+	if err != nil {
+		return v, err
+	}
+	for _, x := range all {
+		if x.Name == ref && x.State != api.VolumeDeleted {
+			return x, nil
+		}
+	}
+	return v, api.Errorf(api.CodeVolumeNotFound, "no volume %q", ref)
+}
+
+func (c *Controller) resolveVolume(ref string) (volumeRecord, error) {
+	var v volumeRecord
+	err := c.store.View(func(tx store.Tx) error {
+		var err error
+		v, err = c.resolveVolumeTx(tx, ref)
+		return err
+	})
+	return v, err
+}
+
+// CreateVolume implements api.Backend. The backing file is sparse; a
+// persistent volume gets its data key now, stored only wrapped.
+func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
+	if req.Name != "" && (!image.ValidName(req.Name) || looksLikeID(req.Name)) {
+		return api.Volume{}, api.Errorf(api.CodeInvalidName, "volume name %q: %s", req.Name, nameRule)
+	}
+	if req.SizeBytes < MinVolumeBytes || req.SizeBytes > MaxVolumeBytes || req.SizeBytes%4096 != 0 {
+		return api.Volume{}, api.Errorf(api.CodeInvalidVolumeSize, "size %d: want a multiple of 4 KiB from 1 MiB to 64 TiB", req.SizeBytes)
+	}
+	if req.Kind != api.VolumeInstanceStore && req.Kind != api.VolumePersistent {
+		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "kind %q: want %s or %s", req.Kind, api.VolumeInstanceStore, api.VolumePersistent)
+	}
+	if req.IOPS < 0 || req.ThroughputMiB < 0 {
+		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "iops and throughput must not be negative")
+	}
+	id := newID("vol-")
+	name := req.Name
+	if name == "" {
+		name = id
+	}
+	v := volumeRecord{Volume: api.Volume{
+		ID: id, Name: name, Kind: req.Kind, State: api.VolumeAvailable, SizeBytes: req.SizeBytes,
+		IOPS: req.IOPS, ThroughputMiB: req.ThroughputMiB, Encrypted: !req.Plaintext,
+		DeletionProtection: req.DeletionProtection, CreatedAt: time.Now().UTC(),
+	}}
+	if v.Encrypted {
+		v.Cipher = "aes-xts-plain64"
+	}
+	if v.Encrypted && v.Kind == api.VolumePersistent {
+		key := make([]byte, volumeKeyBytes)
+		if _, err := rand.Read(key); err != nil {
+			return api.Volume{}, err
+		}
+		wrapped, err := c.keys.Wrap(key, []byte(id))
+		clear(key)
+		if err != nil {
+			return api.Volume{}, err
+		}
+		v.WrappedKey = wrapped
+	}
+	if err := os.MkdirAll(c.volumeDir(), 0o700); err != nil {
+		return api.Volume{}, err
+	}
+	f, err := os.OpenFile(c.volumeFile(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return api.Volume{}, err
+	}
+	err = f.Truncate(req.SizeBytes)
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err == nil {
+		err = c.store.Update(func(tx store.Tx) error {
+			all, err := c.allVolumes(tx)
+			if err != nil {
+				return err
+			}
+			for _, x := range all {
+				if x.Name == name && x.State != api.VolumeDeleted {
+					return api.Errorf(api.CodeNameInUse, "a volume named %q exists (%s)", name, x.ID)
+				}
+			}
+			return tx.Create(tableVolumes, id, &v)
+		})
+	}
+	if err != nil {
+		os.Remove(c.volumeFile(id))
+		return api.Volume{}, err
+	}
+	c.log.Info("volume created", "id", id, "kind", v.Kind, "size", v.SizeBytes, "encrypted", v.Encrypted)
+	return v.Volume, nil
+}
+
+// ListVolumes implements api.Backend.
+func (c *Controller) ListVolumes(context.Context) ([]api.Volume, error) {
+	out := []api.Volume{}
+	err := c.store.View(func(tx store.Tx) error {
+		all, err := c.allVolumes(tx)
+		for _, v := range all {
+			out = append(out, v.Volume)
+		}
+		return err
+	})
+	return out, err
+}
+
+// DescribeVolume implements api.Backend.
+func (c *Controller) DescribeVolume(_ context.Context, ref string) (api.Volume, error) {
+	v, err := c.resolveVolume(ref)
+	return v.Volume, err
+}
+
+// updateVolume applies fn to the volume ref in one transaction.
+func (c *Controller) updateVolume(ref string, fn func(tx store.Tx, v *volumeRecord) error) (volumeRecord, error) {
+	var v volumeRecord
+	err := c.store.Update(func(tx store.Tx) error {
+		var err error
+		if v, err = c.resolveVolumeTx(tx, ref); err != nil {
+			return err
+		}
+		if err := fn(tx, &v); err != nil {
+			return err
+		}
+		return tx.Put(tableVolumes, v.ID, &v)
+	})
+	return v, err
+}
+
+// ModifyVolume implements api.Backend.
+func (c *Controller) ModifyVolume(_ context.Context, ref string, req api.ModifyVolumeRequest) (api.Volume, error) {
+	v, err := c.updateVolume(ref, func(_ store.Tx, v *volumeRecord) error {
+		if req.DeletionProtection != nil {
+			v.DeletionProtection = *req.DeletionProtection
+		}
+		return nil
+	})
+	return v.Volume, err
+}
+
+// DeleteVolume implements api.Backend. A persistent volume moves to
+// deleted and stays recoverable until purge_at; with now, or for an
+// instance-store volume, its key and file are destroyed at once.
+func (c *Controller) DeleteVolume(_ context.Context, ref string, now bool) (api.Volume, error) {
+	purge := false
+	v, err := c.updateVolume(ref, func(_ store.Tx, v *volumeRecord) error {
+		if v.DeletionProtection {
+			return api.Errorf(api.CodeDeletionProtected, "volume %s has deletion protection; turn it off with: azote volume modify %s --deletion-protection=false", v.ID, v.ID)
+		}
+		if v.State == api.VolumeInUse {
+			return api.Errorf(api.CodeVolumeInUse, "volume %s is attached to %s", v.ID, v.AttachedTo)
+		}
+		if v.State == api.VolumeDeleted && !now {
+			return api.Errorf(api.CodeIncorrectVolumeState, "volume %s is already deleted; purge it with --now or restore it", v.ID)
+		}
+		t := time.Now().UTC()
+		purgeAt := t.Add(c.cfg.VolumeRetention)
+		v.State, v.DeletedAt, v.PurgeAt = api.VolumeDeleted, &t, &purgeAt
+		purge = now || v.Kind == api.VolumeInstanceStore
+		return nil
+	})
+	if err != nil {
+		return v.Volume, err
+	}
+	if purge {
+		return v.Volume, c.purgeVolume(v.ID)
+	}
+	c.log.Info("volume deleted (recoverable)", "id", v.ID, "purge_at", v.PurgeAt)
+	return v.Volume, nil
+}
+
+// purgeVolume destroys the wrapped key (crypto-erase) and the file.
+func (c *Controller) purgeVolume(id string) error {
+	if err := c.store.Update(func(tx store.Tx) error { return tx.Delete(tableVolumes, id) }); err != nil {
+		return err
+	}
+	err := os.Remove(c.volumeFile(id))
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	c.log.Info("volume purged", "id", id)
+	return err
+}
+
+// RestoreVolume implements api.Backend.
+func (c *Controller) RestoreVolume(_ context.Context, ref string) (api.Volume, error) {
+	v, err := c.updateVolume(ref, func(tx store.Tx, v *volumeRecord) error {
+		if v.State != api.VolumeDeleted {
+			return api.Errorf(api.CodeIncorrectVolumeState, "volume %s is %s, not deleted", v.ID, v.State)
+		}
+		all, err := c.allVolumes(tx)
+		if err != nil {
+			return err
+		}
+		for _, x := range all {
+			if x.ID != v.ID && x.Name == v.Name && x.State != api.VolumeDeleted {
+				return api.Errorf(api.CodeNameInUse, "a volume named %q exists (%s)", v.Name, x.ID)
+			}
+		}
+		v.State, v.DeletedAt, v.PurgeAt = api.VolumeAvailable, nil, nil
+		return nil
+	})
+	return v.Volume, err
+}
+
+// AttachVolume implements api.Backend: to a stopped instance.
+func (c *Controller) AttachVolume(_ context.Context, ref string, req api.AttachVolumeRequest) (api.Volume, error) {
+	inst, rt, unlock, err := c.lockInstance(req.Instance)
+	if err != nil {
+		return api.Volume{}, err
+	}
+	defer unlock()
+	_ = rt
+	if inst.State != api.StateStopped {
+		return api.Volume{}, api.Errorf(api.CodeIncorrectInstanceState, "attach needs a stopped instance; %s is %s", inst.ID, inst.State)
+	}
+	var out volumeRecord
+	err = c.store.Update(func(tx store.Tx) error {
+		v, err := c.claimVolumeTx(tx, ref, inst.ID, req.ReadOnly)
+		if err != nil {
+			return err
+		}
+		out = v
+		var r instanceRecord
+		if err := tx.Get(tableInstances, inst.ID, &r); err != nil {
+			return err
+		}
+		r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: v.ID, ReadOnly: req.ReadOnly})
+		r.Revision++
+		return tx.Put(tableInstances, r.ID, &r)
+	})
+	return out.Volume, err
+}
+
+// claimVolumeTx marks a volume in use by instance id.
+func (c *Controller) claimVolumeTx(tx store.Tx, ref, instanceID string, readOnly bool) (volumeRecord, error) {
+	v, err := c.resolveVolumeTx(tx, ref)
+	if err != nil {
+		return v, err
+	}
+	if v.State != api.VolumeAvailable {
+		if v.State == api.VolumeInUse {
+			return v, api.Errorf(api.CodeVolumeInUse, "volume %s is attached to %s", v.ID, v.AttachedTo)
+		}
+		return v, api.Errorf(api.CodeIncorrectVolumeState, "volume %s is %s", v.ID, v.State)
+	}
+	v.State, v.AttachedTo, v.ReadOnly = api.VolumeInUse, instanceID, readOnly
+	return v, tx.Put(tableVolumes, v.ID, &v)
+}
+
+// DetachVolume implements api.Backend: from a stopped instance.
+func (c *Controller) DetachVolume(_ context.Context, ref string) (api.Volume, error) {
+	v, err := c.resolveVolume(ref)
+	if err != nil {
+		return api.Volume{}, err
+	}
+	if v.State != api.VolumeInUse {
+		return v.Volume, api.Errorf(api.CodeIncorrectVolumeState, "volume %s is not attached", v.ID)
+	}
+	inst, _, unlock, err := c.lockInstance(v.AttachedTo)
+	if err != nil {
+		return api.Volume{}, err
+	}
+	defer unlock()
+	if inst.State != api.StateStopped && inst.State != api.StateFailed {
+		return v.Volume, api.Errorf(api.CodeIncorrectInstanceState, "detach needs a stopped instance; %s is %s", inst.ID, inst.State)
+	}
+	var out volumeRecord
+	err = c.store.Update(func(tx store.Tx) error {
+		var err error
+		out, err = c.releaseVolumeTx(tx, v.ID, inst.ID)
+		return err
+	})
+	return out.Volume, err
+}
+
+// releaseVolumeTx detaches volume id from instance instID in both records.
+func (c *Controller) releaseVolumeTx(tx store.Tx, id, instID string) (volumeRecord, error) {
+	var v volumeRecord
+	if err := tx.Get(tableVolumes, id, &v); err != nil {
+		return v, err
+	}
+	v.State, v.AttachedTo, v.ReadOnly = api.VolumeAvailable, "", false
+	if err := tx.Put(tableVolumes, id, &v); err != nil {
+		return v, err
+	}
+	var r instanceRecord
+	if err := tx.Get(tableInstances, instID, &r); err != nil {
+		return v, err
+	}
+	kept := r.Volumes[:0]
+	for _, a := range r.Volumes {
+		if a.VolumeID != id {
+			kept = append(kept, a)
+		}
+	}
+	r.Volumes = kept
+	r.Revision++
+	return v, tx.Put(tableInstances, r.ID, &r)
+}
+
+// volumeKey returns the plaintext data key for a launch: unwrapped for a
+// persistent volume, fresh for an instance-store one. The caller clears it.
+func (c *Controller) volumeKey(v volumeRecord) ([]byte, error) {
+	if !v.Encrypted {
+		return nil, nil
+	}
+	if v.Kind == api.VolumePersistent {
+		return c.keys.Unwrap(v.WrappedKey, []byte(v.ID))
+	}
+	key := make([]byte, volumeKeyBytes)
+	_, err := rand.Read(key)
+	return key, err
+}
+
+// purgeDeletedVolumes destroys deleted volumes past their retention.
+func (c *Controller) purgeDeletedVolumes(now time.Time) {
+	var ids []string
+	c.store.View(func(tx store.Tx) error {
+		all, err := c.allVolumes(tx)
+		for _, v := range all {
+			if v.State == api.VolumeDeleted && v.PurgeAt != nil && v.PurgeAt.Before(now) {
+				ids = append(ids, v.ID)
+			}
+		}
+		return err
+	})
+	for _, id := range ids {
+		c.purgeVolume(id)
+	}
+}
