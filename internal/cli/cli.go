@@ -34,7 +34,11 @@ type command struct {
 var nouns = map[string]map[string]command{
 	"instance": instanceCommands,
 	"image":    imageCommands,
-	"host":     {"info": {"show the host's CPU, memory, virtualization and engine", hostInfo}},
+	"volume":   volumeCommands,
+	"host": {
+		"info":    {"show the host's CPU, memory, virtualization and engine", hostInfo},
+		"metrics": {"print azoted's Prometheus metrics", hostMetrics},
+	},
 }
 
 // usageError is a mistake on the command line (exit status 2).
@@ -224,4 +228,17 @@ func hostInfo(ctx context.Context, e *env, args []string) error {
 		{"azoted", h.Version},
 	})
 	return nil
+}
+
+func hostMetrics(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("host metrics")
+	if _, err := e.parse(fs, args); err != nil {
+		return err
+	}
+	m, err := e.client.Metrics(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(e.stdout, m)
+	return err
 }

@@ -29,11 +29,14 @@ func instanceRun(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&req.VCPUs, "vcpus", 1, "virtual CPUs")
 	fs.IntVar(&req.MemoryMiB, "memory", 256, "memory in MiB")
 	fs.BoolVar(&req.TerminationProtection, "termination-protection", false, "refuse terminate until turned off")
+	var vols volumeFlag
+	fs.Var(&vols, "volume", "attach VOLUME (or VOLUME:ro); repeat for more, the first is /dev/vda")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
 	if _, err := e.parse(fs, args); err != nil {
 		return err
 	}
+	req.Volumes = vols
 	start := time.Now()
 	e.progress("launching %d vCPU / %d MiB instance from image %s ...", req.VCPUs, req.MemoryMiB, req.Image)
 	inst, err := e.client.RunInstance(ctx, req)
@@ -121,6 +124,17 @@ func showInstance(e *env, i api.Instance) error {
 		{"Command line", i.Cmdline}, {"Command line SHA-384", i.CmdlineSHA384},
 		{"Created", i.CreatedAt.Format(time.RFC3339Nano)}, {"Launched", ts(i.LaunchedAt)}, {"Ready", ts(i.ReadyAt)},
 		{"Boots", strconv.Itoa(i.BootCount)},
+	}
+	for n, v := range i.Volumes {
+		mode := "read-write"
+		if v.ReadOnly {
+			mode = "read-only"
+		}
+		card := ""
+		if v.CardPID != 0 {
+			card = fmt.Sprintf(", card pid %d", v.CardPID)
+		}
+		pairs = append(pairs, [2]string{"Volume vd" + string(rune('a'+n)), v.VolumeID + " (" + mode + card + ")"})
 	}
 	if i.BootMs > 0 {
 		pairs = append(pairs, [2]string{"Boot time", fmt.Sprintf("%d ms (launch to agent ready)", i.BootMs)})

@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+)
+
+var volumeCommands = map[string]command{
+	"create":   {"create a volume (--size 1G --kind instance-store|persistent)", volumeCreate},
+	"list":     {"list volumes", volumeList},
+	"describe": {"show one volume", volumeDescribe},
+	"modify":   {"change volume attributes (--deletion-protection)", volumeModify},
+	"delete":   {"delete a volume (persistent: recoverable unless --now)", volumeDelete},
+	"restore":  {"restore a deleted persistent volume", volumeRestore},
+	"attach":   {"attach a volume to a stopped instance", volumeAttach},
+	"detach":   {"detach a volume from a stopped instance", volumeDetach},
+}
+
+// parseSize reads 512M, 4G, 1T or a byte count.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	case strings.HasSuffix(s, "T"):
+		mult, s = 1<<40, strings.TrimSuffix(s, "T")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: want a number with an optional K, M, G or T suffix", s)
+	}
+	return n * mult, nil
+}
+
+func volumeCreate(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume create")
+	var req api.CreateVolumeRequest
+	size := fs.String("size", "", "size, e.g. 1G")
+	fs.StringVar(&req.Name, "name", "", "volume name (default: its id)")
+	fs.StringVar(&req.Kind, "kind", api.VolumePersistent, "instance-store or persistent")
+	fs.Int64Var(&req.IOPS, "iops", 0, "I/O operations per second limit (0: none)")
+	fs.Int64Var(&req.ThroughputMiB, "throughput", 0, "MiB/s limit (0: none)")
+	fs.BoolVar(&req.DeletionProtection, "deletion-protection", false, "refuse delete until turned off")
+	fs.BoolVar(&req.Plaintext, "plaintext", false, "store sectors unencrypted (benchmarks only)")
+	if _, err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if *size == "" {
+		return usageError{msg: "--size is required"}
+	}
+	n, err := parseSize(*size)
+	if err != nil {
+		return usageError{msg: err.Error()}
+	}
+	req.SizeBytes = n
+	v, err := e.client.CreateVolume(ctx, req)
+	if err != nil {
+		return err
+	}
+	return showVolume(e, v)
+}
+
+func showVolume(e *env, v api.Volume) error {
+	if e.output == "json" {
+		return e.json(v)
+	}
+	enc := "no (plaintext)"
+	if v.Encrypted {
+		enc = "yes, " + v.Cipher
+	}
+	pairs := [][2]string{
+		{"ID", v.ID}, {"Name", v.Name}, {"Kind", v.Kind}, {"State", v.State},
+		{"Size", fmt.Sprintf("%d bytes (%.1f GiB)", v.SizeBytes, float64(v.SizeBytes)/(1<<30))},
+		{"Encrypted", enc}, {"Attached to", v.AttachedTo},
+		{"Deletion protection", strconv.FormatBool(v.DeletionProtection)},
+		{"Created", v.CreatedAt.Format(time.RFC3339)},
+	}
+	if v.IOPS > 0 {
+		pairs = append(pairs, [2]string{"IOPS limit", strconv.FormatInt(v.IOPS, 10)})
+	}
+	if v.ThroughputMiB > 0 {
+		pairs = append(pairs, [2]string{"Throughput limit", fmt.Sprintf("%d MiB/s", v.ThroughputMiB)})
+	}
+	if v.PurgeAt != nil {
+		pairs = append(pairs, [2]string{"Purged at", v.PurgeAt.Format(time.RFC3339) + " unless restored"})
+	}
+	e.kv(pairs)
+	return nil
+}
+
+func volumeList(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume list")
+	if _, err := e.parse(fs, args); err != nil {
+		return err
+	}
+	list, err := e.client.ListVolumes(ctx)
+	if err != nil {
+		return err
+	}
+	if e.output == "json" {
+		return e.json(list)
+	}
+	var rows [][]string
+	for _, v := range list {
+		rows = append(rows, []string{v.ID, v.Name, v.Kind, v.State, fmt.Sprintf("%.2f", float64(v.SizeBytes)/(1<<30)),
+			strconv.FormatBool(v.Encrypted), v.AttachedTo, ago(v.CreatedAt)})
+	}
+	e.table("ID\tNAME\tKIND\tSTATE\tSIZE_GIB\tENCRYPTED\tATTACHED_TO\tCREATED", rows)
+	return nil
+}
+
+func volumeDescribe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume describe")
+	pos, err := e.parse(fs, args, "VOLUME")
+	if err != nil {
+		return err
+	}
+	v, err := e.client.DescribeVolume(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return showVolume(e, v)
+}
+
+func volumeModify(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume modify")
+	var req api.ModifyVolumeRequest
+	fs.Func("deletion-protection", "true or false", func(s string) error {
+		b, err := strconv.ParseBool(s)
+		req.DeletionProtection = &b
+		return err
+	})
+	pos, err := e.parse(fs, args, "VOLUME")
+	if err != nil {
+		return err
+	}
+	if req.DeletionProtection == nil {
+		return usageError{msg: "nothing to change: give --deletion-protection=true|false"}
+	}
+	v, err := e.client.ModifyVolume(ctx, pos[0], req)
+	if err != nil {
+		return err
+	}
+	return showVolume(e, v)
+}
+
+func volumeDelete(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume delete")
+	now := fs.Bool("now", false, "destroy at once (crypto-erase) instead of keeping it recoverable")
+	pos, err := e.parse(fs, args, "VOLUME")
+	if err != nil {
+		return err
+	}
+	v, err := e.client.DeleteVolume(ctx, pos[0], *now)
+	if err != nil {
+		return err
+	}
+	return showVolume(e, v)
+}
+
+func volumeRestore(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume restore")
+	pos, err := e.parse(fs, args, "VOLUME")
+	if err != nil {
+		return err
+	}
+	v, err := e.client.VolumeAction(ctx, pos[0], "restore", nil)
+	if err != nil {
+		return err
+	}
+	return showVolume(e, v)
+}
+
+func volumeAttach(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume attach")
+	var req api.AttachVolumeRequest
+	fs.StringVar(&req.Instance, "instance", "", "instance id or name (stopped)")
+	fs.BoolVar(&req.ReadOnly, "read-only", false, "attach read-only")
+	pos, err := e.parse(fs, args, "VOLUME")
+	if err != nil {
+		return err
+	}
+	if req.Instance == "" {
+		return usageError{msg: "--instance is required"}
+	}
+	v, err := e.client.VolumeAction(ctx, pos[0], "attach", req)
+	if err != nil {
+		return err
+	}
+	return showVolume(e, v)
+}
+
+func volumeDetach(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("volume detach")
+	pos, err := e.parse(fs, args, "VOLUME")
+	if err != nil {
+		return err
+	}
+	v, err := e.client.VolumeAction(ctx, pos[0], "detach", nil)
+	if err != nil {
+		return err
+	}
+	return showVolume(e, v)
+}
+
+// volumeFlag collects repeated --volume VOL[:ro] flags.
+type volumeFlag []api.VolumeAttachment
+
+func (v *volumeFlag) String() string { return "" }
+func (v *volumeFlag) Set(s string) error {
+	ref, mode, _ := strings.Cut(s, ":")
+	if ref == "" || (mode != "" && mode != "ro" && mode != "rw") {
+		return fmt.Errorf("want VOLUME or VOLUME:ro")
+	}
+	*v = append(*v, api.VolumeAttachment{Volume: ref, ReadOnly: mode == "ro"})
+	return nil
+}
