@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +18,7 @@ import (
 // Paths inside the guest image.
 const (
 	ModulesList = "/etc/azote/modules" // module paths, one per line, in load order
+	ScriptPath  = "/etc/azote/rc"      // run with /bin/sh after ready, if present
 	ConsolePath = "/dev/console"
 	ControlPath = "/dev/ttyS1" // the host's control port
 )
@@ -50,7 +53,7 @@ func Run() error {
 			fail(fmt.Errorf("mount %s: %w", m.dst, err))
 		}
 	}
-	os.Setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
+	os.Setenv("PATH", "/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin")
 	reapChildren()
 
 	loaded, errs := loadModules(ModulesList)
@@ -67,6 +70,7 @@ func Run() error {
 	r.MemTotalKiB, r.MemRAMKiB = memory()
 	r.ReadyMs = bootMillis()
 	report(r)
+	go runScript(report)
 
 	return controlLoop(report)
 }
@@ -134,12 +138,17 @@ func makeRaw(fd int) {
 	unix.IoctlSetTermios(fd, unix.TCSETS, t)
 }
 
+// reapMu keeps the orphan reaper away while the script runs: the script
+// is waited for by its own exec.Cmd, which a wait(-1) would rob.
+var reapMu sync.Mutex
+
 // reapChildren collects every orphan the kernel hands PID 1.
 func reapChildren() {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, unix.SIGCHLD)
 	go func() {
 		for range ch {
+			reapMu.Lock()
 			for {
 				var ws unix.WaitStatus
 				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -147,6 +156,7 @@ func reapChildren() {
 					break
 				}
 			}
+			reapMu.Unlock()
 		}
 	}()
 }
@@ -263,4 +273,27 @@ func systemRAMKiB(iomem string) int64 {
 		}
 	}
 	return sum
+}
+
+// runScript runs the image's script, if it has one, with its output on the
+// console, and reports how it ended.
+func runScript(report func(Report)) {
+	if _, err := os.Stat(ScriptPath); err != nil {
+		return
+	}
+	console, err := os.OpenFile(ConsolePath, os.O_WRONLY|unix.O_NOCTTY, 0)
+	if err != nil {
+		return
+	}
+	defer console.Close()
+	cmd := exec.Command("/bin/sh", ScriptPath)
+	cmd.Stdout, cmd.Stderr = console, console
+	reapMu.Lock()
+	err = cmd.Run()
+	reapMu.Unlock()
+	msg := "exit 0"
+	if err != nil {
+		msg = err.Error()
+	}
+	report(Report{Event: EventScript, Message: msg})
 }

@@ -16,9 +16,10 @@ const MaxLineLen = 512
 
 // Events the agent reports.
 const (
-	EventReady = "ready"
-	EventError = "error"
-	EventStop  = "stopping"
+	EventReady  = "ready"
+	EventError  = "error"
+	EventStop   = "stopping"
+	EventScript = "script" // the image's script ended; Message says how
 )
 
 // Report is one agent line: an event and its measurements.

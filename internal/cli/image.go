@@ -44,6 +44,9 @@ func imageBuild(ctx context.Context, e *env, args []string) error {
 	cache := fs.String("cache", defaultCacheDir(), "download and unpack cache")
 	cmdline := fs.String("cmdline", image.DefaultCmdline, "kernel command line")
 	mods := fs.String("modules", strings.Join(image.DefaultModules, ","), "kernel modules to include (dependencies are added)")
+	var bins stringList
+	fs.Var(&bins, "binary", "host executable to include with its libraries (repeatable), e.g. /sbin/mke2fs")
+	script := fs.String("script", "", "shell script the agent runs after the guest is ready")
 	if _, err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -51,7 +54,16 @@ func imageBuild(ctx context.Context, e *env, args []string) error {
 		return usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
 	}
 	start := time.Now()
+	var scriptData []byte
+	if *script != "" {
+		b, err := os.ReadFile(*script)
+		if err != nil {
+			return err
+		}
+		scriptData = b
+	}
 	opts := image.BuildOptions{
+		Binaries: bins, Script: scriptData,
 		KernelPackage: *kpkg, AgentPath: *agent, CacheDir: *cache, Cmdline: *cmdline,
 		Modules:  strings.Split(*mods, ","),
 		Progress: func(s string) { e.progress("  %s", s) },
@@ -145,3 +157,9 @@ func imageDelete(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "deleted image %s\n", pos[0])
 	return nil
 }
+
+// stringList collects a repeated flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

@@ -28,10 +28,16 @@ type BuildOptions struct {
 	KernelPackage  string   // Debian package name; a metapackage is followed
 	BusyboxPackage string   // Debian package holding a static /bin/busybox
 	Modules        []string // module names; dependencies are added
-	Cmdline        string
-	AgentPath      string // the static azote-agent binary
-	CacheDir       string // where packages are downloaded and unpacked
-	Progress       func(string)
+	// Binaries are host executables copied into /bin with the shared
+	// libraries and loader they need (e.g. /sbin/mke2fs).
+	Binaries []string
+	// Script, when set, is run by the agent with /bin/sh after the guest
+	// is ready; its output goes to the console.
+	Script    []byte
+	Cmdline   string
+	AgentPath string // the static azote-agent binary
+	CacheDir  string // where packages are downloaded and unpacked
+	Progress  func(string)
 }
 
 // Artifacts are the bytes of a built image.
@@ -154,6 +160,12 @@ func Build(o BuildOptions) (*Artifacts, error) {
 	}
 	w.File("etc/azote/modules", 0o644, []byte(strings.Join(loadList, "\n")+"\n"))
 	w.File("etc/azote/kernel-version", 0o644, []byte(version+"\n"))
+	if len(o.Script) > 0 {
+		w.File("etc/azote/rc", 0o755, o.Script)
+	}
+	if err := addBinaries(w, mkdirs, o.Binaries); err != nil {
+		return nil, err
+	}
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
