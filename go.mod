@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	go.etcd.io/bbolt v1.4.3
+	golang.org/x/crypto v0.45.0
 	golang.org/x/sys v0.50.0
 )
 

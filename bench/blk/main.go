@@ -1,0 +1,312 @@
+// Command blk measures block I/O through the Go vhost-user frontend, in
+// one run and on the same kind of file, for:
+//
+//	(a) azote-card blk, plaintext
+//	(b) azote-card blk, AES-256-XTS
+//	(c) qemu-storage-daemon, raw file export
+//	(d) qemu-storage-daemon, luks driver (AES-XTS as well)
+//
+// Workloads: 4 KiB random reads and writes at queue depth 32 per queue
+// with 1 and 2 queues, and 1 MiB sequential reads and writes.
+//
+//	go run ./bench/blk -card bin/azote-card
+package main
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/vhostuser"
+)
+
+func main() {
+	card := flag.String("card", "bin/azote-card", "azote-card binary")
+	size := flag.Int64("size", 1<<30, "bytes per test file")
+	dur := flag.Duration("time", 3*time.Second, "duration of each measurement")
+	flag.Parse()
+	if err := run(*card, *size, *dur); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/blk:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name  string
+	start func(dir string, queues int) (sock string, stop func(), err error)
+}
+
+func run(card string, size int64, dur time.Duration) error {
+	dir, err := os.MkdirTemp("", "azote-bench-blk-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	raw := filepath.Join(dir, "raw.img")
+	if err := fill(raw, size); err != nil {
+		return err
+	}
+	luks := filepath.Join(dir, "luks.img")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "luks", "--object", "secret,id=s0,data=bench",
+		"-o", "key-secret=s0,iter-time=10", luks, fmt.Sprint(size)).CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img create luks: %v: %s", err, out)
+	}
+	key := make([]byte, 64)
+	rand.Read(key)
+	targets := []target{
+		{"(a) azote card, plaintext", cardTarget(card, raw, nil)},
+		{"(b) azote card, aes-xts-plain64", cardTarget(card, raw, key)},
+		{"(c) qemu-storage-daemon raw", qsdTarget(raw, false)},
+		{"(d) qemu-storage-daemon luks", qsdTarget(luks, true)},
+	}
+	results := map[string]map[string]float64{}
+	tests := []struct {
+		name   string
+		queues int
+		bs     int
+		write  bool
+		seq    bool
+	}{
+		{"4k randread q1 qd32 (IOPS)", 1, 4096, false, false},
+		{"4k randwrite q1 qd32 (IOPS)", 1, 4096, true, false},
+		{"4k randread q2 qd32 (IOPS)", 2, 4096, false, false},
+		{"4k randwrite q2 qd32 (IOPS)", 2, 4096, true, false},
+		{"1M seqread q1 qd4 (MiB/s)", 1, 1 << 20, false, true},
+		{"1M seqwrite q1 qd4 (MiB/s)", 1, 1 << 20, true, true},
+	}
+	for _, tg := range targets {
+		results[tg.name] = map[string]float64{}
+		for _, ts := range tests {
+			sock, stop, err := tg.start(dir, 2)
+			if err != nil {
+				return fmt.Errorf("%s: %w", tg.name, err)
+			}
+			depth := 32
+			if ts.seq {
+				depth = 4
+			}
+			ops, err := measure(sock, ts.queues, depth, ts.bs, ts.write, ts.seq, size, dur)
+			stop()
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", tg.name, ts.name, err)
+			}
+			v := ops / dur.Seconds()
+			if ts.seq {
+				v = v * float64(ts.bs) / (1 << 20)
+			}
+			results[tg.name][ts.name] = v
+			fmt.Fprintf(os.Stderr, "%-34s %-30s %10.0f\n", tg.name, ts.name, v)
+		}
+	}
+	fmt.Printf("%-30s", "workload")
+	for _, tg := range targets {
+		fmt.Printf(" %16s", tg.name[:3])
+	}
+	fmt.Printf(" %8s %8s %8s\n", "b/a", "b/d", "a/c")
+	for _, ts := range tests {
+		fmt.Printf("%-30s", ts.name)
+		for _, tg := range targets {
+			fmt.Printf(" %16.0f", results[tg.name][ts.name])
+		}
+		a, b := results[targets[0].name][ts.name], results[targets[1].name][ts.name]
+		c, d := results[targets[2].name][ts.name], results[targets[3].name][ts.name]
+		fmt.Printf(" %8.2f %8.2f %8.2f\n", b/a, b/d, a/c)
+	}
+	fmt.Println("goals: b/a >= 0.9, b/d >= 1.0, a/c >= 1.0")
+	for _, tg := range targets {
+		fmt.Println(tg.name)
+	}
+	return nil
+}
+
+// fill writes the file fully so reads hit allocated blocks.
+func fill(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	rand.Read(buf)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+func waitSock(sock string, cmd *exec.Cmd) error {
+	for i := 0; i < 1000; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
+		}
+		if cmd.ProcessState != nil {
+			return fmt.Errorf("exited")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("no socket %s", sock)
+}
+
+func cardTarget(bin, file string, key []byte) func(string, int) (string, func(), error) {
+	return func(dir string, queues int) (string, func(), error) {
+		sock := filepath.Join(dir, "card.sock")
+		os.Remove(sock)
+		f, err := os.OpenFile(file, os.O_RDWR, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		defer f.Close()
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		ours, theirs := os.NewFile(uintptr(fds[0]), "c"), os.NewFile(uintptr(fds[1]), "c")
+		defer ours.Close()
+		cmd := exec.Command(bin, "blk", "--socket", sock)
+		cmd.ExtraFiles = []*os.File{f, theirs}
+		cmd.Stderr = nil
+		if err := cmd.Start(); err != nil {
+			return "", nil, err
+		}
+		theirs.Close()
+		k := append([]byte(nil), key...)
+		if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "bench", Queues: queues, Encrypted: key != nil}, k); err != nil {
+			return "", nil, err
+		}
+		if err := waitSock(sock, cmd); err != nil {
+			return "", nil, err
+		}
+		return sock, func() { cmd.Process.Kill(); cmd.Wait() }, nil
+	}
+}
+
+func qsdTarget(file string, luks bool) func(string, int) (string, func(), error) {
+	return func(dir string, queues int) (string, func(), error) {
+		sock := filepath.Join(dir, "qsd.sock")
+		os.Remove(sock)
+		args := []string{"--blockdev", "driver=file,node-name=file,filename=" + file + ",aio=threads,cache.direct=off"}
+		node := "file"
+		if luks {
+			args = append([]string{"--object", "secret,id=s0,data=bench"}, args...)
+			args = append(args, "--blockdev", "driver=luks,node-name=luks,file=file,key-secret=s0")
+			node = "luks"
+		}
+		args = append(args, "--export", fmt.Sprintf("type=vhost-user-blk,id=exp,node-name=%s,addr.type=unix,addr.path=%s,writable=on,num-queues=%d", node, sock, queues))
+		cmd := exec.Command("qemu-storage-daemon", args...)
+		if err := cmd.Start(); err != nil {
+			return "", nil, err
+		}
+		if err := waitSock(sock, cmd); err != nil {
+			cmd.Process.Kill()
+			return "", nil, err
+		}
+		return sock, func() { cmd.Process.Kill(); cmd.Wait() }, nil
+	}
+}
+
+// measure drives queues goroutines, each with depth requests in flight, for
+// dur, and returns the number of completed requests.
+func measure(sock string, queues, depth, bs int, write, seq bool, size int64, dur time.Duration) (float64, error) {
+	fe, err := vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 64 << 20, NumQueues: queues, QueueSize: 128})
+	if err != nil {
+		return 0, err
+	}
+	defer fe.Close()
+	type slot struct {
+		hdr, st                []byte
+		hdrGPA, dataGPA, stGPA uint64
+	}
+	slots := make([][]slot, queues)
+	for q := range slots {
+		for i := 0; i < depth; i++ {
+			var s slot
+			s.hdrGPA, s.hdr, _ = fe.Alloc(16)
+			var err error
+			s.dataGPA, _, err = fe.Alloc(bs)
+			if err != nil {
+				return 0, err
+			}
+			s.stGPA, s.st, _ = fe.Alloc(1)
+			slots[q] = append(slots[q], s)
+		}
+	}
+	var wg sync.WaitGroup
+	counts := make([]int, queues)
+	errs := make([]error, queues)
+	deadline := time.Now().Add(dur)
+	for q := 0; q < queues; q++ {
+		wg.Add(1)
+		go func(q int) {
+			defer wg.Done()
+			dq := fe.Queues[q]
+			rng := mrand.New(mrand.NewPCG(uint64(q), 7))
+			blocks := uint64(size) / uint64(bs)
+			next := uint64(q) * blocks / uint64(queues)
+			typ := uint32(0)
+			if write {
+				typ = 1
+			}
+			byHead := map[uint16]*slot{}
+			submit := func(s *slot) {
+				var blk uint64
+				if seq {
+					blk = next % blocks
+					next++
+				} else {
+					blk = rng.Uint64N(blocks)
+				}
+				binary.LittleEndian.PutUint32(s.hdr, typ)
+				binary.LittleEndian.PutUint64(s.hdr[8:], blk*uint64(bs)/512)
+				head, err := dq.Add([]vhostuser.Buf{{Addr: s.hdrGPA, Len: 16}, {Addr: s.dataGPA, Len: uint32(bs), Write: !write}, {Addr: s.stGPA, Len: 1, Write: true}})
+				if err != nil {
+					errs[q] = err
+					return
+				}
+				byHead[head] = s
+			}
+			for i := range slots[q] {
+				submit(&slots[q][i])
+			}
+			dq.Kick()
+			var done []vhostuser.Completion
+			for time.Now().Before(deadline) && errs[q] == nil {
+				dq.Wait(100 * time.Millisecond)
+				done = dq.Reap(done[:0])
+				for _, c := range done {
+					s := byHead[c.Head]
+					delete(byHead, c.Head)
+					if s.st[0] != 0 {
+						errs[q] = fmt.Errorf("status %d", s.st[0])
+						return
+					}
+					counts[q]++
+					submit(s)
+				}
+				if len(done) > 0 {
+					dq.Kick()
+				}
+			}
+		}(q)
+	}
+	wg.Wait()
+	total := 0
+	for q := range counts {
+		if errs[q] != nil {
+			return 0, errs[q]
+		}
+		total += counts[q]
+	}
+	return float64(total), nil
+}

@@ -1,0 +1,168 @@
+package blk
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+var errShort = errors.New("blk: short transfer")
+
+// read fills iov from the device starting at sector. Plaintext volumes
+// read straight into guest memory; encrypted ones read ciphertext into the
+// queue's bounce buffer, decrypt it there and copy the plaintext out, one
+// bounce buffer at a time.
+func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
+	off := int64(sector * SectorSize)
+	if d.cfg.Cipher == nil {
+		return preadvFull(d.cfg.File, iov, off)
+	}
+	total := totalLen(iov)
+	for done := uint64(0); done < total; {
+		chunk := min(total-done, uint64(len(qs.bounce)))
+		buf := qs.bounce[:chunk]
+		if err := preadFull(d.cfg.File, buf, off+int64(done)); err != nil {
+			return err
+		}
+		if err := d.cfg.Cipher.DecryptSectors(buf, buf, sector+done/SectorSize, SectorSize); err != nil {
+			return err
+		}
+		scatterAt(iov, done, buf)
+		done += chunk
+	}
+	return nil
+}
+
+// write stores iov at sector; encrypted volumes encrypt a copy in the
+// bounce buffer (the guest's buffer is never modified).
+func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
+	off := int64(sector * SectorSize)
+	if d.cfg.Cipher == nil {
+		return pwritevFull(d.cfg.File, iov, off)
+	}
+	total := totalLen(iov)
+	for done := uint64(0); done < total; {
+		chunk := min(total-done, uint64(len(qs.bounce)))
+		buf := qs.bounce[:chunk]
+		gather(buf, iov, done)
+		if err := d.cfg.Cipher.EncryptSectors(buf, buf, sector+done/SectorSize, SectorSize); err != nil {
+			return err
+		}
+		if err := pwriteFull(d.cfg.File, buf, off+int64(done)); err != nil {
+			return err
+		}
+		done += chunk
+	}
+	return nil
+}
+
+// discard serves DISCARD and WRITE_ZEROES segments. Plaintext volumes punch
+// holes (reads give zeros). Encrypted volumes: a discard punches a hole too
+// (its content becomes undefined, as with dm-crypt), while write-zeroes
+// writes encrypted zeros, since a hole would decrypt to noise.
+func (d *Device) discard(qs *queueState, iov [][]byte, zeroes bool) (uint64, error) {
+	n := totalLen(iov)
+	if n == 0 || n%16 != 0 || n/16 > maxDiscardSegs {
+		return 0, errors.New("blk: bad discard segment list")
+	}
+	var seg [16]byte
+	var total uint64
+	for i := uint64(0); i < n/16; i++ {
+		gather(seg[:], iov, i*16)
+		sector := binary.LittleEndian.Uint64(seg[0:])
+		count := uint64(binary.LittleEndian.Uint32(seg[8:]))
+		flags := binary.LittleEndian.Uint32(seg[12:])
+		if flags&^1 != 0 || count > maxDiscardSectors || !d.inRange(sector, count*SectorSize) {
+			return 0, errors.New("blk: bad discard segment")
+		}
+		off, length := int64(sector*SectorSize), int64(count*SectorSize)
+		if !zeroes || d.cfg.Cipher == nil {
+			if err := unix.Fallocate(int(d.cfg.File.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length); err != nil {
+				if zeroes || !errors.Is(err, unix.EOPNOTSUPP) {
+					return 0, err
+				}
+			}
+		} else if err := d.writeZeroes(qs, sector, count); err != nil {
+			return 0, err
+		}
+		total += uint64(length)
+	}
+	return total, nil
+}
+
+func (d *Device) writeZeroes(qs *queueState, sector, count uint64) error {
+	for count > 0 {
+		k := min(count, uint64(len(qs.bounce))/SectorSize)
+		buf := qs.bounce[:k*SectorSize]
+		clear(buf)
+		if err := d.cfg.Cipher.EncryptSectors(buf, buf, sector, SectorSize); err != nil {
+			return err
+		}
+		if err := pwriteFull(d.cfg.File, buf, int64(sector*SectorSize)); err != nil {
+			return err
+		}
+		sector += k
+		count -= k
+	}
+	return nil
+}
+
+func preadFull(f *os.File, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pread(int(f.Fd()), b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errShort
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+func pwriteFull(f *os.File, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(int(f.Fd()), b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errShort
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// preadvFull and pwritevFull move whole scatter lists, resuming after
+// short transfers.
+func preadvFull(f *os.File, iov [][]byte, off int64) error {
+	for _, b := range iov {
+		if err := preadFull(f, b, off); err != nil {
+			return err
+		}
+		off += int64(len(b))
+	}
+	return nil
+}
+
+func pwritevFull(f *os.File, iov [][]byte, off int64) error {
+	for _, b := range iov {
+		if err := pwriteFull(f, b, off); err != nil {
+			return err
+		}
+		off += int64(len(b))
+	}
+	return nil
+}
+
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

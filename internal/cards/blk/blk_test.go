@@ -1,0 +1,250 @@
+package blk
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/azote/azote/internal/vhostuser"
+	"github.com/azote/azote/internal/xts"
+)
+
+// rig is a blk device served in-process and driven by the Go vhost-user
+// frontend, the way QEMU would drive it.
+type rig struct {
+	t       testing.TB
+	dev     *Device
+	file    *os.File
+	cipher  *xts.Cipher
+	fe      *vhostuser.Frontend
+	sock    string
+	hdr     []byte // 16-byte header buffer in guest memory
+	hdrGPA  uint64
+	data    []byte
+	dataGPA uint64
+	st      []byte
+	stGPA   uint64
+}
+
+func newRig(t testing.TB, size int64, queues int, encrypted, readOnly bool) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := os.OpenFile(filepath.Join(dir, "vol.img"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(size)
+	r := &rig{t: t, file: f, sock: filepath.Join(dir, "blk.sock")}
+	cfg := Config{File: f, Queues: queues, ID: "vol-test", ReadOnly: readOnly}
+	if encrypted {
+		key := make([]byte, 64)
+		rand.Read(key)
+		r.cipher, err = xts.New(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Cipher = r.cipher
+	}
+	r.dev, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(r.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { Serve(r.dev, l, slog.New(slog.NewTextHandler(io.Discard, nil))); close(done) }()
+	t.Cleanup(func() {
+		if r.fe != nil {
+			r.fe.Close()
+		}
+		l.Close()
+		<-done
+		f.Close()
+	})
+	r.fe, err = vhostuser.Dial(r.sock, vhostuser.FrontendConfig{MemSize: 8 << 20, NumQueues: queues, QueueSize: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hdrGPA, r.hdr, _ = r.fe.Alloc(16)
+	r.dataGPA, r.data, _ = r.fe.Alloc(1 << 20)
+	r.stGPA, r.st, _ = r.fe.Alloc(1)
+	return r
+}
+
+// do sends one request on queue q and waits for its status.
+func (r *rig) do(q int, typ uint32, sector uint64, n int, write bool) byte {
+	r.t.Helper()
+	binary.LittleEndian.PutUint32(r.hdr, typ)
+	binary.LittleEndian.PutUint64(r.hdr[8:], sector)
+	r.st[0] = 0xff
+	bufs := []vhostuser.Buf{{Addr: r.hdrGPA, Len: 16}}
+	if n > 0 {
+		bufs = append(bufs, vhostuser.Buf{Addr: r.dataGPA, Len: uint32(n), Write: !write})
+	}
+	bufs = append(bufs, vhostuser.Buf{Addr: r.stGPA, Len: 1, Write: true})
+	dq := r.fe.Queues[q]
+	if _, err := dq.Add(bufs); err != nil {
+		r.t.Fatal(err)
+	}
+	dq.Kick()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c := dq.Reap(nil); len(c) == 1 {
+			return r.st[0]
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatal("request not completed within 5 s")
+		}
+		dq.Wait(100 * time.Millisecond)
+	}
+}
+
+func TestReadWriteEncrypted(t *testing.T) {
+	for _, queues := range []int{1, 2} {
+		r := newRig(t, 4<<20, queues, true, false)
+		plain := make([]byte, 64<<10)
+		rand.Read(plain)
+		for q := 0; q < queues; q++ {
+			copy(r.data, plain)
+			sector := uint64(8 + q*256)
+			if st := r.do(q, typeOut, sector, len(plain), true); st != statusOK {
+				t.Fatalf("queues=%d q=%d write: status %d", queues, q, st)
+			}
+			clear(r.data[:len(plain)])
+			if st := r.do(q, typeIn, sector, len(plain), false); st != statusOK {
+				t.Fatalf("read: status %d", st)
+			}
+			if !bytes.Equal(r.data[:len(plain)], plain) {
+				t.Fatalf("queues=%d q=%d: read back differs", queues, q)
+			}
+			// On disk: the dm-crypt aes-xts-plain64 ciphertext of plain.
+			disk := make([]byte, len(plain))
+			r.file.ReadAt(disk, int64(sector*512))
+			want := make([]byte, len(plain))
+			r.cipher.EncryptSectors(want, plain, sector, 512)
+			if !bytes.Equal(disk, want) {
+				t.Fatal("backing file is not the aes-xts-plain64 encryption of the data")
+			}
+		}
+	}
+}
+
+func TestRequestTypes(t *testing.T) {
+	r := newRig(t, 1<<20, 1, true, false)
+	if st := r.do(0, typeFlush, 0, 0, false); st != statusOK {
+		t.Errorf("flush: %d", st)
+	}
+	if st := r.do(0, typeGetID, 0, 20, false); st != statusOK || string(bytes.TrimRight(r.data[:20], "\x00")) != "vol-test" {
+		t.Errorf("get id: %d %q", st, r.data[:20])
+	}
+	if st := r.do(0, 99, 0, 0, false); st != statusUnsupp {
+		t.Errorf("unknown type: %d", st)
+	}
+	// Beyond capacity (2048 sectors), misaligned length, overflowing sector.
+	if st := r.do(0, typeIn, 2047, 1024, false); st != statusIOErr {
+		t.Errorf("read past the end: %d", st)
+	}
+	if st := r.do(0, typeIn, 0, 100, false); st != statusIOErr {
+		t.Errorf("read of 100 bytes: %d", st)
+	}
+	if st := r.do(0, typeOut, ^uint64(0), 512, true); st != statusIOErr {
+		t.Errorf("write at sector 2^64-1: %d", st)
+	}
+	// Write-zeroes on an encrypted volume reads back as zeros.
+	rand.Read(r.data[:4096])
+	r.do(0, typeOut, 16, 4096, true)
+	seg := make([]byte, 16)
+	binary.LittleEndian.PutUint64(seg, 16)
+	binary.LittleEndian.PutUint32(seg[8:], 8)
+	copy(r.data, seg)
+	if st := r.do(0, typeWriteZeroes, 0, 16, true); st != statusOK {
+		t.Fatalf("write zeroes: %d", st)
+	}
+	r.do(0, typeIn, 16, 4096, false)
+	if !bytes.Equal(r.data[:4096], make([]byte, 4096)) {
+		t.Error("write-zeroes did not read back as zeros")
+	}
+	copy(r.data, seg)
+	if st := r.do(0, typeDiscard, 0, 16, true); st != statusOK {
+		t.Errorf("discard: %d", st)
+	}
+	binary.LittleEndian.PutUint32(seg[12:], 2) // reserved flag bit
+	copy(r.data, seg)
+	if st := r.do(0, typeDiscard, 0, 16, true); st != statusIOErr {
+		t.Errorf("discard with reserved flags: %d", st)
+	}
+	if got := r.dev.Metrics.ops[opIndex("write")].Load(); got == 0 {
+		t.Error("writes not counted")
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	r := newRig(t, 1<<20, 1, false, true)
+	if st := r.do(0, typeOut, 0, 512, true); st != statusIOErr {
+		t.Fatalf("write to a read-only volume: status %d", st)
+	}
+	seg := make([]byte, 16)
+	binary.LittleEndian.PutUint32(seg[8:], 1)
+	copy(r.data, seg)
+	if st := r.do(0, typeWriteZeroes, 0, 16, true); st != statusIOErr {
+		t.Fatalf("write-zeroes to a read-only volume: status %d", st)
+	}
+	if st := r.do(0, typeIn, 0, 512, false); st != statusOK {
+		t.Fatalf("read of a read-only volume: status %d", st)
+	}
+	if r.dev.Features()&(1<<fRO) == 0 {
+		t.Fatal("VIRTIO_BLK_F_RO not offered")
+	}
+}
+
+func TestConfigSpace(t *testing.T) {
+	r := newRig(t, 1<<20, 2, false, false)
+	cfg, err := r.fe.GetConfig(configSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := binary.LittleEndian.Uint64(cfg); c != 2048 {
+		t.Errorf("capacity %d, want 2048", c)
+	}
+	if n := binary.LittleEndian.Uint16(cfg[34:]); n != 2 {
+		t.Errorf("num_queues %d", n)
+	}
+	if b := binary.LittleEndian.Uint32(cfg[20:]); b != 512 {
+		t.Errorf("blk_size %d", b)
+	}
+}
+
+func TestTokenBucket(t *testing.T) {
+	now := time.Unix(0, 0)
+	var slept time.Duration
+	tb := NewTokenBucket(100, 0)
+	tb.now = func() time.Time { return now }
+	tb.sleep = func(d time.Duration) { slept += d; now = now.Add(d) }
+	tb.last = now
+	tb.ops = tb.opsBurst
+	for i := 0; i < 110; i++ {
+		tb.Wait(1, 4096)
+	}
+	// 110 ops at 100/s with a burst of 10: about one second of waiting.
+	if slept < 900*time.Millisecond || slept > 1100*time.Millisecond {
+		t.Fatalf("slept %v for 110 ops at 100 IOPS", slept)
+	}
+}
+
+func BenchmarkEncryptedWrite4K(b *testing.B) {
+	r := newRig(b, 64<<20, 1, true, false)
+	rand.Read(r.data[:4096])
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		r.do(0, typeOut, uint64(i%16000)*8, 4096, true)
+	}
+}

@@ -1,0 +1,322 @@
+package blk
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/azote/azote/internal/virtio"
+	"github.com/azote/azote/internal/xts"
+)
+
+// virtio-blk request types, status values and feature bits (virtio 1.2
+// section 5.2).
+const (
+	typeIn          = 0
+	typeOut         = 1
+	typeFlush       = 4
+	typeGetID       = 8
+	typeDiscard     = 11
+	typeWriteZeroes = 13
+
+	statusOK     = 0
+	statusIOErr  = 1
+	statusUnsupp = 2
+
+	fSegMax      = 2
+	fRO          = 5
+	fBlkSize     = 6
+	fFlush       = 9
+	fMQ          = 12
+	fDiscard     = 13
+	fWriteZeroes = 14
+
+	SectorSize = 512
+	idLen      = 20
+	// MaxSegments is seg_max: data buffers per request.
+	MaxSegments = 126
+	// maxDiscardSectors bounds one discard or write-zeroes segment.
+	maxDiscardSectors = 1 << 22
+	maxDiscardSegs    = 1
+	configSize        = 60
+)
+
+// Config describes one volume.
+type Config struct {
+	File     *os.File
+	ReadOnly bool
+	Queues   int
+	// Cipher encrypts sectors; nil serves the file as plaintext.
+	Cipher *xts.Cipher
+	// ID is returned for GET_ID (the volume id), at most 20 bytes.
+	ID string
+	// Limiter, when set, throttles every request (QoS).
+	Limiter Limiter
+}
+
+// Limiter delays a request until the volume's budget allows it and returns
+// how long it waited.
+type Limiter interface {
+	Wait(ops int, bytes int64) time.Duration
+}
+
+// Device is a virtio-blk device over a file.
+type Device struct {
+	cfg      Config
+	sectors  uint64
+	queues   []queueState
+	Metrics  *Metrics
+	features uint64
+}
+
+// queueState is owned by the one goroutine that serves the queue.
+type queueState struct {
+	bounce []byte
+	zeros  []byte
+	iov    [][]byte
+}
+
+const bounceSize = 1 << 20
+
+// ErrConfig is returned for an unusable configuration.
+var ErrConfig = errors.New("blk: bad configuration")
+
+// New prepares a device; the file's size sets the capacity.
+func New(cfg Config) (*Device, error) {
+	if cfg.File == nil || cfg.Queues < 1 || cfg.Queues > 64 || len(cfg.ID) > idLen {
+		return nil, ErrConfig
+	}
+	st, err := cfg.File.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size()%SectorSize != 0 || st.Size() == 0 {
+		return nil, errors.New("blk: backing file size must be a non-zero multiple of 512")
+	}
+	d := &Device{cfg: cfg, sectors: uint64(st.Size()) / SectorSize, Metrics: newMetrics()}
+	d.features = 1<<fSegMax | 1<<fBlkSize | 1<<fFlush | 1<<fDiscard | 1<<fWriteZeroes
+	if cfg.Queues > 1 {
+		d.features |= 1 << fMQ
+	}
+	if cfg.ReadOnly {
+		d.features |= 1 << fRO
+	}
+	d.queues = make([]queueState, cfg.Queues)
+	for i := range d.queues {
+		d.queues[i].bounce = make([]byte, bounceSize)
+		d.queues[i].iov = make([][]byte, 0, MaxSegments+2)
+	}
+	return d, nil
+}
+
+// Features implements vhostuser.Device.
+func (d *Device) Features() uint64 { return d.features }
+
+// NumQueues implements vhostuser.Device.
+func (d *Device) NumQueues() int { return d.cfg.Queues }
+
+// Config implements vhostuser.Device: struct virtio_blk_config.
+func (d *Device) Config() []byte {
+	b := make([]byte, configSize)
+	binary.LittleEndian.PutUint64(b[0:], d.sectors)             // capacity
+	binary.LittleEndian.PutUint32(b[12:], MaxSegments)          // seg_max
+	binary.LittleEndian.PutUint32(b[20:], SectorSize)           // blk_size
+	binary.LittleEndian.PutUint16(b[34:], uint16(d.cfg.Queues)) // num_queues
+	binary.LittleEndian.PutUint32(b[36:], maxDiscardSectors)    // max_discard_sectors
+	binary.LittleEndian.PutUint32(b[40:], maxDiscardSegs)       // max_discard_seg
+	binary.LittleEndian.PutUint32(b[44:], 1)                    // discard_sector_alignment
+	binary.LittleEndian.PutUint32(b[48:], maxDiscardSectors)    // max_write_zeroes_sectors
+	binary.LittleEndian.PutUint32(b[52:], maxDiscardSegs)       // max_write_zeroes_seg
+	return b
+}
+
+// Capacity returns the size in 512-byte sectors.
+func (d *Device) Capacity() uint64 { return d.sectors }
+
+// Handle implements vhostuser.Device: one request.
+func (d *Device) Handle(q int, c *virtio.Chain, chainErr error) uint32 {
+	start := time.Now()
+	status, written, op, nbytes := d.serve(q, c, chainErr)
+	if !setStatus(c, status) {
+		written = 0
+	} else {
+		written++
+	}
+	d.Metrics.record(op, nbytes, status, time.Since(start))
+	return written
+}
+
+// setStatus writes the status byte: the last byte of the last writable
+// buffer. It reports false when the chain has nowhere to put it.
+func setStatus(c *virtio.Chain, status byte) bool {
+	for i := len(c.Writable) - 1; i >= 0; i-- {
+		if b := c.Writable[i]; len(b) > 0 {
+			b[len(b)-1] = status
+			return true
+		}
+	}
+	return false
+}
+
+// header reads the 16-byte request header from the front of the readable
+// buffers and returns the rest of them in iov.
+func header(c *virtio.Chain, iov [][]byte) (typ uint32, sector uint64, rest [][]byte, ok bool) {
+	var h [16]byte
+	n := 0
+	rest = iov[:0]
+	for _, b := range c.Readable {
+		if n < 16 {
+			k := copy(h[n:], b)
+			n += k
+			b = b[k:]
+		}
+		if len(b) > 0 {
+			rest = append(rest, b)
+		}
+	}
+	if n < 16 {
+		return 0, 0, rest, false
+	}
+	return binary.LittleEndian.Uint32(h[0:]), binary.LittleEndian.Uint64(h[8:]), rest, true
+}
+
+// dataIn returns the writable buffers without the trailing status byte.
+func dataIn(c *virtio.Chain, iov [][]byte) [][]byte {
+	iov = append(iov[:0], c.Writable...)
+	for i := len(iov) - 1; i >= 0; i-- {
+		if len(iov[i]) > 0 {
+			iov[i] = iov[i][:len(iov[i])-1]
+			break
+		}
+	}
+	return iov
+}
+
+func totalLen(iov [][]byte) uint64 {
+	var n uint64
+	for _, b := range iov {
+		n += uint64(len(b))
+	}
+	return n
+}
+
+// inRange checks that n bytes starting at sector lie on the device.
+func (d *Device) inRange(sector, n uint64) bool {
+	if n%SectorSize != 0 {
+		return false
+	}
+	count := n / SectorSize
+	return sector <= d.sectors && count <= d.sectors-sector
+}
+
+func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, written uint32, op string, nbytes uint64) {
+	if chainErr != nil {
+		return statusIOErr, 0, "invalid", 0
+	}
+	qs := &d.queues[q]
+	typ, sector, rest, ok := header(c, qs.iov)
+	if !ok {
+		return statusIOErr, 0, "invalid", 0
+	}
+	if d.cfg.Limiter != nil {
+		n := int64(totalLen(rest))
+		if typ == typeIn {
+			n = int64(totalLen(dataIn(c, qs.iov)))
+		}
+		d.Metrics.addThrottled(d.cfg.Limiter.Wait(1, n))
+	}
+	switch typ {
+	case typeIn:
+		iov := dataIn(c, qs.iov)
+		n := totalLen(iov)
+		if !d.inRange(sector, n) {
+			return statusIOErr, 0, "read", 0
+		}
+		if err := d.read(qs, iov, sector); err != nil {
+			return statusIOErr, 0, "read", 0
+		}
+		return statusOK, uint32(n), "read", n
+	case typeOut:
+		n := totalLen(rest)
+		if d.cfg.ReadOnly || !d.inRange(sector, n) {
+			return statusIOErr, 0, "write", 0
+		}
+		if err := d.write(qs, rest, sector); err != nil {
+			return statusIOErr, 0, "write", 0
+		}
+		return statusOK, 0, "write", n
+	case typeFlush:
+		if d.cfg.ReadOnly {
+			return statusOK, 0, "flush", 0
+		}
+		if err := fdatasync(d.cfg.File); err != nil {
+			return statusIOErr, 0, "flush", 0
+		}
+		return statusOK, 0, "flush", 0
+	case typeGetID:
+		iov := dataIn(c, qs.iov)
+		id := make([]byte, idLen)
+		copy(id, d.cfg.ID)
+		w := scatter(iov, id)
+		return statusOK, uint32(w), "get_id", 0
+	case typeDiscard, typeWriteZeroes:
+		name := "discard"
+		if typ == typeWriteZeroes {
+			name = "write_zeroes"
+		}
+		if d.cfg.ReadOnly {
+			return statusIOErr, 0, name, 0
+		}
+		n, err := d.discard(qs, rest, typ == typeWriteZeroes)
+		if err != nil {
+			return statusIOErr, 0, name, 0
+		}
+		return statusOK, 0, name, n
+	}
+	return statusUnsupp, 0, "unsupported", 0
+}
+
+// scatter copies src into the buffers of iov and returns the bytes copied.
+func scatter(iov [][]byte, src []byte) int {
+	n := 0
+	for _, b := range iov {
+		if n == len(src) {
+			break
+		}
+		n += copy(b, src[n:])
+	}
+	return n
+}
+
+// gather copies from the buffers of iov, starting skip bytes in, into dst.
+func gather(dst []byte, iov [][]byte, skip uint64) {
+	n := 0
+	for _, b := range iov {
+		if skip >= uint64(len(b)) {
+			skip -= uint64(len(b))
+			continue
+		}
+		n += copy(dst[n:], b[skip:])
+		skip = 0
+		if n == len(dst) {
+			return
+		}
+	}
+}
+
+// scatterAt copies src into iov starting skip bytes in.
+func scatterAt(iov [][]byte, skip uint64, src []byte) {
+	n := 0
+	for _, b := range iov {
+		if skip >= uint64(len(b)) {
+			skip -= uint64(len(b))
+			continue
+		}
+		n += copy(b[skip:], src[n:])
+		skip = 0
+		if n == len(src) {
+			return
+		}
+	}
+}

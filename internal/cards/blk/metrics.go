@@ -1,0 +1,82 @@
+package blk
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+)
+
+// Metrics counts per operation without locks: the data path only adds.
+type Metrics struct {
+	ops       [numOps]atomic.Uint64
+	bytes     [numOps]atomic.Uint64
+	errors    [numOps]atomic.Uint64
+	latency   [numOps][len(latencyBuckets) + 1]atomic.Uint64
+	latSumNs  [numOps]atomic.Uint64
+	throttled atomic.Uint64 // nanoseconds spent waiting on QoS
+}
+
+const numOps = 8
+
+var opNames = [numOps]string{"read", "write", "flush", "get_id", "discard", "write_zeroes", "invalid", "unsupported"}
+
+// latencyBuckets are the histogram's upper bounds in seconds.
+var latencyBuckets = [...]float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1}
+
+func newMetrics() *Metrics { return &Metrics{} }
+
+func opIndex(op string) int {
+	for i, n := range opNames {
+		if n == op {
+			return i
+		}
+	}
+	return numOps - 1
+}
+
+func (m *Metrics) record(op string, nbytes uint64, status byte, d time.Duration) {
+	i := opIndex(op)
+	m.ops[i].Add(1)
+	m.bytes[i].Add(nbytes)
+	if status != statusOK {
+		m.errors[i].Add(1)
+	}
+	s := d.Seconds()
+	b := len(latencyBuckets)
+	for j, ub := range latencyBuckets {
+		if s <= ub {
+			b = j
+			break
+		}
+	}
+	m.latency[i][b].Add(1)
+	m.latSumNs[i].Add(uint64(d.Nanoseconds()))
+}
+
+func (m *Metrics) addThrottled(d time.Duration) {
+	if d > 0 {
+		m.throttled.Add(uint64(d))
+	}
+}
+
+// WritePrometheus writes the metrics in Prometheus text format with the
+// given volume label.
+func (m *Metrics) WritePrometheus(w io.Writer, volume string) {
+	for i, op := range opNames {
+		l := fmt.Sprintf(`volume=%q,op=%q`, volume, op)
+		fmt.Fprintf(w, "azote_volume_ops_total{%s} %d\n", l, m.ops[i].Load())
+		fmt.Fprintf(w, "azote_volume_bytes_total{%s} %d\n", l, m.bytes[i].Load())
+		fmt.Fprintf(w, "azote_volume_errors_total{%s} %d\n", l, m.errors[i].Load())
+		var cum uint64
+		for j, ub := range latencyBuckets {
+			cum += m.latency[i][j].Load()
+			fmt.Fprintf(w, "azote_volume_latency_seconds_bucket{%s,le=\"%g\"} %d\n", l, ub, cum)
+		}
+		cum += m.latency[i][len(latencyBuckets)].Load()
+		fmt.Fprintf(w, "azote_volume_latency_seconds_bucket{%s,le=\"+Inf\"} %d\n", l, cum)
+		fmt.Fprintf(w, "azote_volume_latency_seconds_sum{%s} %g\n", l, float64(m.latSumNs[i].Load())/1e9)
+		fmt.Fprintf(w, "azote_volume_latency_seconds_count{%s} %d\n", l, cum)
+	}
+	fmt.Fprintf(w, "azote_volume_throttled_seconds_total{volume=%q} %g\n", volume, float64(m.throttled.Load())/1e9)
+}

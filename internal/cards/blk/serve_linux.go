@@ -1,0 +1,47 @@
+package blk
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/azote/azote/internal/vhostuser"
+)
+
+// Serve listens on the vhost-user socket path and serves one frontend at a
+// time until the listener fails. A frontend that disconnects (the engine
+// restarting, or QEMU reconnecting after this card was restarted) is
+// followed by the next one; ring state comes from the frontend each time.
+func Serve(d *Device, l *net.UnixListener, log *slog.Logger) error {
+	b := vhostuser.NewBackend(d, log)
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		log.Info("frontend connected")
+		if err := b.Serve(c); err != nil {
+			log.Warn("frontend connection ended", "err", err)
+		} else {
+			log.Info("frontend disconnected")
+		}
+	}
+}
+
+// Listen binds the vhost-user socket with mode 0600.
+func Listen(path string) (*net.UnixListener, error) {
+	os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}

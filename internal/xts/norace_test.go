@@ -1,0 +1,5 @@
+//go:build !race
+
+package xts
+
+const raceEnabled = false
