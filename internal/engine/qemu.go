@@ -82,18 +82,11 @@ func (q *QEMU) Args(s Spec) []string {
 		id := "disk" + strconv.Itoa(i)
 		args = append(args,
 			"-chardev", "socket,id="+id+",path="+d.Socket+",reconnect=1",
-			"-device", "vhost-user-blk-pci,chardev="+id+",num-queues="+strconv.Itoa(d.Queues)+",serial="+serial(d.ID))
+			"-device", "vhost-user-blk-pci,chardev="+id+",num-queues="+strconv.Itoa(d.Queues))
 	}
 	return args
 }
 
-// serial is the virtio-blk serial QEMU reports (at most 20 bytes).
-func serial(id string) string {
-	if len(id) > 20 {
-		return id[:20]
-	}
-	return id
-}
 
 func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 	logf, err := os.OpenFile(filepath.Join(s.Dir, engineLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

@@ -70,7 +70,11 @@ func run(sock string, backingFD, channelFD int, metricsSock string, log *slog.Lo
 	if !cfg.ReadOnly && fl&unix.O_ACCMODE == unix.O_RDONLY {
 		return fmt.Errorf("backing file is read-only but the volume is not")
 	}
-	dcfg := Config{File: f, ReadOnly: cfg.ReadOnly, Queues: cfg.Queues, Cipher: cipher, ID: cfg.VolumeID}
+	id := cfg.VolumeID
+	if len(id) > idLen {
+		id = id[:idLen] // GET_ID answers at most 20 bytes
+	}
+	dcfg := Config{File: f, ReadOnly: cfg.ReadOnly, Queues: cfg.Queues, Cipher: cipher, ID: id}
 	if cfg.IOPS > 0 || cfg.BytesPerS > 0 {
 		dcfg.Limiter = NewTokenBucket(cfg.IOPS, cfg.BytesPerS)
 	}
