@@ -87,7 +87,6 @@ func (q *QEMU) Args(s Spec) []string {
 	return args
 }
 
-
 func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 	logf, err := os.OpenFile(filepath.Join(s.Dir, engineLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
