@@ -73,7 +73,6 @@ type Device struct {
 // queueState is owned by the one goroutine that serves the queue.
 type queueState struct {
 	bounce []byte
-	zeros  []byte
 	iov    [][]byte
 }
 
