@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/seccomp"
 	"github.com/azote/azote/internal/xts"
 )
 
@@ -95,6 +96,11 @@ func run(sock string, backingFD, channelFD int, metricsSock string, log *slog.Lo
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// From here on the card only serves what it holds: no new sockets, no
+	// files opened, no processes.
+	if err := seccomp.Install(); err != nil {
+		return err
+	}
 	go func() {
 		<-sigs
 		l.Close()
