@@ -33,6 +33,8 @@ type FrontendConfig struct {
 	// Features are the device features to accept in addition to
 	// VERSION_1 and PROTOCOL_FEATURES (only those the backend offers).
 	Features uint64
+	// NoEventIdx declines VIRTIO_F_EVENT_IDX.
+	NoEventIdx bool
 }
 
 // Dial connects to the backend at path and brings up every queue.
@@ -97,6 +99,9 @@ func (f *Frontend) setup(cfg FrontendConfig) error {
 		return err
 	}
 	want := uint64(1)<<virtio.FVersion1 | 1<<FProtocolFeatures | 1<<virtio.FRingEventIdx | cfg.Features
+	if cfg.NoEventIdx {
+		want &^= 1 << virtio.FRingEventIdx
+	}
 	f.Features = feat & want
 	if f.Features&(1<<FProtocolFeatures) != 0 {
 		pf, err := f.getU64(GetProtocolFeatures)
@@ -179,7 +184,7 @@ func (f *Frontend) setupQueue(i, size int, base uint16) (*DriverQueue, error) {
 	if err != nil {
 		return nil, err
 	}
-	availGPA, _, err := f.Alloc(6 + 2*size)
+	availGPA, _, err := f.Alloc(8 + 2*size) // 2 bytes of padding after used_event
 	if err != nil {
 		return nil, err
 	}
@@ -383,7 +388,9 @@ type Completion struct {
 	Written uint32
 }
 
-// Reap appends finished requests to out and frees their descriptors.
+// Reap appends finished requests to out and frees their descriptors: a
+// later Add may reuse a head returned here, so take every completion off
+// the caller's books before adding new requests.
 func (q *DriverQueue) Reap(out []Completion) []Completion {
 	mem := q.f.Mem
 	idx := loadIdx(mem[q.used:])
@@ -396,13 +403,18 @@ func (q *DriverQueue) Reap(out []Completion) []Completion {
 	}
 	if q.eventIdx {
 		// used_event: interrupt me when the next one completes.
-		storeU16(mem[q.avail+4+2*uint64(q.size):], q.lastUsed)
+		storeEvent(mem[q.avail+4+2*uint64(q.size):], q.lastUsed)
 	}
 	return out
 }
 
-// Wait blocks until the device signals or timeout passes.
+// Wait blocks until the device signals or timeout passes. It returns at
+// once when completions are already waiting: the device may have used them
+// before Reap moved used_event, and then it does not signal them.
 func (q *DriverQueue) Wait(timeout time.Duration) bool {
+	if loadIdx(q.f.Mem[q.used:]) != q.lastUsed {
+		return true
+	}
 	fds := []unix.PollFd{{Fd: int32(q.callfd), Events: unix.POLLIN}}
 	n, _ := unix.Poll(fds, int(timeout.Milliseconds()))
 	if n > 0 {

@@ -32,10 +32,18 @@ func storeIdx(hdr []byte, idx uint16) {
 	}
 }
 
-// storeU16 writes an event index field (used_event, avail_event); a
-// 2-aligned 16-bit store is single-copy atomic on the platforms Go's
-// amd64 and arm64 ports run on.
-func storeU16(b []byte, v uint16) {
-	_ = b[1]
-	*(*uint16)(unsafe.Pointer(&b[0])) = v
+// storeEvent writes used_event, the low half of a 4-byte-aligned word
+// whose other half is padding this frontend owns. The compare-and-swap is
+// also the full barrier that must separate this store from the next load
+// of used->idx, or a completion that lands in between would never be
+// signalled.
+func storeEvent(b []byte, v uint16) {
+	_ = b[3]
+	p := (*uint32)(unsafe.Pointer(&b[0]))
+	for {
+		old := atomic.LoadUint32(p)
+		if atomic.CompareAndSwapUint32(p, old, old&^0xffff|uint32(v)) {
+			return
+		}
+	}
 }

@@ -109,6 +109,9 @@ type Queue struct {
 // index is read from guest memory, so a restarted backend carries on where
 // the used ring is.
 //
+// The queue keeps slices of mem's mappings: stop using it before they are
+// unmapped (vhost-user SET_MEM_TABLE, GET_VRING_BASE, disconnect).
+//
 // NewQueue writes nothing to guest memory. The notification state is
 // whatever guest memory holds, so a caller must EnableNotifications and
 // then Pop before it first waits for a kick.
