@@ -20,6 +20,22 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 		return preadvFull(d.cfg.File, iov, off)
 	}
 	total := totalLen(iov)
+	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
+		// One read into the bounce buffer, then each segment is decrypted
+		// straight into guest memory: no second copy.
+		buf := qs.bounce[:total]
+		if err := preadFull(d.cfg.File, buf, off); err != nil {
+			return err
+		}
+		o := uint64(0)
+		for _, seg := range iov {
+			if err := d.cfg.Cipher.DecryptSectors(seg, buf[o:o+uint64(len(seg))], sector+o/SectorSize, SectorSize); err != nil {
+				return err
+			}
+			o += uint64(len(seg))
+		}
+		return nil
+	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(qs.bounce)))
 		buf := qs.bounce[:chunk]
@@ -35,6 +51,17 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	return nil
 }
 
+// sectorAligned tells whether every segment is a whole number of sectors,
+// so each can be encrypted or decrypted on its own.
+func sectorAligned(iov [][]byte) bool {
+	for _, seg := range iov {
+		if len(seg)%SectorSize != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // write stores iov at sector; encrypted volumes encrypt a copy in the
 // bounce buffer (the guest's buffer is never modified).
 func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
@@ -43,6 +70,19 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 		return pwritevFull(d.cfg.File, iov, off)
 	}
 	total := totalLen(iov)
+	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
+		// Each segment is encrypted from guest memory into the bounce
+		// buffer (the guest's buffer is never modified), then one write.
+		buf := qs.bounce[:total]
+		o := uint64(0)
+		for _, seg := range iov {
+			if err := d.cfg.Cipher.EncryptSectors(buf[o:o+uint64(len(seg))], seg, sector+o/SectorSize, SectorSize); err != nil {
+				return err
+			}
+			o += uint64(len(seg))
+		}
+		return pwriteFull(d.cfg.File, buf, off)
+	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(qs.bounce)))
 		buf := qs.bounce[:chunk]
@@ -143,24 +183,43 @@ func pwriteFull(f *os.File, b []byte, off int64) error {
 	return nil
 }
 
-// preadvFull and pwritevFull move whole scatter lists, resuming after
-// short transfers.
+// preadvFull and pwritevFull move whole scatter lists with one system call
+// when they can, finishing a short transfer segment by segment.
 func preadvFull(f *os.File, iov [][]byte, off int64) error {
-	for _, b := range iov {
-		if err := preadFull(f, b, off); err != nil {
-			return err
-		}
-		off += int64(len(b))
-	}
-	return nil
+	return vectored(f, iov, off, unix.Preadv, preadFull)
 }
 
 func pwritevFull(f *os.File, iov [][]byte, off int64) error {
+	return vectored(f, iov, off, unix.Pwritev, pwriteFull)
+}
+
+func vectored(f *os.File, iov [][]byte, off int64,
+	vec func(int, [][]byte, int64) (int, error), one func(*os.File, []byte, int64) error) error {
+	n := 0
+	if len(iov) <= 1024 { // IOV_MAX
+		var err error
+		for {
+			n, err = vec(int(f.Fd()), iov, off)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Finish whatever the vectored call did not move.
 	for _, b := range iov {
-		if err := pwriteFull(f, b, off); err != nil {
+		if n >= len(b) {
+			n -= len(b)
+			off += int64(len(b))
+			continue
+		}
+		if err := one(f, b[n:], off+int64(n)); err != nil {
 			return err
 		}
 		off += int64(len(b))
+		n = 0
 	}
 	return nil
 }
