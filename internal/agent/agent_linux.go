@@ -60,8 +60,16 @@ func Run() error {
 	for _, err := range errs {
 		fail(err)
 	}
+	root := kernelParam("azote.root")
+	if root != "" {
+		if err := switchRoot(root); err != nil {
+			fail(fmt.Errorf("root %s: %w", root, err))
+			root = ""
+		}
+	}
 	r := Report{
 		Event:    EventReady,
+		Root:     root,
 		Instance: kernelParam("azote.instance"),
 		InitMs:   initMs,
 		VCPUs:    onlineCPUs(),
@@ -296,4 +304,40 @@ func runScript(report func(Report)) {
 		msg = err.Error()
 	}
 	report(Report{Event: EventScript, Message: msg})
+}
+
+// switchRoot mounts dev (ext4) and makes it / the way switch_root does in
+// an initramfs: the kernel filesystems move along, then the new root is
+// moved over / and chrooted into. The initramfs contents stay in memory
+// (they are small) and are no longer reachable.
+func switchRoot(dev string) error {
+	// The device node appears once virtio_blk has probed the disk.
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(dev); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.MkdirAll("/newroot", 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(dev, "/newroot", "ext4", 0, ""); err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
+	for _, m := range []string{"/dev", "/proc", "/sys", "/run", "/tmp"} {
+		os.MkdirAll("/newroot"+m, 0o755)
+		if err := unix.Mount(m, "/newroot"+m, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s: %w", m, err)
+		}
+	}
+	if err := unix.Chdir("/newroot"); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	return unix.Chdir("/")
 }

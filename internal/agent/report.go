@@ -27,6 +27,8 @@ type Report struct {
 	Event string `json:"event"`
 	// Instance is the azote.instance= value from the kernel command line.
 	Instance string `json:"instance,omitempty"`
+	// Root is the device mounted as / when the root is a volume.
+	Root string `json:"root,omitempty"`
 	// InitMs is the time from kernel start to the agent (PID 1) starting,
 	// ReadyMs from kernel start to ready, both CLOCK_BOOTTIME.
 	InitMs  int64 `json:"init_ms,omitempty"`
@@ -54,6 +56,9 @@ func (r Report) Format() string {
 	}
 	if r.Instance != "" {
 		b.WriteString(" instance=" + r.Instance)
+	}
+	if r.Root != "" {
+		b.WriteString(" root=" + r.Root)
 	}
 	kv("init_ms", r.InitMs)
 	kv("ready_ms", r.ReadyMs)
@@ -105,6 +110,8 @@ func Parse(line string) (Report, error) {
 			r.Event = v
 		case "instance":
 			r.Instance = v
+		case "root":
+			r.Root = v
 		case "init_ms":
 			r.InitMs, err = parseNonNeg(v)
 		case "ready_ms":

@@ -33,6 +33,9 @@ type RunInstanceRequest struct {
 	TerminationProtection bool   `json:"termination_protection,omitempty"`
 	// Volumes are attached in order: the first is /dev/vda in the guest.
 	Volumes []VolumeAttachment `json:"volumes,omitempty"`
+	// RootVolume is attached first (/dev/vda) and mounted as the root
+	// filesystem by the agent.
+	RootVolume string `json:"root_volume,omitempty"`
 }
 
 // VolumeAttachment names a volume to attach to an instance.
@@ -61,6 +64,10 @@ type CreateVolumeRequest struct {
 	DeletionProtection bool   `json:"deletion_protection,omitempty"`
 	// Plaintext stores sectors unencrypted (for comparison benchmarks).
 	Plaintext bool `json:"plaintext,omitempty"`
+	// Image, when set, fills a persistent volume with an ext4 root
+	// filesystem holding the image's initramfs tree, bootable with
+	// RunInstanceRequest.RootVolume.
+	Image string `json:"image,omitempty"`
 }
 
 // AttachVolumeRequest is the body of POST /v1/volumes/{ref}/attach.
@@ -88,6 +95,7 @@ type Volume struct {
 	DeletionProtection bool       `json:"deletion_protection"`
 	AttachedTo         string     `json:"attached_to,omitempty"`
 	ReadOnly           bool       `json:"read_only,omitempty"`
+	SourceImage        string     `json:"source_image,omitempty"`
 	CreatedAt          time.Time  `json:"created_at"`
 	DeletedAt          *time.Time `json:"deleted_at,omitempty"`
 	PurgeAt            *time.Time `json:"purge_at,omitempty"`

@@ -29,6 +29,7 @@ func instanceRun(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&req.VCPUs, "vcpus", 1, "virtual CPUs")
 	fs.IntVar(&req.MemoryMiB, "memory", 256, "memory in MiB")
 	fs.BoolVar(&req.TerminationProtection, "termination-protection", false, "refuse terminate until turned off")
+	fs.StringVar(&req.RootVolume, "root-volume", "", "boot with this volume (made with volume create --image) as the root filesystem")
 	var vols volumeFlag
 	fs.Var(&vols, "volume", "attach VOLUME (or VOLUME:ro); repeat for more, the first is /dev/vda")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")

@@ -283,6 +283,12 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		name = id
 	}
 	cmdline := img.Cmdline + " azote.instance=" + id
+	if req.RootVolume != "" {
+		// The root volume is /dev/vda; the agent mounts it and switches
+		// to it as /.
+		req.Volumes = append([]api.VolumeAttachment{{Volume: req.RootVolume}}, req.Volumes...)
+		cmdline += " azote.root=/dev/vda"
+	}
 	rt := c.runtime(id)
 	rt.opMu.Lock()
 	defer rt.opMu.Unlock()

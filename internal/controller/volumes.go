@@ -91,6 +91,16 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	if req.IOPS < 0 || req.ThroughputMiB < 0 {
 		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "iops and throughput must not be negative")
 	}
+	var img api.Image
+	if req.Image != "" {
+		if req.Kind != api.VolumePersistent {
+			return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "a volume made from an image must be persistent")
+		}
+		var err error
+		if img, err = c.resolveImage(req.Image); err != nil {
+			return api.Volume{}, err
+		}
+	}
 	id := newID("vol-")
 	name := req.Name
 	if name == "" {
@@ -104,18 +114,20 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	if v.Encrypted {
 		v.Cipher = "aes-xts-plain64"
 	}
+	var key []byte
+	defer func() { clear(key) }()
 	if v.Encrypted && v.Kind == api.VolumePersistent {
-		key := make([]byte, volumeKeyBytes)
+		key = make([]byte, volumeKeyBytes)
 		if _, err := rand.Read(key); err != nil {
 			return api.Volume{}, err
 		}
 		wrapped, err := c.keys.Wrap(key, []byte(id))
-		clear(key)
 		if err != nil {
 			return api.Volume{}, err
 		}
 		v.WrappedKey = wrapped
 	}
+	v.SourceImage = img.ID
 	if err := os.MkdirAll(c.volumeDir(), 0o700); err != nil {
 		return api.Volume{}, err
 	}
@@ -124,6 +136,9 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 		return api.Volume{}, err
 	}
 	err = f.Truncate(req.SizeBytes)
+	if err == nil && img.ID != "" {
+		err = c.fillRootfs(f, img, req.SizeBytes, key)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
