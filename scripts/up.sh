@@ -48,10 +48,15 @@ if id=$($azote instance describe demo -o json 2>/dev/null | sed -n 's/^  "id": "
 	say "terminating the previous demo instance $id"
 	$azote instance terminate "$id" >/dev/null
 fi
-say "booting instance demo ($VCPUS vCPUs, $MEMORY MiB)"
-$azote instance run --name demo --vcpus "$VCPUS" --memory "$MEMORY" >/dev/null
+if ! $azote volume describe demo-data >/dev/null 2>&1; then
+	say "creating the encrypted persistent volume demo-data (1 GiB, aes-xts-plain64)"
+	$azote volume create --name demo-data --size 1G --kind persistent >/dev/null
+fi
+say "booting instance demo ($VCPUS vCPUs, $MEMORY MiB, volume demo-data as /dev/vda)"
+$azote instance run --name demo --vcpus "$VCPUS" --memory "$MEMORY" --volume demo-data >/dev/null
 echo
-$azote instance describe demo | grep -E '^(ID|State|Engine|Boot time|Guest timings|Guest sees):'
+$azote instance describe demo | grep -E '^(ID|State|Engine|Boot time|Guest timings|Guest sees|Volume vda):'
+$azote volume describe demo-data | grep -E '^(ID|Encrypted|Attached to):'
 echo
 say "console tail"
 $azote instance console demo --tail 1500
@@ -61,6 +66,8 @@ The guest keeps running. Try:
   bin/azote instance list
   bin/azote instance console demo -f      # Ctrl-C to leave
   bin/azote instance stop demo            # or start, reboot, terminate
+  bin/azote volume list                   # demo-data survives terminate
+  bin/azote host metrics | grep volume    # per-volume I/O counters
 To stop everything:
   bin/azote instance terminate demo && kill \$(cat $pidfile)
 MSG

@@ -276,3 +276,41 @@ func TestUnalignedSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedChain: a request whose data descriptor points outside guest
+// memory is answered with an error status, the card keeps serving, and a
+// later good request on the same queue works.
+func TestMalformedChain(t *testing.T) {
+	r := newRig(t, 1<<20, 1, true, false)
+	binary.LittleEndian.PutUint32(r.hdr, typeIn)
+	binary.LittleEndian.PutUint64(r.hdr[8:], 0)
+	r.st[0] = 0xff
+	dq := r.fe.Queues[0]
+	for _, bad := range []vhostuser.Buf{
+		{Addr: 1 << 40, Len: 4096, Write: true},                     // outside guest memory
+		{Addr: uint64(len(r.fe.Mem)) - 100, Len: 4096, Write: true}, // runs off the end
+		{Addr: ^uint64(0) - 10, Len: 4096, Write: true},             // address + length overflows
+	} {
+		r.st[0] = 0xff
+		if _, err := dq.Add([]vhostuser.Buf{{Addr: r.hdrGPA, Len: 16}, bad, {Addr: r.stGPA, Len: 1, Write: true}}); err != nil {
+			t.Fatal(err)
+		}
+		dq.Kick()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(dq.Reap(nil)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("malformed chain %+v never completed", bad)
+			}
+			dq.Wait(50 * time.Millisecond)
+		}
+		if r.st[0] == statusOK {
+			t.Fatalf("malformed chain %+v answered OK", bad)
+		}
+	}
+	if st := r.do(0, typeIn, 0, 4096, false); st != statusOK {
+		t.Fatalf("good request after malformed ones: status %d", st)
+	}
+	if got := r.dev.Metrics.ops[opIndex("invalid")].Load(); got != 3 {
+		t.Fatalf("invalid requests counted: %d, want 3", got)
+	}
+}
