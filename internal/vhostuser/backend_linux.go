@@ -176,11 +176,7 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 	case SetMemTable:
 		return nil, b.setMemTable(m)
 	case SetVringNum:
-		s, err := m.VringState()
-		if err != nil {
-			return nil, err
-		}
-		r, err := b.ring(s.Index)
+		s, r, err := b.stateRing(m)
 		if err != nil {
 			return nil, err
 		}
@@ -201,11 +197,7 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		r.addr = &a
 		return nil, nil
 	case SetVringBase:
-		s, err := m.VringState()
-		if err != nil {
-			return nil, err
-		}
-		r, err := b.ring(s.Index)
+		s, r, err := b.stateRing(m)
 		if err != nil {
 			return nil, err
 		}
@@ -215,11 +207,7 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		r.base = uint16(s.Num)
 		return nil, nil
 	case GetVringBase:
-		s, err := m.VringState()
-		if err != nil {
-			return nil, err
-		}
-		r, err := b.ring(s.Index)
+		s, r, err := b.stateRing(m)
 		if err != nil {
 			return nil, err
 		}
@@ -257,11 +245,7 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		}
 		return nil, nil
 	case SetVringEnable:
-		s, err := m.VringState()
-		if err != nil {
-			return nil, err
-		}
-		r, err := b.ring(s.Index)
+		s, r, err := b.stateRing(m)
 		if err != nil {
 			return nil, err
 		}
@@ -292,6 +276,16 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnsupported, m.Request)
+}
+
+// stateRing decodes a vring-state payload and finds its ring.
+func (b *Backend) stateRing(m *Message) (VringState, *vring, error) {
+	s, err := m.VringState()
+	if err != nil {
+		return s, nil, err
+	}
+	r, err := b.ring(s.Index)
+	return s, r, err
 }
 
 func closeFD(fd *int) {

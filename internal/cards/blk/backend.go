@@ -149,26 +149,14 @@ func (d *Device) writeZeroes(qs *queueState, sector, count uint64) error {
 	return nil
 }
 
-func preadFull(f *os.File, b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := unix.Pread(int(f.Fd()), b, off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errShort
-		}
-		b, off = b[n:], off+int64(n)
-	}
-	return nil
-}
+func preadFull(f *os.File, b []byte, off int64) error { return full(f, b, off, unix.Pread) }
 
-func pwriteFull(f *os.File, b []byte, off int64) error {
+func pwriteFull(f *os.File, b []byte, off int64) error { return full(f, b, off, unix.Pwrite) }
+
+// full repeats a positioned read or write until all of b has moved.
+func full(f *os.File, b []byte, off int64, op func(int, []byte, int64) (int, error)) error {
 	for len(b) > 0 {
-		n, err := unix.Pwrite(int(f.Fd()), b, off)
+		n, err := op(int(f.Fd()), b, off)
 		if err == unix.EINTR {
 			continue
 		}
