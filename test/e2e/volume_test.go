@@ -154,6 +154,21 @@ func TestEncryptedVolume(t *testing.T) {
 	}
 	h.ok(t, "instance", "stop", inst.ID)
 
+	// Detach and attach again while stopped; refused while running.
+	v = api.Volume{} // decode into a fresh value: omitted fields stay empty
+	h.okJSON(t, &v, "volume", "detach", ro.ID)
+	if v.State != api.VolumeAvailable || v.AttachedTo != "" {
+		t.Fatalf("detached volume: %+v", v)
+	}
+	v = api.Volume{}
+	h.okJSON(t, &v, "volume", "attach", ro.ID, "--instance", inst.ID, "--read-only")
+	if v.State != api.VolumeInUse || v.AttachedTo != inst.ID || !v.ReadOnly {
+		t.Fatalf("re-attached volume: %+v", v)
+	}
+	if got := h.describe(t, inst.ID); len(got.Volumes) != 2 || got.Volumes[1].VolumeID != ro.ID || !got.Volumes[1].ReadOnly {
+		t.Fatalf("instance volumes after re-attach: %+v", got.Volumes)
+	}
+
 	// On disk: no plaintext, and sector 130000 is aes-xts-plain64.
 	backing, err := os.ReadFile(filepath.Join(h.state, "volumes", data.ID+".img"))
 	if err != nil {
