@@ -21,20 +21,7 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	}
 	total := totalLen(iov)
 	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
-		// One read into the bounce buffer, then each segment is decrypted
-		// straight into guest memory: no second copy.
-		buf := qs.bounce[:total]
-		if err := preadFull(d.cfg.File, buf, off); err != nil {
-			return err
-		}
-		o := uint64(0)
-		for _, seg := range iov {
-			if err := d.cfg.Cipher.DecryptSectors(seg, buf[o:o+uint64(len(seg))], sector+o/SectorSize, SectorSize); err != nil {
-				return err
-			}
-			o += uint64(len(seg))
-		}
-		return nil
+		return d.split(qs, iov, qs.bounce[:total], sector, false)
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(qs.bounce)))
@@ -71,17 +58,7 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	}
 	total := totalLen(iov)
 	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
-		// Each segment is encrypted from guest memory into the bounce
-		// buffer (the guest's buffer is never modified), then one write.
-		buf := qs.bounce[:total]
-		o := uint64(0)
-		for _, seg := range iov {
-			if err := d.cfg.Cipher.EncryptSectors(buf[o:o+uint64(len(seg))], seg, sector+o/SectorSize, SectorSize); err != nil {
-				return err
-			}
-			o += uint64(len(seg))
-		}
-		return pwriteFull(d.cfg.File, buf, off)
+		return d.split(qs, iov, qs.bounce[:total], sector, true)
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(qs.bounce)))
@@ -213,3 +190,78 @@ func vectored(f *os.File, iov [][]byte, off int64,
 }
 
 func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
+// splitAt is the request size from which an encrypted transfer is cut in
+// two halves that run on two cores: the queue's helper goroutine takes the
+// first, the queue's own goroutine the second.
+const splitAt = 128 << 10
+
+// half is one part of an encrypted transfer between guest segments and
+// the matching part of the bounce buffer.
+type half struct {
+	iov    [][]byte
+	buf    []byte
+	sector uint64
+	write  bool
+}
+
+// split moves an aligned encrypted transfer, in two halves when it is large.
+func (d *Device) split(qs *queueState, iov [][]byte, buf []byte, sector uint64, write bool) error {
+	total := uint64(len(buf))
+	if total < splitAt || qs.work == nil {
+		return d.crypt(half{iov: iov, buf: buf, sector: sector, write: write})
+	}
+	// Cut at the segment boundary nearest the middle.
+	var o uint64
+	k := 0
+	for k < len(iov)-1 && o+uint64(len(iov[k])) <= total/2 {
+		o += uint64(len(iov[k]))
+		k++
+	}
+	if k == 0 {
+		return d.crypt(half{iov: iov, buf: buf, sector: sector, write: write})
+	}
+	qs.h = half{iov: iov[:k], buf: buf[:o], sector: sector, write: write}
+	qs.work <- &qs.h
+	err := d.crypt(half{iov: iov[k:], buf: buf[o:], sector: sector + o/SectorSize, write: write})
+	return errors.Join(<-qs.done, err)
+}
+
+// crypt does one half: for a write, encrypt each segment from guest memory
+// into the bounce buffer (the guest's buffer is never modified) and write
+// it; for a read, read the ciphertext and decrypt each segment straight
+// into guest memory.
+func (d *Device) crypt(h half) error {
+	off := int64(h.sector * SectorSize)
+	if !h.write {
+		if err := preadFull(d.cfg.File, h.buf, off); err != nil {
+			return err
+		}
+	}
+	o := uint64(0)
+	for _, seg := range h.iov {
+		n := uint64(len(seg))
+		var err error
+		if h.write {
+			err = d.cfg.Cipher.EncryptSectors(h.buf[o:o+n], seg, h.sector+o/SectorSize, SectorSize)
+		} else {
+			err = d.cfg.Cipher.DecryptSectors(seg, h.buf[o:o+n], h.sector+o/SectorSize, SectorSize)
+		}
+		if err != nil {
+			return err
+		}
+		o += n
+	}
+	if h.write {
+		return pwriteFull(d.cfg.File, h.buf, off)
+	}
+	return nil
+}
+
+// helper serves the first halves of one queue's large encrypted transfers
+// until Close.
+func (d *Device) helper(work <-chan *half, done chan<- error) {
+	for h := range work {
+		done <- d.crypt(*h)
+	}
+}

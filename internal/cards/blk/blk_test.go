@@ -67,6 +67,7 @@ func newRig(t testing.TB, size int64, queues int, encrypted, readOnly bool) *rig
 		}
 		l.Close()
 		<-done
+		r.dev.Close()
 		f.Close()
 	})
 	r.fe, err = vhostuser.Dial(r.sock, vhostuser.FrontendConfig{MemSize: 8 << 20, NumQueues: queues, QueueSize: 128})

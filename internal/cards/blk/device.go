@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/azote/azote/internal/virtio"
@@ -68,12 +69,19 @@ type Device struct {
 	queues   []queueState
 	Metrics  *Metrics
 	features uint64
+
+	closeOnce sync.Once
 }
 
 // queueState is owned by the one goroutine that serves the queue.
 type queueState struct {
 	bounce []byte
 	iov    [][]byte
+	// work and done connect the queue to its helper goroutine (encrypted
+	// volumes only); h is the half handed over, reused for every request.
+	work chan *half
+	done chan error
+	h    half
 }
 
 const bounceSize = 1 << 20
@@ -105,6 +113,11 @@ func New(cfg Config) (*Device, error) {
 	for i := range d.queues {
 		d.queues[i].bounce = make([]byte, bounceSize)
 		d.queues[i].iov = make([][]byte, 0, MaxSegments+2)
+		if cfg.Cipher != nil {
+			qs := &d.queues[i]
+			qs.work, qs.done = make(chan *half), make(chan error)
+			go d.helper(qs.work, qs.done)
+		}
 	}
 	return d, nil
 }
@@ -318,4 +331,16 @@ func scatterAt(iov [][]byte, skip uint64, src []byte) {
 			return
 		}
 	}
+}
+
+// Close stops the queues' helper goroutines. The device must not serve
+// requests afterwards.
+func (d *Device) Close() {
+	d.closeOnce.Do(func() {
+		for i := range d.queues {
+			if d.queues[i].work != nil {
+				close(d.queues[i].work)
+			}
+		}
+	})
 }

@@ -83,6 +83,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, log *slog.Lo
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	l, err := Listen(sock)
 	if err != nil {
 		return err
