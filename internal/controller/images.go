@@ -48,7 +48,7 @@ func (c *Controller) CreateImage(_ context.Context, req api.CreateImageRequest) 
 			return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidParameter, "%q is not a lowercase hex SHA-384 digest", d)
 		}
 	}
-	if len(req.Cmdline)+len(" azote.instance=")+len(newID("i-")) > image.MaxCmdline {
+	if len(req.Cmdline)+len(" azote.instance=")+len(newID("i-"))+len(" azote.root=/dev/vda") > image.MaxCmdline {
 		return api.CreateImageResponse{}, api.Errorf(api.CodeInvalidParameter, "command line of %d bytes leaves no room for the instance id (limit %d)", len(req.Cmdline), image.MaxCmdline)
 	}
 	// Creating and deleting images exclude each other, so a delete cannot
@@ -206,7 +206,7 @@ func (c *Controller) DeleteImage(_ context.Context, ref string) (string, error) 
 
 const nameRule = "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, and not in the form of an id"
 
-var idLike = regexp.MustCompile(`^(i|img)-[0-9a-f]{17}$`)
+var idLike = regexp.MustCompile(`^(i|img|vol)-[0-9a-f]{17}$`)
 
 // looksLikeID refuses names that could be mistaken for an instance or image
 // id, so that a reference by id can never be shadowed by a name.

@@ -135,6 +135,13 @@ func (c *Controller) update(id string, fn func(r *instanceRecord) error) (instan
 	return rec, err
 }
 
+// wake wakes the long polls on id after a change made outside update.
+func (c *Controller) wake(id string) {
+	c.mu.Lock()
+	c.notifyLocked(id)
+	c.mu.Unlock()
+}
+
 // deleteRecord removes the record of id and wakes its long polls.
 func (c *Controller) deleteRecord(id string) error {
 	err := c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })

@@ -1,11 +1,13 @@
 package controller
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/azote/azote/internal/api"
@@ -41,12 +43,6 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	for _, s := range []string{api.VolumeAvailable, api.VolumeInUse, api.VolumeDeleted} {
 		fmt.Fprintf(w, "azote_volumes{state=%q} %d\n", s, vstates[s])
 	}
-	fmt.Fprintln(w, "# HELP azote_volume_ops_total Requests served per volume and operation.")
-	fmt.Fprintln(w, "# TYPE azote_volume_ops_total counter")
-	fmt.Fprintln(w, "# TYPE azote_volume_bytes_total counter")
-	fmt.Fprintln(w, "# TYPE azote_volume_errors_total counter")
-	fmt.Fprintln(w, "# TYPE azote_volume_latency_seconds histogram")
-	fmt.Fprintln(w, "# TYPE azote_volume_throttled_seconds_total counter")
 	var socks []string
 	for _, r := range recs {
 		if r.Handle == nil {
@@ -57,14 +53,35 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 		}
 	}
 	sort.Strings(socks)
+	// Every card writes all families; the text format wants each family's
+	// samples together, so the cards' lines are regrouped by family.
+	byFamily := map[string][]string{}
 	for _, s := range socks {
 		conn, err := net.DialTimeout("unix", s, time.Second)
 		if err != nil {
 			continue // a card restarting; its counters return with it
 		}
 		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		io.Copy(w, io.LimitReader(conn, 1<<20))
+		sc := bufio.NewScanner(io.LimitReader(conn, 1<<20))
+		for sc.Scan() {
+			line := sc.Text()
+			name, _, _ := strings.Cut(line, "{")
+			fam := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+			byFamily[fam] = append(byFamily[fam], line)
+		}
 		conn.Close()
+	}
+	for _, f := range []struct{ name, typ, help string }{
+		{"azote_volume_ops_total", "counter", "Requests served per volume and operation."},
+		{"azote_volume_bytes_total", "counter", "Bytes moved per volume and operation."},
+		{"azote_volume_errors_total", "counter", "Requests answered with an error status."},
+		{"azote_volume_latency_seconds", "histogram", "Time to serve a request."},
+		{"azote_volume_throttled_seconds_total", "counter", "Time requests waited for the volume's QoS budget."},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, f.typ)
+		for _, line := range byFamily[f.name] {
+			fmt.Fprintln(w, line)
+		}
 	}
 	return nil
 }

@@ -58,10 +58,22 @@ func (c *Controller) resolveVolumeTx(tx store.Tx, ref string) (volumeRecord, err
 	if err != nil {
 		return v, err
 	}
-	for _, x := range all {
-		if x.Name == ref && x.State != api.VolumeDeleted {
+	// A live volume wins; a name that only a deleted volume has names the
+	// most recently deleted one (so it can be restored by name).
+	var deleted *volumeRecord
+	for i, x := range all {
+		if x.Name != ref {
+			continue
+		}
+		if x.State != api.VolumeDeleted {
 			return x, nil
 		}
+		if deleted == nil || x.DeletedAt != nil && deleted.DeletedAt != nil && x.DeletedAt.After(*deleted.DeletedAt) {
+			deleted = &all[i]
+		}
+	}
+	if deleted != nil {
+		return *deleted, nil
 	}
 	return v, api.Errorf(api.CodeVolumeNotFound, "no volume %q", ref)
 }
@@ -88,8 +100,11 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	if req.Kind != api.VolumeInstanceStore && req.Kind != api.VolumePersistent {
 		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "kind %q: want %s or %s", req.Kind, api.VolumeInstanceStore, api.VolumePersistent)
 	}
-	if req.IOPS < 0 || req.ThroughputMiB < 0 {
-		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "iops and throughput must not be negative")
+	if req.IOPS < 0 || req.ThroughputMiB < 0 || req.IOPS > 1e9 || req.ThroughputMiB > 1<<20 {
+		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "iops must be 0 to 10^9 and throughput 0 to 1048576 MiB/s")
+	}
+	if req.Image != "" && req.SizeBytes < 32<<20 {
+		return api.Volume{}, api.Errorf(api.CodeInvalidVolumeSize, "a root volume needs at least 32 MiB")
 	}
 	var img api.Image
 	if req.Image != "" {
@@ -230,6 +245,9 @@ func (c *Controller) DeleteVolume(_ context.Context, ref string, now bool) (api.
 		purgeAt := t.Add(c.cfg.VolumeRetention)
 		v.State, v.DeletedAt, v.PurgeAt = api.VolumeDeleted, &t, &purgeAt
 		purge = now || v.Kind == api.VolumeInstanceStore
+		if purge {
+			v.PurgeAt = &t
+		}
 		return nil
 	})
 	if err != nil {
@@ -302,6 +320,7 @@ func (c *Controller) AttachVolume(_ context.Context, ref string, req api.AttachV
 		r.Revision++
 		return tx.Put(tableInstances, r.ID, &r)
 	})
+	c.wake(inst.ID)
 	return out.Volume, err
 }
 
@@ -344,6 +363,7 @@ func (c *Controller) DetachVolume(_ context.Context, ref string) (api.Volume, er
 		out, err = c.releaseVolumeTx(tx, v.ID, inst.ID)
 		return err
 	})
+	c.wake(inst.ID)
 	return out.Volume, err
 }
 

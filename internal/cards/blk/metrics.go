@@ -61,13 +61,20 @@ func (m *Metrics) addThrottled(d time.Duration) {
 }
 
 // WritePrometheus writes the metrics in Prometheus text format with the
-// given volume label.
+// given volume label, each family's samples together.
 func (m *Metrics) WritePrometheus(w io.Writer, volume string) {
+	label := func(op string) string { return fmt.Sprintf(`volume=%q,op=%q`, volume, op) }
 	for i, op := range opNames {
-		l := fmt.Sprintf(`volume=%q,op=%q`, volume, op)
-		fmt.Fprintf(w, "azote_volume_ops_total{%s} %d\n", l, m.ops[i].Load())
-		fmt.Fprintf(w, "azote_volume_bytes_total{%s} %d\n", l, m.bytes[i].Load())
-		fmt.Fprintf(w, "azote_volume_errors_total{%s} %d\n", l, m.errors[i].Load())
+		fmt.Fprintf(w, "azote_volume_ops_total{%s} %d\n", label(op), m.ops[i].Load())
+	}
+	for i, op := range opNames {
+		fmt.Fprintf(w, "azote_volume_bytes_total{%s} %d\n", label(op), m.bytes[i].Load())
+	}
+	for i, op := range opNames {
+		fmt.Fprintf(w, "azote_volume_errors_total{%s} %d\n", label(op), m.errors[i].Load())
+	}
+	for i, op := range opNames {
+		l := label(op)
 		var cum uint64
 		for j, ub := range latencyBuckets {
 			cum += m.latency[i][j].Load()
