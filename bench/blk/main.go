@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -33,9 +34,10 @@ import (
 func main() {
 	card := flag.String("card", "bin/azote-card", "azote-card binary")
 	size := flag.Int64("size", 1<<30, "bytes per test file")
-	dur := flag.Duration("time", 3*time.Second, "duration of each measurement")
+	dur := flag.Duration("time", 2*time.Second, "duration of each measurement")
+	rounds := flag.Int("rounds", 3, "rounds; each cell reports the median")
 	flag.Parse()
-	if err := run(*card, *size, *dur); err != nil {
+	if err := run(*card, *size, *dur, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/blk:", err)
 		os.Exit(1)
 	}
@@ -46,7 +48,7 @@ type target struct {
 	start func(dir string, queues int) (sock string, stop func(), err error)
 }
 
-func run(card string, size int64, dur time.Duration) error {
+func run(card string, size int64, dur time.Duration, rounds int) error {
 	dir, err := os.MkdirTemp("", "azote-bench-blk-")
 	if err != nil {
 		return err
@@ -92,30 +94,44 @@ func run(card string, size int64, dur time.Duration) error {
 		{"1M seqread q1 qd4 (MiB/s)", 1, 1 << 20, false, true},
 		{"1M seqwrite q1 qd4 (MiB/s)", 1, 1 << 20, true, true},
 	}
+	// Rounds interleave the targets, so a slow spell of the machine hits
+	// them all alike; each cell reports the median of its rounds.
+	samples := map[string]map[string][]float64{}
 	for _, tg := range targets {
 		results[tg.name] = map[string]float64{}
-		for _, ts := range tests {
-			sock, stop, err := tg.start(dir, 2)
-			if err != nil {
-				return fmt.Errorf("%s: %w", tg.name, err)
+		samples[tg.name] = map[string][]float64{}
+	}
+	for round := 0; round < rounds; round++ {
+		for _, tg := range targets {
+			for _, ts := range tests {
+				sock, stop, err := tg.start(dir, 2)
+				if err != nil {
+					return fmt.Errorf("%s: %w", tg.name, err)
+				}
+				depth := 32
+				if ts.seq {
+					depth = 4
+				}
+				ops, err := measure(sock, ts.queues, depth, ts.bs, ts.write, ts.seq, size, dur)
+				stop()
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", tg.name, ts.name, err)
+				}
+				v := ops / dur.Seconds()
+				if ts.seq {
+					v = v * float64(ts.bs) / (1 << 20)
+				}
+				samples[tg.name][ts.name] = append(samples[tg.name][ts.name], v)
+				fmt.Fprintf(os.Stderr, "round %d %-34s %-30s %10.0f\n", round+1, tg.name, ts.name, v)
 			}
-			depth := 32
-			if ts.seq {
-				depth = 4
-			}
-			ops, err := measure(sock, ts.queues, depth, ts.bs, ts.write, ts.seq, size, dur)
-			stop()
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", tg.name, ts.name, err)
-			}
-			v := ops / dur.Seconds()
-			if ts.seq {
-				v = v * float64(ts.bs) / (1 << 20)
-			}
-			results[tg.name][ts.name] = v
-			fmt.Fprintf(os.Stderr, "%-34s %-30s %10.0f\n", tg.name, ts.name, v)
 		}
 	}
+	for _, tg := range targets {
+		for _, ts := range tests {
+			results[tg.name][ts.name] = median(samples[tg.name][ts.name])
+		}
+	}
+	fmt.Printf("median of %d rounds of %v per cell\n", rounds, dur)
 	fmt.Printf("%-30s", "workload")
 	for _, tg := range targets {
 		fmt.Printf(" %16s", tg.name[:3])
@@ -328,4 +344,16 @@ func measure(sock string, queues, depth, bs int, write, seq bool, size int64, du
 		total += counts[q]
 	}
 	return float64(total), nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
