@@ -3,6 +3,8 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,9 +156,24 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 		return err
 	}
 	defer log.Close()
+	// azoted binds both sockets (0600, root's) and hands them over, so the
+	// card, which drops to an unprivileged user once it holds everything,
+	// needs no way into the instance directory.
+	lf, err := listenFile(sock)
+	if err != nil {
+		theirs.Close()
+		return err
+	}
+	defer lf.Close()
+	mf, err := listenFile(c.cardMetricsSocket(instID, cp.vol.ID))
+	if err != nil {
+		theirs.Close()
+		return err
+	}
+	defer mf.Close()
 	cmd := exec.Command(c.cfg.CardBinary, "blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
-		"--metrics-socket", c.cardMetricsSocket(instID, cp.vol.ID))
-	cmd.ExtraFiles = []*os.File{backing, theirs}
+		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cardUID))
+	cmd.ExtraFiles = []*os.File{backing, theirs, lf, mf}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -176,22 +193,40 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 		<-cp.done
 		return fmt.Errorf("private channel: %w", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			return nil
-		}
-		select {
-		case <-cp.done:
-			return fmt.Errorf("card exited at start-up: %s", lastLines(log.Name()))
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-cp.done
-			return errors.New("card did not open its socket within 10 s")
-		}
+	// The card is ready once it has read its channel: a closed channel
+	// (EOF on our end) means it has the key; an early exit means it failed.
+	ours.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	_, rerr := ours.Read(b[:])
+	select {
+	case <-cp.done:
+		return fmt.Errorf("card exited at start-up: %s", lastLines(log.Name()))
+	default:
 	}
+	if rerr != nil && !errors.Is(rerr, io.EOF) {
+		cmd.Process.Kill()
+		<-cp.done
+		return fmt.Errorf("card did not take its configuration: %v", rerr)
+	}
+	return nil
+}
+
+// cardUID is the unprivileged user cards run as (nobody).
+const cardUID = 65534
+
+// listenFile binds a unix socket at path (mode 0600) and returns its file.
+func listenFile(path string) (*os.File, error) {
+	os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, err
+	}
+	l.SetUnlinkOnClose(false)
+	return l.File()
 }
 
 // superviseCard restarts a card that dies while its instance runs. The

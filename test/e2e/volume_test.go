@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,16 @@ func TestEncryptedVolume(t *testing.T) {
 	inst := h.run(t, "blk", 2, 256, "--image", "blk", "--volume", data.ID, "--volume", ro.ID+":ro")
 	if len(inst.Volumes) != 2 || inst.Volumes[0].CardPID == 0 || !inst.Volumes[1].ReadOnly {
 		t.Fatalf("attached volumes: %+v", inst.Volumes)
+	}
+	// The card has dropped root and confined itself.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", inst.Volumes[0].CardPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "Gid:\t65534\t65534\t65534\t65534", "Seccomp:\t2", "NoNewPrivs:\t1"} {
+		if !strings.Contains(string(status), want) {
+			t.Errorf("card process status lacks %q", want)
+		}
 	}
 	lines := h.waitConsole(t, inst.ID, regexp.MustCompile(`blk-test: [^\r\n]*`), 5)
 	joined := strings.Join(lines, "\n")

@@ -25,18 +25,21 @@ func Main(args []string) int {
 	backingFD := fs.Int("backing-fd", 3, "inherited descriptor of the backing file")
 	channelFD := fs.Int("channel-fd", 4, "inherited descriptor of the private channel")
 	metricsSock := fs.String("metrics-socket", "", "unix socket answering with Prometheus metrics")
+	listenFD := fs.Int("listen-fd", -1, "inherited listening vhost-user socket (then --socket only names it)")
+	metricsFD := fs.Int("metrics-fd", -1, "inherited listening metrics socket")
+	uid := fs.Int("uid", -1, "user (and group) id to drop to once every descriptor is held")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("card", "blk")
-	if err := run(*sock, *backingFD, *channelFD, *metricsSock, log); err != nil {
+	if err := run(*sock, *backingFD, *channelFD, *metricsSock, *listenFD, *metricsFD, *uid, log); err != nil {
 		log.Error("card failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func run(sock string, backingFD, channelFD int, metricsSock string, log *slog.Logger) error {
+func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, metricsFD, uid int, log *slog.Logger) error {
 	if sock == "" {
 		return fmt.Errorf("--socket is required")
 	}
@@ -45,6 +48,8 @@ func run(sock string, backingFD, channelFD int, metricsSock string, log *slog.Lo
 		return fmt.Errorf("no channel on fd %d", channelFD)
 	}
 	cfg, key, err := channel.ReceiveBlk(ch)
+	// Closing the channel tells azoted the configuration arrived.
+	ch.Close()
 	if err != nil {
 		return fmt.Errorf("reading the channel: %w", err)
 	}
@@ -84,12 +89,12 @@ func run(sock string, backingFD, channelFD int, metricsSock string, log *slog.Lo
 		return err
 	}
 	defer d.Close()
-	l, err := Listen(sock)
+	l, err := listener(sock, listenFD)
 	if err != nil {
 		return err
 	}
-	if metricsSock != "" {
-		ml, err := Listen(metricsSock)
+	if metricsSock != "" || metricsFD >= 0 {
+		ml, err := listener(metricsSock, metricsFD)
 		if err != nil {
 			return err
 		}
@@ -97,8 +102,13 @@ func run(sock string, backingFD, channelFD int, metricsSock string, log *slog.Lo
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	// From here on the card only serves what it holds: no new sockets, no
-	// files opened, no processes.
+	// From here on the card only serves what it holds: it gives up root,
+	// then opens no new sockets or files and starts no processes.
+	if uid >= 0 {
+		if err := dropPrivileges(uid); err != nil {
+			return err
+		}
+	}
 	if err := seccomp.Install(); err != nil {
 		return err
 	}
@@ -120,4 +130,45 @@ func serveMetrics(l *net.UnixListener, d *Device, volume string) {
 		d.Metrics.WritePrometheus(c, volume)
 		c.Close()
 	}
+}
+
+// listener takes an inherited listening socket (azoted binds it, so the
+// card needs no access to the directory) or binds path itself.
+func listener(path string, fd int) (*net.UnixListener, error) {
+	if fd < 0 {
+		return Listen(path)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if f == nil {
+		return nil, fmt.Errorf("no listening socket on fd %d", fd)
+	}
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, err
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("fd %d is not a unix listening socket", fd)
+	}
+	return ul, nil
+}
+
+// dropPrivileges switches every thread to uid/gid with no supplementary
+// groups, for good (real, effective and saved ids).
+func dropPrivileges(id int) error {
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(id, id, id); err != nil {
+		return fmt.Errorf("setresgid: %w", err)
+	}
+	if err := syscall.Setresuid(id, id, id); err != nil {
+		return fmt.Errorf("setresuid: %w", err)
+	}
+	if os.Geteuid() != id {
+		return fmt.Errorf("still uid %d after dropping to %d", os.Geteuid(), id)
+	}
+	return nil
 }
