@@ -37,6 +37,6 @@ ensure_go() {
 # build puts every binary into bin/ (static: the agent runs as init in a
 # guest without a C library).
 build() {
-	say "building azote, azoted, azote-agent"
+	say "building azote, azoted, azote-agent, azote-card"
 	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/... || die "go build failed"
 }
