@@ -120,7 +120,12 @@ func (c *Client) WaitInstance(ctx context.Context, ref string, cond func(Instanc
 			return inst, Errorf(CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)
 		default:
 		}
-		inst, err = c.WaitInstanceChange(ctx, inst.ID, inst.Revision, 30*time.Second)
+		next, werr := c.WaitInstanceChange(ctx, inst.ID, inst.Revision, 30*time.Second)
+		if werr != nil {
+			err = werr // keep the last state seen for the message
+			break
+		}
+		inst = next
 	}
 	if err != nil && ctx.Err() != nil {
 		return inst, Errorf(CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)

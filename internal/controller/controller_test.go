@@ -44,7 +44,7 @@ func (f *fakeEngine) Launch(_ context.Context, s engine.Spec) (engine.Machine, e
 	}
 	f.nextPID++
 	m := &fakeMachine{eng: f, spec: s, h: engine.Handle{Engine: "fake", PID: f.nextPID, Dir: s.Dir},
-		done: make(chan struct{}), resets: make(chan struct{}, 1)}
+		done: make(chan struct{}), resets: make(chan time.Time, 1)}
 	f.alive[m.h.PID] = m
 	m.boot()
 	return m, nil
@@ -67,7 +67,7 @@ type fakeMachine struct {
 	spec   engine.Spec
 	h      engine.Handle
 	done   chan struct{}
-	resets chan struct{}
+	resets chan time.Time
 	once   sync.Once
 	exit   engine.Exit
 }
@@ -89,12 +89,12 @@ func (m *fakeMachine) end(e engine.Exit) {
 	})
 }
 
-func (m *fakeMachine) Handle() engine.Handle   { return m.h }
-func (m *fakeMachine) Done() <-chan struct{}   { return m.done }
-func (m *fakeMachine) Exit() engine.Exit       { return m.exit }
-func (m *fakeMachine) Resets() <-chan struct{} { return m.resets }
-func (m *fakeMachine) Release()                {}
-func (m *fakeMachine) Kill() error             { m.end(engine.Exit{Reason: "killed"}); return nil }
+func (m *fakeMachine) Handle() engine.Handle    { return m.h }
+func (m *fakeMachine) Done() <-chan struct{}    { return m.done }
+func (m *fakeMachine) Exit() engine.Exit        { return m.exit }
+func (m *fakeMachine) Resets() <-chan time.Time { return m.resets }
+func (m *fakeMachine) Release()                 {}
+func (m *fakeMachine) Kill() error              { m.end(engine.Exit{Reason: "killed"}); return nil }
 func (m *fakeMachine) Quit(context.Context) error {
 	m.end(engine.Exit{Clean: true, Reason: "stopped by the host"})
 	return nil
@@ -104,7 +104,7 @@ func (m *fakeMachine) Command(_ context.Context, cmd string) error {
 	case "stop":
 		m.end(engine.Exit{Clean: true, Reason: "guest powered off"})
 	case "reboot":
-		m.resets <- struct{}{}
+		m.resets <- time.Now()
 		time.Sleep(20 * time.Millisecond)
 		m.boot()
 	}

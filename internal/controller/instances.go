@@ -31,6 +31,9 @@ type instanceRecord struct {
 	// ConsoleOffset is where the supervisor resumes parsing the console
 	// after a restart: report lines before it were already handled.
 	ConsoleOffset int64 `json:"console_offset"`
+	// LastResetAt is the engine's time of the last guest reset counted
+	// as a boot.
+	LastResetAt *time.Time `json:"last_reset_at,omitempty"`
 	// Cards are the card processes serving the volumes, by volume id.
 	Cards map[string]cardHandle `json:"cards,omitempty"`
 }
@@ -403,7 +406,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
 		r.State, r.StateReason = api.StatePending, ""
 		r.Handle = &h
-		r.LaunchedAt, r.BootStartedAt = &now, &now
+		r.LaunchedAt, r.BootStartedAt, r.LastResetAt = &now, &now, nil
 		r.Ready, r.ReadyAt, r.Agent = false, nil, nil
 		r.BootCount++
 		r.ConsoleOffset = consoleStart

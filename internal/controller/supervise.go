@@ -47,22 +47,8 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 			rt.mu.Unlock()
 			close(exited)
 			return
-		case <-m.Resets():
-			now := time.Now().UTC()
-			off := tail.off
-			c.update(rt.id, func(r *instanceRecord) error {
-				// Linux may request a reset more than once on its way
-				// down (ACPI, then the keyboard controller); that is one
-				// reboot, not several.
-				if !r.Ready && r.BootStartedAt != nil && now.Sub(*r.BootStartedAt) < time.Second {
-					return nil
-				}
-				r.Ready, r.ReadyAt, r.Agent = false, nil, nil
-				r.BootStartedAt = &now
-				r.BootCount++
-				r.ConsoleOffset = off
-				return nil
-			})
+		case at := <-m.Resets():
+			c.recordReset(rt.id, at, tail.off)
 		case <-tick.C:
 			c.scanConsole(rt.id, tail)
 			if time.Since(lastBound) > 5*time.Second {
@@ -133,4 +119,26 @@ func (c *Controller) recordExit(id string, e engine.Exit) {
 		return nil
 	})
 	c.log.Info("machine exited", "id", id, "clean", e.Clean, "reason", e.Reason)
+}
+
+// recordReset counts a guest reset as a new boot. Linux may request a
+// reset more than once on its way down (ACPI, then the keyboard
+// controller): resets less than a second apart, by the engine's clock, are
+// one reboot. A ready line read after the reset happened belongs to the
+// new boot, so it is kept even when the event is handled late.
+func (c *Controller) recordReset(id string, at time.Time, off int64) {
+	c.update(id, func(r *instanceRecord) error {
+		if r.LastResetAt != nil && at.Sub(*r.LastResetAt) < time.Second && at.Sub(*r.LastResetAt) > -time.Second {
+			return nil
+		}
+		t := at.UTC()
+		r.LastResetAt = &t
+		r.BootStartedAt = &t
+		r.BootCount++
+		if r.ReadyAt == nil || r.ReadyAt.Before(t) {
+			r.Ready, r.ReadyAt, r.Agent = false, nil, nil
+			r.ConsoleOffset = off
+		}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Spec is what the controller asks an engine to run.
@@ -73,7 +74,10 @@ type Machine interface {
 	Done() <-chan struct{}
 	Exit() Exit
 	// Resets delivers a value each time the guest resets (reboots).
-	Resets() <-chan struct{}
+	// The value is when the engine reset the machine (its own clock, not
+	// when the event was read), so late delivery cannot be mistaken for a
+	// later reset.
+	Resets() <-chan time.Time
 	// Command sends a line to the guest agent's control port.
 	Command(ctx context.Context, cmd string) error
 	// Quit ends the machine at once from the host side (like pulling power).

@@ -160,7 +160,7 @@ type qemuMachine struct {
 	spec    Spec
 	adopted bool
 	watch   *proc.Watch
-	resets  chan struct{}
+	resets  chan time.Time
 	done    chan struct{}
 	handle  Handle
 
@@ -174,15 +174,15 @@ type qemuMachine struct {
 func newQEMUMachine(q *QEMU, s Spec) *qemuMachine {
 	return &qemuMachine{
 		spec:   s,
-		resets: make(chan struct{}, 1),
+		resets: make(chan time.Time, 8),
 		done:   make(chan struct{}),
 		handle: Handle{Engine: q.Name(), Accel: q.accel, Dir: s.Dir},
 	}
 }
 
-func (m *qemuMachine) Handle() Handle          { return m.handle }
-func (m *qemuMachine) Done() <-chan struct{}   { return m.done }
-func (m *qemuMachine) Resets() <-chan struct{} { return m.resets }
+func (m *qemuMachine) Handle() Handle           { return m.handle }
+func (m *qemuMachine) Done() <-chan struct{}    { return m.done }
+func (m *qemuMachine) Resets() <-chan time.Time { return m.resets }
 
 func (m *qemuMachine) Exit() Exit {
 	m.mu.Lock()
@@ -196,7 +196,7 @@ func (m *qemuMachine) setQMP(q *qmp) {
 	m.mu.Unlock()
 }
 
-func (m *qemuMachine) onEvent(name string, data json.RawMessage) {
+func (m *qemuMachine) onEvent(name string, data json.RawMessage, at time.Time) {
 	var ev struct {
 		Guest  bool   `json:"guest"`
 		Reason string `json:"reason"`
@@ -209,7 +209,7 @@ func (m *qemuMachine) onEvent(name string, data json.RawMessage) {
 		m.mu.Unlock()
 	case "RESET":
 		select {
-		case m.resets <- struct{}{}:
+		case m.resets <- at:
 		default:
 		}
 	}

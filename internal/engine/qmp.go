@@ -15,7 +15,7 @@ import (
 // time, events delivered to a callback. See QEMU docs/interop/qmp-spec.
 type qmp struct {
 	conn    net.Conn
-	onEvent func(name string, data json.RawMessage)
+	onEvent func(name string, data json.RawMessage, at time.Time)
 
 	mu      sync.Mutex // serialises commands
 	replies chan qmpMsg
@@ -30,12 +30,16 @@ type qmpMsg struct {
 		Class string `json:"class"`
 		Desc  string `json:"desc"`
 	} `json:"error"`
-	QMP json.RawMessage `json:"QMP"`
+	QMP       json.RawMessage `json:"QMP"`
+	Timestamp struct {
+		Seconds      int64 `json:"seconds"`
+		Microseconds int64 `json:"microseconds"`
+	} `json:"timestamp"`
 }
 
 // dialQMP connects to path, retrying until ctx ends (QEMU creates the
 // socket a moment after it starts), and negotiates capabilities.
-func dialQMP(ctx context.Context, path string, onEvent func(string, json.RawMessage)) (*qmp, error) {
+func dialQMP(ctx context.Context, path string, onEvent func(string, json.RawMessage, time.Time)) (*qmp, error) {
 	var conn net.Conn
 	var err error
 	for {
@@ -84,7 +88,11 @@ func (q *qmp) readLoop(r *bufio.Reader) {
 		}
 		if m.Event != "" {
 			if q.onEvent != nil {
-				q.onEvent(m.Event, m.Data)
+				at := time.Unix(m.Timestamp.Seconds, m.Timestamp.Microseconds*1000)
+				if m.Timestamp.Seconds == 0 {
+					at = time.Now()
+				}
+				q.onEvent(m.Event, m.Data, at)
 			}
 			continue
 		}
