@@ -76,7 +76,7 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 			c.stopCards(rt)
 			return nil, api.Errorf(api.CodeVolumeNotFound, "attached volume %s: %v", att.VolumeID, err)
 		}
-		key, err := c.launchKey(v)
+		key, err := c.launchKey(v, false)
 		if err != nil {
 			c.stopCards(rt)
 			return nil, fmt.Errorf("volume %s key: %w", v.ID, err)
@@ -101,7 +101,12 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 // launchKey returns the key a card needs now. An instance-store volume
 // gets a fresh key at each launch, kept in azoted's memory only so that a
 // dead card can be restarted; it is forgotten when the machine ends.
-func (c *Controller) launchKey(v volumeRecord) ([]byte, error) {
+//
+// A restart must get the key the volume was written with: an
+// instance-store key that is no longer in memory (azoted restarted since
+// the launch) is an error, never a fresh key, which would hand the guest
+// noise for its data.
+func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 	if !v.Encrypted {
 		return nil, nil
 	}
@@ -112,6 +117,9 @@ func (c *Controller) launchKey(v volumeRecord) ([]byte, error) {
 	defer c.mu.Unlock()
 	if k, ok := c.ephemeralKeys[v.ID]; ok {
 		return append([]byte(nil), k...), nil
+	}
+	if restart {
+		return nil, errEphemeralKeyGone
 	}
 	k, err := c.volumeKey(v)
 	if err != nil {
@@ -211,6 +219,8 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	return nil
 }
 
+var errEphemeralKeyGone = errors.New("the instance-store key of this launch is gone (azoted restarted since); the volume cannot be served again until the instance is stopped and started")
+
 // cardUID is the unprivileged user cards run as (nobody).
 const cardUID = 65534
 
@@ -258,7 +268,7 @@ func (c *Controller) superviseCard(rt *instanceRuntime, instID string, set *card
 			c.log.Error("card keeps dying; not restarting it", "instance", instID, "volume", cp.vol.ID)
 			return
 		}
-		key, err := c.launchKey(cp.vol)
+		key, err := c.launchKey(cp.vol, true)
 		if err == nil {
 			err = c.spawnCard(instID, cp, key)
 		}

@@ -245,6 +245,29 @@ func TestInstanceStoreVolume(t *testing.T) {
 		t.Fatalf("after the card restart the guest lost its filesystem:\n%s", strings.Join(lines, "\n"))
 	}
 
+	// After an azoted restart the instance-store key is gone with the old
+	// azoted: a card that dies now must not be restarted with a new key
+	// (the guest would read noise for its data).
+	h.killAzoted(t)
+	if err := h.startAzoted(); err != nil {
+		t.Fatal(err)
+	}
+	got = h.describe(t, inst.ID)
+	card = got.Volumes[0].CardPID
+	if got.State != api.StateRunning || !pidAlive(card) {
+		t.Fatalf("after azoted restart: %s, card %d alive %v", got.State, card, pidAlive(card))
+	}
+	syscall.Kill(card, syscall.SIGKILL)
+	time.Sleep(2 * time.Second)
+	for _, p := range h.engineProcs() {
+		if cmd, _ := os.ReadFile("/proc/" + p + "/cmdline"); bytes.Contains(cmd, []byte("azote-card")) && bytes.Contains(cmd, []byte(eph.ID+".sock")) {
+			t.Fatalf("a card for %s was restarted without its key: pid %s", eph.ID, p)
+		}
+	}
+	if !strings.Contains(h.azotedLog(), "instance-store key of this launch is gone") {
+		t.Error("azoted did not say why it left the card down")
+	}
+
 	h.ok(t, "instance", "terminate", inst.ID)
 	h.fails(t, api.CodeVolumeNotFound, "volume", "describe", eph.ID)
 	if _, err := os.Stat(filepath.Join(h.state, "volumes", eph.ID+".img")); !os.IsNotExist(err) {
