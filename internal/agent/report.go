@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Prefix starts every line the agent writes for the host. The number is
@@ -67,13 +68,25 @@ func (r Report) Format() string {
 	kv("mem_ram_kib", r.MemRAMKiB)
 	kv("modules", int64(r.Modules))
 	if r.Message != "" {
-		// The message is last and runs to the end of the line.
-		b.WriteString(" msg=" + strings.Map(func(c rune) rune {
+		// The message is last and runs to the end of the line; control
+		// characters become spaces and it is cut so that the line stays
+		// within MaxLineLen (invalid UTF-8 grows when it is replaced).
+		msg := strings.Map(func(c rune) rune {
 			if c < 0x20 || c == 0x7f {
 				return ' '
 			}
 			return c
-		}, r.Message))
+		}, strings.ToValidUTF8(r.Message, "?"))
+		room := MaxLineLen - b.Len() - len(" msg=")
+		if room > 0 {
+			if len(msg) > room {
+				msg = msg[:room]
+				for !utf8.ValidString(msg) {
+					msg = msg[:len(msg)-1]
+				}
+			}
+			b.WriteString(" msg=" + msg)
+		}
 	}
 	return b.String()
 }
