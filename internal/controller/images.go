@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"regexp"
@@ -78,18 +77,14 @@ func (c *Controller) CreateImage(_ context.Context, req api.CreateImageRequest) 
 			img = existing
 			return nil
 		}
-		err := tx.ForEach(tableImages, func(_ string, raw []byte) error {
-			var other api.Image
-			if err := json.Unmarshal(raw, &other); err != nil {
-				return err
-			}
+		others, err := store.All[api.Image](tx, tableImages)
+		if err != nil {
+			return err
+		}
+		for _, other := range others {
 			if other.Name == img.Name {
 				return api.Errorf(api.CodeNameInUse, "an image named %q exists (%s); delete it first or choose another name", img.Name, other.ID)
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		created = true
 		return tx.Create(tableImages, img.ID, &img)
@@ -106,14 +101,9 @@ func (c *Controller) CreateImage(_ context.Context, req api.CreateImageRequest) 
 func (c *Controller) allImages() ([]api.Image, error) {
 	var out []api.Image
 	err := c.store.View(func(tx store.Tx) error {
-		return tx.ForEach(tableImages, func(_ string, raw []byte) error {
-			var img api.Image
-			if err := json.Unmarshal(raw, &img); err != nil {
-				return err
-			}
-			out = append(out, img)
-			return nil
-		})
+		var err error
+		out, err = store.All[api.Image](tx, tableImages)
+		return err
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, err
@@ -164,31 +154,23 @@ func (c *Controller) DeleteImage(_ context.Context, ref string) (string, error) 
 	}
 	var keep = map[string]bool{}
 	err = c.store.Update(func(tx store.Tx) error {
-		err := tx.ForEach(tableInstances, func(_ string, raw []byte) error {
-			var r instanceRecord
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return err
-			}
-			if r.ImageID == img.ID && r.State != api.StateTerminated {
-				return api.Errorf(api.CodeImageInUse, "image %s is used by instance %s (%s)", img.ID, r.ID, r.State)
-			}
-			return nil
-		})
+		insts, err := store.All[instanceRecord](tx, tableInstances)
 		if err != nil {
 			return err
 		}
-		err = tx.ForEach(tableImages, func(id string, raw []byte) error {
-			var other api.Image
-			if err := json.Unmarshal(raw, &other); err != nil {
-				return err
+		for _, r := range insts {
+			if r.ImageID == img.ID && r.State != api.StateTerminated {
+				return api.Errorf(api.CodeImageInUse, "image %s is used by instance %s (%s)", img.ID, r.ID, r.State)
 			}
-			if id != img.ID {
-				keep[other.KernelSHA384], keep[other.InitrdSHA384] = true, true
-			}
-			return nil
-		})
+		}
+		others, err := store.All[api.Image](tx, tableImages)
 		if err != nil {
 			return err
+		}
+		for _, other := range others {
+			if other.ID != img.ID {
+				keep[other.KernelSHA384], keep[other.InitrdSHA384] = true, true
+			}
 		}
 		return tx.Delete(tableImages, img.ID)
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -166,14 +165,9 @@ func (c *Controller) get(id string) (instanceRecord, error) {
 func (c *Controller) allInstances() ([]instanceRecord, error) {
 	var recs []instanceRecord
 	err := c.store.View(func(tx store.Tx) error {
-		return tx.ForEach(tableInstances, func(_ string, raw []byte) error {
-			var r instanceRecord
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return err
-			}
-			recs = append(recs, r)
-			return nil
-		})
+		var err error
+		recs, err = store.All[instanceRecord](tx, tableInstances)
+		return err
 	})
 	sort.Slice(recs, func(i, j int) bool { return recs[i].CreatedAt.Before(recs[j].CreatedAt) })
 	return recs, err
@@ -314,21 +308,17 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		// Memory is checked inside the transaction so that two concurrent
 		// launches cannot both count the same free memory.
 		var committed int64
-		err := tx.ForEach(tableInstances, func(_ string, raw []byte) error {
-			var r instanceRecord
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return err
-			}
+		others, err := store.All[instanceRecord](tx, tableInstances)
+		if err != nil {
+			return err
+		}
+		for _, r := range others {
 			if r.State != api.StateTerminated && r.Name == name {
 				return api.Errorf(api.CodeNameInUse, "an instance named %q exists (%s, %s)", name, r.ID, r.State)
 			}
 			if r.State == api.StatePending {
 				committed += int64(r.MemoryMiB) // launched but not yet touched its memory
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		if free := hostinfo.MemAvailableMiB() - committed; int64(req.MemoryMiB) > free {
 			return api.Errorf(api.CodeInsufficientMemory, "memory %d MiB: only %d MiB is free on this host", req.MemoryMiB, max(free, 0))

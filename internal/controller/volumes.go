@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -35,15 +34,7 @@ func (c *Controller) volumeDir() string           { return filepath.Join(c.cfg.S
 func (c *Controller) volumeFile(id string) string { return filepath.Join(c.volumeDir(), id+".img") }
 
 func (c *Controller) allVolumes(tx store.Tx) ([]volumeRecord, error) {
-	var out []volumeRecord
-	err := tx.ForEach(tableVolumes, func(_ string, raw []byte) error {
-		var v volumeRecord
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return err
-		}
-		out = append(out, v)
-		return nil
-	})
+	out, err := store.All[volumeRecord](tx, tableVolumes)
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, err
 }

@@ -73,6 +73,13 @@ func TestBoltRoundTrip(t *testing.T) {
 	if len(got) != 2 || got[0] != (rec{"a", 1}) || got[1] != (rec{"b", 2}) {
 		t.Fatalf("records after reopen: %+v", got)
 	}
+	var all []rec
+	if err := s.View(func(tx Tx) error { var err error; all, err = All[rec](tx, "t"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0] != got[0] || all[1] != got[1] {
+		t.Fatalf("All: %+v, want %+v", all, got)
+	}
 	if err := s.Update(func(tx Tx) error { return tx.Delete("t", "a") }); err != nil {
 		t.Fatal(err)
 	}

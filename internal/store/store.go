@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 )
 
 // Sentinel errors returned by every implementation.
@@ -34,4 +36,18 @@ type Tx interface {
 	// ForEach calls fn for each record of table in key order; fn decodes
 	// the raw JSON itself. Returning an error stops the walk.
 	ForEach(table string, fn func(key string, raw []byte) error) error
+}
+
+// All decodes every record of table, in key order.
+func All[T any](tx Tx, table string) ([]T, error) {
+	var out []T
+	err := tx.ForEach(table, func(_ string, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("store: decode %s: %w", table, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
 }
