@@ -183,7 +183,7 @@ func TestRequestTypes(t *testing.T) {
 	if st := r.do(0, typeDiscard, 0, 16, true); st != statusIOErr {
 		t.Errorf("discard with reserved flags: %d", st)
 	}
-	if got := r.dev.Metrics.ops[opIndex("write")].Load(); got == 0 {
+	if got := r.dev.Metrics.ops[opWrite].Load(); got == 0 {
 		t.Error("writes not counted")
 	}
 }
@@ -312,7 +312,7 @@ func TestMalformedChain(t *testing.T) {
 	if st := r.do(0, typeIn, 0, 4096, false); st != statusOK {
 		t.Fatalf("good request after malformed ones: status %d", st)
 	}
-	if got := r.dev.Metrics.ops[opIndex("invalid")].Load(); got != 3 {
+	if got := r.dev.Metrics.ops[opInvalid].Load(); got != 3 {
 		t.Fatalf("invalid requests counted: %d, want 3", got)
 	}
 }

@@ -222,14 +222,14 @@ func (d *Device) inRange(sector, n uint64) bool {
 	return sector <= d.sectors && count <= d.sectors-sector
 }
 
-func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, written uint32, op string, nbytes uint64) {
+func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, written uint32, o op, nbytes uint64) {
 	if chainErr != nil {
-		return statusIOErr, 0, "invalid", 0
+		return statusIOErr, 0, opInvalid, 0
 	}
 	qs := &d.queues[q]
 	typ, sector, rest, ok := header(c, qs.iov)
 	if !ok {
-		return statusIOErr, 0, "invalid", 0
+		return statusIOErr, 0, opInvalid, 0
 	}
 	if d.cfg.Limiter != nil {
 		n := int64(totalLen(rest))
@@ -243,39 +243,39 @@ func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, wri
 		iov := dataIn(c, qs.iov)
 		n := totalLen(iov)
 		if !d.inRange(sector, n) {
-			return statusIOErr, 0, "read", 0
+			return statusIOErr, 0, opRead, 0
 		}
 		if err := d.read(qs, iov, sector); err != nil {
-			return statusIOErr, 0, "read", 0
+			return statusIOErr, 0, opRead, 0
 		}
-		return statusOK, uint32(n), "read", n
+		return statusOK, uint32(n), opRead, n
 	case typeOut:
 		n := totalLen(rest)
 		if d.cfg.ReadOnly || !d.inRange(sector, n) {
-			return statusIOErr, 0, "write", 0
+			return statusIOErr, 0, opWrite, 0
 		}
 		if err := d.write(qs, rest, sector); err != nil {
-			return statusIOErr, 0, "write", 0
+			return statusIOErr, 0, opWrite, 0
 		}
-		return statusOK, 0, "write", n
+		return statusOK, 0, opWrite, n
 	case typeFlush:
 		if d.cfg.ReadOnly {
-			return statusOK, 0, "flush", 0
+			return statusOK, 0, opFlush, 0
 		}
 		if err := fdatasync(d.cfg.File); err != nil {
-			return statusIOErr, 0, "flush", 0
+			return statusIOErr, 0, opFlush, 0
 		}
-		return statusOK, 0, "flush", 0
+		return statusOK, 0, opFlush, 0
 	case typeGetID:
 		iov := dataIn(c, qs.iov)
 		id := make([]byte, idLen)
 		copy(id, d.cfg.ID)
 		w := scatter(iov, id)
-		return statusOK, uint32(w), "get_id", 0
+		return statusOK, uint32(w), opGetID, 0
 	case typeDiscard, typeWriteZeroes:
-		name := "discard"
+		name := opDiscard
 		if typ == typeWriteZeroes {
-			name = "write_zeroes"
+			name = opWriteZeroes
 		}
 		if d.cfg.ReadOnly {
 			return statusIOErr, 0, name, 0
@@ -286,7 +286,7 @@ func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, wri
 		}
 		return statusOK, 0, name, n
 	}
-	return statusUnsupp, 0, "unsupported", 0
+	return statusUnsupp, 0, opUnsupported, 0
 }
 
 // scatter copies src into the buffers of iov and returns the bytes copied.

@@ -19,6 +19,21 @@ type Metrics struct {
 
 const numOps = 8
 
+// op indexes the per-operation counters; the data path passes the index,
+// never the name.
+type op int
+
+const (
+	opRead op = iota
+	opWrite
+	opFlush
+	opGetID
+	opDiscard
+	opWriteZeroes
+	opInvalid
+	opUnsupported
+)
+
 var opNames = [numOps]string{"read", "write", "flush", "get_id", "discard", "write_zeroes", "invalid", "unsupported"}
 
 // latencyBuckets are the histogram's upper bounds in seconds.
@@ -26,17 +41,7 @@ var latencyBuckets = [...]float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002
 
 func newMetrics() *Metrics { return &Metrics{} }
 
-func opIndex(op string) int {
-	for i, n := range opNames {
-		if n == op {
-			return i
-		}
-	}
-	return numOps - 1
-}
-
-func (m *Metrics) record(op string, nbytes uint64, status byte, d time.Duration) {
-	i := opIndex(op)
+func (m *Metrics) record(i op, nbytes uint64, status byte, d time.Duration) {
 	m.ops[i].Add(1)
 	m.bytes[i].Add(nbytes)
 	if status != statusOK {
