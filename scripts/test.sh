@@ -28,7 +28,7 @@ fuzz_targets() {
 	done
 }
 fuzz_targets | while read -r pkg fn; do
-	go test "$pkg" -run '^$' -fuzz "^$fn\$" -fuzztime 10s >/dev/null || die "fuzz $pkg $fn failed"
+	out=$(go test "$pkg" -run '^$' -fuzz "^$fn\$" -fuzztime 10s 2>&1) || { printf '%s\n' "$out" | tail -20; die "fuzz $pkg $fn failed"; }
 	echo "ok   $pkg $fn"
 done
 

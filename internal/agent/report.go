@@ -120,11 +120,11 @@ func Parse(line string) (Report, error) {
 		var err error
 		switch k {
 		case "event":
-			r.Event = v
+			r.Event, err = token(v)
 		case "instance":
-			r.Instance = v
+			r.Instance, err = token(v)
 		case "root":
-			r.Root = v
+			r.Root, err = token(v)
 		case "init_ms":
 			r.InitMs, err = parseNonNeg(v)
 		case "ready_ms":
@@ -156,6 +156,17 @@ func Parse(line string) (Report, error) {
 
 // IsReport tells whether line carries the agent prefix at all.
 func IsReport(line string) bool { return strings.Contains(line, Prefix) }
+
+// token accepts a text field value: printable, no control characters
+// (a stray carriage return would vanish when the line is written again).
+func token(s string) (string, error) {
+	for _, c := range s {
+		if c < 0x21 || c == 0x7f || c == utf8.RuneError {
+			return "", fmt.Errorf("value %q has a control or invalid character", s)
+		}
+	}
+	return s, nil
+}
 
 func parseNonNeg(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
