@@ -1,0 +1,300 @@
+package sigv4
+
+import (
+	"crypto/hmac"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors of verification. Each maps to one stable API code.
+var (
+	ErrMissingAuth       = errors.New("sigv4: request is not signed")
+	ErrIncomplete        = errors.New("sigv4: incomplete or malformed signature")
+	ErrUnknownKey        = errors.New("sigv4: unknown access key")
+	ErrInactiveKey       = errors.New("sigv4: access key is inactive")
+	ErrExpiredToken      = errors.New("sigv4: session token expired or invalid")
+	ErrSignatureMismatch = errors.New("sigv4: signature does not match")
+	ErrSkew              = errors.New("sigv4: request time too far from the host clock")
+	ErrReplay            = errors.New("sigv4: request was already received")
+	ErrReplayCacheFull   = errors.New("sigv4: too many requests inside the replay window")
+)
+
+// MaxAuthorizationLen bounds the Authorization header the parser reads.
+const MaxAuthorizationLen = 2048
+
+// Authorization is a parsed Authorization header.
+type Authorization struct {
+	AccessKeyID   string
+	Date          string // yyyymmdd of the credential scope
+	Region        string
+	Service       string
+	SignedHeaders []string // lower case, sorted, no duplicates
+	Signature     [32]byte
+}
+
+// Scope is the credential scope of a.
+func (a Authorization) Scope() string {
+	return a.Date + "/" + a.Region + "/" + a.Service + "/" + terminator
+}
+
+// ParseAuthorization parses `AWS4-HMAC-SHA256 Credential=AKID/date/region/
+// service/aws4_request, SignedHeaders=a;b, Signature=hex`. The three
+// parts may come in any order, separated by commas and optional spaces;
+// each must appear once.
+func ParseAuthorization(h string) (Authorization, error) {
+	var a Authorization
+	if h == "" {
+		return a, ErrMissingAuth
+	}
+	if len(h) > MaxAuthorizationLen {
+		return a, fmt.Errorf("%w: Authorization header over %d bytes", ErrIncomplete, MaxAuthorizationLen)
+	}
+	alg, rest, ok := strings.Cut(h, " ")
+	if !ok || alg != Algorithm {
+		return a, fmt.Errorf("%w: algorithm must be %s", ErrIncomplete, Algorithm)
+	}
+	var cred, signed, sig string
+	var seen [3]bool
+	for _, part := range strings.Split(rest, ",") {
+		part = strings.TrimSpace(part)
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return a, fmt.Errorf("%w: malformed component %q", ErrIncomplete, part)
+		}
+		var i int
+		switch k {
+		case "Credential":
+			i, cred = 0, v
+		case "SignedHeaders":
+			i, signed = 1, v
+		case "Signature":
+			i, sig = 2, v
+		default:
+			return a, fmt.Errorf("%w: unknown component %q", ErrIncomplete, k)
+		}
+		if seen[i] {
+			return a, fmt.Errorf("%w: %s given twice", ErrIncomplete, k)
+		}
+		seen[i] = true
+	}
+	if !seen[0] || !seen[1] || !seen[2] {
+		return a, fmt.Errorf("%w: Credential, SignedHeaders and Signature are all required", ErrIncomplete)
+	}
+	fields := strings.Split(cred, "/")
+	if len(fields) != 5 || fields[4] != terminator {
+		return a, fmt.Errorf("%w: credential must be KEY/date/region/service/%s", ErrIncomplete, terminator)
+	}
+	for _, f := range fields[:4] {
+		if f == "" {
+			return a, fmt.Errorf("%w: empty field in credential", ErrIncomplete)
+		}
+	}
+	if _, err := time.Parse(dateFormat, fields[1]); err != nil {
+		return a, fmt.Errorf("%w: credential date %q", ErrIncomplete, fields[1])
+	}
+	a.AccessKeyID, a.Date, a.Region, a.Service = fields[0], fields[1], fields[2], fields[3]
+	if len(sig) != 64 {
+		return a, fmt.Errorf("%w: signature must be 64 hex digits", ErrIncomplete)
+	}
+	if _, err := hex.Decode(a.Signature[:], []byte(sig)); err != nil {
+		return a, fmt.Errorf("%w: signature is not hex", ErrIncomplete)
+	}
+	if signed == "" {
+		return a, fmt.Errorf("%w: no signed headers", ErrIncomplete)
+	}
+	a.SignedHeaders = strings.Split(signed, ";")
+	for i, name := range a.SignedHeaders {
+		if name == "" || name != strings.ToLower(name) || strings.ContainsAny(name, " \t:") {
+			return a, fmt.Errorf("%w: bad signed header name %q", ErrIncomplete, name)
+		}
+		if i > 0 && a.SignedHeaders[i-1] >= name {
+			return a, fmt.Errorf("%w: signed headers must be sorted and unique", ErrIncomplete)
+		}
+	}
+	return a, nil
+}
+
+// Key is what the verifier needs to know of an access key.
+type Key struct {
+	Secret string
+	Active bool
+}
+
+// KeyFunc looks up the secret of an access key; token is the session token
+// sent with it (empty for long-term keys). It returns ErrUnknownKey,
+// ErrExpiredToken or another error to refuse.
+type KeyFunc func(accessKeyID, token string) (Key, error)
+
+// Verifier checks signed requests for one region and service.
+type Verifier struct {
+	Region  string
+	Service string
+	// MaxSkew is how far x-amz-date may be from now (default 5 minutes).
+	MaxSkew time.Duration
+	// MaxReplayEntries bounds the replay cache (default 1<<22).
+	MaxReplayEntries int
+	Now              func() time.Time
+
+	keys keyCache
+
+	mu sync.Mutex
+	// seen holds accepted signatures until their request time leaves the
+	// skew window, bucketed by the unix second they expire.
+	seen    map[[32]byte]int64
+	buckets map[int64][][32]byte
+	oldest  int64
+}
+
+// Verified is what a successful verification established.
+type Verified struct {
+	Auth    Authorization
+	Time    time.Time
+	Token   string
+	Payload string // the payload hash that was signed
+}
+
+// Verify checks r. payloadHash is hex(SHA-256(body)) as the server
+// computed it (or UnsignedPayload where the caller allows that and the
+// client sent it).
+func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*Verified, error) {
+	a, err := ParseAuthorization(r.Header.Get(headerAuth))
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Header.Values(headerAuth)) > 1 {
+		return nil, fmt.Errorf("%w: more than one Authorization header", ErrIncomplete)
+	}
+	if !contains(a.SignedHeaders, "host") || !contains(a.SignedHeaders, "x-amz-date") {
+		return nil, fmt.Errorf("%w: host and x-amz-date must be signed", ErrIncomplete)
+	}
+	token := r.Header.Get(headerToken)
+	if token != "" && !contains(a.SignedHeaders, "x-amz-security-token") {
+		return nil, fmt.Errorf("%w: x-amz-security-token must be signed", ErrIncomplete)
+	}
+	if a.Region != v.Region || a.Service != v.Service {
+		return nil, fmt.Errorf("%w: credential scope %s/%s, this endpoint is %s/%s", ErrIncomplete, a.Region, a.Service, v.Region, v.Service)
+	}
+	amzDate := r.Header.Get(headerDate)
+	t, err := time.Parse(TimeFormat, amzDate)
+	if err != nil {
+		return nil, fmt.Errorf("%w: x-amz-date %q is not %s", ErrIncomplete, amzDate, TimeFormat)
+	}
+	if t.Format(dateFormat) != a.Date {
+		return nil, fmt.Errorf("%w: credential date %s differs from x-amz-date", ErrIncomplete, a.Date)
+	}
+	now := v.now()
+	skew := v.skew()
+	if d := now.Sub(t); d > skew || d < -skew {
+		return nil, fmt.Errorf("%w: x-amz-date %s, host time %s", ErrSkew, amzDate, now.UTC().Format(TimeFormat))
+	}
+	if h := r.Header.Get(headerContentSH); h != "" && h != payloadHash {
+		return nil, fmt.Errorf("%w: x-amz-content-sha256 does not match the body", ErrSignatureMismatch)
+	}
+	k, err := keys(a.AccessKeyID, token)
+	if err != nil {
+		return nil, err
+	}
+	if !k.Active {
+		return nil, ErrInactiveKey
+	}
+	canon := CanonicalRequest(r, a.SignedHeaders, payloadHash)
+	sts := StringToSign(amzDate, a.Scope(), canon)
+	want := hmacSHA256(v.keys.get(a.AccessKeyID, k.Secret, a.Date, a.Region, a.Service), sts)
+	if !hmac.Equal(want, a.Signature[:]) {
+		return nil, ErrSignatureMismatch
+	}
+	if err := v.remember(a.Signature, t.Add(skew).Unix(), now.Unix()); err != nil {
+		return nil, err
+	}
+	return &Verified{Auth: a, Time: t, Token: token, Payload: payloadHash}, nil
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func (v *Verifier) skew() time.Duration {
+	if v.MaxSkew > 0 {
+		return v.MaxSkew
+	}
+	return 5 * time.Minute
+}
+
+// remember records sig as used until expires; a signature already there
+// is a replay.
+func (v *Verifier) remember(sig [32]byte, expires, now int64) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.seen == nil {
+		v.seen = make(map[[32]byte]int64)
+		v.buckets = make(map[int64][][32]byte)
+		v.oldest = now
+	}
+	for ; v.oldest < now; v.oldest++ {
+		for _, s := range v.buckets[v.oldest] {
+			delete(v.seen, s)
+		}
+		delete(v.buckets, v.oldest)
+	}
+	if _, ok := v.seen[sig]; ok {
+		return ErrReplay
+	}
+	max := v.MaxReplayEntries
+	if max <= 0 {
+		max = 1 << 22
+	}
+	if len(v.seen) >= max {
+		return ErrReplayCacheFull
+	}
+	v.seen[sig] = expires
+	v.buckets[expires] = append(v.buckets[expires], sig)
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// keyCache keeps derived signing keys so a busy client costs one HMAC per
+// request instead of five.
+type keyCache struct {
+	mu sync.Mutex
+	m  map[string]cachedKey
+}
+
+type cachedKey struct {
+	secretHash [32]byte
+	key        []byte
+}
+
+func (c *keyCache) get(akid, secret, date, region, service string) []byte {
+	id := akid + "/" + date + "/" + region + "/" + service
+	sh := sha256Sum(secret)
+	c.mu.Lock()
+	if k, ok := c.m[id]; ok && k.secretHash == sh {
+		c.mu.Unlock()
+		return k.key
+	}
+	c.mu.Unlock()
+	key := SigningKey(secret, date, region, service)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) > 4096 {
+		c.m = make(map[string]cachedKey)
+	}
+	c.m[id] = cachedKey{secretHash: sh, key: key}
+	c.mu.Unlock()
+	return key
+}
