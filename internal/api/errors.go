@@ -36,6 +36,29 @@ const (
 	CodeDeletionProtected      Code = "DeletionProtected"
 	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
 	CodeInternal               Code = "InternalError"
+
+	// Authentication (SigV4), as AWS names them.
+	CodeMissingAuthentication Code = "MissingAuthenticationToken"
+	CodeIncompleteSignature   Code = "IncompleteSignature"
+	CodeInvalidClientTokenID  Code = "InvalidClientTokenId"
+	CodeSignatureDoesNotMatch Code = "SignatureDoesNotMatch"
+	CodeRequestExpired        Code = "RequestExpired"
+	CodeRequestReplayed       Code = "RequestReplayed"
+	CodeExpiredToken          Code = "ExpiredToken"
+	CodeThrottling            Code = "Throttling"
+
+	// IAM and STS.
+	CodeNoSuchEntity              Code = "NoSuchEntity"
+	CodeEntityAlreadyExists       Code = "EntityAlreadyExists"
+	CodeLimitExceeded             Code = "LimitExceeded"
+	CodeMalformedPolicyDocument   Code = "MalformedPolicyDocument"
+	CodeDeleteConflict            Code = "DeleteConflict"
+	CodeInvalidAuthenticationCode Code = "InvalidAuthenticationCode"
+	CodeMFALocked                 Code = "MFADeviceLocked"
+	CodeAccountNotInitialized     Code = "AccountNotInitialized"
+	CodeAccountAlreadyInitialized Code = "AccountAlreadyInitialized"
+	CodeRootAccessKeysDisabled    Code = "RootAccessKeysDisabled"
+	CodeUnknownOperation          Code = "UnknownOperation"
 )
 
 var codeStatus = map[Code]int{
@@ -64,6 +87,27 @@ var codeStatus = map[Code]int{
 	CodeDeletionProtected:      http.StatusConflict,
 	CodeIncorrectVolumeState:   http.StatusConflict,
 	CodeInternal:               http.StatusInternalServerError,
+
+	CodeMissingAuthentication: http.StatusForbidden,
+	CodeIncompleteSignature:   http.StatusForbidden,
+	CodeInvalidClientTokenID:  http.StatusForbidden,
+	CodeSignatureDoesNotMatch: http.StatusForbidden,
+	CodeRequestExpired:        http.StatusForbidden,
+	CodeRequestReplayed:       http.StatusForbidden,
+	CodeExpiredToken:          http.StatusForbidden,
+	CodeThrottling:            http.StatusTooManyRequests,
+
+	CodeNoSuchEntity:              http.StatusNotFound,
+	CodeEntityAlreadyExists:       http.StatusConflict,
+	CodeLimitExceeded:             http.StatusConflict,
+	CodeMalformedPolicyDocument:   http.StatusBadRequest,
+	CodeDeleteConflict:            http.StatusConflict,
+	CodeInvalidAuthenticationCode: http.StatusForbidden,
+	CodeMFALocked:                 http.StatusForbidden,
+	CodeAccountNotInitialized:     http.StatusConflict,
+	CodeAccountAlreadyInitialized: http.StatusConflict,
+	CodeRootAccessKeysDisabled:    http.StatusForbidden,
+	CodeUnknownOperation:          http.StatusNotFound,
 }
 
 // Error is what crosses the API boundary: {"code": "...", "message": "..."}.

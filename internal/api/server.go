@@ -3,12 +3,14 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
+	"log"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"time"
 )
@@ -49,45 +51,61 @@ type Backend interface {
 	DetachVolume(ctx context.Context, ref string) (Volume, error)
 	// WriteMetrics writes Prometheus text format.
 	WriteMetrics(ctx context.Context, w io.Writer) error
+	// ResolveID turns a reference (id or name) to an object of kind
+	// (instance, volume, image) into its id; an unknown ref is returned
+	// unchanged.
+	ResolveID(ctx context.Context, kind, ref string) string
 }
 
 // MaxWait bounds a long poll.
 const MaxWait = 5 * time.Minute
 
-// NewHandler routes the controller API onto b.
-func NewHandler(b Backend, log *slog.Logger) http.Handler {
-	h := &handler{b: b, log: log}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/host", func(w http.ResponseWriter, r *http.Request) {
+// Every route: its action (what policies name and the audit trail
+// records), whether it only reads, the resource it acts on and its
+// handler. Nothing is routed without an action.
+func (h *handler) routes(mux *http.ServeMux) {
+	b := h.b
+	inst := h.arnOf("instance")
+	vol := h.arnOf("volume")
+	img := h.arnOf("image")
+	star := func(*http.Request) string { return "*" }
+	host := func(*http.Request) string { return h.arn("compute", "host/"+h.hostName) }
+
+	h.route(mux, "GET /v1/host", "compute:DescribeHost", true, host, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.HostInfo(r.Context()))
 	})
-	mux.HandleFunc("POST /v1/instances", h.runInstance)
-	mux.HandleFunc("GET /v1/instances", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "POST /v1/instances", "compute:RunInstances", false, func(*http.Request) string { return h.arn("compute", "instance/*") }, h.runInstance)
+	h.route(mux, "GET /v1/instances", "compute:DescribeInstances", true, star, func(w http.ResponseWriter, r *http.Request) {
 		list, err := b.ListInstances(r.Context())
 		h.reply(w, r, list, err)
 	})
-	mux.HandleFunc("GET /v1/instances/{ref}", h.describeInstance)
-	mux.HandleFunc("PATCH /v1/instances/{ref}", h.modifyInstance)
-	mux.HandleFunc("POST /v1/instances/{ref}/{action}", h.instanceAction)
-	mux.HandleFunc("GET /v1/instances/{ref}/console", h.console)
-	mux.HandleFunc("PUT /v1/blobs/{digest}", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "GET /v1/instances/{ref}", "compute:DescribeInstances", true, inst, h.describeInstance)
+	h.route(mux, "PATCH /v1/instances/{ref}", "compute:ModifyInstanceAttribute", false, inst, h.modifyInstance)
+	for _, a := range []struct{ path, action string }{
+		{"stop", "compute:StopInstances"}, {"start", "compute:StartInstances"},
+		{"reboot", "compute:RebootInstances"}, {"terminate", "compute:TerminateInstances"},
+	} {
+		h.route(mux, "POST /v1/instances/{ref}/"+a.path, a.action, false, inst, h.instanceAction)
+	}
+	h.streamRoute(mux, "GET /v1/instances/{ref}/console", "compute:GetConsoleOutput", inst, h.console)
+	h.route(mux, "PUT /v1/blobs/{digest}", "compute:PutImageBlob", false, func(*http.Request) string { return h.arn("compute", "image/*") }, func(w http.ResponseWriter, r *http.Request) {
 		err := b.PutBlob(r.Context(), r.PathValue("digest"), r.Body)
 		h.reply(w, r, map[string]string{"sha384": r.PathValue("digest")}, err)
 	})
-	mux.HandleFunc("POST /v1/images", h.createImage)
-	mux.HandleFunc("GET /v1/images", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "POST /v1/images", "compute:CreateImage", false, func(*http.Request) string { return h.arn("compute", "image/*") }, h.createImage)
+	h.route(mux, "GET /v1/images", "compute:DescribeImages", true, star, func(w http.ResponseWriter, r *http.Request) {
 		list, err := b.ListImages(r.Context())
 		h.reply(w, r, list, err)
 	})
-	mux.HandleFunc("GET /v1/images/{ref}", func(w http.ResponseWriter, r *http.Request) {
-		img, err := b.DescribeImage(r.Context(), r.PathValue("ref"))
-		h.reply(w, r, img, err)
+	h.route(mux, "GET /v1/images/{ref}", "compute:DescribeImages", true, img, func(w http.ResponseWriter, r *http.Request) {
+		im, err := b.DescribeImage(r.Context(), r.PathValue("ref"))
+		h.reply(w, r, im, err)
 	})
-	mux.HandleFunc("DELETE /v1/images/{ref}", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "DELETE /v1/images/{ref}", "compute:DeleteImage", false, img, func(w http.ResponseWriter, r *http.Request) {
 		id, err := b.DeleteImage(r.Context(), r.PathValue("ref"))
 		h.reply(w, r, map[string]string{"deleted": id}, err)
 	})
-	mux.HandleFunc("POST /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "POST /v1/volumes", "compute:CreateVolume", false, func(*http.Request) string { return h.arn("compute", "volume/*") }, func(w http.ResponseWriter, r *http.Request) {
 		var req CreateVolumeRequest
 		if e := decode(w, r, &req); e != nil {
 			writeError(w, e)
@@ -96,15 +114,15 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		v, err := b.CreateVolume(r.Context(), req)
 		h.reply(w, r, v, err)
 	})
-	mux.HandleFunc("GET /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "GET /v1/volumes", "compute:DescribeVolumes", true, star, func(w http.ResponseWriter, r *http.Request) {
 		list, err := b.ListVolumes(r.Context())
 		h.reply(w, r, list, err)
 	})
-	mux.HandleFunc("GET /v1/volumes/{ref}", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "GET /v1/volumes/{ref}", "compute:DescribeVolumes", true, vol, func(w http.ResponseWriter, r *http.Request) {
 		v, err := b.DescribeVolume(r.Context(), r.PathValue("ref"))
 		h.reply(w, r, v, err)
 	})
-	mux.HandleFunc("PATCH /v1/volumes/{ref}", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "PATCH /v1/volumes/{ref}", "compute:ModifyVolume", false, vol, func(w http.ResponseWriter, r *http.Request) {
 		var req ModifyVolumeRequest
 		if e := decode(w, r, &req); e != nil {
 			writeError(w, e)
@@ -113,55 +131,49 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		v, err := b.ModifyVolume(r.Context(), r.PathValue("ref"), req)
 		h.reply(w, r, v, err)
 	})
-	mux.HandleFunc("DELETE /v1/volumes/{ref}", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "DELETE /v1/volumes/{ref}", "compute:DeleteVolume", false, vol, func(w http.ResponseWriter, r *http.Request) {
 		now := r.URL.Query().Get("now")
 		v, err := b.DeleteVolume(r.Context(), r.PathValue("ref"), now == "1" || now == "true")
 		h.reply(w, r, v, err)
 	})
-	mux.HandleFunc("POST /v1/volumes/{ref}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		ref := r.PathValue("ref")
-		var v Volume
-		var err error
-		switch r.PathValue("action") {
-		case "attach":
-			var req AttachVolumeRequest
-			if e := decode(w, r, &req); e != nil {
-				writeError(w, e)
-				return
-			}
-			v, err = b.AttachVolume(r.Context(), ref, req)
-		case "detach", "restore":
-			var none struct{}
-			if e := decode(w, r, &none); e != nil {
-				writeError(w, e)
-				return
-			}
-			if r.PathValue("action") == "detach" {
-				v, err = b.DetachVolume(r.Context(), ref)
-			} else {
-				v, err = b.RestoreVolume(r.Context(), ref)
-			}
-		default:
-			writeError(w, Errorf(CodeNotFound, "unknown volume action %q", r.PathValue("action")))
+	h.route(mux, "POST /v1/volumes/{ref}/attach", "compute:AttachVolume", false, vol, func(w http.ResponseWriter, r *http.Request) {
+		var req AttachVolumeRequest
+		if e := decode(w, r, &req); e != nil {
+			writeError(w, e)
 			return
 		}
+		v, err := b.AttachVolume(r.Context(), r.PathValue("ref"), req)
 		h.reply(w, r, v, err)
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "POST /v1/volumes/{ref}/detach", "compute:DetachVolume", false, vol, func(w http.ResponseWriter, r *http.Request) {
+		var none struct{}
+		if e := decode(w, r, &none); e != nil {
+			writeError(w, e)
+			return
+		}
+		v, err := b.DetachVolume(r.Context(), r.PathValue("ref"))
+		h.reply(w, r, v, err)
+	})
+	h.route(mux, "POST /v1/volumes/{ref}/restore", "compute:RestoreVolume", false, vol, func(w http.ResponseWriter, r *http.Request) {
+		var none struct{}
+		if e := decode(w, r, &none); e != nil {
+			writeError(w, e)
+			return
+		}
+		v, err := b.RestoreVolume(r.Context(), r.PathValue("ref"))
+		h.reply(w, r, v, err)
+	})
+	h.route(mux, "GET /metrics", "compute:GetHostMetrics", true, host, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		if err := b.WriteMetrics(r.Context(), w); err != nil {
 			h.log.Error("metrics", "err", err)
 		}
 	})
+	mux.HandleFunc("POST /v1/{service}/{action}", h.operation)
+	mux.HandleFunc("GET /v1/audit/files/{path...}", h.auditFile)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, Errorf(CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		h.deny(w, r, "", "", Errorf(CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
-	return h.recoverer(mux)
-}
-
-type handler struct {
-	b   Backend
-	log *slog.Logger
 }
 
 // recoverer turns a handler panic into InternalError: one bad request must
@@ -267,7 +279,7 @@ func (h *handler) instanceAction(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("ref")
 	var inst Instance
 	var err error
-	if a := r.PathValue("action"); a != "stop" {
+	if a := path.Base(r.URL.Path); a != "stop" {
 		// These take no parameters: any field in a body is an error.
 		var none struct{}
 		if e := decode(w, r, &none); e != nil {
@@ -275,7 +287,7 @@ func (h *handler) instanceAction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	switch r.PathValue("action") {
+	switch path.Base(r.URL.Path) {
 	case "stop":
 		var req StopInstanceRequest
 		if e := decode(w, r, &req); e != nil {
@@ -289,9 +301,6 @@ func (h *handler) instanceAction(w http.ResponseWriter, r *http.Request) {
 		inst, err = h.b.RebootInstance(r.Context(), ref)
 	case "terminate":
 		inst, err = h.b.TerminateInstance(r.Context(), ref)
-	default:
-		writeError(w, Errorf(CodeNotFound, "unknown instance action %q", r.PathValue("action")))
-		return
 	}
 	h.reply(w, r, inst, err)
 }
@@ -364,13 +373,16 @@ func writeError(w http.ResponseWriter, e *Error) {
 	writeJSON(w, e.Status(), e)
 }
 
-// Serve serves h on l until ctx ends. Every request is checked with allow
-// against the connection it came on before it is routed.
-func Serve(ctx context.Context, l net.Listener, h http.Handler, allow func(net.Conn) error) error {
+// Serve serves h on l until ctx ends; with tlsConfig it serves HTTPS.
+// The handler itself authenticates every request (NewHandler).
+func Serve(ctx context.Context, l net.Listener, h http.Handler, tlsConfig *tls.Config) error {
 	srv := &http.Server{
-		Handler:           guard(h, allow),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		TLSConfig:         tlsConfig,
+		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
@@ -381,7 +393,12 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, allow func(net.C
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	err := srv.Serve(l)
+	var err error
+	if tlsConfig != nil {
+		err = srv.ServeTLS(l, "", "")
+	} else {
+		err = srv.Serve(l)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -389,18 +406,3 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, allow func(net.C
 }
 
 type connKey struct{}
-
-func guard(next http.Handler, allow func(net.Conn) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := r.Context().Value(connKey{}).(net.Conn)
-		err := errors.New("caller not allowed")
-		if c != nil {
-			err = allow(c)
-		}
-		if err != nil {
-			writeError(w, Errorf(CodeAccessDenied, "%s", err.Error()))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}

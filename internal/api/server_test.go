@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
-	"log/slog"
+	"sync"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azote/azote/internal/audit"
 )
 
 // stubBackend accepts what it is given; it checks the handler's decoding
@@ -61,6 +64,58 @@ func (s *stubBackend) CreateImage(context.Context, CreateImageRequest) (CreateIm
 func (s *stubBackend) ListImages(context.Context) ([]Image, error)          { return nil, nil }
 func (s *stubBackend) DescribeImage(context.Context, string) (Image, error) { return Image{}, nil }
 func (s *stubBackend) DeleteImage(context.Context, string) (string, error)  { return "", nil }
+func (s *stubBackend) ResolveID(_ context.Context, _, ref string) string    { return ref }
+
+// allowAll authorises everything except what deny names; it stands in for
+// the IAM so these tests check routing, decoding and auditing.
+type allowAll struct{ deny map[string]bool }
+
+func (a allowAll) Credentials(akid, token string) (string, bool, *Caller, error) {
+	return "", false, nil, errors.New("no keys")
+}
+func (a allowAll) HostRoot(pid int32) *Caller {
+	return &Caller{Type: PrincipalHostRoot, ARN: "arn:azote:iam::123456789012:host-root"}
+}
+func (a allowAll) Authorize(c *Caller, action, resource string) (bool, string) {
+	if a.deny[action] {
+		return false, "denied by test"
+	}
+	return true, ""
+}
+func (a allowAll) AccountID() string { return "123456789012" }
+
+// memTrail keeps records in memory.
+type memTrail struct {
+	mu   sync.Mutex
+	recs []audit.Record
+	fail bool
+}
+
+func (m *memTrail) Append(_ context.Context, r *audit.Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return errors.New("disk full")
+	}
+	m.recs = append(m.recs, *r)
+	return nil
+}
+
+func (m *memTrail) last() audit.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.recs[len(m.recs)-1]
+}
+
+// localHandler is the unix-socket handler with a fake peer: tests run as
+// root in CI, but httptest requests carry no connection, so the peer
+// check is replaced by a context value.
+func localHandler(b Backend, auth Auth, trail Auditor) http.Handler {
+	h := NewHandler(Config{Backend: b, Auth: auth, Audit: trail, Region: "local"})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), testPeerKey{}, int32(1))))
+	})
+}
 
 func do(t testing.TB, h http.Handler, method, path string, body []byte) (int, []byte) {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
@@ -70,7 +125,8 @@ func do(t testing.TB, h http.Handler, method, path string, body []byte) (int, []
 }
 
 func TestHandlerErrors(t *testing.T) {
-	h := NewHandler(&stubBackend{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	trail := &memTrail{}
+	h := localHandler(&stubBackend{}, allowAll{}, trail)
 	for _, tc := range []struct {
 		name, method, path, body string
 		status                   int
@@ -111,6 +167,48 @@ func TestHandlerErrors(t *testing.T) {
 	if status != 200 || string(body) != "console bytes" {
 		t.Errorf("console: %d %q", status, body)
 	}
+	if r := trail.last(); r.EventName != "GetConsoleOutput" || r.EventSource != "compute.azote" || r.UserIdentity.Type != PrincipalHostRoot {
+		t.Errorf("console read audited as %+v", r)
+	}
+}
+
+func TestEveryCallAudited(t *testing.T) {
+	trail := &memTrail{}
+	h := localHandler(&stubBackend{}, allowAll{deny: map[string]bool{"compute:TerminateInstances": true}}, trail)
+	cases := []struct {
+		method, path, body string
+		status             int
+		event, errCode     string
+	}{
+		{"POST", "/v1/instances", `{"name":"web","vcpus":1}`, 200, "RunInstances", ""},
+		{"POST", "/v1/instances", `{"vcpus":0}`, 400, "RunInstances", "InvalidVCPUCount"},
+		{"POST", "/v1/instances/i-1/terminate", ``, 403, "TerminateInstances", "AccessDenied"},
+		{"GET", "/v1/host", ``, 200, "DescribeHost", ""},
+		{"POST", "/v1/iam/NoSuchThing", `{}`, 404, "NoSuchThing", "UnknownOperation"},
+		{"GET", "/nope", ``, 404, "", "NotFound"},
+	}
+	for _, c := range cases {
+		n := len(trail.recs)
+		status, body := do(t, h, c.method, c.path, []byte(c.body))
+		if status != c.status {
+			t.Errorf("%s %s: status %d, want %d: %s", c.method, c.path, status, c.status, body)
+			continue
+		}
+		if len(trail.recs) != n+1 {
+			t.Errorf("%s %s: %d records written, want 1", c.method, c.path, len(trail.recs)-n)
+			continue
+		}
+		r := trail.last()
+		if r.EventName != c.event || r.ErrorCode != c.errCode || r.RequestID == "" || r.SourceIPAddress != "local" {
+			t.Errorf("%s %s: record %+v", c.method, c.path, r)
+		}
+	}
+	// A call whose record cannot be written is not answered as done.
+	trail.fail = true
+	status, body := do(t, h, "POST", "/v1/instances", []byte(`{"name":"web","vcpus":1}`))
+	if status != 500 || !strings.Contains(string(body), "audit trail") {
+		t.Errorf("with a failing trail: %d %s", status, body)
+	}
 }
 
 func FuzzRunInstanceBody(f *testing.F) {
@@ -119,7 +217,7 @@ func FuzzRunInstanceBody(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte("\xff\xfe"))
 	b := &stubBackend{}
-	h := NewHandler(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := localHandler(b, allowAll{}, &memTrail{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		status, out := do(t, h, "POST", "/v1/instances", body)
 		switch {

@@ -189,3 +189,30 @@ type HostInfo struct {
 	Accel   string `json:"accel"`
 	Version string `json:"azoted_version"`
 }
+
+// LookupEventsRequest is the body of audit:LookupEvents.
+type LookupEventsRequest struct {
+	Principal  string    `json:"Principal,omitempty"`
+	EventName  string    `json:"EventName,omitempty"`
+	Resource   string    `json:"Resource,omitempty"`
+	ErrorCode  string    `json:"ErrorCode,omitempty"`
+	OnlyErrors bool      `json:"OnlyErrors,omitempty"`
+	StartTime  time.Time `json:"StartTime,omitzero"`
+	EndTime    time.Time `json:"EndTime,omitzero"`
+	Limit      int       `json:"Limit,omitempty"`
+}
+
+// ListLogFilesRequest is the body of audit:ListLogFiles: files whose path
+// sorts after After.
+type ListLogFilesRequest struct {
+	After string `json:"After,omitempty"`
+}
+
+// ValidateLogsRequest is the body of audit:ValidateLogs. Rotate first
+// closes the current log file and writes a digest, so that everything up
+// to now is covered.
+type ValidateLogsRequest struct {
+	StartTime time.Time `json:"StartTime,omitzero"`
+	EndTime   time.Time `json:"EndTime,omitzero"`
+	Rotate    bool      `json:"Rotate,omitempty"`
+}

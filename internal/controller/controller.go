@@ -10,13 +10,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
+	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/store"
 )
@@ -38,6 +41,28 @@ type Config struct {
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
+
+	// Listen is the address of the HTTPS API ("" = none).
+	Listen string
+	// Region names the host in ARNs and SigV4 scopes.
+	Region   string
+	HostName string
+	// TLSNames are extra names and addresses for the host certificate.
+	TLSNames []string
+	// AuditFileAge and AuditDigestEvery set the trail's rotation and
+	// digest periods (0 = the audit package's defaults).
+	AuditFileAge     time.Duration
+	AuditDigestEvery time.Duration
+
+	listenAddr string
+}
+
+// ListenAddr is the address the HTTPS API is bound to.
+func (c Config) ListenAddr() string {
+	if c.listenAddr != "" {
+		return c.listenAddr
+	}
+	return c.Listen
 }
 
 // Controller is one azoted.
@@ -47,6 +72,8 @@ type Controller struct {
 	store  store.Store
 	blobs  *image.Blobs
 	keys   KeyWrapper
+	iam    *iam.Service
+	trail  *audit.Trail
 	engine engine.Engine
 	host   hostinfo.Info
 
@@ -78,8 +105,18 @@ func Main(args []string) int {
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
+	fs.StringVar(&cfg.Region, "region", "local", "region name used in ARNs and SigV4 credential scopes")
+	fs.StringVar(&cfg.HostName, "host-name", defaultHostName(), "name of this host (certificate and ARNs)")
+	var tlsNames string
+	fs.StringVar(&tlsNames, "tls-names", "", "extra comma-separated DNS names or IP addresses for the host certificate")
+	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", 5*time.Minute, "rotate the audit log file after this long")
+	fs.DurationVar(&cfg.AuditDigestEvery, "audit-digest-every", time.Hour, "write a signed audit digest this often")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if tlsNames != "" {
+		cfg.TLSNames = strings.Split(tlsNames, ",")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -104,9 +141,51 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer os.Remove(cfg.Socket)
-	log.Info("azoted serving", "socket", cfg.Socket, "state_dir", cfg.StateDir,
-		"engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
-	return api.Serve(ctx, l, api.NewHandler(c, log), api.RootPeerOnly)
+	local := api.NewHandler(c.apiConfig(false))
+	if cfg.Listen == "" {
+		log.Info("azoted serving", "socket", cfg.Socket, "state_dir", cfg.StateDir,
+			"engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
+		return api.Serve(ctx, l, local, nil)
+	}
+	tlsCfg, err := ensureTLS(filepath.Join(cfg.StateDir, "tls"), c.tlsNames(), c.iam.AccountID())
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("TLS: %w", err)
+	}
+	nl, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	c.cfg.listenAddr = nl.Addr().String()
+	log.Info("azoted serving", "socket", cfg.Socket, "https", c.cfg.listenAddr, "state_dir", cfg.StateDir,
+		"account", c.iam.AccountID(), "engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
+	errc := make(chan error, 2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { errc <- api.Serve(ctx, l, local, nil) }()
+	go func() { errc <- api.Serve(ctx, nl, api.NewHandler(c.apiConfig(true)), tlsCfg) }()
+	err = <-errc
+	cancel()
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
+}
+
+func (c *Controller) apiConfig(network bool) api.Config {
+	return api.Config{
+		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Audit: c.trail, Log: c.log,
+		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile,
+	}
+}
+
+func defaultHostName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
 }
 
 // New opens the state, picks the engine and re-adopts instances.
@@ -122,6 +201,12 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	}
 	if cfg.CardBinary == "" {
 		cfg.CardBinary = defaultCard()
+	}
+	if cfg.Region == "" {
+		cfg.Region = "local"
+	}
+	if cfg.HostName == "" {
+		cfg.HostName = defaultHostName()
 	}
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -174,6 +259,10 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		ephemeralKeys: map[string][]byte{},
 		stop:          make(chan struct{}),
 	}
+	if err := c.openAccess(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := c.repair(); err != nil {
 		c.Close()
 		return nil, err
@@ -192,6 +281,11 @@ func (c *Controller) Close() error {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+	if c.trail != nil {
+		if err := c.trail.Close(); err != nil {
+			c.log.Error("closing the audit trail", "err", err)
+		}
+	}
 	return c.store.Close()
 }
 

@@ -1,0 +1,565 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/azote/azote/internal/api/sigv4"
+	"github.com/azote/azote/internal/audit"
+)
+
+// Auth authenticates callers and authorises their actions (the IAM).
+type Auth interface {
+	// Credentials resolves an access key (and session token) of a signed
+	// request: its secret, whether it is active and who it stands for.
+	Credentials(akid, token string) (secret string, active bool, c *Caller, err error)
+	// HostRoot is the caller of the root-only unix socket.
+	HostRoot(pid int32) *Caller
+	// Authorize decides; reason says why, for the error and the trail.
+	Authorize(c *Caller, action, resource string) (allowed bool, reason string)
+	AccountID() string
+}
+
+// Auditor makes audit records durable before Append returns.
+type Auditor interface {
+	Append(ctx context.Context, r *audit.Record) error
+}
+
+// Config configures one API handler: the unix-socket one (Network false:
+// callers identified by SO_PEERCRED) or the HTTPS one (every request
+// SigV4-signed).
+type Config struct {
+	Backend Backend
+	// Operations are the action-style APIs (IAM, STS, audit):
+	// POST /v1/<service>/<Action> with a JSON body.
+	Operations []*Operation
+	Auth       Auth
+	Audit      Auditor
+	Log        *slog.Logger
+	Region     string
+	HostName   string
+	Network    bool
+	// Files serves audit log and digest files for collectors (GET
+	// /v1/audit/files/<path>), as audit:GetLogFile.
+	Files func(ctx context.Context, rel string) ([]byte, error)
+	Now   func() time.Time
+}
+
+// Service is the SigV4 service name of the controller API.
+const Service = "azote"
+
+type handler struct {
+	b        Backend
+	cfg      Config
+	log      *slog.Logger
+	ops      map[string]*Operation
+	hostName string
+	verifier *sigv4.Verifier
+}
+
+// NewHandler builds the controller API.
+func NewHandler(cfg Config) http.Handler {
+	h := &handler{b: cfg.Backend, cfg: cfg, log: cfg.Log, ops: map[string]*Operation{}, hostName: cfg.HostName}
+	if h.log == nil {
+		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if h.hostName == "" {
+		h.hostName = "local"
+	}
+	for _, op := range cfg.Operations {
+		h.ops[strings.ToLower(op.Name)] = op
+	}
+	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: Service, Now: cfg.Now}
+	mux := http.NewServeMux()
+	h.routes(mux)
+	return h.recoverer(h.authenticate(mux))
+}
+
+func (h *handler) arn(service, resource string) string {
+	return "arn:azote:" + service + "::" + h.cfg.Auth.AccountID() + ":" + resource
+}
+
+// arnOf resolves the {ref} of a route (an id or a name) to the ARN of
+// the object, so that a policy on an id cannot be sidestepped by using
+// the name.
+func (h *handler) arnOf(kind string) func(*http.Request) string {
+	return func(r *http.Request) string {
+		return h.arn("compute", kind+"/"+h.b.ResolveID(r.Context(), kind, r.PathValue("ref")))
+	}
+}
+
+// testPeerKey lets in-package tests stand in for a unix peer; it cannot
+// be set from outside the package.
+type testPeerKey struct{}
+
+type requestInfo struct {
+	id     string
+	start  time.Time
+	body   []byte // the request body when it was read for the signature
+	caller *Caller
+}
+
+type infoKey struct{}
+
+func info(r *http.Request) *requestInfo {
+	ri, _ := r.Context().Value(infoKey{}).(*requestInfo)
+	if ri == nil {
+		ri = &requestInfo{}
+	}
+	return ri
+}
+
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	x := hex.EncodeToString(b[:])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}
+
+func sourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// authenticate establishes the caller of every request before routing:
+// the peer of the unix socket, or the SigV4 signature on the network.
+// A refused request is audited with its source address.
+func (h *handler) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ri := &requestInfo{id: newRequestID(), start: time.Now()}
+		w.Header().Set("X-Amzn-RequestId", ri.id)
+		ctx := context.WithValue(r.Context(), infoKey{}, ri)
+		r = r.WithContext(ctx)
+		var c *Caller
+		if !h.cfg.Network {
+			conn, _ := r.Context().Value(connKey{}).(net.Conn)
+			pid, err := rootPeer(conn)
+			if p, ok := r.Context().Value(testPeerKey{}).(int32); ok && conn == nil {
+				pid, err = p, nil
+			}
+			if err != nil {
+				h.refuse(w, r, "", Errorf(CodeAccessDenied, "%v", err))
+				return
+			}
+			c = h.cfg.Auth.HostRoot(pid)
+		} else {
+			var err *Error
+			c, err = h.verify(r, ri)
+			if err != nil {
+				h.refuse(w, r, akidOf(r), err)
+				return
+			}
+			c.SourceIP = sourceIP(r)
+			c.Secure = r.TLS != nil
+		}
+		c.UserAgent = r.UserAgent()
+		ri.caller = c
+		next.ServeHTTP(w, r.WithContext(WithCaller(ctx, c)))
+	})
+}
+
+func akidOf(r *http.Request) string {
+	a, err := sigv4.ParseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return ""
+	}
+	return a.AccessKeyID
+}
+
+// verify checks the signature. The body is read (bounded) and hashed
+// first, except for blob uploads that say UNSIGNED-PAYLOAD: blobs are
+// content-addressed and their SHA-384 is verified as they are stored.
+func (h *handler) verify(r *http.Request, ri *requestInfo) (*Caller, *Error) {
+	payload := sigv4.UnsignedPayload
+	if !(r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/blobs/") && r.Header.Get("X-Amz-Content-Sha256") == sigv4.UnsignedPayload) {
+		data, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		if err != nil {
+			return nil, Errorf(CodeMalformedRequest, "reading body: %v", err)
+		}
+		if len(data) > MaxBodyBytes {
+			return nil, Errorf(CodeRequestTooLarge, "request body exceeds %d bytes", MaxBodyBytes)
+		}
+		ri.body = data
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		payload = sigv4.HashPayload(data)
+	}
+	var caller *Caller
+	_, err := h.verifier.Verify(r, payload, func(akid, token string) (sigv4.Key, error) {
+		secret, active, c, err := h.cfg.Auth.Credentials(akid, token)
+		if err != nil {
+			return sigv4.Key{}, err
+		}
+		caller = c
+		return sigv4.Key{Secret: secret, Active: active}, nil
+	})
+	if err != nil {
+		return nil, authError(err)
+	}
+	return caller, nil
+}
+
+// authError maps a verification failure to its stable code. The message
+// says what is wrong with the request, never which keys exist.
+func authError(err error) *Error {
+	switch {
+	case errors.Is(err, sigv4.ErrMissingAuth):
+		return Errorf(CodeMissingAuthentication, "request is not signed: every network request needs SigV4 (service %q)", Service)
+	case errors.Is(err, sigv4.ErrIncomplete):
+		return Errorf(CodeIncompleteSignature, "%v", err)
+	case errors.Is(err, sigv4.ErrSignatureMismatch):
+		return Errorf(CodeSignatureDoesNotMatch, "the request signature does not match")
+	case errors.Is(err, sigv4.ErrSkew):
+		return Errorf(CodeRequestExpired, "%v", err)
+	case errors.Is(err, sigv4.ErrReplay):
+		return Errorf(CodeRequestReplayed, "this signed request was already received")
+	case errors.Is(err, sigv4.ErrReplayCacheFull):
+		return Errorf(CodeThrottling, "too many requests in the replay window")
+	case errors.Is(err, sigv4.ErrInactiveKey):
+		return Errorf(CodeInvalidClientTokenID, "the access key is inactive")
+	case strings.Contains(err.Error(), "session token"):
+		return Errorf(CodeExpiredToken, "the session token is expired or invalid")
+	}
+	return Errorf(CodeInvalidClientTokenID, "the access key does not exist")
+}
+
+// refuse answers a request that failed authentication and audits it.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e *Error) {
+	ri := info(r)
+	rec := h.baseRecord(r, ri, &Caller{Type: "Unknown", AccessKeyID: akid, SourceIP: sourceIP(r), UserAgent: r.UserAgent()}, "", false)
+	rec.EventName = "Authenticate"
+	rec.EventSource = "sts.azote"
+	rec.ErrorCode, rec.ErrorMessage = string(e.Code), e.Message
+	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
+	if err := h.cfg.Audit.Append(r.Context(), rec); err != nil {
+		h.log.Error("audit append failed", "err", err)
+	}
+	writeError(w, e)
+}
+
+// deny answers an authenticated request that is refused before it runs
+// (no route, not authorised, malformed) and audits it.
+func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource string, e *Error) {
+	ri := info(r)
+	rec := h.baseRecord(r, ri, ri.caller, action, false)
+	rec.ErrorCode, rec.ErrorMessage = string(e.Code), e.Message
+	if resource != "" && resource != "*" {
+		rec.Resources = []audit.Resource{{ARN: resource, AccountID: h.cfg.Auth.AccountID()}}
+	}
+	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
+	if err := h.cfg.Audit.Append(r.Context(), rec); err != nil {
+		h.log.Error("audit append failed", "err", err)
+	}
+	writeError(w, e)
+}
+
+func (h *handler) baseRecord(r *http.Request, ri *requestInfo, c *Caller, action string, readOnly bool) *audit.Record {
+	src, name, _ := strings.Cut(action, ":")
+	rec := &audit.Record{
+		EventTime:       ri.start,
+		EventSource:     src + ".azote",
+		EventName:       name,
+		AWSRegion:       h.cfg.Region,
+		SourceIPAddress: sourceIP(r),
+		UserAgent:       r.UserAgent(),
+		RequestID:       ri.id,
+		ReadOnly:        readOnly,
+		EventType:       "AwsApiCall",
+		ManagementEvent: true,
+	}
+	if !h.cfg.Network {
+		rec.SourceIPAddress = "local"
+	}
+	if c != nil {
+		rec.UserIdentity = Identity(c)
+	}
+	return rec
+}
+
+// Identity renders a caller as CloudTrail's userIdentity.
+func Identity(c *Caller) audit.UserIdentity {
+	id := audit.UserIdentity{Type: c.Type, PrincipalID: c.PrincipalID, ARN: c.ARN, AccountID: c.AccountID, AccessKeyID: c.AccessKeyID}
+	if c.Type == PrincipalUser || c.Type == PrincipalRoot || c.Type == PrincipalHostRoot {
+		id.UserName = c.UserName
+	}
+	if c.Session {
+		sc := &audit.SessionContext{Attributes: audit.SessionAttributes{CreationDate: c.SessionCreated, MFAAuthenticated: c.MFA}}
+		if c.IssuerARN != "" {
+			sc.SessionIssuer = &audit.SessionIssuer{Type: c.IssuerType, ARN: c.IssuerARN, AccountID: c.AccountID, UserName: c.IssuerName}
+		}
+		id.SessionContext = sc
+	}
+	return id
+}
+
+// authorize asks the IAM; a refusal is answered and audited here.
+func (h *handler) authorize(w http.ResponseWriter, r *http.Request, action, resource string) bool {
+	c := info(r).caller
+	ok, reason := h.cfg.Auth.Authorize(c, action, resource)
+	if !ok {
+		h.deny(w, r, action, resource, Errorf(CodeAccessDenied, "%s is not authorized to perform %s on %s: %s", c.ARN, action, resource, reason))
+	}
+	return ok
+}
+
+// route registers a REST route. The response is held back until its
+// audit record is durable: a call whose record could not be written is
+// answered with InternalError, never silently unaudited.
+func (h *handler) route(mux *http.ServeMux, pattern, action string, readOnly bool, resource func(*http.Request) string, fn http.HandlerFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		res := resource(r)
+		if !h.authorize(w, r, action, res) {
+			return
+		}
+		tee := &capture{r: r.Body}
+		r.Body = tee
+		rec := &bufferedResponse{header: http.Header{}}
+		fn(rec, r)
+		ar := h.baseRecord(r, info(r), info(r).caller, action, readOnly)
+		if res != "*" {
+			ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
+		}
+		ar.RequestParameters = requestParams(r, tee.data())
+		if rec.status >= 400 {
+			var e Error
+			if json.Unmarshal(rec.body.Bytes(), &e) == nil {
+				ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
+			}
+		} else if !readOnly {
+			ar.ResponseElements = responseSummary(rec.body.Bytes())
+		}
+		if err := h.cfg.Audit.Append(r.Context(), ar); err != nil {
+			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
+			writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+			return
+		}
+		rec.flushTo(w)
+	})
+}
+
+// streamRoute registers a streaming route (console follow): the decision
+// is audited before the first byte goes out.
+func (h *handler) streamRoute(mux *http.ServeMux, pattern, action string, resource func(*http.Request) string, fn http.HandlerFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		res := resource(r)
+		if !h.authorize(w, r, action, res) {
+			return
+		}
+		ar := h.baseRecord(r, info(r), info(r).caller, action, true)
+		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
+		ar.RequestParameters = requestParams(r, nil)
+		if err := h.cfg.Audit.Append(r.Context(), ar); err != nil {
+			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
+			writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+			return
+		}
+		fn(w, r)
+	})
+}
+
+// operation serves POST /v1/<service>/<Action>.
+func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("service") + ":" + r.PathValue("action")
+	op, ok := h.ops[strings.ToLower(name)]
+	if !ok {
+		h.deny(w, r, name, "", Errorf(CodeUnknownOperation, "unknown operation %s", name))
+		return
+	}
+	var req any
+	if op.NewRequest != nil {
+		req = op.NewRequest()
+		if e := decode(w, r, req); e != nil {
+			h.deny(w, r, op.Name, "", e)
+			return
+		}
+	} else {
+		var none struct{}
+		if e := decode(w, r, &none); e != nil {
+			h.deny(w, r, op.Name, "", e)
+			return
+		}
+	}
+	c := info(r).caller
+	if op.NetworkDenied && h.cfg.Network {
+		h.deny(w, r, op.Name, "", Errorf(CodeAccessDenied, "%s is only available to host root on the local socket", op.Name))
+		return
+	}
+	res, err := op.Resource(r.Context(), req)
+	if err != nil {
+		h.deny(w, r, op.Name, "", AsError(err))
+		return
+	}
+	if !h.authorize(w, r, op.Name, res) {
+		return
+	}
+	out, err := op.Do(r.Context(), c, req)
+	ar := h.baseRecord(r, info(r), c, op.Name, op.ReadOnly)
+	if res != "*" && res != "" {
+		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
+	}
+	ar.RequestParameters = toMap(req)
+	if err != nil {
+		e := AsError(err)
+		if e.Code == CodeInternal {
+			h.log.Error("operation failed", "op", op.Name, "err", err)
+		}
+		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
+	} else if !op.ReadOnly {
+		ar.ResponseElements = toMap(out)
+	}
+	if aerr := h.cfg.Audit.Append(r.Context(), ar); aerr != nil {
+		h.log.Error("audit append failed; refusing to answer", "op", op.Name, "err", aerr)
+		writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+		return
+	}
+	if err != nil {
+		writeError(w, AsError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// auditFile serves one file of the audit trail to a collector.
+func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
+	rel := r.PathValue("path")
+	res := h.arn("audit", "trail/default")
+	if !h.authorize(w, r, "audit:GetLogFile", res) {
+		return
+	}
+	var data []byte
+	err := errors.New("no audit trail")
+	if h.cfg.Files != nil {
+		data, err = h.cfg.Files(r.Context(), rel)
+	}
+	ar := h.baseRecord(r, info(r), info(r).caller, "audit:GetLogFile", true)
+	ar.RequestParameters = map[string]any{"path": rel}
+	if err != nil {
+		e := AsError(err)
+		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
+	}
+	if aerr := h.cfg.Audit.Append(r.Context(), ar); aerr != nil {
+		writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+		return
+	}
+	if err != nil {
+		writeError(w, AsError(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(data)
+}
+
+// requestParams is what the trail keeps of a REST request: path values,
+// query and JSON body, with secrets redacted.
+func requestParams(r *http.Request, body []byte) map[string]any {
+	m := map[string]any{"method": r.Method, "path": r.URL.Path}
+	if q := r.URL.Query(); len(q) > 0 {
+		qm := map[string]any{}
+		for k, v := range q {
+			qm[k] = strings.Join(v, ",")
+		}
+		m["query"] = qm
+	}
+	if len(body) > 0 && !strings.HasPrefix(r.URL.Path, "/v1/blobs/") {
+		var v any
+		if json.Unmarshal(body, &v) == nil {
+			m["body"] = v
+		}
+	}
+	return audit.Redact(m)
+}
+
+// responseSummary keeps the identifying fields of a response object.
+func responseSummary(body []byte) map[string]any {
+	var v map[string]any
+	if json.Unmarshal(body, &v) != nil {
+		return nil
+	}
+	out := map[string]any{}
+	for _, k := range []string{"id", "name", "state", "image_id", "deleted", "sha384", "kind", "size_bytes"} {
+		if x, ok := v[k]; ok {
+			out[k] = x
+		}
+	}
+	return audit.Redact(out)
+}
+
+func toMap(v any) map[string]any {
+	if v == nil {
+		return nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return map[string]any{"unencodable": fmt.Sprintf("%T", v)}
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		var v any
+		json.Unmarshal(raw, &v)
+		m = map[string]any{"value": v}
+	}
+	return audit.Redact(m)
+}
+
+// capture keeps the first bytes a handler reads of a body, for the trail.
+type capture struct {
+	r   io.ReadCloser
+	buf bytes.Buffer
+}
+
+func (c *capture) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if room := MaxBodyBytes - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(n, room)])
+	}
+	return n, err
+}
+
+func (c *capture) Close() error { return c.r.Close() }
+func (c *capture) data() []byte { return c.buf.Bytes() }
+
+// bufferedResponse holds a response until it may be sent.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+func (b *bufferedResponse) WriteHeader(s int) {
+	if b.status == 0 {
+		b.status = s
+	}
+}
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	w.Write(b.body.Bytes())
+}

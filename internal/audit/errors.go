@@ -1,0 +1,41 @@
+package audit
+
+import "errors"
+
+// Sentinel errors; test for them with errors.Is.
+var (
+	// ErrClosed means the trail was closed; nothing more is appended.
+	ErrClosed = errors.New("audit: trail closed")
+	// ErrFailed means a write or fsync of the journal failed. After a
+	// failed fsync the kernel may have dropped the dirty pages, so the
+	// trail refuses every later Append instead of guessing; reopen it.
+	ErrFailed = errors.New("audit: journal write failed, trail must be reopened")
+	// ErrConfig means Open was given a configuration it cannot run with.
+	ErrConfig = errors.New("audit: invalid configuration")
+	// ErrBadKey means a signing or public key is not RSA of at least 2048
+	// bits, or cannot be parsed.
+	ErrBadKey = errors.New("audit: key must be RSA, 2048 bits or more")
+	// ErrInvalidRecord means Append was given a record it will not write.
+	ErrInvalidRecord = errors.New("audit: invalid record")
+	// ErrCorrupt means a journal line, log file or digest file does not
+	// parse as the trail writes it.
+	ErrCorrupt = errors.New("audit: corrupt file")
+	// ErrNoDigest means a directory holds no digest in the period asked
+	// for, so nothing in it can be validated.
+	ErrNoDigest = errors.New("audit: no digest in the period")
+	// ErrBadPath means a path is not one the trail layout allows.
+	ErrBadPath = errors.New("audit: path outside the trail layout")
+	// ErrHistoryRewritten means a source served different bytes for a path
+	// already collected. The collected copy is kept.
+	ErrHistoryRewritten = errors.New("audit: source rewrote collected history")
+	// ErrSourceDeleted means a source no longer lists a path already
+	// collected.
+	ErrSourceDeleted = errors.New("audit: source deleted collected history")
+	// ErrDigestRefused means a collector refused a new digest: it is
+	// signed by a key it does not trust, or does not chain to the last
+	// digest it holds.
+	ErrDigestRefused = errors.New("audit: digest refused")
+	// ErrNoTrustedKey means a collector has no pinned key to check
+	// digests with.
+	ErrNoTrustedKey = errors.New("audit: no trusted public key")
+)

@@ -1,0 +1,197 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/sigv4"
+	"github.com/azote/azote/internal/audit"
+	"github.com/azote/azote/internal/iam"
+)
+
+// authAdapter presents the IAM to the API.
+type authAdapter struct{ iam *iam.Service }
+
+func (a authAdapter) Credentials(akid, token string) (string, bool, *api.Caller, error) {
+	secret, active, c, err := a.iam.Credentials(akid, token)
+	switch {
+	case errors.Is(err, iam.ErrUnknownKey):
+		return "", false, nil, sigv4.ErrUnknownKey
+	case errors.Is(err, iam.ErrExpiredToken):
+		return "", false, nil, sigv4.ErrExpiredToken
+	}
+	return secret, active, c, err
+}
+
+func (a authAdapter) HostRoot(pid int32) *api.Caller { return a.iam.HostRoot(pid) }
+
+func (a authAdapter) Authorize(c *api.Caller, action, resource string) (bool, string) {
+	d := a.iam.Authorize(c, action, resource, nil, nil)
+	return d.Allowed, d.Reason
+}
+
+func (a authAdapter) AccountID() string { return a.iam.AccountID() }
+
+// openAccess opens the IAM, the audit trail and the TLS material.
+func (c *Controller) openAccess() error {
+	svc, err := iam.Open(c.store, c.keys, c.cfg.Region, nil)
+	if err != nil {
+		return err
+	}
+	c.iam = svc
+	key, err := loadOrMakeRSA(filepath.Join(c.cfg.StateDir, "audit-signing.key"))
+	if err != nil {
+		return fmt.Errorf("audit signing key: %w", err)
+	}
+	trail, err := audit.Open(audit.Config{
+		Dir: c.auditDir(), AccountID: svc.AccountID(), Region: c.cfg.Region, Signer: key,
+		MaxFileAge: c.cfg.AuditFileAge, DigestEvery: c.cfg.AuditDigestEvery,
+	})
+	if err != nil {
+		return fmt.Errorf("audit trail: %w", err)
+	}
+	c.trail = trail
+	return nil
+}
+
+func (c *Controller) auditDir() string { return filepath.Join(c.cfg.StateDir, "audit") }
+
+// tlsNames are the names the host certificate is valid for.
+func (c *Controller) tlsNames() []string {
+	names := []string{c.cfg.HostName, "localhost", "127.0.0.1", "::1"}
+	return append(names, c.cfg.TLSNames...)
+}
+
+// event records a security decision azoted made on its own (a launch, a
+// key handed to a card, a crypto-erase) as a service event.
+func (c *Controller) event(name, resource string, data map[string]any) {
+	if c.trail == nil {
+		return
+	}
+	rec := &audit.Record{
+		EventTime: time.Now(), EventSource: "compute.azote", EventName: name, AWSRegion: c.cfg.Region,
+		SourceIPAddress: "azoted", UserAgent: "azoted/" + Version,
+		UserIdentity:        audit.UserIdentity{Type: "AzoteService", InvokedBy: "azoted"},
+		AdditionalEventData: audit.Redact(data), RequestID: "", EventType: "AwsServiceEvent", ManagementEvent: true,
+	}
+	if resource != "" {
+		rec.Resources = []audit.Resource{{ARN: "arn:azote:compute::" + c.iam.AccountID() + ":" + resource, AccountID: c.iam.AccountID()}}
+	}
+	if err := c.trail.Append(context.Background(), rec); err != nil {
+		c.log.Error("audit append failed", "event", name, "err", err)
+	}
+}
+
+// Operations returns every action-style operation azoted serves.
+func (c *Controller) Operations() []*api.Operation {
+	ops := c.iam.Operations()
+	trailARN := func(context.Context, any) (string, error) {
+		return "arn:azote:audit::" + c.iam.AccountID() + ":trail/default", nil
+	}
+	ops = append(ops,
+		&api.Operation{Name: "iam:InitAccountBegin", NetworkDenied: true,
+			Resource: func(context.Context, any) (string, error) { return c.iam.RootARN(), nil },
+			Do: func(context.Context, *api.Caller, any) (any, error) {
+				d, err := c.iam.BeginInit()
+				if err != nil {
+					return nil, err
+				}
+				a, _ := c.iam.Account()
+				return map[string]any{"AccountId": a.ID, "Device": d}, nil
+			}},
+		&api.Operation{Name: "iam:InitAccount", NetworkDenied: true, NewRequest: func() any { return new(iam.InitRequest) },
+			Resource: func(context.Context, any) (string, error) { return c.iam.RootARN(), nil },
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				resp, err := c.iam.Init(*r.(*iam.InitRequest))
+				if err != nil {
+					return nil, err
+				}
+				ca, err := os.ReadFile(filepath.Join(c.cfg.StateDir, "tls", caCertFile))
+				if err != nil {
+					return nil, err
+				}
+				return map[string]any{"Account": resp, "CACertificate": string(ca), "Endpoint": c.endpoint(), "Region": c.cfg.Region}, nil
+			}},
+		&api.Operation{Name: "audit:LookupEvents", ReadOnly: true, NewRequest: func() any { return new(api.LookupEventsRequest) }, Resource: trailARN,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				q := r.(*api.LookupEventsRequest)
+				limit := q.Limit
+				if limit <= 0 || limit > 10000 {
+					limit = 1000
+				}
+				recs, err := c.trail.Lookup(audit.Filter{Principal: q.Principal, EventName: q.EventName, Resource: q.Resource,
+					ErrorCode: q.ErrorCode, OnlyErrors: q.OnlyErrors, Start: q.StartTime, End: q.EndTime, Limit: limit})
+				if err != nil {
+					return nil, err
+				}
+				if recs == nil {
+					recs = []audit.Record{}
+				}
+				return map[string]any{"Events": recs}, nil
+			}},
+		&api.Operation{Name: "audit:ListLogFiles", ReadOnly: true, NewRequest: func() any { return new(api.ListLogFilesRequest) }, Resource: trailARN,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				files, err := audit.ListFiles(c.auditDir(), r.(*api.ListLogFilesRequest).After)
+				if files == nil {
+					files = []string{}
+				}
+				return map[string]any{"Files": files}, err
+			}},
+		&api.Operation{Name: "audit:ValidateLogs", ReadOnly: true, NewRequest: func() any { return new(api.ValidateLogsRequest) }, Resource: trailARN,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				q := r.(*api.ValidateLogsRequest)
+				if q.Rotate {
+					if err := c.trail.WriteDigest(); err != nil {
+						return nil, err
+					}
+				}
+				return audit.Validate(c.auditDir(), nil, q.StartTime, q.EndTime)
+			}},
+		&api.Operation{Name: "audit:GetTrailInfo", ReadOnly: true, Resource: trailARN,
+			Do: func(context.Context, *api.Caller, any) (any, error) {
+				st := c.trail.Stats()
+				return map[string]any{"PublicKey": string(c.trail.PublicKeyPEM()), "Fingerprint": c.trail.Fingerprint(), "Stats": st}, nil
+			}},
+	)
+	return ops
+}
+
+func (c *Controller) endpoint() string {
+	if c.cfg.Listen == "" {
+		return ""
+	}
+	return "https://" + c.cfg.ListenAddr()
+}
+
+// auditFile serves one finished trail file to a collector.
+func (c *Controller) auditFile(ctx context.Context, rel string) ([]byte, error) {
+	data, err := audit.DirSource(c.auditDir()).Fetch(ctx, rel)
+	if err != nil {
+		return nil, api.Errorf(api.CodeNotFound, "audit file %q: not a trail file", rel)
+	}
+	return data, nil
+}
+
+// ResolveID implements api.Backend.
+func (c *Controller) ResolveID(_ context.Context, kind, ref string) string {
+	switch kind {
+	case "instance":
+		if rec, err := c.resolve(ref); err == nil {
+			return rec.ID
+		}
+	case "volume":
+		if v, err := c.resolveVolume(ref); err == nil {
+			return v.ID
+		}
+	case "image":
+		if im, err := c.resolveImage(ref); err == nil {
+			return im.ID
+		}
+	}
+	return ref
+}

@@ -1,0 +1,199 @@
+package iam
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/iam/policy"
+	"github.com/azote/azote/internal/store"
+)
+
+// Credentials resolves the access key (and session token) of a signed
+// request to its secret, whether it is active, and the caller it stands
+// for. Unknown keys give ErrUnknownKey, bad or expired tokens
+// ErrExpiredToken.
+func (s *Service) Credentials(akid, token string) (secret string, active bool, c *api.Caller, err error) {
+	if token != "" {
+		ss, err := s.openSession(akid, token)
+		if err != nil {
+			return "", false, nil, err
+		}
+		// The identity behind a session must still exist: deleting a
+		// user or role ends its sessions.
+		switch ss.Type {
+		case api.PrincipalUser:
+			if _, err := s.GetUser(ss.UserName); err != nil {
+				return "", false, nil, ErrExpiredToken
+			}
+		case api.PrincipalAssumedRole:
+			if _, err := s.GetRole(ss.IssuerARN); err != nil {
+				return "", false, nil, ErrExpiredToken
+			}
+		}
+		return ss.Secret, true, &api.Caller{Type: ss.Type, ARN: ss.ARN, PrincipalID: ss.PrincipalID, AccountID: s.AccountID(), UserName: ss.UserName,
+			AccessKeyID: akid, Session: true, SessionCreated: ss.Created, SessionExpiry: ss.Expiry, MFA: ss.MFA, MFAAuthTime: ss.MFAAuthTime,
+			IssuerARN: ss.IssuerARN, IssuerType: ss.IssuerType, IssuerName: ss.IssuerName}, nil
+	}
+	k, secret, err := s.longTermKey(akid)
+	if err != nil {
+		return "", false, nil, err
+	}
+	u, err := s.GetUser(k.UserName)
+	if err != nil {
+		return "", false, nil, ErrUnknownKey
+	}
+	return secret, k.Status == StatusActive, &api.Caller{Type: api.PrincipalUser, ARN: u.ARN, PrincipalID: u.UserID, AccountID: s.AccountID(), UserName: u.UserName, AccessKeyID: akid}, nil
+}
+
+// HostRoot is the caller of the root-only unix socket.
+func (s *Service) HostRoot(pid int32) *api.Caller {
+	return &api.Caller{Type: api.PrincipalHostRoot, ARN: s.arn("iam", "host-root"), PrincipalID: "host-root", AccountID: s.AccountID(),
+		UserName: "host-root", SourceIP: "local", UserAgent: "pid " + strconv.Itoa(int(pid))}
+}
+
+// conditionContext builds the global condition keys of a caller.
+func (s *Service) conditionContext(c *api.Caller) map[string][]string {
+	now := s.now().UTC()
+	ctx := map[string][]string{
+		"aws:principalarn":     {c.ARN},
+		"aws:principalaccount": {c.AccountID},
+		"aws:principaltype":    {c.Type},
+		"aws:userid":           {c.PrincipalID},
+		"aws:username":         {c.UserName},
+		"aws:currenttime":      {now.Format(time.RFC3339)},
+		"aws:epochtime":        {strconv.FormatInt(now.Unix(), 10)},
+		"aws:securetransport":  {strconv.FormatBool(c.Secure)},
+	}
+	if c.SourceIP != "" && c.SourceIP != "local" {
+		ctx["aws:sourceip"] = []string{c.SourceIP}
+	}
+	// As in AWS, long-term keys carry no MultiFactorAuthPresent at all
+	// (policies use BoolIfExists for that reason); sessions say true or
+	// false.
+	if c.Session || c.Type == api.PrincipalHostRoot {
+		ctx["aws:multifactorauthpresent"] = []string{strconv.FormatBool(c.MFA)}
+	}
+	if c.MFA {
+		age := max(int64(now.Sub(c.MFAAuthTime)/time.Second), 0)
+		ctx["aws:multifactorauthage"] = []string{strconv.FormatInt(age, 10)}
+	}
+	if c.Session {
+		ctx["aws:tokenissuetime"] = []string{c.SessionCreated.UTC().Format(time.RFC3339)}
+	}
+	return ctx
+}
+
+// Decision is the outcome of Authorize, for the audit record.
+type Decision struct {
+	Allowed bool
+	Reason  string
+}
+
+// Authorize decides whether c may perform action on resource. extra adds
+// request-specific condition keys; resourcePolicies are the resource's
+// own policies (KMS key policies), evaluated together with the caller's.
+func (s *Service) Authorize(c *api.Caller, action, resource string, extra map[string][]string, resourcePolicies []policy.Named) Decision {
+	switch c.Type {
+	case api.PrincipalRoot:
+		if !c.MFA {
+			return Decision{Reason: "root acts only with an MFA session"}
+		}
+		return Decision{Allowed: true, Reason: "account root with MFA"}
+	}
+	ctx := s.conditionContext(c)
+	for k, v := range extra {
+		ctx[k] = v
+	}
+	ids, err := s.identityPolicies(c)
+	if err != nil {
+		return Decision{Reason: "cannot resolve the caller's policies: " + err.Error()}
+	}
+	res := policy.Evaluate(ids, resourcePolicies, &policy.Request{Principal: c.ARN, Action: action, Resource: resource, Context: ctx})
+	switch res.Decision {
+	case policy.Allow:
+		return Decision{Allowed: true, Reason: "allowed by " + res.Statement}
+	case policy.ExplicitDeny:
+		return Decision{Reason: fmt.Sprintf("explicitly denied by %s", res.Statement)}
+	}
+	return Decision{Reason: "no policy allows it"}
+}
+
+// identityPolicies resolves (and caches per IAM generation) the identity
+// policies of a caller.
+func (s *Service) identityPolicies(c *api.Caller) ([]policy.Named, error) {
+	key := c.Type + "|" + c.ARN + "|" + c.IssuerARN
+	gen := s.gen.Load()
+	s.mu.Lock()
+	if p, ok := s.identities[key]; ok && p.gen == gen {
+		s.mu.Unlock()
+		return p.policies, nil
+	}
+	s.mu.Unlock()
+	var out []policy.Named
+	err := s.st.View(func(tx store.Tx) error {
+		add := func(owner string, attached []string, inline map[string]string) error {
+			for _, arn := range attached {
+				p, err := s.getPolicyTx(tx, arn)
+				if err != nil {
+					return err
+				}
+				d, err := parsePolicy(p.Document, policy.Identity)
+				if err != nil {
+					return err
+				}
+				out = append(out, policy.Named{Name: p.PolicyName, Doc: d})
+			}
+			for name, doc := range inline {
+				d, err := parsePolicy(doc, policy.Identity)
+				if err != nil {
+					return err
+				}
+				out = append(out, policy.Named{Name: owner + "/" + name, Doc: d})
+			}
+			return nil
+		}
+		switch c.Type {
+		case api.PrincipalHostRoot:
+			d, _ := policy.Builtin("AdministratorAccess")
+			out = append(out, policy.Named{Name: "AdministratorAccess", Doc: d})
+			return nil
+		case api.PrincipalUser:
+			u, err := s.getUserTx(tx, c.UserName)
+			if err != nil {
+				return err
+			}
+			if err := add("user/"+u.UserName, u.Attached, u.Inline); err != nil {
+				return err
+			}
+			for _, gn := range u.Groups {
+				g, err := s.getGroupTx(tx, gn)
+				if err != nil {
+					return err
+				}
+				if err := add("group/"+g.GroupName, g.Attached, g.Inline); err != nil {
+					return err
+				}
+			}
+			return nil
+		case api.PrincipalAssumedRole:
+			r, err := s.getRoleTx(tx, c.IssuerARN)
+			if err != nil {
+				return err
+			}
+			return add("role/"+r.RoleName, r.Attached, r.Inline)
+		}
+		return fmt.Errorf("unknown principal type %q", c.Type)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.identities) > 10000 {
+		s.identities = map[string]cachedPolicies{}
+	}
+	s.identities[key] = cachedPolicies{gen: gen, policies: out}
+	s.mu.Unlock()
+	return out, nil
+}
