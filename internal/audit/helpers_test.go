@@ -65,7 +65,11 @@ func testConfig(t testing.TB, dir string, clock *fakeClock) Config {
 		Signer:    testKey(t, 0),
 	}
 	if clock != nil {
+		// The fake clock jumps by hours; only explicit calls rotate and
+		// write digests.
 		cfg.Now = clock.Now
+		cfg.DigestEvery = 1000 * time.Hour
+		cfg.MaxFileAge = 1000 * time.Hour
 	}
 	return cfg
 }

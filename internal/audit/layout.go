@@ -59,15 +59,25 @@ const (
 func classify(rel string) fileKind {
 	switch {
 	case logRE.MatchString(rel):
-		return kindLog
+		return datedKind(rel, kindLog)
 	case digestRE.MatchString(rel):
-		return kindDigest
+		return datedKind(rel, kindDigest)
 	case sigRE.MatchString(rel):
-		return kindSig
+		return datedKind(strings.TrimSuffix(rel, sigSuffix), kindSig)
 	case keyRE.MatchString(rel):
 		return kindKey
 	}
 	return kindNone
+}
+
+// datedKind is k if the time in rel's name parses and falls on the day of
+// its directory, else kindNone: one file, one possible name.
+func datedKind(rel string, k fileKind) fileKind {
+	t, ok := nameTime(rel)
+	if !ok || !strings.HasPrefix(rel[strings.IndexByte(rel, '/')+1:], t.Format("2006/01/02/")) {
+		return kindNone
+	}
+	return k
 }
 
 // nameTime is the time a log or digest name carries: the minute a log's

@@ -116,7 +116,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 // Append.
 func parseRecord(b []byte) (Record, error) {
 	var r Record
-	b = bytes.TrimSpace(b)
+	b = trimJSONSpace(b)
 	if len(b) == 0 || b[0] != '{' {
 		return r, fmt.Errorf("%w: record is not a JSON object", ErrCorrupt)
 	}
@@ -132,4 +132,18 @@ func parseRecord(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: record without eventID or eventTime", ErrCorrupt)
 	}
 	return r, nil
+}
+
+// trimJSONSpace trims the four bytes JSON calls whitespace, and no others:
+// a line kept by parseJournal is embedded verbatim in a log, so whatever
+// is trimmed here must also be legal there.
+func trimJSONSpace(b []byte) []byte {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
 }

@@ -51,6 +51,7 @@ const (
 	maxBatch      = 4096    // records per write+fsync
 	maxBatchBytes = 4 << 20 // bytes per write+fsync
 	maxTimerSleep = time.Minute
+	retryDelay    = 5 * time.Second
 )
 
 // Trail is an open audit trail. Its methods are safe for concurrent use.
@@ -108,6 +109,7 @@ type writer struct {
 	prev       *prevDigest
 	chainStart time.Time
 	lastDigest time.Time
+	retryAt    time.Time // after a failed periodic rotation or digest
 }
 
 // prevDigest is what the next digest needs of the last one.
@@ -595,7 +597,7 @@ func (t *Trail) openJournal() error {
 	id := randomID()
 	name := journalName(start, id)
 	full := filepath.Join(t.cfg.Dir, activeDir, name)
-	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(full, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -765,34 +767,41 @@ func (t *Trail) shutdown() error {
 	return err
 }
 
-// periodic finishes an old log and writes a digest when one is due.
+// periodic finishes an old log and writes a digest when one is due. A
+// failure (a full disk, say) is counted and retried after retryDelay, not
+// in a tight loop.
 func (t *Trail) periodic() {
 	now := t.now()
 	w := &t.w
-	if w.failed != nil {
+	if w.failed != nil || now.Before(w.retryAt) {
 		return
 	}
-	if !now.Before(w.lastDigest.Add(t.cfg.DigestEvery)) {
-		if t.writeDigest() != nil {
+	var err error
+	switch {
+	case !now.Before(w.lastDigest.Add(t.cfg.DigestEvery)):
+		if err = t.writeDigest(); err != nil {
 			t.stats.digestErrors.Add(1)
 		}
-		return
-	}
-	if w.f != nil && !now.Before(w.start.Add(t.cfg.MaxFileAge)) {
-		if t.rotate() != nil {
+	case w.f != nil && !now.Before(w.start.Add(t.cfg.MaxFileAge)):
+		if err = t.rotate(); err != nil {
 			t.stats.rotateErrors.Add(1)
 		}
+	}
+	if err != nil {
+		w.retryAt = now.Add(retryDelay)
 	}
 }
 
 // nextWake is how long the writer may sleep before periodic has work.
 func (t *Trail) nextWake() time.Duration {
+	w := &t.w
 	now := t.now()
-	d := t.w.lastDigest.Add(t.cfg.DigestEvery).Sub(now)
-	if t.w.f != nil {
-		d = min(d, t.w.start.Add(t.cfg.MaxFileAge).Sub(now))
+	d := w.lastDigest.Add(t.cfg.DigestEvery).Sub(now)
+	if w.f != nil {
+		d = min(d, w.start.Add(t.cfg.MaxFileAge).Sub(now))
 	}
-	if t.w.failed != nil {
+	d = max(d, w.retryAt.Sub(now))
+	if w.failed != nil {
 		d = maxTimerSleep
 	}
 	return max(min(d, maxTimerSleep), time.Millisecond)

@@ -20,10 +20,15 @@ import (
 
 // env carries what every command needs.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	socket         string
 	output         string // "table" or "json"
-	client         *api.Client
+	// profile selects signed HTTPS access with a credentials profile;
+	// endpoint overrides the profile's endpoint.
+	profile  string
+	endpoint string
+	client   *api.Client
 }
 
 type command struct {
@@ -39,6 +44,10 @@ var nouns = map[string]map[string]command{
 		"info":    {"show the host's CPU, memory, virtualization and engine", hostInfo},
 		"metrics": {"print azoted's Prometheus metrics", hostMetrics},
 	},
+	"init":  {"": {"create the account: root MFA, the first admin user and its key", initAccount}},
+	"iam":   iamCommands,
+	"sts":   stsCommands,
+	"audit": auditCommands,
 }
 
 // usageError is a mistake on the command line (exit status 2).
@@ -51,7 +60,8 @@ func (u usageError) Error() string { return u.msg }
 
 // Main runs the CLI and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, socket: os.Getenv("AZOTE_SOCKET"), output: "table"}
+	e := &env{stdin: os.Stdin, stdout: stdout, stderr: stderr, socket: os.Getenv("AZOTE_SOCKET"), output: "table",
+		profile: os.Getenv("AZOTE_PROFILE"), endpoint: os.Getenv("AZOTE_ENDPOINT")}
 	if e.socket == "" {
 		e.socket = api.DefaultSocket
 	}
@@ -64,6 +74,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "azote: unknown command %q\n", args[0])
 		usage(stderr)
 		return 2
+	}
+	if _, single := verbs[""]; single {
+		// A command without verbs (azote init).
+		args = append([]string{args[0], ""}, args[1:]...)
 	}
 	if len(args) < 2 {
 		verbUsage(stderr, args[0], verbs)
@@ -107,7 +121,9 @@ func usage(w io.Writer) {
 	for _, n := range ns {
 		verbUsage(w, n, nouns[n])
 	}
-	fmt.Fprintln(w, "\nEvery command takes -o json and --socket PATH (or AZOTE_SOCKET).")
+	fmt.Fprintln(w, "\nEvery command takes -o json. Without a profile it talks to the local root-only socket")
+	fmt.Fprintln(w, "(--socket, AZOTE_SOCKET); with --profile NAME (AZOTE_PROFILE) it signs requests to the")
+	fmt.Fprintln(w, "HTTPS API with that profile of ~/.azote/credentials (AZOTE_CREDENTIALS_FILE).")
 }
 
 func verbUsage(w io.Writer, noun string, verbs map[string]command) {
@@ -117,7 +133,7 @@ func verbUsage(w io.Writer, noun string, verbs map[string]command) {
 	}
 	sort.Strings(vs)
 	for _, v := range vs {
-		fmt.Fprintf(w, "  azote %-20s %s\n", noun+" "+v, verbs[v].summary)
+		fmt.Fprintf(w, "  azote %-28s %s\n", strings.TrimSpace(noun+" "+v), verbs[v].summary)
 	}
 }
 
@@ -127,6 +143,8 @@ func (e *env) flags(name string) *flag.FlagSet {
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&e.output, "o", e.output, "output format: table or json")
 	fs.StringVar(&e.socket, "socket", e.socket, "azoted's unix socket")
+	fs.StringVar(&e.profile, "profile", e.profile, "credentials profile for the signed HTTPS API")
+	fs.StringVar(&e.endpoint, "endpoint", e.endpoint, "HTTPS endpoint (overrides the profile's)")
 	return fs
 }
 
@@ -157,7 +175,20 @@ func (e *env) parse(fs *flag.FlagSet, args []string, positional ...string) ([]st
 	if e.output != "table" && e.output != "json" {
 		return nil, usageError{msg: fmt.Sprintf("-o %q: want table or json", e.output)}
 	}
-	e.client = api.NewClient(e.socket)
+	if e.profile == "" && e.endpoint == "" {
+		e.client = api.NewClient(e.socket)
+		return pos, nil
+	}
+	p, err := loadProfile(e.profile)
+	if err != nil {
+		return nil, err
+	}
+	if e.endpoint != "" {
+		p.Endpoint = e.endpoint
+	}
+	if e.client, err = p.client(); err != nil {
+		return nil, err
+	}
 	return pos, nil
 }
 

@@ -174,7 +174,7 @@ func (c *compiled) applies(ev *evalCtx, inResource bool) (bool, principalMatch) 
 // always has a label).
 type hit struct{ name, label string }
 
-func (h hit) found() bool     { return h.label != "" }
+func (h hit) found() bool    { return h.label != "" }
 func (h hit) String() string { return h.name + h.label }
 
 // scanResult is what the statements of one kind of policy said: the first

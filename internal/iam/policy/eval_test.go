@@ -6,8 +6,6 @@ import (
 )
 
 const (
-	acct       = "123456789012"
-	otherAcct  = "210987654321"
 	alice      = "arn:azote:iam::123456789012:user/alice"
 	bob        = "arn:azote:iam::123456789012:user/bob"
 	carol      = "arn:azote:iam::210987654321:user/carol" // another account
@@ -233,7 +231,7 @@ const (
     "Condition": {"NumericLessThan": {"aws:MultiFactorAuthAge": "3600"}}
   }
 }`
-	allowCompute = `{"Version": "2012-10-17", "Statement": {"Sid": "Compute", "Effect": "Allow", "Action": "compute:*", "Resource": "*"}}`
+	allowCompute  = `{"Version": "2012-10-17", "Statement": {"Sid": "Compute", "Effect": "Allow", "Action": "compute:*", "Resource": "*"}}`
 	denyTerminate = `{"Version": "2012-10-17", "Statement": [
   {"Effect": "Deny", "Action": "compute:TerminateInstances",
    "Resource": "arn:azote:compute::123456789012:instance/i-0123456789abcdef0"}]}`
@@ -352,6 +350,17 @@ const (
   "Action": "compute:*", "Resource": "*",
   "Condition": {"StringEqualsIgnoreCase": {"aws:PrincipalTag/team": ["Platform", "SRE"]},
                 "StringNotEqualsIgnoreCase": {"aws:PrincipalTag/level": "INTERN"}}}}`
+	// Read other users but not oneself: a NotResource with a variable.
+	othersOnly = `{"Version": "2012-10-17", "Statement": {"Sid": "Others", "Effect": "Allow",
+  "Action": "iam:GetUser", "NotResource": "arn:azote:iam::123456789012:user/${aws:username}"}}`
+	sinceLaunch = `{"Version": "2012-10-17", "Statement": {"Sid": "Since", "Effect": "Allow",
+  "Action": "compute:RunInstances", "Resource": "*",
+  "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}}}`
+	// reference_policies_condition_examples-multi-valued-context-keys,
+	// ForAnyValue with a negated operator.
+	teamTagsOnly = `{"Version": "2012-10-17", "Statement": {"Sid": "TeamTagsOnly", "Effect": "Deny",
+  "Action": "iam:TagUser", "Resource": "*",
+  "Condition": {"ForAnyValue:StringNotLike": {"aws:TagKeys": "team:*"}}}}`
 )
 
 var evalCases = []evalCase{
@@ -789,6 +798,47 @@ var evalCases = []evalCase{
 		identity: []pol{{name: "ReadOnlyAccess"}},
 		req:      Request{Principal: alice, Action: "compute:RunInstances", Resource: instance},
 		want:     ImplicitDeny},
+	// Gaps a mutation run found.
+	{name: "clock/missing CurrentTime is now",
+		identity: []pol{{"Since", sinceLaunch}},
+		req:      Request{Principal: alice, Action: "compute:RunInstances", Resource: instance},
+		want:     Allow, by: "Since#Since"},
+	{name: "vars/NotResource with the variable set",
+		identity: []pol{{"Others", othersOnly}},
+		req:      Request{Principal: alice, Action: "iam:GetUser", Resource: bobUser, Context: ctx("aws:username", "alice")},
+		want:     Allow, by: "Others#Others"},
+	{name: "vars/NotResource excludes oneself",
+		identity: []pol{{"Others", othersOnly}},
+		req:      Request{Principal: alice, Action: "iam:GetUser", Resource: aliceUser, Context: ctx("aws:username", "alice")},
+		want:     ImplicitDeny},
+	{name: "vars/unresolved variable cannot widen an Allow",
+		identity: []pol{{"Others", othersOnly}},
+		req:      Request{Principal: opsSession, Action: "iam:GetUser", Resource: bobUser},
+		want:     ImplicitDeny},
+	{name: "trust/account id names its root directly",
+		resource: []pol{{"Trust", trustAccount}}, resourceRequired: true,
+		req:  Request{Principal: "arn:azote:iam::123456789012:root", Action: "sts:AssumeRole", Resource: opsRole, Context: ctx("aws:multifactorauthpresent", "true")},
+		want: Allow, by: "Trust#Account"},
+	{name: "deny-ip/IPv4-mapped IPv6 address",
+		identity: []pol{{"IP", denyIP}, admin},
+		req:      Request{Principal: alice, Action: "compute:RunInstances", Resource: instance, Context: ctx("aws:sourceip", "::ffff:192.0.2.10", "aws:viaawsservice", "false")},
+		want:     Allow, by: "AdministratorAccess#AllowEverything"},
+	{name: "resource/an Allow without Principal grants nobody",
+		resource: []pol{{"NoPrincipal", allowCompute}},
+		req:      Request{Principal: alice, Action: "compute:RunInstances", Resource: instance},
+		want:     ImplicitDeny},
+	{name: "forany-negated/one tag outside the team",
+		identity: []pol{{"Team", teamTagsOnly}, admin},
+		req:      Request{Principal: alice, Action: "iam:TagUser", Resource: bobUser, Context: ctx("aws:tagkeys", "team:a|cost")},
+		want:     ExplicitDeny, by: "Team#TeamTagsOnly"},
+	{name: "forany-negated/all team tags",
+		identity: []pol{{"Team", teamTagsOnly}, admin},
+		req:      Request{Principal: alice, Action: "iam:TagUser", Resource: bobUser, Context: ctx("aws:tagkeys", "team:a|team:b")},
+		want:     Allow, by: "AdministratorAccess#AllowEverything"},
+	{name: "forany-negated/missing key is false",
+		identity: []pol{{"Team", teamTagsOnly}, admin},
+		req:      Request{Principal: alice, Action: "iam:TagUser", Resource: bobUser},
+		want:     Allow, by: "AdministratorAccess#AllowEverything"},
 	{name: "nothing attached",
 		req:  Request{Principal: alice, Action: "compute:RunInstances", Resource: instance},
 		want: ImplicitDeny},

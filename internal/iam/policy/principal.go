@@ -51,9 +51,9 @@ type roleRef struct{ account, name string }
 type principalMatch uint8
 
 const (
-	noMatch      principalMatch = iota
-	viaAccount                  // only through an account entry
-	directMatch                 // by name, by "*", or as a service
+	noMatch     principalMatch = iota
+	viaAccount                 // only through an account entry
+	directMatch                // by name, by "*", or as a service
 )
 
 var errPrincipal = errors.New("bad principal")
