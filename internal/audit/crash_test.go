@@ -263,3 +263,40 @@ func TestKillWriterChild(t *testing.T) {
 	}
 	wg.Wait() // never returns: the parent kills the process
 }
+
+// TestOpenSkipsCorruptPendingLog: a log nobody has listed yet that does
+// not parse is not signed into the next digest; Validate then reports it.
+func TestOpenSkipsCorruptPendingLog(t *testing.T) {
+	clock := newClock()
+	dir := t.TempDir()
+	tr := openTrail(t, testConfig(t, dir, clock))
+	appendN(t, tr, clock, 0, 2)
+	if err := tr.WriteDigest(); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, tr, clock, 2, 2)
+	if err := tr.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	crashed := copyTree(t, dir)
+	logs := listKind(t, crashed, kindLog)
+	bad := logs[len(logs)-1]
+	gz, _ := gzipBytes([]byte(`{"Records":[{"eventID":"forged"}]}`))
+	os.WriteFile(filepath.Join(crashed, bad), gz, 0o600)
+
+	clock.Advance(time.Hour)
+	tr2 := openTrail(t, testConfig(t, crashed, clock))
+	if n := tr2.Stats().CorruptLogs; n != 1 {
+		t.Errorf("CorruptLogs = %d, want 1", n)
+	}
+	if err := tr2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Validate(crashed, nil, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := kinds(rep); len(rep.Problems) != 1 || len(k[KindUnlisted]) != 1 || k[KindUnlisted][0] != bad {
+		t.Errorf("problems %v, want %s unlisted", rep.Problems, bad)
+	}
+}

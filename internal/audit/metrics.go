@@ -17,6 +17,7 @@ type Stats struct {
 	Digests      uint64        // digests written by this process
 	Recovered    uint64        // records Open found in journals left by a crash
 	Dropped      uint64        // journal lines Open could not parse (torn tails)
+	CorruptLogs  uint64        // unlisted logs Open could not read, left unlisted
 	WriteErrors  uint64        // failed journal writes (each fails the trail)
 	RotateErrors uint64        // automatic rotations that failed and will be retried
 	DigestErrors uint64        // periodic digests that failed and will be retried
@@ -25,6 +26,7 @@ type Stats struct {
 type counters struct {
 	records, batches, bytes, fsyncs, fsyncNanos atomic.Uint64
 	logFiles, digests, recovered, dropped       atomic.Uint64
+	corruptLogs                                 atomic.Uint64
 	writeErrors, rotateErrors, digestErrors     atomic.Uint64
 }
 
@@ -41,6 +43,7 @@ func (t *Trail) Stats() Stats {
 		Digests:      c.digests.Load(),
 		Recovered:    c.recovered.Load(),
 		Dropped:      c.dropped.Load(),
+		CorruptLogs:  c.corruptLogs.Load(),
 		WriteErrors:  c.writeErrors.Load(),
 		RotateErrors: c.rotateErrors.Load(),
 		DigestErrors: c.digestErrors.Load(),

@@ -281,6 +281,12 @@ func (t *Trail) recover() error {
 			continue
 		}
 		p, err := readLogEntry(root, rel)
+		if errors.Is(err, ErrCorrupt) {
+			// Listing it would sign whatever someone wrote there. Left
+			// unlisted, Validate reports it once a later digest exists.
+			t.stats.corruptLogs.Add(1)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -475,7 +481,9 @@ func (t *Trail) PublicKeyPEM() []byte { return bytes.Clone(t.pubPEM) }
 // Fingerprint returns the digestPublicKeyFingerprint of the trail's key.
 func (t *Trail) Fingerprint() string { return t.fingerprint }
 
-// run is the writer goroutine.
+// run is the writer goroutine. periodic runs after every event, not only
+// when the timer fires, because under a steady stream of Appends the
+// timer is reset before it can fire.
 func (t *Trail) run() {
 	defer close(t.stopped)
 	timer := time.NewTimer(t.nextWake())
@@ -492,14 +500,13 @@ func (t *Trail) run() {
 			case opDigest:
 				err = t.writeDigest()
 			case opClose:
-				err = t.shutdown()
-				c.reply <- err
+				c.reply <- t.shutdown()
 				return
 			}
 			c.reply <- err
 		case <-timer.C:
-			t.periodic()
 		}
+		t.periodic()
 		timer.Reset(t.nextWake())
 	}
 }
@@ -730,6 +737,12 @@ func (t *Trail) writeDigest() error {
 			return err
 		}
 		if err := writeFileAtomic(t.cfg.Dir, rel+sigSuffix, []byte(sig), false); err != nil {
+			// An unsigned digest would stay out of the chain forever; the
+			// retry writes a new one.
+			full := filepath.Join(t.cfg.Dir, filepath.FromSlash(rel))
+			if os.Remove(full) == nil {
+				_ = syncDir(filepath.Dir(full))
+			}
 			return err
 		}
 		w.prev = &prevDigest{rel: rel, end: end, hash: hashHex(gz), sig: sig}

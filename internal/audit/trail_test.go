@@ -300,6 +300,48 @@ func TestAutomaticRotationAndDigests(t *testing.T) {
 	}
 }
 
+// TestPeriodicUnderLoad: digests and age rotations keep their schedule
+// while Appends never stop.
+func TestPeriodicUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, nil)
+	cfg.MaxFileAge = 30 * time.Millisecond
+	cfg.DigestEvery = 100 * time.Millisecond
+	tr := openTrail(t, cfg)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := tr.Append(context.Background(), testRecord(i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	s := tr.Stats()
+	close(stop)
+	wg.Wait()
+	// A second holds ten digest periods and thirty log ages; allow for a
+	// slow disk but not for starvation.
+	if s.Digests < 3 || s.LogFiles < 6 {
+		t.Errorf("under load in 1s: %d digests, %d logs (%d records)", s.Digests, s.LogFiles, s.Records)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustValidate(t, dir)
+}
+
 func TestCloseStopsWriter(t *testing.T) {
 	dir := t.TempDir()
 	tr, err := Open(testConfig(t, dir, nil))

@@ -111,21 +111,29 @@ func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 		return nil, nil
 	}
 	if v.Kind == api.VolumePersistent {
-		return c.volumeKey(v)
+		k, err := c.volumeKey(v)
+		if err == nil {
+			c.event("VolumeKeyUse", "volume/"+v.ID, map[string]any{"kind": v.Kind, "purpose": "unwrapped for its card", "restart": restart})
+		}
+		return k, err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if k, ok := c.ephemeralKeys[v.ID]; ok {
+		c.mu.Unlock()
 		return append([]byte(nil), k...), nil
 	}
 	if restart {
+		c.mu.Unlock()
 		return nil, errEphemeralKeyGone
 	}
 	k, err := c.volumeKey(v)
 	if err != nil {
+		c.mu.Unlock()
 		return nil, err
 	}
 	c.ephemeralKeys[v.ID] = append([]byte(nil), k...)
+	c.mu.Unlock()
+	c.event("VolumeKeyUse", "volume/"+v.ID, map[string]any{"kind": v.Kind, "purpose": "instance-store key made for this launch"})
 	return k, nil
 }
 

@@ -158,6 +158,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	c.cfg.listenAddr = nl.Addr().String()
+	// Local tools find the HTTPS endpoint here (the port may have been
+	// chosen by the kernel).
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, "endpoint"), []byte(c.endpoint()+"\n"), 0o644); err != nil {
+		l.Close()
+		nl.Close()
+		return err
+	}
 	log.Info("azoted serving", "socket", cfg.Socket, "https", c.cfg.listenAddr, "state_dir", cfg.StateDir,
 		"account", c.iam.AccountID(), "engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
 	errc := make(chan error, 2)
@@ -202,12 +209,7 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	if cfg.CardBinary == "" {
 		cfg.CardBinary = defaultCard()
 	}
-	if cfg.Region == "" {
-		cfg.Region = "local"
-	}
-	if cfg.HostName == "" {
-		cfg.HostName = defaultHostName()
-	}
+
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
@@ -237,6 +239,12 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 }
 
 func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinfo.Info) (*Controller, error) {
+	if cfg.Region == "" {
+		cfg.Region = "local"
+	}
+	if cfg.HostName == "" {
+		cfg.HostName = defaultHostName()
+	}
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return nil, fmt.Errorf("%w (is another azoted using %s?)", err, cfg.StateDir)

@@ -417,6 +417,11 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 		rec, _ = c.get(rec.ID)
 	}
 	c.startSupervisor(rt, m, rec.ConsoleOffset)
+	c.event("LaunchInstance", "instance/"+rec.ID, map[string]any{
+		"imageId": img.ID, "kernelSha384": img.KernelSHA384, "initrdSha384": img.InitrdSHA384, "cmdline": rec.Cmdline,
+		"engine": c.engine.Name(), "accel": c.engine.Accel(), "vcpus": rec.VCPUs, "memoryMiB": rec.MemoryMiB,
+		"volumes": len(rec.Volumes), "bootCount": rec.BootCount,
+	})
 	return rec, nil
 }
 
@@ -639,6 +644,7 @@ func (c *Controller) endEphemeral(rec instanceRecord) {
 			continue
 		}
 		c.forgetKey(v.ID)
+		c.event("CryptoErase", "volume/"+v.ID, map[string]any{"kind": v.Kind, "instanceId": rec.ID, "reason": "instance-store key destroyed and file discarded"})
 		if f, err := os.OpenFile(c.volumeFile(v.ID), os.O_WRONLY, 0); err == nil {
 			if err := f.Truncate(0); err == nil {
 				f.Truncate(v.SizeBytes)

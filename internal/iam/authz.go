@@ -155,7 +155,7 @@ func (s *Service) identityPolicies(c *api.Caller) ([]policy.Named, error) {
 			return nil
 		}
 		switch c.Type {
-		case api.PrincipalHostRoot:
+		case api.PrincipalHostRoot, api.PrincipalRoot:
 			d, _ := policy.Builtin("AdministratorAccess")
 			out = append(out, policy.Named{Name: "AdministratorAccess", Doc: d})
 			return nil

@@ -254,8 +254,15 @@ func (s *Service) AssumeRole(c *api.Caller, r AssumeRoleRequest) (AssumeRoleResp
 	if r.TokenCode != "" {
 		cc.Session = true
 	}
+	ids, err := s.identityPolicies(c)
+	if err != nil {
+		return out, err
+	}
 	req := &policy.Request{Principal: c.ARN, Action: "sts:AssumeRole", Resource: role.ARN, Context: s.conditionContext(&cc)}
-	res := policy.Evaluate(nil, []policy.Named{{Name: "trust policy of " + role.RoleName, Doc: trust}}, req)
+	// The trust policy must allow the caller: an identity policy alone
+	// never opens a role (and a trust policy naming the whole account
+	// leaves the decision to the caller's own policies, as in AWS).
+	res := policy.EvaluateResourceRequired(ids, []policy.Named{{Name: "trust policy of " + role.RoleName, Doc: trust}}, req)
 	if res.Decision != policy.Allow {
 		return out, api.Errorf(api.CodeAccessDenied, "the trust policy of role %s does not allow %s to assume it (%s)", role.RoleName, c.ARN, res.Decision)
 	}

@@ -88,7 +88,7 @@ func (h *harness) startAzoted() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(h.bin, "azoted"), "--state-dir", h.state, "--socket", h.socket, "--stop-timeout", "20s")
+	cmd := exec.Command(filepath.Join(h.bin, "azoted"), "--state-dir", h.state, "--socket", h.socket, "--stop-timeout", "20s", "--listen", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

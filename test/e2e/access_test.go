@@ -1,0 +1,490 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/iam/mfa"
+)
+
+// accessHost is an azoted of its own (no guests): these tests initialise
+// its account and tamper with its audit trail, which must not disturb the
+// shared one.
+type accessHost struct {
+	t        *testing.T
+	bin      string
+	dir      string
+	state    string
+	socket   string
+	creds    string
+	endpoint string
+	cmd      *exec.Cmd
+	waited   chan struct{}
+}
+
+func newAccessHost(t *testing.T) *accessHost {
+	shared := setup(t) // builds the binaries
+	dir := t.TempDir()
+	a := &accessHost{t: t, bin: shared.bin, dir: dir, state: filepath.Join(dir, "state"), socket: filepath.Join(dir, "sock"), creds: filepath.Join(dir, "credentials")}
+	a.start()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *accessHost) start() {
+	a.t.Helper()
+	log, err := os.OpenFile(filepath.Join(a.dir, "azoted.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer log.Close()
+	os.Remove(filepath.Join(a.state, "endpoint"))
+	cmd := exec.Command(filepath.Join(a.bin, "azoted"), "--state-dir", a.state, "--socket", a.socket, "--listen", "127.0.0.1:0", "--audit-file-age", "1h")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	a.cmd, a.waited = cmd, make(chan struct{})
+	go func(w chan struct{}) { cmd.Wait(); close(w) }(a.waited)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(filepath.Join(a.state, "endpoint")); err == nil && len(b) > 0 {
+			a.endpoint = strings.TrimSpace(string(b))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(a.dir, "azoted.log"))
+	a.t.Fatalf("azoted did not publish its endpoint; log:\n%s", b)
+}
+
+// with returns a copy of a that fails t (a subtest) instead of the parent.
+func (a *accessHost) with(t *testing.T) *accessHost {
+	b := *a
+	b.t = t
+	return &b
+}
+
+func (a *accessHost) stop() {
+	if a.cmd != nil && a.cmd.Process != nil {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.waited:
+		case <-time.After(10 * time.Second):
+			a.cmd.Process.Kill()
+			<-a.waited
+		}
+	}
+}
+
+func (a *accessHost) run(stdin io.Reader, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(a.bin, "azote"), args...)
+	cmd.Env = append(os.Environ(), "AZOTE_SOCKET="+a.socket, "AZOTE_CREDENTIALS_FILE="+a.creds, "AZOTE_PROFILE=", "AZOTE_ENDPOINT=")
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		errb.WriteString(err.Error())
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func (a *accessHost) ok(args ...string) string {
+	a.t.Helper()
+	r := a.run(nil, args...)
+	if r.code != 0 {
+		a.t.Fatalf("azote %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+func (a *accessHost) okJSON(v any, args ...string) {
+	a.t.Helper()
+	out := a.ok(append(args, "-o", "json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		a.t.Fatalf("azote %s: not JSON: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// fails checks the command exits 1 with code as its error.
+func (a *accessHost) fails(code api.Code, args ...string) {
+	a.t.Helper()
+	r := a.run(nil, args...)
+	if r.code != 1 || !strings.Contains(r.stderr, "azote: "+string(code)+": ") {
+		a.t.Fatalf("azote %s: exit %d, stderr %q; want %s", strings.Join(args, " "), r.code, r.stderr, code)
+	}
+}
+
+// totp gives the code of secret for the step at offset from now.
+func totp(t *testing.T, secret string, offset int) string {
+	s, err := mfa.DecodeSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfa.StepCode(s, uint64(int64(mfa.Step(time.Now()))+int64(offset)))
+}
+
+// initAccount drives the interactive `azote init` like an operator with
+// an authenticator app: read the secret it shows, type two codes.
+func (a *accessHost) initAccount() (rootSecret string) {
+	a.t.Helper()
+	cmd := exec.Command(filepath.Join(a.bin, "azote"), "init", "--admin", "admin")
+	cmd.Env = append(os.Environ(), "AZOTE_SOCKET="+a.socket, "AZOTE_CREDENTIALS_FILE="+a.creds)
+	stdin, _ := cmd.StdinPipe()
+	stderr, _ := cmd.StderrPipe()
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if s, ok := strings.CutPrefix(sc.Text(), "Secret (base32): "); ok {
+			rootSecret = s
+			break
+		}
+	}
+	if rootSecret == "" {
+		a.t.Fatal("azote init showed no secret")
+	}
+	fmt.Fprintf(stdin, "%s\n%s\n", totp(a.t, rootSecret, -1), totp(a.t, rootSecret, 0))
+	stdin.Close()
+	rest, _ := io.ReadAll(stderr)
+	if err := cmd.Wait(); err != nil {
+		a.t.Fatalf("azote init: %v\n%s", err, rest)
+	}
+	if !strings.Contains(out.String(), "shown once") {
+		a.t.Fatalf("azote init printed:\n%s", out.String())
+	}
+	return rootSecret
+}
+
+func (a *accessHost) writeProfile(name, akid, secret, token string) {
+	a.t.Helper()
+	admin := readProfileFile(a.t, a.creds)["admin"]
+	f, err := os.OpenFile(a.creds, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "\n[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\nendpoint = %s\nca_bundle = %s\n", name, akid, secret, admin["endpoint"], admin["ca_bundle"])
+	if token != "" {
+		fmt.Fprintf(f, "aws_session_token = %s\n", token)
+	}
+}
+
+func readProfileFile(t *testing.T, path string) map[string]map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	var cur map[string]string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "[") {
+			cur = map[string]string{}
+			out[strings.Trim(l, "[]")] = cur
+		} else if k, v, ok := strings.Cut(l, "="); ok && cur != nil {
+			cur[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+// lookup returns audit records matching the CLI filter args.
+func (a *accessHost) lookup(args ...string) []map[string]any {
+	a.t.Helper()
+	var recs []map[string]any
+	a.okJSON(&recs, append([]string{"audit", "lookup", "--limit", "1000"}, args...)...)
+	return recs
+}
+
+func TestOperatorAccess(t *testing.T) {
+	a := newAccessHost(t)
+	// Watch azoted's sockets for the whole test: it must never open a
+	// connection of its own.
+	stopWatch := watchPassive(t, a.cmd.Process.Pid, a.endpoint)
+	defer stopWatch()
+
+	// Before init the network API has nobody to let in.
+	a.fails(api.CodeAccountNotInitialized, "sts", "get-session-token", "--root", "--mfa-code", "123456")
+	rootSecret := a.initAccount()
+	a.fails(api.CodeAccountAlreadyInitialized, "init", "--root-codes", "000000,000000")
+	profiles := readProfileFile(t, a.creds)
+	if p := profiles["admin"]; p["aws_access_key_id"] == "" || !strings.HasPrefix(p["endpoint"], "https://127.0.0.1:") {
+		t.Fatalf("init wrote profile %v", p)
+	}
+	if st, _ := os.Stat(a.creds); st.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file mode %o", st.Mode().Perm())
+	}
+
+	// The admin works over HTTPS with SigV4.
+	var who map[string]any
+	a.okJSON(&who, "sts", "get-caller-identity", "--profile", "admin")
+	if who["Type"] != "IAMUser" || !strings.HasSuffix(who["Arn"].(string), ":user/admin") {
+		t.Fatalf("admin is %v", who)
+	}
+	a.ok("instance", "list", "--profile", "admin")
+
+	t.Run("RootHasNoKeys", func(t *testing.T) {
+		a := a.with(t)
+		// Not even host root can give root an access key.
+		a.fails(api.CodeRootAccessKeysDisabled, "iam", "create-access-key", "--user-name", "root")
+		// A root session needs MFA, and only host root may ask for one.
+		a.fails(api.CodeAccessDenied, "sts", "get-session-token", "--root")
+		a.fails(api.CodeInvalidAuthenticationCode, "sts", "get-session-token", "--root", "--mfa-code", "000000")
+		a.fails(api.CodeAccessDenied, "sts", "get-session-token", "--root", "--mfa-code", totp(t, rootSecret, 0), "--profile", "admin")
+		var out struct {
+			Credentials struct{ AccessKeyId, SecretAccessKey, SessionToken string }
+		}
+		a.okJSON(&out, "sts", "get-session-token", "--root", "--mfa-code", totp(t, rootSecret, 1))
+		a.writeProfile("root-session", out.Credentials.AccessKeyId, out.Credentials.SecretAccessKey, out.Credentials.SessionToken)
+		a.okJSON(&who, "sts", "get-caller-identity", "--profile", "root-session")
+		if who["Type"] != "Root" || who["MFA"] != true {
+			t.Fatalf("root session is %v", who)
+		}
+		// The code was spent.
+		a.fails(api.CodeInvalidAuthenticationCode, "sts", "get-session-token", "--root", "--mfa-code", totp(t, rootSecret, 1))
+	})
+
+	var adminSecret string
+	t.Run("MFARequiredForDangerousActions", func(t *testing.T) {
+		a := a.with(t)
+		a.fails(api.CodeAccessDenied, "iam", "create-user", "--user-name", "viewer", "--profile", "admin")
+		var dev struct{ SerialNumber, Base32StringSeed string }
+		a.okJSON(&dev, "iam", "create-virtual-mfa-device", "--virtual-mfa-device-name", "admin", "--profile", "admin")
+		adminSecret = dev.Base32StringSeed
+		a.ok("iam", "enable-mfa-device", "--profile", "admin", "--serial-number", dev.SerialNumber,
+			"--authentication-code1", totp(t, adminSecret, -1), "--authentication-code2", totp(t, adminSecret, 0))
+		a.fails(api.CodeInvalidAuthenticationCode, "sts", "get-session-token", "--profile", "admin", "--mfa-code", "123456")
+		a.ok("sts", "get-session-token", "--profile", "admin", "--mfa-code", totp(t, adminSecret, 1), "--save-profile", "admin-mfa")
+		a.ok("iam", "create-user", "--user-name", "viewer", "--profile", "admin-mfa")
+		// Without the session the same admin is still refused.
+		a.fails(api.CodeAccessDenied, "iam", "create-user", "--user-name", "other", "--profile", "admin")
+	})
+
+	t.Run("ReadOnlyCannotMutate", func(t *testing.T) {
+		a := a.with(t)
+		a.ok("iam", "attach-user-policy", "--user-name", "viewer", "--policy-arn", "ReadOnlyAccess", "--profile", "admin-mfa")
+		var key struct{ AccessKeyId, SecretAccessKey string }
+		a.okJSON(&key, "iam", "create-access-key", "--user-name", "viewer", "--profile", "admin-mfa")
+		a.writeProfile("viewer", key.AccessKeyId, key.SecretAccessKey, "")
+		a.ok("instance", "list", "--profile", "viewer")
+		a.ok("volume", "list", "--profile", "viewer")
+		a.ok("iam", "list-users", "--profile", "viewer")
+		for _, args := range [][]string{
+			{"volume", "create", "--size", "16M"},
+			{"instance", "terminate", "i-00000000000000000"},
+			{"iam", "create-user", "--user-name", "mallory"},
+			{"iam", "attach-user-policy", "--user-name", "viewer", "--policy-arn", "AdministratorAccess"},
+			{"iam", "create-access-key"},
+			{"image", "delete", "default"},
+		} {
+			a.fails(api.CodeAccessDenied, append(args, "--profile", "viewer")...)
+		}
+		denied := a.lookup("--principal", "viewer", "--error-code", "AccessDenied")
+		if len(denied) < 6 {
+			t.Fatalf("%d AccessDenied records for viewer, want 6", len(denied))
+		}
+		for _, r := range denied {
+			if r["sourceIPAddress"] != "127.0.0.1" {
+				t.Fatalf("denied call recorded from %v", r["sourceIPAddress"])
+			}
+		}
+	})
+
+	t.Run("SignatureRejections", func(t *testing.T) {
+		a := a.with(t)
+		admin := readProfileFile(t, a.creds)["admin"]
+		ca, err := os.ReadFile(admin["ca_bundle"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		creds := aws.Credentials{AccessKeyID: admin["aws_access_key_id"], SecretAccessKey: admin["aws_secret_access_key"]}
+		signer := v4.NewSigner()
+		newReq := func() *http.Request {
+			r, _ := http.NewRequest("GET", a.endpoint+"/v1/instances", nil)
+			r.Header.Set("Amz-Sdk-Invocation-Id", strconv.FormatInt(time.Now().UnixNano(), 10))
+			return r
+		}
+		sign := func(r *http.Request, c aws.Credentials, at time.Time) *http.Request {
+			if err := signer.SignHTTP(context.Background(), c, r, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "azote", "local", at); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		send := func(r *http.Request) (int, api.Error) {
+			resp, err := hc.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e api.Error
+			json.NewDecoder(resp.Body).Decode(&e)
+			return resp.StatusCode, e
+		}
+		// The AWS SDK's own signer is a working client.
+		good := sign(newReq(), creds, time.Now())
+		if status, e := send(good); status != 200 {
+			t.Fatalf("SDK-signed request: %d %v", status, e)
+		}
+		replay := good.Clone(context.Background())
+		tampered := sign(newReq(), creds, time.Now())
+		tampered.URL.Path = "/v1/volumes"
+		unknown := sign(newReq(), aws.Credentials{AccessKeyID: "AKIAAAAAAAAAAAAAAAAA", SecretAccessKey: "x"}, time.Now())
+		wrongSecret := sign(newReq(), aws.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: "not-the-secret"}, time.Now())
+		old := sign(newReq(), creds, time.Now().Add(-6*time.Minute))
+		noHost := sign(newReq(), creds, time.Now())
+		noHost.Header.Set("Authorization", strings.Replace(noHost.Header.Get("Authorization"), "host;", "", 1))
+		noDate := sign(newReq(), creds, time.Now())
+		noDate.Header.Set("Authorization", strings.Replace(noDate.Header.Get("Authorization"), ";x-amz-date", "", 1))
+		for _, c := range []struct {
+			name string
+			r    *http.Request
+			code api.Code
+		}{
+			{"replay", replay, api.CodeRequestReplayed},
+			{"tampered path", tampered, api.CodeSignatureDoesNotMatch},
+			{"unknown key", unknown, api.CodeInvalidClientTokenID},
+			{"wrong secret", wrongSecret, api.CodeSignatureDoesNotMatch},
+			{"clock skew", old, api.CodeRequestExpired},
+			{"host unsigned", noHost, api.CodeIncompleteSignature},
+			{"date unsigned", noDate, api.CodeIncompleteSignature},
+			{"unsigned", newReq(), api.CodeMissingAuthentication},
+		} {
+			if status, e := send(c.r); status != 403 || e.Code != c.code {
+				t.Errorf("%s: %d %+v, want 403 %s", c.name, status, e, c.code)
+			}
+			recs := a.lookup("--error-code", string(c.code))
+			if len(recs) == 0 || recs[0]["sourceIPAddress"] != "127.0.0.1" {
+				t.Errorf("%s: no audit record with the source address (%d records)", c.name, len(recs))
+			}
+		}
+		// An inactive key is refused.
+		var key struct{ AccessKeyId, SecretAccessKey string }
+		a.okJSON(&key, "iam", "create-access-key", "--user-name", "viewer", "--profile", "admin-mfa")
+		a.ok("iam", "update-access-key", "--user-name", "viewer", "--access-key-id", key.AccessKeyId, "--status", "Inactive", "--profile", "admin-mfa")
+		if status, e := send(sign(newReq(), aws.Credentials{AccessKeyID: key.AccessKeyId, SecretAccessKey: key.SecretAccessKey}, time.Now())); status != 403 || e.Code != api.CodeInvalidClientTokenID {
+			t.Errorf("inactive key: %d %+v", status, e)
+		}
+		// At most two keys per user.
+		a.fails(api.CodeLimitExceeded, "iam", "create-access-key", "--user-name", "viewer", "--profile", "admin-mfa")
+		// Plain HTTP and TLS below 1.3 are refused.
+		if resp, err := http.Get(strings.Replace(a.endpoint, "https://", "http://", 1) + "/v1/instances"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Error("plain HTTP answered 200")
+			}
+		}
+		tls12 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}}}
+		if _, err := tls12.Get(a.endpoint + "/v1/instances"); err == nil {
+			t.Error("TLS 1.2 handshake accepted")
+		}
+	})
+
+	t.Run("NoOutboundConnections", func(t *testing.T) {
+		a := a.with(t)
+		checkPassive(t, a.cmd.Process.Pid, a.endpoint)
+	})
+
+	t.Run("IAMHistoryAndDrift", func(t *testing.T) {
+		a := a.with(t)
+		saved := filepath.Join(a.dir, "iam.json")
+		if err := os.WriteFile(saved, []byte(a.ok("iam", "export", "--profile", "admin-mfa")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(a.ok("iam", "export", "--profile", "admin-mfa"), "SecretAccessKey") {
+			t.Fatal("export contains a secret")
+		}
+		a.ok("iam", "diff", saved, "--profile", "admin-mfa")
+		a.ok("iam", "attach-user-policy", "--user-name", "viewer", "--policy-arn", "PowerUserAccess", "--profile", "admin-mfa")
+		r := a.run(nil, "iam", "diff", saved, "--profile", "admin-mfa")
+		if r.code != 1 || !strings.Contains(r.stdout, "+ user/viewer/attached/arn:azote:iam::azote:policy/PowerUserAccess") {
+			t.Fatalf("diff after a change: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		var hist []map[string]any
+		a.okJSON(&hist, "iam", "history", "--principal", "admin")
+		names := map[string]bool{}
+		for _, e := range hist {
+			names[e["eventName"].(string)] = true
+		}
+		for _, want := range []string{"AttachUserPolicy", "CreateUser", "CreateAccessKey", "EnableMFADevice"} {
+			if !names[want] {
+				t.Errorf("iam history lacks %s: %v", want, names)
+			}
+		}
+	})
+
+	t.Run("AuditValidateCatchesTampering", func(t *testing.T) {
+		a := a.with(t)
+		a.ok("audit", "validate")
+		a.ok("audit", "validate", "--profile", "admin")
+		auditTamperCases(t, a)
+	})
+
+	t.Run("CollectorDetectsRewrite", func(t *testing.T) {
+		a := a.with(t)
+		// A collector runs elsewhere with a read-only audit role.
+		a.ok("iam", "create-user", "--user-name", "collector", "--profile", "admin-mfa")
+		trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:azote:iam::` + who["Account"].(string) + `:user/collector"},"Action":"sts:AssumeRole"}]}`
+		a.ok("iam", "create-role", "--role-name", "AuditCollector", "--assume-role-policy-document", trust, "--profile", "admin-mfa")
+		a.ok("iam", "put-role-policy", "--role-name", "AuditCollector", "--policy-name", "read-trail", "--policy-document",
+			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["audit:List*","audit:Get*"],"Resource":"*"}]}`, "--profile", "admin-mfa")
+		a.ok("iam", "put-user-policy", "--user-name", "collector", "--policy-name", "assume", "--policy-document",
+			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"arn:azote:iam::*:role/AuditCollector"}]}`, "--profile", "admin-mfa")
+		var key struct{ AccessKeyId, SecretAccessKey string }
+		a.okJSON(&key, "iam", "create-access-key", "--user-name", "collector", "--profile", "admin-mfa")
+		a.writeProfile("collector", key.AccessKeyId, key.SecretAccessKey, "")
+		a.ok("sts", "assume-role", "--role-arn", "AuditCollector", "--role-session-name", "offhost", "--profile", "collector", "--save-profile", "auditor")
+		// The role can read the trail and nothing else.
+		a.fails(api.CodeAccessDenied, "instance", "list", "--profile", "auditor")
+		a.fails(api.CodeAccessDenied, "audit", "lookup", "--profile", "auditor")
+
+		copyDir := filepath.Join(a.dir, "collected")
+		a.ok("audit", "validate") // rotates: everything so far is in finished files
+		a.ok("audit", "collect", "--dir", copyDir, "--profile", "auditor")
+		a.ok("audit", "validate", "--dir", copyDir)
+		// The host rewrites history: one record in a collected log file.
+		logs := trailFiles(t, filepath.Join(a.state, "audit"), ".json.gz", "logs")
+		rewriteLog(t, logs[0])
+		r := a.run(nil, "audit", "collect", "--dir", copyDir, "--profile", "auditor")
+		if r.code != 1 || !strings.Contains(r.stdout, "REWRITTEN") {
+			t.Fatalf("collect after a rewrite: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		// What was collected still validates.
+		a.ok("audit", "validate", "--dir", copyDir)
+	})
+}
