@@ -48,7 +48,7 @@ func run(bin string, n, vcpus, mem int) error {
 	}
 	defer os.RemoveAll(root)
 	state, sock := filepath.Join(root, "state"), filepath.Join(root, "azoted.sock")
-	azoted := exec.Command(filepath.Join(bin, "azoted"), "--state-dir", state, "--socket", sock)
+	azoted := exec.Command(filepath.Join(bin, "azoted"), "--state-dir", state, "--socket", sock, "--listen", "")
 	logf, _ := os.Create(filepath.Join(root, "azoted.log"))
 	azoted.Stdout, azoted.Stderr = logf, logf
 	azoted.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

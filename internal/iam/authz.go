@@ -3,6 +3,7 @@ package iam
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/azote/azote/internal/api"
@@ -21,14 +22,16 @@ func (s *Service) Credentials(akid, token string) (secret string, active bool, c
 			return "", false, nil, err
 		}
 		// The identity behind a session must still exist: deleting a
-		// user or role ends its sessions.
+		// user or role ends its sessions. Its unique id is compared too,
+		// so a new user or role under the old name does not bring the
+		// old sessions back with the new identity's permissions.
 		switch ss.Type {
 		case api.PrincipalUser:
-			if _, err := s.GetUser(ss.UserName); err != nil {
+			if u, err := s.GetUser(ss.UserName); err != nil || u.UserID != ss.PrincipalID {
 				return "", false, nil, ErrExpiredToken
 			}
 		case api.PrincipalAssumedRole:
-			if _, err := s.GetRole(ss.IssuerARN); err != nil {
+			if r, err := s.GetRole(ss.IssuerARN); err != nil || !strings.HasPrefix(ss.PrincipalID, r.RoleID+":") {
 				return "", false, nil, ErrExpiredToken
 			}
 		}
@@ -36,13 +39,9 @@ func (s *Service) Credentials(akid, token string) (secret string, active bool, c
 			AccessKeyID: akid, Session: true, SessionCreated: ss.Created, SessionExpiry: ss.Expiry, MFA: ss.MFA, MFAAuthTime: ss.MFAAuthTime,
 			IssuerARN: ss.IssuerARN, IssuerType: ss.IssuerType, IssuerName: ss.IssuerName}, nil
 	}
-	k, secret, err := s.longTermKey(akid)
+	k, u, secret, err := s.longTermKey(akid)
 	if err != nil {
 		return "", false, nil, err
-	}
-	u, err := s.GetUser(k.UserName)
-	if err != nil {
-		return "", false, nil, ErrUnknownKey
 	}
 	return secret, k.Status == StatusActive, &api.Caller{Type: api.PrincipalUser, ARN: u.ARN, PrincipalID: u.UserID, AccountID: s.AccountID(), UserName: u.UserName, AccessKeyID: akid}, nil
 }

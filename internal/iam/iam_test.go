@@ -71,6 +71,24 @@ func TestInit(t *testing.T) {
 		t.Errorf("MFA devices = %+v, want root's, enabled", devs)
 	}
 
+	t.Run("nothing secret on disk", func(t *testing.T) {
+		db, err := os.ReadFile(e.path)
+		must(t, err)
+		if !bytes.Contains(db, []byte(resp.AccessKey.AccessKeyID)) {
+			t.Fatal("database file does not hold the admin's key id: the scan proves nothing")
+		}
+		for what, s := range map[string][]byte{
+			"root's seed":             rootSeed,
+			"root's base32 seed":      []byte(mfa.EncodeSecret(rootSeed)),
+			"the admin's secret":      []byte(resp.AccessKey.SecretAccessKey),
+			"a SecretAccessKey field": []byte(`"SecretAccessKey"`),
+		} {
+			if bytes.Contains(db, s) {
+				t.Errorf("database file holds %s", what)
+			}
+		}
+	})
+
 	t.Run("only once", func(t *testing.T) {
 		_, err := e.svc.Init(InitRequest{RootCode1: e.codeAt(rootSeed, -1), RootCode2: e.code(rootSeed), AdminUser: "mallory"})
 		wantCode(t, err, api.CodeAccountAlreadyInitialized)
@@ -155,7 +173,8 @@ func TestInitRetryAfterFailure(t *testing.T) {
 	// The spent pair is refused: c must be above the last counter.
 	_, err = e.svc.Init(InitRequest{RootCode1: e.codeAt(seed, -2), RootCode2: e.codeAt(seed, -1), AdminUser: "bob"})
 	wantCode(t, err, api.CodeInvalidAuthenticationCode)
-	resp, err := e.svc.Init(InitRequest{RootCode1: e.codeAt(seed, -1), RootCode2: e.code(seed), AdminUser: "bob"})
+	// The retry needs a pair above the spent step.
+	resp, err := e.svc.Init(InitRequest{RootCode1: e.code(seed), RootCode2: e.codeAt(seed, 1), AdminUser: "bob"})
 	if err != nil {
 		t.Fatalf("Init retry: %v", err)
 	}

@@ -166,39 +166,42 @@ func (s *Service) RotateAccessKey(user, oldID string) (NewAccessKey, error) {
 	return nk, nil
 }
 
-// longTermKey resolves an access key id to its secret and owner.
-func (s *Service) longTermKey(id string) (AccessKey, string, error) {
+// longTermKey resolves an access key id to its secret and owner. The
+// answer is cached until the next IAM write.
+func (s *Service) longTermKey(id string) (AccessKey, User, string, error) {
 	gen := s.gen.Load()
 	s.mu.Lock()
 	c, ok := s.secrets[id]
 	s.mu.Unlock()
 	if ok && c.gen == gen {
-		return c.key, c.secret, nil
+		return c.key, c.user, c.secret, nil
 	}
 	if !strings.HasPrefix(id, "AKIA") {
-		return AccessKey{}, "", errUnknownKey
+		return AccessKey{}, User{}, "", errUnknownKey
 	}
 	var k AccessKey
+	var u User
 	err := s.st.View(func(tx store.Tx) error {
 		if err := tx.Get(tKeys, id, &k); err != nil {
 			return err
 		}
-		_, err := s.getUserTx(tx, k.UserName)
+		var err error
+		u, err = s.getUserTx(tx, k.UserName)
 		return err
 	})
 	if err != nil {
-		return AccessKey{}, "", errUnknownKey
+		return AccessKey{}, User{}, "", errUnknownKey
 	}
 	secret, err := s.seal.Unwrap(k.Sealed, keyContext(id))
 	if err != nil {
-		return AccessKey{}, "", fmt.Errorf("iam: access key %s: %w", id, err)
+		return AccessKey{}, User{}, "", fmt.Errorf("iam: access key %s: %w", id, err)
 	}
 	k.Sealed = nil
 	s.mu.Lock()
 	if len(s.secrets) > 10000 {
 		s.secrets = map[string]cachedKey{}
 	}
-	s.secrets[id] = cachedKey{gen: gen, key: k, secret: string(secret)}
+	s.secrets[id] = cachedKey{gen: gen, key: k, user: u, secret: string(secret)}
 	s.mu.Unlock()
-	return k, string(secret), nil
+	return k, u, string(secret), nil
 }

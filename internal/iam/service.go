@@ -25,9 +25,10 @@ type Sealer interface {
 
 // Service is the IAM of one account.
 type Service struct {
-	st   store.Store
-	seal Sealer
-	now  func() time.Time
+	st        store.Store
+	seal      Sealer
+	now       func() time.Time
+	accountID string // fixed at creation; read on every request
 
 	// tokens seals session tokens; its key is stored sealed in tMeta.
 	tokens cipher.AEAD
@@ -50,6 +51,7 @@ type Service struct {
 type cachedKey struct {
 	gen    uint64
 	key    AccessKey
+	user   User
 	secret string
 }
 
@@ -111,6 +113,11 @@ func Open(st store.Store, seal Sealer, region string, now func() time.Time) (*Se
 	if err != nil {
 		return nil, err
 	}
+	a, err := s.Account()
+	if err != nil {
+		return nil, err
+	}
+	s.accountID = a.ID
 	return s, nil
 }
 
@@ -122,10 +129,7 @@ func (s *Service) Account() (Account, error) {
 }
 
 // AccountID is the 12-digit account id.
-func (s *Service) AccountID() string {
-	a, _ := s.Account()
-	return a.ID
-}
+func (s *Service) AccountID() string { return s.accountID }
 
 func (s *Service) arn(service, resource string) string {
 	return "arn:azote:" + service + "::" + s.AccountID() + ":" + resource
