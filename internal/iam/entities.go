@@ -122,9 +122,18 @@ func (s *Service) DeletePolicy(arn string) error {
 		if p.BuiltIn {
 			return api.Errorf(api.CodeInvalidParameter, "%s is built in and cannot be deleted", arn)
 		}
-		users, _ := store.All[User](tx, tUsers)
-		groups, _ := store.All[Group](tx, tGroups)
-		roles, _ := store.All[Role](tx, tRoles)
+		users, err := store.All[User](tx, tUsers)
+		if err != nil {
+			return err
+		}
+		groups, err := store.All[Group](tx, tGroups)
+		if err != nil {
+			return err
+		}
+		roles, err := store.All[Role](tx, tRoles)
+		if err != nil {
+			return err
+		}
 		for _, u := range users {
 			if slices.Contains(u.Attached, arn) {
 				return api.Errorf(api.CodeDeleteConflict, "policy is attached to user %s", u.UserName)

@@ -52,7 +52,7 @@ func (s *Service) CreateVirtualMFADevice(name, user string) (NewVirtualMFADevice
 		}
 		var old mfaRecord
 		if err := tx.Get(tMFA, serial, &old); err == nil {
-			if old.Enabled {
+			if old.Enabled || old.UserName != user {
 				return exists("MFA device", name)
 			}
 			// A device that was never enabled may be made again
