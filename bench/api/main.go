@@ -289,7 +289,7 @@ func appendBench(root string) error {
 				defer wg.Done()
 				for time.Now().Before(deadline) {
 					r := &audit.Record{EventTime: time.Now(), EventSource: "compute.azote", EventName: "DescribeInstances", SourceIPAddress: "127.0.0.1",
-						UserIdentity: audit.UserIdentity{Type: "IAMUser", ARN: "arn:azote:iam::123456789012:user/reader", AccessKeyID: "AKIAEXAMPLE"},
+						UserIdentity:      audit.UserIdentity{Type: "IAMUser", ARN: "arn:azote:iam::123456789012:user/reader", AccessKeyID: "AKIAEXAMPLE"},
 						RequestParameters: map[string]any{"method": "GET", "path": "/v1/instances"}, ReadOnly: true, EventType: "AwsApiCall", ManagementEvent: true}
 					if err := t.Append(context.Background(), r); err != nil {
 						return
