@@ -61,6 +61,9 @@ echo
 say "console tail"
 $azote instance console demo --tail 1500
 echo
+say "audit trail (newest first)"
+$azote audit lookup --limit 8
+echo
 cat <<MSG
 The guest keeps running. Try:
   bin/azote instance list
@@ -68,6 +71,9 @@ The guest keeps running. Try:
   bin/azote instance stop demo            # or start, reboot, terminate
   bin/azote volume list                   # demo-data survives terminate
   bin/azote host metrics | grep volume    # per-volume I/O counters
+  bin/azote audit lookup                  # every call and security decision
+  bin/azote audit validate                # check the signed digest chain
+  bin/azote init                          # once: root MFA + first admin for the HTTPS API
 To stop everything:
   bin/azote instance terminate demo && kill \$(cat $pidfile)
 MSG
