@@ -138,6 +138,7 @@ func TestRedact(t *testing.T) {
 		{"SecretAccessKey", true}, {"password", true}, {"NewPassword", true}, {"SessionToken", true},
 		{"Plaintext", true}, {"private_key", true}, {"PrivateKey", true}, {"key material", true},
 		{"KeyMaterial", true}, {"tokenCode", true}, {"mfa-code", true}, {"Authorization", true},
+		{"Base32StringSeed", true}, {"URI", true}, {"QRCodeTerminal", true},
 		{"instanceId", false}, {"KeyId", false}, {"keySpec", false}, {"userName", false},
 		{"encryptionContext", false}, {"description", false},
 		{"a_very_long_key_name_that_goes_on_and_on_beyond_sixty_four_bytes_secret", true},

@@ -8,10 +8,12 @@ const Hidden = "HIDDEN_DUE_TO_SECURITY_REASONS"
 // removed, so "private_key", "Private-Key" and "privateKey" all match
 // "privatekey", and "key material" matches "keymaterial". "code" is broad
 // on purpose: an MFA code is a credential, and hiding an exit code is a
-// cheaper mistake than recording a one-time password.
+// cheaper mistake than recording a one-time password. "seed" and "uri"
+// cover MFA enrolment answers: the seed, and the otpauth:// URI that
+// carries it.
 var secretWords = []string{
 	"secret", "password", "token", "plaintext", "privatekey",
-	"keymaterial", "code", "authorization",
+	"keymaterial", "code", "authorization", "seed", "uri",
 }
 
 // Redact returns a deep copy of m in which the value of every key that looks

@@ -261,3 +261,29 @@ func auditTamperCases(t *testing.T, a *accessHost) {
 		}
 	}
 }
+
+// readTrail returns the text of every log file and journal of a trail.
+func readTrail(t *testing.T, dir string) string {
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(p, ".gz") {
+			zr, err := gzip.NewReader(bytes.NewReader(raw))
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if raw, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+		}
+		b.Write(raw)
+		return nil
+	})
+	return b.String()
+}

@@ -448,6 +448,30 @@ func TestOperatorAccess(t *testing.T) {
 		}
 	})
 
+	t.Run("NoSecretsInTheTrail", func(t *testing.T) {
+		a := a.with(t)
+		a.ok("audit", "validate") // everything so far in finished, gzip'd files
+		trail := readTrail(t, filepath.Join(a.state, "audit"))
+		if !strings.Contains(trail, "CreateVirtualMFADevice") || !strings.Contains(trail, "CreateAccessKey") {
+			t.Fatal("the trail does not hold the enrolment and key records the test looks into")
+		}
+		secrets := map[string]string{"root MFA seed": rootSecret, "admin MFA seed": adminSecret}
+		for name, p := range readProfileFile(t, a.creds) {
+			secrets["secret key of profile "+name] = p["aws_secret_access_key"]
+			if p["aws_session_token"] != "" {
+				secrets["session token of profile "+name] = p["aws_session_token"]
+			}
+		}
+		for name, s := range secrets {
+			if s == "" {
+				t.Fatalf("%s unknown to the test", name)
+			}
+			if strings.Contains(trail, s) {
+				t.Errorf("the audit trail contains the %s", name)
+			}
+		}
+	})
+
 	t.Run("AuditValidateCatchesTampering", func(t *testing.T) {
 		a := a.with(t)
 		a.ok("audit", "validate")
