@@ -12,7 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/azote/azote/internal/api/sigv4"
@@ -60,6 +63,9 @@ type Config struct {
 const Service = "azote"
 
 type handler struct {
+	// results counts answered requests by error code ("" = success).
+	results sync.Map // string → *atomic.Uint64
+
 	b        Backend
 	cfg      Config
 	log      *slog.Logger
@@ -246,7 +252,7 @@ func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e 
 	rec.EventSource = "sts.azote"
 	rec.ErrorCode, rec.ErrorMessage = string(e.Code), e.Message
 	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
-	if err := h.cfg.Audit.Append(r.Context(), rec); err != nil {
+	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
 	}
 	writeError(w, e)
@@ -262,7 +268,7 @@ func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource 
 		rec.Resources = []audit.Resource{{ARN: resource, AccountID: h.cfg.Auth.AccountID()}}
 	}
 	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
-	if err := h.cfg.Audit.Append(r.Context(), rec); err != nil {
+	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
 	}
 	writeError(w, e)
@@ -289,6 +295,34 @@ func (h *handler) baseRecord(r *http.Request, ri *requestInfo, c *Caller, action
 		rec.UserIdentity = Identity(c)
 	}
 	return rec
+}
+
+// record counts a request's result and appends its audit record.
+func (h *handler) record(ctx context.Context, rec *audit.Record) error {
+	v, _ := h.results.LoadOrStore(rec.ErrorCode, new(atomic.Uint64))
+	v.(*atomic.Uint64).Add(1)
+	return h.cfg.Audit.Append(ctx, rec)
+}
+
+// writeMetrics writes the request counters in Prometheus text format.
+func (h *handler) writeMetrics(w io.Writer) {
+	door := "local"
+	if h.cfg.Network {
+		door = "network"
+	}
+	fmt.Fprintln(w, "# HELP azote_api_requests_total API requests answered on this door, by result (an error code, or ok).")
+	fmt.Fprintln(w, "# TYPE azote_api_requests_total counter")
+	var keys []string
+	h.results.Range(func(k, _ any) bool { keys = append(keys, k.(string)); return true })
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, _ := h.results.Load(k)
+		res := k
+		if res == "" {
+			res = "ok"
+		}
+		fmt.Fprintf(w, "azote_api_requests_total{door=%q,result=%q} %d\n", door, res, v.(*atomic.Uint64).Load())
+	}
 }
 
 // Identity renders a caller as CloudTrail's userIdentity.
@@ -343,7 +377,7 @@ func (h *handler) route(mux *http.ServeMux, pattern, action string, readOnly boo
 		} else if !readOnly {
 			ar.ResponseElements = responseSummary(rec.body.Bytes())
 		}
-		if err := h.cfg.Audit.Append(r.Context(), ar); err != nil {
+		if err := h.record(r.Context(), ar); err != nil {
 			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
 			writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
 			return
@@ -363,7 +397,7 @@ func (h *handler) streamRoute(mux *http.ServeMux, pattern, action string, resour
 		ar := h.baseRecord(r, info(r), info(r).caller, action, true)
 		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
 		ar.RequestParameters = requestParams(r, nil)
-		if err := h.cfg.Audit.Append(r.Context(), ar); err != nil {
+		if err := h.record(r.Context(), ar); err != nil {
 			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
 			writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
 			return
@@ -422,7 +456,7 @@ func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
 	} else if !op.ReadOnly {
 		ar.ResponseElements = toMap(out)
 	}
-	if aerr := h.cfg.Audit.Append(r.Context(), ar); aerr != nil {
+	if aerr := h.record(r.Context(), ar); aerr != nil {
 		h.log.Error("audit append failed; refusing to answer", "op", op.Name, "err", aerr)
 		writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
 		return
@@ -452,7 +486,7 @@ func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
 		e := AsError(err)
 		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
 	}
-	if aerr := h.cfg.Audit.Append(r.Context(), ar); aerr != nil {
+	if aerr := h.record(r.Context(), ar); aerr != nil {
 		writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
 		return
 	}

@@ -168,6 +168,7 @@ func (h *handler) routes(mux *http.ServeMux) {
 		if err := b.WriteMetrics(r.Context(), w); err != nil {
 			h.log.Error("metrics", "err", err)
 		}
+		h.writeMetrics(w)
 	})
 	mux.HandleFunc("POST /v1/{service}/{action}", h.operation)
 	mux.HandleFunc("GET /v1/audit/files/{path...}", h.auditFile)

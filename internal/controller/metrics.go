@@ -43,6 +43,23 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	for _, s := range []string{api.VolumeAvailable, api.VolumeInUse, api.VolumeDeleted} {
 		fmt.Fprintf(w, "azote_volumes{state=%q} %d\n", s, vstates[s])
 	}
+	if c.trail != nil {
+		st := c.trail.Stats()
+		for _, m := range []struct {
+			name, help, typ string
+			v               float64
+		}{
+			{"azote_audit_records_total", "Audit records made durable.", "counter", float64(st.Records)},
+			{"azote_audit_batches_total", "Group commits (one write and one fdatasync each).", "counter", float64(st.Batches)},
+			{"azote_audit_fsync_seconds_total", "Time spent in fdatasync of the audit journal.", "counter", st.FsyncTime.Seconds()},
+			{"azote_audit_bytes_total", "Journal bytes written.", "counter", float64(st.Bytes)},
+			{"azote_audit_log_files_total", "Log files finished.", "counter", float64(st.LogFiles)},
+			{"azote_audit_digests_total", "Signed digests written.", "counter", float64(st.Digests)},
+			{"azote_audit_write_errors_total", "Failed journal writes (each stops the trail and every call).", "counter", float64(st.WriteErrors)},
+		} {
+			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+		}
+	}
 	var socks []string
 	for _, r := range recs {
 		if r.Handle == nil {
