@@ -41,6 +41,53 @@ const requireMFADocument = `{
   }]
 }`
 
+// getTx reads one entity; a missing one is NoSuchEntity.
+func getTx[T any](tx store.Tx, table, kind, name string) (T, error) {
+	var v T
+	if err := tx.Get(table, name, &v); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return v, notFound(kind, name)
+		}
+		return v, err
+	}
+	return v, nil
+}
+
+// create stores a new entity; a taken name is EntityAlreadyExists.
+func (s *Service) create(table, kind, name string, v any) error {
+	return s.update(func(tx store.Tx) error {
+		if err := tx.Create(table, name, v); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				return exists(kind, name)
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// list reads a whole table.
+func list[T any](s *Service, table string) ([]T, error) {
+	var out []T
+	err := s.st.View(func(tx store.Tx) error {
+		var err error
+		out, err = store.All[T](tx, table)
+		return err
+	})
+	return out, err
+}
+
+// view reads one value in a read transaction.
+func view[T any](s *Service, fn func(tx store.Tx) (T, error)) (T, error) {
+	var out T
+	err := s.st.View(func(tx store.Tx) error {
+		var err error
+		out, err = fn(tx)
+		return err
+	})
+	return out, err
+}
+
 func parsePolicy(doc string, kind policy.Kind) (*policy.Document, error) {
 	d, err := policy.Parse([]byte(doc))
 	if err != nil {
@@ -62,14 +109,7 @@ func (s *Service) getPolicyTx(tx store.Tx, arn string) (ManagedPolicy, error) {
 		raw, _ := json.Marshal(d)
 		return ManagedPolicy{PolicyName: name, PolicyID: "ANPABUILTIN" + strings.ToUpper(name), ARN: arn, Document: string(raw), BuiltIn: true}, nil
 	}
-	var p ManagedPolicy
-	if err := tx.Get(tPolicies, arn, &p); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return p, notFound("policy", arn)
-		}
-		return p, err
-	}
-	return p, nil
+	return getTx[ManagedPolicy](tx, tPolicies, "policy", arn)
 }
 
 func (s *Service) policyARN(nameOrARN string) string {
@@ -99,16 +139,7 @@ func (s *Service) CreatePolicy(name, document string) (ManagedPolicy, error) {
 	}
 	now := s.now().UTC()
 	p := ManagedPolicy{PolicyName: name, PolicyID: id, ARN: s.arn("iam", "policy/"+name), Document: document, CreatedAt: now, UpdatedAt: now}
-	err = s.update(func(tx store.Tx) error {
-		if err := tx.Create(tPolicies, p.ARN, p); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return exists("policy", name)
-			}
-			return err
-		}
-		return nil
-	})
-	return p, err
+	return p, s.create(tPolicies, "policy", p.ARN, p)
 }
 
 // DeletePolicy removes a customer policy that nothing is attached to.
@@ -155,13 +186,7 @@ func (s *Service) DeletePolicy(arn string) error {
 
 // GetPolicy returns a managed policy by name or ARN.
 func (s *Service) GetPolicy(nameOrARN string) (ManagedPolicy, error) {
-	var p ManagedPolicy
-	err := s.st.View(func(tx store.Tx) error {
-		var err error
-		p, err = s.getPolicyTx(tx, s.policyARN(nameOrARN))
-		return err
-	})
-	return p, err
+	return view(s, func(tx store.Tx) (ManagedPolicy, error) { return s.getPolicyTx(tx, s.policyARN(nameOrARN)) })
 }
 
 // ListPolicies lists built-in and customer policies.
@@ -192,50 +217,20 @@ func (s *Service) CreateUser(name string) (User, error) {
 		return User{}, err
 	}
 	u := User{UserName: name, UserID: id, ARN: s.arn("iam", "user/"+name), CreatedAt: s.now().UTC()}
-	err = s.update(func(tx store.Tx) error {
-		if err := tx.Create(tUsers, name, u); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return exists("user", name)
-			}
-			return err
-		}
-		return nil
-	})
-	return u, err
+	return u, s.create(tUsers, "user", name, u)
 }
 
 func (s *Service) getUserTx(tx store.Tx, name string) (User, error) {
-	var u User
-	if err := tx.Get(tUsers, name, &u); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return u, notFound("user", name)
-		}
-		return u, err
-	}
-	return u, nil
+	return getTx[User](tx, tUsers, "user", name)
 }
 
 // GetUser returns a user.
 func (s *Service) GetUser(name string) (User, error) {
-	var u User
-	err := s.st.View(func(tx store.Tx) error {
-		var err error
-		u, err = s.getUserTx(tx, name)
-		return err
-	})
-	return u, err
+	return view(s, func(tx store.Tx) (User, error) { return s.getUserTx(tx, name) })
 }
 
 // ListUsers lists users by name.
-func (s *Service) ListUsers() ([]User, error) {
-	var out []User
-	err := s.st.View(func(tx store.Tx) error {
-		var err error
-		out, err = store.All[User](tx, tUsers)
-		return err
-	})
-	return out, err
-}
+func (s *Service) ListUsers() ([]User, error) { return list[User](s, tUsers) }
 
 // DeleteUser removes a user that has no keys, MFA device, groups or
 // policies left (as IAM does: nothing is removed implicitly).
@@ -273,27 +268,11 @@ func (s *Service) CreateGroup(name string) (Group, error) {
 		return Group{}, err
 	}
 	g := Group{GroupName: name, GroupID: id, ARN: s.arn("iam", "group/"+name), CreatedAt: s.now().UTC()}
-	err = s.update(func(tx store.Tx) error {
-		if err := tx.Create(tGroups, name, g); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return exists("group", name)
-			}
-			return err
-		}
-		return nil
-	})
-	return g, err
+	return g, s.create(tGroups, "group", name, g)
 }
 
 func (s *Service) getGroupTx(tx store.Tx, name string) (Group, error) {
-	var g Group
-	if err := tx.Get(tGroups, name, &g); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return g, notFound("group", name)
-		}
-		return g, err
-	}
-	return g, nil
+	return getTx[Group](tx, tGroups, "group", name)
 }
 
 // GetGroup returns a group and its members.
@@ -317,15 +296,7 @@ func (s *Service) GetGroup(name string) (Group, []string, error) {
 }
 
 // ListGroups lists groups.
-func (s *Service) ListGroups() ([]Group, error) {
-	var out []Group
-	err := s.st.View(func(tx store.Tx) error {
-		var err error
-		out, err = store.All[Group](tx, tGroups)
-		return err
-	})
-	return out, err
-}
+func (s *Service) ListGroups() ([]Group, error) { return list[Group](s, tGroups) }
 
 // DeleteGroup removes an empty group without policies.
 func (s *Service) DeleteGroup(name string) error {
@@ -402,16 +373,7 @@ func (s *Service) CreateRole(name, trust string, maxSession int64) (Role, error)
 		return Role{}, err
 	}
 	r := Role{RoleName: name, RoleID: id, ARN: s.arn("iam", "role/"+name), CreatedAt: s.now().UTC(), TrustPolicy: trust, MaxSessionDuration: maxSession}
-	err = s.update(func(tx store.Tx) error {
-		if err := tx.Create(tRoles, name, r); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return exists("role", name)
-			}
-			return err
-		}
-		return nil
-	})
-	return r, err
+	return r, s.create(tRoles, "role", name, r)
 }
 
 func (s *Service) getRoleTx(tx store.Tx, name string) (Role, error) {
@@ -419,37 +381,16 @@ func (s *Service) getRoleTx(tx store.Tx, name string) (Role, error) {
 		_, n, _ := strings.Cut(arn, ":role/")
 		name = n
 	}
-	var r Role
-	if err := tx.Get(tRoles, name, &r); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return r, notFound("role", name)
-		}
-		return r, err
-	}
-	return r, nil
+	return getTx[Role](tx, tRoles, "role", name)
 }
 
 // GetRole returns a role by name or ARN.
 func (s *Service) GetRole(name string) (Role, error) {
-	var r Role
-	err := s.st.View(func(tx store.Tx) error {
-		var err error
-		r, err = s.getRoleTx(tx, name)
-		return err
-	})
-	return r, err
+	return view(s, func(tx store.Tx) (Role, error) { return s.getRoleTx(tx, name) })
 }
 
 // ListRoles lists roles.
-func (s *Service) ListRoles() ([]Role, error) {
-	var out []Role
-	err := s.st.View(func(tx store.Tx) error {
-		var err error
-		out, err = store.All[Role](tx, tRoles)
-		return err
-	})
-	return out, err
-}
+func (s *Service) ListRoles() ([]Role, error) { return list[Role](s, tRoles) }
 
 // UpdateAssumeRolePolicy replaces a role's trust policy.
 func (s *Service) UpdateAssumeRolePolicy(name, trust string) error {

@@ -76,14 +76,7 @@ func (s *Service) CreateVirtualMFADevice(name, user string) (NewVirtualMFADevice
 }
 
 func (s *Service) getMFATx(tx store.Tx, serial string) (mfaRecord, error) {
-	var r mfaRecord
-	if err := tx.Get(tMFA, serial, &r); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return r, notFound("MFA device", serial)
-		}
-		return r, err
-	}
-	return r, nil
+	return getTx[mfaRecord](tx, tMFA, "MFA device", serial)
 }
 
 // withDevice loads a device with its seed, runs fn on it and stores the

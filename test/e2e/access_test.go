@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -99,23 +98,8 @@ func (a *accessHost) stop() {
 }
 
 func (a *accessHost) run(stdin io.Reader, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(a.bin, "azote"), args...)
-	cmd.Env = append(os.Environ(), "AZOTE_SOCKET="+a.socket, "AZOTE_CREDENTIALS_FILE="+a.creds, "AZOTE_PROFILE=", "AZOTE_ENDPOINT=")
-	cmd.Stdin = stdin
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-		errb.WriteString(err.Error())
-	}
-	return result{out.String(), errb.String(), code}
+	return runCLI(filepath.Join(a.bin, "azote"), []string{"AZOTE_SOCKET=" + a.socket, "AZOTE_CREDENTIALS_FILE=" + a.creds, "AZOTE_PROFILE=", "AZOTE_ENDPOINT="},
+		stdin, time.Minute, args...)
 }
 
 func (a *accessHost) ok(args ...string) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,10 +138,16 @@ type result struct {
 }
 
 func (h *harness) azote(args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	return runCLI(filepath.Join(h.bin, "azote"), []string{"AZOTE_SOCKET=" + h.socket}, nil, 4*time.Minute, args...)
+}
+
+// runCLI runs the azote binary with extra environment and stdin.
+func runCLI(azote string, env []string, stdin io.Reader, timeout time.Duration, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(h.bin, "azote"), args...)
-	cmd.Env = append(os.Environ(), "AZOTE_SOCKET="+h.socket)
+	cmd := exec.CommandContext(ctx, azote, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
