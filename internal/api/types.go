@@ -64,6 +64,9 @@ type CreateVolumeRequest struct {
 	DeletionProtection bool   `json:"deletion_protection,omitempty"`
 	// Plaintext stores sectors unencrypted (for comparison benchmarks).
 	Plaintext bool `json:"plaintext,omitempty"`
+	// DirectIO opens the backing file with O_DIRECT: the host's page cache
+	// is bypassed (the guest caches for itself), as QEMU's cache=none.
+	DirectIO bool `json:"direct_io,omitempty"`
 	// Image, when set, fills a persistent volume with an ext4 root
 	// filesystem holding the image's initramfs tree, bootable with
 	// RunInstanceRequest.RootVolume.
@@ -92,6 +95,7 @@ type Volume struct {
 	ThroughputMiB      int64      `json:"throughput_mib,omitempty"`
 	Encrypted          bool       `json:"encrypted"`
 	Cipher             string     `json:"cipher,omitempty"`
+	DirectIO           bool       `json:"direct_io,omitempty"`
 	DeletionProtection bool       `json:"deletion_protection"`
 	AttachedTo         string     `json:"attached_to,omitempty"`
 	ReadOnly           bool       `json:"read_only,omitempty"`

@@ -51,6 +51,7 @@ func volumeCreate(ctx context.Context, e *env, args []string) error {
 	fs.Int64Var(&req.ThroughputMiB, "throughput", 0, "MiB/s limit (0: none)")
 	fs.BoolVar(&req.DeletionProtection, "deletion-protection", false, "refuse delete until turned off")
 	fs.BoolVar(&req.Plaintext, "plaintext", false, "store sectors unencrypted (benchmarks only)")
+	fs.BoolVar(&req.DirectIO, "direct-io", false, "bypass the host page cache (O_DIRECT); the guest caches for itself")
 	fs.StringVar(&req.Image, "image", "", "fill with an ext4 root filesystem holding this image's tree (persistent only)")
 	if _, err := e.parse(fs, args); err != nil {
 		return err
@@ -81,7 +82,7 @@ func showVolume(e *env, v api.Volume) error {
 	pairs := [][2]string{
 		{"ID", v.ID}, {"Name", v.Name}, {"Kind", v.Kind}, {"State", v.State},
 		{"Size", fmt.Sprintf("%d bytes (%.1f GiB)", v.SizeBytes, float64(v.SizeBytes)/(1<<30))},
-		{"Encrypted", enc}, {"Attached to", v.AttachedTo}, {"Source image", v.SourceImage},
+		{"Encrypted", enc}, {"Host cache", hostCache(v.DirectIO)}, {"Attached to", v.AttachedTo}, {"Source image", v.SourceImage},
 		{"Deletion protection", strconv.FormatBool(v.DeletionProtection)},
 		{"Created", v.CreatedAt.Format(time.RFC3339)},
 	}
@@ -224,4 +225,11 @@ func (v *volumeFlag) Set(s string) error {
 	}
 	*v = append(*v, api.VolumeAttachment{Volume: ref, ReadOnly: mode == "ro"})
 	return nil
+}
+
+func hostCache(direct bool) string {
+	if direct {
+		return "bypassed (O_DIRECT)"
+	}
+	return "used"
 }

@@ -155,9 +155,12 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	if cp.readOnly {
 		flags = os.O_RDONLY
 	}
+	if cp.vol.DirectIO {
+		flags |= unix.O_DIRECT
+	}
 	backing, err := os.OpenFile(c.volumeFile(cp.vol.ID), flags, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("opening the backing file of %s: %w", cp.vol.ID, err)
 	}
 	defer backing.Close()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

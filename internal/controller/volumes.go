@@ -114,7 +114,7 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	}
 	v := volumeRecord{Volume: api.Volume{
 		ID: id, Name: name, Kind: req.Kind, State: api.VolumeAvailable, SizeBytes: req.SizeBytes,
-		IOPS: req.IOPS, ThroughputMiB: req.ThroughputMiB, Encrypted: !req.Plaintext,
+		IOPS: req.IOPS, ThroughputMiB: req.ThroughputMiB, Encrypted: !req.Plaintext, DirectIO: req.DirectIO,
 		DeletionProtection: req.DeletionProtection, CreatedAt: time.Now().UTC(),
 	}}
 	if v.Encrypted {

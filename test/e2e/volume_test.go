@@ -223,9 +223,14 @@ func TestInstanceStoreVolume(t *testing.T) {
 	h := setup(t)
 	blkImage(t, h)
 	var eph, ro api.Volume
-	h.okJSON(t, &eph, "volume", "create", "--size", "64M", "--kind", "instance-store")
+	// The instance-store volume bypasses the host page cache: the guest's
+	// whole test and the card restart below run over O_DIRECT.
+	h.okJSON(t, &eph, "volume", "create", "--size", "64M", "--kind", "instance-store", "--direct-io")
 	h.okJSON(t, &ro, "volume", "create", "--size", "16M", "--kind", "persistent")
 	t.Cleanup(func() { h.azote("volume", "delete", ro.ID, "--now") })
+	if !eph.DirectIO || ro.DirectIO {
+		t.Fatalf("direct_io: instance-store %v, persistent %v", eph.DirectIO, ro.DirectIO)
+	}
 	inst := h.run(t, "eph", 1, 256, "--image", "blk", "--volume", eph.ID, "--volume", ro.ID+":ro")
 	h.waitConsole(t, inst.ID, regexp.MustCompile(`blk-test: done`), 1)
 

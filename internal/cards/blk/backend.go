@@ -17,7 +17,10 @@ var errShort = errors.New("blk: short transfer")
 func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
 	if d.cfg.Cipher == nil {
-		return preadvFull(d.cfg.File, iov, off)
+		if !d.direct || memAligned(iov) {
+			return preadvFull(d.cfg.File, iov, off)
+		}
+		return d.bounceRead(qs, iov, off)
 	}
 	total := totalLen(iov)
 	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
@@ -38,6 +41,34 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	return nil
 }
 
+// bounceRead and bounceWrite move a plaintext transfer through the
+// (aligned) bounce buffer, for guest segments O_DIRECT cannot take.
+func (d *Device) bounceRead(qs *queueState, iov [][]byte, off int64) error {
+	total := totalLen(iov)
+	for done := uint64(0); done < total; {
+		buf := qs.bounce[:min(total-done, uint64(len(qs.bounce)))]
+		if err := preadFull(d.cfg.File, buf, off+int64(done)); err != nil {
+			return err
+		}
+		scatterAt(iov, done, buf)
+		done += uint64(len(buf))
+	}
+	return nil
+}
+
+func (d *Device) bounceWrite(qs *queueState, iov [][]byte, off int64) error {
+	total := totalLen(iov)
+	for done := uint64(0); done < total; {
+		buf := qs.bounce[:min(total-done, uint64(len(qs.bounce)))]
+		gather(buf, iov, done)
+		if err := pwriteFull(d.cfg.File, buf, off+int64(done)); err != nil {
+			return err
+		}
+		done += uint64(len(buf))
+	}
+	return nil
+}
+
 // sectorAligned tells whether every segment is a whole number of sectors,
 // so each can be encrypted or decrypted on its own.
 func sectorAligned(iov [][]byte) bool {
@@ -54,7 +85,10 @@ func sectorAligned(iov [][]byte) bool {
 func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
 	if d.cfg.Cipher == nil {
-		return pwritevFull(d.cfg.File, iov, off)
+		if !d.direct || memAligned(iov) {
+			return pwritevFull(d.cfg.File, iov, off)
+		}
+		return d.bounceWrite(qs, iov, off)
 	}
 	total := totalLen(iov)
 	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
@@ -264,4 +298,10 @@ func (d *Device) helper(work <-chan *half, done chan<- error) {
 	for h := range work {
 		done <- d.crypt(*h)
 	}
+}
+
+// isDirect tells whether f was opened with O_DIRECT.
+func isDirect(f *os.File) bool {
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	return err == nil && flags&unix.O_DIRECT != 0
 }

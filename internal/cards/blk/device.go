@@ -64,8 +64,12 @@ type Limiter interface {
 
 // Device is a virtio-blk device over a file.
 type Device struct {
-	cfg      Config
-	sectors  uint64
+	cfg     Config
+	sectors uint64
+	// direct is set when the backing file was opened with O_DIRECT:
+	// every transfer must then use sector-aligned memory, so guest
+	// segments that are not aligned go through the bounce buffer.
+	direct   bool
 	queues   []queueState
 	Metrics  *Metrics
 	features uint64
@@ -101,7 +105,7 @@ func New(cfg Config) (*Device, error) {
 	if st.Size()%SectorSize != 0 || st.Size() == 0 {
 		return nil, errors.New("blk: backing file size must be a non-zero multiple of 512")
 	}
-	d := &Device{cfg: cfg, sectors: uint64(st.Size()) / SectorSize, Metrics: newMetrics()}
+	d := &Device{cfg: cfg, sectors: uint64(st.Size()) / SectorSize, Metrics: newMetrics(), direct: isDirect(cfg.File)}
 	d.features = 1<<fSegMax | 1<<fBlkSize | 1<<fFlush | 1<<fDiscard | 1<<fWriteZeroes
 	if cfg.Queues > 1 {
 		d.features |= 1 << fMQ
@@ -111,7 +115,7 @@ func New(cfg Config) (*Device, error) {
 	}
 	d.queues = make([]queueState, cfg.Queues)
 	for i := range d.queues {
-		d.queues[i].bounce = make([]byte, bounceSize)
+		d.queues[i].bounce = alignedBuffer(bounceSize)
 		d.queues[i].iov = make([][]byte, 0, MaxSegments+2)
 		if cfg.Cipher != nil {
 			qs := &d.queues[i]
@@ -242,7 +246,9 @@ func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, wri
 	case typeIn:
 		iov := dataIn(c, qs.iov)
 		n := totalLen(iov)
-		if !d.inRange(sector, n) {
+		// Transfers are whole sectors (virtio 1.2 §5.2.6.1), which also
+		// keeps O_DIRECT and the per-sector cipher aligned.
+		if n%SectorSize != 0 || !d.inRange(sector, n) {
 			return statusIOErr, 0, opRead, 0
 		}
 		if err := d.read(qs, iov, sector); err != nil {
@@ -251,7 +257,7 @@ func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, wri
 		return statusOK, uint32(n), opRead, n
 	case typeOut:
 		n := totalLen(rest)
-		if d.cfg.ReadOnly || !d.inRange(sector, n) {
+		if n%SectorSize != 0 || d.cfg.ReadOnly || !d.inRange(sector, n) {
 			return statusIOErr, 0, opWrite, 0
 		}
 		if err := d.write(qs, rest, sector); err != nil {
