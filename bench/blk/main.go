@@ -36,12 +36,16 @@ func main() {
 	size := flag.Int64("size", 1<<30, "bytes per test file")
 	dur := flag.Duration("time", 2*time.Second, "duration of each measurement")
 	rounds := flag.Int("rounds", 3, "rounds; each cell reports the median")
+	flag.BoolVar(&direct, "direct", false, "bypass the host page cache: O_DIRECT for the card, cache.direct=on for qemu-storage-daemon")
 	flag.Parse()
 	if err := run(*card, *size, *dur, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/blk:", err)
 		os.Exit(1)
 	}
 }
+
+// direct selects host-cache-bypassing I/O for every target.
+var direct bool
 
 type target struct {
 	name  string
@@ -131,7 +135,11 @@ func run(card string, size int64, dur time.Duration, rounds int) error {
 			results[tg.name][ts.name] = median(samples[tg.name][ts.name])
 		}
 	}
-	fmt.Printf("median of %d rounds of %v per cell\n", rounds, dur)
+	cache := "host page cache"
+	if direct {
+		cache = "direct I/O (O_DIRECT / cache.direct=on)"
+	}
+	fmt.Printf("median of %d rounds of %v per cell, %s\n", rounds, dur, cache)
 	fmt.Printf("%-30s", "workload")
 	for _, tg := range targets {
 		fmt.Printf(" %16s", tg.name[:3])
@@ -187,7 +195,11 @@ func cardTarget(bin, file string, key []byte) func(string, int) (string, func(),
 	return func(dir string, queues int) (string, func(), error) {
 		sock := filepath.Join(dir, "card.sock")
 		os.Remove(sock)
-		f, err := os.OpenFile(file, os.O_RDWR, 0)
+		flags := os.O_RDWR
+		if direct {
+			flags |= unix.O_DIRECT
+		}
+		f, err := os.OpenFile(file, flags, 0)
 		if err != nil {
 			return "", nil, err
 		}
@@ -220,7 +232,7 @@ func qsdTarget(file string, luks bool) func(string, int) (string, func(), error)
 	return func(dir string, queues int) (string, func(), error) {
 		sock := filepath.Join(dir, "qsd.sock")
 		os.Remove(sock)
-		args := []string{"--blockdev", "driver=file,node-name=file,filename=" + file + ",aio=threads,cache.direct=off"}
+		args := []string{"--blockdev", "driver=file,node-name=file,filename=" + file + ",aio=threads,cache.direct=" + map[bool]string{false: "off", true: "on"}[direct]}
 		node := "file"
 		if luks {
 			args = append([]string{"--object", "secret,id=s0,data=bench"}, args...)
@@ -258,10 +270,13 @@ func measure(sock string, queues, depth, bs int, write, seq bool, size int64, du
 			var s slot
 			s.hdrGPA, s.hdr, _ = fe.Alloc(16)
 			var err error
-			s.dataGPA, _, err = fe.Alloc(bs)
+			// Page-aligned, as a Linux guest's page-cache I/O is (and as
+			// O_DIRECT wants).
+			s.dataGPA, _, err = fe.Alloc(bs + 4096)
 			if err != nil {
 				return 0, err
 			}
+			s.dataGPA = (s.dataGPA + 4095) &^ 4095
 			s.stGPA, s.st, _ = fe.Alloc(1)
 			slots[q] = append(slots[q], s)
 		}

@@ -29,6 +29,18 @@ type Device interface {
 	Handle(q int, c *virtio.Chain, chainErr error) uint32
 }
 
+// ConcurrentDevice is a Device that can serve several requests of one
+// queue at once: the worker hands up to Slots() chains to as many
+// goroutines, each calling HandleSlot with its own slot number (so the
+// device can keep per-slot buffers), and still publishes completions in
+// ring order. Devices whose requests wait on a disk use it to keep the
+// disk busy; Slots() of 1 means Handle, one request at a time.
+type ConcurrentDevice interface {
+	Device
+	Slots() int
+	HandleSlot(q, slot int, c *virtio.Chain, chainErr error) uint32
+}
+
 // MaxQueueSize is the largest ring the backend accepts.
 const MaxQueueSize = 1024
 

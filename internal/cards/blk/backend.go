@@ -23,12 +23,12 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 		return d.bounceRead(qs, iov, off)
 	}
 	total := totalLen(iov)
-	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
-		return d.split(qs, iov, qs.bounce[:total], sector, false)
+	if total <= uint64(len(qs.buffer())) && sectorAligned(iov) {
+		return d.split(qs, iov, qs.buffer()[:total], sector, false)
 	}
 	for done := uint64(0); done < total; {
-		chunk := min(total-done, uint64(len(qs.bounce)))
-		buf := qs.bounce[:chunk]
+		chunk := min(total-done, uint64(len(qs.buffer())))
+		buf := qs.buffer()[:chunk]
 		if err := preadFull(d.cfg.File, buf, off+int64(done)); err != nil {
 			return err
 		}
@@ -46,7 +46,7 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 func (d *Device) bounceRead(qs *queueState, iov [][]byte, off int64) error {
 	total := totalLen(iov)
 	for done := uint64(0); done < total; {
-		buf := qs.bounce[:min(total-done, uint64(len(qs.bounce)))]
+		buf := qs.buffer()[:min(total-done, uint64(len(qs.buffer())))]
 		if err := preadFull(d.cfg.File, buf, off+int64(done)); err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func (d *Device) bounceRead(qs *queueState, iov [][]byte, off int64) error {
 func (d *Device) bounceWrite(qs *queueState, iov [][]byte, off int64) error {
 	total := totalLen(iov)
 	for done := uint64(0); done < total; {
-		buf := qs.bounce[:min(total-done, uint64(len(qs.bounce)))]
+		buf := qs.buffer()[:min(total-done, uint64(len(qs.buffer())))]
 		gather(buf, iov, done)
 		if err := pwriteFull(d.cfg.File, buf, off+int64(done)); err != nil {
 			return err
@@ -91,12 +91,12 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 		return d.bounceWrite(qs, iov, off)
 	}
 	total := totalLen(iov)
-	if total <= uint64(len(qs.bounce)) && sectorAligned(iov) {
-		return d.split(qs, iov, qs.bounce[:total], sector, true)
+	if total <= uint64(len(qs.buffer())) && sectorAligned(iov) {
+		return d.split(qs, iov, qs.buffer()[:total], sector, true)
 	}
 	for done := uint64(0); done < total; {
-		chunk := min(total-done, uint64(len(qs.bounce)))
-		buf := qs.bounce[:chunk]
+		chunk := min(total-done, uint64(len(qs.buffer())))
+		buf := qs.buffer()[:chunk]
 		gather(buf, iov, done)
 		if err := d.cfg.Cipher.EncryptSectors(buf, buf, sector+done/SectorSize, SectorSize); err != nil {
 			return err
@@ -145,8 +145,8 @@ func (d *Device) discard(qs *queueState, iov [][]byte, zeroes bool) (uint64, err
 
 func (d *Device) writeZeroes(qs *queueState, sector, count uint64) error {
 	for count > 0 {
-		k := min(count, uint64(len(qs.bounce))/SectorSize)
-		buf := qs.bounce[:k*SectorSize]
+		k := min(count, uint64(len(qs.buffer()))/SectorSize)
+		buf := qs.buffer()[:k*SectorSize]
 		clear(buf)
 		if err := d.cfg.Cipher.EncryptSectors(buf, buf, sector, SectorSize); err != nil {
 			return err

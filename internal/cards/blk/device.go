@@ -69,7 +69,10 @@ type Device struct {
 	// direct is set when the backing file was opened with O_DIRECT:
 	// every transfer must then use sector-aligned memory, so guest
 	// segments that are not aligned go through the bounce buffer.
-	direct   bool
+	direct bool
+	// slots is the number of requests in flight per queue; queues holds
+	// Queues×slots states, queue q's slot i at q*slots+i.
+	slots    int
 	queues   []queueState
 	Metrics  *Metrics
 	features uint64
@@ -77,10 +80,12 @@ type Device struct {
 	closeOnce sync.Once
 }
 
-// queueState is owned by the one goroutine that serves the queue.
+// queueState is owned by the one goroutine that serves a queue's slot:
+// a queue has one slot, or directSlots on O_DIRECT files.
 type queueState struct {
-	bounce []byte
-	iov    [][]byte
+	bounce     []byte // allocated on first use
+	bounceSize int
+	iov        [][]byte
 	// work and done connect the queue to its helper goroutine (encrypted
 	// volumes only); h is the half handed over, reused for every request.
 	work chan *half
@@ -89,6 +94,22 @@ type queueState struct {
 }
 
 const bounceSize = 1 << 20
+
+// directSlots is how many requests of one queue are in flight at once on
+// an O_DIRECT file, where each waits for the disk; its extra slots get
+// smaller bounce buffers (larger transfers are bounced in pieces).
+const (
+	directSlots    = 16
+	slotBounceSize = 128 << 10
+)
+
+// buffer returns the slot's bounce buffer.
+func (qs *queueState) buffer() []byte {
+	if qs.bounce == nil {
+		qs.bounce = alignedBuffer(qs.bounceSize)
+	}
+	return qs.bounce
+}
 
 // ErrConfig is returned for an unusable configuration.
 var ErrConfig = errors.New("blk: bad configuration")
@@ -113,18 +134,33 @@ func New(cfg Config) (*Device, error) {
 	if cfg.ReadOnly {
 		d.features |= 1 << fRO
 	}
-	d.queues = make([]queueState, cfg.Queues)
+	d.slots = 1
+	if d.direct {
+		d.slots = directSlots
+	}
+	d.queues = make([]queueState, cfg.Queues*d.slots)
 	for i := range d.queues {
-		d.queues[i].bounce = alignedBuffer(bounceSize)
-		d.queues[i].iov = make([][]byte, 0, MaxSegments+2)
-		if cfg.Cipher != nil {
-			qs := &d.queues[i]
-			qs.work, qs.done = make(chan *half), make(chan error)
-			go d.helper(qs.work, qs.done)
+		qs := &d.queues[i]
+		qs.iov = make([][]byte, 0, MaxSegments+2)
+		qs.bounceSize = slotBounceSize
+		if i%d.slots == 0 {
+			// Slot 0 of each queue: the full bounce buffer, and the
+			// helper that splits large encrypted transfers across cores.
+			qs.bounceSize = bounceSize
+			qs.buffer()
+			if cfg.Cipher != nil {
+				qs.work, qs.done = make(chan *half), make(chan error)
+				go d.helper(qs.work, qs.done)
+			}
 		}
 	}
 	return d, nil
 }
+
+// Slots implements vhostuser.ConcurrentDevice: on an O_DIRECT file each
+// queue keeps several requests in flight so the disk stays busy; on the
+// page cache one at a time is fastest.
+func (d *Device) Slots() int { return d.slots }
 
 // Features implements vhostuser.Device.
 func (d *Device) Features() uint64 { return d.features }
@@ -152,8 +188,14 @@ func (d *Device) Capacity() uint64 { return d.sectors }
 
 // Handle implements vhostuser.Device: one request.
 func (d *Device) Handle(q int, c *virtio.Chain, chainErr error) uint32 {
+	return d.HandleSlot(q, 0, c, chainErr)
+}
+
+// HandleSlot implements vhostuser.ConcurrentDevice: one request, served
+// with the state of slot of queue q.
+func (d *Device) HandleSlot(q, slot int, c *virtio.Chain, chainErr error) uint32 {
 	start := time.Now()
-	status, written, op, nbytes := d.serve(q, c, chainErr)
+	status, written, op, nbytes := d.serve(&d.queues[q*d.slots+slot], c, chainErr)
 	if !setStatus(c, status) {
 		written = 0
 	} else {
@@ -226,11 +268,10 @@ func (d *Device) inRange(sector, n uint64) bool {
 	return sector <= d.sectors && count <= d.sectors-sector
 }
 
-func (d *Device) serve(q int, c *virtio.Chain, chainErr error) (status byte, written uint32, o op, nbytes uint64) {
+func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status byte, written uint32, o op, nbytes uint64) {
 	if chainErr != nil {
 		return statusIOErr, 0, opInvalid, 0
 	}
-	qs := &d.queues[q]
 	typ, sector, rest, ok := header(c, qs.iov)
 	if !ok {
 		return statusIOErr, 0, opInvalid, 0
