@@ -23,12 +23,13 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 		return d.bounceRead(qs, iov, off)
 	}
 	total := totalLen(iov)
-	if total <= uint64(len(qs.buffer())) && sectorAligned(iov) {
-		return d.split(qs, iov, qs.buffer()[:total], sector, false)
+	bounce := qs.buffer(total)
+	if total <= uint64(len(bounce)) && sectorAligned(iov) {
+		return d.split(qs, iov, bounce[:total], sector, false)
 	}
 	for done := uint64(0); done < total; {
-		chunk := min(total-done, uint64(len(qs.buffer())))
-		buf := qs.buffer()[:chunk]
+		chunk := min(total-done, uint64(len(bounce)))
+		buf := bounce[:chunk]
 		if err := preadFull(d.cfg.File, buf, off+int64(done)); err != nil {
 			return err
 		}
@@ -45,8 +46,9 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 // (aligned) bounce buffer, for guest segments O_DIRECT cannot take.
 func (d *Device) bounceRead(qs *queueState, iov [][]byte, off int64) error {
 	total := totalLen(iov)
+	bounce := qs.buffer(total)
 	for done := uint64(0); done < total; {
-		buf := qs.buffer()[:min(total-done, uint64(len(qs.buffer())))]
+		buf := bounce[:min(total-done, uint64(len(bounce)))]
 		if err := preadFull(d.cfg.File, buf, off+int64(done)); err != nil {
 			return err
 		}
@@ -58,8 +60,9 @@ func (d *Device) bounceRead(qs *queueState, iov [][]byte, off int64) error {
 
 func (d *Device) bounceWrite(qs *queueState, iov [][]byte, off int64) error {
 	total := totalLen(iov)
+	bounce := qs.buffer(total)
 	for done := uint64(0); done < total; {
-		buf := qs.buffer()[:min(total-done, uint64(len(qs.buffer())))]
+		buf := bounce[:min(total-done, uint64(len(bounce)))]
 		gather(buf, iov, done)
 		if err := pwriteFull(d.cfg.File, buf, off+int64(done)); err != nil {
 			return err
@@ -91,12 +94,13 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 		return d.bounceWrite(qs, iov, off)
 	}
 	total := totalLen(iov)
-	if total <= uint64(len(qs.buffer())) && sectorAligned(iov) {
-		return d.split(qs, iov, qs.buffer()[:total], sector, true)
+	bounce := qs.buffer(total)
+	if total <= uint64(len(bounce)) && sectorAligned(iov) {
+		return d.split(qs, iov, bounce[:total], sector, true)
 	}
 	for done := uint64(0); done < total; {
-		chunk := min(total-done, uint64(len(qs.buffer())))
-		buf := qs.buffer()[:chunk]
+		chunk := min(total-done, uint64(len(bounce)))
+		buf := bounce[:chunk]
 		gather(buf, iov, done)
 		if err := d.cfg.Cipher.EncryptSectors(buf, buf, sector+done/SectorSize, SectorSize); err != nil {
 			return err
@@ -145,8 +149,9 @@ func (d *Device) discard(qs *queueState, iov [][]byte, zeroes bool) (uint64, err
 
 func (d *Device) writeZeroes(qs *queueState, sector, count uint64) error {
 	for count > 0 {
-		k := min(count, uint64(len(qs.buffer()))/SectorSize)
-		buf := qs.buffer()[:k*SectorSize]
+		bounce := qs.buffer(count * SectorSize)
+		k := min(count, uint64(len(bounce))/SectorSize)
+		buf := bounce[:k*SectorSize]
 		clear(buf)
 		if err := d.cfg.Cipher.EncryptSectors(buf, buf, sector, SectorSize); err != nil {
 			return err

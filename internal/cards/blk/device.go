@@ -83,9 +83,10 @@ type Device struct {
 // queueState is owned by the one goroutine that serves a queue's slot:
 // a queue has one slot, or directSlots on O_DIRECT files.
 type queueState struct {
-	bounce     []byte // allocated on first use
-	bounceSize int
-	iov        [][]byte
+	// bounce grows on demand up to bounceSize, so slots that only ever
+	// see small requests keep small buffers.
+	bounce []byte
+	iov    [][]byte
 	// work and done connect the queue to its helper goroutine (encrypted
 	// volumes only); h is the half handed over, reused for every request.
 	work chan *half
@@ -96,17 +97,16 @@ type queueState struct {
 const bounceSize = 1 << 20
 
 // directSlots is how many requests of one queue are in flight at once on
-// an O_DIRECT file, where each waits for the disk; its extra slots get
-// smaller bounce buffers (larger transfers are bounced in pieces).
-const (
-	directSlots    = 16
-	slotBounceSize = 128 << 10
-)
+// an O_DIRECT file, where each waits for the disk.
+const directSlots = 32
 
-// buffer returns the slot's bounce buffer.
-func (qs *queueState) buffer() []byte {
-	if qs.bounce == nil {
-		qs.bounce = alignedBuffer(qs.bounceSize)
+// buffer returns the slot's bounce buffer, at least n bytes long unless n
+// is over bounceSize (larger transfers are bounced in pieces).
+func (qs *queueState) buffer(n uint64) []byte {
+	want := int(min(n, bounceSize))
+	if len(qs.bounce) < want {
+		size := max(want, 2*len(qs.bounce), 64<<10)
+		qs.bounce = alignedBuffer(min(size, bounceSize))
 	}
 	return qs.bounce
 }
@@ -142,12 +142,11 @@ func New(cfg Config) (*Device, error) {
 	for i := range d.queues {
 		qs := &d.queues[i]
 		qs.iov = make([][]byte, 0, MaxSegments+2)
-		qs.bounceSize = slotBounceSize
 		if i%d.slots == 0 {
-			// Slot 0 of each queue: the full bounce buffer, and the
-			// helper that splits large encrypted transfers across cores.
-			qs.bounceSize = bounceSize
-			qs.buffer()
+			// Slot 0 of each queue: the full bounce buffer now (the page
+			// cache path allocates nothing per request), and the helper
+			// that splits large encrypted transfers across cores.
+			qs.buffer(bounceSize)
 			if cfg.Cipher != nil {
 				qs.work, qs.done = make(chan *half), make(chan error)
 				go d.helper(qs.work, qs.done)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -89,6 +90,13 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		return err
 	}
 	defer d.Close()
+	// A request on an O_DIRECT file blocks its goroutine's thread in the
+	// kernel, and the Go runtime takes a blocked thread's processor back
+	// only after a while; with as many processors as requests in flight,
+	// the queue's slots never wait for each other.
+	if n := d.Slots() * dcfg.Queues; n > 1 {
+		runtime.GOMAXPROCS(max(runtime.NumCPU(), n+2))
+	}
 	l, err := listener(sock, listenFD)
 	if err != nil {
 		return err
