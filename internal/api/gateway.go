@@ -29,8 +29,9 @@ type Auth interface {
 	Credentials(akid, token string) (secret string, active bool, c *Caller, err error)
 	// HostRoot is the caller of the root-only unix socket.
 	HostRoot(pid int32) *Caller
-	// Authorize decides; reason says why, for the error and the trail.
-	Authorize(c *Caller, action, resource string) (allowed bool, reason string)
+	// Authorize decides; extra holds request condition keys (resource
+	// tags); reason says why, for the error and the trail.
+	Authorize(c *Caller, action, resource string, extra map[string][]string) (allowed bool, reason string)
 	AccountID() string
 }
 
@@ -101,7 +102,9 @@ func (h *handler) arn(service, resource string) string {
 // the name.
 func (h *handler) arnOf(kind string) func(*http.Request) string {
 	return func(r *http.Request) string {
-		return h.arn("compute", kind+"/"+h.b.ResolveID(r.Context(), kind, r.PathValue("ref")))
+		id, tags := h.b.ResolveID(r.Context(), kind, r.PathValue("ref"))
+		info(r).tags = tags
+		return h.arn("compute", kind+"/"+id)
 	}
 }
 
@@ -110,6 +113,8 @@ func (h *handler) arnOf(kind string) func(*http.Request) string {
 type testPeerKey struct{}
 
 type requestInfo struct {
+	// tags are the resource's tags, for aws:ResourceTag/KEY conditions.
+	tags   map[string]string
 	id     string
 	start  time.Time
 	body   []byte // the request body when it was read for the signature
@@ -343,8 +348,16 @@ func Identity(c *Caller) audit.UserIdentity {
 
 // authorize asks the IAM; a refusal is answered and audited here.
 func (h *handler) authorize(w http.ResponseWriter, r *http.Request, action, resource string) bool {
-	c := info(r).caller
-	ok, reason := h.cfg.Auth.Authorize(c, action, resource)
+	ri := info(r)
+	c := ri.caller
+	var extra map[string][]string
+	if len(ri.tags) > 0 {
+		extra = make(map[string][]string, len(ri.tags))
+		for k, v := range ri.tags {
+			extra["aws:resourcetag/"+strings.ToLower(k)] = []string{v}
+		}
+	}
+	ok, reason := h.cfg.Auth.Authorize(c, action, resource, extra)
 	if !ok {
 		h.deny(w, r, action, resource, Errorf(CodeAccessDenied, "%s is not authorized to perform %s on %s: %s", c.ARN, action, resource, reason))
 	}

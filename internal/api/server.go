@@ -52,9 +52,9 @@ type Backend interface {
 	// WriteMetrics writes Prometheus text format.
 	WriteMetrics(ctx context.Context, w io.Writer) error
 	// ResolveID turns a reference (id or name) to an object of kind
-	// (instance, volume, image) into its id; an unknown ref is returned
-	// unchanged.
-	ResolveID(ctx context.Context, kind, ref string) string
+	// (instance, volume, image) into its id and tags; an unknown ref is
+	// returned unchanged, without tags.
+	ResolveID(ctx context.Context, kind, ref string) (string, map[string]string)
 }
 
 // MaxWait bounds a long poll.

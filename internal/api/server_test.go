@@ -64,7 +64,9 @@ func (s *stubBackend) CreateImage(context.Context, CreateImageRequest) (CreateIm
 func (s *stubBackend) ListImages(context.Context) ([]Image, error)          { return nil, nil }
 func (s *stubBackend) DescribeImage(context.Context, string) (Image, error) { return Image{}, nil }
 func (s *stubBackend) DeleteImage(context.Context, string) (string, error)  { return "", nil }
-func (s *stubBackend) ResolveID(_ context.Context, _, ref string) string    { return ref }
+func (s *stubBackend) ResolveID(_ context.Context, _, ref string) (string, map[string]string) {
+	return ref, nil
+}
 
 // allowAll authorises everything except what deny names; it stands in for
 // the IAM so these tests check routing, decoding and auditing.
@@ -76,7 +78,7 @@ func (a allowAll) Credentials(akid, token string) (string, bool, *Caller, error)
 func (a allowAll) HostRoot(pid int32) *Caller {
 	return &Caller{Type: PrincipalHostRoot, ARN: "arn:azote:iam::123456789012:host-root"}
 }
-func (a allowAll) Authorize(c *Caller, action, resource string) (bool, string) {
+func (a allowAll) Authorize(c *Caller, action, resource string, _ map[string][]string) (bool, string) {
 	if a.deny[action] {
 		return false, "denied by test"
 	}

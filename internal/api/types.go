@@ -1,7 +1,9 @@
 package api
 
 import (
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/hostinfo"
@@ -36,6 +38,8 @@ type RunInstanceRequest struct {
 	// RootVolume is attached first (/dev/vda) and mounted as the root
 	// filesystem by the agent.
 	RootVolume string `json:"root_volume,omitempty"`
+	// Tags label the instance; policies test them as aws:ResourceTag/KEY.
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // VolumeAttachment names a volume to attach to an instance.
@@ -67,6 +71,8 @@ type CreateVolumeRequest struct {
 	// DirectIO opens the backing file with O_DIRECT: the host's page cache
 	// is bypassed (the guest caches for itself), as QEMU's cache=none.
 	DirectIO bool `json:"direct_io,omitempty"`
+	// Tags label the volume; policies test them as aws:ResourceTag/KEY.
+	Tags map[string]string `json:"tags,omitempty"`
 	// Image, when set, fills a persistent volume with an ext4 root
 	// filesystem holding the image's initramfs tree, bootable with
 	// RunInstanceRequest.RootVolume.
@@ -86,23 +92,24 @@ type ModifyVolumeRequest struct {
 
 // Volume is the public view of a volume.
 type Volume struct {
-	ID                 string     `json:"id"`
-	Name               string     `json:"name"`
-	Kind               string     `json:"kind"`
-	State              string     `json:"state"`
-	SizeBytes          int64      `json:"size_bytes"`
-	IOPS               int64      `json:"iops,omitempty"`
-	ThroughputMiB      int64      `json:"throughput_mib,omitempty"`
-	Encrypted          bool       `json:"encrypted"`
-	Cipher             string     `json:"cipher,omitempty"`
-	DirectIO           bool       `json:"direct_io,omitempty"`
-	DeletionProtection bool       `json:"deletion_protection"`
-	AttachedTo         string     `json:"attached_to,omitempty"`
-	ReadOnly           bool       `json:"read_only,omitempty"`
-	SourceImage        string     `json:"source_image,omitempty"`
-	CreatedAt          time.Time  `json:"created_at"`
-	DeletedAt          *time.Time `json:"deleted_at,omitempty"`
-	PurgeAt            *time.Time `json:"purge_at,omitempty"`
+	ID                 string            `json:"id"`
+	Name               string            `json:"name"`
+	Kind               string            `json:"kind"`
+	State              string            `json:"state"`
+	SizeBytes          int64             `json:"size_bytes"`
+	IOPS               int64             `json:"iops,omitempty"`
+	ThroughputMiB      int64             `json:"throughput_mib,omitempty"`
+	Encrypted          bool              `json:"encrypted"`
+	Cipher             string            `json:"cipher,omitempty"`
+	DirectIO           bool              `json:"direct_io,omitempty"`
+	DeletionProtection bool              `json:"deletion_protection"`
+	AttachedTo         string            `json:"attached_to,omitempty"`
+	ReadOnly           bool              `json:"read_only,omitempty"`
+	SourceImage        string            `json:"source_image,omitempty"`
+	Tags               map[string]string `json:"tags,omitempty"`
+	CreatedAt          time.Time         `json:"created_at"`
+	DeletedAt          *time.Time        `json:"deleted_at,omitempty"`
+	PurgeAt            *time.Time        `json:"purge_at,omitempty"`
 }
 
 // ModifyInstanceRequest is the body of PATCH /v1/instances/{id}.
@@ -145,7 +152,8 @@ type Instance struct {
 	// Volumes are the attached volumes in device order (vda, vdb, …).
 	Volumes []InstanceVolume `json:"volumes,omitempty"`
 	// Revision increases with every change; see GET ?after=.
-	Revision uint64 `json:"revision"`
+	Revision uint64            `json:"revision"`
+	Tags     map[string]string `json:"tags,omitempty"`
 }
 
 // InstanceVolume is one attached volume.
@@ -219,4 +227,40 @@ type ValidateLogsRequest struct {
 	StartTime time.Time `json:"StartTime,omitzero"`
 	EndTime   time.Time `json:"EndTime,omitzero"`
 	Rotate    bool      `json:"Rotate,omitempty"`
+}
+
+// Limits of resource tags (those of AWS).
+const (
+	MaxTags        = 50
+	MaxTagKeyLen   = 128
+	MaxTagValueLen = 256
+)
+
+// ValidateTags checks resource tags: at most MaxTags, keys 1 to 128 and
+// values up to 256 printable characters, and no key in the reserved
+// aws: and azote: namespaces.
+func ValidateTags(tags map[string]string) *Error {
+	if len(tags) > MaxTags {
+		return Errorf(CodeInvalidParameter, "%d tags: at most %d", len(tags), MaxTags)
+	}
+	printable := func(s string) bool {
+		for _, c := range s {
+			if c < 0x20 || c == 0x7f || c == utf8.RuneError {
+				return false
+			}
+		}
+		return true
+	}
+	for k, v := range tags {
+		lk := strings.ToLower(k)
+		switch {
+		case k == "" || len(k) > MaxTagKeyLen || !printable(k):
+			return Errorf(CodeInvalidParameter, "tag key %q: 1 to %d printable characters", k, MaxTagKeyLen)
+		case strings.HasPrefix(lk, "aws:") || strings.HasPrefix(lk, "azote:"):
+			return Errorf(CodeInvalidParameter, "tag key %q: the aws: and azote: prefixes are reserved", k)
+		case len(v) > MaxTagValueLen || !printable(v):
+			return Errorf(CodeInvalidParameter, "tag %q: the value must be at most %d printable characters", k, MaxTagValueLen)
+		}
+	}
+	return nil
 }

@@ -32,12 +32,17 @@ func instanceRun(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&req.RootVolume, "root-volume", "", "boot with this volume (made with volume create --image) as the root filesystem")
 	var vols volumeFlag
 	fs.Var(&vols, "volume", "attach VOLUME (or VOLUME:ro); repeat for more, the first is /dev/vda")
+	tags := tagFlag{}
+	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
 	if _, err := e.parse(fs, args); err != nil {
 		return err
 	}
 	req.Volumes = vols
+	if len(tags) > 0 {
+		req.Tags = tags
+	}
 	start := time.Now()
 	e.progress("launching %d vCPU / %d MiB instance from image %s ...", req.VCPUs, req.MemoryMiB, req.Image)
 	inst, err := e.client.RunInstance(ctx, req)
@@ -115,6 +120,7 @@ func showInstance(e *env, i api.Instance) error {
 		{"ID", i.ID}, {"Name", i.Name}, {"State", i.State}, {"Reason", i.StateReason},
 		{"Image", i.ImageID}, {"vCPUs", strconv.Itoa(i.VCPUs)}, {"Memory", fmt.Sprintf("%d MiB", i.MemoryMiB)},
 		{"Termination protection", strconv.FormatBool(i.TerminationProtection)},
+		{"Tags", formatTags(i.Tags)},
 		{"Engine", i.Engine + " (accel " + i.Accel + ")"},
 		{"PID", func() string {
 			if i.PID == 0 {

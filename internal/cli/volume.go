@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -52,9 +53,14 @@ func volumeCreate(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&req.DeletionProtection, "deletion-protection", false, "refuse delete until turned off")
 	fs.BoolVar(&req.Plaintext, "plaintext", false, "store sectors unencrypted (benchmarks only)")
 	fs.BoolVar(&req.DirectIO, "direct-io", false, "bypass the host page cache (O_DIRECT); the guest caches for itself")
+	tags := tagFlag{}
+	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
 	fs.StringVar(&req.Image, "image", "", "fill with an ext4 root filesystem holding this image's tree (persistent only)")
 	if _, err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if len(tags) > 0 {
+		req.Tags = tags
 	}
 	if *size == "" {
 		return usageError{msg: "--size is required"}
@@ -82,7 +88,7 @@ func showVolume(e *env, v api.Volume) error {
 	pairs := [][2]string{
 		{"ID", v.ID}, {"Name", v.Name}, {"Kind", v.Kind}, {"State", v.State},
 		{"Size", fmt.Sprintf("%d bytes (%.1f GiB)", v.SizeBytes, float64(v.SizeBytes)/(1<<30))},
-		{"Encrypted", enc}, {"Host cache", hostCache(v.DirectIO)}, {"Attached to", v.AttachedTo}, {"Source image", v.SourceImage},
+		{"Encrypted", enc}, {"Host cache", hostCache(v.DirectIO)}, {"Tags", formatTags(v.Tags)}, {"Attached to", v.AttachedTo}, {"Source image", v.SourceImage},
 		{"Deletion protection", strconv.FormatBool(v.DeletionProtection)},
 		{"Created", v.CreatedAt.Format(time.RFC3339)},
 	}
@@ -232,4 +238,34 @@ func hostCache(direct bool) string {
 		return "bypassed (O_DIRECT)"
 	}
 	return "used"
+}
+
+// tagFlag collects repeated --tag KEY=VALUE flags.
+type tagFlag map[string]string
+
+func (t tagFlag) String() string { return formatTags(t) }
+
+func (t tagFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	if _, dup := t[k]; dup {
+		return fmt.Errorf("tag %q given twice", k)
+	}
+	t[k] = val
+	return nil
+}
+
+func formatTags(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+"="+tags[k])
+	}
+	return strings.Join(parts, ",")
 }

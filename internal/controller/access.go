@@ -30,8 +30,8 @@ func (a authAdapter) Credentials(akid, token string) (string, bool, *api.Caller,
 
 func (a authAdapter) HostRoot(pid int32) *api.Caller { return a.iam.HostRoot(pid) }
 
-func (a authAdapter) Authorize(c *api.Caller, action, resource string) (bool, string) {
-	d := a.iam.Authorize(c, action, resource, nil, nil)
+func (a authAdapter) Authorize(c *api.Caller, action, resource string, extra map[string][]string) (bool, string) {
+	d := a.iam.Authorize(c, action, resource, extra, nil)
 	return d.Allowed, d.Reason
 }
 
@@ -178,20 +178,20 @@ func (c *Controller) auditFile(ctx context.Context, rel string) ([]byte, error) 
 }
 
 // ResolveID implements api.Backend.
-func (c *Controller) ResolveID(_ context.Context, kind, ref string) string {
+func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map[string]string) {
 	switch kind {
 	case "instance":
 		if rec, err := c.resolve(ref); err == nil {
-			return rec.ID
+			return rec.ID, rec.Tags
 		}
 	case "volume":
 		if v, err := c.resolveVolume(ref); err == nil {
-			return v.ID
+			return v.ID, v.Tags
 		}
 	case "image":
 		if im, err := c.resolveImage(ref); err == nil {
-			return im.ID
+			return im.ID, nil
 		}
 	}
-	return ref
+	return ref, nil
 }

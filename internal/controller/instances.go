@@ -277,6 +277,9 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 	if req.Image == "" {
 		return api.Instance{}, api.Errorf(api.CodeInvalidParameter, "image: an image id or name is required")
 	}
+	if e := api.ValidateTags(req.Tags); e != nil {
+		return api.Instance{}, e
+	}
 	img, err := c.resolveImage(req.Image)
 	if err != nil {
 		return api.Instance{}, err
@@ -302,7 +305,7 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, TerminationProtection: req.TerminationProtection,
 		Engine: c.engine.Name(), Accel: c.engine.Accel(),
 		Cmdline: cmdline, CmdlineSHA384: image.SHA384Hex([]byte(cmdline)),
-		CreatedAt: time.Now().UTC(), Revision: 1,
+		CreatedAt: time.Now().UTC(), Revision: 1, Tags: req.Tags,
 	}}
 	err = c.store.Update(func(tx store.Tx) error {
 		// Memory is checked inside the transaction so that two concurrent

@@ -94,6 +94,9 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	if req.IOPS < 0 || req.ThroughputMiB < 0 || req.IOPS > 1e9 || req.ThroughputMiB > 1<<20 {
 		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "iops must be 0 to 10^9 and throughput 0 to 1048576 MiB/s")
 	}
+	if e := api.ValidateTags(req.Tags); e != nil {
+		return api.Volume{}, e
+	}
 	if req.Image != "" && req.SizeBytes < 32<<20 {
 		return api.Volume{}, api.Errorf(api.CodeInvalidVolumeSize, "a root volume needs at least 32 MiB")
 	}
@@ -115,7 +118,7 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	v := volumeRecord{Volume: api.Volume{
 		ID: id, Name: name, Kind: req.Kind, State: api.VolumeAvailable, SizeBytes: req.SizeBytes,
 		IOPS: req.IOPS, ThroughputMiB: req.ThroughputMiB, Encrypted: !req.Plaintext, DirectIO: req.DirectIO,
-		DeletionProtection: req.DeletionProtection, CreatedAt: time.Now().UTC(),
+		DeletionProtection: req.DeletionProtection, CreatedAt: time.Now().UTC(), Tags: req.Tags,
 	}}
 	if v.Encrypted {
 		v.Cipher = "aes-xts-plain64"

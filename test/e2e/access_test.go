@@ -307,6 +307,31 @@ func TestOperatorAccess(t *testing.T) {
 		}
 	})
 
+	t.Run("ResourceTagConditions", func(t *testing.T) {
+		a := a.with(t)
+		a.ok("volume", "create", "--size", "8M", "--name", "tag-dev", "--tag", "env=dev", "--profile", "admin-mfa")
+		a.ok("volume", "create", "--size", "8M", "--name", "tag-prod", "--tag", "env=prod", "--tag", "team=core", "--profile", "admin-mfa")
+		defer a.run(nil, "volume", "delete", "tag-prod", "--now")
+		a.fails(api.CodeInvalidParameter, "volume", "create", "--size", "8M", "--tag", "aws:owner=x")
+		var v api.Volume
+		a.okJSON(&v, "volume", "describe", "tag-prod")
+		if v.Tags["env"] != "prod" || v.Tags["team"] != "core" {
+			t.Fatalf("tags %v", v.Tags)
+		}
+		a.ok("iam", "create-user", "--user-name", "dev", "--profile", "admin-mfa")
+		a.ok("iam", "put-user-policy", "--user-name", "dev", "--policy-name", "dev-volumes", "--profile", "admin-mfa", "--policy-document",
+			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["compute:DescribeVolumes","compute:DeleteVolume"],"Resource":"*",`+
+				`"Condition":{"StringEquals":{"aws:ResourceTag/env":"dev"}}}]}`)
+		var key struct{ AccessKeyId, SecretAccessKey string }
+		a.okJSON(&key, "iam", "create-access-key", "--user-name", "dev", "--profile", "admin-mfa")
+		a.writeProfile("dev", key.AccessKeyId, key.SecretAccessKey, "")
+		a.ok("volume", "describe", "tag-dev", "--profile", "dev")
+		a.fails(api.CodeAccessDenied, "volume", "describe", "tag-prod", "--profile", "dev")
+		a.fails(api.CodeAccessDenied, "volume", "describe", v.ID, "--profile", "dev")
+		a.fails(api.CodeAccessDenied, "volume", "delete", "tag-prod", "--now", "--profile", "dev")
+		a.ok("volume", "delete", "tag-dev", "--now", "--profile", "dev")
+	})
+
 	t.Run("SignatureRejections", func(t *testing.T) {
 		a := a.with(t)
 		admin := readProfileFile(t, a.creds)["admin"]
