@@ -58,6 +58,9 @@ type Config struct {
 	// /v1/audit/files/<path>), as audit:GetLogFile.
 	Files func(ctx context.Context, rel string) ([]byte, error)
 	Now   func() time.Time
+	// Started is when this process started: requests signed before it
+	// are refused, since the replay cache of a previous process is gone.
+	Started time.Time
 }
 
 // Service is the SigV4 service name of the controller API.
@@ -87,7 +90,7 @@ func NewHandler(cfg Config) http.Handler {
 	for _, op := range cfg.Operations {
 		h.ops[strings.ToLower(op.Name)] = op
 	}
-	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: Service, Now: cfg.Now}
+	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: Service, Now: cfg.Now, NotBefore: cfg.Started}
 	mux := http.NewServeMux()
 	h.routes(mux)
 	return h.recoverer(h.authenticate(mux))

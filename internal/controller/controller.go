@@ -77,6 +77,8 @@ type Controller struct {
 	engine engine.Engine
 	host   hostinfo.Info
 
+	started time.Time
+
 	imageMu sync.Mutex // serialises image create and delete
 
 	mu       sync.Mutex
@@ -183,7 +185,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func (c *Controller) apiConfig(network bool) api.Config {
 	return api.Config{
 		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Audit: c.trail, Log: c.log,
-		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile,
+		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile, Started: c.started,
 	}
 }
 
@@ -261,7 +263,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	c := &Controller{
-		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys,
+		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(),
 		runtimes:      map[string]*instanceRuntime{},
 		changed:       map[string]chan struct{}{},
 		ephemeralKeys: map[string][]byte{},

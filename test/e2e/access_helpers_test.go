@@ -3,6 +3,10 @@ package e2e
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +19,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/azote/azote/internal/api"
 )
 
 // socketsOf lists the TCP and UDP sockets of pid, read from the kernel's
@@ -286,4 +295,51 @@ func readTrail(t *testing.T, dir string) string {
 		return nil
 	})
 	return b.String()
+}
+
+// sdkClient signs requests with the AWS SDK's v4 signer for a profile of
+// the access host, over HTTPS trusting the account CA.
+type sdkClient struct {
+	hc     *http.Client
+	pool   *x509.CertPool
+	creds  aws.Credentials
+	newReq func() *http.Request
+	sign   func(r *http.Request, c aws.Credentials, at time.Time) *http.Request
+	send   func(r *http.Request) (int, api.Error)
+}
+
+func (a *accessHost) sdkClient(profile string) *sdkClient {
+	t := a.t
+	p := readProfileFile(t, a.creds)[profile]
+	ca, err := os.ReadFile(p["ca_bundle"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &sdkClient{pool: x509.NewCertPool(), creds: aws.Credentials{AccessKeyID: p["aws_access_key_id"], SecretAccessKey: p["aws_secret_access_key"]}}
+	c.pool.AppendCertsFromPEM(ca)
+	c.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.pool}}}
+	signer := v4.NewSigner()
+	endpoint := a.p.endpoint
+	c.newReq = func() *http.Request {
+		r, _ := http.NewRequest("GET", endpoint+"/v1/instances", nil)
+		r.Header.Set("Amz-Sdk-Invocation-Id", strconv.FormatInt(time.Now().UnixNano(), 10))
+		return r
+	}
+	c.sign = func(r *http.Request, cr aws.Credentials, at time.Time) *http.Request {
+		if err := signer.SignHTTP(context.Background(), cr, r, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "azote", "local", at); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	c.send = func(r *http.Request) (int, api.Error) {
+		resp, err := c.hc.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e api.Error
+		json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e
+	}
+	return c
 }

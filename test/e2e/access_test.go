@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,14 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/iam/mfa"
@@ -35,7 +32,14 @@ type accessHost struct {
 	dir      string
 	state    string
 	socket   string
-	creds    string
+	creds string
+	// p is shared by the copies with() makes, so a restart in a subtest
+	// is seen by the parent (and its cleanup).
+	p *hostProc
+}
+
+type hostProc struct {
+	listen   string // what the next start binds: the first start picks a port, restarts keep it
 	endpoint string
 	cmd      *exec.Cmd
 	waited   chan struct{}
@@ -44,7 +48,7 @@ type accessHost struct {
 func newAccessHost(t *testing.T) *accessHost {
 	shared := setup(t) // builds the binaries
 	dir := t.TempDir()
-	a := &accessHost{t: t, bin: shared.bin, dir: dir, state: filepath.Join(dir, "state"), socket: filepath.Join(dir, "sock"), creds: filepath.Join(dir, "credentials")}
+	a := &accessHost{t: t, bin: shared.bin, dir: dir, state: filepath.Join(dir, "state"), socket: filepath.Join(dir, "sock"), creds: filepath.Join(dir, "credentials"), p: &hostProc{listen: "127.0.0.1:0"}}
 	a.start()
 	t.Cleanup(a.stop)
 	return a
@@ -58,18 +62,19 @@ func (a *accessHost) start() {
 	}
 	defer log.Close()
 	os.Remove(filepath.Join(a.state, "endpoint"))
-	cmd := exec.Command(filepath.Join(a.bin, "azoted"), "--state-dir", a.state, "--socket", a.socket, "--listen", "127.0.0.1:0", "--audit-file-age", "1h")
+	cmd := exec.Command(filepath.Join(a.bin, "azoted"), "--state-dir", a.state, "--socket", a.socket, "--listen", a.p.listen, "--audit-file-age", "1h")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		a.t.Fatal(err)
 	}
-	a.cmd, a.waited = cmd, make(chan struct{})
-	go func(w chan struct{}) { cmd.Wait(); close(w) }(a.waited)
+	a.p.cmd, a.p.waited = cmd, make(chan struct{})
+	go func(w chan struct{}) { cmd.Wait(); close(w) }(a.p.waited)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(filepath.Join(a.state, "endpoint")); err == nil && len(b) > 0 {
-			a.endpoint = strings.TrimSpace(string(b))
+			a.p.endpoint = strings.TrimSpace(string(b))
+			a.p.listen = strings.TrimPrefix(a.p.endpoint, "https://")
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -86,13 +91,13 @@ func (a *accessHost) with(t *testing.T) *accessHost {
 }
 
 func (a *accessHost) stop() {
-	if a.cmd != nil && a.cmd.Process != nil {
-		a.cmd.Process.Signal(syscall.SIGTERM)
+	if a.p.cmd != nil && a.p.cmd.Process != nil {
+		a.p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-a.waited:
+		case <-a.p.waited:
 		case <-time.After(10 * time.Second):
-			a.cmd.Process.Kill()
-			<-a.waited
+			a.p.cmd.Process.Kill()
+			<-a.p.waited
 		}
 	}
 }
@@ -217,8 +222,9 @@ func TestOperatorAccess(t *testing.T) {
 	a := newAccessHost(t)
 	// Watch azoted's sockets for the whole test: it must never open a
 	// connection of its own.
-	stopWatch := watchPassive(t, a.cmd.Process.Pid, a.endpoint)
-	defer stopWatch()
+	parent := t
+	stopWatch := watchPassive(parent, a.p.cmd.Process.Pid, a.p.endpoint)
+	defer func() { stopWatch() }() // the watch is replaced when azoted restarts
 
 	// Before init the network API has nobody to let in.
 	a.fails(api.CodeAccountNotInitialized, "sts", "get-session-token", "--root", "--mfa-code", "123456")
@@ -334,37 +340,8 @@ func TestOperatorAccess(t *testing.T) {
 
 	t.Run("SignatureRejections", func(t *testing.T) {
 		a := a.with(t)
-		admin := readProfileFile(t, a.creds)["admin"]
-		ca, err := os.ReadFile(admin["ca_bundle"])
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(ca)
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-		creds := aws.Credentials{AccessKeyID: admin["aws_access_key_id"], SecretAccessKey: admin["aws_secret_access_key"]}
-		signer := v4.NewSigner()
-		newReq := func() *http.Request {
-			r, _ := http.NewRequest("GET", a.endpoint+"/v1/instances", nil)
-			r.Header.Set("Amz-Sdk-Invocation-Id", strconv.FormatInt(time.Now().UnixNano(), 10))
-			return r
-		}
-		sign := func(r *http.Request, c aws.Credentials, at time.Time) *http.Request {
-			if err := signer.SignHTTP(context.Background(), c, r, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "azote", "local", at); err != nil {
-				t.Fatal(err)
-			}
-			return r
-		}
-		send := func(r *http.Request) (int, api.Error) {
-			resp, err := hc.Do(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var e api.Error
-			json.NewDecoder(resp.Body).Decode(&e)
-			return resp.StatusCode, e
-		}
+		sc := a.sdkClient("admin")
+		pool, creds, newReq, sign, send := sc.pool, sc.creds, sc.newReq, sc.sign, sc.send
 		// The AWS SDK's own signer is a working client.
 		good := sign(newReq(), creds, time.Now())
 		if status, e := send(good); status != 200 {
@@ -412,21 +389,45 @@ func TestOperatorAccess(t *testing.T) {
 		// At most two keys per user.
 		a.fails(api.CodeLimitExceeded, "iam", "create-access-key", "--user-name", "viewer", "--profile", "admin-mfa")
 		// Plain HTTP and TLS below 1.3 are refused.
-		if resp, err := http.Get(strings.Replace(a.endpoint, "https://", "http://", 1) + "/v1/instances"); err == nil {
+		if resp, err := http.Get(strings.Replace(a.p.endpoint, "https://", "http://", 1) + "/v1/instances"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				t.Error("plain HTTP answered 200")
 			}
 		}
 		tls12 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}}}
-		if _, err := tls12.Get(a.endpoint + "/v1/instances"); err == nil {
+		if _, err := tls12.Get(a.p.endpoint + "/v1/instances"); err == nil {
 			t.Error("TLS 1.2 handshake accepted")
+		}
+	})
+
+	t.Run("NoReplayAcrossRestart", func(t *testing.T) {
+		a := a.with(t)
+		sc := a.sdkClient("admin")
+		req := sc.sign(sc.newReq(), sc.creds, time.Now())
+		if status, e := sc.send(req.Clone(context.Background())); status != 200 {
+			t.Fatalf("signed request: %d %+v", status, e)
+		}
+		// kill -9 azoted: its replay cache is gone with it. The captured
+		// request must still not be accepted by the new process.
+		stopWatch()
+		a.p.cmd.Process.Kill()
+		<-a.p.waited
+		time.Sleep(1100 * time.Millisecond) // the restart lands in a later second
+		a.start()
+		stopWatch = watchPassive(parent, a.p.cmd.Process.Pid, a.p.endpoint)
+		sc = a.sdkClient("admin")
+		if status, e := sc.send(req.Clone(context.Background())); status != 403 || e.Code != api.CodeRequestExpired {
+			t.Fatalf("a request replayed after a restart: %d %+v", status, e)
+		}
+		if status, e := sc.send(sc.sign(sc.newReq(), sc.creds, time.Now())); status != 200 {
+			t.Fatalf("a fresh request after the restart: %d %+v", status, e)
 		}
 	})
 
 	t.Run("NoOutboundConnections", func(t *testing.T) {
 		a := a.with(t)
-		checkPassive(t, a.cmd.Process.Pid, a.endpoint)
+		checkPassive(t, a.p.cmd.Process.Pid, a.p.endpoint)
 	})
 
 	t.Run("IAMHistoryAndDrift", func(t *testing.T) {

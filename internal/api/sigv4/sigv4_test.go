@@ -237,6 +237,32 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+// TestNotBefore: after a restart the replay cache is empty, so requests
+// signed before the verifier started are refused; later ones pass.
+func TestNotBefore(t *testing.T) {
+	start := time.Date(2026, 11, 27, 8, 0, 0, 500e6, time.UTC)
+	now := start.Add(time.Minute)
+	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
+	keys := staticKey(creds.AccessKeyID, creds.SecretAccessKey)
+	v := &Verifier{Region: "local", Service: "azote", Now: func() time.Time { return now }, NotBefore: start}
+	for _, c := range []struct {
+		at time.Time
+		ok bool
+	}{
+		{start.Add(-2 * time.Minute), false},
+		{start.Add(-time.Second), false},
+		{start, true}, // same second as the start
+		{start.Add(30 * time.Second), true},
+	} {
+		r := newReq(t, "GET", "https://h/v1/instances", nil)
+		Sign(r, EmptyPayloadHash, creds, "local", "azote", c.at)
+		_, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrSkew)) {
+			t.Errorf("signed %v after the start: %v, want ok=%v", c.at.Sub(start), err, c.ok)
+		}
+	}
+}
+
 func TestForgedRequestsDoNotFillReplayCache(t *testing.T) {
 	now := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	v := &Verifier{Region: "local", Service: "azote", Now: func() time.Time { return now }, MaxReplayEntries: 4}

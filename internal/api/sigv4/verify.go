@@ -138,7 +138,11 @@ type Verifier struct {
 	MaxSkew time.Duration
 	// MaxReplayEntries bounds the replay cache (default 1<<22).
 	MaxReplayEntries int
-	Now              func() time.Time
+	// NotBefore refuses requests signed before it: the replay cache
+	// lives in memory, so a verifier that started at NotBefore cannot
+	// know which earlier requests a previous process already accepted.
+	NotBefore time.Time
+	Now       func() time.Time
 
 	keys keyCache
 
@@ -191,6 +195,9 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	skew := v.skew()
 	if d := now.Sub(t); d > skew || d < -skew {
 		return nil, fmt.Errorf("%w: x-amz-date %s, host time %s", ErrSkew, amzDate, now.UTC().Format(TimeFormat))
+	}
+	if t.Before(v.NotBefore.Truncate(time.Second)) {
+		return nil, fmt.Errorf("%w: signed at %s, before this server started (%s); sign it again", ErrSkew, amzDate, v.NotBefore.UTC().Format(TimeFormat))
 	}
 	if h := r.Header.Get(headerContentSH); h != "" && h != payloadHash {
 		return nil, fmt.Errorf("%w: x-amz-content-sha256 does not match the body", ErrSignatureMismatch)
