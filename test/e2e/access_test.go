@@ -27,12 +27,12 @@ import (
 // its account and tamper with its audit trail, which must not disturb the
 // shared one.
 type accessHost struct {
-	t        *testing.T
-	bin      string
-	dir      string
-	state    string
-	socket   string
-	creds string
+	t      *testing.T
+	bin    string
+	dir    string
+	state  string
+	socket string
+	creds  string
 	// p is shared by the copies with() makes, so a restart in a subtest
 	// is seen by the parent (and its cleanup).
 	p *hostProc
