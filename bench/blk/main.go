@@ -272,10 +272,14 @@ func measure(sock string, queues, depth, bs int, write, seq bool, size int64, du
 			var err error
 			// Page-aligned, as a Linux guest's page-cache I/O is (and as
 			// O_DIRECT wants).
-			s.dataGPA, _, err = fe.Alloc(bs + 4096)
+			var data []byte
+			s.dataGPA, data, err = fe.Alloc(bs + 4096)
 			if err != nil {
 				return 0, err
 			}
+			// Random contents: a disk (or a hypervisor under it) may
+			// shortcut zeros, which would flatter the plaintext targets.
+			rand.Read(data)
 			s.dataGPA = (s.dataGPA + 4095) &^ 4095
 			s.stGPA, s.st, _ = fe.Alloc(1)
 			slots[q] = append(slots[q], s)
