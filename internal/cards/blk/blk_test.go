@@ -266,23 +266,34 @@ func TestUnalignedSegments(t *testing.T) {
 		plain := make([]byte, 1024)
 		rand.Read(plain)
 		copy(r.data, plain)
-		binary.LittleEndian.PutUint32(r.hdr, typeOut)
-		binary.LittleEndian.PutUint64(r.hdr[8:], 40)
-		bufs := []vhostuser.Buf{{Addr: r.hdrGPA, Len: 16}, {Addr: r.dataGPA, Len: 100}, {Addr: r.dataGPA + 100, Len: 700},
-			{Addr: r.dataGPA + 800, Len: 224}, {Addr: r.stGPA, Len: 1, Write: true}}
-		dq := r.fe.Queues[0]
-		dq.Add(bufs)
-		dq.Kick()
-		for len(dq.Reap(nil)) == 0 {
-			dq.Wait(100 * time.Millisecond)
-		}
-		if r.st[0] != statusOK {
-			t.Fatalf("encrypted=%v: unaligned write status %d", encrypted, r.st[0])
-		}
-		clear(r.data[:1024])
-		if st := r.do(0, typeIn, 40, 1024, false); st != statusOK || !bytes.Equal(r.data[:1024], plain) {
-			t.Fatalf("encrypted=%v: read back after an unaligned write differs (status %d)", encrypted, st)
-		}
+		r.unalignedWriteReadBack(t, plain, 0, 100, 700, 224)
+	}
+}
+
+// unalignedWriteReadBack writes want to sector 40 from r.data[off:] cut
+// into segments of the given lengths, then reads it back whole.
+func (r *rig) unalignedWriteReadBack(t *testing.T, want []byte, off uint64, lens ...uint32) {
+	t.Helper()
+	binary.LittleEndian.PutUint32(r.hdr, typeOut)
+	binary.LittleEndian.PutUint64(r.hdr[8:], 40)
+	bufs := []vhostuser.Buf{{Addr: r.hdrGPA, Len: 16}}
+	for _, n := range lens {
+		bufs = append(bufs, vhostuser.Buf{Addr: r.dataGPA + off, Len: n})
+		off += uint64(n)
+	}
+	bufs = append(bufs, vhostuser.Buf{Addr: r.stGPA, Len: 1, Write: true})
+	dq := r.fe.Queues[0]
+	dq.Add(bufs)
+	dq.Kick()
+	for len(dq.Reap(nil)) == 0 {
+		dq.Wait(100 * time.Millisecond)
+	}
+	if r.st[0] != statusOK {
+		t.Fatalf("encrypted=%v: unaligned write status %d", r.cipher != nil, r.st[0])
+	}
+	clear(r.data[:off])
+	if st := r.do(0, typeIn, 40, len(want), false); st != statusOK || !bytes.Equal(r.data[:len(want)], want) {
+		t.Fatalf("encrypted=%v: read back after an unaligned write differs (status %d)", r.cipher != nil, st)
 	}
 }
 
@@ -317,21 +328,7 @@ func TestDirectIO(t *testing.T) {
 		part := make([]byte, 1024)
 		rand.Read(part)
 		copy(r.data[3:], part)
-		binary.LittleEndian.PutUint32(r.hdr, typeOut)
-		binary.LittleEndian.PutUint64(r.hdr[8:], 40)
-		dq := r.fe.Queues[0]
-		dq.Add([]vhostuser.Buf{{Addr: r.hdrGPA, Len: 16}, {Addr: r.dataGPA + 3, Len: 100}, {Addr: r.dataGPA + 103, Len: 924}, {Addr: r.stGPA, Len: 1, Write: true}})
-		dq.Kick()
-		for len(dq.Reap(nil)) == 0 {
-			dq.Wait(100 * time.Millisecond)
-		}
-		if r.st[0] != statusOK {
-			t.Fatalf("encrypted=%v: unaligned write status %d", encrypted, r.st[0])
-		}
-		clear(r.data[:1100])
-		if st := r.do(0, typeIn, 40, 1024, false); st != statusOK || !bytes.Equal(r.data[:1024], part) {
-			t.Fatalf("encrypted=%v: read back after an unaligned write differs (status %d)", encrypted, st)
-		}
+		r.unalignedWriteReadBack(t, part, 3, 100, 924)
 		// A transfer that is not whole sectors is refused.
 		if st := r.do(0, typeIn, 40, 1000, false); st != statusIOErr {
 			t.Fatalf("encrypted=%v: a 1000-byte read got status %d", encrypted, st)
