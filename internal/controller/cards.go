@@ -190,9 +190,24 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 		return err
 	}
 	defer mf.Close()
-	cmd := exec.Command(c.cfg.CardBinary, "blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
-		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cardUID))
-	cmd.ExtraFiles = []*os.File{backing, theirs, lf, mf}
+	args := []string{"blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
+		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cardUID)}
+	files := []*os.File{backing, theirs, lf, mf}
+	if cp.vol.Encrypted && cp.vol.Kind == api.VolumeInstanceStore {
+		// The instance-store key exists only in azoted and this card; the
+		// card hands it back to a restarted azoted so that it can restart
+		// the card if it dies later.
+		kf, err := listenFile(c.cardKeySocket(instID, cp.vol.ID))
+		if err != nil {
+			theirs.Close()
+			return err
+		}
+		defer kf.Close()
+		args = append(args, "--key-fd", "7")
+		files = append(files, kf)
+	}
+	cmd := exec.Command(c.cfg.CardBinary, args...)
+	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -293,6 +308,35 @@ func (c *Controller) superviseCard(rt *instanceRuntime, instID string, set *card
 	}
 }
 
+// cardKeySocket is where an instance-store card hands its key back.
+func (c *Controller) cardKeySocket(instID, volID string) string {
+	return filepath.Join(c.instanceDir(instID), volID+".key.sock")
+}
+
+// recoverKey asks a live instance-store card for the key of its launch,
+// which a restarted azoted no longer holds.
+func (c *Controller) recoverKey(instID string, v volumeRecord) error {
+	conn, err := net.DialTimeout("unix", c.cardKeySocket(instID, v.ID), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	key := make([]byte, volumeKeyBytes)
+	if _, err := io.ReadFull(conn, key); err != nil {
+		clear(key)
+		return err
+	}
+	c.mu.Lock()
+	if old, ok := c.ephemeralKeys[v.ID]; ok {
+		clear(old)
+	}
+	c.ephemeralKeys[v.ID] = key
+	c.mu.Unlock()
+	c.event("VolumeKeyUse", "volume/"+v.ID, map[string]any{"kind": v.Kind, "purpose": "instance-store key recovered from its live card after an azoted restart"})
+	return nil
+}
+
 // adoptCards re-attaches to cards a previous azoted started.
 func (c *Controller) adoptCards(rt *instanceRuntime, rec instanceRecord) {
 	set := &cardSet{cards: map[string]*cardProc{}}
@@ -310,6 +354,10 @@ func (c *Controller) adoptCards(rt *instanceRuntime, rec instanceRecord) {
 			close(cp.done) // gone: the supervisor restarts it if it can
 		} else if _, err := proc.WatchPID(h.PID, func() { close(cp.done) }); err != nil {
 			close(cp.done)
+		} else if v.Encrypted && v.Kind == api.VolumeInstanceStore {
+			if err := c.recoverKey(rec.ID, v); err != nil {
+				c.log.Warn("could not recover the instance-store key from its card; it cannot be restarted if it dies", "instance", rec.ID, "volume", v.ID, "err", err)
+			}
 		}
 		set.cards[v.ID] = cp
 		c.wg.Add(1)

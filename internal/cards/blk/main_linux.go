@@ -29,18 +29,19 @@ func Main(args []string) int {
 	listenFD := fs.Int("listen-fd", -1, "inherited listening vhost-user socket (then --socket only names it)")
 	metricsFD := fs.Int("metrics-fd", -1, "inherited listening metrics socket")
 	uid := fs.Int("uid", -1, "user (and group) id to drop to once every descriptor is held")
+	keyFD := fs.Int("key-fd", -1, "inherited listening socket on which the card hands its key back to root (instance-store volumes, for an azoted that restarted)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("card", "blk")
-	if err := run(*sock, *backingFD, *channelFD, *metricsSock, *listenFD, *metricsFD, *uid, log); err != nil {
+	if err := run(*sock, *backingFD, *channelFD, *metricsSock, *listenFD, *metricsFD, *keyFD, *uid, log); err != nil {
 		log.Error("card failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, metricsFD, uid int, log *slog.Logger) error {
+func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, metricsFD, keyFD, uid int, log *slog.Logger) error {
 	if sock == "" {
 		return fmt.Errorf("--socket is required")
 	}
@@ -55,7 +56,14 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		return fmt.Errorf("reading the channel: %w", err)
 	}
 	var cipher *xts.Cipher
+	// escrow keeps the key of an instance-store volume for a restarted
+	// azoted, which lost its copy (only azoted and this card ever hold it).
+	var escrow []byte
 	if cfg.Encrypted {
+		if keyFD >= 0 {
+			escrow = append([]byte(nil), key...)
+			defer clear(escrow)
+		}
 		cipher, err = xts.New(key)
 		clear(key)
 		if err != nil {
@@ -108,6 +116,13 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		}
 		go serveMetrics(ml, d, cfg.VolumeID)
 	}
+	if keyFD >= 0 && escrow != nil {
+		kl, err := listener("key", keyFD)
+		if err != nil {
+			return err
+		}
+		go serveKey(kl, escrow, log)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	// From here on the card only serves what it holds: it gives up root,
@@ -138,6 +153,42 @@ func serveMetrics(l *net.UnixListener, d *Device, volume string) {
 		d.Metrics.WritePrometheus(c, volume)
 		c.Close()
 	}
+}
+
+// serveKey answers each connection from uid 0 with the volume key. The
+// socket sits in the instance's 0700 directory, bound by azoted; the peer
+// check is defence in depth.
+func serveKey(l *net.UnixListener, key []byte, log *slog.Logger) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		if uid, err := peerUID(c); err != nil || uid != 0 {
+			log.Warn("key request refused", "uid", uid, "err", err)
+		} else {
+			c.Write(key)
+		}
+		c.Close()
+	}
+}
+
+func peerUID(c *net.UnixConn) (uint32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, serr
+	}
+	return cred.Uid, nil
 }
 
 // listener takes an inherited listening socket (azoted binds it, so the
