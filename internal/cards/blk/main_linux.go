@@ -103,7 +103,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 	// only after a while; with as many processors as requests in flight,
 	// the queue's slots never wait for each other.
 	if n := d.Slots() * dcfg.Queues; n > 1 {
-		runtime.GOMAXPROCS(max(runtime.NumCPU(), n+2))
+		runtime.GOMAXPROCS(max(runtime.NumCPU(), min(n+2, 256)))
 	}
 	l, err := listener(sock, listenFD)
 	if err != nil {
