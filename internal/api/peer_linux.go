@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net"
 
-	"golang.org/x/sys/unix"
+	"github.com/azote/azote/internal/proc"
 )
 
 // rootPeer allows a unix-socket connection only from uid 0, read from the
@@ -15,19 +15,9 @@ func rootPeer(c net.Conn) (int32, error) {
 	if !ok {
 		return 0, fmt.Errorf("not a unix socket connection")
 	}
-	raw, err := uc.SyscallConn()
+	cred, err := proc.PeerCred(uc)
 	if err != nil {
 		return 0, err
-	}
-	var cred *unix.Ucred
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if serr != nil {
-		return 0, serr
 	}
 	if cred.Uid != 0 {
 		return 0, fmt.Errorf("uid %d may not use the local socket: root only", cred.Uid)

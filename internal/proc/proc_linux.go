@@ -1,12 +1,14 @@
 // Package proc identifies, watches and signals the processes azoted
 // starts (engines and cards), which outlive azoted and are re-adopted by
 // pid and start time. It never signals a process whose identity it has not
-// just checked again.
+// just checked again. It also reads who is at the other end of a unix
+// socket (PeerCred), which is how azoted and the cards tell root callers.
 package proc
 
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -135,4 +137,22 @@ func KillMarked(marker string) int {
 		}
 	}
 	return n
+}
+
+// PeerCred returns the credentials of the process at the other end of a
+// unix socket, as the kernel recorded them at connect (SO_PEERCRED): the
+// peer cannot forge them.
+func PeerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, serr
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/azote/azote/internal/cards/channel"
 	"github.com/azote/azote/internal/cards/seccomp"
+	"github.com/azote/azote/internal/proc"
 	"github.com/azote/azote/internal/xts"
 )
 
@@ -174,19 +175,9 @@ func serveKey(l *net.UnixListener, key []byte, log *slog.Logger) {
 }
 
 func peerUID(c *net.UnixConn) (uint32, error) {
-	raw, err := c.SyscallConn()
+	cred, err := proc.PeerCred(c)
 	if err != nil {
 		return 0, err
-	}
-	var cred *unix.Ucred
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if serr != nil {
-		return 0, serr
 	}
 	return cred.Uid, nil
 }
