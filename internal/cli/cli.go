@@ -133,7 +133,7 @@ func verbUsage(w io.Writer, noun string, verbs map[string]command) {
 	}
 	sort.Strings(vs)
 	for _, v := range vs {
-		fmt.Fprintf(w, "  azote %-28s %s\n", strings.TrimSpace(noun+" "+v), verbs[v].summary)
+		fmt.Fprintf(w, "  azote %-31s %s\n", strings.TrimSpace(noun+" "+v), verbs[v].summary)
 	}
 }
 
