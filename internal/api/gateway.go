@@ -3,8 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +33,9 @@ type Auth interface {
 	AccountID() string
 }
 
-// Auditor makes audit records durable before Append returns.
+// Auditor makes audit records durable before Append returns, with the
+// values of secret-looking keys redacted (audit.Trail does both), so the
+// handler hands it requests and answers as they are.
 type Auditor interface {
 	Append(ctx context.Context, r *audit.Record) error
 }
@@ -134,15 +134,6 @@ func info(r *http.Request) *requestInfo {
 	return ri
 }
 
-func newRequestID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	x := hex.EncodeToString(b[:])
-	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
-}
-
 func sourceIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -156,7 +147,7 @@ func sourceIP(r *http.Request) string {
 // A refused request is audited with its source address.
 func (h *handler) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ri := &requestInfo{id: newRequestID(), start: time.Now()}
+		ri := &requestInfo{id: audit.NewUUID(), start: time.Now()}
 		w.Header().Set("X-Amzn-RequestId", ri.id)
 		ctx := context.WithValue(r.Context(), infoKey{}, ri)
 		r = r.WithContext(ctx)
@@ -515,7 +506,7 @@ func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // requestParams is what the trail keeps of a REST request: path values,
-// query and JSON body, with secrets redacted.
+// query and JSON body (the Auditor redacts secrets).
 func requestParams(r *http.Request, body []byte) map[string]any {
 	m := map[string]any{"method": r.Method, "path": r.URL.Path}
 	if q := r.URL.Query(); len(q) > 0 {
@@ -531,7 +522,7 @@ func requestParams(r *http.Request, body []byte) map[string]any {
 			m["body"] = v
 		}
 	}
-	return audit.Redact(m)
+	return m
 }
 
 // responseSummary keeps the identifying fields of a response object.
@@ -546,7 +537,7 @@ func responseSummary(body []byte) map[string]any {
 			out[k] = x
 		}
 	}
-	return audit.Redact(out)
+	return out
 }
 
 func toMap(v any) map[string]any {
@@ -563,7 +554,7 @@ func toMap(v any) map[string]any {
 		json.Unmarshal(raw, &v)
 		m = map[string]any{"value": v}
 	}
-	return audit.Redact(m)
+	return m
 }
 
 // capture keeps the first bytes a handler reads of a body, for the trail.

@@ -380,7 +380,7 @@ func (t *Trail) Append(ctx context.Context, r *Record) error {
 		return fmt.Errorf("%w: need EventSource and EventName", ErrInvalidRecord)
 	}
 	if r.EventID == "" {
-		r.EventID = newUUID()
+		r.EventID = NewUUID()
 	}
 	if r.EventVersion == "" {
 		r.EventVersion = EventVersion
@@ -820,8 +820,9 @@ func (t *Trail) nextWake() time.Duration {
 	return max(min(d, maxTimerSleep), time.Millisecond)
 }
 
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
+// NewUUID returns a random (version 4) UUID, the form of eventID and
+// requestID.
+func NewUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
 	b[6] = b[6]&0x0f | 0x40

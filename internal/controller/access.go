@@ -77,7 +77,7 @@ func (c *Controller) event(name, resource string, data map[string]any) {
 		EventTime: time.Now(), EventSource: "compute.azote", EventName: name, AWSRegion: c.cfg.Region,
 		SourceIPAddress: "azoted", UserAgent: "azoted/" + Version,
 		UserIdentity:        audit.UserIdentity{Type: "AzoteService", InvokedBy: "azoted"},
-		AdditionalEventData: audit.Redact(data), RequestID: "", EventType: "AwsServiceEvent", ManagementEvent: true,
+		AdditionalEventData: data, RequestID: "", EventType: "AwsServiceEvent", ManagementEvent: true,
 	}
 	if resource != "" {
 		rec.Resources = []audit.Resource{{ARN: "arn:azote:compute::" + c.iam.AccountID() + ":" + resource, AccountID: c.iam.AccountID()}}

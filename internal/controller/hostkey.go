@@ -31,19 +31,9 @@ func openHostKey(path string) (*hostKeyWrapper, error) {
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)
-		if err != nil {
+		if err := writeFileSync(path, key, 0o400); err != nil {
 			return nil, err
 		}
-		if _, err := f.Write(key); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, err
-		}
-		f.Close()
 	} else if err != nil {
 		return nil, err
 	}
