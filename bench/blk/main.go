@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -37,8 +39,14 @@ func main() {
 	dur := flag.Duration("time", 2*time.Second, "duration of each measurement")
 	rounds := flag.Int("rounds", 3, "rounds; each cell reports the median")
 	flag.BoolVar(&direct, "direct", false, "bypass the host page cache: O_DIRECT for the card, cache.direct=on for qemu-storage-daemon")
+	only := flag.String("workloads", "", "run only the workloads whose name matches this regular expression")
 	flag.Parse()
-	if err := run(*card, *size, *dur, *rounds); err != nil {
+	re, err := regexp.Compile(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/blk: -workloads:", err)
+		os.Exit(2)
+	}
+	if err := run(*card, *size, *dur, *rounds, re); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/blk:", err)
 		os.Exit(1)
 	}
@@ -47,12 +55,20 @@ func main() {
 // direct selects host-cache-bypassing I/O for every target.
 var direct bool
 
+type workload struct {
+	name   string
+	queues int
+	bs     int
+	write  bool
+	seq    bool
+}
+
 type target struct {
 	name  string
 	start func(dir string, queues int) (sock string, stop func(), err error)
 }
 
-func run(card string, size int64, dur time.Duration, rounds int) error {
+func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Regexp) error {
 	dir, err := os.MkdirTemp("", "azote-bench-blk-")
 	if err != nil {
 		return err
@@ -84,19 +100,17 @@ func run(card string, size int64, dur time.Duration, rounds int) error {
 		{"(d) qemu-storage-daemon luks", qsdTarget(luks, true)},
 	}
 	results := map[string]map[string]float64{}
-	tests := []struct {
-		name   string
-		queues int
-		bs     int
-		write  bool
-		seq    bool
-	}{
+	tests := []workload{
 		{"4k randread q1 qd32 (IOPS)", 1, 4096, false, false},
 		{"4k randwrite q1 qd32 (IOPS)", 1, 4096, true, false},
 		{"4k randread q2 qd32 (IOPS)", 2, 4096, false, false},
 		{"4k randwrite q2 qd32 (IOPS)", 2, 4096, true, false},
 		{"1M seqread q1 qd4 (MiB/s)", 1, 1 << 20, false, true},
 		{"1M seqwrite q1 qd4 (MiB/s)", 1, 1 << 20, true, true},
+	}
+	tests = slices.DeleteFunc(tests, func(w workload) bool { return !only.MatchString(w.name) })
+	if len(tests) == 0 {
+		return fmt.Errorf("no workload matches %q", only)
 	}
 	// Rounds interleave the targets, so a slow spell of the machine hits
 	// them all alike; each cell reports the median of its rounds.

@@ -54,6 +54,12 @@ type Backend struct {
 	mem                     *virtio.GuestMemory
 	maps                    [][]byte
 	vrings                  []*vring
+
+	// ownInflightFD and ownInflight are the memfd GET_INFLIGHT_FD hands
+	// out; inflight is the area in use, from GET or SET_INFLIGHT_FD.
+	ownInflightFD int
+	ownInflight   []byte
+	inflight      *inflightArea
 }
 
 type vring struct {
@@ -78,6 +84,15 @@ func NewBackend(dev Device, log *slog.Logger) *Backend {
 	for i := 0; i < dev.NumQueues(); i++ {
 		b.vrings = append(b.vrings, &vring{kick: -1, call: -1, err: -1})
 	}
+	fd, area, err := makeInflightMemfd(dev.NumQueues())
+	if err != nil {
+		// Without it the rings complete in order, which is as safe.
+		log.Warn("no inflight tracking memory; completing requests in ring order", "err", err)
+		fd = -1
+	} else {
+		b.protocol |= 1 << PFInflightShmfd
+	}
+	b.ownInflightFD, b.ownInflight = fd, area
 	return b
 }
 
@@ -286,6 +301,10 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		return nil, nil
 	case SetBackendReqFD:
 		return nil, nil
+	case GetInflightFD:
+		return b.getInflightFD(m)
+	case SetInflightFD:
+		return nil, b.setInflightFD(m)
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnsupported, m.Request)
 }
@@ -357,15 +376,37 @@ func (b *Backend) maybeStart(idx uint32, r *vring) error {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("%w: ring %d addresses: %v", ErrMalformed, idx, err)
 	}
-	q, err := virtio.NewQueue(b.mem, virtio.QueueConfig{
+	cfg := virtio.QueueConfig{
 		Size: uint16(r.num), DescTable: desc, AvailRing: avail, UsedRing: used,
 		EventIdx: b.acked&(1<<virtio.FRingEventIdx) != 0, Indirect: b.acked&(1<<virtio.FRingIndirectDesc) != 0,
 		MaxChainLen: int(r.num) + 2,
-	}, r.base)
+	}
+	q, err := virtio.NewQueue(b.mem, cfg, r.base)
 	if err != nil {
 		return fmt.Errorf("%w: ring %d: %v", ErrMalformed, idx, err)
 	}
-	w, err := startWorker(b, int(idx), r, q)
+	t, err := b.tracker(int(idx), uint16(r.num))
+	if err != nil {
+		return err
+	}
+	if t != nil {
+		// With inflight tracking the region, not the frontend's base, says
+		// where the ring resumes: a frontend that lost its backend sends
+		// the used index, which out-of-order completion made meaningless.
+		base, err := t.recover(q.UsedIdx(), r.base, uint16(r.num))
+		if err != nil {
+			return fmt.Errorf("%w: ring %d: %v", ErrMalformed, idx, err)
+		}
+		if len(t.resubmit) > 0 {
+			b.log.Info("resubmitting requests in flight when the backend stopped", "queue", idx, "requests", len(t.resubmit))
+		}
+		if base != r.base {
+			if q, err = virtio.NewQueue(b.mem, cfg, base); err != nil {
+				return fmt.Errorf("%w: ring %d: %v", ErrMalformed, idx, err)
+			}
+		}
+	}
+	w, err := startWorker(b, int(idx), r, q, t)
 	if err != nil {
 		return err
 	}
@@ -401,5 +442,6 @@ func (b *Backend) reset() {
 		closeFD(&r.err)
 		*r = vring{kick: -1, call: -1, err: -1}
 	}
+	b.dropInflight()
 	b.acked, b.protocolAcked = 0, 0
 }

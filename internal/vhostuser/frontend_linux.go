@@ -23,6 +23,10 @@ type Frontend struct {
 	Features uint64
 	Protocol uint64
 	Queues   []*DriverQueue
+	// inflightFD and inflight are the backend's inflight area, handed
+	// back to every backend that replaces it.
+	inflightFD int
+	inflight   Inflight
 }
 
 // FrontendConfig says what to negotiate.
@@ -35,6 +39,9 @@ type FrontendConfig struct {
 	Features uint64
 	// NoEventIdx declines VIRTIO_F_EVENT_IDX.
 	NoEventIdx bool
+	// NoInflight declines inflight I/O tracking, which QEMU uses when a
+	// backend offers it; without it the backend completes in ring order.
+	NoInflight bool
 }
 
 // Dial connects to the backend at path and brings up every queue.
@@ -43,7 +50,7 @@ func Dial(path string, cfg FrontendConfig) (*Frontend, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Frontend{conn: newConn(c), memfd: -1}
+	f := &Frontend{conn: newConn(c), memfd: -1, inflightFD: -1}
 	if err := f.setup(cfg); err != nil {
 		f.Close()
 		return nil, err
@@ -67,8 +74,12 @@ func (f *Frontend) call(req Request, payload []byte, fds []int, wantReply bool) 
 	if err != nil {
 		return nil, err
 	}
-	for _, fd := range m.FDs {
-		unix.Close(fd)
+	if req != GetInflightFD {
+		// The one reply that carries a descriptor is GET_INFLIGHT_FD's.
+		for _, fd := range m.FDs {
+			unix.Close(fd)
+		}
+		m.FDs = nil
 	}
 	if m.Request != req || m.Flags&flagReply == 0 {
 		return nil, fmt.Errorf("vhostuser: reply %v to %v", m.Request, req)
@@ -108,10 +119,14 @@ func (f *Frontend) setup(cfg FrontendConfig) error {
 		if err != nil {
 			return err
 		}
-		if _, err := f.call(SetProtocolFeatures, u64Bytes(pf&(1<<PFMQ|1<<PFReplyAck|1<<PFConfig)), nil, false); err != nil {
+		want := uint64(1<<PFMQ | 1<<PFReplyAck | 1<<PFConfig | 1<<PFInflightShmfd)
+		if cfg.NoInflight {
+			want &^= 1 << PFInflightShmfd
+		}
+		if _, err := f.call(SetProtocolFeatures, u64Bytes(pf&want), nil, false); err != nil {
 			return err
 		}
-		f.Protocol = pf & (1<<PFMQ | 1<<PFReplyAck | 1<<PFConfig)
+		f.Protocol = pf & want
 	}
 	if _, err := f.call(SetOwner, nil, nil, false); err != nil {
 		return err
@@ -126,6 +141,14 @@ func (f *Frontend) setup(cfg FrontendConfig) error {
 		}
 		if uint64(cfg.NumQueues) > n {
 			return fmt.Errorf("vhostuser: backend has %d queues, want %d", n, cfg.NumQueues)
+		}
+	}
+	if f.Protocol&(1<<PFInflightShmfd) != 0 {
+		if err := f.getInflight(cfg.NumQueues, cfg.QueueSize); err != nil {
+			return err
+		}
+		if err := f.setInflight(); err != nil {
+			return err
 		}
 	}
 	fd, err := unix.MemfdCreate("azote-frontend", unix.MFD_CLOEXEC)
@@ -153,6 +176,30 @@ func (f *Frontend) setup(cfg FrontendConfig) error {
 		f.Queues = append(f.Queues, q)
 	}
 	return nil
+}
+
+// getInflight asks the backend for its inflight area, as QEMU does before
+// it first starts the rings.
+func (f *Frontend) getInflight(queues, size int) error {
+	m, err := f.call(GetInflightFD, Inflight{NumQueues: uint16(queues), QueueSize: uint16(size)}.bytes(), nil, true)
+	if err != nil {
+		return err
+	}
+	in, err := m.Inflight()
+	if err != nil || len(m.FDs) != 1 {
+		for _, fd := range m.FDs {
+			unix.Close(fd)
+		}
+		return fmt.Errorf("vhostuser: GET_INFLIGHT_FD reply with %d fds: %v", len(m.FDs), err)
+	}
+	f.inflightFD, f.inflight = m.FDs[0], in
+	return nil
+}
+
+// setInflight hands the inflight area to the backend.
+func (f *Frontend) setInflight() error {
+	_, err := f.call(SetInflightFD, f.inflight.bytes(), []int{f.inflightFD}, false)
+	return err
 }
 
 // Alloc reserves n bytes of guest memory, 64-byte aligned, and returns the
@@ -212,12 +259,16 @@ func (f *Frontend) Close() error {
 	if f.memfd >= 0 {
 		unix.Close(f.memfd)
 	}
+	if f.inflightFD >= 0 {
+		unix.Close(f.inflightFD)
+	}
 	return f.conn.close()
 }
 
 // Reconnect replaces a dead backend connection: it dials path again and
-// resends the memory table and every ring, resuming each ring at its used
-// index, which is where an in-order backend stopped.
+// resends the inflight area, the memory table and every ring, with each
+// ring's base at its used index, as QEMU does when it lost the backend: an
+// in-order backend resumes there, a tracking one from its inflight area.
 func (f *Frontend) Reconnect(path string, timeout time.Duration) error {
 	f.conn.close()
 	deadline := time.Now().Add(timeout)
@@ -247,6 +298,12 @@ func (f *Frontend) Reconnect(path string, timeout time.Duration) error {
 	for _, step := range []func() error{
 		func() error { _, err := f.call(SetOwner, nil, nil, false); return err },
 		func() error { _, err := f.call(SetFeatures, u64Bytes(f.Features), nil, false); return err },
+		func() error {
+			if f.inflightFD < 0 {
+				return nil
+			}
+			return f.setInflight()
+		},
 		func() error {
 			region := MemRegion{GuestAddr: 0, Size: uint64(len(f.Mem)), UserAddr: addrOf(f.Mem)}
 			_, err := f.call(SetMemTable, memTableBytes([]MemRegion{region}), []int{f.memfd}, false)

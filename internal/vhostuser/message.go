@@ -305,6 +305,17 @@ func (m *Message) Inflight() (Inflight, error) {
 		binary.LittleEndian.Uint16(p[16:]), binary.LittleEndian.Uint16(p[18:])}, nil
 }
 
+// bytes encodes the struct with its 4 bytes of trailing padding, as
+// QEMU sends it.
+func (in Inflight) bytes() []byte {
+	b := make([]byte, 24)
+	binary.LittleEndian.PutUint64(b, in.MmapSize)
+	binary.LittleEndian.PutUint64(b[8:], in.MmapOffset)
+	binary.LittleEndian.PutUint16(b[16:], in.NumQueues)
+	binary.LittleEndian.PutUint16(b[18:], in.QueueSize)
+	return b
+}
+
 func u64Bytes(v uint64) []byte {
 	b := make([]byte, 8)
 	binary.LittleEndian.PutUint64(b, v)

@@ -10,28 +10,33 @@ import (
 )
 
 // worker serves one ring: it waits for kicks, pops chains, hands them to
-// the device in order, pushes them to the used ring in the same order, and
-// signals the call eventfd when the driver wants it. Completing in order is
-// what lets a restarted card resume from the used index without losing or
-// repeating a request.
+// the device, pushes them to the used ring, and signals the call eventfd
+// when the driver wants it.
+//
+// Without inflight tracking a ring completes in ring order, which is what
+// lets a restarted backend resume from the used index without losing or
+// repeating a request. With it (t set), a ConcurrentDevice's requests
+// complete as they finish, and the region records what is in flight.
 type worker struct {
 	stopfd int
 	done   chan struct{}
 	last   uint16
+	q      *virtio.Queue
+	t      *tracker
 	// pipe serves several chains at once for a ConcurrentDevice.
 	pipe *pipeline
 }
 
-func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue) (*worker, error) {
+func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*worker, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{stopfd: efd, done: make(chan struct{})}
+	w := &worker{stopfd: efd, done: make(chan struct{}), q: q, t: t}
 	if cd, ok := b.dev.(ConcurrentDevice); ok && cd.Slots() > 1 {
-		w.pipe = newPipeline(cd, idx)
+		w.pipe = newPipeline(w, cd, idx)
 	}
-	go w.run(b, idx, r, q)
+	go w.run(b, idx, r)
 	return w, nil
 }
 
@@ -44,7 +49,38 @@ func (w *worker) stop() uint16 {
 	return w.last
 }
 
-func (w *worker) run(b *Backend, idx int, r *vring, q *virtio.Queue) {
+// pop takes the next chain: first those a previous backend left in
+// flight, then the available ring's. Its results are Queue.Pop's.
+func (w *worker) pop(c *virtio.Chain) (ok bool, err error) {
+	if w.t != nil && len(w.t.resubmit) > 0 {
+		h := w.t.resubmit[0]
+		w.t.resubmit = w.t.resubmit[1:]
+		err := w.q.Resume(c, h)
+		return !errors.Is(err, virtio.ErrBroken), err
+	}
+	ok, err = w.q.Pop(c)
+	if ok && w.t != nil {
+		w.t.took(c.Head)
+	}
+	return ok, err
+}
+
+// push returns a chain to the driver, retiring it in the inflight region
+// around the used ring update.
+func (w *worker) push(head uint16, n uint32) error {
+	if w.t == nil {
+		return w.q.Push(head, n)
+	}
+	used := w.q.UsedIdx()
+	w.t.returning(head, used)
+	if err := w.q.Push(head, n); err != nil {
+		return err
+	}
+	w.t.returned(head, used+1)
+	return nil
+}
+
+func (w *worker) run(b *Backend, idx int, r *vring) {
 	defer close(w.done)
 	if w.pipe != nil {
 		defer w.pipe.close()
@@ -54,11 +90,15 @@ func (w *worker) run(b *Backend, idx int, r *vring, q *virtio.Queue) {
 	fds := []unix.PollFd{{Fd: int32(r.kick), Events: unix.POLLIN}, {Fd: int32(w.stopfd), Events: unix.POLLIN}}
 	broken := false
 	for {
-		drain := w.drain
-		if w.pipe != nil {
-			drain = w.pipe.drain
+		var ok bool
+		if !broken {
+			if w.pipe != nil {
+				ok = w.pipe.drain(r)
+			} else {
+				ok = w.drain(b, idx, r, &chain)
+			}
 		}
-		if !broken && !drain(b, idx, r, q, &chain) {
+		if !broken && !ok {
 			broken = true
 			b.log.Warn("virtqueue broken by the driver; stopped until reset", "queue", idx)
 			signal(r, &r.err)
@@ -71,7 +111,7 @@ func (w *worker) run(b *Backend, idx int, r *vring, q *virtio.Queue) {
 			b.log.Error("poll on kick", "queue", idx, "err", err)
 		}
 		if fds[1].Revents != 0 {
-			w.last = q.LastAvail()
+			w.last = w.q.LastAvail()
 			return
 		}
 		if fds[0].Revents&unix.POLLIN != 0 {
@@ -80,14 +120,15 @@ func (w *worker) run(b *Backend, idx int, r *vring, q *virtio.Queue) {
 	}
 }
 
-// drain serves every available chain. It returns false when the queue is
-// broken (the driver corrupted its indices).
-func (w *worker) drain(b *Backend, idx int, r *vring, q *virtio.Queue, c *virtio.Chain) bool {
+// drain serves every available chain, one at a time. It returns false
+// when the queue is broken (the driver corrupted its indices).
+func (w *worker) drain(b *Backend, idx int, r *vring, c *virtio.Chain) bool {
+	q := w.q
 	for {
 		q.DisableNotifications()
 		served := false
 		for {
-			ok, err := q.Pop(c)
+			ok, err := w.pop(c)
 			if errors.Is(err, virtio.ErrBroken) {
 				return false
 			}
@@ -95,7 +136,7 @@ func (w *worker) drain(b *Backend, idx int, r *vring, q *virtio.Queue, c *virtio
 				break
 			}
 			n := b.dev.Handle(idx, c, err)
-			if perr := q.Push(c.Head, n); perr != nil {
+			if perr := w.push(c.Head, n); perr != nil {
 				return false
 			}
 			served = true
@@ -106,7 +147,7 @@ func (w *worker) drain(b *Backend, idx int, r *vring, q *virtio.Queue, c *virtio
 		q.EnableNotifications()
 		// A request made available between the last Pop and enabling
 		// notifications would otherwise wait for the next kick.
-		ok, err := q.Pop(c)
+		ok, err := w.pop(c)
 		if errors.Is(err, virtio.ErrBroken) {
 			return false
 		}
@@ -114,7 +155,7 @@ func (w *worker) drain(b *Backend, idx int, r *vring, q *virtio.Queue, c *virtio
 			return true
 		}
 		n := b.dev.Handle(idx, c, err)
-		if perr := q.Push(c.Head, n); perr != nil {
+		if perr := w.push(c.Head, n); perr != nil {
 			return false
 		}
 		if q.NeedNotify() {
@@ -124,37 +165,56 @@ func (w *worker) drain(b *Backend, idx int, r *vring, q *virtio.Queue, c *virtio
 }
 
 // pipeline serves up to len(slots) chains of one queue concurrently, each
-// in its own goroutine, and completes them in ring order:
+// in its own goroutine:
 //
-//	worker: Pop → slot (round robin) ──► slot goroutine: HandleSlot
-//	worker: wait for the oldest slot ◄── done
-//	worker: Push (ring order), signal
+//	worker: pop → idle slot ──► slot goroutine: HandleSlot
+//	worker: push, signal     ◄── done (whichever slot finishes first)
 //
 // Only the worker touches the queue. A chain's buffers belong to its slot
-// until the worker has seen it done.
+// until the worker has seen it done. With inflight tracking a finished
+// chain is pushed at once; without, it waits in ready until every chain
+// taken before it is pushed, so the used ring stays in ring order, but its
+// slot is free for the next chain meanwhile.
 type pipeline struct {
+	w     *worker
 	slots []*slot
-	head  int // oldest chain in flight
-	count int // chains in flight
+	idle  []*slot
+	done  chan *slot
+	busy  int
+
+	ordered       bool
+	ready         []readyChain // by taken sequence, modulo the ring size
+	taken, pushed uint64
+}
+
+type readyChain struct {
+	head uint16
+	n    uint32
+	ok   bool
 }
 
 type slot struct {
 	chain virtio.Chain
 	err   error
 	n     uint32
+	seq   uint64
 	work  chan struct{}
-	done  chan struct{}
 }
 
-func newPipeline(cd ConcurrentDevice, idx int) *pipeline {
-	p := &pipeline{}
-	for i := 0; i < cd.Slots(); i++ {
-		s := &slot{work: make(chan struct{}), done: make(chan struct{})}
+func newPipeline(w *worker, cd ConcurrentDevice, idx int) *pipeline {
+	n := cd.Slots()
+	p := &pipeline{w: w, done: make(chan *slot, n), ordered: w.t == nil}
+	if p.ordered {
+		p.ready = make([]readyChain, w.q.Size())
+	}
+	for i := 0; i < n; i++ {
+		s := &slot{work: make(chan struct{})}
 		p.slots = append(p.slots, s)
+		p.idle = append(p.idle, s)
 		go func(i int) {
 			for range s.work {
 				s.n = cd.HandleSlot(idx, i, &s.chain, s.err)
-				s.done <- struct{}{}
+				p.done <- s
 			}
 		}(i)
 	}
@@ -168,50 +228,71 @@ func (p *pipeline) close() {
 	}
 }
 
-// dispatch pops the next chain into a free slot and starts it. It reports
-// whether there was one, and false with broken set when the driver
-// corrupted the ring.
-func (p *pipeline) dispatch(q *virtio.Queue) (started, broken bool) {
-	s := p.slots[(p.head+p.count)%len(p.slots)]
-	ok, err := q.Pop(&s.chain)
+// dispatch pops the next chain into an idle slot and starts it. It
+// reports whether there was one, and false with broken set when the
+// driver corrupted the ring.
+func (p *pipeline) dispatch() (started, broken bool) {
+	if len(p.idle) == 0 || p.ordered && p.taken-p.pushed >= uint64(len(p.ready)) {
+		// In order, a driver cannot have more chains out than the ring
+		// holds; one that reuses heads in flight waits here.
+		return false, false
+	}
+	s := p.idle[len(p.idle)-1]
+	ok, err := p.w.pop(&s.chain)
 	if errors.Is(err, virtio.ErrBroken) {
 		return false, true
 	}
 	if !ok && err == nil {
 		return false, false
 	}
-	s.err = err
+	p.idle = p.idle[:len(p.idle)-1]
+	s.err, s.seq = err, p.taken
+	p.taken++
+	p.busy++
 	s.work <- struct{}{}
-	p.count++
 	return true, false
 }
 
-// complete waits for the oldest chain and pushes it.
-func (p *pipeline) complete(q *virtio.Queue) error {
-	s := p.slots[p.head]
-	<-s.done
-	p.head = (p.head + 1) % len(p.slots)
-	p.count--
-	return q.Push(s.chain.Head, s.n)
+// finish takes back a slot whose chain is done and pushes what can be
+// pushed.
+func (p *pipeline) finish(s *slot) error {
+	p.busy--
+	p.idle = append(p.idle, s)
+	if !p.ordered {
+		p.pushed++
+		return p.w.push(s.chain.Head, s.n)
+	}
+	p.ready[s.seq%uint64(len(p.ready))] = readyChain{head: s.chain.Head, n: s.n, ok: true}
+	for {
+		e := &p.ready[p.pushed%uint64(len(p.ready))]
+		if !e.ok {
+			return nil
+		}
+		e.ok = false
+		p.pushed++
+		if err := p.w.push(e.head, e.n); err != nil {
+			return err
+		}
+	}
 }
 
 // quiesce waits for every chain in flight (their buffers are guest
 // memory the device is still using) without pushing them.
 func (p *pipeline) quiesce() {
-	for p.count > 0 {
-		<-p.slots[p.head].done
-		p.head = (p.head + 1) % len(p.slots)
-		p.count--
+	for p.busy > 0 {
+		p.idle = append(p.idle, <-p.done)
+		p.busy--
 	}
 }
 
 // drain is worker.drain for a ConcurrentDevice.
-func (p *pipeline) drain(b *Backend, idx int, r *vring, q *virtio.Queue, _ *virtio.Chain) bool {
+func (p *pipeline) drain(r *vring) bool {
+	q := p.w.q
 	for {
 		q.DisableNotifications()
 		for {
-			for p.count < len(p.slots) {
-				started, broken := p.dispatch(q)
+			for {
+				started, broken := p.dispatch()
 				if broken {
 					p.quiesce()
 					return false
@@ -220,10 +301,22 @@ func (p *pipeline) drain(b *Backend, idx int, r *vring, q *virtio.Queue, _ *virt
 					break
 				}
 			}
-			if p.count == 0 {
+			if p.busy == 0 {
 				break
 			}
-			if err := p.complete(q); err != nil {
+			// Wait for one, then take every other finished one before
+			// signalling once for all of them.
+			err := p.finish(<-p.done)
+			for more := err == nil; more; {
+				select {
+				case s := <-p.done:
+					err = p.finish(s)
+					more = err == nil
+				default:
+					more = false
+				}
+			}
+			if err != nil {
 				p.quiesce()
 				return false
 			}
@@ -234,7 +327,7 @@ func (p *pipeline) drain(b *Backend, idx int, r *vring, q *virtio.Queue, _ *virt
 		q.EnableNotifications()
 		// A request made available between the last Pop and enabling
 		// notifications would otherwise wait for the next kick.
-		started, broken := p.dispatch(q)
+		started, broken := p.dispatch()
 		if broken {
 			p.quiesce()
 			return false

@@ -259,6 +259,26 @@ func (q *Queue) Pop(c *Chain) (ok bool, err error) {
 	return true, q.walk(c, head)
 }
 
+// Resume fills c with the chain at head without consuming an available
+// ring entry: it is for a request that a device took before it was
+// restarted and never completed (vhost-user inflight tracking), whose
+// descriptors still belong to the device. The chain is walked and
+// checked as Pop does, and the caller must Push(c.Head, n) it. head must
+// be below the queue size, and LastAvail must already count it (NewQueue
+// resumed at the used index plus the requests in flight).
+func (q *Queue) Resume(c *Chain, head uint16) error {
+	if q.err != nil {
+		return q.err
+	}
+	c.Head = head
+	c.Readable = c.Readable[:0]
+	c.Writable = c.Writable[:0]
+	if head >= q.size {
+		return fmt.Errorf("%w: resumed head %d, queue size %d", ErrOutOfBounds, head, q.size)
+	}
+	return q.walk(c, head)
+}
+
 // walk follows the chain at head, reading each descriptor once and
 // checking it before anything it names is touched. The loop ends: every
 // iteration either fails, returns, switches to the indirect table (once),

@@ -68,7 +68,8 @@ func newRigFlags(t testing.TB, size int64, queues int, encrypted, readOnly bool,
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { Serve(r.dev, l, slog.New(slog.NewTextHandler(io.Discard, nil))); close(done) }()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { Serve(vhostuser.NewBackend(r.dev, log), l, log); close(done) }()
 	t.Cleanup(func() {
 		if r.fe != nil {
 			r.fe.Close()

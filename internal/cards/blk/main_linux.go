@@ -15,6 +15,7 @@ import (
 	"github.com/azote/azote/internal/cards/channel"
 	"github.com/azote/azote/internal/cards/seccomp"
 	"github.com/azote/azote/internal/proc"
+	"github.com/azote/azote/internal/vhostuser"
 	"github.com/azote/azote/internal/xts"
 )
 
@@ -124,6 +125,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		}
 		go serveKey(kl, escrow, log)
 	}
+	b := vhostuser.NewBackend(d, log)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	// From here on the card only serves what it holds: it gives up root,
@@ -142,7 +144,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 	}()
 	log.Info("serving", "volume", cfg.VolumeID, "sectors", d.Capacity(), "queues", cfg.Queues,
 		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted)
-	return Serve(d, l, log)
+	return Serve(b, l, log)
 }
 
 func serveMetrics(l *net.UnixListener, d *Device, volume string) {

@@ -9,12 +9,13 @@ import (
 	"github.com/azote/azote/internal/vhostuser"
 )
 
-// Serve listens on the vhost-user socket path and serves one frontend at a
-// time until the listener fails. A frontend that disconnects (the engine
-// restarting, or QEMU reconnecting after this card was restarted) is
-// followed by the next one; ring state comes from the frontend each time.
-func Serve(d *Device, l *net.UnixListener, log *slog.Logger) error {
-	b := vhostuser.NewBackend(d, log)
+// Serve accepts frontends on l and serves b to one at a time until the
+// listener fails. A frontend that disconnects (the engine restarting, or
+// QEMU reconnecting after this card was restarted) is followed by the next
+// one; ring state comes from the frontend, and from the inflight area it
+// hands back, each time. The backend is made before the card's system-call
+// filter is installed (it creates its inflight memfd then).
+func Serve(b *vhostuser.Backend, l *net.UnixListener, log *slog.Logger) error {
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
