@@ -15,6 +15,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
@@ -269,7 +270,16 @@ func qsdTarget(file string, luks bool) func(string, int) (string, func(), error)
 // measure drives queues goroutines, each with depth requests in flight, for
 // dur, and returns the number of completed requests.
 func measure(sock string, queues, depth, bs int, write, seq bool, size int64, dur time.Duration) (float64, error) {
-	fe, err := vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 64 << 20, NumQueues: queues, QueueSize: 128})
+	// The socket file appears at bind, a moment before the server
+	// listens: a refused connection is retried briefly.
+	var fe *vhostuser.Frontend
+	var err error
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		fe, err = vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 64 << 20, NumQueues: queues, QueueSize: 128})
+		if err == nil || !errors.Is(err, unix.ECONNREFUSED) || time.Since(start) > 2*time.Second {
+			break
+		}
+	}
 	if err != nil {
 		return 0, err
 	}

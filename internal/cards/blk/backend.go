@@ -11,21 +11,27 @@ import (
 var errShort = errors.New("blk: short transfer")
 
 // read fills iov from the device starting at sector. Plaintext volumes
-// read straight into guest memory; encrypted ones read ciphertext into the
-// queue's bounce buffer, decrypt it there and copy the plaintext out, one
-// bounce buffer at a time.
+// read straight into guest memory. Encrypted ones do too when every
+// segment is whole sectors (and, on O_DIRECT, aligned), and decrypt there
+// in place: the guest's buffer holds the ciphertext of its own data until
+// its own request completes, which tells it nothing it cannot see in
+// plaintext anyway. Other segments go through the bounce buffer.
 func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
+	straight := !d.direct || memAligned(iov) // segments the file can take I/O into
 	if d.cfg.Cipher == nil {
-		if !d.direct || memAligned(iov) {
+		if straight {
 			return preadvFull(d.cfg.File, iov, off)
 		}
 		return d.bounceRead(qs, iov, off)
 	}
 	total := totalLen(iov)
+	if straight && sectorAligned(iov) {
+		return d.split(qs, iov, nil, total, sector, false)
+	}
 	bounce := qs.buffer(total)
 	if total <= uint64(len(bounce)) && sectorAligned(iov) {
-		return d.split(qs, iov, bounce[:total], sector, false)
+		return d.split(qs, iov, bounce[:total], total, sector, false)
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(bounce)))
@@ -96,7 +102,7 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	total := totalLen(iov)
 	bounce := qs.buffer(total)
 	if total <= uint64(len(bounce)) && sectorAligned(iov) {
-		return d.split(qs, iov, bounce[:total], sector, true)
+		return d.split(qs, iov, bounce[:total], total, sector, true)
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(bounce)))
@@ -236,7 +242,8 @@ func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 const splitAt = 128 << 10
 
 // half is one part of an encrypted transfer between guest segments and
-// the matching part of the bounce buffer.
+// the matching part of the bounce buffer, or, for a read in place, the
+// guest segments alone (buf nil).
 type half struct {
 	iov    [][]byte
 	buf    []byte
@@ -244,36 +251,54 @@ type half struct {
 	write  bool
 }
 
-// split moves an aligned encrypted transfer, in two halves when it is large.
-func (d *Device) split(qs *queueState, iov [][]byte, buf []byte, sector uint64, write bool) error {
-	total := uint64(len(buf))
+// split moves an aligned encrypted transfer of total bytes, through buf
+// (nil: a read in place), in two halves when it is large. The cut is the
+// sector boundary at or below the middle, inside a segment if need be (a
+// transfer is often one large segment); every segment is a whole number of
+// sectors, so both halves are too.
+func (d *Device) split(qs *queueState, iov [][]byte, buf []byte, total, sector uint64, write bool) error {
 	if total < splitAt || qs.work == nil {
 		return d.crypt(half{iov: iov, buf: buf, sector: sector, write: write})
 	}
-	// Cut at the segment boundary nearest the middle.
+	mid := total / 2 &^ (SectorSize - 1)
 	var o uint64
 	k := 0
-	for k < len(iov)-1 && o+uint64(len(iov[k])) <= total/2 {
+	for o+uint64(len(iov[k])) <= mid {
 		o += uint64(len(iov[k]))
 		k++
 	}
-	if k == 0 {
-		return d.crypt(half{iov: iov, buf: buf, sector: sector, write: write})
+	c := mid - o // inside iov[k], a multiple of the sector size
+	lo := append(qs.lo[:0], iov[:k]...)
+	if c > 0 {
+		lo = append(lo, iov[k][:c])
 	}
-	qs.h = half{iov: iov[:k], buf: buf[:o], sector: sector, write: write}
+	hi := append(append(qs.hi[:0], iov[k][c:]), iov[k+1:]...)
+	qs.lo, qs.hi = lo, hi
+	var bufLo, bufHi []byte
+	if buf != nil {
+		bufLo, bufHi = buf[:mid], buf[mid:]
+	}
+	qs.h = half{iov: lo, buf: bufLo, sector: sector, write: write}
 	qs.work <- &qs.h
-	err := d.crypt(half{iov: iov[k:], buf: buf[o:], sector: sector + o/SectorSize, write: write})
+	err := d.crypt(half{iov: hi, buf: bufHi, sector: sector + mid/SectorSize, write: write})
 	return errors.Join(<-qs.done, err)
 }
 
 // crypt does one half: for a write, encrypt each segment from guest memory
 // into the bounce buffer (the guest's buffer is never modified) and write
-// it; for a read, read the ciphertext and decrypt each segment straight
-// into guest memory.
+// it; for a read, read the ciphertext (into the bounce buffer, or into the
+// guest's segments when h.buf is nil) and decrypt each segment into guest
+// memory.
 func (d *Device) crypt(h half) error {
 	off := int64(h.sector * SectorSize)
 	if !h.write {
-		if err := preadFull(d.cfg.File, h.buf, off); err != nil {
+		var err error
+		if h.buf == nil {
+			err = preadvFull(d.cfg.File, h.iov, off)
+		} else {
+			err = preadFull(d.cfg.File, h.buf, off)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -281,9 +306,12 @@ func (d *Device) crypt(h half) error {
 	for _, seg := range h.iov {
 		n := uint64(len(seg))
 		var err error
-		if h.write {
+		switch {
+		case h.write:
 			err = d.cfg.Cipher.EncryptSectors(h.buf[o:o+n], seg, h.sector+o/SectorSize, SectorSize)
-		} else {
+		case h.buf == nil:
+			err = d.cfg.Cipher.DecryptSectors(seg, seg, h.sector+o/SectorSize, SectorSize)
+		default:
 			err = d.cfg.Cipher.DecryptSectors(seg, h.buf[o:o+n], h.sector+o/SectorSize, SectorSize)
 		}
 		if err != nil {

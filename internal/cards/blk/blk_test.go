@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,15 +90,28 @@ func newRigFlags(t testing.TB, size int64, queues int, encrypted, readOnly bool,
 	return r
 }
 
-// do sends one request on queue q and waits for its status.
+// do sends one request on queue q, its data (n bytes, none if 0) at
+// r.data, and waits for its status.
 func (r *rig) do(q int, typ uint32, sector uint64, n int, write bool) byte {
+	r.t.Helper()
+	if n == 0 {
+		return r.request(q, typ, sector, write, 0)
+	}
+	return r.request(q, typ, sector, write, 0, uint32(n))
+}
+
+// request sends one request on queue q with its data cut into segments of
+// the given lengths, laid out back to back from r.data[off:], and waits
+// for its status.
+func (r *rig) request(q int, typ uint32, sector uint64, write bool, off uint64, lens ...uint32) byte {
 	r.t.Helper()
 	binary.LittleEndian.PutUint32(r.hdr, typ)
 	binary.LittleEndian.PutUint64(r.hdr[8:], sector)
 	r.st[0] = 0xff
 	bufs := []vhostuser.Buf{{Addr: r.hdrGPA, Len: 16}}
-	if n > 0 {
-		bufs = append(bufs, vhostuser.Buf{Addr: r.dataGPA, Len: uint32(n), Write: !write})
+	for _, n := range lens {
+		bufs = append(bufs, vhostuser.Buf{Addr: r.dataGPA + off, Len: n, Write: !write})
+		off += uint64(n)
 	}
 	bufs = append(bufs, vhostuser.Buf{Addr: r.stGPA, Len: 1, Write: true})
 	dq := r.fe.Queues[q]
@@ -142,6 +156,50 @@ func TestReadWriteEncrypted(t *testing.T) {
 			r.cipher.EncryptSectors(want, plain, sector, 512)
 			if !bytes.Equal(disk, want) {
 				t.Fatal("backing file is not the aes-xts-plain64 encryption of the data")
+			}
+		}
+	}
+}
+
+// TestLargeEncryptedTransfers: transfers from splitAt up are cut in two
+// halves served on two cores, at the sector boundary nearest the middle,
+// inside a segment when one spans it. Whatever the segments, the file
+// must hold the aes-xts-plain64 encryption of the data, and it must read
+// back through any other segmentation.
+func TestLargeEncryptedTransfers(t *testing.T) {
+	r := newRig(t, 4<<20, 1, true, false)
+	const total = 1 << 20
+	layouts := [][]uint32{
+		{total},                              // one segment: the cut is inside it
+		{512, total - 1024, 512},             // the middle segment spans the cut
+		{total / 2, total / 2},               // the cut is on a segment boundary
+		{total/2 - 512, 1024, total/2 - 512}, // a small segment across the middle
+		{4096 * 3, total - 4096*3},           // the cut inside the second of two
+		{splitAt},                            // the smallest split transfer
+	}
+	for i, lens := range layouts {
+		n := 0
+		for _, l := range lens {
+			n += int(l)
+		}
+		plain := make([]byte, n)
+		rand.Read(plain)
+		sector := uint64(16 + i*8)
+		copy(r.data, plain)
+		if st := r.request(0, typeOut, sector, true, 0, lens...); st != statusOK {
+			t.Fatalf("layout %v: write status %d", lens, st)
+		}
+		disk := make([]byte, n)
+		r.file.ReadAt(disk, int64(sector*512))
+		want := make([]byte, n)
+		r.cipher.EncryptSectors(want, plain, sector, 512)
+		if !bytes.Equal(disk, want) {
+			t.Fatalf("layout %v: the file is not the aes-xts-plain64 encryption of the data", lens)
+		}
+		for _, back := range [][]uint32{{uint32(n)}, slices.Concat([]uint32{512}, []uint32{uint32(n) - 512})} {
+			clear(r.data[:n])
+			if st := r.request(0, typeIn, sector, false, 0, back...); st != statusOK || !bytes.Equal(r.data[:n], plain) {
+				t.Fatalf("layout %v read back as %v: status %d, data equal %v", lens, back, st, bytes.Equal(r.data[:n], plain))
 			}
 		}
 	}
@@ -275,24 +333,10 @@ func TestUnalignedSegments(t *testing.T) {
 // into segments of the given lengths, then reads it back whole.
 func (r *rig) unalignedWriteReadBack(t *testing.T, want []byte, off uint64, lens ...uint32) {
 	t.Helper()
-	binary.LittleEndian.PutUint32(r.hdr, typeOut)
-	binary.LittleEndian.PutUint64(r.hdr[8:], 40)
-	bufs := []vhostuser.Buf{{Addr: r.hdrGPA, Len: 16}}
-	for _, n := range lens {
-		bufs = append(bufs, vhostuser.Buf{Addr: r.dataGPA + off, Len: n})
-		off += uint64(n)
+	if st := r.request(0, typeOut, 40, true, off, lens...); st != statusOK {
+		t.Fatalf("encrypted=%v: unaligned write status %d", r.cipher != nil, st)
 	}
-	bufs = append(bufs, vhostuser.Buf{Addr: r.stGPA, Len: 1, Write: true})
-	dq := r.fe.Queues[0]
-	dq.Add(bufs)
-	dq.Kick()
-	for len(dq.Reap(nil)) == 0 {
-		dq.Wait(100 * time.Millisecond)
-	}
-	if r.st[0] != statusOK {
-		t.Fatalf("encrypted=%v: unaligned write status %d", r.cipher != nil, r.st[0])
-	}
-	clear(r.data[:off])
+	clear(r.data[:off+uint64(len(want))])
 	if st := r.do(0, typeIn, 40, len(want), false); st != statusOK || !bytes.Equal(r.data[:len(want)], want) {
 		t.Fatalf("encrypted=%v: read back after an unaligned write differs (status %d)", r.cipher != nil, st)
 	}

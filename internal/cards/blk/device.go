@@ -87,6 +87,8 @@ type queueState struct {
 	// see small requests keep small buffers.
 	bounce []byte
 	iov    [][]byte
+	// lo and hi hold the two halves of a split transfer's segments.
+	lo, hi [][]byte
 	// work and done connect the queue to its helper goroutine (encrypted
 	// volumes only); h is the half handed over, reused for every request.
 	work chan *half
@@ -142,6 +144,7 @@ func New(cfg Config) (*Device, error) {
 	for i := range d.queues {
 		qs := &d.queues[i]
 		qs.iov = make([][]byte, 0, MaxSegments+2)
+		qs.lo, qs.hi = make([][]byte, 0, MaxSegments+2), make([][]byte, 0, MaxSegments+2)
 		if i%d.slots == 0 {
 			// Slot 0 of each queue: the full bounce buffer now (the page
 			// cache path allocates nothing per request), and the helper
