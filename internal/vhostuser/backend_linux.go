@@ -32,8 +32,9 @@ type Device interface {
 // ConcurrentDevice is a Device that can serve several requests of one
 // queue at once: the worker hands up to Slots() chains to as many
 // goroutines, each calling HandleSlot with its own slot number (so the
-// device can keep per-slot buffers), and still publishes completions in
-// ring order. Devices whose requests wait on a disk use it to keep the
+// device can keep per-slot buffers). Completions are published as they
+// finish when the frontend set up inflight tracking, in ring order
+// otherwise. Devices whose requests wait on a disk use it to keep the
 // disk busy; Slots() of 1 means Handle, one request at a time.
 type ConcurrentDevice interface {
 	Device
@@ -84,16 +85,29 @@ func NewBackend(dev Device, log *slog.Logger) *Backend {
 	for i := 0; i < dev.NumQueues(); i++ {
 		b.vrings = append(b.vrings, &vring{kick: -1, call: -1, err: -1})
 	}
+	// Inflight tracking is always offered: a backend that follows one
+	// whose rings completed out of order must take the area it left.
+	// Without memory of its own, it answers GET_INFLIGHT_FD with an empty
+	// area, and the frontend runs that life in ring order.
+	b.protocol |= 1 << PFInflightShmfd
 	fd, area, err := makeInflightMemfd(dev.NumQueues())
 	if err != nil {
-		// Without it the rings complete in order, which is as safe.
-		log.Warn("no inflight tracking memory; completing requests in ring order", "err", err)
+		log.Warn("no inflight tracking memory of its own; a new device completes requests in ring order", "err", err)
 		fd = -1
-	} else {
-		b.protocol |= 1 << PFInflightShmfd
 	}
 	b.ownInflightFD, b.ownInflight = fd, area
 	return b
+}
+
+// Close releases the backend's own inflight memory; call it after the
+// last Serve has returned.
+func (b *Backend) Close() {
+	b.dropInflight()
+	if b.ownInflight != nil {
+		unix.Munmap(b.ownInflight)
+		b.ownInflight = nil
+	}
+	closeFD(&b.ownInflightFD)
 }
 
 // Serve speaks the protocol on c until the frontend disconnects or sends
@@ -197,6 +211,7 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		return nil, nil
 	case ResetDevice:
 		b.stopAll()
+		b.resetInflight()
 		return nil, nil
 	case GetQueueNum:
 		return &replyMsg{payload: u64Bytes(uint64(len(b.vrings)))}, nil

@@ -74,7 +74,7 @@ func (f *Frontend) call(req Request, payload []byte, fds []int, wantReply bool) 
 	if err != nil {
 		return nil, err
 	}
-	if req != GetInflightFD {
+	if req != GetInflightFD || m.Request != req || m.Flags&flagReply == 0 {
 		// The one reply that carries a descriptor is GET_INFLIGHT_FD's.
 		for _, fd := range m.FDs {
 			unix.Close(fd)
@@ -131,6 +131,15 @@ func (f *Frontend) setup(cfg FrontendConfig) error {
 	if _, err := f.call(SetOwner, nil, nil, false); err != nil {
 		return err
 	}
+	// As QEMU: the inflight area before the features and the rings.
+	if f.Protocol&(1<<PFInflightShmfd) != 0 {
+		if err := f.getInflight(cfg.NumQueues, cfg.QueueSize); err != nil {
+			return err
+		}
+		if err := f.setInflight(); err != nil {
+			return err
+		}
+	}
 	if _, err := f.call(SetFeatures, u64Bytes(f.Features), nil, false); err != nil {
 		return err
 	}
@@ -141,14 +150,6 @@ func (f *Frontend) setup(cfg FrontendConfig) error {
 		}
 		if uint64(cfg.NumQueues) > n {
 			return fmt.Errorf("vhostuser: backend has %d queues, want %d", n, cfg.NumQueues)
-		}
-	}
-	if f.Protocol&(1<<PFInflightShmfd) != 0 {
-		if err := f.getInflight(cfg.NumQueues, cfg.QueueSize); err != nil {
-			return err
-		}
-		if err := f.setInflight(); err != nil {
-			return err
 		}
 	}
 	fd, err := unix.MemfdCreate("azote-frontend", unix.MFD_CLOEXEC)
@@ -186,6 +187,10 @@ func (f *Frontend) getInflight(queues, size int) error {
 		return err
 	}
 	in, err := m.Inflight()
+	if err == nil && in.MmapSize == 0 && len(m.FDs) == 0 {
+		// The backend has no area to give: no tracking, as QEMU does.
+		return nil
+	}
 	if err != nil || len(m.FDs) != 1 {
 		for _, fd := range m.FDs {
 			unix.Close(fd)
@@ -196,8 +201,11 @@ func (f *Frontend) getInflight(queues, size int) error {
 	return nil
 }
 
-// setInflight hands the inflight area to the backend.
+// setInflight hands the inflight area, if there is one, to the backend.
 func (f *Frontend) setInflight() error {
+	if f.inflightFD < 0 {
+		return nil
+	}
 	_, err := f.call(SetInflightFD, f.inflight.bytes(), []int{f.inflightFD}, false)
 	return err
 }
@@ -291,19 +299,23 @@ func (f *Frontend) Reconnect(path string, timeout time.Duration) error {
 		return errors.New("vhostuser: the restarted backend offers fewer features")
 	}
 	if f.Features&(1<<FProtocolFeatures) != 0 {
+		pf, err := f.getU64(GetProtocolFeatures)
+		if err != nil {
+			return err
+		}
+		if pf&f.Protocol != f.Protocol {
+			// Without the inflight area a ring that completed out of
+			// order cannot be resumed.
+			return fmt.Errorf("vhostuser: the restarted backend offers protocol features %#x, the connection had %#x", pf, f.Protocol)
+		}
 		if _, err := f.call(SetProtocolFeatures, u64Bytes(f.Protocol), nil, false); err != nil {
 			return err
 		}
 	}
 	for _, step := range []func() error{
 		func() error { _, err := f.call(SetOwner, nil, nil, false); return err },
+		f.setInflight,
 		func() error { _, err := f.call(SetFeatures, u64Bytes(f.Features), nil, false); return err },
-		func() error {
-			if f.inflightFD < 0 {
-				return nil
-			}
-			return f.setInflight()
-		},
 		func() error {
 			region := MemRegion{GuestAddr: 0, Size: uint64(len(f.Mem)), UserAddr: addrOf(f.Mem)}
 			_, err := f.call(SetMemTable, memTableBytes([]MemRegion{region}), []int{f.memfd}, false)

@@ -100,10 +100,15 @@ func (b *Backend) getInflightFD(m *Message) (*replyMsg, error) {
 	if err := b.checkInflightShape(in); err != nil {
 		return nil, err
 	}
-	if b.ownInflightFD < 0 {
-		return nil, fmt.Errorf("%w: no inflight memory", ErrUnsupported)
+	if b.running() {
+		return nil, fmt.Errorf("%w: GET_INFLIGHT_FD while rings run", ErrMalformed)
 	}
-	b.stopAll()
+	if b.ownInflightFD < 0 {
+		// An area of size 0 tells the frontend to go without tracking:
+		// this life completes in ring order, which a later backend can
+		// resume from the used index.
+		return &replyMsg{payload: Inflight{NumQueues: in.NumQueues, QueueSize: in.QueueSize}.bytes()}, nil
+	}
 	b.dropInflight()
 	size := uint64(in.NumQueues) * inflightQueueBytes(in.QueueSize)
 	clear(b.ownInflight[:size])
@@ -114,8 +119,21 @@ func (b *Backend) getInflightFD(m *Message) (*replyMsg, error) {
 }
 
 // setInflightFD maps the area a frontend hands back, typically one a
-// previous instance of this backend made before it died.
+// previous instance of this backend made before it died. Every failure
+// ends the connection: carrying on without the area would resume rings
+// that completed out of order from the used index, losing some requests
+// and repeating others.
 func (b *Backend) setInflightFD(m *Message) error {
+	if err := b.setInflight(m); err != nil {
+		if !errors.Is(err, ErrMalformed) {
+			err = fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (b *Backend) setInflight(m *Message) error {
 	in, err := m.Inflight()
 	if err != nil {
 		return err
@@ -133,9 +151,17 @@ func (b *Backend) setInflightFD(m *Message) error {
 	case in.MmapOffset%inflightAlign != 0 || in.MmapOffset > maxInflightArea:
 		return fmt.Errorf("%w: inflight area offset %d", ErrMalformed, in.MmapOffset)
 	}
+	if b.running() {
+		return fmt.Errorf("%w: SET_INFLIGHT_FD while rings run", ErrMalformed)
+	}
 	fd := m.FDs[0]
-	// The file must hold the whole area and be unable to shrink under
-	// it, or a later access would fault and kill the backend.
+	// The file must be unable to shrink and then hold the whole area (in
+	// that order: a file sealed after its size was read could have shrunk
+	// in between), or a later access would fault and kill the backend.
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil || seals&unix.F_SEAL_SHRINK == 0 {
+		return fmt.Errorf("%w: inflight fd is not sealed against shrinking", ErrMalformed)
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("inflight fd: %w", err)
@@ -143,20 +169,33 @@ func (b *Backend) setInflightFD(m *Message) error {
 	if uint64(st.Size) < in.MmapOffset+in.MmapSize {
 		return fmt.Errorf("%w: inflight fd holds %d bytes, area ends at %d", ErrMalformed, st.Size, in.MmapOffset+in.MmapSize)
 	}
-	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
-	if err != nil || seals&unix.F_SEAL_SHRINK == 0 {
-		return fmt.Errorf("%w: inflight fd is not sealed against shrinking", ErrMalformed)
-	}
 	mapping, err := unix.Mmap(fd, 0, int(in.MmapOffset+in.MmapSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap inflight area: %w", err)
 	}
-	b.stopAll()
 	b.dropInflight()
 	b.inflight = &inflightArea{data: mapping[in.MmapOffset : in.MmapOffset+need], mapping: mapping,
 		numQueues: int(in.NumQueues), queueSize: in.QueueSize}
 	b.log.Info("inflight tracking area in use", "queues", in.NumQueues, "queue_size", in.QueueSize)
 	return nil
+}
+
+// running tells whether any ring's worker runs.
+func (b *Backend) running() bool {
+	for _, r := range b.vrings {
+		if r.worker != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// resetInflight forgets everything the area says is in flight, for
+// RESET_DEVICE: the driver starts over. The rings are stopped.
+func (b *Backend) resetInflight() {
+	if b.inflight != nil {
+		clear(b.inflight.data)
+	}
 }
 
 func (b *Backend) dropInflight() {

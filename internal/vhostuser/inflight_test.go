@@ -159,6 +159,7 @@ func serveOnce(t *testing.T, dev Device) string {
 	b := NewBackend(dev, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go func() {
 		defer l.Close()
+		defer b.Close()
 		c, err := l.AcceptUnix()
 		if err != nil {
 			return
@@ -166,6 +167,69 @@ func serveOnce(t *testing.T, dev Device) string {
 		b.Serve(c)
 	}()
 	return path
+}
+
+// TestLateRequestNotBlocked: a request the driver adds while another is
+// stuck in the device (a slow flush) starts and completes at once on an
+// idle slot; the worker must not be waiting on the stuck one.
+func TestLateRequestNotBlocked(t *testing.T) {
+	dev := &gateDevice{gates: map[byte]chan struct{}{}}
+	fe, err := Dial(serveOnce(t, dev), FrontendConfig{MemSize: 1 << 20, NumQueues: 1, QueueSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fe.Close()
+	defer close(dev.gate(1))
+	q := fe.Queues[0]
+	add := func(id byte) uint16 {
+		gpa, b, _ := fe.Alloc(1)
+		b[0] = id
+		h, err := q.Add([]Buf{{Addr: gpa, Len: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Kick()
+		return h
+	}
+	add(1)
+	time.Sleep(50 * time.Millisecond) // the worker is asleep with request 1 in a slot
+	close(dev.gate(2))
+	late := add(2)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		q.Wait(10 * time.Millisecond)
+		for _, c := range q.Reap(nil) {
+			if c.Head != late {
+				t.Fatalf("head %d completed; request 1 is still held", c.Head)
+			}
+			return
+		}
+	}
+	t.Fatal("the late request did not complete while an earlier one was held")
+}
+
+// TestResetDeviceClearsInflight: after RESET_DEVICE the driver starts
+// over, so nothing the area said was in flight may be resubmitted.
+func TestResetDeviceClearsInflight(t *testing.T) {
+	b := NewBackend(&gateDevice{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer b.Close()
+	reply, err := b.handle(&Message{Request: GetInflightFD, Payload: Inflight{NumQueues: 1, QueueSize: 16}.bytes()})
+	if err != nil || reply == nil || len(reply.fds) != 1 {
+		t.Fatalf("GET_INFLIGHT_FD: %v", err)
+	}
+	tr, err := b.tracker(0, 16)
+	if err != nil || tr == nil {
+		t.Fatalf("tracker: %v", err)
+	}
+	tr.recover(0, 0, 16)
+	tr.took(4)
+	if _, err := b.handle(&Message{Request: ResetDevice}); err != nil {
+		t.Fatal(err)
+	}
+	tr, _ = b.tracker(0, 16)
+	if base, err := tr.recover(0, 0, 16); err != nil || base != 0 || len(tr.resubmit) != 0 {
+		t.Fatalf("after reset: base %d, resubmit %v, err %v", base, tr.resubmit, err)
+	}
 }
 
 // TestCompletionOrder holds three requests in the device and lets the
@@ -236,6 +300,7 @@ func TestCompletionOrder(t *testing.T) {
 // TestSetInflightFDChecks refuses areas a backend could fault on.
 func TestSetInflightFDChecks(t *testing.T) {
 	b := NewBackend(&gateDevice{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer b.Close()
 	memfd := func(size int, seal bool) int {
 		fd, err := unix.MemfdCreate("t", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 		if err != nil {
@@ -253,6 +318,9 @@ func TestSetInflightFDChecks(t *testing.T) {
 		in Inflight
 		fd int
 	}{
+		"no queues":      {Inflight{MmapSize: need, NumQueues: 0, QueueSize: 16}, memfd(4096, true)},
+		"over 64 MiB":    {Inflight{MmapSize: 65 << 20, NumQueues: 1, QueueSize: 16}, memfd(4096, true)},
+		"offset too far": {Inflight{MmapSize: need, MmapOffset: 65 << 20, NumQueues: 1, QueueSize: 16}, memfd(4096, true)},
 		"too small":      {Inflight{MmapSize: need - 1, NumQueues: 1, QueueSize: 16}, memfd(4096, true)},
 		"file too short": {Inflight{MmapSize: need, NumQueues: 1, QueueSize: 16}, memfd(int(need)-1, true)},
 		"not sealed":     {Inflight{MmapSize: need, NumQueues: 1, QueueSize: 16}, memfd(4096, false)},
@@ -263,6 +331,12 @@ func TestSetInflightFDChecks(t *testing.T) {
 		err := b.setInflightFD(&Message{Request: SetInflightFD, Payload: c.in.bytes(), FDs: []int{c.fd}})
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+	one := Inflight{MmapSize: need, NumQueues: 1, QueueSize: 16}
+	for _, fds := range [][]int{nil, {memfd(4096, true), memfd(4096, true)}} {
+		if err := b.setInflightFD(&Message{Request: SetInflightFD, Payload: one.bytes(), FDs: fds}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%d fds: %v", len(fds), err)
 		}
 	}
 	ok := Inflight{MmapSize: need, MmapOffset: 4096, NumQueues: 1, QueueSize: 16}

@@ -3,6 +3,7 @@ package vhostuser
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -34,7 +35,10 @@ func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*w
 	}
 	w := &worker{stopfd: efd, done: make(chan struct{}), q: q, t: t}
 	if cd, ok := b.dev.(ConcurrentDevice); ok && cd.Slots() > 1 {
-		w.pipe = newPipeline(w, cd, idx)
+		if w.pipe, err = newPipeline(w, cd, idx); err != nil {
+			unix.Close(efd)
+			return nil, err
+		}
 	}
 	go w.run(b, idx, r)
 	return w, nil
@@ -87,7 +91,11 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 	}
 	var chain virtio.Chain
 	var buf [8]byte
-	fds := []unix.PollFd{{Fd: int32(r.kick), Events: unix.POLLIN}, {Fd: int32(w.stopfd), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(r.kick), Events: unix.POLLIN}, {Fd: int32(w.stopfd), Events: unix.POLLIN}, {Fd: -1}}
+	if w.pipe != nil {
+		// A slot finishing wakes the worker too.
+		fds[2] = unix.PollFd{Fd: int32(w.pipe.efd), Events: unix.POLLIN}
+	}
 	broken := false
 	for {
 		var ok bool
@@ -103,7 +111,7 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 			b.log.Warn("virtqueue broken by the driver; stopped until reset", "queue", idx)
 			signal(r, &r.err)
 		}
-		fds[0].Revents, fds[1].Revents = 0, 0
+		fds[0].Revents, fds[1].Revents, fds[2].Revents = 0, 0, 0
 		if broken {
 			fds[0].Events = 0
 		}
@@ -111,11 +119,17 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 			b.log.Error("poll on kick", "queue", idx, "err", err)
 		}
 		if fds[1].Revents != 0 {
+			if w.pipe != nil {
+				w.pipe.finishAll(r)
+			}
 			w.last = w.q.LastAvail()
 			return
 		}
 		if fds[0].Revents&unix.POLLIN != 0 {
 			unix.Read(r.kick, buf[:])
+		}
+		if fds[2].Revents&unix.POLLIN != 0 {
+			unix.Read(int(fds[2].Fd), buf[:])
 		}
 	}
 }
@@ -168,8 +182,11 @@ func (w *worker) drain(b *Backend, idx int, r *vring, c *virtio.Chain) bool {
 // in its own goroutine:
 //
 //	worker: pop → idle slot ──► slot goroutine: HandleSlot
-//	worker: push, signal     ◄── done (whichever slot finishes first)
+//	worker: push, signal     ◄── done (whichever slot finishes first), efd
 //
+// The worker never blocks on a slot: it sleeps in poll on the kick, stop
+// and efd descriptors, so a request the driver adds while every busy slot
+// waits on a slow one (a flush) starts at once on an idle slot.
 // Only the worker touches the queue. A chain's buffers belong to its slot
 // until the worker has seen it done. With inflight tracking a finished
 // chain is pushed at once; without, it waits in ready until every chain
@@ -180,7 +197,9 @@ type pipeline struct {
 	slots []*slot
 	idle  []*slot
 	done  chan *slot
+	efd   int // eventfd written after each send on done
 	busy  int
+	wg    sync.WaitGroup // the slot goroutines
 
 	ordered       bool
 	ready         []readyChain // by taken sequence, modulo the ring size
@@ -201,9 +220,13 @@ type slot struct {
 	work  chan struct{}
 }
 
-func newPipeline(w *worker, cd ConcurrentDevice, idx int) *pipeline {
+func newPipeline(w *worker, cd ConcurrentDevice, idx int) (*pipeline, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
 	n := cd.Slots()
-	p := &pipeline{w: w, done: make(chan *slot, n), ordered: w.t == nil}
+	p := &pipeline{w: w, done: make(chan *slot, n), efd: efd, ordered: w.t == nil}
 	if p.ordered {
 		p.ready = make([]readyChain, w.q.Size())
 	}
@@ -211,21 +234,29 @@ func newPipeline(w *worker, cd ConcurrentDevice, idx int) *pipeline {
 		s := &slot{work: make(chan struct{})}
 		p.slots = append(p.slots, s)
 		p.idle = append(p.idle, s)
+		p.wg.Add(1)
 		go func(i int) {
+			defer p.wg.Done()
+			var one [8]byte
+			binary.LittleEndian.PutUint64(one[:], 1)
 			for range s.work {
 				s.n = cd.HandleSlot(idx, i, &s.chain, s.err)
 				p.done <- s
+				unix.Write(efd, one[:])
 			}
 		}(i)
 	}
-	return p
+	return p, nil
 }
 
-// close stops the slot goroutines; no chain is in flight by then.
+// close stops the slot goroutines; no chain is in flight by then. The
+// eventfd is closed only after every goroutine has made its last write.
 func (p *pipeline) close() {
 	for _, s := range p.slots {
 		close(s.work)
 	}
+	p.wg.Wait()
+	unix.Close(p.efd)
 }
 
 // dispatch pops the next chain into an idle slot and starts it. It
@@ -285,12 +316,47 @@ func (p *pipeline) quiesce() {
 	}
 }
 
-// drain is worker.drain for a ConcurrentDevice.
+// finishAll waits for every chain in flight and pushes it, for a ring
+// being stopped: GET_VRING_BASE then reports a ring with nothing taken
+// and not returned.
+func (p *pipeline) finishAll(r *vring) {
+	for p.busy > 0 {
+		if err := p.finish(<-p.done); err != nil {
+			p.quiesce()
+			return
+		}
+	}
+	if p.w.q.NeedNotify() {
+		signal(r, &r.call)
+	}
+}
+
+// collect pushes every chain that has finished, without waiting. It
+// reports whether there was any.
+func (p *pipeline) collect() (bool, error) {
+	got := false
+	for {
+		select {
+		case s := <-p.done:
+			got = true
+			if err := p.finish(s); err != nil {
+				return got, err
+			}
+		default:
+			return got, nil
+		}
+	}
+}
+
+// drain is worker.drain for a ConcurrentDevice: it starts every chain it
+// can, pushes every one that finished, and returns when neither is
+// possible without waiting. It returns false when the queue is broken.
 func (p *pipeline) drain(r *vring) bool {
 	q := p.w.q
 	for {
 		q.DisableNotifications()
-		for {
+		for progress := true; progress; {
+			progress = false
 			for {
 				started, broken := p.dispatch()
 				if broken {
@@ -300,29 +366,22 @@ func (p *pipeline) drain(r *vring) bool {
 				if !started {
 					break
 				}
+				progress = true
 			}
-			if p.busy == 0 {
-				break
-			}
-			// Wait for one, then take every other finished one before
-			// signalling once for all of them.
-			err := p.finish(<-p.done)
-			for more := err == nil; more; {
-				select {
-				case s := <-p.done:
-					err = p.finish(s)
-					more = err == nil
-				default:
-					more = false
-				}
-			}
+			finished, err := p.collect()
 			if err != nil {
 				p.quiesce()
 				return false
 			}
-			if q.NeedNotify() {
-				signal(r, &r.call)
-			}
+			progress = progress || finished
+		}
+		if q.NeedNotify() {
+			signal(r, &r.call)
+		}
+		if len(p.idle) == 0 {
+			// Every slot is busy; the next to finish wakes the worker,
+			// which looks at the ring then. No kick is needed meanwhile.
+			return true
 		}
 		q.EnableNotifications()
 		// A request made available between the last Pop and enabling

@@ -70,7 +70,12 @@ func newRigFlags(t testing.TB, size int64, queues int, encrypted, readOnly bool,
 	}
 	done := make(chan struct{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { Serve(vhostuser.NewBackend(r.dev, log), l, log); close(done) }()
+	go func() {
+		b := vhostuser.NewBackend(r.dev, log)
+		Serve(b, l, log)
+		b.Close()
+		close(done)
+	}()
 	t.Cleanup(func() {
 		if r.fe != nil {
 			r.fe.Close()

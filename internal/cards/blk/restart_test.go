@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,9 +21,28 @@ import (
 	"github.com/azote/azote/internal/xts"
 )
 
-// cardProcess runs the real azote-card binary on a backing file, with its
-// key sent over a socketpair, as azoted does.
-func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, flags int) *exec.Cmd {
+// logBuffer collects a card's log while the card writes it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startCardProcess runs the real azote-card binary on a backing file, with
+// its key sent over a socketpair, as azoted does; its log goes to stderr
+// and to log.
+func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, flags int, log io.Writer) *exec.Cmd {
 	t.Helper()
 	f, err := os.OpenFile(backing, os.O_RDWR|flags, 0)
 	if err != nil && flags != 0 {
@@ -39,7 +61,7 @@ func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, flags
 	os.Remove(sock)
 	cmd := exec.Command(bin, "blk", "--socket", sock)
 	cmd.ExtraFiles = []*os.File{f, theirs}
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = io.MultiWriter(os.Stderr, log)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +120,7 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 	key := make([]byte, 64)
 	rand.Read(key)
 	sock := filepath.Join(dir, "blk.sock")
-	card := startCardProcess(t, bin, sock, backing, append([]byte(nil), key...), flags)
+	card := startCardProcess(t, bin, sock, backing, append([]byte(nil), key...), flags, io.Discard)
 	defer func() { card.Process.Kill(); card.Wait() }()
 
 	fe, err := vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 8 << 20, NumQueues: 1, QueueSize: 128, NoInflight: !inflight})
@@ -144,6 +166,7 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 		free = append(free, &slots[i])
 	}
 	killed := false
+	var second logBuffer // the restarted card's log
 	for len(acked) < total {
 		for len(free) > 0 && next <= total {
 			submit(free[len(free)-1], next)
@@ -159,7 +182,7 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 			card.Process.Signal(syscall.SIGKILL)
 			card.Wait()
 			killed = true
-			card = startCardProcess(t, bin, sock, backing, append([]byte(nil), key...), flags)
+			card = startCardProcess(t, bin, sock, backing, append([]byte(nil), key...), flags, &second)
 			if err := fe.Reconnect(sock, 5*time.Second); err != nil {
 				t.Fatalf("reconnect: %v", err)
 			}
@@ -198,6 +221,17 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 		}
 	}
 	t.Logf("%d of %d completions out of ring order", outOfOrder, total)
+	if inflight {
+		// The restarted card must have taken the area the first one left;
+		// going on in ring order from the used index would lose requests
+		// and repeat others after out-of-order completion.
+		if !strings.Contains(second.String(), "inflight tracking area in use") {
+			t.Fatal("the restarted card did not take the inflight area")
+		}
+		if !inOrder && outOfOrder == 0 {
+			t.Fatal("32 requests in flight on O_DIRECT never completed out of ring order: out-of-order completion is not in use")
+		}
+	}
 	// Every sector holds the last write aimed at it.
 	f, _ := os.Open(backing)
 	defer f.Close()
