@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -115,8 +116,14 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 		if broken {
 			fds[0].Events = 0
 		}
+		if w.pipe != nil && !w.pipe.sleep() {
+			continue
+		}
 		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
 			b.log.Error("poll on kick", "queue", idx, "err", err)
+		}
+		if w.pipe != nil {
+			w.pipe.sleeping.Store(false)
 		}
 		if fds[1].Revents != 0 {
 			if w.pipe != nil {
@@ -197,9 +204,13 @@ type pipeline struct {
 	slots []*slot
 	idle  []*slot
 	done  chan *slot
-	efd   int // eventfd written after each send on done
-	busy  int
-	wg    sync.WaitGroup // the slot goroutines
+	// efd wakes the worker from poll when a slot finishes while it
+	// sleeps (sleeping set); a busy worker finds finished slots on done
+	// without that system call.
+	efd      int
+	sleeping atomic.Bool
+	busy     int
+	wg       sync.WaitGroup // the slot goroutines
 
 	ordered       bool
 	ready         []readyChain // by taken sequence, modulo the ring size
@@ -242,7 +253,9 @@ func newPipeline(w *worker, cd ConcurrentDevice, idx int) (*pipeline, error) {
 			for range s.work {
 				s.n = cd.HandleSlot(idx, i, &s.chain, s.err)
 				p.done <- s
-				unix.Write(efd, one[:])
+				if p.sleeping.CompareAndSwap(true, false) {
+					unix.Write(efd, one[:])
+				}
 			}
 		}(i)
 	}
@@ -305,6 +318,20 @@ func (p *pipeline) finish(s *slot) error {
 			return err
 		}
 	}
+}
+
+// sleep announces that the worker is about to sleep in poll, so that the
+// next slot to finish writes the eventfd. It returns false, and the
+// worker must not sleep, when a slot finished before the announcement:
+// either the worker sees that slot here, or the slot sees the
+// announcement (both sides store, then load, with full barriers).
+func (p *pipeline) sleep() bool {
+	p.sleeping.Store(true)
+	if len(p.done) > 0 {
+		p.sleeping.Store(false)
+		return false
+	}
+	return true
 }
 
 // quiesce waits for every chain in flight (their buffers are guest
