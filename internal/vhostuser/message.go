@@ -179,16 +179,8 @@ func (m *Message) VringAddr() (VringAddr, error) {
 	}, nil
 }
 
-func (a VringAddr) bytes() []byte {
-	b := make([]byte, 40)
-	binary.LittleEndian.PutUint32(b, a.Index)
-	binary.LittleEndian.PutUint32(b[4:], a.Flags)
-	binary.LittleEndian.PutUint64(b[8:], a.Desc)
-	binary.LittleEndian.PutUint64(b[16:], a.Used)
-	binary.LittleEndian.PutUint64(b[24:], a.Avail)
-	binary.LittleEndian.PutUint64(b[32:], a.LogGuest)
-	return b
-}
+// bytes encodes the struct; its fields are in wire order with no padding.
+func (a VringAddr) bytes() []byte { return encodeStruct(a, 40) }
 
 // MemRegion is one VhostUserMemoryRegion.
 type MemRegion struct {
@@ -307,12 +299,15 @@ func (m *Message) Inflight() (Inflight, error) {
 
 // bytes encodes the struct with its 4 bytes of trailing padding, as
 // QEMU sends it.
-func (in Inflight) bytes() []byte {
-	b := make([]byte, 24)
-	binary.LittleEndian.PutUint64(b, in.MmapSize)
-	binary.LittleEndian.PutUint64(b[8:], in.MmapOffset)
-	binary.LittleEndian.PutUint16(b[16:], in.NumQueues)
-	binary.LittleEndian.PutUint16(b[18:], in.QueueSize)
+func (in Inflight) bytes() []byte { return encodeStruct(in, 24) }
+
+// encodeStruct encodes a struct of fixed-size fields, in field order,
+// little-endian, into size bytes (the wire size, padding included).
+func encodeStruct(v any, size int) []byte {
+	b := make([]byte, size)
+	if _, err := binary.Encode(b, binary.LittleEndian, v); err != nil {
+		panic("vhostuser: " + err.Error()) // a wire struct larger than its size
+	}
 	return b
 }
 
