@@ -116,10 +116,13 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 		if broken {
 			fds[0].Events = 0
 		}
+		timeout := -1
 		if w.pipe != nil && !w.pipe.sleep() {
-			continue
+			// A slot has finished: look at stop and kick without waiting,
+			// then serve it.
+			timeout = 0
 		}
-		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+		if _, err := unix.Poll(fds, timeout); err != nil && err != unix.EINTR {
 			b.log.Error("poll on kick", "queue", idx, "err", err)
 		}
 		if w.pipe != nil {
@@ -206,9 +209,11 @@ type pipeline struct {
 	done  chan *slot
 	// efd wakes the worker from poll when a slot finishes while it
 	// sleeps (sleeping set); a busy worker finds finished slots on done
-	// without that system call.
+	// without that system call. finished counts slots sent or about to be
+	// sent on done and not yet received.
 	efd      int
 	sleeping atomic.Bool
+	finished atomic.Int32
 	busy     int
 	wg       sync.WaitGroup // the slot goroutines
 
@@ -252,6 +257,7 @@ func newPipeline(w *worker, cd ConcurrentDevice, idx int) (*pipeline, error) {
 			binary.LittleEndian.PutUint64(one[:], 1)
 			for range s.work {
 				s.n = cd.HandleSlot(idx, i, &s.chain, s.err)
+				p.finished.Add(1)
 				p.done <- s
 				if p.sleeping.CompareAndSwap(true, false) {
 					unix.Write(efd, one[:])
@@ -323,22 +329,29 @@ func (p *pipeline) finish(s *slot) error {
 // sleep announces that the worker is about to sleep in poll, so that the
 // next slot to finish writes the eventfd. It returns false, and the
 // worker must not sleep, when a slot finished before the announcement:
-// either the worker sees that slot here, or the slot sees the
-// announcement (both sides store, then load, with full barriers).
+// either the worker sees the slot's count here, or the slot sees the
+// announcement (each side stores one atomic, then loads the other's).
 func (p *pipeline) sleep() bool {
 	p.sleeping.Store(true)
-	if len(p.done) > 0 {
+	if p.finished.Load() > 0 {
 		p.sleeping.Store(false)
 		return false
 	}
 	return true
 }
 
+// receive takes the next finished slot, waiting for one.
+func (p *pipeline) receive() *slot {
+	s := <-p.done
+	p.finished.Add(-1)
+	return s
+}
+
 // quiesce waits for every chain in flight (their buffers are guest
 // memory the device is still using) without pushing them.
 func (p *pipeline) quiesce() {
 	for p.busy > 0 {
-		p.idle = append(p.idle, <-p.done)
+		p.idle = append(p.idle, p.receive())
 		p.busy--
 	}
 }
@@ -348,7 +361,7 @@ func (p *pipeline) quiesce() {
 // and not returned.
 func (p *pipeline) finishAll(r *vring) {
 	for p.busy > 0 {
-		if err := p.finish(<-p.done); err != nil {
+		if err := p.finish(p.receive()); err != nil {
 			p.quiesce()
 			return
 		}
@@ -365,6 +378,7 @@ func (p *pipeline) collect() (bool, error) {
 	for {
 		select {
 		case s := <-p.done:
+			p.finished.Add(-1)
 			got = true
 			if err := p.finish(s); err != nil {
 				return got, err

@@ -257,14 +257,16 @@ type half struct {
 
 // split moves an aligned encrypted transfer of total bytes, through buf
 // (nil: a read in place), in two halves when it is large. The cut is the
-// sector boundary at or below the middle, inside a segment if need be (a
+// page boundary at or below the middle, inside a segment if need be (a
 // transfer is often one large segment); every segment is a whole number of
 // sectors, so both halves are too.
 func (d *Device) split(qs *queueState, iov [][]byte, buf []byte, total, sector uint64, write bool) error {
 	if total < splitAt || qs.work == nil {
 		return d.crypt(half{iov: iov, buf: buf, sector: sector, write: write})
 	}
-	mid := total / 2 &^ (SectorSize - 1)
+	// A page multiple keeps both halves as aligned as the whole was, in
+	// the file and in memory, for disks whose O_DIRECT needs 4 KiB.
+	mid := total / 2 &^ (bufferAlign - 1)
 	var o uint64
 	k := 0
 	for o+uint64(len(iov[k])) <= mid {
