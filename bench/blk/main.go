@@ -113,16 +113,18 @@ func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Re
 	if len(tests) == 0 {
 		return fmt.Errorf("no workload matches %q", only)
 	}
-	// Rounds interleave the targets, so a slow spell of the machine hits
-	// them all alike; each cell reports the median of its rounds.
+	// Rounds interleave the targets workload by workload, so the four
+	// cells of a row are measured within seconds of each other and a slow
+	// spell of the machine or its disk hits them alike; each cell reports
+	// the median of its rounds.
 	samples := map[string]map[string][]float64{}
 	for _, tg := range targets {
 		results[tg.name] = map[string]float64{}
 		samples[tg.name] = map[string][]float64{}
 	}
 	for round := 0; round < rounds; round++ {
-		for _, tg := range targets {
-			for _, ts := range tests {
+		for _, ts := range tests {
+			for _, tg := range targets {
 				sock, stop, err := tg.start(dir, 2)
 				if err != nil {
 					return fmt.Errorf("%s: %w", tg.name, err)
