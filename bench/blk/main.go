@@ -115,8 +115,10 @@ func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Re
 	}
 	// Rounds interleave the targets workload by workload, so the four
 	// cells of a row are measured within seconds of each other and a slow
-	// spell of the machine or its disk hits them alike; each cell reports
-	// the median of its rounds.
+	// spell of the machine or its disk hits them alike, and the order of
+	// the targets rotates from round to round, so that none always follows
+	// another (this disk's write-back makes the target after a write-heavy
+	// one slower or faster); each cell reports the median of its rounds.
 	samples := map[string]map[string][]float64{}
 	for _, tg := range targets {
 		results[tg.name] = map[string]float64{}
@@ -124,7 +126,8 @@ func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Re
 	}
 	for round := 0; round < rounds; round++ {
 		for _, ts := range tests {
-			for _, tg := range targets {
+			for k := range targets {
+				tg := targets[(k+round)%len(targets)]
 				sock, stop, err := tg.start(dir, 2)
 				if err != nil {
 					return fmt.Errorf("%s: %w", tg.name, err)
