@@ -379,3 +379,51 @@ func FuzzInflightRecover(f *testing.F) {
 		}
 	})
 }
+
+// TestPipelineBrokenRing: a driver that moves avail idx more than a ring
+// ahead breaks the queue while a request is held in the device. The
+// worker waits for the held request (its buffers are still in use), then
+// serves nothing more, and the connection closes without hanging.
+func TestPipelineBrokenRing(t *testing.T) {
+	for _, tracking := range []bool{true, false} {
+		dev := &gateDevice{gates: map[byte]chan struct{}{}}
+		fe, err := Dial(serveOnce(t, dev), FrontendConfig{MemSize: 1 << 20, NumQueues: 1, QueueSize: 16, NoInflight: !tracking})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := fe.Queues[0]
+		add := func(id byte) {
+			gpa, b, _ := fe.Alloc(1)
+			b[0] = id
+			if _, err := q.Add([]Buf{{Addr: gpa, Len: 1}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		add(1) // held
+		q.Kick()
+		time.Sleep(50 * time.Millisecond)
+		// Corrupt avail idx: 17 entries ahead of a 16-entry ring.
+		storeIdx(fe.Mem[q.avail:], q.nextAvail+17)
+		q.Kick()
+		time.Sleep(50 * time.Millisecond)
+		close(dev.gate(1))
+		close(dev.gate(2))
+		storeIdx(fe.Mem[q.avail:], q.nextAvail)
+		add(2) // would complete at once on a working queue
+		q.Kick()
+		time.Sleep(200 * time.Millisecond)
+		for _, c := range q.Reap(nil) {
+			// The held request may or may not be returned; request 2 must not.
+			if fe.Mem[binary.LittleEndian.Uint64(fe.Mem[q.desc+16*uint64(c.Head):])] == 2 {
+				t.Fatalf("tracking=%v: a request was served after the ring broke", tracking)
+			}
+		}
+		done := make(chan struct{})
+		go func() { fe.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("tracking=%v: closing a broken queue hung", tracking)
+		}
+	}
+}
