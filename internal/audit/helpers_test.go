@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/azote/azote/internal/testutil"
 )
 
 var (
@@ -36,25 +38,10 @@ func testKey(t testing.TB, i int) *rsa.PrivateKey {
 }
 
 // fakeClock is a settable clock for Config.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testutil.Clock
 
 func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	return testutil.NewClock(time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC))
 }
 
 func testConfig(t testing.TB, dir string, clock *fakeClock) Config {

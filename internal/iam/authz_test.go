@@ -56,7 +56,7 @@ func TestAuthorize(t *testing.T) {
 		cr, err := e.svc.GetSessionToken(admin, GetSessionTokenRequest{TokenCode: e.code(seed)})
 		must(t, err)
 		s := e.sessionCaller(cr)
-		if !s.MFA || !s.Session || s.ARN != admin.ARN || !s.MFAAuthTime.Equal(e.clk.now()) {
+		if !s.MFA || !s.Session || s.ARN != admin.ARN || !s.MFAAuthTime.Equal(e.clk.Now()) {
 			t.Fatalf("MFA session caller = %+v", s)
 		}
 		checks := []check{{"compute:DescribeInstances", true}}
@@ -101,8 +101,8 @@ func TestAuthorize(t *testing.T) {
 
 		cr, err := e.svc.GetSessionToken(host, GetSessionTokenRequest{Root: true, TokenCode: e.code(rootSeed)})
 		must(t, err)
-		if !cr.Expiration.Equal(e.clk.now().Add(RootSessionDuration)) {
-			t.Errorf("root session expires %v, want %v", cr.Expiration, e.clk.now().Add(RootSessionDuration))
+		if !cr.Expiration.Equal(e.clk.Now().Add(RootSessionDuration)) {
+			t.Errorf("root session expires %v, want %v", cr.Expiration, e.clk.Now().Add(RootSessionDuration))
 		}
 		root := e.sessionCaller(cr)
 		if root.Type != api.PrincipalRoot || root.ARN != e.svc.RootARN() || !root.MFA {

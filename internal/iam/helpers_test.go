@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/iam/mfa"
 	"github.com/azote/azote/internal/store"
+	"github.com/azote/azote/internal/testutil"
 )
 
 // testSealer is the host key's shape (AES-256-GCM, context authenticated)
@@ -59,25 +59,6 @@ func (s *testSealer) Unwrap(wrapped, context []byte) ([]byte, error) {
 	return out, nil
 }
 
-// clock is the controllable time of a test; a mutex because the
-// concurrency test reads it from many goroutines.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // t0 sits 10 s into its TOTP step so that moving by whole periods never
 // lands on a step boundary.
 var t0 = time.Date(2026, 3, 2, 9, 0, 10, 0, time.UTC)
@@ -87,21 +68,21 @@ type env struct {
 	t    testing.TB
 	path string
 	seal *testSealer
-	clk  *clock
+	clk  *testutil.Clock
 	st   *store.Bolt
 	svc  *Service
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, path: filepath.Join(t.TempDir(), "iam.db"), seal: newTestSealer(t), clk: &clock{t: t0}}
+	e := &env{t: t, path: filepath.Join(t.TempDir(), "iam.db"), seal: newTestSealer(t), clk: testutil.NewClock(t0)}
 	st, err := store.OpenBolt(e.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.st = st
 	t.Cleanup(func() { e.st.Close() })
-	if e.svc, err = Open(e.st, e.seal, "local", e.clk.now); err != nil {
+	if e.svc, err = Open(e.st, e.seal, "local", e.clk.Now); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -119,17 +100,17 @@ func (e *env) reopen() {
 		e.t.Fatal(err)
 	}
 	e.st = st
-	if e.svc, err = Open(e.st, e.seal, "local", e.clk.now); err != nil {
+	if e.svc, err = Open(e.st, e.seal, "local", e.clk.Now); err != nil {
 		e.t.Fatalf("reopen: %v", err)
 	}
 }
 
 // code is the code of seed for the current step.
-func (e *env) code(seed []byte) string { return mfa.StepCode(seed, mfa.Step(e.clk.now())) }
+func (e *env) code(seed []byte) string { return mfa.StepCode(seed, mfa.Step(e.clk.Now())) }
 
 // codeAt is the code of seed for the current step plus off.
 func (e *env) codeAt(seed []byte, off int) string {
-	return mfa.StepCode(seed, uint64(int64(mfa.Step(e.clk.now()))+int64(off)))
+	return mfa.StepCode(seed, uint64(int64(mfa.Step(e.clk.Now()))+int64(off)))
 }
 
 // wrongCode is a well-formed code no step near now produces.
@@ -149,7 +130,7 @@ func (e *env) wrongCode(seed []byte) string {
 }
 
 // nextStep moves the clock one TOTP period on, so a fresh code exists.
-func (e *env) nextStep() { e.clk.advance(mfa.Period) }
+func (e *env) nextStep() { e.clk.Advance(mfa.Period) }
 
 func seedOf(t testing.TB, dev NewVirtualMFADevice) []byte {
 	t.Helper()

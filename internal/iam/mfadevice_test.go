@@ -74,7 +74,7 @@ func TestMFALockout(t *testing.T) {
 			t.Fatalf("wrong code %d: %v, want %s", i, err, want)
 		}
 	}
-	lockedAt := e.clk.now()
+	lockedAt := e.clk.Now()
 	_, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)})
 	wantCode(t, err, api.CodeMFALocked)
 
@@ -84,11 +84,11 @@ func TestMFALockout(t *testing.T) {
 	_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)})
 	wantCode(t, err, api.CodeMFALocked)
 
-	e.clk.advance(lockedAt.Add(mfa.LockoutDuration - time.Second).Sub(e.clk.now()))
+	e.clk.Advance(lockedAt.Add(mfa.LockoutDuration - time.Second).Sub(e.clk.Now()))
 	_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)})
 	wantCode(t, err, api.CodeMFALocked)
 
-	e.clk.advance(time.Second)
+	e.clk.Advance(time.Second)
 	if _, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)}); err != nil {
 		t.Fatalf("right code after the lockout: %v", err)
 	}

@@ -19,12 +19,12 @@ func TestSessions(t *testing.T) {
 	if !strings.HasPrefix(cr.AccessKeyID, "ASIA") || cr.SecretAccessKey == "" || cr.SecretAccessKey == erinKey.SecretAccessKey || !strings.HasPrefix(cr.SessionToken, tokenPrefix) {
 		t.Fatalf("session credentials = %+v", cr)
 	}
-	if !cr.Expiration.Equal(e.clk.now().Add(900 * time.Second)) {
-		t.Errorf("expiration %v, want %v", cr.Expiration, e.clk.now().Add(900*time.Second))
+	if !cr.Expiration.Equal(e.clk.Now().Add(900 * time.Second)) {
+		t.Errorf("expiration %v, want %v", cr.Expiration, e.clk.Now().Add(900*time.Second))
 	}
 	s := e.sessionCaller(cr)
 	if s.Type != api.PrincipalUser || s.ARN != erin.ARN || s.PrincipalID != erin.PrincipalID || s.UserName != "erin" || !s.Session || s.MFA ||
-		s.AccessKeyID != cr.AccessKeyID || s.IssuerARN != erin.ARN || !s.SessionExpiry.Equal(cr.Expiration) || !s.SessionCreated.Equal(e.clk.now()) {
+		s.AccessKeyID != cr.AccessKeyID || s.IssuerARN != erin.ARN || !s.SessionExpiry.Equal(cr.Expiration) || !s.SessionCreated.Equal(e.clk.Now()) {
 		t.Errorf("session caller = %+v", s)
 	}
 
@@ -74,7 +74,7 @@ func TestSessions(t *testing.T) {
 		}
 		for secs, want := range map[int64]time.Duration{0: DefaultSessionDuration, 900: MinSessionDuration, 129600: MaxSessionDuration} {
 			cr, err := e.svc.GetSessionToken(erin, GetSessionTokenRequest{DurationSeconds: secs})
-			if err != nil || !cr.Expiration.Equal(e.clk.now().Add(want)) {
+			if err != nil || !cr.Expiration.Equal(e.clk.Now().Add(want)) {
 				t.Errorf("DurationSeconds %d: expiration %v, err %v, want %v from now", secs, cr.Expiration, err, want)
 			}
 		}
@@ -90,15 +90,15 @@ func TestSessions(t *testing.T) {
 		}
 		// A restart with another host key cannot read the token key:
 		// Open fails instead of minting a new one.
-		if _, err := Open(e.st, newTestSealer(t), "local", e.clk.now); err == nil {
+		if _, err := Open(e.st, newTestSealer(t), "local", e.clk.Now); err == nil {
 			t.Error("Open with another sealer succeeded")
 		}
 	})
 
 	t.Run("expiry", func(t *testing.T) {
-		e.clk.advance(900*time.Second - time.Nanosecond)
+		e.clk.Advance(900*time.Second - time.Nanosecond)
 		e.sessionCaller(cr)
-		e.clk.advance(time.Nanosecond)
+		e.clk.Advance(time.Nanosecond)
 		if _, _, _, err := e.svc.Credentials(cr.AccessKeyID, cr.SessionToken); !errors.Is(err, ErrExpiredToken) {
 			t.Errorf("at expiry: %v, want ErrExpiredToken", err)
 		}
@@ -142,7 +142,7 @@ func TestAssumeRole(t *testing.T) {
 		if out.AssumedRoleUser.ARN != wantARN || out.AssumedRoleUser.AssumedRoleID != role.RoleID+":deploy" {
 			t.Errorf("assumed role user = %+v, want %s", out.AssumedRoleUser, wantARN)
 		}
-		if !out.Credentials.Expiration.Equal(e.clk.now().Add(time.Hour)) {
+		if !out.Credentials.Expiration.Equal(e.clk.Now().Add(time.Hour)) {
 			t.Errorf("expiration %v, want an hour from now", out.Credentials.Expiration)
 		}
 		c := e.sessionCaller(out.Credentials)
@@ -208,7 +208,7 @@ func TestAssumeRole(t *testing.T) {
 
 		out, err := e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "with-code", TokenCode: e.code(seed), DurationSeconds: 7200})
 		must(t, err)
-		if c := e.sessionCaller(out.Credentials); !c.MFA || !c.MFAAuthTime.Equal(e.clk.now()) {
+		if c := e.sessionCaller(out.Credentials); !c.MFA || !c.MFAAuthTime.Equal(e.clk.Now()) {
 			t.Errorf("role session from a code: MFA %v at %v", c.MFA, c.MFAAuthTime)
 		}
 

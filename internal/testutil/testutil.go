@@ -1,11 +1,14 @@
-// Package testutil holds the checks tests share: what a test needs from
-// the host, said plainly when it is missing.
+// Package testutil holds what tests share: the checks for what a test
+// needs from the host, said plainly when it is missing, and a settable
+// clock.
 package testutil
 
 import (
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
+	"time"
 )
 
 // RequiresRoot skips t unless it runs as root.
@@ -23,4 +26,29 @@ func RequiresCommand(t testing.TB, name, pkg string) {
 	if _, err := exec.LookPath(name); err != nil {
 		t.Skipf("needs %s (Debian package %s); run scripts/test.sh to install it", name, pkg)
 	}
+}
+
+// Clock is a settable time source for code that takes a Now function;
+// safe for concurrent use, since concurrency tests read it from many
+// goroutines.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock standing at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
