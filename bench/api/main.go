@@ -28,19 +28,18 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
+	"github.com/azote/azote/bench/internal/host"
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/iam"
@@ -59,21 +58,12 @@ func main() {
 }
 
 func run(bin string, dur time.Duration, conc int) error {
-	bin, _ = filepath.Abs(bin)
-	root, err := os.MkdirTemp("", "azote-bench-api-")
+	az, err := host.Start(bin, "azote-bench-api-", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(root)
-	state, sock := filepath.Join(root, "state"), filepath.Join(root, "azoted.sock")
-	azoted := exec.Command(filepath.Join(bin, "azoted"), "--state-dir", state, "--socket", sock, "--listen", "127.0.0.1:0")
-	logf, _ := os.Create(filepath.Join(root, "azoted.log"))
-	azoted.Stdout, azoted.Stderr = logf, logf
-	azoted.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := azoted.Start(); err != nil {
-		return err
-	}
-	defer func() { azoted.Process.Signal(syscall.SIGTERM); azoted.Wait() }()
+	defer az.Stop()
+	root, state, sock := az.Root, az.State, az.Socket
 	var endpoint string
 	for i := 0; i < 300 && endpoint == ""; i++ {
 		b, _ := os.ReadFile(filepath.Join(state, "endpoint"))
@@ -81,7 +71,7 @@ func run(bin string, dur time.Duration, conc int) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if endpoint == "" {
-		return fmt.Errorf("azoted did not start (log in %s)", logf.Name())
+		return fmt.Errorf("azoted did not start (log in %s)", az.Log)
 	}
 	creds, ca, err := setupAccount(sock, state)
 	if err != nil {

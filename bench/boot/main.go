@@ -21,9 +21,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/azote/azote/bench/internal/host"
 	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
 )
@@ -42,20 +42,12 @@ func main() {
 
 func run(bin string, n, vcpus, mem int) error {
 	bin, _ = filepath.Abs(bin)
-	root, err := os.MkdirTemp("", "azote-bench-")
+	az, err := host.Start(bin, "azote-bench-", "")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(root)
-	state, sock := filepath.Join(root, "state"), filepath.Join(root, "azoted.sock")
-	azoted := exec.Command(filepath.Join(bin, "azoted"), "--state-dir", state, "--socket", sock, "--listen", "")
-	logf, _ := os.Create(filepath.Join(root, "azoted.log"))
-	azoted.Stdout, azoted.Stderr = logf, logf
-	azoted.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := azoted.Start(); err != nil {
-		return err
-	}
-	defer func() { azoted.Process.Signal(syscall.SIGTERM); azoted.Wait() }()
+	defer az.Stop()
+	state, sock := az.State, az.Socket
 	azote := func(args ...string) ([]byte, error) {
 		cmd := exec.Command(filepath.Join(bin, "azote"), args...)
 		cmd.Env = append(os.Environ(), "AZOTE_SOCKET="+sock)
