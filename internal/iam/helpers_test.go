@@ -1,10 +1,7 @@
 package iam
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -12,51 +9,24 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/iam/mfa"
+	"github.com/azote/azote/internal/keywrap"
 	"github.com/azote/azote/internal/store"
 	"github.com/azote/azote/internal/testutil"
 )
 
-// testSealer is the host key's shape (AES-256-GCM, context authenticated)
-// without its file: what Open is given in production, minus the disk.
-type testSealer struct{ aead cipher.AEAD }
-
-var errTestUnwrap = errors.New("iam test: wrapped data does not authenticate")
-
-func newTestSealer(t testing.TB) *testSealer {
+// newTestSealer is the host key's wrapper (internal/keywrap) under a
+// random key: what Open is given in production, minus the file.
+func newTestSealer(t testing.TB) *keywrap.AESGCM {
 	t.Helper()
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)
 	}
-	block, err := aes.NewCipher(key)
+	w, err := keywrap.New(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testSealer{aead: aead}
-}
-
-func (s *testSealer) Wrap(plaintext, context []byte) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return s.aead.Seal(nonce, nonce, plaintext, context), nil
-}
-
-func (s *testSealer) Unwrap(wrapped, context []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(wrapped) < n {
-		return nil, errTestUnwrap
-	}
-	out, err := s.aead.Open(nil, wrapped[:n], wrapped[n:], context)
-	if err != nil {
-		return nil, errTestUnwrap
-	}
-	return out, nil
+	return w
 }
 
 // t0 sits 10 s into its TOTP step so that moving by whole periods never
@@ -67,7 +37,7 @@ var t0 = time.Date(2026, 3, 2, 9, 0, 10, 0, time.UTC)
 type env struct {
 	t    testing.TB
 	path string
-	seal *testSealer
+	seal *keywrap.AESGCM
 	clk  *testutil.Clock
 	st   *store.Bolt
 	svc  *Service
