@@ -30,7 +30,7 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 		return d.bounceRead(qs, iov, off)
 	}
 	total := totalLen(iov)
-	if d.direct && straight && sectorAligned(iov) {
+	if d.direct && straight { // memAligned: whole, aligned sectors
 		return d.split(qs, iov, nil, total, sector, false)
 	}
 	bounce := qs.buffer(total)
