@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,6 +23,9 @@ var errShort = errors.New("blk: short transfer")
 // a copy into guest memory and a second pass there).
 func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
+	if d.mapped != nil && sectorAligned(iov) {
+		return d.mappedIO(qs, iov, sector, false)
+	}
 	straight := !d.direct || memAligned(iov) // segments the file can take I/O into
 	if d.cfg.Cipher == nil {
 		if straight {
@@ -31,11 +35,11 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	}
 	total := totalLen(iov)
 	if d.direct && straight { // memAligned: whole, aligned sectors
-		return d.split(qs, iov, nil, total, sector, false)
+		return d.split(qs, half{iov: iov, sector: sector}, total)
 	}
 	bounce := qs.buffer(total)
 	if total <= uint64(len(bounce)) && sectorAligned(iov) {
-		return d.split(qs, iov, bounce[:total], total, sector, false)
+		return d.split(qs, half{iov: iov, buf: bounce[:total], sector: sector}, total)
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(bounce)))
@@ -97,6 +101,9 @@ func sectorAligned(iov [][]byte) bool {
 // bounce buffer (the guest's buffer is never modified).
 func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
+	if d.mapped != nil && sectorAligned(iov) {
+		return d.mappedIO(qs, iov, sector, true)
+	}
 	if d.cfg.Cipher == nil {
 		if !d.direct || memAligned(iov) {
 			return pwritevFull(d.cfg.File, iov, off)
@@ -106,7 +113,7 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	total := totalLen(iov)
 	bounce := qs.buffer(total)
 	if total <= uint64(len(bounce)) && sectorAligned(iov) {
-		return d.split(qs, iov, bounce[:total], total, sector, true)
+		return d.split(qs, half{iov: iov, buf: bounce[:total], sector: sector, write: true}, total)
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(bounce)))
@@ -253,40 +260,43 @@ type half struct {
 	buf    []byte
 	sector uint64
 	write  bool
+	// inFile: buf is the part of the mapped file itself.
+	inFile bool
 }
 
-// split moves an aligned encrypted transfer of total bytes, through buf
-// (nil: a read in place), in two halves when it is large. The cut is the
+// split moves an aligned encrypted transfer h of total bytes, through
+// h.buf (nil: a read in place), in two halves when it is large. The cut is the
 // page boundary at or below the middle, inside a segment if need be (a
 // transfer is often one large segment); every segment is a whole number of
 // sectors, so both halves are too.
-func (d *Device) split(qs *queueState, iov [][]byte, buf []byte, total, sector uint64, write bool) error {
+func (d *Device) split(qs *queueState, h half, total uint64) error {
 	if total < splitAt || qs.work == nil {
-		return d.crypt(half{iov: iov, buf: buf, sector: sector, write: write})
+		return d.crypt(h)
 	}
 	// A page multiple keeps both halves as aligned as the whole was, in
 	// the file and in memory, for disks whose O_DIRECT needs 4 KiB.
 	mid := total / 2 &^ (bufferAlign - 1)
 	var o uint64
 	k := 0
-	for o+uint64(len(iov[k])) <= mid {
-		o += uint64(len(iov[k]))
+	for o+uint64(len(h.iov[k])) <= mid {
+		o += uint64(len(h.iov[k]))
 		k++
 	}
-	c := mid - o // inside iov[k], a multiple of the sector size
-	lo := append(qs.lo[:0], iov[:k]...)
+	c := mid - o // inside h.iov[k], a multiple of the sector size
+	lo := append(qs.lo[:0], h.iov[:k]...)
 	if c > 0 {
-		lo = append(lo, iov[k][:c])
+		lo = append(lo, h.iov[k][:c])
 	}
-	hi := append(append(qs.hi[:0], iov[k][c:]), iov[k+1:]...)
+	hi := append(append(qs.hi[:0], h.iov[k][c:]), h.iov[k+1:]...)
 	qs.lo, qs.hi = lo, hi
-	var bufLo, bufHi []byte
-	if buf != nil {
-		bufLo, bufHi = buf[:mid], buf[mid:]
+	second := h
+	qs.h, second.iov, second.sector = h, hi, h.sector+mid/SectorSize
+	qs.h.iov = lo
+	if h.buf != nil {
+		qs.h.buf, second.buf = h.buf[:mid], h.buf[mid:]
 	}
-	qs.h = half{iov: lo, buf: bufLo, sector: sector, write: write}
 	qs.work <- &qs.h
-	err := d.crypt(half{iov: hi, buf: bufHi, sector: sector + mid/SectorSize, write: write})
+	err := d.crypt(second)
 	return errors.Join(<-qs.done, err)
 }
 
@@ -294,10 +304,14 @@ func (d *Device) split(qs *queueState, iov [][]byte, buf []byte, total, sector u
 // into the bounce buffer (the guest's buffer is never modified) and write
 // it; for a read, read the ciphertext (into the bounce buffer, or into the
 // guest's segments when h.buf is nil) and decrypt each segment into guest
-// memory.
-func (d *Device) crypt(h half) error {
+// memory. When h.buf is the mapped file there is nothing to read or write:
+// the cipher goes straight between the file's pages and guest memory.
+func (d *Device) crypt(h half) (err error) {
+	if h.inFile {
+		defer d.catchFault(&err, debug.SetPanicOnFault(true))
+	}
 	off := int64(h.sector * SectorSize)
-	if !h.write {
+	if !h.write && !h.inFile {
 		var err error
 		if h.buf == nil {
 			err = preadvFull(d.cfg.File, h.iov, off)
@@ -325,8 +339,29 @@ func (d *Device) crypt(h half) error {
 		}
 		o += n
 	}
-	if h.write {
+	if h.write && !h.inFile {
 		return pwriteFull(d.cfg.File, h.buf, off)
+	}
+	return nil
+}
+
+// mappedIO moves a transfer of whole-sector segments between guest memory
+// and the mapped file: a copy for a plaintext volume, one pass of the
+// cipher for an encrypted one (cut in two across cores when large).
+func (d *Device) mappedIO(qs *queueState, iov [][]byte, sector uint64, write bool) (err error) {
+	total := totalLen(iov)
+	if total == 0 {
+		return nil
+	}
+	file := d.mapped[sector*SectorSize : sector*SectorSize+total]
+	if d.cfg.Cipher != nil {
+		return d.split(qs, half{iov: iov, buf: file, sector: sector, write: write, inFile: true}, total)
+	}
+	defer d.catchFault(&err, debug.SetPanicOnFault(true))
+	if write {
+		gather(file, iov, 0)
+	} else {
+		scatterAt(iov, 0, file)
 	}
 	return nil
 }

@@ -448,3 +448,66 @@ func TestHandleAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestMappedFile: on the page cache the device maps the backing file and
+// moves whole sectors through the mapping. What it writes there is what a
+// read of the file sees, what is written to the file with pwrite is what
+// it reads back, and when the file shrinks under it a transfer past the new
+// end (SIGBUS on the mapping) fails with an error status while the card
+// goes on serving.
+func TestMappedFile(t *testing.T) {
+	for _, encrypted := range []bool{false, true} {
+		r := newRig(t, 1<<20, 1, encrypted, false)
+		if r.dev.mapped == nil {
+			t.Fatal("the page-cache device did not map its file")
+		}
+		stored := func(plain []byte, sector uint64) []byte {
+			if !encrypted {
+				return plain
+			}
+			ct := make([]byte, len(plain))
+			if err := r.cipher.EncryptSectors(ct, plain, sector, SectorSize); err != nil {
+				t.Fatal(err)
+			}
+			return ct
+		}
+		plain := make([]byte, 256<<10) // split across the helper too
+		rand.Read(plain)
+		copy(r.data, plain)
+		if st := r.do(0, typeOut, 8, len(plain), true); st != statusOK {
+			t.Fatalf("encrypted=%v: write status %d", encrypted, st)
+		}
+		onDisk := make([]byte, len(plain))
+		if _, err := r.file.ReadAt(onDisk, 8*SectorSize); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(onDisk, stored(plain, 8)) {
+			t.Fatalf("encrypted=%v: pread of the file does not see the write made through the mapping", encrypted)
+		}
+		rand.Read(plain)
+		if _, err := r.file.WriteAt(stored(plain, 8), 8*SectorSize); err != nil {
+			t.Fatal(err)
+		}
+		clear(r.data[:len(plain)])
+		if st := r.do(0, typeIn, 8, len(plain), false); st != statusOK || !bytes.Equal(r.data[:len(plain)], plain) {
+			t.Fatalf("encrypted=%v: a read through the mapping does not see a pwrite to the file (status %d)", encrypted, st)
+		}
+
+		if err := r.file.Truncate(512 << 10); err != nil {
+			t.Fatal(err)
+		}
+		beyond := uint64(768 << 10 / SectorSize)
+		if st := r.do(0, typeIn, beyond, 64<<10, false); st != statusIOErr {
+			t.Fatalf("encrypted=%v: a read past the shrunk file got status %d", encrypted, st)
+		}
+		if st := r.do(0, typeOut, beyond, 256<<10, true); st != statusIOErr {
+			t.Fatalf("encrypted=%v: a write past the shrunk file got status %d", encrypted, st)
+		}
+		if st := r.do(0, typeIn, 8, len(plain), false); st != statusOK || !bytes.Equal(r.data[:len(plain)], plain) {
+			t.Fatalf("encrypted=%v: after a fault, a read inside the file failed (status %d)", encrypted, st)
+		}
+		if got := r.dev.Metrics.errors[opRead].Load() + r.dev.Metrics.errors[opWrite].Load(); got != 2 {
+			t.Fatalf("encrypted=%v: %d errors counted, want the 2 faults", encrypted, got)
+		}
+	}
+}
