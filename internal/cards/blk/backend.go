@@ -35,11 +35,11 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	}
 	total := totalLen(iov)
 	if d.direct && straight { // memAligned: whole, aligned sectors
-		return d.split(qs, half{iov: iov, sector: sector}, total)
+		return d.crypt(transfer{iov: iov, sector: sector})
 	}
 	bounce := qs.buffer(total)
 	if total <= uint64(len(bounce)) && sectorAligned(iov) {
-		return d.split(qs, half{iov: iov, buf: bounce[:total], sector: sector}, total)
+		return d.crypt(transfer{iov: iov, buf: bounce[:total], sector: sector})
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(bounce)))
@@ -113,7 +113,7 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	total := totalLen(iov)
 	bounce := qs.buffer(total)
 	if total <= uint64(len(bounce)) && sectorAligned(iov) {
-		return d.split(qs, half{iov: iov, buf: bounce[:total], sector: sector, write: true}, total)
+		return d.crypt(transfer{iov: iov, buf: bounce[:total], sector: sector, write: true})
 	}
 	for done := uint64(0); done < total; {
 		chunk := min(total-done, uint64(len(bounce)))
@@ -247,107 +247,66 @@ func vectored(f *os.File, iov [][]byte, off int64,
 
 func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
-// splitAt is the request size from which an encrypted transfer is cut in
-// two halves that run on two cores: the queue's helper goroutine takes the
-// first, the queue's own goroutine the second.
-const splitAt = 128 << 10
-
-// half is one part of an encrypted transfer between guest segments and
-// the matching part of the bounce buffer, or, for a read in place, the
-// guest segments alone (buf nil).
-type half struct {
+// transfer is an encrypted transfer of whole-sector guest segments, and
+// where the ciphertext is: in buf (the bounce buffer, or with inFile the
+// mapped file itself), or for a read in place in the guest's segments
+// (buf nil).
+type transfer struct {
 	iov    [][]byte
 	buf    []byte
 	sector uint64
 	write  bool
-	// inFile: buf is the part of the mapped file itself.
 	inFile bool
 }
 
-// split moves an aligned encrypted transfer h of total bytes, through
-// h.buf (nil: a read in place), in two halves when it is large. The cut is the
-// page boundary at or below the middle, inside a segment if need be (a
-// transfer is often one large segment); every segment is a whole number of
-// sectors, so both halves are too.
-func (d *Device) split(qs *queueState, h half, total uint64) error {
-	if total < splitAt || qs.work == nil {
-		return d.crypt(h)
-	}
-	// A page multiple keeps both halves as aligned as the whole was, in
-	// the file and in memory, for disks whose O_DIRECT needs 4 KiB.
-	mid := total / 2 &^ (bufferAlign - 1)
-	var o uint64
-	k := 0
-	for o+uint64(len(h.iov[k])) <= mid {
-		o += uint64(len(h.iov[k]))
-		k++
-	}
-	c := mid - o // inside h.iov[k], a multiple of the sector size
-	lo := append(qs.lo[:0], h.iov[:k]...)
-	if c > 0 {
-		lo = append(lo, h.iov[k][:c])
-	}
-	hi := append(append(qs.hi[:0], h.iov[k][c:]), h.iov[k+1:]...)
-	qs.lo, qs.hi = lo, hi
-	second := h
-	qs.h, second.iov, second.sector = h, hi, h.sector+mid/SectorSize
-	qs.h.iov = lo
-	if h.buf != nil {
-		qs.h.buf, second.buf = h.buf[:mid], h.buf[mid:]
-	}
-	qs.work <- &qs.h
-	err := d.crypt(second)
-	return errors.Join(<-qs.done, err)
-}
-
-// crypt does one half: for a write, encrypt each segment from guest memory
+// crypt does t: for a write, encrypt each segment from guest memory
 // into the bounce buffer (the guest's buffer is never modified) and write
 // it; for a read, read the ciphertext (into the bounce buffer, or into the
-// guest's segments when h.buf is nil) and decrypt each segment into guest
-// memory. When h.buf is the mapped file there is nothing to read or write:
+// guest's segments when t.buf is nil) and decrypt each segment into guest
+// memory. When t.buf is the mapped file there is nothing to read or write:
 // the cipher goes straight between the file's pages and guest memory.
-func (d *Device) crypt(h half) (err error) {
-	if h.inFile {
+func (d *Device) crypt(t transfer) (err error) {
+	if t.inFile {
 		defer d.catchFault(&err, debug.SetPanicOnFault(true))
 	}
-	off := int64(h.sector * SectorSize)
-	if !h.write && !h.inFile {
+	off := int64(t.sector * SectorSize)
+	if !t.write && !t.inFile {
 		var err error
-		if h.buf == nil {
-			err = preadvFull(d.cfg.File, h.iov, off)
+		if t.buf == nil {
+			err = preadvFull(d.cfg.File, t.iov, off)
 		} else {
-			err = preadFull(d.cfg.File, h.buf, off)
+			err = preadFull(d.cfg.File, t.buf, off)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	o := uint64(0)
-	for _, seg := range h.iov {
+	for _, seg := range t.iov {
 		n := uint64(len(seg))
 		var err error
 		switch {
-		case h.write:
-			err = d.cfg.Cipher.EncryptSectors(h.buf[o:o+n], seg, h.sector+o/SectorSize, SectorSize)
-		case h.buf == nil:
-			err = d.cfg.Cipher.DecryptSectors(seg, seg, h.sector+o/SectorSize, SectorSize)
+		case t.write:
+			err = d.cfg.Cipher.EncryptSectors(t.buf[o:o+n], seg, t.sector+o/SectorSize, SectorSize)
+		case t.buf == nil:
+			err = d.cfg.Cipher.DecryptSectors(seg, seg, t.sector+o/SectorSize, SectorSize)
 		default:
-			err = d.cfg.Cipher.DecryptSectors(seg, h.buf[o:o+n], h.sector+o/SectorSize, SectorSize)
+			err = d.cfg.Cipher.DecryptSectors(seg, t.buf[o:o+n], t.sector+o/SectorSize, SectorSize)
 		}
 		if err != nil {
 			return err
 		}
 		o += n
 	}
-	if h.write && !h.inFile {
-		return pwriteFull(d.cfg.File, h.buf, off)
+	if t.write && !t.inFile {
+		return pwriteFull(d.cfg.File, t.buf, off)
 	}
 	return nil
 }
 
 // mappedIO moves a transfer of whole-sector segments between guest memory
 // and the mapped file: a copy for a plaintext volume, one pass of the
-// cipher for an encrypted one (cut in two across cores when large).
+// cipher for an encrypted one.
 func (d *Device) mappedIO(qs *queueState, iov [][]byte, sector uint64, write bool) (err error) {
 	total := totalLen(iov)
 	if total == 0 {
@@ -355,7 +314,7 @@ func (d *Device) mappedIO(qs *queueState, iov [][]byte, sector uint64, write boo
 	}
 	file := d.mapped[sector*SectorSize : sector*SectorSize+total]
 	if d.cfg.Cipher != nil {
-		return d.split(qs, half{iov: iov, buf: file, sector: sector, write: write, inFile: true}, total)
+		return d.crypt(transfer{iov: iov, buf: file, sector: sector, write: write, inFile: true})
 	}
 	defer d.catchFault(&err, debug.SetPanicOnFault(true))
 	if write {
@@ -364,14 +323,6 @@ func (d *Device) mappedIO(qs *queueState, iov [][]byte, sector uint64, write boo
 		scatterAt(iov, 0, file)
 	}
 	return nil
-}
-
-// helper serves the first halves of one queue's large encrypted transfers
-// until Close.
-func (d *Device) helper(work <-chan *half, done chan<- error) {
-	for h := range work {
-		done <- d.crypt(*h)
-	}
 }
 
 // isDirect tells whether f was opened with O_DIRECT.

@@ -166,45 +166,47 @@ func TestReadWriteEncrypted(t *testing.T) {
 	}
 }
 
-// TestLargeEncryptedTransfers: transfers from splitAt up are cut in two
-// halves served on two cores, at the sector boundary nearest the middle,
-// inside a segment when one spans it. Whatever the segments, the file
-// must hold the aes-xts-plain64 encryption of the data, and it must read
-// back through any other segmentation.
+// TestLargeEncryptedTransfers: large transfers cut into segments of many
+// shapes, on the page cache (through the mapped file) and on O_DIRECT
+// (through the bounce buffer, reads in place). Whatever the segments, the
+// file must hold the aes-xts-plain64 encryption of the data, and it must
+// read back through any other segmentation.
 func TestLargeEncryptedTransfers(t *testing.T) {
-	r := newRig(t, 4<<20, 1, true, false)
-	const total = 1 << 20
-	layouts := [][]uint32{
-		{total},                              // one segment: the cut is inside it
-		{512, total - 1024, 512},             // the middle segment spans the cut
-		{total / 2, total / 2},               // the cut is on a segment boundary
-		{total/2 - 512, 1024, total/2 - 512}, // a small segment across the middle
-		{4096 * 3, total - 4096*3},           // the cut inside the second of two
-		{splitAt},                            // the smallest split transfer
-	}
-	for i, lens := range layouts {
-		n := 0
-		for _, l := range lens {
-			n += int(l)
+	for _, flags := range []int{0, unix.O_DIRECT} {
+		r := newRigFlags(t, 4<<20, 1, true, false, flags)
+		const total = 1 << 20
+		layouts := [][]uint32{
+			{total},                              // one segment
+			{512, total - 1024, 512},             // sector-sized ends
+			{total / 2, total / 2},               // two halves
+			{total/2 - 512, 1024, total/2 - 512}, // a small segment in the middle
+			{4096 * 3, total - 4096*3},           // pages, then the rest
+			{128 << 10},                          // a smaller transfer
 		}
-		plain := make([]byte, n)
-		rand.Read(plain)
-		sector := uint64(16 + i*8)
-		copy(r.data, plain)
-		if st := r.request(0, typeOut, sector, true, 0, lens...); st != statusOK {
-			t.Fatalf("layout %v: write status %d", lens, st)
-		}
-		disk := make([]byte, n)
-		r.file.ReadAt(disk, int64(sector*512))
-		want := make([]byte, n)
-		r.cipher.EncryptSectors(want, plain, sector, 512)
-		if !bytes.Equal(disk, want) {
-			t.Fatalf("layout %v: the file is not the aes-xts-plain64 encryption of the data", lens)
-		}
-		for _, back := range [][]uint32{{uint32(n)}, slices.Concat([]uint32{512}, []uint32{uint32(n) - 512})} {
-			clear(r.data[:n])
-			if st := r.request(0, typeIn, sector, false, 0, back...); st != statusOK || !bytes.Equal(r.data[:n], plain) {
-				t.Fatalf("layout %v read back as %v: status %d, data equal %v", lens, back, st, bytes.Equal(r.data[:n], plain))
+		for i, lens := range layouts {
+			n := 0
+			for _, l := range lens {
+				n += int(l)
+			}
+			plain := make([]byte, n)
+			rand.Read(plain)
+			sector := uint64(16 + i*8)
+			copy(r.data, plain)
+			if st := r.request(0, typeOut, sector, true, 0, lens...); st != statusOK {
+				t.Fatalf("O_DIRECT=%v layout %v: write status %d", flags != 0, lens, st)
+			}
+			disk := make([]byte, n)
+			r.file.ReadAt(disk, int64(sector*512))
+			want := make([]byte, n)
+			r.cipher.EncryptSectors(want, plain, sector, 512)
+			if !bytes.Equal(disk, want) {
+				t.Fatalf("O_DIRECT=%v layout %v: the file is not the aes-xts-plain64 encryption of the data", flags != 0, lens)
+			}
+			for _, back := range [][]uint32{{uint32(n)}, slices.Concat([]uint32{512}, []uint32{uint32(n) - 512})} {
+				clear(r.data[:n])
+				if st := r.request(0, typeIn, sector, false, 0, back...); st != statusOK || !bytes.Equal(r.data[:n], plain) {
+					t.Fatalf("O_DIRECT=%v layout %v read back as %v: status %d, data equal %v", flags != 0, lens, back, st, bytes.Equal(r.data[:n], plain))
+				}
 			}
 		}
 	}
@@ -471,7 +473,7 @@ func TestMappedFile(t *testing.T) {
 			}
 			return ct
 		}
-		plain := make([]byte, 256<<10) // split across the helper too
+		plain := make([]byte, 256<<10)
 		rand.Read(plain)
 		copy(r.data, plain)
 		if st := r.do(0, typeOut, 8, len(plain), true); st != statusOK {

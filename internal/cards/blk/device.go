@@ -92,13 +92,6 @@ type queueState struct {
 	// see small requests keep small buffers.
 	bounce []byte
 	iov    [][]byte
-	// lo and hi hold the two halves of a split transfer's segments.
-	lo, hi [][]byte
-	// work and done connect the queue to its helper goroutine (encrypted
-	// volumes only); h is the half handed over, reused for every request.
-	work chan *half
-	done chan error
-	h    half
 }
 
 const bounceSize = 1 << 20
@@ -151,16 +144,10 @@ func New(cfg Config) (*Device, error) {
 	for i := range d.queues {
 		qs := &d.queues[i]
 		qs.iov = make([][]byte, 0, MaxSegments+2)
-		qs.lo, qs.hi = make([][]byte, 0, MaxSegments+2), make([][]byte, 0, MaxSegments+2)
 		if i%d.slots == 0 {
-			// Slot 0 of each queue: the full bounce buffer now (the page
-			// cache path allocates nothing per request), and the helper
-			// that splits large encrypted transfers across cores.
+			// Slot 0 of each queue: the full bounce buffer now, so the
+			// page cache path allocates nothing per request.
 			qs.buffer(bounceSize)
-			if cfg.Cipher != nil {
-				qs.work, qs.done = make(chan *half), make(chan error)
-				go d.helper(qs.work, qs.done)
-			}
 		}
 	}
 	return d, nil
@@ -389,15 +376,9 @@ func scatterAt(iov [][]byte, skip uint64, src []byte) {
 	}
 }
 
-// Close stops the queues' helper goroutines and unmaps the file. The
-// device must not serve requests afterwards.
+// Close unmaps the file. The device must not serve requests afterwards.
 func (d *Device) Close() {
 	d.closeOnce.Do(func() {
-		for i := range d.queues {
-			if d.queues[i].work != nil {
-				close(d.queues[i].work)
-			}
-		}
 		unmapFile(d.mapped)
 		d.mapped = nil
 	})
