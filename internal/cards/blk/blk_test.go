@@ -355,7 +355,7 @@ func (r *rig) unalignedWriteReadBack(t *testing.T, want []byte, off uint64, lens
 func TestDirectIO(t *testing.T) {
 	for _, encrypted := range []bool{false, true} {
 		r := newRigFlags(t, 1<<20, 1, encrypted, false, unix.O_DIRECT)
-		if !r.dev.direct {
+		if !r.dev.direct || r.dev.IOPath() != "direct" {
 			t.Fatal("the device did not notice O_DIRECT")
 		}
 		// Whole, aligned transfers.
@@ -460,8 +460,8 @@ func TestHandleAllocs(t *testing.T) {
 func TestMappedFile(t *testing.T) {
 	for _, encrypted := range []bool{false, true} {
 		r := newRig(t, 1<<20, 1, encrypted, false)
-		if r.dev.mapped == nil {
-			t.Fatal("the page-cache device did not map its file")
+		if r.dev.mapped == nil || r.dev.IOPath() != "mapped" {
+			t.Fatalf("the page-cache device did not map its file (io path %s)", r.dev.IOPath())
 		}
 		stored := func(plain []byte, sector uint64) []byte {
 			if !encrypted {

@@ -179,6 +179,19 @@ func (d *Device) Config() []byte {
 	return b
 }
 
+// IOPath names how the device reaches its file: "direct" (O_DIRECT),
+// "mapped" (the page cache, through the mapped file) or "pread" (the page
+// cache, with system calls: the file could not be mapped).
+func (d *Device) IOPath() string {
+	switch {
+	case d.direct:
+		return "direct"
+	case d.mapped != nil:
+		return "mapped"
+	}
+	return "pread"
+}
+
 // Capacity returns the size in 512-byte sectors.
 func (d *Device) Capacity() uint64 { return d.sectors }
 

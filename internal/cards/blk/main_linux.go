@@ -143,7 +143,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		l.Close()
 	}()
 	log.Info("serving", "volume", cfg.VolumeID, "sectors", d.Capacity(), "queues", cfg.Queues,
-		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted)
+		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted, "io", d.IOPath())
 	return Serve(b, l, log)
 }
 
