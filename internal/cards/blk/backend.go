@@ -11,20 +11,18 @@ import (
 
 var errShort = errors.New("blk: short transfer")
 
-// read fills iov from the device starting at sector. Plaintext volumes
-// read straight into guest memory. Encrypted ones on O_DIRECT do too when
-// every segment is whole, aligned sectors, and decrypt there in place: the
-// disk writes the guest's buffer once and the cipher passes over it once.
-// The guest's buffer holds the ciphertext of its own data until its own
-// request completes, which tells it nothing it cannot see in plaintext
-// anyway. On the page cache, and for other segments, the ciphertext goes
-// through the bounce buffer (measured: on the page cache, reading into a
-// bounce buffer that stays in the CPU cache and decrypting out of it beats
-// a copy into guest memory and a second pass there).
+// read fills iov from the device starting at sector. On the page cache it
+// copies or decrypts out of the mapped file (see mappedIO). On O_DIRECT,
+// plaintext volumes read straight into guest memory; encrypted ones do too
+// when every segment is whole, aligned sectors, and decrypt there in place:
+// the disk writes the guest's buffer once and the cipher passes over it
+// once. The guest's buffer holds the ciphertext of its own data until its
+// own request completes, which tells it nothing it cannot see in plaintext
+// anyway. Other segments go through the bounce buffer.
 func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
-	if d.mapped != nil && sectorAligned(iov) {
-		return d.mappedIO(qs, iov, sector, false)
+	if d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov)) {
+		return d.mappedIO(iov, sector, false)
 	}
 	straight := !d.direct || memAligned(iov) // segments the file can take I/O into
 	if d.cfg.Cipher == nil {
@@ -97,12 +95,13 @@ func sectorAligned(iov [][]byte) bool {
 	return true
 }
 
-// write stores iov at sector; encrypted volumes encrypt a copy in the
-// bounce buffer (the guest's buffer is never modified).
+// write stores iov at sector; encrypted volumes encrypt from guest memory
+// into the mapped file or the bounce buffer (the guest's buffer is never
+// modified).
 func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
-	if d.mapped != nil && sectorAligned(iov) {
-		return d.mappedIO(qs, iov, sector, true)
+	if d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov)) {
+		return d.mappedIO(iov, sector, true)
 	}
 	if d.cfg.Cipher == nil {
 		if !d.direct || memAligned(iov) {
@@ -271,7 +270,6 @@ func (d *Device) crypt(t transfer) (err error) {
 	}
 	off := int64(t.sector * SectorSize)
 	if !t.write && !t.inFile {
-		var err error
 		if t.buf == nil {
 			err = preadvFull(d.cfg.File, t.iov, off)
 		} else {
@@ -284,7 +282,6 @@ func (d *Device) crypt(t transfer) (err error) {
 	o := uint64(0)
 	for _, seg := range t.iov {
 		n := uint64(len(seg))
-		var err error
 		switch {
 		case t.write:
 			err = d.cfg.Cipher.EncryptSectors(t.buf[o:o+n], seg, t.sector+o/SectorSize, SectorSize)
@@ -304,10 +301,10 @@ func (d *Device) crypt(t transfer) (err error) {
 	return nil
 }
 
-// mappedIO moves a transfer of whole-sector segments between guest memory
-// and the mapped file: a copy for a plaintext volume, one pass of the
-// cipher for an encrypted one.
-func (d *Device) mappedIO(qs *queueState, iov [][]byte, sector uint64, write bool) (err error) {
+// mappedIO moves a transfer between guest memory and the mapped file: a
+// copy for a plaintext volume, one pass of the cipher for an encrypted one
+// (whose segments must then be whole sectors, each encrypted on its own).
+func (d *Device) mappedIO(iov [][]byte, sector uint64, write bool) (err error) {
 	total := totalLen(iov)
 	if total == 0 {
 		return nil
