@@ -346,6 +346,19 @@ func (b *Backend) setMemTable(m *Message) error {
 	if err != nil {
 		return err
 	}
+	// A region must lie inside its file: a page mapped past the end of a
+	// file faults on first access (SIGBUS), which would stop the card.
+	// (A file shrunk later still would; QEMU's memfd memory is sealed
+	// against shrinking by default.)
+	for i, r := range regions {
+		var st unix.Stat_t
+		if err := unix.Fstat(m.FDs[i], &st); err != nil {
+			return fmt.Errorf("%w: memory region %d: %v", ErrMalformed, i, err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && (st.Size < 0 || uint64(st.Size) < r.MmapOffset+r.Size) {
+			return fmt.Errorf("%w: memory region %d ends at %d, past its file's %d bytes", ErrMalformed, i, r.MmapOffset+r.Size, st.Size)
+		}
+	}
 	b.stopAll()
 	b.unmap()
 	var vr []virtio.Region
