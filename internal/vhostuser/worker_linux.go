@@ -97,6 +97,14 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 		// A slot finishing wakes the worker too.
 		fds[2] = unix.PollFd{Fd: int32(w.pipe.efd), Events: unix.POLLIN}
 	}
+	// A ring that starts over an existing used ring (this backend
+	// restarted, or the frontend reconnected) may hold completions the
+	// previous backend published but died before signalling: with
+	// EVENT_IDX the driver then waits for an interrupt for an entry that
+	// is already there, and no later completion crosses its used_event.
+	// The queue's notification state starts as "signalled at the used
+	// index", so make that true: one call, spurious at worst.
+	signal(r, &r.call)
 	broken := false
 	for {
 		var ok bool

@@ -305,9 +305,11 @@ var (
 	blkLoadImageErr  string
 )
 
-// TestCardKilledUnderLoad kills an instance-store volume's card (O_DIRECT,
-// two queues, out-of-order completion) while four writers in a real guest
-// stream random data with O_DIRECT, each MiB of the disk written once.
+// TestCardKilledUnderLoad kills an instance-store volume's card (two
+// queues) while four writers in a real guest stream random data with
+// O_DIRECT, each MiB of the disk written once: once on an O_DIRECT backing
+// file (32 requests in flight per queue, completed out of order), once on
+// the page cache (the card moves data through the mapped file).
 // The volume is throttled to 32 MiB/s, so the writers' requests wait in
 // the card and some are in flight at the kill. QEMU reconnects to the card
 // azoted restarts and hands it the inflight area; the new card serves
@@ -326,9 +328,29 @@ func TestCardKilledUnderLoad(t *testing.T) {
 	if blkLoadImageErr != "" {
 		t.Fatalf("building the load image: %s", blkLoadImageErr)
 	}
+	t.Run("direct", func(t *testing.T) { cardKilledUnderLoad(t, h, true) })
+	t.Run("pagecache", func(t *testing.T) { cardKilledUnderLoad(t, h, false) })
+}
+
+func cardKilledUnderLoad(t *testing.T, h *harness, direct bool) {
+	args := []string{"volume", "create", "--size", "160M", "--kind", "instance-store", "--throughput", "32"}
+	if direct {
+		args = append(args, "--direct-io")
+	}
 	var vol api.Volume
-	h.okJSON(t, &vol, "volume", "create", "--size", "160M", "--kind", "instance-store", "--direct-io", "--throughput", "32")
+	h.okJSON(t, &vol, args...)
 	inst := h.run(t, "load", 2, 384, "--image", "blkload", "--volume", vol.ID)
+	cardLog := filepath.Join(h.state, "instances", inst.ID, vol.ID+".card.log")
+	t.Cleanup(func() { // before the instance's terminate removes the log
+		if t.Failed() {
+			if i := h.describe(t, inst.ID); len(i.Volumes) > 0 && i.Volumes[0].CardPID > 0 {
+				syscall.Kill(i.Volumes[0].CardPID, syscall.SIGQUIT)
+				time.Sleep(time.Second)
+			}
+			b, _ := os.ReadFile(cardLog)
+			t.Logf("card log:\n%s", b)
+		}
+	})
 	h.waitConsole(t, inst.ID, regexp.MustCompile(`blk-load: writer \d pass`), 2)
 	if len(inst.Volumes) == 0 || inst.Volumes[0].CardPID <= 0 {
 		t.Fatalf("no card for the volume: %+v", inst.Volumes)
@@ -350,9 +372,16 @@ func TestCardKilledUnderLoad(t *testing.T) {
 	}
 	// Both cards took the inflight area from QEMU: the first made it, the
 	// second was handed it back.
-	log, rerr := os.ReadFile(filepath.Join(h.state, "instances", inst.ID, vol.ID+".card.log"))
+	log, rerr := os.ReadFile(cardLog)
 	if rerr != nil {
 		t.Fatal(rerr)
+	}
+	wantIO := "io=mapped"
+	if direct {
+		wantIO = "io=direct"
+	}
+	if strings.Count(string(log), wantIO) < 2 {
+		t.Fatalf("the cards did not both serve with %s:\n%s", wantIO, log)
 	}
 	if n := strings.Count(string(log), "inflight tracking area in use"); n < 2 {
 		t.Fatalf("the cards took the inflight area %d times, want at least 2:\n%s", n, log)

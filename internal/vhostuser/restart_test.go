@@ -1,0 +1,94 @@
+package vhostuser
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestRestartSignals: a backend that takes over a ring cannot know
+// whether the one before it signalled the completions it published (it
+// may have died between the two), and a driver using EVENT_IDX that missed
+// that interrupt waits for it forever, since no later completion crosses
+// its used_event. So every backend signals each ring once when it starts
+// it. Here a request completes and its interrupt is consumed; the frontend
+// then reconnects to a new backend, which must signal with nothing new to
+// complete.
+func TestRestartSignals(t *testing.T) {
+	for _, tracking := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "vhost.sock")
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev := &gateDevice{gates: map[byte]chan struct{}{}}
+		close(dev.gate(1))
+		// One backend per connection, as a restarted card is. The second
+		// is served only once the test has seen the first one end and
+		// drained every call it sent, stop included.
+		stopped, proceed := make(chan struct{}), make(chan struct{})
+		go func() {
+			for i := 0; ; i++ {
+				if i == 1 {
+					<-proceed
+				}
+				c, err := l.AcceptUnix()
+				if err != nil {
+					return
+				}
+				b := NewBackend(dev, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				b.Serve(c)
+				b.Close()
+				if i == 0 {
+					close(stopped)
+				}
+			}
+		}()
+		fe, err := Dial(path, FrontendConfig{MemSize: 1 << 20, NumQueues: 1, QueueSize: 16, NoInflight: !tracking})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := fe.Queues[0]
+		gpa, b, _ := fe.Alloc(1)
+		b[0] = 1
+		if _, err := q.Add([]Buf{{Addr: gpa, Len: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		q.Kick()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(q.Reap(nil)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("tracking=%v: the request did not complete", tracking)
+			}
+			q.Wait(10 * time.Millisecond)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- fe.Reconnect(path, 5*time.Second) }()
+		<-stopped
+		// Consume every call so far, waiting a moment for any late one.
+		var buf [8]byte
+		for callReady(q.callfd, 200*time.Millisecond) {
+			unix.Read(q.callfd, buf[:])
+		}
+		close(proceed)
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if !callReady(q.callfd, 2*time.Second) {
+			t.Errorf("tracking=%v: the new backend did not signal the ring it took over", tracking)
+		}
+		fe.Close()
+		l.Close()
+	}
+}
+
+func callReady(fd int, timeout time.Duration) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(fds, int(timeout.Milliseconds()))
+	return n > 0
+}
