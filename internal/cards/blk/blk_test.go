@@ -43,7 +43,12 @@ func newRig(t testing.TB, size int64, queues int, encrypted, readOnly bool) *rig
 // newRigFlags opens the backing file with extra open flags (O_DIRECT).
 func newRigFlags(t testing.TB, size int64, queues int, encrypted, readOnly bool, flags int) *rig {
 	t.Helper()
-	dir := t.TempDir()
+	return newRigIn(t, t.TempDir(), size, queues, encrypted, readOnly, flags)
+}
+
+// newRigIn makes the backing file (and the socket) in dir.
+func newRigIn(t testing.TB, dir string, size int64, queues int, encrypted, readOnly bool, flags int) *rig {
+	t.Helper()
 	f, err := os.OpenFile(filepath.Join(dir, "vol.img"), os.O_CREATE|os.O_RDWR|flags, 0o600)
 	if err != nil {
 		t.Skipf("cannot open a file with flags %#x in %s: %v", flags, dir, err)
@@ -510,6 +515,40 @@ func TestMappedFile(t *testing.T) {
 		}
 		if got := r.dev.Metrics.errors[opRead].Load() + r.dev.Metrics.errors[opWrite].Load(); got != 2 {
 			t.Fatalf("encrypted=%v: %d errors counted, want the 2 faults", encrypted, got)
+		}
+	}
+}
+
+// TestMappedFileDiskFull: a write through the mapping into a hole the
+// filesystem has no room for faults (SIGBUS where pwrite would return
+// ENOSPC); the request fails with an error status, and what was written
+// before still reads back. The file lives on a 256 KiB tmpfs.
+func TestMappedFileDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	for _, encrypted := range []bool{false, true} {
+		dir := t.TempDir()
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
+			t.Skipf("mount tmpfs: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		r := newRigIn(t, dir, 4<<20, 1, encrypted, false, 0)
+		if r.dev.IOPath() != "mapped" {
+			t.Fatalf("io path %s", r.dev.IOPath())
+		}
+		plain := make([]byte, 64<<10)
+		rand.Read(plain)
+		copy(r.data, plain)
+		if st := r.do(0, typeOut, 0, len(plain), true); st != statusOK {
+			t.Fatalf("encrypted=%v: a write that fits got status %d", encrypted, st)
+		}
+		if st := r.do(0, typeOut, 1<<20/SectorSize, 1<<20, true); st != statusIOErr {
+			t.Fatalf("encrypted=%v: a 1 MiB write on a full 256 KiB filesystem got status %d", encrypted, st)
+		}
+		clear(r.data[:len(plain)])
+		if st := r.do(0, typeIn, 0, len(plain), false); st != statusOK || !bytes.Equal(r.data[:len(plain)], plain) {
+			t.Fatalf("encrypted=%v: after the failed write, the earlier data did not read back (status %d)", encrypted, st)
 		}
 	}
 }
