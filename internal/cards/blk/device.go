@@ -92,6 +92,10 @@ type queueState struct {
 	// see small requests keep small buffers.
 	bounce []byte
 	iov    [][]byte
+	// vec receives mincore's answer for a transfer on the mapped file;
+	// mappedOps counts the transfers that went through the mapping.
+	vec       []byte
+	mappedOps uint64
 }
 
 const bounceSize = 1 << 20

@@ -59,3 +59,36 @@ func (d *Device) catchFault(err *error, old bool) {
 	}
 	panic(r)
 }
+
+// resident reports whether every page under the n bytes at off in the
+// mapped file is in the page cache (mincore). Writes go through the mapping
+// only then: a write fault on a page that is not in memory reads it from
+// the disk first (the kernel cannot know the whole page will be
+// overwritten), where a pwrite of whole pages does not; and the write
+// would wait for that read inside a page fault, where Go cannot stop the
+// goroutine (a garbage collection would wait for it, holding up every
+// queue). Other writes go through pwrite, which leaves the pages cached
+// for the next one. Reads take the fault: it does the read a pread would.
+func (d *Device) resident(qs *queueState, off, n uint64) bool {
+	if n == 0 {
+		return true
+	}
+	const page = 4096
+	start := off &^ (page - 1)
+	end := min(off+n, uint64(len(d.mapped)))
+	pages := (end - start + page - 1) / page
+	if uint64(cap(qs.vec)) < pages {
+		qs.vec = make([]byte, pages)
+	}
+	vec := qs.vec[:pages]
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&d.mapped[start])), uintptr(end-start), uintptr(unsafe.Pointer(&vec[0])))
+	if e != 0 {
+		return false
+	}
+	for _, v := range vec {
+		if v&1 == 0 {
+			return false
+		}
+	}
+	return true
+}
