@@ -281,6 +281,12 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 			closeFD(&r.call)
 			r.call = fd
 			r.mu.Unlock()
+			if r.worker != nil {
+				// The ring runs already: whatever it completed may
+				// have been signalled on the old eventfd, or not at all
+				// (see worker.run); one call on the new one.
+				signal(r, &r.call)
+			}
 		case SetVringErr:
 			closeFD(&r.err)
 			r.err = fd

@@ -38,9 +38,6 @@ func TestSetMemTableChecks(t *testing.T) {
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
-		if b.mem != nil {
-			t.Fatalf("%s: a refused table left guest memory mapped", name)
-		}
 	}
 	ok := MemRegion{Size: 1 << 20, MmapOffset: 4096}
 	if err := b.setMemTable(&Message{Request: SetMemTable, Payload: memTableBytes([]MemRegion{ok}), FDs: []int{memfd(1<<20 + 4096)}}); err != nil {
@@ -48,5 +45,15 @@ func TestSetMemTableChecks(t *testing.T) {
 	}
 	if b.mem == nil {
 		t.Fatal("the accepted table is not mapped")
+	}
+	// A bad table after a good one is refused before the good one is
+	// touched: the backend still has the memory it had.
+	mem := b.mem
+	bad := MemRegion{Size: 2 << 20}
+	if err := b.setMemTable(&Message{Request: SetMemTable, Payload: memTableBytes([]MemRegion{bad}), FDs: []int{memfd(1 << 20)}}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a region past the end after a good table: %v", err)
+	}
+	if b.mem != mem {
+		t.Fatal("a refused table replaced the mapped memory")
 	}
 }

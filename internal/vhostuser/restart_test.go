@@ -74,3 +74,26 @@ func callReady(fd int, timeout time.Duration) bool {
 	n, _ := unix.Poll(fds, int(timeout.Milliseconds()))
 	return n > 0
 }
+
+// TestNewCallFDSignalled: a call eventfd replaced while its ring runs gets
+// one call at once, since what the ring completed before may have been
+// signalled on the old one only.
+func TestNewCallFDSignalled(t *testing.T) {
+	dev := &gateDevice{gates: map[byte]chan struct{}{}}
+	fe, err := Dial(serveOnce(t, dev), FrontendConfig{MemSize: 1 << 20, NumQueues: 1, QueueSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fe.Close()
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	if _, err := fe.call(SetVringCall, u64Bytes(0), []int{efd}, false); err != nil {
+		t.Fatal(err)
+	}
+	if !callReady(efd, 2*time.Second) {
+		t.Fatal("the new call eventfd of a running ring was not signalled")
+	}
+}
