@@ -12,13 +12,15 @@ import (
 var errShort = errors.New("blk: short transfer")
 
 // read fills iov from the device starting at sector. On the page cache it
-// copies or decrypts out of the mapped file (see mappedIO). On O_DIRECT,
-// plaintext volumes read straight into guest memory; encrypted ones do too
-// when every segment is whole, aligned sectors, and decrypt there in place:
-// the disk writes the guest's buffer once and the cipher passes over it
-// once. The guest's buffer holds the ciphertext of its own data until its
-// own request completes, which tells it nothing it cannot see in plaintext
-// anyway. Other segments go through the bounce buffer.
+// copies or decrypts out of the mapped file (see mappedIO); encrypted
+// segments that are not whole sectors, and files that could not be mapped,
+// use pread and the bounce buffer. On O_DIRECT, plaintext volumes read
+// straight into guest memory; encrypted ones do too when every segment is
+// whole, aligned sectors, and decrypt there in place: the disk writes the
+// guest's buffer once and the cipher passes over it once. The guest's
+// buffer holds the ciphertext of its own data until its own request
+// completes, which tells it nothing it cannot see in plaintext anyway.
+// Other segments go through the bounce buffer.
 func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
 	if d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov)) {

@@ -71,9 +71,10 @@ type Device struct {
 	// segments that are not aligned go through the bounce buffer.
 	direct bool
 	// mapped is the whole backing file mapped shared, on the page cache
-	// (not O_DIRECT): transfers of whole sectors move between it and guest
-	// memory without a system call, an encrypted one in a single pass of
-	// the cipher. Nil when the file could not be mapped.
+	// (not O_DIRECT): transfers move between it and guest memory without a
+	// system call, an encrypted one (whole-sector segments) in a single
+	// pass of the cipher; writes only to pages in the page cache (see
+	// resident). Nil when the file could not be mapped.
 	mapped []byte
 	// slots is the number of requests in flight per queue; queues holds
 	// Queues×slots states, queue q's slot i at q*slots+i.
@@ -148,9 +149,10 @@ func New(cfg Config) (*Device, error) {
 	for i := range d.queues {
 		qs := &d.queues[i]
 		qs.iov = make([][]byte, 0, MaxSegments+2)
-		if i%d.slots == 0 {
-			// Slot 0 of each queue: the full bounce buffer now, so the
-			// page cache path allocates nothing per request.
+		if i%d.slots == 0 && d.mapped == nil && !d.direct {
+			// The page cache without the mapping: slot 0 is every
+			// request's, so its full bounce buffer now, and nothing is
+			// allocated per request.
 			qs.buffer(bounceSize)
 		}
 	}
