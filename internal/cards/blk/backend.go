@@ -24,7 +24,7 @@ var errShort = errors.New("blk: short transfer")
 func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
 	if d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov)) {
-		qs.mappedOps++
+		qs.mappedOps.Add(1)
 		return d.mappedIO(iov, sector, false)
 	}
 	straight := !d.direct || memAligned(iov) // segments the file can take I/O into
@@ -104,7 +104,7 @@ func sectorAligned(iov [][]byte) bool {
 func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 	off := int64(sector * SectorSize)
 	if d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov)) && d.resident(qs, uint64(off), totalLen(iov)) {
-		qs.mappedOps++
+		qs.mappedOps.Add(1)
 		return d.mappedIO(iov, sector, true)
 	}
 	if d.cfg.Cipher == nil {

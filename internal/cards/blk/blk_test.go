@@ -469,7 +469,7 @@ func TestMappedFile(t *testing.T) {
 		if r.dev.mapped == nil || r.dev.IOPath() != "mapped" {
 			t.Fatalf("the page-cache device did not map its file (io path %s)", r.dev.IOPath())
 		}
-		mappedOps := func() uint64 { return r.dev.queues[0].mappedOps }
+		mappedOps := func() uint64 { return r.dev.queues[0].mappedOps.Load() }
 		stored := func(plain []byte, sector uint64) []byte {
 			if !encrypted {
 				return plain
@@ -560,7 +560,7 @@ func TestMappedFileDiskFull(t *testing.T) {
 			t.Fatalf("encrypted=%v: a 1 MiB write on a full 256 KiB filesystem got status %d", encrypted, st)
 		}
 		clear(r.data[:len(plain)])
-		if st := r.do(0, typeIn, 0, len(plain), false); st != statusOK || !bytes.Equal(r.data[:len(plain)], plain) || r.dev.queues[0].mappedOps == 0 {
+		if st := r.do(0, typeIn, 0, len(plain), false); st != statusOK || !bytes.Equal(r.data[:len(plain)], plain) || r.dev.queues[0].mappedOps.Load() == 0 {
 			t.Fatalf("encrypted=%v: after the failed write, the earlier data did not read back through the mapping (status %d)", encrypted, st)
 		}
 	}

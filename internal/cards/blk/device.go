@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/azote/azote/internal/virtio"
@@ -96,7 +97,7 @@ type queueState struct {
 	// vec receives mincore's answer for a transfer on the mapped file;
 	// mappedOps counts the transfers that went through the mapping.
 	vec       []byte
-	mappedOps uint64
+	mappedOps atomic.Uint64
 }
 
 const bounceSize = 1 << 20

@@ -225,8 +225,14 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 		// The restarted card must have taken the area the first one left;
 		// going on in ring order from the used index would lose requests
 		// and repeat others after out-of-order completion.
-		if !strings.Contains(second.String(), "inflight tracking area in use") {
-			t.Fatal("the restarted card did not take the inflight area")
+		// The card's log reaches the buffer through a pipe and a copying
+		// goroutine; the writes can be done before the line arrives.
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(second.String(), "inflight tracking area in use") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the restarted card did not take the inflight area; its log:\n%s", second.String())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 		if !inOrder && outOfOrder == 0 {
 			t.Fatal("32 requests in flight on O_DIRECT never completed out of ring order: out-of-order completion is not in use")
