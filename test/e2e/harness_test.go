@@ -212,7 +212,18 @@ func (h *harness) run(t *testing.T, name string, vcpus, memMiB int, extra ...str
 	t.Helper()
 	var inst api.Instance
 	args := append([]string{"instance", "run", "--name", name, "--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(memMiB)}, extra...)
-	h.okJSON(t, &inst, args...)
+	r := h.azote(append(args, "-o", "json")...)
+	if r.code != 0 {
+		// Show what the guest printed before it is removed.
+		if c := h.azote("instance", "console", name, "--tail", "100000"); c.code == 0 {
+			t.Logf("console of %s:\n%s", name, c.stdout)
+		}
+		h.azote("instance", "terminate", name)
+		t.Fatalf("azote %s: exit %d: %s", strings.Join(args, " "), r.code, strings.TrimSpace(r.stderr))
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &inst); err != nil {
+		t.Fatalf("azote %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, r.stdout)
+	}
 	t.Cleanup(func() {
 		h.azote("instance", "modify", inst.ID, "--termination-protection=false")
 		if r := h.azote("instance", "terminate", inst.ID); r.code != 0 {
