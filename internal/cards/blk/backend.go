@@ -21,11 +21,11 @@ var errShort = errors.New("blk: short transfer")
 // buffer holds the ciphertext of its own data until its own request
 // completes, which tells it nothing it cannot see in plaintext anyway.
 // Other segments go through the bounce buffer.
-func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
+func (d *Device) read(qs *queueState, iov [][]byte, sector, total uint64) error {
 	off := int64(sector * SectorSize)
-	if d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov)) {
+	if d.mappable(iov) {
 		qs.mappedOps.Add(1)
-		return d.mappedIO(iov, sector, false)
+		return d.mappedIO(iov, sector, total, false)
 	}
 	straight := !d.direct || memAligned(iov) // segments the file can take I/O into
 	if d.cfg.Cipher == nil {
@@ -34,7 +34,6 @@ func (d *Device) read(qs *queueState, iov [][]byte, sector uint64) error {
 		}
 		return d.bounceRead(qs, iov, off)
 	}
-	total := totalLen(iov)
 	if d.direct && straight { // memAligned: whole, aligned sectors
 		return d.crypt(transfer{iov: iov, sector: sector})
 	}
@@ -101,11 +100,11 @@ func sectorAligned(iov [][]byte) bool {
 // write stores iov at sector; encrypted volumes encrypt from guest memory
 // into the mapped file or the bounce buffer (the guest's buffer is never
 // modified).
-func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
+func (d *Device) write(qs *queueState, iov [][]byte, sector, total uint64) error {
 	off := int64(sector * SectorSize)
-	if d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov)) && d.resident(qs, uint64(off), totalLen(iov)) {
+	if d.mappable(iov) && d.resident(qs, uint64(off), total) {
 		qs.mappedOps.Add(1)
-		return d.mappedIO(iov, sector, true)
+		return d.mappedIO(iov, sector, total, true)
 	}
 	if d.cfg.Cipher == nil {
 		if !d.direct || memAligned(iov) {
@@ -113,7 +112,6 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector uint64) error {
 		}
 		return d.bounceWrite(qs, iov, off)
 	}
-	total := totalLen(iov)
 	bounce := qs.buffer(total)
 	if total <= uint64(len(bounce)) && sectorAligned(iov) {
 		return d.crypt(transfer{iov: iov, buf: bounce[:total], sector: sector, write: true})
@@ -305,11 +303,17 @@ func (d *Device) crypt(t transfer) (err error) {
 	return nil
 }
 
-// mappedIO moves a transfer between guest memory and the mapped file: a
-// copy for a plaintext volume, one pass of the cipher for an encrypted one
-// (whose segments must then be whole sectors, each encrypted on its own).
-func (d *Device) mappedIO(iov [][]byte, sector uint64, write bool) (err error) {
-	total := totalLen(iov)
+// mappable tells whether a transfer can go through the mapped file: the
+// file is mapped, and an encrypted transfer's segments are whole sectors
+// (each is encrypted on its own).
+func (d *Device) mappable(iov [][]byte) bool {
+	return d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov))
+}
+
+// mappedIO moves a transfer of total bytes between guest memory and the
+// mapped file: a copy for a plaintext volume, one pass of the cipher for an
+// encrypted one.
+func (d *Device) mappedIO(iov [][]byte, sector, total uint64, write bool) (err error) {
 	if total == 0 {
 		return nil
 	}

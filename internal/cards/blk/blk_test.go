@@ -522,7 +522,7 @@ func TestMappedFile(t *testing.T) {
 		// find the pages not cached and pwrite them.
 		iov := [][]byte{r.data[:64<<10]}
 		for _, write := range []bool{false, true} {
-			if err := r.dev.mappedIO(iov, beyond, write); !errors.Is(err, errFault) {
+			if err := r.dev.mappedIO(iov, beyond, 64<<10, write); !errors.Is(err, errFault) {
 				t.Fatalf("encrypted=%v write=%v: a transfer through the mapping past the end of the file returned %v", encrypted, write, err)
 			}
 		}

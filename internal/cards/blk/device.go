@@ -308,7 +308,7 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		if n%SectorSize != 0 || !d.inRange(sector, n) {
 			return statusIOErr, 0, opRead, 0
 		}
-		if err := d.read(qs, iov, sector); err != nil {
+		if err := d.read(qs, iov, sector, n); err != nil {
 			return statusIOErr, 0, opRead, 0
 		}
 		return statusOK, uint32(n), opRead, n
@@ -317,7 +317,7 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		if n%SectorSize != 0 || d.cfg.ReadOnly || !d.inRange(sector, n) {
 			return statusIOErr, 0, opWrite, 0
 		}
-		if err := d.write(qs, rest, sector); err != nil {
+		if err := d.write(qs, rest, sector, n); err != nil {
 			return statusIOErr, 0, opWrite, 0
 		}
 		return statusOK, 0, opWrite, n
