@@ -160,6 +160,9 @@ type Instance struct {
 type InstanceVolume struct {
 	VolumeID string `json:"volume_id"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+	// Root marks the root volume (/dev/vda, mounted as /): it stays
+	// attached first until the instance is terminated.
+	Root bool `json:"root,omitempty"`
 	// CardPID is the blk card serving it while the instance runs.
 	CardPID int `json:"card_pid,omitempty"`
 }

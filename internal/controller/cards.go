@@ -76,6 +76,16 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 			c.stopCards(rt)
 			return nil, api.Errorf(api.CodeVolumeNotFound, "attached volume %s: %v", att.VolumeID, err)
 		}
+		if v.Kind == api.VolumeInstanceStore {
+			// A new launch starts from zeros under a new key: a file a
+			// crash left short (in the middle of a discard) is made whole.
+			if fi, err := os.Stat(c.volumeFile(v.ID)); err == nil && fi.Size() != v.SizeBytes {
+				if err := os.Truncate(c.volumeFile(v.ID), v.SizeBytes); err != nil {
+					c.stopCards(rt)
+					return nil, fmt.Errorf("volume %s: resizing its instance-store file: %w", v.ID, err)
+				}
+			}
+		}
 		key, err := c.launchKey(v, false)
 		if err != nil {
 			c.stopCards(rt)
@@ -351,6 +361,17 @@ func (c *Controller) adoptCards(rt *instanceRuntime, rec instanceRecord) {
 		}
 		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs, pid: h.PID, start: h.StartTime, done: make(chan struct{})}
 		if !ok || !proc.Same(h.PID, h.StartTime, c.cardMarker(rec.ID, v.ID)) {
+			// Not the recorded card: a crash between starting a card and
+			// recording it can leave one running that no record names.
+			// It would serve on, holding its key, after the instance
+			// ends; it is replaced (after handing back an instance-store
+			// key, which the replacement needs).
+			if v.Encrypted && v.Kind == api.VolumeInstanceStore {
+				c.recoverKey(rec.ID, v)
+			}
+			if n := proc.KillMarked(c.cardMarker(rec.ID, v.ID)); n > 0 {
+				c.log.Warn("killed a card no record named; starting a new one", "instance", rec.ID, "volume", v.ID)
+			}
 			close(cp.done) // gone: the supervisor restarts it if it can
 		} else if _, err := proc.WatchPID(h.PID, func() { close(cp.done) }); err != nil {
 			close(cp.done)
@@ -400,19 +421,24 @@ func (c *Controller) stopCards(rt *instanceRuntime) {
 
 // recordCards stores the card handles of an instance.
 func (c *Controller) recordCards(instID string, set *cardSet) {
+	c.update(instID, func(r *instanceRecord) error {
+		r.setCards(set)
+		return nil
+	})
+}
+
+// setCards puts the handles of set's cards into r.
+func (r *instanceRecord) setCards(set *cardSet) {
 	set.mu.Lock()
 	hs := map[string]cardHandle{}
 	for id, cp := range set.cards {
 		hs[id] = cardHandle{PID: cp.pid, StartTime: cp.start}
 	}
 	set.mu.Unlock()
-	c.update(instID, func(r *instanceRecord) error {
-		r.Cards = hs
-		for i := range r.Volumes {
-			r.Volumes[i].CardPID = hs[r.Volumes[i].VolumeID].PID
-		}
-		return nil
-	})
+	r.Cards = hs
+	for i := range r.Volumes {
+		r.Volumes[i].CardPID = hs[r.Volumes[i].VolumeID].PID
+	}
 }
 
 func lastLines(path string) string {

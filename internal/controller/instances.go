@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
@@ -326,12 +328,12 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		if free := hostinfo.MemAvailableMiB() - committed; int64(req.MemoryMiB) > free {
 			return api.Errorf(api.CodeInsufficientMemory, "memory %d MiB: only %d MiB is free on this host", req.MemoryMiB, max(free, 0))
 		}
-		for _, att := range req.Volumes {
+		for i, att := range req.Volumes {
 			v, err := c.claimVolumeTx(tx, att.Volume, id, att.ReadOnly)
 			if err != nil {
 				return err
 			}
-			rec.Volumes = append(rec.Volumes, api.InstanceVolume{VolumeID: v.ID, ReadOnly: att.ReadOnly})
+			rec.Volumes = append(rec.Volumes, api.InstanceVolume{VolumeID: v.ID, ReadOnly: att.ReadOnly, Root: i == 0 && req.RootVolume != ""})
 		}
 		return tx.Create(tableInstances, id, &rec)
 	})
@@ -383,6 +385,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	// Cards first: the engine connects to their sockets as it starts.
 	disks, err := c.startCards(rt, rec)
 	if err != nil {
+		c.endEphemeral(rec)
 		return rec, err
 	}
 	spec.Disks = disks
@@ -396,9 +399,17 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	}
 	now := time.Now().UTC()
 	h := m.Handle()
+	rt.mu.Lock()
+	set := rt.cards
+	rt.mu.Unlock()
+	// The cards are recorded with the machine, so that a restarted azoted
+	// knows every process this launch started.
 	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
 		r.State, r.StateReason = api.StatePending, ""
 		r.Handle = &h
+		if set != nil {
+			r.setCards(set)
+		}
 		r.LaunchedAt, r.BootStartedAt, r.LastResetAt = &now, &now, nil
 		r.Ready, r.ReadyAt, r.Agent = false, nil, nil
 		r.BootCount++
@@ -411,13 +422,6 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 		c.stopCards(rt)
 		c.endEphemeral(rec)
 		return rec, err
-	}
-	rt.mu.Lock()
-	set := rt.cards
-	rt.mu.Unlock()
-	if set != nil && len(rec.Volumes) > 0 {
-		c.recordCards(rec.ID, set)
-		rec, _ = c.get(rec.ID)
 	}
 	c.startSupervisor(rt, m, rec.ConsoleOffset)
 	c.event("LaunchInstance", "instance/"+rec.ID, map[string]any{
@@ -598,7 +602,9 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 		return instanceRecord{}, err
 	}
 	// Persistent volumes are released; instance-store volumes die with the
-	// instance: their key is already gone, now their file goes too.
+	// instance: their key is already gone, now their file goes too. They
+	// are marked deleted in the same transaction that releases them, so a
+	// crash before the purge leaves them to the janitor, never available.
 	var purge []string
 	err := c.store.Update(func(tx store.Tx) error {
 		var r instanceRecord
@@ -606,11 +612,17 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 			return err
 		}
 		for _, a := range r.Volumes {
-			v, err := c.releaseVolumeTx(tx, a.VolumeID, id)
-			if err != nil {
+			var v volumeRecord
+			ours := tx.Get(tableVolumes, a.VolumeID, &v) == nil && v.State == api.VolumeInUse && v.AttachedTo == id
+			if _, err := c.releaseVolumeTx(tx, a.VolumeID, id); err != nil {
 				return err
 			}
-			if v.Kind == api.VolumeInstanceStore {
+			if ours && v.Kind == api.VolumeInstanceStore {
+				now := time.Now().UTC()
+				v.State, v.AttachedTo, v.DeletedAt, v.PurgeAt = api.VolumeDeleted, "", &now, &now
+				if err := tx.Put(tableVolumes, v.ID, &v); err != nil {
+					return err
+				}
 				purge = append(purge, v.ID)
 			}
 		}
@@ -620,7 +632,6 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 		return instanceRecord{}, err
 	}
 	for _, v := range purge {
-		c.forgetKey(v)
 		if err := c.purgeVolume(v); err != nil {
 			c.log.Error("purging instance-store volume", "volume", v, "err", err)
 		}
@@ -648,11 +659,27 @@ func (c *Controller) endEphemeral(rec instanceRecord) {
 		}
 		c.forgetKey(v.ID)
 		c.event("CryptoErase", "volume/"+v.ID, map[string]any{"kind": v.Kind, "instanceId": rec.ID, "reason": "instance-store key destroyed and file discarded"})
-		if f, err := os.OpenFile(c.volumeFile(v.ID), os.O_WRONLY, 0); err == nil {
-			if err := f.Truncate(0); err == nil {
-				f.Truncate(v.SizeBytes)
-			}
-			f.Close()
+		if err := discardFile(c.volumeFile(v.ID), v.SizeBytes); err != nil {
+			c.log.Warn("discarding an instance-store file", "volume", v.ID, "err", err)
 		}
 	}
+}
+
+// discardFile frees the blocks of the file at path, leaving it size bytes
+// long (reading zeros). Punching one hole keeps the size at every moment;
+// where the filesystem cannot, it is truncated to zero and back.
+func discardFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, size)
+	if err == nil {
+		return nil
+	}
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	return f.Truncate(size)
 }

@@ -23,8 +23,10 @@ func (c *Controller) repair() error {
 	known := map[string]bool{}
 	for _, rec := range recs {
 		known[rec.ID] = true
+		// One instance that cannot be put right must not keep the host's
+		// controller down: it is logged and left as it is.
 		if err := c.repairOne(rec); err != nil {
-			return err
+			c.log.Error("repairing an instance after restart", "id", rec.ID, "state", rec.State, "err", err)
 		}
 	}
 	dirs, _ := os.ReadDir(filepath.Join(c.cfg.StateDir, "instances"))
@@ -36,6 +38,38 @@ func (c *Controller) repair() error {
 		}
 	}
 	c.sweepBlobs()
+	return c.sweepVolumeFiles()
+}
+
+// sweepVolumeFiles removes what a volume create or purge cut short by a
+// crash leaves behind: backing files no record names (created, never
+// committed; or their record purged, the file not yet removed) and the
+// plaintext work directories of root volumes made from an image. It runs
+// before the API serves, so no create is in flight.
+func (c *Controller) sweepVolumeFiles() error {
+	known := map[string]bool{}
+	err := c.store.View(func(tx store.Tx) error {
+		all, err := c.allVolumes(tx)
+		for _, v := range all {
+			known[v.ID+".img"] = true
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	files, _ := os.ReadDir(c.volumeDir())
+	for _, f := range files {
+		if !known[f.Name()] {
+			os.Remove(filepath.Join(c.volumeDir(), f.Name()))
+			c.log.Info("removed a volume file without a record", "file", f.Name())
+		}
+	}
+	work, _ := filepath.Glob(filepath.Join(c.cfg.StateDir, rootfsWorkPrefix+"*"))
+	for _, d := range work {
+		os.RemoveAll(d)
+		c.log.Info("removed an interrupted root volume's work directory", "dir", d)
+	}
 	return nil
 }
 

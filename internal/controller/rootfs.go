@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -12,16 +13,21 @@ import (
 	"github.com/azote/azote/internal/xts"
 )
 
+// rootfsWorkPrefix names fillRootfs's work directories (removed at start-up
+// if a crash left one).
+const rootfsWorkPrefix = ".rootfs-"
+
 // fillRootfs writes an ext4 filesystem holding the image's initramfs tree
 // into f, encrypting it with key (nil: plaintext). The plaintext
 // filesystem is built by mke2fs in a private temporary directory under the
-// state directory and removed as soon as it is encrypted.
-func (c *Controller) fillRootfs(f *os.File, img api.Image, size int64, key []byte) error {
+// state directory and removed as soon as it is encrypted. A caller that goes
+// away (ctx) stops it; CreateVolume then removes the file.
+func (c *Controller) fillRootfs(ctx context.Context, f *os.File, img api.Image, size int64, key []byte) error {
 	mke2fs, err := exec.LookPath("mke2fs")
 	if err != nil {
 		return api.Errorf(api.CodeInvalidParameter, "making a root volume needs mke2fs (Debian package e2fsprogs) on the host")
 	}
-	tmp, err := os.MkdirTemp(c.cfg.StateDir, ".rootfs-")
+	tmp, err := os.MkdirTemp(c.cfg.StateDir, rootfsWorkPrefix)
 	if err != nil {
 		return err
 	}
@@ -57,7 +63,15 @@ func (c *Controller) fillRootfs(f *os.File, img api.Image, size int64, key []byt
 		defer cipher.Wipe()
 	}
 	buf := make([]byte, 1<<20)
+	next := size / 10
 	for off := int64(0); off < size; off += int64(len(buf)) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("writing the root volume: %w", err)
+		}
+		if off >= next {
+			c.log.Info("writing root volume", "image", img.ID, "done_mib", off>>20, "size_mib", size>>20)
+			next += size / 10
+		}
 		n, err := io.ReadFull(src, buf)
 		if err != nil && err != io.ErrUnexpectedEOF {
 			return err

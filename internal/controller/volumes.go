@@ -20,7 +20,10 @@ const tableVolumes = "volumes"
 const (
 	MinVolumeBytes = 1 << 20
 	MaxVolumeBytes = 64 << 40
-	volumeKeyBytes = 64 // AES-256-XTS: two 256-bit keys
+	// MaxImageVolumeBytes bounds a volume made from an image, which
+	// CreateVolume writes whole before it answers.
+	MaxImageVolumeBytes = 256 << 30
+	volumeKeyBytes      = 64 // AES-256-XTS: two 256-bit keys
 )
 
 // volumeRecord is the stored volume: the public view plus, for persistent
@@ -81,7 +84,7 @@ func (c *Controller) resolveVolume(ref string) (volumeRecord, error) {
 
 // CreateVolume implements api.Backend. The backing file is sparse; a
 // persistent volume gets its data key now, stored only wrapped.
-func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
+func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
 	if req.Name != "" && (!image.ValidName(req.Name) || looksLikeID(req.Name)) {
 		return api.Volume{}, api.Errorf(api.CodeInvalidName, "volume name %q: %s", req.Name, nameRule)
 	}
@@ -97,8 +100,8 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	if e := api.ValidateTags(req.Tags); e != nil {
 		return api.Volume{}, e
 	}
-	if req.Image != "" && req.SizeBytes < 32<<20 {
-		return api.Volume{}, api.Errorf(api.CodeInvalidVolumeSize, "a root volume needs at least 32 MiB")
+	if req.Image != "" && (req.SizeBytes < 32<<20 || req.SizeBytes > MaxImageVolumeBytes) {
+		return api.Volume{}, api.Errorf(api.CodeInvalidVolumeSize, "size %d: a volume made from an image is written whole at creation (every sector encrypted) and must be from 32 MiB to 256 GiB", req.SizeBytes)
 	}
 	var img api.Image
 	if req.Image != "" {
@@ -146,7 +149,7 @@ func (c *Controller) CreateVolume(_ context.Context, req api.CreateVolumeRequest
 	}
 	err = f.Truncate(req.SizeBytes)
 	if err == nil && img.ID != "" {
-		err = c.fillRootfs(f, img, req.SizeBytes, key)
+		err = c.fillRootfs(ctx, f, img, req.SizeBytes, key)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -254,12 +257,25 @@ func (c *Controller) DeleteVolume(_ context.Context, ref string, now bool) (api.
 	return v.Volume, nil
 }
 
-// purgeVolume destroys the wrapped key (crypto-erase) and the file.
+// purgeVolume destroys the wrapped key (crypto-erase) and the file of a
+// volume that is deleted and due. The check is in the same transaction as
+// the removal: a restore that came first wins.
 func (c *Controller) purgeVolume(id string) error {
-	if err := c.store.Update(func(tx store.Tx) error { return tx.Delete(tableVolumes, id) }); err != nil {
+	err := c.store.Update(func(tx store.Tx) error {
+		var v volumeRecord
+		if err := tx.Get(tableVolumes, id, &v); err != nil {
+			return err
+		}
+		if v.State != api.VolumeDeleted || v.PurgeAt == nil || v.PurgeAt.After(time.Now()) {
+			return api.Errorf(api.CodeIncorrectVolumeState, "volume %s is %s, not due for purging", id, v.State)
+		}
+		return tx.Delete(tableVolumes, id)
+	})
+	if err != nil {
 		return err
 	}
-	err := os.Remove(c.volumeFile(id))
+	c.forgetKey(id)
+	err = os.Remove(c.volumeFile(id))
 	if errors.Is(err, os.ErrNotExist) {
 		err = nil
 	}
@@ -353,7 +369,25 @@ func (c *Controller) DetachVolume(_ context.Context, ref string) (api.Volume, er
 	}
 	var out volumeRecord
 	err = c.store.Update(func(tx store.Tx) error {
+		// Checked again under the instance's lock and in the transaction:
+		// a concurrent detach (and a re-attach elsewhere) may have come
+		// between the look-up above and here.
 		var err error
+		if err = tx.Get(tableVolumes, v.ID, &out); err != nil {
+			return err
+		}
+		if out.State != api.VolumeInUse || out.AttachedTo != inst.ID {
+			return api.Errorf(api.CodeIncorrectVolumeState, "volume %s is no longer attached to %s", v.ID, inst.ID)
+		}
+		var r instanceRecord
+		if err := tx.Get(tableInstances, inst.ID, &r); err != nil {
+			return err
+		}
+		for _, a := range r.Volumes {
+			if a.VolumeID == v.ID && a.Root {
+				return api.Errorf(api.CodeIncorrectVolumeState, "volume %s is the root volume of %s; it is released when the instance is terminated", v.ID, inst.ID)
+			}
+		}
 		out, err = c.releaseVolumeTx(tx, v.ID, inst.ID)
 		return err
 	})
@@ -361,15 +395,20 @@ func (c *Controller) DetachVolume(_ context.Context, ref string) (api.Volume, er
 	return out.Volume, err
 }
 
-// releaseVolumeTx detaches volume id from instance instID in both records.
+// releaseVolumeTx removes volume id from instance instID's list and, if the
+// volume is still attached to instID, makes it available. A volume record
+// that is gone or attached elsewhere is left as it is.
 func (c *Controller) releaseVolumeTx(tx store.Tx, id, instID string) (volumeRecord, error) {
 	var v volumeRecord
-	if err := tx.Get(tableVolumes, id, &v); err != nil {
+	err := tx.Get(tableVolumes, id, &v)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return v, err
 	}
-	v.State, v.AttachedTo, v.ReadOnly = api.VolumeAvailable, "", false
-	if err := tx.Put(tableVolumes, id, &v); err != nil {
-		return v, err
+	if err == nil && v.State == api.VolumeInUse && v.AttachedTo == instID {
+		v.State, v.AttachedTo, v.ReadOnly = api.VolumeAvailable, "", false
+		if err := tx.Put(tableVolumes, id, &v); err != nil {
+			return v, err
+		}
 	}
 	var r instanceRecord
 	if err := tx.Get(tableInstances, instID, &r); err != nil {

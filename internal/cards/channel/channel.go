@@ -29,6 +29,7 @@ func Write(w io.Writer, payload []byte) error {
 	binary.LittleEndian.PutUint32(b, uint32(len(payload)))
 	copy(b[4:], payload)
 	_, err := w.Write(b)
+	clear(b) // it may hold a key
 	return err
 }
 

@@ -1,0 +1,312 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/store"
+)
+
+// The fake engine runs no cards, so these tests put instances with
+// volumes into the store themselves, as a launch would have left them.
+
+func (fx *fixture) volume(name, kind string) api.Volume {
+	fx.t.Helper()
+	v, err := fx.c.CreateVolume(context.Background(), api.CreateVolumeRequest{Name: name, SizeBytes: 1 << 20, Kind: kind})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return v
+}
+
+// stoppedWith makes a stopped instance with vols attached (the first as
+// root if root is set).
+func (fx *fixture) stoppedWith(name string, root bool, vols ...api.Volume) api.Instance {
+	fx.t.Helper()
+	ctx := context.Background()
+	inst, err := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: name, Image: "default", VCPUs: 1, MemoryMiB: 64})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.waitState(inst.ID, api.StateRunning)
+	if _, err := fx.c.StopInstance(ctx, inst.ID, api.StopInstanceRequest{}); err != nil {
+		fx.t.Fatal(err)
+	}
+	err = fx.c.store.Update(func(tx store.Tx) error {
+		var r instanceRecord
+		if err := tx.Get(tableInstances, inst.ID, &r); err != nil {
+			return err
+		}
+		for i, v := range vols {
+			if _, err := fx.c.claimVolumeTx(tx, v.ID, inst.ID, false); err != nil {
+				return err
+			}
+			r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: v.ID, Root: root && i == 0})
+		}
+		return tx.Put(tableInstances, r.ID, &r)
+	})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return inst
+}
+
+func (fx *fixture) volumeState(id string) api.Volume {
+	fx.t.Helper()
+	v, err := fx.c.DescribeVolume(context.Background(), id)
+	if err != nil {
+		fx.t.Fatalf("volume %s: %v", id, err)
+	}
+	return v
+}
+
+// waitBlocked waits until a goroutine is blocked inside fn (a function
+// name as in a stack trace) on a mutex.
+func waitBlocked(t *testing.T, fn string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(g, "sync.(*Mutex).Lock") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine blocked in %s", fn)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A detach that looked the volume up before a concurrent detach and
+// re-attach must not release the volume from its new instance.
+func TestDetachRacingReattach(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	v := fx.volume("data", api.VolumePersistent)
+	i1 := fx.stoppedWith("one", false, v)
+	i2 := fx.stoppedWith("two", false)
+
+	_, _, unlock, err := fx.c.lockInstance(i1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := make(chan error, 1)
+	go func() {
+		_, err := fx.c.DetachVolume(ctx, v.ID)
+		late <- err
+	}()
+	waitBlocked(t, "DetachVolume")
+	// Meanwhile another detach finished and the volume moved to i2.
+	if err := fx.c.store.Update(func(tx store.Tx) error {
+		_, err := fx.c.releaseVolumeTx(tx, v.ID, i1.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.c.AttachVolume(ctx, v.ID, api.AttachVolumeRequest{Instance: i2.ID}); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if err := <-late; !api.IsCode(err, api.CodeIncorrectVolumeState) {
+		t.Fatalf("the late detach: %v, want IncorrectVolumeState", err)
+	}
+	if got := fx.volumeState(v.ID); got.State != api.VolumeInUse || got.AttachedTo != i2.ID {
+		t.Fatalf("volume after the late detach: %s attached to %q, want in-use by %s", got.State, got.AttachedTo, i2.ID)
+	}
+	if _, err := fx.c.DeleteVolume(ctx, v.ID, true); !api.IsCode(err, api.CodeVolumeInUse) {
+		t.Fatalf("delete of a volume in use: %v", err)
+	}
+}
+
+// A purge decided on before a restore (the janitor's list) is not carried
+// out; a purge of a volume that is due is.
+func TestPurgeLosesToRestore(t *testing.T) {
+	fx := newFixture(t)
+	fx.c.cfg.VolumeRetention = time.Hour
+	ctx := context.Background()
+	v := fx.volume("keep", api.VolumePersistent)
+	if _, err := fx.c.DeleteVolume(ctx, v.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.c.RestoreVolume(ctx, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.c.purgeVolume(v.ID); !api.IsCode(err, api.CodeIncorrectVolumeState) {
+		t.Fatalf("purging a restored volume: %v", err)
+	}
+	if got := fx.volumeState(v.ID); got.State != api.VolumeAvailable {
+		t.Fatalf("restored volume is %s", got.State)
+	}
+	if _, err := os.Stat(fx.c.volumeFile(v.ID)); err != nil {
+		t.Fatalf("restored volume's file: %v", err)
+	}
+	// Deleted but not yet due: still not purged.
+	if _, err := fx.c.DeleteVolume(ctx, v.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.c.purgeVolume(v.ID); !api.IsCode(err, api.CodeIncorrectVolumeState) {
+		t.Fatalf("purging a volume inside its retention: %v", err)
+	}
+	if _, err := fx.c.DeleteVolume(ctx, v.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.c.DescribeVolume(ctx, v.ID); !api.IsCode(err, api.CodeVolumeNotFound) {
+		t.Fatalf("after delete --now: %v", err)
+	}
+	if _, err := os.Stat(fx.c.volumeFile(v.ID)); !os.IsNotExist(err) {
+		t.Fatalf("file after delete --now: %v", err)
+	}
+}
+
+func TestRootVolumeStaysAttached(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	root, data := fx.volume("root", api.VolumePersistent), fx.volume("data", api.VolumePersistent)
+	inst := fx.stoppedWith("vm", true, root, data)
+	if _, err := fx.c.DetachVolume(ctx, root.ID); !api.IsCode(err, api.CodeIncorrectVolumeState) || !strings.Contains(err.Error(), "root volume") {
+		t.Fatalf("detaching the root volume: %v", err)
+	}
+	if _, err := fx.c.DetachVolume(ctx, data.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.c.AttachVolume(ctx, data.ID, api.AttachVolumeRequest{Instance: inst.ID}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := fx.c.DescribeInstance(ctx, inst.ID, 0, 0)
+	if len(got.Volumes) != 2 || got.Volumes[0].VolumeID != root.ID || !got.Volumes[0].Root || got.Volumes[1].Root {
+		t.Fatalf("volumes after detach and attach: %+v", got.Volumes)
+	}
+	if _, err := fx.c.TerminateInstance(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []api.Volume{root, data} {
+		if got := fx.volumeState(v.ID); got.State != api.VolumeAvailable {
+			t.Fatalf("%s after terminate: %s", v.Name, got.State)
+		}
+	}
+}
+
+// Terminate destroys an instance-store volume; one whose record was
+// already detached and re-attached elsewhere is not touched.
+func TestTerminateErasesOnlyItsInstanceStore(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	scratch := fx.volume("scratch", api.VolumeInstanceStore)
+	inst := fx.stoppedWith("vm", false, scratch)
+	if _, err := fx.c.TerminateInstance(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.c.DescribeVolume(ctx, scratch.ID); !api.IsCode(err, api.CodeVolumeNotFound) {
+		t.Fatalf("instance-store volume after terminate: %v", err)
+	}
+	if _, err := os.Stat(fx.c.volumeFile(scratch.ID)); !os.IsNotExist(err) {
+		t.Fatalf("instance-store file after terminate: %v", err)
+	}
+
+	// A stale entry: the instance's list still names a volume that
+	// belongs to another instance now.
+	other := fx.volume("other", api.VolumeInstanceStore)
+	a := fx.stoppedWith("a", false, other)
+	b := fx.stoppedWith("b", false)
+	if err := fx.c.store.Update(func(tx store.Tx) error {
+		var r instanceRecord
+		if err := tx.Get(tableInstances, b.ID, &r); err != nil {
+			return err
+		}
+		r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: other.ID})
+		return tx.Put(tableInstances, r.ID, &r)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.c.TerminateInstance(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := fx.volumeState(other.ID); got.State != api.VolumeInUse || got.AttachedTo != a.ID {
+		t.Fatalf("another instance's volume after terminate: %s attached to %q", got.State, got.AttachedTo)
+	}
+}
+
+// After a crash, start-up removes volume files no record names and
+// interrupted root-volume work directories, and keeps the rest.
+func TestRepairSweepsVolumeLeftovers(t *testing.T) {
+	fx := newFixture(t)
+	v := fx.volume("kept", api.VolumePersistent)
+	fx.c.Close()
+	stray := filepath.Join(fx.c.volumeDir(), "vol-0123456789abcdef.img")
+	work := filepath.Join(fx.cfg.StateDir, rootfsWorkPrefix+"123")
+	os.WriteFile(stray, []byte("x"), 0o600)
+	os.MkdirAll(filepath.Join(work, "root"), 0o700)
+	fx.start()
+	for _, p := range []string{stray, work} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after restart: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(fx.c.volumeFile(v.ID)); err != nil {
+		t.Errorf("a recorded volume's file after restart: %v", err)
+	}
+}
+
+// A card that no record names (azoted died between starting and recording
+// it) is killed when its instance is re-adopted, not left serving.
+func TestRepairKillsUnrecordedCard(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	v := fx.volume("data", api.VolumePersistent)
+	inst, err := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: "vm", Image: "default", VCPUs: 1, MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.waitState(inst.ID, api.StateRunning)
+	fx.c.Close()
+	st, err := store.OpenBolt(filepath.Join(fx.cfg.StateDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(func(tx store.Tx) error {
+		var r instanceRecord
+		if err := tx.Get(tableInstances, inst.ID, &r); err != nil {
+			return err
+		}
+		var vr volumeRecord
+		if err := tx.Get(tableVolumes, v.ID, &vr); err != nil {
+			return err
+		}
+		vr.State, vr.AttachedTo = api.VolumeInUse, inst.ID
+		r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: v.ID})
+		if err := tx.Put(tableVolumes, v.ID, &vr); err != nil {
+			return err
+		}
+		return tx.Put(tableInstances, r.ID, &r)
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A process whose command line carries the card's marker.
+	card := exec.Command("sh", "-c", "sleep 60; :", "azote-card", "blk", "--socket", fx.c.cardSocket(inst.ID, v.ID))
+	card.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := card.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- card.Wait() }()
+	t.Cleanup(func() { syscall.Kill(-card.Process.Pid, syscall.SIGKILL) })
+
+	fx.start() // re-adopts the instance; there is no card binary to restart it with
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the unrecorded card is still running after re-adoption")
+	}
+}
