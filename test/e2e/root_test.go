@@ -35,6 +35,10 @@ func TestRootVolume(t *testing.T) {
 		t.Fatalf("first boot: %q", lines[0])
 	}
 	h.ok(t, "instance", "stop", inst.ID)
+	// The root volume stays /dev/vda: it cannot be detached.
+	if r := h.azote("volume", "detach", vol.ID); r.code == 0 || !strings.Contains(r.stderr, "root volume") {
+		t.Fatalf("detaching the root volume: exit %d, %s", r.code, r.stderr)
+	}
 	h.ok(t, "instance", "start", inst.ID)
 	lines = h.waitConsole(t, inst.ID, re, 2)
 	if !strings.HasPrefix(lines[1], "root-test: boots=2 ") {
