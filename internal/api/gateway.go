@@ -122,6 +122,7 @@ type requestInfo struct {
 	start  time.Time
 	body   []byte // the request body when it was read for the signature
 	caller *Caller
+	also   []string // further resources the call was authorised on
 }
 
 type infoKey struct{}
@@ -342,20 +343,39 @@ func Identity(c *Caller) audit.UserIdentity {
 
 // authorize asks the IAM; a refusal is answered and audited here.
 func (h *handler) authorize(w http.ResponseWriter, r *http.Request, action, resource string) bool {
-	ri := info(r)
-	c := ri.caller
+	err := h.check(info(r).caller, action, resource, info(r).tags)
+	if err != nil {
+		h.deny(w, r, action, resource, err)
+	}
+	return err == nil
+}
+
+// check evaluates the caller's policies for action on resource, whose tags
+// answer aws:ResourceTag/KEY conditions.
+func (h *handler) check(c *Caller, action, resource string, tags map[string]string) *Error {
 	var extra map[string][]string
-	if len(ri.tags) > 0 {
-		extra = make(map[string][]string, len(ri.tags))
-		for k, v := range ri.tags {
+	if len(tags) > 0 {
+		extra = make(map[string][]string, len(tags))
+		for k, v := range tags {
 			extra["aws:resourcetag/"+strings.ToLower(k)] = []string{v}
 		}
 	}
-	ok, reason := h.cfg.Auth.Authorize(c, action, resource, extra)
-	if !ok {
-		h.deny(w, r, action, resource, Errorf(CodeAccessDenied, "%s is not authorized to perform %s on %s: %s", c.ARN, action, resource, reason))
+	if ok, reason := h.cfg.Auth.Authorize(c, action, resource, extra); !ok {
+		return Errorf(CodeAccessDenied, "%s is not authorized to perform %s on %s: %s", c.ARN, action, resource, reason)
 	}
-	return ok
+	return nil
+}
+
+// authorizeAlso authorises action on a further resource a call touches (the
+// instance a volume is attached to, the volumes an instance is launched
+// with), as AWS evaluates a call against every resource it involves. The
+// resource joins the call's audit record. A denial is the call's answer.
+func (h *handler) authorizeAlso(r *http.Request, action, kind, ref string) *Error {
+	id, tags := h.b.ResolveID(r.Context(), kind, ref)
+	res := h.arn("compute", kind+"/"+id)
+	ri := info(r)
+	ri.also = append(ri.also, res)
+	return h.check(ri.caller, action, res, tags)
 }
 
 // route registers a REST route. The response is held back until its
@@ -374,6 +394,9 @@ func (h *handler) route(mux *http.ServeMux, pattern, action string, readOnly boo
 		ar := h.baseRecord(r, info(r), info(r).caller, action, readOnly)
 		if res != "*" {
 			ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
+		}
+		for _, a := range info(r).also {
+			ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
 		}
 		ar.RequestParameters = requestParams(r, tee.data())
 		if rec.status >= 400 {

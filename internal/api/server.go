@@ -142,6 +142,10 @@ func (h *handler) routes(mux *http.ServeMux) {
 			writeError(w, e)
 			return
 		}
+		if e := h.authorizeAlso(r, "compute:AttachVolume", "instance", req.Instance); e != nil {
+			writeError(w, e)
+			return
+		}
 		v, err := b.AttachVolume(r.Context(), r.PathValue("ref"), req)
 		h.reply(w, r, v, err)
 	})
@@ -150,6 +154,12 @@ func (h *handler) routes(mux *http.ServeMux) {
 		if e := decode(w, r, &none); e != nil {
 			writeError(w, e)
 			return
+		}
+		if cur, err := b.DescribeVolume(r.Context(), r.PathValue("ref")); err == nil && cur.AttachedTo != "" {
+			if e := h.authorizeAlso(r, "compute:DetachVolume", "instance", cur.AttachedTo); e != nil {
+				writeError(w, e)
+				return
+			}
 		}
 		v, err := b.DetachVolume(r.Context(), r.PathValue("ref"))
 		h.reply(w, r, v, err)
@@ -237,6 +247,21 @@ func (h *handler) runInstance(w http.ResponseWriter, r *http.Request) {
 	if e := decode(w, r, &req); e != nil {
 		writeError(w, e)
 		return
+	}
+	// Launching with a volume attaches it: the caller must be allowed to
+	// attach each one, or a launch could read any volume on the host.
+	var vols []string
+	if req.RootVolume != "" {
+		vols = append(vols, req.RootVolume)
+	}
+	for _, a := range req.Volumes {
+		vols = append(vols, a.Volume)
+	}
+	for _, ref := range vols {
+		if e := h.authorizeAlso(r, "compute:AttachVolume", "volume", ref); e != nil {
+			writeError(w, e)
+			return
+		}
 	}
 	inst, err := h.b.RunInstance(r.Context(), req)
 	h.reply(w, r, inst, err)

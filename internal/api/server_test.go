@@ -238,3 +238,82 @@ func FuzzRunInstanceBody(f *testing.F) {
 		}
 	})
 }
+
+// byResource authorises every action except on the resources it names.
+type byResource struct {
+	allowAll
+	denied map[string]bool
+}
+
+func (a byResource) Authorize(c *Caller, action, resource string, tags map[string][]string) (bool, string) {
+	if a.denied[resource] {
+		return false, "denied by test"
+	}
+	return true, ""
+}
+
+// volumeStub attaches and detaches anything; vol-in is attached to i-theirs.
+type volumeStub struct {
+	stubBackend
+	attached, detached int
+}
+
+func (s *volumeStub) AttachVolume(_ context.Context, ref string, _ AttachVolumeRequest) (Volume, error) {
+	s.attached++
+	return Volume{ID: ref}, nil
+}
+func (s *volumeStub) DetachVolume(_ context.Context, ref string) (Volume, error) {
+	s.detached++
+	return Volume{ID: ref}, nil
+}
+func (s *volumeStub) DescribeVolume(_ context.Context, ref string) (Volume, error) {
+	if ref == "vol-in" {
+		return Volume{ID: ref, AttachedTo: "i-theirs"}, nil
+	}
+	return Volume{ID: ref}, nil
+}
+
+// A call that touches two resources needs permission on both: attaching
+// my volume to an instance I may not touch, detaching from it, and
+// launching with a volume I may not attach are refused, and audited with
+// every resource.
+func TestEveryResourceAuthorised(t *testing.T) {
+	arn := func(r string) string { return "arn:azote:compute::123456789012:" + r }
+	trail := &memTrail{}
+	b := &volumeStub{}
+	auth := byResource{denied: map[string]bool{arn("instance/i-theirs"): true, arn("volume/vol-theirs"): true}}
+	h := localHandler(b, auth, trail)
+	for _, c := range []struct {
+		method, path, body string
+		want               int
+		resources          []string
+	}{
+		{"POST", "/v1/volumes/vol-mine/attach", `{"instance":"i-theirs"}`, 403, []string{"volume/vol-mine", "instance/i-theirs"}},
+		{"POST", "/v1/volumes/vol-mine/attach", `{"instance":"i-mine"}`, 200, []string{"volume/vol-mine", "instance/i-mine"}},
+		{"POST", "/v1/volumes/vol-in/detach", `{}`, 403, []string{"volume/vol-in", "instance/i-theirs"}},
+		{"POST", "/v1/volumes/vol-free/detach", `{}`, 200, []string{"volume/vol-free"}},
+		{"POST", "/v1/instances", `{"name":"x","vcpus":1,"volumes":[{"volume":"vol-mine"},{"volume":"vol-theirs"}]}`, 403, []string{"instance/*", "volume/vol-mine", "volume/vol-theirs"}},
+		{"POST", "/v1/instances", `{"name":"x","vcpus":1,"root_volume":"vol-theirs"}`, 403, []string{"instance/*", "volume/vol-theirs"}},
+		{"POST", "/v1/instances", `{"name":"x","vcpus":1,"root_volume":"vol-mine"}`, 200, []string{"instance/*", "volume/vol-mine"}},
+	} {
+		code, body := do(t, h, c.method, c.path, []byte(c.body))
+		if code != c.want {
+			t.Errorf("%s %s %s: %d %s, want %d", c.method, c.path, c.body, code, body, c.want)
+			continue
+		}
+		rec := trail.last()
+		var got []string
+		for _, r := range rec.Resources {
+			got = append(got, strings.TrimPrefix(r.ARN, arn("")))
+		}
+		if strings.Join(got, " ") != strings.Join(c.resources, " ") {
+			t.Errorf("%s %s: audited resources %v, want %v", c.method, c.path, got, c.resources)
+		}
+		if (c.want == 403) != (rec.ErrorCode == string(CodeAccessDenied)) {
+			t.Errorf("%s %s: audited error code %q", c.method, c.path, rec.ErrorCode)
+		}
+	}
+	if b.attached != 1 || b.detached != 1 {
+		t.Errorf("backend saw %d attaches and %d detaches, want 1 and 1", b.attached, b.detached)
+	}
+}
