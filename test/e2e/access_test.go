@@ -335,6 +335,25 @@ func TestOperatorAccess(t *testing.T) {
 		a.fails(api.CodeAccessDenied, "volume", "describe", "tag-prod", "--profile", "dev")
 		a.fails(api.CodeAccessDenied, "volume", "describe", v.ID, "--profile", "dev")
 		a.fails(api.CodeAccessDenied, "volume", "delete", "tag-prod", "--now", "--profile", "dev")
+		// Launching with a volume attaches it: allowed to launch, and to
+		// attach dev volumes only, dev cannot read a prod volume through
+		// an instance of its own. Nothing is launched.
+		a.ok("iam", "put-user-policy", "--user-name", "dev", "--policy-name", "dev-launch", "--profile", "admin-mfa", "--policy-document",
+			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"compute:RunInstances","Resource":"*"},`+
+				`{"Effect":"Allow","Action":"compute:AttachVolume","Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/env":"dev"}}}]}`)
+		a.fails(api.CodeAccessDenied, "instance", "run", "--name", "thief", "--volume", "tag-dev", "--volume", "tag-prod", "--no-wait", "--profile", "dev")
+		a.fails(api.CodeAccessDenied, "instance", "run", "--name", "thief", "--root-volume", "tag-prod", "--no-wait", "--profile", "dev")
+		var insts []api.Instance
+		a.okJSON(&insts, "instance", "list", "--profile", "admin-mfa")
+		for _, i := range insts {
+			if i.Name == "thief" {
+				t.Fatalf("a refused launch left instance %s", i.ID)
+			}
+		}
+		if got := a.lookup("--principal", "dev", "--event-name", "RunInstances", "--error-code", "AccessDenied"); len(got) != 2 ||
+			!strings.Contains(fmt.Sprint(got[0]["resources"]), "volume/"+v.ID) {
+			t.Fatalf("refused launches in the audit trail: %v", got)
+		}
 		a.ok("volume", "delete", "tag-dev", "--now", "--profile", "dev")
 	})
 
