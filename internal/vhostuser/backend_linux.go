@@ -42,6 +42,16 @@ type ConcurrentDevice interface {
 	HandleSlot(q, slot int, c *virtio.Chain, chainErr error) uint32
 }
 
+// QueueWaiter is a Device whose requests may wait inside Handle, as for a
+// rate limit. The backend calls StopQueue(q) when ring q stops, before it
+// waits for the requests the ring took to finish: a request waiting in the
+// device must then go on at once (a frontend waits for GET_VRING_BASE with
+// the guest paused). StartQueue(q) comes before the ring runs again.
+type QueueWaiter interface {
+	StopQueue(q int)
+	StartQueue(q int)
+}
+
 // MaxQueueSize is the largest ring the backend accepts.
 const MaxQueueSize = 1024
 

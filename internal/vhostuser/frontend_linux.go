@@ -403,6 +403,25 @@ func (q *DriverQueue) connect(base uint16) error {
 	return nil
 }
 
+// Stop stops the device's ring as QEMU does when the machine stops or the
+// driver resets the device (GET_VRING_BASE) and returns where the device
+// stopped in the available ring. The device answers once every request it
+// took is finished.
+func (q *DriverQueue) Stop() (uint16, error) {
+	m, err := q.f.call(GetVringBase, VringState{uint32(q.index), 0}.bytes(), nil, true)
+	if err != nil {
+		return 0, err
+	}
+	s, err := m.VringState()
+	return uint16(s.Num), err
+}
+
+// Start runs a stopped ring again from base.
+func (q *DriverQueue) Start(base uint16) error {
+	q.closeFDs()
+	return q.connect(base)
+}
+
 // Buf is one buffer of a request: guest address, length, and whether the
 // device writes it.
 type Buf struct {

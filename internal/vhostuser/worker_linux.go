@@ -27,6 +27,10 @@ type worker struct {
 	t      *tracker
 	// pipe serves several chains at once for a ConcurrentDevice.
 	pipe *pipeline
+	// waiter, when the device can hold requests waiting, is told when
+	// the ring idx stops.
+	waiter QueueWaiter
+	idx    int
 }
 
 func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*worker, error) {
@@ -34,7 +38,11 @@ func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*w
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{stopfd: efd, done: make(chan struct{}), q: q, t: t}
+	w := &worker{stopfd: efd, done: make(chan struct{}), q: q, t: t, idx: idx}
+	if qw, ok := b.dev.(QueueWaiter); ok {
+		w.waiter = qw
+		qw.StartQueue(idx)
+	}
 	if cd, ok := b.dev.(ConcurrentDevice); ok && cd.Slots() > 1 {
 		if w.pipe, err = newPipeline(w, cd, idx); err != nil {
 			unix.Close(efd)
@@ -46,6 +54,11 @@ func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*w
 }
 
 func (w *worker) stop() uint16 {
+	if w.waiter != nil {
+		// Requests waiting in the device go on now: the stop waits for
+		// every request the ring took.
+		w.waiter.StopQueue(w.idx)
+	}
 	var one [8]byte
 	binary.LittleEndian.PutUint64(one[:], 1)
 	unix.Write(w.stopfd, one[:])

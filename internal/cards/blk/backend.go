@@ -131,38 +131,41 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector, total uint64) error
 	return nil
 }
 
-// discard serves DISCARD and WRITE_ZEROES segments. Plaintext volumes punch
-// holes (reads give zeros). Encrypted volumes: a discard punches a hole too
-// (its content becomes undefined, as with dm-crypt), while write-zeroes
-// writes encrypted zeros, since a hole would decrypt to noise.
-func (d *Device) discard(qs *queueState, iov [][]byte, zeroes bool) (uint64, error) {
+// segment is one DISCARD or WRITE_ZEROES range.
+type segment struct{ sector, count uint64 }
+
+// discardSegment reads and checks the segment list of a DISCARD or
+// WRITE_ZEROES request (the device takes one segment).
+func (d *Device) discardSegment(iov [][]byte) (segment, error) {
 	n := totalLen(iov)
 	if n == 0 || n%16 != 0 || n/16 > maxDiscardSegs {
-		return 0, errors.New("blk: bad discard segment list")
+		return segment{}, errors.New("blk: bad discard segment list")
 	}
-	var seg [16]byte
-	var total uint64
-	for i := uint64(0); i < n/16; i++ {
-		gather(seg[:], iov, i*16)
-		sector := binary.LittleEndian.Uint64(seg[0:])
-		count := uint64(binary.LittleEndian.Uint32(seg[8:]))
-		flags := binary.LittleEndian.Uint32(seg[12:])
-		if flags&^1 != 0 || count > maxDiscardSectors || !d.inRange(sector, count*SectorSize) {
-			return 0, errors.New("blk: bad discard segment")
-		}
-		off, length := int64(sector*SectorSize), int64(count*SectorSize)
-		if !zeroes || d.cfg.Cipher == nil {
-			if err := unix.Fallocate(int(d.cfg.File.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length); err != nil {
-				if zeroes || !errors.Is(err, unix.EOPNOTSUPP) {
-					return 0, err
-				}
-			}
-		} else if err := d.writeZeroes(qs, sector, count); err != nil {
-			return 0, err
-		}
-		total += uint64(length)
+	var b [16]byte
+	gather(b[:], iov, 0)
+	seg := segment{binary.LittleEndian.Uint64(b[0:]), uint64(binary.LittleEndian.Uint32(b[8:]))}
+	flags := binary.LittleEndian.Uint32(b[12:])
+	if flags&^1 != 0 || seg.count > maxDiscardSectors || !d.inRange(seg.sector, seg.count*SectorSize) {
+		return segment{}, errors.New("blk: bad discard segment")
 	}
-	return total, nil
+	return seg, nil
+}
+
+// discard serves a checked DISCARD or WRITE_ZEROES segment. Plaintext
+// volumes punch holes (reads give zeros). Encrypted volumes: a discard
+// punches a hole too (its content becomes undefined, as with dm-crypt),
+// while write-zeroes writes encrypted zeros, since a hole would decrypt to
+// noise.
+func (d *Device) discard(qs *queueState, seg segment, zeroes bool) error {
+	if zeroes && d.cfg.Cipher != nil {
+		return d.writeZeroes(qs, seg.sector, seg.count)
+	}
+	off, length := int64(seg.sector*SectorSize), int64(seg.count*SectorSize)
+	err := unix.Fallocate(int(d.cfg.File.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+	if err != nil && !zeroes && errors.Is(err, unix.EOPNOTSUPP) {
+		err = nil // a discard is a hint
+	}
+	return err
 }
 
 func (d *Device) writeZeroes(qs *queueState, sector, count uint64) error {

@@ -48,7 +48,7 @@ func newRigFlags(t testing.TB, size int64, queues int, encrypted, readOnly bool,
 }
 
 // newRigIn makes the backing file (and the socket) in dir.
-func newRigIn(t testing.TB, dir string, size int64, queues int, encrypted, readOnly bool, flags int) *rig {
+func newRigIn(t testing.TB, dir string, size int64, queues int, encrypted, readOnly bool, flags int, opts ...func(*Config)) *rig {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(dir, "vol.img"), os.O_CREATE|os.O_RDWR|flags, 0o600)
 	if err != nil {
@@ -65,6 +65,9 @@ func newRigIn(t testing.TB, dir string, size int64, queues int, encrypted, readO
 			t.Fatal(err)
 		}
 		cfg.Cipher = r.cipher
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	r.dev, err = New(cfg)
 	if err != nil {
@@ -308,11 +311,11 @@ func TestTokenBucket(t *testing.T) {
 	var slept time.Duration
 	tb := NewTokenBucket(100, 0)
 	tb.now = func() time.Time { return now }
-	tb.sleep = func(d time.Duration) { slept += d; now = now.Add(d) }
+	tb.sleep = func(d time.Duration, _ <-chan struct{}) time.Duration { slept += d; now = now.Add(d); return d }
 	tb.last = now
 	tb.ops = tb.opsBurst
 	for i := 0; i < 110; i++ {
-		tb.Wait(1, 4096)
+		tb.Wait(1, 4096, nil)
 	}
 	// 110 ops at 100/s with a burst of 10: about one second of waiting.
 	if slept < 900*time.Millisecond || slept > 1100*time.Millisecond {

@@ -57,10 +57,10 @@ type Config struct {
 	Limiter Limiter
 }
 
-// Limiter delays a request until the volume's budget allows it and returns
-// how long it waited.
+// Limiter delays a request until the volume's budget allows it, or until
+// cancel is closed, and returns how long it waited.
 type Limiter interface {
-	Wait(ops int, bytes int64) time.Duration
+	Wait(ops int, bytes int64, cancel <-chan struct{}) time.Duration
 }
 
 // Device is a virtio-blk device over a file.
@@ -81,6 +81,7 @@ type Device struct {
 	// Queues×slots states, queue q's slot i at q*slots+i.
 	slots    int
 	queues   []queueState
+	gates    []*gate // per queue: closed while the queue stops
 	Metrics  *Metrics
 	features uint64
 
@@ -98,6 +99,10 @@ type queueState struct {
 	// mappedOps counts the transfers that went through the mapping.
 	vec       []byte
 	mappedOps atomic.Uint64
+	// gate is the queue's; waited is the QoS wait of the request being
+	// served (kept out of its latency).
+	gate   *gate
+	waited time.Duration
 }
 
 const bounceSize = 1 << 20
@@ -147,9 +152,14 @@ func New(cfg Config) (*Device, error) {
 		d.mapped = mapFile(cfg.File, st.Size(), !cfg.ReadOnly)
 	}
 	d.queues = make([]queueState, cfg.Queues*d.slots)
+	d.gates = make([]*gate, cfg.Queues)
+	for q := range d.gates {
+		d.gates[q] = newGate()
+	}
 	for i := range d.queues {
 		qs := &d.queues[i]
 		qs.iov = make([][]byte, 0, MaxSegments+2)
+		qs.gate = d.gates[i/d.slots]
 		if i%d.slots == 0 && d.mapped == nil && !d.direct {
 			// The page cache without the mapping: slot 0 is every
 			// request's, so its full bounce buffer now, and nothing is
@@ -211,14 +221,36 @@ func (d *Device) Handle(q int, c *virtio.Chain, chainErr error) uint32 {
 // with the state of slot of queue q.
 func (d *Device) HandleSlot(q, slot int, c *virtio.Chain, chainErr error) uint32 {
 	start := time.Now()
-	status, written, op, nbytes := d.serve(&d.queues[q*d.slots+slot], c, chainErr)
+	qs := &d.queues[q*d.slots+slot]
+	qs.waited = 0
+	status, written, op, nbytes := d.serve(qs, c, chainErr)
 	if !setStatus(c, status) {
 		written = 0
 	} else {
 		written++
 	}
-	d.Metrics.record(op, nbytes, status, time.Since(start))
+	d.Metrics.record(op, nbytes, status, time.Since(start)-qs.waited)
 	return written
+}
+
+// StopQueue implements vhostuser.QueueWaiter: requests of queue q waiting
+// for the QoS budget go on at once, until StartQueue.
+func (d *Device) StopQueue(q int) { d.gates[q].stop() }
+
+// StartQueue implements vhostuser.QueueWaiter.
+func (d *Device) StartQueue(q int) { d.gates[q].start() }
+
+// charge takes a request from the QoS budget, waiting if it is spent. Every
+// request is charged one operation; bytes are what it moves on the device.
+// It is called once the request is known to be valid, so that a request
+// the device refuses costs no bytes (a guest cannot run up hours of debt
+// with huge requests that do nothing).
+func (d *Device) charge(qs *queueState, bytes uint64) {
+	if d.cfg.Limiter == nil {
+		return
+	}
+	qs.waited = d.cfg.Limiter.Wait(1, int64(bytes), qs.gate.wait())
+	d.Metrics.addThrottled(qs.waited)
 }
 
 // setStatus writes the status byte: the last byte of the last writable
@@ -286,18 +318,13 @@ func (d *Device) inRange(sector, n uint64) bool {
 
 func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status byte, written uint32, o op, nbytes uint64) {
 	if chainErr != nil {
+		d.charge(qs, 0)
 		return statusIOErr, 0, opInvalid, 0
 	}
 	typ, sector, rest, ok := header(c, qs.iov)
 	if !ok {
+		d.charge(qs, 0)
 		return statusIOErr, 0, opInvalid, 0
-	}
-	if d.cfg.Limiter != nil {
-		n := int64(totalLen(rest))
-		if typ == typeIn {
-			n = int64(totalLen(dataIn(c, qs.iov)))
-		}
-		d.Metrics.addThrottled(d.cfg.Limiter.Wait(1, n))
 	}
 	switch typ {
 	case typeIn:
@@ -306,8 +333,10 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		// Transfers are whole sectors (virtio 1.2 §5.2.6.1), which also
 		// keeps O_DIRECT and the per-sector cipher aligned.
 		if n%SectorSize != 0 || !d.inRange(sector, n) {
+			d.charge(qs, 0)
 			return statusIOErr, 0, opRead, 0
 		}
+		d.charge(qs, n)
 		if err := d.read(qs, iov, sector, n); err != nil {
 			return statusIOErr, 0, opRead, 0
 		}
@@ -315,13 +344,16 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 	case typeOut:
 		n := totalLen(rest)
 		if n%SectorSize != 0 || d.cfg.ReadOnly || !d.inRange(sector, n) {
+			d.charge(qs, 0)
 			return statusIOErr, 0, opWrite, 0
 		}
+		d.charge(qs, n)
 		if err := d.write(qs, rest, sector, n); err != nil {
 			return statusIOErr, 0, opWrite, 0
 		}
 		return statusOK, 0, opWrite, n
 	case typeFlush:
+		d.charge(qs, 0)
 		if d.cfg.ReadOnly {
 			return statusOK, 0, opFlush, 0
 		}
@@ -330,6 +362,7 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		}
 		return statusOK, 0, opFlush, 0
 	case typeGetID:
+		d.charge(qs, 0)
 		iov := dataIn(c, qs.iov)
 		id := make([]byte, idLen)
 		copy(id, d.cfg.ID)
@@ -340,15 +373,25 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		if typ == typeWriteZeroes {
 			name = opWriteZeroes
 		}
-		if d.cfg.ReadOnly {
+		seg, err := d.discardSegment(rest)
+		if err != nil || d.cfg.ReadOnly {
+			d.charge(qs, 0)
 			return statusIOErr, 0, name, 0
 		}
-		n, err := d.discard(qs, rest, typ == typeWriteZeroes)
-		if err != nil {
+		// Write-zeroes is charged the bytes it covers (on an encrypted
+		// volume it writes them all); a discard one sector, as Linux's
+		// block throttling charges it.
+		cost := uint64(SectorSize)
+		if typ == typeWriteZeroes {
+			cost = seg.count * SectorSize
+		}
+		d.charge(qs, cost)
+		if err := d.discard(qs, seg, typ == typeWriteZeroes); err != nil {
 			return statusIOErr, 0, name, 0
 		}
-		return statusOK, 0, name, n
+		return statusOK, 0, name, seg.count * SectorSize
 	}
+	d.charge(qs, 0)
 	return statusUnsupp, 0, opUnsupported, 0
 }
 

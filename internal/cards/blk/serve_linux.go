@@ -9,6 +9,13 @@ import (
 	"github.com/azote/azote/internal/vhostuser"
 )
 
+// The device serves the backend's concurrent interface, and its requests
+// may wait for the QoS budget, which a stopping ring cuts short.
+var (
+	_ vhostuser.ConcurrentDevice = (*Device)(nil)
+	_ vhostuser.QueueWaiter      = (*Device)(nil)
+)
+
 // Serve accepts frontends on l and serves b to one at a time until the
 // listener fails. A frontend that disconnects (the engine restarting, or
 // QEMU reconnecting after this card was restarted) is followed by the next
