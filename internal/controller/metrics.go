@@ -1,16 +1,16 @@
 package controller
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"sort"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cards/channel"
 )
 
 // WriteMetrics implements api.Backend: instance counts by state, volume
@@ -60,45 +60,102 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 		}
 	}
-	var socks []string
+	type card struct{ volume, sock string }
+	var cards []card
 	for _, r := range recs {
 		if r.Handle == nil {
 			continue
 		}
 		for _, v := range r.Volumes {
-			socks = append(socks, c.cardMetricsSocket(r.ID, v.VolumeID))
+			cards = append(cards, card{v.VolumeID, c.cardMetricsSocket(r.ID, v.VolumeID)})
 		}
 	}
-	sort.Strings(socks)
-	// Every card writes all families; the text format wants each family's
-	// samples together, so the cards' lines are regrouped by family.
-	byFamily := map[string][]string{}
-	for _, s := range socks {
-		conn, err := net.DialTimeout("unix", s, time.Second)
-		if err != nil {
-			continue // a card restarting; its counters return with it
-		}
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		sc := bufio.NewScanner(io.LimitReader(conn, 1<<20))
-		for sc.Scan() {
-			line := sc.Text()
-			name, _, _ := strings.Cut(line, "{")
-			fam := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
-			byFamily[fam] = append(byFamily[fam], line)
-		}
-		conn.Close()
+	sort.Slice(cards, func(i, j int) bool { return cards[i].volume < cards[j].volume })
+	// Cards answer at once; one that does not (restarting, or stuck) is
+	// left out rather than holding up the scrape: all are asked together,
+	// with one deadline.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	snaps := make([]*channel.BlkMetrics, len(cards))
+	var wg sync.WaitGroup
+	for i, cd := range cards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := readCardMetrics(ctx, cd.sock)
+			if err != nil {
+				c.log.Debug("card metrics", "volume", cd.volume, "err", err)
+				return
+			}
+			snaps[i] = &m
+		}()
 	}
-	for _, f := range []struct{ name, typ, help string }{
-		{"azote_volume_ops_total", "counter", "Requests served per volume and operation."},
-		{"azote_volume_bytes_total", "counter", "Bytes moved per volume and operation."},
-		{"azote_volume_errors_total", "counter", "Requests answered with an error status."},
-		{"azote_volume_latency_seconds", "histogram", "Time to serve a request."},
-		{"azote_volume_throttled_seconds_total", "counter", "Time requests waited for the volume's QoS budget."},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, f.typ)
-		for _, line := range byFamily[f.name] {
-			fmt.Fprintln(w, line)
+	wg.Wait()
+	var answered []volumeMetrics
+	for i, cd := range cards {
+		if snaps[i] != nil {
+			answered = append(answered, volumeMetrics{cd.volume, snaps[i]})
 		}
 	}
+	writeVolumeMetrics(w, answered)
 	return nil
+}
+
+func readCardMetrics(ctx context.Context, sock string) (channel.BlkMetrics, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return channel.BlkMetrics{}, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	return channel.ReadBlkMetrics(conn)
+}
+
+// volumeMetrics is one card's counters and the volume azoted knows the
+// card to serve.
+type volumeMetrics struct {
+	volume string
+	m      *channel.BlkMetrics
+}
+
+// writeVolumeMetrics renders the cards' counters, each family's samples
+// together, labelled by azoted.
+func writeVolumeMetrics(w io.Writer, vols []volumeMetrics) {
+	family := func(name, typ, help string, sample func(volume string, m *channel.BlkMetrics)) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+		for _, v := range vols {
+			sample(v.volume, v.m)
+		}
+	}
+	counter := func(name, help string, get func(o channel.OpMetrics) uint64) {
+		family(name, "counter", help, func(vol string, m *channel.BlkMetrics) {
+			for i, o := range m.Ops {
+				fmt.Fprintf(w, "%s{volume=%q,op=%q} %d\n", name, vol, channel.BlkOps[i], get(o))
+			}
+		})
+	}
+	counter("azote_volume_ops_total", "Requests served per volume and operation.", func(o channel.OpMetrics) uint64 { return o.Requests })
+	counter("azote_volume_bytes_total", "Bytes moved per volume and operation.", func(o channel.OpMetrics) uint64 { return o.Bytes })
+	counter("azote_volume_errors_total", "Requests answered with an error status.", func(o channel.OpMetrics) uint64 { return o.Errors })
+	const lat = "azote_volume_latency_seconds"
+	family(lat, "histogram", "Time to serve a request (without its wait for the QoS budget).", func(vol string, m *channel.BlkMetrics) {
+		for i, o := range m.Ops {
+			l := fmt.Sprintf("volume=%q,op=%q", vol, channel.BlkOps[i])
+			var cum uint64
+			for j, ub := range channel.LatencyBuckets {
+				cum += o.Latency[j]
+				fmt.Fprintf(w, "%s_bucket{%s,le=\"%g\"} %d\n", lat, l, ub, cum)
+			}
+			cum += o.Latency[len(channel.LatencyBuckets)]
+			fmt.Fprintf(w, "%s_bucket{%s,le=\"+Inf\"} %d\n", lat, l, cum)
+			fmt.Fprintf(w, "%s_sum{%s} %g\n", lat, l, float64(o.LatencySumNs)/1e9)
+			fmt.Fprintf(w, "%s_count{%s} %d\n", lat, l, cum)
+		}
+	})
+	family("azote_volume_throttled_seconds_total", "counter", "Time requests waited for the volume's QoS budget (summed over requests).", func(vol string, m *channel.BlkMetrics) {
+		fmt.Fprintf(w, "azote_volume_throttled_seconds_total{volume=%q} %g\n", vol, float64(m.ThrottledNs)/1e9)
+	})
 }

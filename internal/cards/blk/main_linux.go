@@ -1,6 +1,7 @@
 package blk
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,7 +29,7 @@ func Main(args []string) int {
 	sock := fs.String("socket", "", "vhost-user socket to listen on")
 	backingFD := fs.Int("backing-fd", 3, "inherited descriptor of the backing file")
 	channelFD := fs.Int("channel-fd", 4, "inherited descriptor of the private channel")
-	metricsSock := fs.String("metrics-socket", "", "unix socket answering with Prometheus metrics")
+	metricsSock := fs.String("metrics-socket", "", "unix socket answering with the metrics (JSON)")
 	listenFD := fs.Int("listen-fd", -1, "inherited listening vhost-user socket (then --socket only names it)")
 	metricsFD := fs.Int("metrics-fd", -1, "inherited listening metrics socket")
 	uid := fs.Int("uid", -1, "user (and group) id to drop to once every descriptor is held")
@@ -116,7 +118,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		if err != nil {
 			return err
 		}
-		go serveMetrics(ml, d, cfg.VolumeID)
+		go serveMetrics(ml, d)
 	}
 	if keyFD >= 0 && escrow != nil {
 		kl, err := listener("key", keyFD)
@@ -147,13 +149,16 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 	return Serve(b, l, log)
 }
 
-func serveMetrics(l *net.UnixListener, d *Device, volume string) {
+// serveMetrics answers each connection with the counters, as JSON; azoted
+// renders them.
+func serveMetrics(l *net.UnixListener, d *Device) {
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
 			return
 		}
-		d.Metrics.WritePrometheus(c, volume)
+		c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		json.NewEncoder(c).Encode(d.Metrics.Snapshot())
 		c.Close()
 	}
 }
