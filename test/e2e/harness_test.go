@@ -225,6 +225,18 @@ func (h *harness) run(t *testing.T, name string, vcpus, memMiB int, extra ...str
 		t.Fatalf("azote %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, r.stdout)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			// What the guest and its cards printed, before terminate
+			// removes them.
+			if c := h.azote("instance", "console", inst.ID, "--tail", "20000"); c.code == 0 {
+				t.Logf("console of %s (tail):\n%s", inst.ID, c.stdout)
+			}
+			logs, _ := filepath.Glob(filepath.Join(h.state, "instances", inst.ID, "*.card.log"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", filepath.Base(l), b)
+			}
+		}
 		h.azote("instance", "modify", inst.ID, "--termination-protection=false")
 		if r := h.azote("instance", "terminate", inst.ID); r.code != 0 {
 			t.Errorf("cleanup: terminate %s: %s", inst.ID, r.stderr)
