@@ -151,6 +151,7 @@ GLOBL vshr<>(SB), RODATA|NOPTR, $256
 // Sixteen blocks with the tweaks in Y16-Y23; leaves there the tweaks of the
 // next sixteen (computed into Y24-Y31 on the way).
 #define VBODY16(OP, OPLAST) \
+	PREFETCHT0 1024(SI); PREFETCHT0 1088(SI); PREFETCHT0 1152(SI); PREFETCHT0 1216(SI); \
 	VLOAD(0, Y0, Y16); VLOAD(1, Y1, Y17); VLOAD(2, Y2, Y18); VLOAD(3, Y3, Y19); \
 	VLOAD(4, Y4, Y20); VLOAD(5, Y5, Y21); VLOAD(6, Y6, Y22); VLOAD(7, Y7, Y23); \
 	VBROADCASTI128 (AX), Y8; \
@@ -224,6 +225,18 @@ GLOBL vshr<>(SB), RODATA|NOPTR, $256
 	VMOVDQU Y0, 128(SP); VMOVDQU Y0, 160(SP); VMOVDQU Y0, 192(SP); VMOVDQU Y0, 224(SP); \
 	VMOVDQU Y0, 256(SP); VMOVDQU Y0, 288(SP); VMOVDQU Y0, 320(SP); VMOVDQU Y0, 352(SP)
 
+// Start fetching the first 1 KiB of the source; each group of 16 blocks
+// then asks for the lines 1 KiB ahead. A source out of the CPU caches (a
+// page-cache page the card decrypts into guest memory) then arrives while
+// the cipher works instead of stalling it: a random 4 KiB page out of a
+// 1 GiB buffer decrypts in 0.92-1.02 µs instead of 1.13-1.21 µs here
+// (BenchmarkColdDecrypt4K); more or less lead measured no better.
+#define PREFETCH1K \
+	PREFETCHT0 0(SI); PREFETCHT0 64(SI); PREFETCHT0 128(SI); PREFETCHT0 192(SI); \
+	PREFETCHT0 256(SI); PREFETCHT0 320(SI); PREFETCHT0 384(SI); PREFETCHT0 448(SI); \
+	PREFETCHT0 512(SI); PREFETCHT0 576(SI); PREFETCHT0 640(SI); PREFETCHT0 704(SI); \
+	PREFETCHT0 768(SI); PREFETCHT0 832(SI); PREFETCHT0 896(SI); PREFETCHT0 960(SI)
+
 // The whole function for one direction. Requires nsectors >= 1, blocks >= 1.
 #define VXTS_SECTORS(OP, OPLAST) \
 	MOVQ nsectors+32(FP), CX; \
@@ -231,6 +244,7 @@ GLOBL vshr<>(SB), RODATA|NOPTR, $256
 	MOVQ sector+48(FP), R9; \
 	MOVQ dst+16(FP), DI; \
 	MOVQ src+24(FP), SI; \
+	PREFETCH1K; \
 batch: \
 	VSECTOR_TWEAKS; \
 	MOVQ    $8, R11; \
