@@ -355,16 +355,47 @@ func cardKilledUnderLoad(t *testing.T, h *harness, direct bool) {
 	if len(inst.Volumes) == 0 || inst.Volumes[0].CardPID <= 0 {
 		t.Fatalf("no card for the volume: %+v", inst.Volumes)
 	}
+	// A kill is the test only if requests were in flight at that moment
+	// (the restarted card says it resubmits them). The writers can all be
+	// between two requests at the instant of the kill; then the new card
+	// is killed too, up to three times, while the writers still run.
 	card := inst.Volumes[0].CardPID
-	if err := syscall.Kill(card, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill card %d: %v", card, err)
+	for kill := 1; ; kill++ {
+		if err := syscall.Kill(card, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill card %d: %v", card, err)
+		}
+		if out := h.ok(t, "instance", "console", inst.ID, "--tail", "1000000"); strings.Contains(out, "blk-load: writers done") {
+			t.Fatal("the writers finished before the card was killed with requests in flight; the test did not load the card")
+		}
+		old := card
+		i := h.waitFor(t, inst.ID, "a new card", func(i api.Instance) bool {
+			return len(i.Volumes) > 0 && i.Volumes[0].CardPID != 0 && i.Volumes[0].CardPID != old
+		})
+		card = i.Volumes[0].CardPID
+		// The new card logs what it resubmits as QEMU hands it the rings
+		// back, just after the inflight area; give that a second.
+		newCard := func() string {
+			l := readFile(cardLog)
+			return l[strings.LastIndex(l, "msg=serving"):]
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for strings.Count(readFile(cardLog), "msg=serving") <= kill || !strings.Contains(newCard(), "inflight tracking area in use") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the new card never took the inflight area:\n%s", readFile(cardLog))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for end := time.Now().Add(time.Second); !strings.Contains(newCard(), "resubmitting") && time.Now().Before(end); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if strings.Contains(newCard(), "resubmitting") {
+			break
+		}
+		if kill == 3 {
+			t.Fatalf("three kills found no request in flight\n%s", readFile(cardLog))
+		}
+		t.Logf("kill %d: no request was in flight; killing the new card", kill)
 	}
-	if out := h.ok(t, "instance", "console", inst.ID, "--tail", "1000000"); strings.Contains(out, "blk-load: writers done") {
-		t.Fatal("the writers finished before the card was killed; the test did not load the card")
-	}
-	h.waitFor(t, inst.ID, "a new card", func(i api.Instance) bool {
-		return len(i.Volumes) > 0 && i.Volumes[0].CardPID != 0 && i.Volumes[0].CardPID != card
-	})
 	lines := h.waitConsole(t, inst.ID, regexp.MustCompile(`blk-load: verified [^\r\n]*`), 1)
 	out := h.ok(t, "instance", "console", inst.ID, "--tail", "1000000")
 	if lines[0] != "blk-load: verified 144 chunks, bad=0" || regexp.MustCompile(`blk-load: writer \d failed`).MatchString(out) {
@@ -396,6 +427,11 @@ func cardKilledUnderLoad(t *testing.T, h *harness, direct bool) {
 	if !resubmitted {
 		t.Fatalf("the restarted card resubmitted nothing: no request was in flight at the kill\n%s", log)
 	}
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 // TestVolumeDeleteRestore: deletion protection, recoverable delete,
