@@ -345,7 +345,7 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		os.RemoveAll(c.instanceDir(id))
 		c.store.Update(func(tx store.Tx) error {
 			for _, a := range rec.Volumes {
-				if _, err := c.releaseVolumeTx(tx, a.VolumeID, id); err != nil {
+				if _, _, err := c.releaseVolumeTx(tx, a.VolumeID, id); err != nil {
 					return err
 				}
 			}
@@ -612,14 +612,13 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 			return err
 		}
 		for _, a := range r.Volumes {
-			var v volumeRecord
-			ours := tx.Get(tableVolumes, a.VolumeID, &v) == nil && v.State == api.VolumeInUse && v.AttachedTo == id
-			if _, err := c.releaseVolumeTx(tx, a.VolumeID, id); err != nil {
+			v, released, err := c.releaseVolumeTx(tx, a.VolumeID, id)
+			if err != nil {
 				return err
 			}
-			if ours && v.Kind == api.VolumeInstanceStore {
+			if released && v.Kind == api.VolumeInstanceStore {
 				now := time.Now().UTC()
-				v.State, v.AttachedTo, v.DeletedAt, v.PurgeAt = api.VolumeDeleted, "", &now, &now
+				v.State, v.DeletedAt, v.PurgeAt = api.VolumeDeleted, &now, &now
 				if err := tx.Put(tableVolumes, v.ID, &v); err != nil {
 					return err
 				}

@@ -388,7 +388,7 @@ func (c *Controller) DetachVolume(_ context.Context, ref string) (api.Volume, er
 				return api.Errorf(api.CodeIncorrectVolumeState, "volume %s is the root volume of %s; it is released when the instance is terminated", v.ID, inst.ID)
 			}
 		}
-		out, err = c.releaseVolumeTx(tx, v.ID, inst.ID)
+		out, _, err = c.releaseVolumeTx(tx, v.ID, inst.ID)
 		return err
 	})
 	c.wake(inst.ID)
@@ -396,23 +396,24 @@ func (c *Controller) DetachVolume(_ context.Context, ref string) (api.Volume, er
 }
 
 // releaseVolumeTx removes volume id from instance instID's list and, if the
-// volume is still attached to instID, makes it available. A volume record
-// that is gone or attached elsewhere is left as it is.
-func (c *Controller) releaseVolumeTx(tx store.Tx, id, instID string) (volumeRecord, error) {
-	var v volumeRecord
-	err := tx.Get(tableVolumes, id, &v)
+// volume is still attached to instID, makes it available and reports that
+// it did. A volume record that is gone or attached elsewhere is left as it
+// is.
+func (c *Controller) releaseVolumeTx(tx store.Tx, id, instID string) (v volumeRecord, released bool, err error) {
+	err = tx.Get(tableVolumes, id, &v)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return v, err
+		return v, false, err
 	}
 	if err == nil && v.State == api.VolumeInUse && v.AttachedTo == instID {
 		v.State, v.AttachedTo, v.ReadOnly = api.VolumeAvailable, "", false
 		if err := tx.Put(tableVolumes, id, &v); err != nil {
-			return v, err
+			return v, false, err
 		}
+		released = true
 	}
 	var r instanceRecord
 	if err := tx.Get(tableInstances, instID, &r); err != nil {
-		return v, err
+		return v, released, err
 	}
 	kept := r.Volumes[:0]
 	for _, a := range r.Volumes {
@@ -422,7 +423,7 @@ func (c *Controller) releaseVolumeTx(tx store.Tx, id, instID string) (volumeReco
 	}
 	r.Volumes = kept
 	r.Revision++
-	return v, tx.Put(tableInstances, r.ID, &r)
+	return v, released, tx.Put(tableInstances, r.ID, &r)
 }
 
 // volumeKey returns the plaintext data key for a launch: unwrapped for a

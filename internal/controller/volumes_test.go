@@ -108,7 +108,7 @@ func TestDetachRacingReattach(t *testing.T) {
 	waitBlocked(t, "DetachVolume")
 	// Meanwhile another detach finished and the volume moved to i2.
 	if err := fx.c.store.Update(func(tx store.Tx) error {
-		_, err := fx.c.releaseVolumeTx(tx, v.ID, i1.ID)
+		_, _, err := fx.c.releaseVolumeTx(tx, v.ID, i1.ID)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -99,10 +99,12 @@ type queueState struct {
 	// mappedOps counts the transfers that went through the mapping.
 	vec       []byte
 	mappedOps atomic.Uint64
-	// gate is the queue's; waited is the QoS wait of the request being
-	// served (kept out of its latency).
-	gate   *gate
-	waited time.Duration
+	// gate is the queue's; for the request being served, charged tells
+	// whether it has been charged to the QoS budget and waited how long
+	// it waited (kept out of its latency).
+	gate    *gate
+	charged bool
+	waited  time.Duration
 }
 
 const bounceSize = 1 << 20
@@ -222,8 +224,11 @@ func (d *Device) Handle(q int, c *virtio.Chain, chainErr error) uint32 {
 func (d *Device) HandleSlot(q, slot int, c *virtio.Chain, chainErr error) uint32 {
 	start := time.Now()
 	qs := &d.queues[q*d.slots+slot]
-	qs.waited = 0
+	qs.charged, qs.waited = false, 0
 	status, written, op, nbytes := d.serve(qs, c, chainErr)
+	if !qs.charged {
+		d.charge(qs, 0) // refused, or no I/O: one operation
+	}
 	if !setStatus(c, status) {
 		written = 0
 	} else {
@@ -241,11 +246,13 @@ func (d *Device) StopQueue(q int) { d.gates[q].stop() }
 func (d *Device) StartQueue(q int) { d.gates[q].start() }
 
 // charge takes a request from the QoS budget, waiting if it is spent. Every
-// request is charged one operation; bytes are what it moves on the device.
-// It is called once the request is known to be valid, so that a request
-// the device refuses costs no bytes (a guest cannot run up hours of debt
-// with huge requests that do nothing).
+// request is charged once, one operation; bytes are what it moves on the
+// device. serve charges a request that does I/O once it is known to be
+// valid, before the I/O; HandleSlot charges any other (refused, or without
+// I/O) after it, so that a request the device refuses costs no bytes (a
+// guest cannot run up hours of debt with huge requests that do nothing).
 func (d *Device) charge(qs *queueState, bytes uint64) {
+	qs.charged = true
 	if d.cfg.Limiter == nil {
 		return
 	}
@@ -318,12 +325,10 @@ func (d *Device) inRange(sector, n uint64) bool {
 
 func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status byte, written uint32, o op, nbytes uint64) {
 	if chainErr != nil {
-		d.charge(qs, 0)
 		return statusIOErr, 0, opInvalid, 0
 	}
 	typ, sector, rest, ok := header(c, qs.iov)
 	if !ok {
-		d.charge(qs, 0)
 		return statusIOErr, 0, opInvalid, 0
 	}
 	switch typ {
@@ -333,7 +338,6 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		// Transfers are whole sectors (virtio 1.2 §5.2.6.1), which also
 		// keeps O_DIRECT and the per-sector cipher aligned.
 		if n%SectorSize != 0 || !d.inRange(sector, n) {
-			d.charge(qs, 0)
 			return statusIOErr, 0, opRead, 0
 		}
 		d.charge(qs, n)
@@ -344,7 +348,6 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 	case typeOut:
 		n := totalLen(rest)
 		if n%SectorSize != 0 || d.cfg.ReadOnly || !d.inRange(sector, n) {
-			d.charge(qs, 0)
 			return statusIOErr, 0, opWrite, 0
 		}
 		d.charge(qs, n)
@@ -362,7 +365,6 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		}
 		return statusOK, 0, opFlush, 0
 	case typeGetID:
-		d.charge(qs, 0)
 		iov := dataIn(c, qs.iov)
 		id := make([]byte, idLen)
 		copy(id, d.cfg.ID)
@@ -375,7 +377,6 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		}
 		seg, err := d.discardSegment(rest)
 		if err != nil || d.cfg.ReadOnly {
-			d.charge(qs, 0)
 			return statusIOErr, 0, name, 0
 		}
 		// Write-zeroes is charged the bytes it covers (on an encrypted
@@ -391,7 +392,6 @@ func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status 
 		}
 		return statusOK, 0, name, seg.count * SectorSize
 	}
-	d.charge(qs, 0)
 	return statusUnsupp, 0, opUnsupported, 0
 }
 
