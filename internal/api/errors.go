@@ -35,6 +35,9 @@ const (
 	CodeInvalidVolumeSize      Code = "InvalidVolumeSize"
 	CodeDeletionProtected      Code = "DeletionProtected"
 	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
+	// CodeDuplicateTagKeys: two tag keys differ only in case. Policies
+	// name tag keys case-insensitively, so such tags would be ambiguous.
+	CodeDuplicateTagKeys Code = "DuplicateTagKeys"
 	CodeInternal               Code = "InternalError"
 
 	// Authentication (SigV4), as AWS names them.
@@ -62,6 +65,7 @@ const (
 )
 
 var codeStatus = map[Code]int{
+	CodeDuplicateTagKeys:       http.StatusBadRequest,
 	CodeMalformedRequest:       http.StatusBadRequest,
 	CodeRequestTooLarge:        http.StatusRequestEntityTooLarge,
 	CodeInvalidParameter:       http.StatusBadRequest,
