@@ -35,9 +35,7 @@ const (
 	CodeInvalidVolumeSize      Code = "InvalidVolumeSize"
 	CodeDeletionProtected      Code = "DeletionProtected"
 	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
-	// CodeDuplicateTagKeys: two tag keys differ only in case. Policies
-	// name tag keys case-insensitively, so such tags would be ambiguous.
-	CodeDuplicateTagKeys Code = "DuplicateTagKeys"
+	CodeDuplicateTagKeys       Code = "DuplicateTagKeys" // tag keys that differ only in case
 	CodeInternal               Code = "InternalError"
 
 	// Authentication (SigV4), as AWS names them.
