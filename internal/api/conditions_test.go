@@ -3,8 +3,11 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/azote/azote/internal/iam/policy"
@@ -30,7 +33,7 @@ func (a *policyAuth) Authorize(c *Caller, action, resource string, extra map[str
 	return res.Decision == policy.Allow, res.Decision.String()
 }
 
-func newPolicyAuth(t *testing.T, typ, doc string) *policyAuth {
+func newPolicyAuth(t testing.TB, typ, doc string) *policyAuth {
 	t.Helper()
 	d, err := policy.Parse([]byte(doc))
 	if err != nil {
@@ -45,10 +48,12 @@ func newPolicyAuth(t *testing.T, typ, doc string) *policyAuth {
 type createStub struct {
 	stubBackend
 	created int
+	vol     CreateVolumeRequest
 }
 
 func (s *createStub) CreateVolume(_ context.Context, r CreateVolumeRequest) (Volume, error) {
 	s.created++
+	s.vol = r
 	return Volume{ID: "vol-1", Encrypted: !r.Plaintext, Tags: r.Tags}, nil
 }
 func (s *createStub) RunInstance(ctx context.Context, r RunInstanceRequest) (Instance, error) {
@@ -179,4 +184,47 @@ func TestValidateTagsFoldedKeys(t *testing.T) {
 			t.Errorf("%v: %v, want %s", c.tags, e, c.want)
 		}
 	}
+}
+
+// The request keys a policy decides on are those of the request the
+// backend gets: the body is read twice (for the keys, then strictly by the
+// handler), and the two readings must never disagree.
+func FuzzCreateVolumeKeys(f *testing.F) {
+	f.Add([]byte(`{"size_bytes":1048576,"kind":"persistent","plaintext":true,"tags":{"team":"a","env":"dev"}}`))
+	f.Add([]byte(`{"size_bytes":1048576,"kind":"persistent","Plaintext":true,"TAGS":{"team":"a"}}`))
+	f.Add([]byte(`{"tags":{"team":"a"},"tags":{"team":"b"}}`))
+	f.Add([]byte(`{"tags":{"a":"1","A":"2"}}`))
+	f.Add([]byte(``))
+	f.Add([]byte(`{"plaintext":"yes"}`))
+	auth := newPolicyAuth(f, PrincipalUser, `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}`)
+	b := &createStub{}
+	h := localHandler(b, auth, &memTrail{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n := b.created
+		clear(auth.seen)
+		status, out := do(t, h, "POST", "/v1/volumes", body)
+		if status != 200 {
+			if b.created != n {
+				t.Fatalf("status %d, yet the backend created a volume: %s", status, out)
+			}
+			return
+		}
+		seen := auth.seen["compute:CreateVolume"]
+		if got, want := seen["azote:encrypted"], []string{strconv.FormatBool(!b.vol.Plaintext)}; !slices.Equal(got, want) {
+			t.Fatalf("policy saw azote:Encrypted %v, backend got plaintext=%v", got, b.vol.Plaintext)
+		}
+		tags := map[string]string{}
+		for k, v := range seen {
+			if tk, ok := strings.CutPrefix(k, "aws:requesttag/"); ok {
+				tags[tk] = v[0]
+			}
+		}
+		want := map[string]string{}
+		for k, v := range b.vol.Tags {
+			want[strings.ToLower(k)] = v
+		}
+		if !maps.Equal(tags, want) {
+			t.Fatalf("policy saw tags %v, backend got %v", tags, b.vol.Tags)
+		}
+	})
 }
