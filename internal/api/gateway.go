@@ -28,8 +28,10 @@ type Auth interface {
 	Credentials(akid, token string) (secret string, active bool, c *Caller, err error)
 	// HostRoot is the caller of the root-only unix socket.
 	HostRoot(pid int32) *Caller
-	// Authorize decides; extra holds request condition keys (resource
-	// tags); reason says why, for the error and the trail.
+	// Authorize decides; extra holds the request's condition keys
+	// (aws:ResourceTag/KEY of the resource, the call's own keys such as
+	// aws:RequestTag/KEY or iam:PolicyARN), lower-cased; reason says why,
+	// for the error and the trail.
 	Authorize(c *Caller, action, resource string, extra map[string][]string) (allowed bool, reason string)
 	AccountID() string
 }
