@@ -57,6 +57,9 @@ type Operation struct {
 	NewRequest func() any
 	// Resource is the ARN the request acts on ("*" when none).
 	Resource func(ctx context.Context, req any) (string, error)
+	// Conditions, when set, gives the request's own condition keys
+	// (lower-cased), e.g. iam:PolicyARN of an attach.
+	Conditions func(ctx context.Context, req any) map[string][]string
 	// Do performs the action for an authorised caller.
 	Do func(ctx context.Context, c *Caller, req any) (any, error)
 	// NetworkDenied refuses the action over the network API: it may only

@@ -35,6 +35,7 @@ const (
 	CodeInvalidVolumeSize      Code = "InvalidVolumeSize"
 	CodeDeletionProtected      Code = "DeletionProtected"
 	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
+	CodeDuplicateTagKeys       Code = "DuplicateTagKeys" // tag keys that differ only in case
 	CodeInternal               Code = "InternalError"
 
 	// Authentication (SigV4), as AWS names them.
@@ -62,6 +63,7 @@ const (
 )
 
 var codeStatus = map[Code]int{
+	CodeDuplicateTagKeys:       http.StatusBadRequest,
 	CodeMalformedRequest:       http.StatusBadRequest,
 	CodeRequestTooLarge:        http.StatusRequestEntityTooLarge,
 	CodeInvalidParameter:       http.StatusBadRequest,

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,8 +28,10 @@ type Auth interface {
 	Credentials(akid, token string) (secret string, active bool, c *Caller, err error)
 	// HostRoot is the caller of the root-only unix socket.
 	HostRoot(pid int32) *Caller
-	// Authorize decides; extra holds request condition keys (resource
-	// tags); reason says why, for the error and the trail.
+	// Authorize decides; extra holds the request's condition keys
+	// (aws:ResourceTag/KEY of the resource, the call's own keys such as
+	// aws:RequestTag/KEY or iam:PolicyARN), lower-cased; reason says why,
+	// for the error and the trail.
 	Authorize(c *Caller, action, resource string, extra map[string][]string) (allowed bool, reason string)
 	AccountID() string
 }
@@ -123,6 +126,12 @@ type requestInfo struct {
 	body   []byte // the request body when it was read for the signature
 	caller *Caller
 	also   []string // further resources the call was authorised on
+	// conds are the request's own condition keys (aws:RequestTag/KEY,
+	// aws:TagKeys, iam:PolicyARN, azote:Encrypted), for every resource
+	// the call is authorised on; bad refuses the call before any
+	// decision (tags that would make the context ambiguous).
+	conds map[string][]string
+	bad   *Error
 }
 
 type infoKey struct{}
@@ -343,7 +352,11 @@ func Identity(c *Caller) audit.UserIdentity {
 
 // authorize asks the IAM; a refusal is answered and audited here.
 func (h *handler) authorize(w http.ResponseWriter, r *http.Request, action, resource string) bool {
-	err := h.check(info(r).caller, action, resource, info(r).tags)
+	ri := info(r)
+	err := ri.bad
+	if err == nil {
+		err = h.check(ri.caller, action, resource, ri.tags, ri.conds)
+	}
 	if err != nil {
 		h.deny(w, r, action, resource, err)
 	}
@@ -351,11 +364,22 @@ func (h *handler) authorize(w http.ResponseWriter, r *http.Request, action, reso
 }
 
 // check evaluates the caller's policies for action on resource, whose tags
-// answer aws:ResourceTag/KEY conditions.
-func (h *handler) check(c *Caller, action, resource string, tags map[string]string) *Error {
+// answer aws:ResourceTag/KEY conditions; conds are the request's own keys.
+func (h *handler) check(c *Caller, action, resource string, tags map[string]string, conds map[string][]string) *Error {
+	// Condition keys are case-insensitive: of two tags whose keys differ
+	// only in case, which one a policy saw would depend on map order.
+	// Such tags are refused at creation; a resource made before that
+	// was refused is left to host root (break-glass) rather than decided
+	// on a guess.
+	if a, b, ok := FoldedTagKeys(tags); ok && c.Type != PrincipalHostRoot {
+		return Errorf(CodeDuplicateTagKeys, "%s has tag keys %q and %q that differ only in case, which no policy can tell apart; only host root may act on it", resource, a, b)
+	}
 	var extra map[string][]string
-	if len(tags) > 0 {
-		extra = make(map[string][]string, len(tags))
+	if len(tags)+len(conds) > 0 {
+		extra = make(map[string][]string, len(tags)+len(conds))
+		for k, v := range conds {
+			extra[k] = v
+		}
 		for k, v := range tags {
 			extra["aws:resourcetag/"+strings.ToLower(k)] = []string{v}
 		}
@@ -375,7 +399,68 @@ func (h *handler) authorizeAlso(r *http.Request, action, kind, ref string) *Erro
 	res := h.arn("compute", kind+"/"+id)
 	ri := info(r)
 	ri.also = append(ri.also, res)
-	return h.check(ri.caller, action, res, tags)
+	return h.check(ri.caller, action, res, tags, ri.conds)
+}
+
+// withRequestKeys reads a create call's body before it is authorised, for
+// the request condition keys that keys derives from it (the body is put
+// back for the handler, which decodes it strictly). A body that does not
+// parse adds no keys: the handler refuses it.
+func (h *handler) withRequestKeys(resource func(*http.Request) string, keys func(body []byte) (map[string][]string, *Error)) func(*http.Request) string {
+	return func(r *http.Request) string {
+		ri := info(r)
+		data, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
+		if err == nil && len(data) <= MaxBodyBytes {
+			ri.conds, ri.bad = keys(data)
+		}
+		return resource(r)
+	}
+}
+
+// requestTagKeys adds the keys of tags given at creation, as AWS names
+// them: aws:RequestTag/KEY for each tag and aws:TagKeys for the set of
+// keys. Keys that differ only in case are refused, as ValidateTags does:
+// the context would hold one of them at random.
+func requestTagKeys(tags map[string]string, into map[string][]string) *Error {
+	if a, b, ok := FoldedTagKeys(tags); ok {
+		return Errorf(CodeDuplicateTagKeys, "tag keys %q and %q differ only in case: policies match tag keys case-insensitively", a, b)
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(tags))
+	for k, v := range tags {
+		into["aws:requesttag/"+strings.ToLower(k)] = []string{v}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	into["aws:tagkeys"] = keys
+	return nil
+}
+
+// createVolumeKeys are the request keys of compute:CreateVolume: its tags
+// and azote:Encrypted (false for --plaintext), as ec2:Encrypted.
+func createVolumeKeys(body []byte) (map[string][]string, *Error) {
+	var req CreateVolumeRequest
+	if len(body) > 0 && json.Unmarshal(body, &req) != nil {
+		return nil, nil
+	}
+	m := map[string][]string{"azote:encrypted": {strconv.FormatBool(!req.Plaintext)}}
+	return m, requestTagKeys(req.Tags, m)
+}
+
+// runInstanceKeys are the request keys of compute:RunInstances: its tags.
+func runInstanceKeys(body []byte) (map[string][]string, *Error) {
+	var req RunInstanceRequest
+	if len(body) > 0 && json.Unmarshal(body, &req) != nil {
+		return nil, nil
+	}
+	m := map[string][]string{}
+	return m, requestTagKeys(req.Tags, m)
 }
 
 // route registers a REST route. The response is held back until its
@@ -467,6 +552,9 @@ func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.deny(w, r, op.Name, "", AsError(err))
 		return
+	}
+	if op.Conditions != nil {
+		info(r).conds = op.Conditions(r.Context(), req)
 	}
 	if !h.authorize(w, r, op.Name, res) {
 		return

@@ -74,7 +74,7 @@ func (h *handler) routes(mux *http.ServeMux) {
 	h.route(mux, "GET /v1/host", "compute:DescribeHost", true, host, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.HostInfo(r.Context()))
 	})
-	h.route(mux, "POST /v1/instances", "compute:RunInstances", false, func(*http.Request) string { return h.arn("compute", "instance/*") }, h.runInstance)
+	h.route(mux, "POST /v1/instances", "compute:RunInstances", false, h.withRequestKeys(func(*http.Request) string { return h.arn("compute", "instance/*") }, runInstanceKeys), h.runInstance)
 	h.route(mux, "GET /v1/instances", "compute:DescribeInstances", true, star, func(w http.ResponseWriter, r *http.Request) {
 		list, err := b.ListInstances(r.Context())
 		h.reply(w, r, list, err)
@@ -105,7 +105,7 @@ func (h *handler) routes(mux *http.ServeMux) {
 		id, err := b.DeleteImage(r.Context(), r.PathValue("ref"))
 		h.reply(w, r, map[string]string{"deleted": id}, err)
 	})
-	h.route(mux, "POST /v1/volumes", "compute:CreateVolume", false, func(*http.Request) string { return h.arn("compute", "volume/*") }, func(w http.ResponseWriter, r *http.Request) {
+	h.route(mux, "POST /v1/volumes", "compute:CreateVolume", false, h.withRequestKeys(func(*http.Request) string { return h.arn("compute", "volume/*") }, createVolumeKeys), func(w http.ResponseWriter, r *http.Request) {
 		var req CreateVolumeRequest
 		if e := decode(w, r, &req); e != nil {
 			writeError(w, e)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -240,11 +241,14 @@ const (
 )
 
 // ValidateTags checks resource tags: at most MaxTags, keys 1 to 128 and
-// values up to 256 printable characters, and no key in the reserved
-// aws: and azote: namespaces.
+// values up to 256 printable characters, no key in the reserved aws: and
+// azote: namespaces, and no two keys that differ only in case.
 func ValidateTags(tags map[string]string) *Error {
 	if len(tags) > MaxTags {
 		return Errorf(CodeInvalidParameter, "%d tags: at most %d", len(tags), MaxTags)
+	}
+	if a, b, ok := FoldedTagKeys(tags); ok {
+		return Errorf(CodeDuplicateTagKeys, "tag keys %q and %q differ only in case: policies match tag keys case-insensitively", a, b)
 	}
 	printable := func(s string) bool {
 		for _, c := range s {
@@ -266,4 +270,26 @@ func ValidateTags(tags map[string]string) *Error {
 		}
 	}
 	return nil
+}
+
+// FoldedTagKeys finds two keys of tags that are equal under Unicode case
+// folding (as condition keys such as aws:ResourceTag/KEY are compared),
+// the first such pair in sorted order.
+func FoldedTagKeys(tags map[string]string) (string, string, bool) {
+	if len(tags) < 2 {
+		return "", "", false
+	}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, a := range keys {
+		for _, b := range keys[i+1:] {
+			if strings.EqualFold(a, b) {
+				return a, b, true
+			}
+		}
+	}
+	return "", "", false
 }

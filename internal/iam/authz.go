@@ -56,14 +56,20 @@ func (s *Service) HostRoot(pid int32) *api.Caller {
 func (s *Service) conditionContext(c *api.Caller) map[string][]string {
 	now := s.now().UTC()
 	ctx := map[string][]string{
-		"aws:principalarn":     {c.ARN},
+		"aws:principalarn":     {principalARN(c)},
 		"aws:principalaccount": {c.AccountID},
-		"aws:principaltype":    {c.Type},
+		"aws:principaltype":    {principalType(c.Type)},
 		"aws:userid":           {c.PrincipalID},
-		"aws:username":         {c.UserName},
 		"aws:currenttime":      {now.Format(time.RFC3339)},
 		"aws:epochtime":        {strconv.FormatInt(now.Unix(), 10)},
 		"aws:securetransport":  {strconv.FormatBool(c.Secure)},
+	}
+	// aws:username names an IAM user and nobody else: a role session's
+	// name is chosen by whoever assumes the role, so giving it here would
+	// let them pick which user "user/${aws:username}" means. Absent, a
+	// variable resolves to nothing and the statement does not match.
+	if c.Type == api.PrincipalUser {
+		ctx["aws:username"] = []string{c.UserName}
 	}
 	if c.SourceIP != "" && c.SourceIP != "local" {
 		ctx["aws:sourceip"] = []string{c.SourceIP}
@@ -82,6 +88,29 @@ func (s *Service) conditionContext(c *api.Caller) map[string][]string {
 		ctx["aws:tokenissuetime"] = []string{c.SessionCreated.UTC().Format(time.RFC3339)}
 	}
 	return ctx
+}
+
+// principalARN is aws:PrincipalArn: for a role session, the role's ARN
+// (as in AWS), so that a policy keyed on the role applies to every
+// session of it whatever the session is called.
+func principalARN(c *api.Caller) string {
+	if c.Type == api.PrincipalAssumedRole && c.IssuerARN != "" {
+		return c.IssuerARN
+	}
+	return c.ARN
+}
+
+// principalType is aws:PrincipalType in AWS's words ("Account", "User",
+// "AssumedRole"), which differ from CloudTrail's userIdentity.type. Host
+// root has no AWS counterpart and keeps its own name.
+func principalType(t string) string {
+	switch t {
+	case api.PrincipalRoot:
+		return "Account"
+	case api.PrincipalUser:
+		return "User"
+	}
+	return t
 }
 
 // Decision is the outcome of Authorize, for the audit record.

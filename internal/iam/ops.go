@@ -3,6 +3,7 @@ package iam
 import (
 	"context"
 	"sort"
+	"strings"
 
 	"github.com/azote/azote/internal/api"
 )
@@ -338,6 +339,19 @@ func (s *Service) Operations() []*api.Operation {
 			return s.AssumeRole(c, *req[AssumeRoleRequest](r))
 		}},
 	)
+	for _, op := range ops {
+		if strings.HasPrefix(op.Name, "iam:Attach") || strings.HasPrefix(op.Name, "iam:Detach") {
+			op.Conditions = s.policyARNCondition
+		}
+	}
 	sort.Slice(ops, func(i, j int) bool { return ops[i].Name < ops[j].Name })
 	return ops
+}
+
+// policyARNCondition gives iam:PolicyARN to Attach*Policy and
+// Detach*Policy: the ARN of the managed policy, as the call resolves it,
+// so that a user allowed to manage their own policies can be kept from
+// attaching AdministratorAccess.
+func (s *Service) policyARNCondition(_ context.Context, r any) map[string][]string {
+	return map[string][]string{"iam:policyarn": {s.policyARN(req[AttachRequest](r).PolicyArn)}}
 }

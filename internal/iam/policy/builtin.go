@@ -41,7 +41,9 @@ var builtinText = map[string]string{
     }
   ]
 }`,
-	// Reads only.
+	// Reads only, of everything, as AWS's ReadOnlyAccess: every tenant's
+	// console output, every volume's metrics and the whole audit trail
+	// (audit:GetLogFile) included. For operators, not tenants.
 	"ReadOnlyAccess": `{
   "Version": "2012-10-17",
   "Statement": [
@@ -53,6 +55,55 @@ var builtinText = map[string]string{
         "*:List*",
         "*:Get*"
       ],
+      "Resource": "*"
+    }
+  ]
+}`,
+	// Reads of what is one's own, for tenants: the instances and volumes
+	// tagged owner=<the caller's aws:PrincipalArn> (a user's ARN, or for
+	// every session of a role the role's ARN), the image catalogue, and
+	// one's own IAM user. No list of instances or volumes (a list is
+	// authorised on "*", which carries no tags), no host metrics, no
+	// audit trail, nobody else's console.
+	"TenantReadOnlyAccess": `{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "ReadOwnInstancesAndVolumes",
+      "Effect": "Allow",
+      "Action": [
+        "compute:DescribeInstances",
+        "compute:GetConsoleOutput",
+        "compute:DescribeVolumes"
+      ],
+      "Resource": [
+        "arn:azote:compute:*:*:instance/*",
+        "arn:azote:compute:*:*:volume/*"
+      ],
+      "Condition": {
+        "StringEquals": {"aws:ResourceTag/owner": "${aws:PrincipalArn}"}
+      }
+    },
+    {
+      "Sid": "ReadImageCatalogue",
+      "Effect": "Allow",
+      "Action": "compute:DescribeImages",
+      "Resource": "*"
+    },
+    {
+      "Sid": "ReadOwnUser",
+      "Effect": "Allow",
+      "Action": [
+        "iam:GetUser",
+        "iam:ListAccessKeys",
+        "iam:ListMFADevices"
+      ],
+      "Resource": "arn:azote:iam::*:user/${aws:username}"
+    },
+    {
+      "Sid": "WhoAmI",
+      "Effect": "Allow",
+      "Action": "sts:GetCallerIdentity",
       "Resource": "*"
     }
   ]

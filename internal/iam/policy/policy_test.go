@@ -203,7 +203,7 @@ func TestValidate(t *testing.T) {
 
 func TestBuiltins(t *testing.T) {
 	names := BuiltinNames()
-	if want := []string{"AdministratorAccess", "PowerUserAccess", "ReadOnlyAccess"}; !slices.Equal(names, want) {
+	if want := []string{"AdministratorAccess", "PowerUserAccess", "ReadOnlyAccess", "TenantReadOnlyAccess"}; !slices.Equal(names, want) {
 		t.Fatalf("BuiltinNames = %v, want %v", names, want)
 	}
 	for _, n := range names {
