@@ -471,10 +471,27 @@ func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
 	if !h.authorize(w, r, op.Name, res) {
 		return
 	}
+	if op.Also != nil {
+		also, err := op.Also(r.Context(), req)
+		if err != nil {
+			h.deny(w, r, op.Name, res, AsError(err))
+			return
+		}
+		for _, a := range also {
+			if e := h.check(c, op.Name, a, nil); e != nil {
+				h.deny(w, r, op.Name, a, e)
+				return
+			}
+			info(r).also = append(info(r).also, a)
+		}
+	}
 	out, err := op.Do(r.Context(), c, req)
 	ar := h.baseRecord(r, info(r), c, op.Name, op.ReadOnly)
 	if res != "*" && res != "" {
 		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
+	}
+	for _, a := range info(r).also {
+		ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
 	}
 	ar.RequestParameters = toMap(req)
 	if err != nil {

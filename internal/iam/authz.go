@@ -31,7 +31,7 @@ func (s *Service) Credentials(akid, token string) (secret string, active bool, c
 				return "", false, nil, ErrExpiredToken
 			}
 		case api.PrincipalAssumedRole:
-			if r, err := s.GetRole(ss.IssuerARN); err != nil || !strings.HasPrefix(ss.PrincipalID, r.RoleID+":") {
+			if r, err := view(s, func(tx store.Tx) (Role, error) { return s.roleByRefTx(tx, ss.IssuerARN) }); err != nil || !strings.HasPrefix(ss.PrincipalID, r.RoleID+":") {
 				return "", false, nil, ErrExpiredToken
 			}
 		}
@@ -177,7 +177,7 @@ func (s *Service) identityPolicies(c *api.Caller) ([]policy.Named, error) {
 			}
 			return nil
 		case api.PrincipalAssumedRole:
-			r, err := s.getRoleTx(tx, c.IssuerARN)
+			r, err := s.roleByRefTx(tx, c.IssuerARN)
 			if err != nil {
 				return err
 			}

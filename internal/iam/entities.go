@@ -376,15 +376,14 @@ func (s *Service) CreateRole(name, trust string, maxSession int64) (Role, error)
 	return r, s.create(tRoles, "role", name, r)
 }
 
+// getRoleTx reads a role by its name, never by an ARN: a caller's ARN
+// goes through roleRef first, so what is looked up is what was
+// authorised.
 func (s *Service) getRoleTx(tx store.Tx, name string) (Role, error) {
-	if arn, ok := strings.CutPrefix(name, "arn:azote:iam::"); ok {
-		_, n, _ := strings.Cut(arn, ":role/")
-		name = n
-	}
 	return getTx[Role](tx, tRoles, "role", name)
 }
 
-// GetRole returns a role by name or ARN.
+// GetRole returns a role by name.
 func (s *Service) GetRole(name string) (Role, error) {
 	return view(s, func(tx store.Tx) (Role, error) { return s.getRoleTx(tx, name) })
 }

@@ -149,7 +149,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,64}$`)
 
 func checkName(kind, name string) error {
 	if !nameRE.MatchString(name) {
-		return api.Errorf(api.CodeInvalidName, "%s name %q: 1-64 characters of letters, digits and +=,.@_-", kind, name)
+		return api.Errorf(api.CodeInvalidName, "%s name %q: 1-64 characters of letters, digits and +=,.@_-", kind, shown(name))
 	}
 	return nil
 }

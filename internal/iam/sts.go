@@ -10,6 +10,7 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/iam/policy"
+	"github.com/azote/azote/internal/store"
 )
 
 // Session durations (GetSessionToken limits of AWS).
@@ -216,7 +217,7 @@ func (s *Service) AssumeRole(c *api.Caller, r AssumeRoleRequest) (AssumeRoleResp
 	if err := checkName("role session", r.RoleSessionName); err != nil {
 		return out, err
 	}
-	role, err := s.GetRole(r.RoleArn)
+	role, err := view(s, func(tx store.Tx) (Role, error) { return s.roleByRefTx(tx, r.RoleArn) })
 	if err != nil {
 		return out, err
 	}
