@@ -109,7 +109,7 @@ func (s *Service) Authorize(c *api.Caller, action, resource string, extra map[st
 	if err != nil {
 		return Decision{Reason: "cannot resolve the caller's policies: " + err.Error()}
 	}
-	res := policy.Evaluate(ids, resourcePolicies, &policy.Request{Principal: c.ARN, Action: action, Resource: resource, Context: ctx})
+	res := policy.Evaluate(ids, resourcePolicies, &policy.Request{Principal: c.ARN, PrincipalID: c.PrincipalID, Action: action, Resource: resource, Context: ctx})
 	switch res.Decision {
 	case policy.Allow:
 		return Decision{Allowed: true, Reason: "allowed by " + res.Statement}

@@ -107,8 +107,11 @@ func Open(st store.Store, seal Sealer, region string, now func() time.Time) (*Se
 		if err != nil {
 			return err
 		}
-		s.tokens, err = cipher.NewGCM(block)
-		return err
+		if s.tokens, err = cipher.NewGCM(block); err != nil {
+			return err
+		}
+		s.accountID = a.ID
+		return s.bindStoredTrust(tx)
 	})
 	if err != nil {
 		return nil, err

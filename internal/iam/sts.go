@@ -259,7 +259,9 @@ func (s *Service) AssumeRole(c *api.Caller, r AssumeRoleRequest) (AssumeRoleResp
 	if err != nil {
 		return out, err
 	}
-	req := &policy.Request{Principal: c.ARN, Action: "sts:AssumeRole", Resource: role.ARN, Context: s.conditionContext(&cc)}
+	// The trust policy holds the unique ids of the users and roles it
+	// names (principals.go): the caller matches by its own.
+	req := &policy.Request{Principal: c.ARN, PrincipalID: c.PrincipalID, Action: "sts:AssumeRole", Resource: role.ARN, Context: s.conditionContext(&cc)}
 	// The trust policy must allow the caller: an identity policy alone
 	// never opens a role (and a trust policy naming the whole account
 	// leaves the decision to the caller's own policies, as in AWS).
