@@ -12,8 +12,8 @@ type Request struct {
 	// user, AROA…:SESSION of a role session. A principal entry that is
 	// a unique id matches it, and a role's id matches its sessions.
 	PrincipalID string
-	Action    string // service:Name
-	Resource  string // ARN, or "*" for actions that take no resource
+	Action      string // service:Name
+	Resource    string // ARN, or "*" for actions that take no resource
 
 	// Context holds the condition keys of the request, e.g.
 	// "aws:multifactorauthpresent": {"true"}, "aws:sourceip",
