@@ -8,12 +8,13 @@ import (
 // Request is what a decision is about.
 type Request struct {
 	Principal string // ARN of the caller; also aws:PrincipalArn unless Context sets it
+	Action    string // service:Name
+	Resource  string // ARN, or "*" for actions that take no resource
+
 	// PrincipalID is the caller's unique id (aws:userid): AIDA… of a
 	// user, AROA…:SESSION of a role session. A principal entry that is
 	// a unique id matches it, and a role's id matches its sessions.
 	PrincipalID string
-	Action      string // service:Name
-	Resource    string // ARN, or "*" for actions that take no resource
 
 	// Context holds the condition keys of the request, e.g.
 	// "aws:multifactorauthpresent": {"true"}, "aws:sourceip",
