@@ -78,9 +78,8 @@ func req[T any](r any) *T { return r.(*T) }
 
 func newOf[T any]() func() any { return func() any { return new(T) } }
 
-func (s *Service) userARN(name string) string  { return s.arn("iam", "user/"+name) }
-func (s *Service) groupARN(name string) string { return s.arn("iam", "group/"+name) }
-func (s *Service) roleARN(name string) string  { return s.arn("iam", "role/"+name) }
+func (s *Service) userARN(name string) string { return s.arn("iam", "user/"+name) }
+func (s *Service) roleARN(name string) string { return s.arn("iam", "role/"+name) }
 
 func none(err error) (any, error) {
 	if err != nil {
