@@ -1,7 +1,6 @@
 package iam
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 
@@ -63,7 +62,9 @@ func editPrincipals(doc string, fn func(entry string) (string, error)) (string, 
 	if !changed {
 		return doc, nil
 	}
-	out, err := json.Marshal(d)
+	// d.MarshalJSON, not json.Marshal, which would escape "<" and ">"
+	// in condition values and could take the text past MaxSize.
+	out, err := d.MarshalJSON()
 	if err != nil {
 		return "", err
 	}
