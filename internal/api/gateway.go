@@ -267,6 +267,9 @@ func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource 
 	if resource != "" && resource != "*" {
 		rec.Resources = []audit.Resource{{ARN: resource, AccountID: h.cfg.Auth.AccountID()}}
 	}
+	for _, a := range ri.also {
+		rec.Resources = append(rec.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
+	}
 	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
 	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
@@ -478,11 +481,11 @@ func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, a := range also {
+			info(r).also = append(info(r).also, a)
 			if e := h.check(c, op.Name, a, nil); e != nil {
-				h.deny(w, r, op.Name, a, e)
+				h.deny(w, r, op.Name, res, e)
 				return
 			}
-			info(r).also = append(info(r).also, a)
 		}
 	}
 	out, err := op.Do(r.Context(), c, req)
