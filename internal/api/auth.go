@@ -60,6 +60,11 @@ type Operation struct {
 	// Conditions, when set, gives the request's own condition keys
 	// (lower-cased), e.g. iam:PolicyARN of an attach.
 	Conditions func(ctx context.Context, req any) map[string][]string
+	// Also names further resources the call acts on (nil for most): the
+	// caller must be allowed the action on each of them too, as AWS
+	// evaluates a call against every resource it involves, and each
+	// joins the call's audit record.
+	Also func(ctx context.Context, req any) ([]string, error)
 	// Do performs the action for an authorised caller.
 	Do func(ctx context.Context, c *Caller, req any) (any, error)
 	// NetworkDenied refuses the action over the network API: it may only

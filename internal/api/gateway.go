@@ -276,6 +276,9 @@ func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource 
 	if resource != "" && resource != "*" {
 		rec.Resources = []audit.Resource{{ARN: resource, AccountID: h.cfg.Auth.AccountID()}}
 	}
+	for _, a := range ri.also {
+		rec.Resources = append(rec.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
+	}
 	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
 	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
@@ -559,10 +562,27 @@ func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
 	if !h.authorize(w, r, op.Name, res) {
 		return
 	}
+	if op.Also != nil {
+		also, err := op.Also(r.Context(), req)
+		if err != nil {
+			h.deny(w, r, op.Name, res, AsError(err))
+			return
+		}
+		for _, a := range also {
+			info(r).also = append(info(r).also, a)
+			if e := h.check(c, op.Name, a, nil, info(r).conds); e != nil {
+				h.deny(w, r, op.Name, res, e)
+				return
+			}
+		}
+	}
 	out, err := op.Do(r.Context(), c, req)
 	ar := h.baseRecord(r, info(r), c, op.Name, op.ReadOnly)
 	if res != "*" && res != "" {
 		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
+	}
+	for _, a := range info(r).also {
+		ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
 	}
 	ar.RequestParameters = toMap(req)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -315,5 +316,43 @@ func TestEveryResourceAuthorised(t *testing.T) {
 	}
 	if b.attached != 1 || b.detached != 1 {
 		t.Errorf("backend saw %d attaches and %d detaches, want 1 and 1", b.attached, b.detached)
+	}
+}
+
+// An operation that names further resources (Operation.Also) runs only
+// when the caller is allowed the action on each of them too, and its
+// record lists every resource evaluated.
+func TestOperationAlsoAuthorised(t *testing.T) {
+	trail := &memTrail{}
+	ran := 0
+	op := &Operation{Name: "iam:CreateThing", NewRequest: func() any { return new(struct{ User string }) },
+		Resource: func(context.Context, any) (string, error) { return "arn:azote:iam::123456789012:thing/t", nil },
+		Also: func(_ context.Context, r any) ([]string, error) {
+			return []string{"arn:azote:iam::123456789012:user/" + r.(*struct{ User string }).User}, nil
+		},
+		Do: func(context.Context, *Caller, any) (any, error) { ran++; return struct{}{}, nil }}
+	auth := byResource{denied: map[string]bool{"arn:azote:iam::123456789012:user/alice": true}}
+	h := NewHandler(Config{Backend: &stubBackend{}, Auth: auth, Audit: trail, Region: "local", Operations: []*Operation{op}})
+	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), testPeerKey{}, int32(1))))
+	})
+	for _, c := range []struct {
+		user string
+		want int
+	}{{"alice", 403}, {"bob", 200}} {
+		code, body := do(t, local, "POST", "/v1/iam/CreateThing", []byte(`{"User":"`+c.user+`"}`))
+		if code != c.want {
+			t.Fatalf("user %s: %d %s, want %d", c.user, code, body, c.want)
+		}
+		var got []string
+		for _, r := range trail.last().Resources {
+			got = append(got, r.ARN)
+		}
+		if want := []string{"arn:azote:iam::123456789012:thing/t", "arn:azote:iam::123456789012:user/" + c.user}; !slices.Equal(got, want) {
+			t.Errorf("user %s: audited resources %q, want %q", c.user, got, want)
+		}
+	}
+	if ran != 1 {
+		t.Errorf("Do ran %d times, want once (for bob)", ran)
 	}
 }

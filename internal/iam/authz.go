@@ -31,7 +31,7 @@ func (s *Service) Credentials(akid, token string) (secret string, active bool, c
 				return "", false, nil, ErrExpiredToken
 			}
 		case api.PrincipalAssumedRole:
-			if r, err := s.GetRole(ss.IssuerARN); err != nil || !strings.HasPrefix(ss.PrincipalID, r.RoleID+":") {
+			if r, err := view(s, func(tx store.Tx) (Role, error) { return s.roleByRefTx(tx, ss.IssuerARN) }); err != nil || !strings.HasPrefix(ss.PrincipalID, r.RoleID+":") {
 				return "", false, nil, ErrExpiredToken
 			}
 		}
@@ -138,7 +138,7 @@ func (s *Service) Authorize(c *api.Caller, action, resource string, extra map[st
 	if err != nil {
 		return Decision{Reason: "cannot resolve the caller's policies: " + err.Error()}
 	}
-	res := policy.Evaluate(ids, resourcePolicies, &policy.Request{Principal: c.ARN, Action: action, Resource: resource, Context: ctx})
+	res := policy.Evaluate(ids, resourcePolicies, &policy.Request{Principal: c.ARN, PrincipalID: c.PrincipalID, Action: action, Resource: resource, Context: ctx})
 	switch res.Decision {
 	case policy.Allow:
 		return Decision{Allowed: true, Reason: "allowed by " + res.Statement}
@@ -206,7 +206,7 @@ func (s *Service) identityPolicies(c *api.Caller) ([]policy.Named, error) {
 			}
 			return nil
 		case api.PrincipalAssumedRole:
-			r, err := s.getRoleTx(tx, c.IssuerARN)
+			r, err := s.roleByRefTx(tx, c.IssuerARN)
 			if err != nil {
 				return err
 			}

@@ -372,25 +372,55 @@ func (s *Service) CreateRole(name, trust string, maxSession int64) (Role, error)
 	if err != nil {
 		return Role{}, err
 	}
-	r := Role{RoleName: name, RoleID: id, ARN: s.arn("iam", "role/"+name), CreatedAt: s.now().UTC(), TrustPolicy: trust, MaxSessionDuration: maxSession}
-	return r, s.create(tRoles, "role", name, r)
+	r := Role{RoleName: name, RoleID: id, ARN: s.arn("iam", "role/"+name), CreatedAt: s.now().UTC(), MaxSessionDuration: maxSession}
+	err = s.update(func(tx store.Tx) error {
+		if r.TrustPolicy, err = s.bindPrincipalsTx(tx, trust, invalidPrincipal); err != nil {
+			return err
+		}
+		if err := tx.Create(tRoles, name, r); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				return exists("role", name)
+			}
+			return err
+		}
+		return nil
+	})
+	r.TrustPolicy = trust
+	return r, err
 }
 
+// getRoleTx reads a role by its name, never by an ARN: a caller's ARN
+// goes through roleRef first, so what is looked up is what was
+// authorised.
 func (s *Service) getRoleTx(tx store.Tx, name string) (Role, error) {
-	if arn, ok := strings.CutPrefix(name, "arn:azote:iam::"); ok {
-		_, n, _ := strings.Cut(arn, ":role/")
-		name = n
-	}
 	return getTx[Role](tx, tRoles, "role", name)
 }
 
-// GetRole returns a role by name or ARN.
+// GetRole returns a role by name, its trust policy as users see it.
 func (s *Service) GetRole(name string) (Role, error) {
-	return view(s, func(tx store.Tx) (Role, error) { return s.getRoleTx(tx, name) })
+	return view(s, func(tx store.Tx) (Role, error) {
+		r, err := s.getRoleTx(tx, name)
+		if err != nil {
+			return r, err
+		}
+		rs, err := showRolesTx(tx, []Role{r})
+		if err != nil {
+			return r, err
+		}
+		return rs[0], nil
+	})
 }
 
 // ListRoles lists roles.
-func (s *Service) ListRoles() ([]Role, error) { return list[Role](s, tRoles) }
+func (s *Service) ListRoles() ([]Role, error) {
+	return view(s, func(tx store.Tx) ([]Role, error) {
+		rs, err := store.All[Role](tx, tRoles)
+		if err != nil {
+			return nil, err
+		}
+		return showRolesTx(tx, rs)
+	})
+}
 
 // UpdateAssumeRolePolicy replaces a role's trust policy.
 func (s *Service) UpdateAssumeRolePolicy(name, trust string) error {
@@ -402,7 +432,9 @@ func (s *Service) UpdateAssumeRolePolicy(name, trust string) error {
 		if err != nil {
 			return err
 		}
-		r.TrustPolicy = trust
+		if r.TrustPolicy, err = s.bindPrincipalsTx(tx, trust, invalidPrincipal); err != nil {
+			return err
+		}
 		return tx.Put(tRoles, r.RoleName, r)
 	})
 }

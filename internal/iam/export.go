@@ -67,6 +67,9 @@ func (s *Service) Export() (Snapshot, error) {
 		if err != nil {
 			return err
 		}
+		if roles, err = showRolesTx(tx, roles); err != nil {
+			return err
+		}
 		for _, r := range roles {
 			snap.Roles[r.RoleName] = SnapshotRole{SnapshotPolicy: snapPolicy(r.Attached, r.Inline), Trust: canonicalJSON(r.TrustPolicy)}
 		}

@@ -438,7 +438,7 @@ func TestPolicies(t *testing.T) {
 		must(t, e.svc.AttachPolicy(KindRole, "R", "ReadOnlyAccess"))
 		wantCode(t, e.svc.DeleteRole("R"), api.CodeDeleteConflict)
 		must(t, e.svc.DetachPolicy(KindRole, "R", "ReadOnlyAccess"))
-		must(t, e.svc.DeleteRole(e.svc.arn("iam", "role/R")))
+		must(t, e.svc.DeleteRole("R"))
 		_, err = e.svc.GetRole("R")
 		wantCode(t, err, api.CodeNoSuchEntity)
 	})

@@ -92,28 +92,34 @@ func (s *Service) ListAccessKeys(user string) ([]AccessKey, error) {
 	return out, err
 }
 
-func (s *Service) getKeyTx(tx store.Tx, user, id string) (AccessKey, error) {
+func readKeyTx(tx store.Tx, id string) (AccessKey, error) {
 	var k AccessKey
 	if err := tx.Get(tKeys, id, &k); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return k, notFound("access key", id)
+			return k, notFound("access key", shown(id))
 		}
 		return k, err
 	}
-	if user != "" && k.UserName != user {
-		return k, notFound("access key", id+" of user "+user)
+	return k, nil
+}
+
+// getKeyTx reads a key of user. The owner is always checked: a call is
+// authorised on the user it names, so a key of anyone else is not
+// there for it (an empty user matches no key).
+func (s *Service) getKeyTx(tx store.Tx, user, id string) (AccessKey, error) {
+	k, err := readKeyTx(tx, id)
+	if err != nil {
+		return k, err
+	}
+	if k.UserName != user {
+		return AccessKey{}, notFound("access key", shown(id)+" of user "+shown(user))
 	}
 	return k, nil
 }
 
 // KeyOwner returns the user an access key belongs to.
 func (s *Service) KeyOwner(id string) (string, error) {
-	var k AccessKey
-	err := s.st.View(func(tx store.Tx) error {
-		var err error
-		k, err = s.getKeyTx(tx, "", id)
-		return err
-	})
+	k, err := view(s, func(tx store.Tx) (AccessKey, error) { return readKeyTx(tx, id) })
 	return k.UserName, err
 }
 

@@ -75,25 +75,12 @@ type (
 	}
 )
 
-// self fills an empty user name with the caller's own (as IAM does for
-// the self-service actions).
-func self(ctx context.Context, name string) string {
-	if name != "" {
-		return name
-	}
-	if c := api.CallerFrom(ctx); c != nil && c.Type == api.PrincipalUser {
-		return c.UserName
-	}
-	return name
-}
-
 func req[T any](r any) *T { return r.(*T) }
 
 func newOf[T any]() func() any { return func() any { return new(T) } }
 
-func (s *Service) userARN(name string) string  { return s.arn("iam", "user/"+name) }
-func (s *Service) groupARN(name string) string { return s.arn("iam", "group/"+name) }
-func (s *Service) roleARN(name string) string  { return s.arn("iam", "role/"+name) }
+func (s *Service) userARN(name string) string { return s.arn("iam", "user/"+name) }
+func (s *Service) roleARN(name string) string { return s.arn("iam", "role/"+name) }
 
 func none(err error) (any, error) {
 	if err != nil {
@@ -102,211 +89,342 @@ func none(err error) (any, error) {
 	return struct{}{}, nil
 }
 
-// Operations returns the IAM and STS actions.
+// named checks a name a request must give (no self default) and makes
+// the ARN it is authorised on.
+func (s *Service) named(kind, name string) (string, error) {
+	if err := checkName(kind, name); err != nil {
+		return "", err
+	}
+	return s.arn("iam", kind+"/"+name), nil
+}
+
+// userARNOf is the ARN of the user a request names (userRef).
+func (s *Service) userARNOf(ctx context.Context, name string) (string, error) {
+	n, err := userRef(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return s.userARN(n), nil
+}
+
+// mfaListUser is the user whose devices ListMFADevices lists: the one
+// named, or an IAM user caller itself; "" (every device, authorised on
+// "*") for any other caller that names none.
+func mfaListUser(ctx context.Context, name string) (string, error) {
+	if c := api.CallerFrom(ctx); name == "" && (c == nil || c.Type != api.PrincipalUser) {
+		return "", nil
+	}
+	return userRef(ctx, name)
+}
+
+// Operations returns the IAM and STS actions. Each Resource checks the
+// request's names and Do acts on the same checked names, so what is
+// authorised is what is touched (names.go).
 func (s *Service) Operations() []*api.Operation {
 	star := func(context.Context, any) (string, error) { return "*", nil }
 	user := func(ctx context.Context, r any) (string, error) {
-		return s.userARN(self(ctx, req[UserRequest](r).UserName)), nil
+		return s.userARNOf(ctx, req[UserRequest](r).UserName)
+	}
+	namedUser := func(_ context.Context, r any) (string, error) {
+		return s.named("user", req[UserRequest](r).UserName)
+	}
+	group := func(_ context.Context, r any) (string, error) {
+		return s.named("group", req[GroupRequest](r).GroupName)
+	}
+	member := func(_ context.Context, r any) (string, error) {
+		m := req[GroupMemberRequest](r)
+		if err := checkName("user", m.UserName); err != nil {
+			return "", err
+		}
+		return s.named("group", m.GroupName)
+	}
+	role := func(_ context.Context, r any) (string, error) {
+		return s.named("role", req[RoleRequest](r).RoleName)
+	}
+	pol := func(_ context.Context, r any) (string, error) {
+		return s.policyRef(req[PolicyRequest](r).PolicyArn)
 	}
 	ops := []*api.Operation{
-		{Name: "iam:CreateUser", NewRequest: newOf[UserRequest](), Resource: user,
+		{Name: "iam:CreateUser", NewRequest: newOf[UserRequest](), Resource: namedUser,
 			Do: func(ctx context.Context, c *api.Caller, r any) (any, error) {
 				return s.CreateUser(req[UserRequest](r).UserName)
 			}},
 		{Name: "iam:GetUser", ReadOnly: true, NewRequest: newOf[UserRequest](), Resource: user,
 			Do: func(ctx context.Context, c *api.Caller, r any) (any, error) {
-				return s.GetUser(self(ctx, req[UserRequest](r).UserName))
+				n, err := userRef(ctx, req[UserRequest](r).UserName)
+				if err != nil {
+					return nil, err
+				}
+				return s.GetUser(n)
 			}},
 		{Name: "iam:ListUsers", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListUsers() }},
-		{Name: "iam:DeleteUser", NewRequest: newOf[UserRequest](), Resource: user,
+		{Name: "iam:DeleteUser", NewRequest: newOf[UserRequest](), Resource: namedUser,
 			Do: func(ctx context.Context, c *api.Caller, r any) (any, error) {
 				return none(s.DeleteUser(req[UserRequest](r).UserName))
 			}},
 
-		{Name: "iam:CreateGroup", NewRequest: newOf[GroupRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.groupARN(req[GroupRequest](r).GroupName), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			return s.CreateGroup(req[GroupRequest](r).GroupName)
-		}},
-		{Name: "iam:GetGroup", ReadOnly: true, NewRequest: newOf[GroupRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.groupARN(req[GroupRequest](r).GroupName), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			g, users, err := s.GetGroup(req[GroupRequest](r).GroupName)
-			return map[string]any{"Group": g, "Users": users}, err
-		}},
+		{Name: "iam:CreateGroup", NewRequest: newOf[GroupRequest](), Resource: group,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				return s.CreateGroup(req[GroupRequest](r).GroupName)
+			}},
+		{Name: "iam:GetGroup", ReadOnly: true, NewRequest: newOf[GroupRequest](), Resource: group,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				g, users, err := s.GetGroup(req[GroupRequest](r).GroupName)
+				return map[string]any{"Group": g, "Users": users}, err
+			}},
 		{Name: "iam:ListGroups", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListGroups() }},
-		{Name: "iam:DeleteGroup", NewRequest: newOf[GroupRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.groupARN(req[GroupRequest](r).GroupName), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			return none(s.DeleteGroup(req[GroupRequest](r).GroupName))
-		}},
-		{Name: "iam:AddUserToGroup", NewRequest: newOf[GroupMemberRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.groupARN(req[GroupMemberRequest](r).GroupName), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			m := req[GroupMemberRequest](r)
-			return none(s.AddUserToGroup(m.UserName, m.GroupName))
-		}},
-		{Name: "iam:RemoveUserFromGroup", NewRequest: newOf[GroupMemberRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.groupARN(req[GroupMemberRequest](r).GroupName), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			m := req[GroupMemberRequest](r)
-			return none(s.RemoveUserFromGroup(m.UserName, m.GroupName))
-		}},
+		{Name: "iam:DeleteGroup", NewRequest: newOf[GroupRequest](), Resource: group,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				return none(s.DeleteGroup(req[GroupRequest](r).GroupName))
+			}},
+		{Name: "iam:AddUserToGroup", NewRequest: newOf[GroupMemberRequest](), Resource: member,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				m := req[GroupMemberRequest](r)
+				return none(s.AddUserToGroup(m.UserName, m.GroupName))
+			}},
+		{Name: "iam:RemoveUserFromGroup", NewRequest: newOf[GroupMemberRequest](), Resource: member,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				m := req[GroupMemberRequest](r)
+				return none(s.RemoveUserFromGroup(m.UserName, m.GroupName))
+			}},
 
 		{Name: "iam:CreateRole", NewRequest: newOf[CreateRoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.roleARN(req[CreateRoleRequest](r).RoleName), nil
+			return s.named("role", req[CreateRoleRequest](r).RoleName)
 		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
 			q := req[CreateRoleRequest](r)
 			return s.CreateRole(q.RoleName, q.AssumeRolePolicyDocument, q.MaxSessionDuration)
 		}},
-		{Name: "iam:GetRole", ReadOnly: true, NewRequest: newOf[RoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.roleARN(req[RoleRequest](r).RoleName), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			return s.GetRole(req[RoleRequest](r).RoleName)
-		}},
+		{Name: "iam:GetRole", ReadOnly: true, NewRequest: newOf[RoleRequest](), Resource: role,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				return s.GetRole(req[RoleRequest](r).RoleName)
+			}},
 		{Name: "iam:ListRoles", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListRoles() }},
 		{Name: "iam:UpdateAssumeRolePolicy", NewRequest: newOf[UpdateAssumeRolePolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.roleARN(req[UpdateAssumeRolePolicyRequest](r).RoleName), nil
+			return s.named("role", req[UpdateAssumeRolePolicyRequest](r).RoleName)
 		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
 			q := req[UpdateAssumeRolePolicyRequest](r)
 			return none(s.UpdateAssumeRolePolicy(q.RoleName, q.PolicyDocument))
 		}},
-		{Name: "iam:DeleteRole", NewRequest: newOf[RoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.roleARN(req[RoleRequest](r).RoleName), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			return none(s.DeleteRole(req[RoleRequest](r).RoleName))
-		}},
+		{Name: "iam:DeleteRole", NewRequest: newOf[RoleRequest](), Resource: role,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				return none(s.DeleteRole(req[RoleRequest](r).RoleName))
+			}},
 
 		{Name: "iam:CreatePolicy", NewRequest: newOf[CreatePolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.arn("iam", "policy/"+req[CreatePolicyRequest](r).PolicyName), nil
+			return s.named("policy", req[CreatePolicyRequest](r).PolicyName)
 		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
 			q := req[CreatePolicyRequest](r)
 			return s.CreatePolicy(q.PolicyName, q.PolicyDocument)
 		}},
-		{Name: "iam:GetPolicy", ReadOnly: true, NewRequest: newOf[PolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.policyARN(req[PolicyRequest](r).PolicyArn), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			return s.GetPolicy(req[PolicyRequest](r).PolicyArn)
-		}},
+		{Name: "iam:GetPolicy", ReadOnly: true, NewRequest: newOf[PolicyRequest](), Resource: pol,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				return s.GetPolicy(req[PolicyRequest](r).PolicyArn)
+			}},
 		{Name: "iam:ListPolicies", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListPolicies() }},
-		{Name: "iam:DeletePolicy", NewRequest: newOf[PolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.policyARN(req[PolicyRequest](r).PolicyArn), nil
-		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			return none(s.DeletePolicy(req[PolicyRequest](r).PolicyArn))
-		}},
+		{Name: "iam:DeletePolicy", NewRequest: newOf[PolicyRequest](), Resource: pol,
+			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
+				return none(s.DeletePolicy(req[PolicyRequest](r).PolicyArn))
+			}},
 	}
 	for _, kind := range []string{KindUser, KindGroup, KindRole} {
 		kind := kind
 		noun := map[string]string{KindUser: "User", KindGroup: "Group", KindRole: "Role"}[kind]
-		target := func(ctx context.Context, u, g, r string) string {
+		// target is the identity a policy call names, checked; a
+		// role is named by its name, as in AWS, never by an ARN.
+		target := func(ctx context.Context, u, g, r string) (string, error) {
 			switch kind {
 			case KindUser:
-				return self(ctx, u)
+				return userRef(ctx, u)
 			case KindGroup:
-				return g
+				return g, checkName("group", g)
 			}
-			return r
+			return r, checkName("role", r)
 		}
-		arnOf := func(name string) string {
-			return s.arn("iam", kind+"/"+name)
+		arnOf := func(ctx context.Context, u, g, r string) (string, error) {
+			name, err := target(ctx, u, g, r)
+			if err != nil {
+				return "", err
+			}
+			return s.arn("iam", kind+"/"+name), nil
 		}
 		ops = append(ops,
 			&api.Operation{Name: "iam:Attach" + noun + "Policy", NewRequest: newOf[AttachRequest](), Resource: func(ctx context.Context, r any) (string, error) {
 				q := req[AttachRequest](r)
-				return arnOf(target(ctx, q.UserName, q.GroupName, q.RoleName)), nil
+				if _, err := s.policyRef(q.PolicyArn); err != nil {
+					return "", err
+				}
+				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[AttachRequest](r)
-				return none(s.AttachPolicy(kind, target(ctx, q.UserName, q.GroupName, q.RoleName), q.PolicyArn))
+				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
+				if err != nil {
+					return nil, err
+				}
+				return none(s.AttachPolicy(kind, name, q.PolicyArn))
 			}},
 			&api.Operation{Name: "iam:Detach" + noun + "Policy", NewRequest: newOf[AttachRequest](), Resource: func(ctx context.Context, r any) (string, error) {
 				q := req[AttachRequest](r)
-				return arnOf(target(ctx, q.UserName, q.GroupName, q.RoleName)), nil
+				if _, err := s.policyRef(q.PolicyArn); err != nil {
+					return "", err
+				}
+				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[AttachRequest](r)
-				return none(s.DetachPolicy(kind, target(ctx, q.UserName, q.GroupName, q.RoleName), q.PolicyArn))
+				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
+				if err != nil {
+					return nil, err
+				}
+				return none(s.DetachPolicy(kind, name, q.PolicyArn))
 			}},
 			&api.Operation{Name: "iam:Put" + noun + "Policy", NewRequest: newOf[InlinePolicyRequest](), Resource: func(ctx context.Context, r any) (string, error) {
 				q := req[InlinePolicyRequest](r)
-				return arnOf(target(ctx, q.UserName, q.GroupName, q.RoleName)), nil
+				if err := checkName("policy", q.PolicyName); err != nil {
+					return "", err
+				}
+				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[InlinePolicyRequest](r)
-				return none(s.PutInlinePolicy(kind, target(ctx, q.UserName, q.GroupName, q.RoleName), q.PolicyName, q.PolicyDocument))
+				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
+				if err != nil {
+					return nil, err
+				}
+				return none(s.PutInlinePolicy(kind, name, q.PolicyName, q.PolicyDocument))
 			}},
 			&api.Operation{Name: "iam:Delete" + noun + "Policy", NewRequest: newOf[InlinePolicyRequest](), Resource: func(ctx context.Context, r any) (string, error) {
 				q := req[InlinePolicyRequest](r)
-				return arnOf(target(ctx, q.UserName, q.GroupName, q.RoleName)), nil
+				if err := checkName("policy", q.PolicyName); err != nil {
+					return "", err
+				}
+				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[InlinePolicyRequest](r)
-				return none(s.DeleteInlinePolicy(kind, target(ctx, q.UserName, q.GroupName, q.RoleName), q.PolicyName))
+				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
+				if err != nil {
+					return nil, err
+				}
+				return none(s.DeleteInlinePolicy(kind, name, q.PolicyName))
 			}},
 		)
 	}
+	// An access-key call acts on a key of the user it is authorised on:
+	// the key's owner must be that user (getKeyTx), so the ARN
+	// evaluated is the owner's. A caller that is not an IAM user must
+	// name the user.
 	keyUser := func(ctx context.Context, r any) (string, error) {
-		return s.userARN(self(ctx, req[AccessKeyRequest](r).UserName)), nil
+		return s.userARNOf(ctx, req[AccessKeyRequest](r).UserName)
+	}
+	newKeyUser := func(ctx context.Context, r any) (string, error) {
+		name := req[UserRequest](r).UserName
+		if c := api.CallerFrom(ctx); name == "" && c != nil && (c.Type == api.PrincipalRoot || c.Type == api.PrincipalHostRoot) {
+			return "", api.Errorf(api.CodeRootAccessKeysDisabled, "root has no access keys: use an IAM user, or an MFA session for root")
+		}
+		return s.userARNOf(ctx, name)
 	}
 	mfaUser := func(ctx context.Context, r any) (string, error) {
-		return s.userARN(self(ctx, req[MFADeviceRequest](r).UserName)), nil
+		q := req[MFADeviceRequest](r)
+		if _, err := s.mfaSerialRef(q.SerialNumber); err != nil {
+			return "", err
+		}
+		return s.userARNOf(ctx, q.UserName)
 	}
 	ops = append(ops,
-		&api.Operation{Name: "iam:CreateAccessKey", NewRequest: newOf[UserRequest](), Resource: user,
+		&api.Operation{Name: "iam:CreateAccessKey", NewRequest: newOf[UserRequest](), Resource: newKeyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				return s.CreateAccessKey(self(ctx, req[UserRequest](r).UserName))
+				n, err := userRef(ctx, req[UserRequest](r).UserName)
+				if err != nil {
+					return nil, err
+				}
+				return s.CreateAccessKey(n)
 			}},
 		&api.Operation{Name: "iam:ListAccessKeys", ReadOnly: true, NewRequest: newOf[UserRequest](), Resource: user,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				return s.ListAccessKeys(self(ctx, req[UserRequest](r).UserName))
+				n, err := userRef(ctx, req[UserRequest](r).UserName)
+				if err != nil {
+					return nil, err
+				}
+				return s.ListAccessKeys(n)
 			}},
 		&api.Operation{Name: "iam:UpdateAccessKey", NewRequest: newOf[AccessKeyRequest](), Resource: keyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[AccessKeyRequest](r)
-				return none(s.UpdateAccessKey(self(ctx, q.UserName), q.AccessKeyID, q.Status))
+				n, err := userRef(ctx, q.UserName)
+				if err != nil {
+					return nil, err
+				}
+				return none(s.UpdateAccessKey(n, q.AccessKeyID, q.Status))
 			}},
 		&api.Operation{Name: "iam:RotateAccessKey", NewRequest: newOf[AccessKeyRequest](), Resource: keyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[AccessKeyRequest](r)
-				return s.RotateAccessKey(self(ctx, q.UserName), q.AccessKeyID)
+				n, err := userRef(ctx, q.UserName)
+				if err != nil {
+					return nil, err
+				}
+				return s.RotateAccessKey(n, q.AccessKeyID)
 			}},
 		&api.Operation{Name: "iam:DeleteAccessKey", NewRequest: newOf[AccessKeyRequest](), Resource: keyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[AccessKeyRequest](r)
-				return none(s.DeleteAccessKey(self(ctx, q.UserName), q.AccessKeyID))
+				n, err := userRef(ctx, q.UserName)
+				if err != nil {
+					return nil, err
+				}
+				return none(s.DeleteAccessKey(n, q.AccessKeyID))
 			}},
+		// A device is bound to its user when it is made, so making one
+		// is authorised on the device and on the user it is bound to.
 		&api.Operation{Name: "iam:CreateVirtualMFADevice", NewRequest: newOf[CreateVirtualMFADeviceRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.arn("iam", "mfa/"+req[CreateVirtualMFADeviceRequest](r).VirtualMFADeviceName), nil
+			return s.named("mfa", req[CreateVirtualMFADeviceRequest](r).VirtualMFADeviceName)
+		}, Also: func(ctx context.Context, r any) ([]string, error) {
+			a, err := s.userARNOf(ctx, req[CreateVirtualMFADeviceRequest](r).UserName)
+			return []string{a}, err
 		}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 			q := req[CreateVirtualMFADeviceRequest](r)
-			u := self(ctx, q.UserName)
-			if u == "" {
-				return nil, api.Errorf(api.CodeInvalidParameter, "UserName is required")
+			u, err := userRef(ctx, q.UserName)
+			if err != nil {
+				return nil, err
 			}
 			return s.CreateVirtualMFADevice(q.VirtualMFADeviceName, u)
 		}},
 		&api.Operation{Name: "iam:EnableMFADevice", NewRequest: newOf[EnableMFADeviceRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-			return s.userARN(self(ctx, req[EnableMFADeviceRequest](r).UserName)), nil
+			q := req[EnableMFADeviceRequest](r)
+			if _, err := s.mfaSerialRef(q.SerialNumber); err != nil {
+				return "", err
+			}
+			return s.userARNOf(ctx, q.UserName)
 		}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 			q := req[EnableMFADeviceRequest](r)
-			u := self(ctx, q.UserName)
-			if u == "" {
-				return nil, api.Errorf(api.CodeInvalidParameter, "UserName is required")
+			u, err := userRef(ctx, q.UserName)
+			if err != nil {
+				return nil, err
 			}
 			return none(s.EnableMFADevice(u, q.SerialNumber, q.AuthenticationCode1, q.AuthenticationCode2))
 		}},
 		&api.Operation{Name: "iam:DeactivateMFADevice", NewRequest: newOf[MFADeviceRequest](), Resource: mfaUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
 				q := req[MFADeviceRequest](r)
-				return none(s.DeactivateMFADevice(self(ctx, q.UserName), q.SerialNumber))
+				u, err := userRef(ctx, q.UserName)
+				if err != nil {
+					return nil, err
+				}
+				return none(s.DeactivateMFADevice(u, q.SerialNumber))
 			}},
 		&api.Operation{Name: "iam:ListMFADevices", ReadOnly: true, NewRequest: newOf[UserRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-			if n := self(ctx, req[UserRequest](r).UserName); n != "" {
-				return s.userARN(n), nil
+			n, err := mfaListUser(ctx, req[UserRequest](r).UserName)
+			if err != nil || n == "" {
+				return "*", err
 			}
-			return "*", nil
+			return s.userARN(n), nil
 		}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-			return s.ListMFADevices(self(ctx, req[UserRequest](r).UserName))
+			n, err := mfaListUser(ctx, req[UserRequest](r).UserName)
+			if err != nil {
+				return nil, err
+			}
+			return s.ListMFADevices(n)
 		}},
 		&api.Operation{Name: "iam:GetAccountSummary", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.Account() }},
@@ -330,11 +448,11 @@ func (s *Service) Operations() []*api.Operation {
 			return map[string]any{"Credentials": creds}, err
 		}},
 		&api.Operation{Name: "sts:AssumeRole", NewRequest: newOf[AssumeRoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			role := req[AssumeRoleRequest](r).RoleArn
-			if len(role) > 0 && role[0] != 'a' {
-				role = s.roleARN(role)
+			name, err := s.roleRef(req[AssumeRoleRequest](r).RoleArn)
+			if err != nil {
+				return "", err
 			}
-			return role, nil
+			return s.roleARN(name), nil
 		}, Do: func(_ context.Context, c *api.Caller, r any) (any, error) {
 			return s.AssumeRole(c, *req[AssumeRoleRequest](r))
 		}},

@@ -107,8 +107,11 @@ func Open(st store.Store, seal Sealer, region string, now func() time.Time) (*Se
 		if err != nil {
 			return err
 		}
-		s.tokens, err = cipher.NewGCM(block)
-		return err
+		if s.tokens, err = cipher.NewGCM(block); err != nil {
+			return err
+		}
+		s.accountID = a.ID
+		return s.bindStoredTrust(tx)
 	})
 	if err != nil {
 		return nil, err
@@ -149,7 +152,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,64}$`)
 
 func checkName(kind, name string) error {
 	if !nameRE.MatchString(name) {
-		return api.Errorf(api.CodeInvalidName, "%s name %q: 1-64 characters of letters, digits and +=,.@_-", kind, name)
+		return api.Errorf(api.CodeInvalidName, "%s name %q: 1-64 characters of letters, digits and +=,.@_-", kind, shown(name))
 	}
 	return nil
 }

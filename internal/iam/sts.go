@@ -10,6 +10,7 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/iam/policy"
+	"github.com/azote/azote/internal/store"
 )
 
 // Session durations (GetSessionToken limits of AWS).
@@ -216,7 +217,7 @@ func (s *Service) AssumeRole(c *api.Caller, r AssumeRoleRequest) (AssumeRoleResp
 	if err := checkName("role session", r.RoleSessionName); err != nil {
 		return out, err
 	}
-	role, err := s.GetRole(r.RoleArn)
+	role, err := view(s, func(tx store.Tx) (Role, error) { return s.roleByRefTx(tx, r.RoleArn) })
 	if err != nil {
 		return out, err
 	}
@@ -258,7 +259,9 @@ func (s *Service) AssumeRole(c *api.Caller, r AssumeRoleRequest) (AssumeRoleResp
 	if err != nil {
 		return out, err
 	}
-	req := &policy.Request{Principal: c.ARN, Action: "sts:AssumeRole", Resource: role.ARN, Context: s.conditionContext(&cc)}
+	// The trust policy holds the unique ids of the users and roles it
+	// names (principals.go): the caller matches by its own.
+	req := &policy.Request{Principal: c.ARN, PrincipalID: c.PrincipalID, Action: "sts:AssumeRole", Resource: role.ARN, Context: s.conditionContext(&cc)}
 	// The trust policy must allow the caller: an identity policy alone
 	// never opens a role (and a trust policy naming the whole account
 	// leaves the decision to the caller's own policies, as in AWS).

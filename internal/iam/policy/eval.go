@@ -11,6 +11,11 @@ type Request struct {
 	Action    string // service:Name
 	Resource  string // ARN, or "*" for actions that take no resource
 
+	// PrincipalID is the caller's unique id (aws:userid): AIDA… of a
+	// user, AROA…:SESSION of a role session. A principal entry that is
+	// a unique id matches it, and a role's id matches its sessions.
+	PrincipalID string
+
 	// Context holds the condition keys of the request, e.g.
 	// "aws:multifactorauthpresent": {"true"}, "aws:sourceip",
 	// "aws:currenttime" (RFC 3339), "aws:multifactorauthage" (seconds),

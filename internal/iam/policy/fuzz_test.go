@@ -20,6 +20,7 @@ var fuzzRequests = []Request{
 	{Principal: "arn:azote:iam::123456789012:root", Action: "sts:AssumeRole", Resource: opsRole,
 		Context: ctx("azote:principalservice", "compute.azote.internal", "aws:username", "*")},
 	{Action: "audit:LookupEvents", Resource: "*", Context: ctx("aws:currenttime", "1700000000", "aws:multifactorauthage", "NaN")},
+	{Principal: opsSession, PrincipalID: "AROAT5XWD7NQ2HJKL4MZA:alice", Action: "sts:AssumeRole", Resource: opsRole},
 }
 
 // FuzzParse feeds arbitrary text to Parse. Besides not panicking, whatever
@@ -33,6 +34,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(`{"Version":"2008-10-17","Statement":{"Effect":"Deny","NotPrincipal":{"AWS":"*"},"Action":"*:*","NotResource":"arn:*:compute:*:*:${x}"}}`))
 	f.Add([]byte(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"arn:azote:s3:::b/${aws:username, 'x'}${*}${?}${$}"}]}`))
+	f.Add([]byte(`{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":["AROAT5XWD7NQ2HJKL4MZA","AIDAQ3EGRVBN7ZKXLM2PD"]},"Action":"sts:AssumeRole"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Parse(data)
 		if err != nil {

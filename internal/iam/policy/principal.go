@@ -41,6 +41,7 @@ type principalSet struct {
 	anyAWS   bool // {"AWS": "*"}: every IAM principal
 	accounts []string
 	arns     []string  // users, roles, sessions, root ARNs: exact
+	ids      []string  // unique ids of users and roles
 	roles    []roleRef // role entries, which also stand for their sessions
 	services []string
 }
@@ -120,6 +121,23 @@ func isAccountID(s string) bool {
 	return true
 }
 
+// IsUniqueID tells whether s has the form of the unique id of a user
+// (AIDA…) or a role (AROA…). A policy may name a principal by its id;
+// IAM stores a user or role named by ARN under its id, so that the entry
+// keeps meaning that identity: a new one made under the same name does
+// not match it, and once the identity is deleted nothing does.
+func IsUniqueID(s string) bool {
+	if len(s) < 5 || len(s) > 128 || !strings.HasPrefix(s, "AIDA") && !strings.HasPrefix(s, "AROA") {
+		return false
+	}
+	for i := range len(s) {
+		if (s[i] < 'A' || s[i] > 'Z') && (s[i] < '0' || s[i] > '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // addAWS adds one "AWS" entry. "You cannot use a wildcard to match part
 // of a principal name or ARN" (reference_policies_elements_principal).
 func (ps *principalSet) addAWS(e string) error {
@@ -130,12 +148,15 @@ func (ps *principalSet) addAWS(e string) error {
 	case isAccountID(e):
 		ps.accounts = append(ps.accounts, e)
 		return nil
+	case IsUniqueID(e):
+		ps.ids = append(ps.ids, e)
+		return nil
 	case strings.ContainsAny(e, "*?"):
 		return errors.New("wildcards are not allowed in principal ARNs")
 	}
 	parts, ok := splitARN(e)
 	if !ok || parts[1] != "azote" || !isAccountID(parts[4]) || parts[3] != "" {
-		return errors.New("not an account id or an arn:azote:iam/sts principal ARN")
+		return errors.New("not an account id, a unique id or an arn:azote:iam/sts principal ARN")
 	}
 	kind, rest, _ := strings.Cut(parts[5], "/")
 	switch {
@@ -192,6 +213,14 @@ func (ps *principalSet) match(ev *evalCtx) principalMatch {
 						return viaAccount
 					}
 				}
+			}
+		}
+	}
+	if id := ev.req.PrincipalID; id != "" {
+		for _, u := range ps.ids {
+			// A role's id also stands for its sessions (ROLEID:SESSION).
+			if rest, ok := strings.CutPrefix(id, u); ok && (rest == "" || rest[0] == ':') {
+				return directMatch
 			}
 		}
 	}
