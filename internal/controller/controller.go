@@ -154,6 +154,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		l.Close()
 		return fmt.Errorf("TLS: %w", err)
 	}
+	// Signed requests dated the second azoted started are refused (a
+	// previous azoted may have accepted them before it stopped); open the
+	// port once that second is over, so that no client signs one.
+	if err := sleepCtx(ctx, time.Until(c.started.Truncate(time.Second).Add(time.Second))); err != nil {
+		l.Close()
+		return nil
+	}
 	nl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		l.Close()
@@ -329,6 +336,18 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// sleepCtx sleeps for d or until ctx ends, and returns ctx's error then.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // defaultCard is azote-card next to the running azoted.

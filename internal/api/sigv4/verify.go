@@ -141,6 +141,11 @@ type Verifier struct {
 	// NotBefore refuses requests signed before it: the replay cache
 	// lives in memory, so a verifier that started at NotBefore cannot
 	// know which earlier requests a previous process already accepted.
+	// It is compared at full precision against x-amz-date's whole
+	// seconds, so a request dated the second of NotBefore is refused
+	// unless NotBefore is that second's start; a server that starts
+	// accepting requests only once the next second has begun turns
+	// none away.
 	NotBefore time.Time
 	Now       func() time.Time
 
@@ -196,7 +201,10 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if d := now.Sub(t); d > skew || d < -skew {
 		return nil, fmt.Errorf("%w: x-amz-date %s, host time %s", ErrSkew, amzDate, now.UTC().Format(TimeFormat))
 	}
-	if t.Before(v.NotBefore.Truncate(time.Second)) {
+	// x-amz-date has whole seconds: a request dated the second the
+	// verifier started may have been signed, and accepted by the previous
+	// process, before the start, so that whole second is refused.
+	if t.Before(v.NotBefore) {
 		return nil, fmt.Errorf("%w: signed at %s, before this server started (%s); sign it again", ErrSkew, amzDate, v.NotBefore.UTC().Format(TimeFormat))
 	}
 	if h := r.Header.Get(headerContentSH); h != "" && h != payloadHash {
