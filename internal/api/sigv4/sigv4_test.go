@@ -229,10 +229,7 @@ func TestReplay(t *testing.T) {
 	if _, err := v.Verify(serverView(t, r3), EmptyPayloadHash, keys); err != nil {
 		t.Fatal(err)
 	}
-	v.mu.Lock()
-	n := len(v.seen)
-	v.mu.Unlock()
-	if n != 1 {
+	if n := v.replay.len(); n != 1 {
 		t.Fatalf("replay cache holds %d entries after the window, want 1", n)
 	}
 }
@@ -324,7 +321,7 @@ func TestParseAuthorization(t *testing.T) {
 func BenchmarkVerify(b *testing.B) {
 	now := time.Now()
 	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
-	v := &Verifier{Region: "local", Service: "azote", MaxReplayEntries: 1 << 30}
+	v := &Verifier{Region: "local", Service: "azote", MaxReplayEntries: 1 << 30, MaxReplayPerKey: 1 << 30}
 	keys := staticKey(creds.AccessKeyID, creds.SecretAccessKey)
 	reqs := make([]*http.Request, b.N)
 	for i := range reqs {
