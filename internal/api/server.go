@@ -416,7 +416,7 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, tlsConfig *tls.C
 		// their number near what a client needs.
 		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: 32},
 		TLSConfig: tlsConfig,
-		ErrorLog:          log.New(io.Discard, "", 0),
+		ErrorLog:  log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
