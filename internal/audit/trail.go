@@ -612,7 +612,9 @@ func (t *Trail) openJournal() error {
 	name := journalName(start, id)
 	full := filepath.Join(t.cfg.Dir, activeDir, name)
 	// Not O_APPEND: bytes someone else appends are overwritten by the
-	// next batch, and rotation can write the journal back in place.
+	// next batch, and rotation can write the journal back in place. (No
+	// batch follows a failed write in the same file, so the offset is
+	// always w.size when one is written.)
 	f, err := os.OpenFile(full, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

@@ -53,8 +53,8 @@ type Config struct {
 	// digest periods (0 = the audit package's defaults).
 	AuditFileAge     time.Duration
 	AuditDigestEvery time.Duration
-	// APILimits bounds connections and request deadlines of the HTTPS
-	// API (deadlines only on the local socket).
+	// APILimits bounds the HTTPS API's connections and its requests'
+	// deadlines; the local socket gets the deadlines only.
 	APILimits api.Limits
 
 	listenAddr string
