@@ -400,15 +400,23 @@ func writeError(w http.ResponseWriter, e *Error) {
 }
 
 // Serve serves h on l until ctx ends; with tlsConfig it serves HTTPS.
-// The handler itself authenticates every request (NewHandler).
-func Serve(ctx context.Context, l net.Listener, h http.Handler, tlsConfig *tls.Config) error {
+// The handler itself authenticates every request (NewHandler). Every
+// request gets lim's deadlines; l gets lim's connection bounds when lim
+// sets any.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, tlsConfig *tls.Config, lim Limits) error {
+	if lim.MaxConns > 0 || lim.MaxConnsPerIP > 0 {
+		l = LimitListener(l, lim)
+	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           withDeadlines(h, lim),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		TLSConfig:         tlsConfig,
-		ErrorLog:          log.New(io.Discard, "", 0),
+		// Streams of one connection share its per-address slot: keep
+		// their number near what a client needs.
+		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: 32},
+		TLSConfig: tlsConfig,
+		ErrorLog:  log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},

@@ -259,8 +259,21 @@ func pinKeys(dst string, pinned *rsa.PublicKey) (map[string]*rsa.PublicKey, erro
 			return nil, err
 		}
 	}
+	keys, err := readKeyDir(filepath.Join(dst, trustedDir), trustedDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, ErrNoTrustedKey
+	}
+	return keys, nil
+}
+
+// readKeyDir returns the keys of the .pem files in dir (none if it does
+// not exist), by fingerprint; name is dir as errors show it.
+func readKeyDir(dir, name string) (map[string]*rsa.PublicKey, error) {
 	keys := map[string]*rsa.PublicKey{}
-	ents, err := os.ReadDir(filepath.Join(dst, trustedDir))
+	ents, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
@@ -272,20 +285,41 @@ func pinKeys(dst string, pinned *rsa.PublicKey) (map[string]*rsa.PublicKey, erro
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(dst, trustedDir, n))
+		b, err := os.ReadFile(filepath.Join(dir, n))
 		if err != nil {
 			return nil, err
 		}
 		pub, fp, err := ParsePublicKeyPEM(b)
 		if err != nil {
-			return nil, fmt.Errorf("%s/%s: %w", trustedDir, n, err)
+			return nil, fmt.Errorf("%s/%s: %w", name, n, err)
 		}
 		keys[fp] = pub
 	}
-	if len(keys) == 0 {
-		return nil, ErrNoTrustedKey
-	}
 	return keys, nil
+}
+
+// PinnedKeys records signer, if not nil, in dir (a directory outside the
+// trail: a key the trail itself holds proves nothing) and returns every
+// key dir holds, by fingerprint: the running signer and the keys it
+// replaced, which the host's own validation trusts and nothing else. An
+// operator adds a retired key by placing its PEM there.
+func PinnedKeys(dir string, signer *rsa.PublicKey) (map[string]*rsa.PublicKey, error) {
+	if signer != nil {
+		if signer.N.BitLen() < minRSABits {
+			return nil, ErrBadKey
+		}
+		b, err := publicKeyPEM(signer)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(dir, fingerprint(signer)+".pem", b, true); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+	}
+	return readKeyDir(dir, dir)
 }
 
 // TrustedKeys returns the keys a collector directory has pinned.

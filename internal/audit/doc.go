@@ -5,10 +5,10 @@
 // userIdentity element) durably: Append returns only after the record is
 // fsynced to a journal, and concurrent Appends share one write and one
 // fdatasync (group commit). The journal is periodically finished into a
-// gzip log file holding {"Records":[…]}, and every DigestEvery a digest
-// file lists the logs finished since the last one with their SHA-256,
-// names the previous digest with its hash and signature, and is signed
-// SHA256withRSA. Validate walks that chain backwards and reports what was
+// gzip log file holding {"Records":[…]}, and at each such rotation (and
+// at least every DigestEvery) a digest file lists the logs finished since
+// the last one with their SHA-256, names the previous digest with its
+// hash and signature, and is signed SHA256withRSA. Validate walks that chain backwards and reports what was
 // modified, deleted, dropped, reordered or left unlisted; Lookup searches
 // the records; Collect copies a trail off the host, refusing any digest
 // that does not extend the chain it already holds under a pinned key.
@@ -16,8 +16,10 @@
 // The package never writes the value of a secret-looking key (Redact runs
 // on every record's free-form maps), never overwrites or deletes a
 // finished log or digest, never acknowledges a record that is not on
-// disk, and never trusts a key because a directory it validates holds it,
-// unless asked to (Validate with nil keys). It does not log.
+// disk, never trusts a key because a directory it validates holds it
+// unless asked to (Validate with nil keys; PinnedKeys keeps them
+// elsewhere), and never signs journal bytes its own writer did not write
+// while it runs. It does not log.
 //
 // Layout, under Config.Dir:
 //

@@ -110,6 +110,11 @@ type writer struct {
 	chainStart time.Time
 	lastDigest time.Time
 	retryAt    time.Time // after a failed periodic rotation or digest
+
+	// body is the open journal as this process wrote it; rotation puts
+	// it back over whatever else the file holds (rotate.go).
+	body     []byte
+	restored atomic.Uint64 // journals put back before rotation
 }
 
 // prevDigest is what the next digest needs of the last one.
@@ -439,7 +444,8 @@ func (t *Trail) Append(ctx context.Context, r *Record) error {
 	}
 }
 
-// Rotate finishes the active log now.
+// Rotate finishes the active log now; the next digest lists it. (The
+// writer's own rotations, by size and age, also sign that digest at once.)
 func (t *Trail) Rotate() error { return t.control(opRotate) }
 
 // WriteDigest finishes the active log, then writes and signs a digest of
@@ -496,7 +502,7 @@ func (t *Trail) run() {
 			var err error
 			switch c.op {
 			case opRotate:
-				err = t.rotate()
+				err = t.rotateChecked()
 			case opDigest:
 				err = t.writeDigest()
 			case opClose:
@@ -536,7 +542,7 @@ func (t *Trail) commit(batch []*appendReq) {
 		batch[i] = nil
 	}
 	if err == nil && t.w.size >= t.cfg.MaxFileBytes {
-		if t.rotate() != nil {
+		if t.rotateSigned() != nil {
 			t.stats.rotateErrors.Add(1)
 		}
 	}
@@ -573,6 +579,7 @@ func (t *Trail) writeBatch(batch []*appendReq) error {
 	t.stats.fsyncs.Add(1)
 	t.stats.fsyncNanos.Add(uint64(time.Since(began)))
 	w.size += int64(len(w.buf))
+	w.body = append(w.body, w.buf...)
 	t.durable.Store(w.size)
 	for _, r := range batch {
 		if w.oldest.IsZero() || r.when.Before(w.oldest) {
@@ -604,7 +611,11 @@ func (t *Trail) openJournal() error {
 	id := randomID()
 	name := journalName(start, id)
 	full := filepath.Join(t.cfg.Dir, activeDir, name)
-	f, err := os.OpenFile(full, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	// Not O_APPEND: bytes someone else appends are overwritten by the
+	// next batch, and rotation can write the journal back in place. (No
+	// batch follows a failed write in the same file, so the offset is
+	// always w.size when one is written.)
+	f, err := os.OpenFile(full, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -619,6 +630,10 @@ func (t *Trail) openJournal() error {
 	t.durable.Store(0)
 	w.f, w.journalRel, w.start, w.id, w.size = f, name, start, id, 0
 	w.oldest, w.newest = time.Time{}, time.Time{}
+	if cap(w.body) > 2*int(t.cfg.MaxFileBytes) {
+		w.body = nil // one huge journal should not pin its copy forever
+	}
+	w.body = w.body[:0]
 	return nil
 }
 
@@ -671,7 +686,7 @@ func (t *Trail) rotate() error {
 
 // writeDigest rotates and then writes, signs and links the next digest.
 func (t *Trail) writeDigest() error {
-	if err := t.rotate(); err != nil {
+	if err := t.rotateChecked(); err != nil {
 		return err
 	}
 	w := &t.w
@@ -796,7 +811,7 @@ func (t *Trail) periodic() {
 			t.stats.digestErrors.Add(1)
 		}
 	case w.f != nil && !now.Before(w.start.Add(t.cfg.MaxFileAge)):
-		if err = t.rotate(); err != nil {
+		if err = t.rotateSigned(); err != nil {
 			t.stats.rotateErrors.Add(1)
 		}
 	}

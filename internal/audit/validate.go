@@ -27,7 +27,8 @@ const (
 	// another listed log's bytes, a digest the chain skips.
 	KindOutOfChain = "out-of-chain"
 	// KindBadSignature: a digest's signature is missing, does not verify,
-	// is by an unknown key, or differs from the one the next digest chains.
+	// is by a key that is not pinned (whatever public-keys/ holds), or
+	// differs from the one the next digest chains.
 	KindBadSignature = "bad-signature"
 	// KindUnlisted: a log file in the period that no digest lists (and
 	// that is older than the newest digest, so not merely pending).
@@ -101,6 +102,10 @@ func (di *dinfo) end() time.Time {
 // hash recorded. Logs no digest lists are reported too. It reads only;
 // the error is for I/O failures and for ErrNoDigest.
 //
+// pubkeys must come from outside dir (PinnedKeys, TrustedKeys): whoever
+// can write dir can add a key to public-keys/, drop a record and sign the
+// digests again, and nil trusts exactly that.
+//
 // It cannot see that the newest digests were deleted together with their
 // logs: only a copy held elsewhere (Collect) can.
 func Validate(dir string, pubkeys map[string]*rsa.PublicKey, from, to time.Time) (Report, error) {
@@ -170,7 +175,7 @@ func Validate(dir string, pubkeys map[string]*rsa.PublicKey, from, to time.Time)
 		}
 		switch key := pubkeys[d.DigestPublicKeyFingerprint]; {
 		case key == nil:
-			problem(KindBadSignature, di.rel, "signed by unknown key %s", d.DigestPublicKeyFingerprint)
+			problem(KindBadSignature, di.rel, "signed by key %s, which is not pinned (not one this validation trusts)", d.DigestPublicKeyFingerprint)
 		case di.sigErr != nil:
 			problem(KindBadSignature, di.rel, "no signature: %v", di.sigErr)
 		default:

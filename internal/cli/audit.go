@@ -126,8 +126,12 @@ func auditValidate(ctx context.Context, e *env, args []string) error {
 	from := fs.String("from", "", "start of the period (RFC 3339 or a duration ago)")
 	to := fs.String("to", "", "end of the period")
 	dir := fs.String("dir", "", "validate a local copy (made by audit collect) with its pinned keys instead of asking azoted")
+	keysFrom := fs.String("keys", "", "with --dir: trust these keys (a PEM file, or a directory of them such as azoted's audit-keys) instead of the copy's pinned ones; never the trail's own public-keys/")
 	if _, err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if *keysFrom != "" && *dir == "" {
+		return usageError{msg: "--keys needs --dir"}
 	}
 	f, err := parseWhen(*from)
 	if err != nil {
@@ -139,7 +143,7 @@ func auditValidate(ctx context.Context, e *env, args []string) error {
 	}
 	var rep audit.Report
 	if *dir != "" {
-		keys, err := audit.TrustedKeys(*dir)
+		keys, err := validationKeys(*dir, *keysFrom)
 		if err != nil {
 			return err
 		}
@@ -170,6 +174,35 @@ func auditValidate(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%d problem(s) in the audit trail", len(rep.Problems))
 	}
 	return nil
+}
+
+// validationKeys are the keys to validate the trail in dir with: those in
+// keysFrom (a PEM file or a directory of them) when given, else the
+// collector's pinned keys.
+func validationKeys(dir, keysFrom string) (map[string]*rsa.PublicKey, error) {
+	if keysFrom == "" {
+		return audit.TrustedKeys(dir)
+	}
+	fi, err := os.Stat(keysFrom)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		keys, err := audit.PinnedKeys(keysFrom, nil)
+		if err == nil && len(keys) == 0 {
+			err = fmt.Errorf("%s: %w", keysFrom, audit.ErrNoTrustedKey)
+		}
+		return keys, err
+	}
+	b, err := os.ReadFile(keysFrom)
+	if err != nil {
+		return nil, err
+	}
+	pub, fp, err := audit.ParsePublicKeyPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keysFrom, err)
+	}
+	return map[string]*rsa.PublicKey{fp: pub}, nil
 }
 
 // apiSource pulls trail files over the signed API.

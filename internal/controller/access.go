@@ -48,6 +48,11 @@ func (c *Controller) openAccess() error {
 	if err != nil {
 		return fmt.Errorf("audit signing key: %w", err)
 	}
+	// The trail's public-keys/ is as writable as its digests: the keys
+	// azoted validates with are pinned outside it.
+	if _, err := audit.PinnedKeys(c.auditKeysDir(), &key.PublicKey); err != nil {
+		return fmt.Errorf("pinning the audit signing key: %w", err)
+	}
 	trail, err := audit.Open(audit.Config{
 		Dir: c.auditDir(), AccountID: svc.AccountID(), Region: c.cfg.Region, Signer: key,
 		MaxFileAge: c.cfg.AuditFileAge, DigestEvery: c.cfg.AuditDigestEvery,
@@ -60,6 +65,20 @@ func (c *Controller) openAccess() error {
 }
 
 func (c *Controller) auditDir() string { return filepath.Join(c.cfg.StateDir, "audit") }
+
+// auditKeysDir holds the keys azoted's own validation trusts: every key it
+// has signed digests with, and retired keys an operator places there.
+func (c *Controller) auditKeysDir() string { return filepath.Join(c.cfg.StateDir, "audit-keys") }
+
+// validateTrail validates the trail with the pinned keys only; a digest
+// signed by any other key is reported, whatever public-keys/ holds.
+func (c *Controller) validateTrail(from, to time.Time) (audit.Report, error) {
+	keys, err := audit.PinnedKeys(c.auditKeysDir(), nil)
+	if err != nil {
+		return audit.Report{}, err
+	}
+	return audit.Validate(c.auditDir(), keys, from, to)
+}
 
 // tlsNames are the names the host certificate is valid for.
 func (c *Controller) tlsNames() []string {
@@ -150,7 +169,7 @@ func (c *Controller) Operations() []*api.Operation {
 						return nil, err
 					}
 				}
-				return audit.Validate(c.auditDir(), nil, q.StartTime, q.EndTime)
+				return c.validateTrail(q.StartTime, q.EndTime)
 			}},
 		&api.Operation{Name: "audit:GetTrailInfo", ReadOnly: true, Resource: trailARN,
 			Do: func(context.Context, *api.Caller, any) (any, error) {

@@ -53,6 +53,9 @@ type Config struct {
 	// digest periods (0 = the audit package's defaults).
 	AuditFileAge     time.Duration
 	AuditDigestEvery time.Duration
+	// APILimits bounds the HTTPS API's connections and its requests'
+	// deadlines; the local socket gets the deadlines only.
+	APILimits api.Limits
 
 	listenAddr string
 }
@@ -114,6 +117,11 @@ func Main(args []string) int {
 	fs.StringVar(&tlsNames, "tls-names", "", "extra comma-separated DNS names or IP addresses for the host certificate")
 	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", 5*time.Minute, "rotate the audit log file after this long")
 	fs.DurationVar(&cfg.AuditDigestEvery, "audit-digest-every", time.Hour, "write a signed audit digest this often")
+	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", api.DefaultMaxConns, "open HTTPS connections at most; more wait to be accepted")
+	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", api.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address; more are closed")
+	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", api.DefaultBodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
+	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", api.DefaultMinUploadRate, "bytes per second a blob upload must keep up")
+	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", api.DefaultWriteTimeout, "time each write of a response may take before the connection is dropped")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -147,12 +155,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Listen == "" {
 		log.Info("azoted serving", "socket", cfg.Socket, "state_dir", cfg.StateDir,
 			"engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
-		return api.Serve(ctx, l, local, nil)
+		return api.Serve(ctx, l, local, nil, localLimits(cfg.APILimits))
 	}
 	tlsCfg, err := ensureTLS(filepath.Join(cfg.StateDir, "tls"), c.tlsNames(), c.iam.AccountID())
 	if err != nil {
 		l.Close()
 		return fmt.Errorf("TLS: %w", err)
+	}
+	// Signed requests dated the second azoted started are refused (a
+	// previous azoted may have accepted them before it stopped); open the
+	// port once that second is over, so that no client signs one.
+	if err := sleepCtx(ctx, time.Until(c.started.Truncate(time.Second).Add(time.Second))); err != nil {
+		l.Close()
+		return nil
 	}
 	nl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -172,14 +187,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	errc := make(chan error, 2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { errc <- api.Serve(ctx, l, local, nil) }()
-	go func() { errc <- api.Serve(ctx, nl, api.NewHandler(c.apiConfig(true)), tlsCfg) }()
+	go func() { errc <- api.Serve(ctx, l, local, nil, localLimits(cfg.APILimits)) }()
+	go func() { errc <- api.Serve(ctx, nl, api.NewHandler(c.apiConfig(true)), tlsCfg, cfg.APILimits) }()
 	err = <-errc
 	cancel()
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
 	return err
+}
+
+// localLimits are lim for the unix socket: its deadlines, no connection
+// bounds (only root can connect, and has no source address).
+func localLimits(lim api.Limits) api.Limits {
+	lim.MaxConns, lim.MaxConnsPerIP = 0, 0
+	return lim
 }
 
 func (c *Controller) apiConfig(network bool) api.Config {
@@ -329,6 +351,18 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// sleepCtx sleeps for d or until ctx ends, and returns ctx's error then.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // defaultCard is azote-card next to the running azoted.

@@ -9,5 +9,8 @@
 // signature was already accepted inside the skew window (a replay). It
 // never looks up a secret before the Authorization header has parsed, and
 // it records a signature as seen only after it verified, so forged
-// requests cannot fill the replay cache.
+// requests cannot fill the replay cache. The cache is bounded per access
+// key and in total without forgetting a signature that could still be
+// replayed: what it must drop raises a floor under which that key's
+// requests are refused, so one key's flood costs only that key.
 package sigv4

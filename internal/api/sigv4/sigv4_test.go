@@ -229,16 +229,14 @@ func TestReplay(t *testing.T) {
 	if _, err := v.Verify(serverView(t, r3), EmptyPayloadHash, keys); err != nil {
 		t.Fatal(err)
 	}
-	v.mu.Lock()
-	n := len(v.seen)
-	v.mu.Unlock()
-	if n != 1 {
+	if n := v.replay.len(); n != 1 {
 		t.Fatalf("replay cache holds %d entries after the window, want 1", n)
 	}
 }
 
 // TestNotBefore: after a restart the replay cache is empty, so requests
-// signed before the verifier started are refused; later ones pass.
+// signed before the verifier started are refused, compared at sub-second
+// precision; later ones pass.
 func TestNotBefore(t *testing.T) {
 	start := time.Date(2026, 11, 27, 8, 0, 0, 500e6, time.UTC)
 	now := start.Add(time.Minute)
@@ -251,10 +249,16 @@ func TestNotBefore(t *testing.T) {
 	}{
 		{start.Add(-2 * time.Minute), false},
 		{start.Add(-time.Second), false},
-		{start, true}, // same second as the start
+		// Dated the second the verifier started: signed either side of
+		// the start, so a previous process may have accepted it.
+		{start.Add(-100 * time.Millisecond), false},
+		{start, false},
+		{start.Add(400 * time.Millisecond), false},
+		{start.Truncate(time.Second).Add(time.Second), true},
 		{start.Add(30 * time.Second), true},
 	} {
 		r := newReq(t, "GET", "https://h/v1/instances", nil)
+		r.Header.Set("Amz-Sdk-Invocation-Id", c.at.String()) // not a replay of the previous case
 		Sign(r, EmptyPayloadHash, creds, "local", "azote", c.at)
 		_, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys)
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrSkew)) {
@@ -317,7 +321,7 @@ func TestParseAuthorization(t *testing.T) {
 func BenchmarkVerify(b *testing.B) {
 	now := time.Now()
 	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
-	v := &Verifier{Region: "local", Service: "azote", MaxReplayEntries: 1 << 30}
+	v := &Verifier{Region: "local", Service: "azote", MaxReplayEntries: 1 << 30, MaxReplayPerKey: 1 << 30}
 	keys := staticKey(creds.AccessKeyID, creds.SecretAccessKey)
 	reqs := make([]*http.Request, b.N)
 	for i := range reqs {

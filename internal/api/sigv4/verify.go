@@ -21,7 +21,7 @@ var (
 	ErrSignatureMismatch = errors.New("sigv4: signature does not match")
 	ErrSkew              = errors.New("sigv4: request time too far from the host clock")
 	ErrReplay            = errors.New("sigv4: request was already received")
-	ErrReplayCacheFull   = errors.New("sigv4: too many requests inside the replay window")
+	ErrReplayCacheFull   = errors.New("sigv4: too many requests by this key inside the replay window")
 )
 
 // MaxAuthorizationLen bounds the Authorization header the parser reads.
@@ -136,22 +136,27 @@ type Verifier struct {
 	Service string
 	// MaxSkew is how far x-amz-date may be from now (default 5 minutes).
 	MaxSkew time.Duration
-	// MaxReplayEntries bounds the replay cache (default 1<<22).
+	// MaxReplayEntries bounds the replay cache: signatures plus access
+	// keys held (default 1<<20, about 100 MiB).
 	MaxReplayEntries int
+	// MaxReplayPerKey bounds the signatures held for one access key
+	// (default 1<<16). A key over it loses its oldest request seconds
+	// and its older requests are refused from then on; it is throttled
+	// only when all it holds is as recent as the new request.
+	MaxReplayPerKey int
 	// NotBefore refuses requests signed before it: the replay cache
 	// lives in memory, so a verifier that started at NotBefore cannot
 	// know which earlier requests a previous process already accepted.
+	// It is compared at full precision against x-amz-date's whole
+	// seconds, so a request dated the second of NotBefore is refused
+	// unless NotBefore is that second's start; a server that starts
+	// accepting requests only once the next second has begun turns
+	// none away.
 	NotBefore time.Time
 	Now       func() time.Time
 
-	keys keyCache
-
-	mu sync.Mutex
-	// seen holds accepted signatures until their request time leaves the
-	// skew window, bucketed by the unix second they expire.
-	seen    map[[32]byte]int64
-	buckets map[int64][][32]byte
-	oldest  int64
+	keys   keyCache
+	replay replayCache
 }
 
 // Verified is what a successful verification established.
@@ -196,7 +201,10 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if d := now.Sub(t); d > skew || d < -skew {
 		return nil, fmt.Errorf("%w: x-amz-date %s, host time %s", ErrSkew, amzDate, now.UTC().Format(TimeFormat))
 	}
-	if t.Before(v.NotBefore.Truncate(time.Second)) {
+	// x-amz-date has whole seconds: a request dated the second the
+	// verifier started may have been signed, and accepted by the previous
+	// process, before the start, so that whole second is refused.
+	if t.Before(v.NotBefore) {
 		return nil, fmt.Errorf("%w: signed at %s, before this server started (%s); sign it again", ErrSkew, amzDate, v.NotBefore.UTC().Format(TimeFormat))
 	}
 	if h := r.Header.Get(headerContentSH); h != "" && h != payloadHash {
@@ -215,7 +223,12 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if !hmac.Equal(want, a.Signature[:]) {
 		return nil, ErrSignatureMismatch
 	}
-	if err := v.remember(a.Signature, t.Add(skew).Unix(), now.Unix()); err != nil {
+	lim := replayLimits{
+		skew:   int64((skew + time.Second - 1) / time.Second),
+		max:    positiveOr(v.MaxReplayEntries, defaultMaxReplayEntries),
+		perKey: positiveOr(v.MaxReplayPerKey, defaultMaxReplayPerKey),
+	}
+	if err := v.replay.remember(a.AccessKeyID, a.Signature, t.Unix(), now.Unix(), lim); err != nil {
 		return nil, err
 	}
 	return &Verified{Auth: a, Time: t, Token: token, Payload: payloadHash}, nil
@@ -235,35 +248,11 @@ func (v *Verifier) skew() time.Duration {
 	return 5 * time.Minute
 }
 
-// remember records sig as used until expires; a signature already there
-// is a replay.
-func (v *Verifier) remember(sig [32]byte, expires, now int64) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.seen == nil {
-		v.seen = make(map[[32]byte]int64)
-		v.buckets = make(map[int64][][32]byte)
-		v.oldest = now
+func positiveOr(n, def int) int {
+	if n > 0 {
+		return n
 	}
-	for ; v.oldest < now; v.oldest++ {
-		for _, s := range v.buckets[v.oldest] {
-			delete(v.seen, s)
-		}
-		delete(v.buckets, v.oldest)
-	}
-	if _, ok := v.seen[sig]; ok {
-		return ErrReplay
-	}
-	max := v.MaxReplayEntries
-	if max <= 0 {
-		max = 1 << 22
-	}
-	if len(v.seen) >= max {
-		return ErrReplayCacheFull
-	}
-	v.seen[sig] = expires
-	v.buckets[expires] = append(v.buckets[expires], sig)
-	return nil
+	return def
 }
 
 func contains(list []string, s string) bool {
