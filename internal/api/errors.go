@@ -36,6 +36,12 @@ const (
 	CodeDeletionProtected      Code = "DeletionProtected"
 	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
 	CodeInternal               Code = "InternalError"
+	// CodeAuditUnavailable refuses a call whose audit record could not be
+	// written: no call is answered unaudited.
+	CodeAuditUnavailable Code = "AuditTrailUnavailable"
+	// CodeQuotaExceeded refuses a blob or volume that would take the host
+	// past its storage quota for them.
+	CodeQuotaExceeded Code = "QuotaExceeded"
 
 	// Authentication (SigV4), as AWS names them.
 	CodeMissingAuthentication Code = "MissingAuthenticationToken"
@@ -87,6 +93,8 @@ var codeStatus = map[Code]int{
 	CodeDeletionProtected:      http.StatusConflict,
 	CodeIncorrectVolumeState:   http.StatusConflict,
 	CodeInternal:               http.StatusInternalServerError,
+	CodeAuditUnavailable:       http.StatusServiceUnavailable,
+	CodeQuotaExceeded:          http.StatusConflict,
 
 	CodeMissingAuthentication: http.StatusForbidden,
 	CodeIncompleteSignature:   http.StatusForbidden,

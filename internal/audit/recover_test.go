@@ -70,8 +70,14 @@ func TestRecoversAfterWriteFailure(t *testing.T) {
 		t.Fatalf("Append while the disk is still full: %v, want ErrFailed", err)
 	}
 
+	if !errors.Is(tr.Err(), ErrFailed) {
+		t.Fatalf("Err while failed: %v", tr.Err())
+	}
 	healWrites(tr)
 	appendUntil(t, tr, 3, 5*time.Second)
+	if err := tr.Err(); err != nil {
+		t.Fatalf("Err after recovery: %v", err)
+	}
 	appendN(t, tr, clock, 4, 2)
 
 	got := strings.Join(requestIDs(t, tr), ",")

@@ -96,6 +96,8 @@ type Trail struct {
 	// writeFault, when set (by tests), fails journal writes with its error:
 	// a full disk or a dying device without needing either.
 	writeFault atomic.Pointer[error]
+	// failed mirrors w.failed for Err.
+	failed atomic.Pointer[error]
 
 	w writer // owned by the writer goroutine after Open returns
 }
@@ -585,7 +587,7 @@ func (t *Trail) writeBatch(batch []*appendReq) error {
 		// not resurrect records whose callers were told they failed.
 		_ = w.f.Truncate(w.size)
 		_ = datasync(w.f)
-		w.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		t.setFailed(fmt.Errorf("%w: %v", ErrFailed, err))
 		w.recoverAt = time.Now().Add(recoverDelay)
 		t.stats.writeErrors.Add(1)
 		return w.failed
@@ -716,11 +718,32 @@ func (t *Trail) recoverFailed(force bool) error {
 	w.recoverAt = time.Now().Add(recoverDelay)
 	if err := t.finishFailed(); err != nil {
 		t.stats.recoverErrors.Add(1)
-		w.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		t.setFailed(fmt.Errorf("%w: %v", ErrFailed, err))
 		return w.failed
 	}
-	w.failed = nil
+	t.setFailed(nil)
 	t.stats.recoveries.Add(1)
+	return nil
+}
+
+// setFailed sets the writer's failure and what Err reports.
+func (t *Trail) setFailed(err error) {
+	t.w.failed = err
+	if err == nil {
+		t.failed.Store(nil)
+	} else {
+		t.failed.Store(&err)
+	}
+}
+
+// Err returns the error every Append is refused with while a failed
+// journal write is not recovered from (it wraps ErrFailed), or nil. A
+// caller checks it before acting so that it does not do what it then
+// could not record.
+func (t *Trail) Err() error {
+	if p := t.failed.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
