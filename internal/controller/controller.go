@@ -35,9 +35,11 @@ type Config struct {
 	// has real hardware virtualization.
 	Accel        string
 	QEMU         string
-	ConsoleLimit int64         // bytes of console kept per instance
-	StopTimeout  time.Duration // how long a guest gets to power off
-	CardBinary   string        // azote-card
+	ConsoleLimit int64 // bytes of console kept per instance
+	// LogLimit is the bytes kept of each card and engine log.
+	LogLimit    int64
+	StopTimeout time.Duration // how long a guest gets to power off
+	CardBinary  string        // azote-card
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
@@ -92,6 +94,9 @@ type Controller struct {
 	stop chan struct{}  // closed by Close
 }
 
+// defaultLogLimit is the bytes kept of each card and engine log.
+const defaultLogLimit = 1 << 20
+
 // TerminatedRetention is how long a terminated instance stays listed.
 const TerminatedRetention = time.Hour
 
@@ -104,6 +109,7 @@ func Main(args []string) int {
 	fs.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
 	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
+	fs.Int64Var(&cfg.LogLimit, "log-limit", defaultLogLimit, "bytes kept of each card and engine log of an instance (older lines are dropped)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
@@ -246,6 +252,9 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	}
 	if cfg.HostName == "" {
 		cfg.HostName = defaultHostName()
+	}
+	if cfg.LogLimit <= 0 {
+		cfg.LogLimit = defaultLogLimit
 	}
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
