@@ -116,7 +116,8 @@ func Main(args []string) int {
 	fs.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
 	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
-	fs.Int64Var(&cfg.LogLimit, "log-limit", defaultLogLimit, "bytes kept of each card and engine log of an instance (older lines are dropped)")
+	cfg.LogLimit = defaultLogLimit
+	fs.Var(byteSize{&cfg.LogLimit}, "log-limit", "bytes kept of each card and engine log of an instance; older lines are dropped")
 	fs.Var(byteSize{&cfg.BlobQuota}, "blob-quota", "bytes of image blobs (kernels, initramfs) this host stores, uploads in progress included (default 16G)")
 	fs.Var(byteSize{&cfg.VolumeQuota}, "volume-quota", "provisioned bytes of all volumes on this host, deleted ones until purged (default: the size of the file system holding --state-dir)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")

@@ -31,8 +31,15 @@ const defaultBlobQuota = 16 << 30
 type byteSize struct{ n *int64 }
 
 func (b byteSize) String() string {
-	if b.n == nil {
+	if b.n == nil || *b.n == 0 {
 		return "0"
+	}
+	n := *b.n
+	for _, u := range []string{"", "K", "M", "G", "T"} {
+		if n%1024 != 0 || u == "T" {
+			return strconv.FormatInt(n, 10) + u
+		}
+		n /= 1024
 	}
 	return strconv.FormatInt(*b.n, 10)
 }

@@ -107,3 +107,22 @@ func TestBlobQuotaAndOrphans(t *testing.T) {
 		t.Fatalf("after the sweep: %v", err)
 	}
 }
+
+func TestByteSizeFlag(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		str  string
+	}{{"16G", 16 << 30, "16G"}, {"1536", 1536, "1536"}, {"1M", 1 << 20, "1M"}, {"2T", 2 << 40, "2T"}, {"0", 0, "0"}} {
+		var n int64
+		if err := (byteSize{&n}).Set(c.in); err != nil || n != c.want || (byteSize{&n}).String() != c.str {
+			t.Errorf("%q: %d %v %q", c.in, n, err, (byteSize{&n}).String())
+		}
+	}
+	for _, bad := range []string{"", "-1", "1P", "x", "9999999T"} {
+		var n int64
+		if (byteSize{&n}).Set(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

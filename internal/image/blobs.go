@@ -130,6 +130,10 @@ func (b *Blobs) Put(digest string, r io.Reader) (int64, error) {
 		case hex.EncodeToString(h.Sum(nil)) != digest:
 			return 0, fmt.Errorf("%w: got %s", ErrDigestMismatch, hex.EncodeToString(h.Sum(nil)))
 		}
+		// Uploaded again: a blob no image uses yet is kept as long as a
+		// new one would be.
+		now := time.Now()
+		_ = os.Chtimes(b.Path(digest), now, now)
 		return n, nil
 	}
 	tmp, err := os.CreateTemp(filepath.Join(b.dir, "sha384"), ".upload-*")

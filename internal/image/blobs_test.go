@@ -69,6 +69,15 @@ func TestBlobQuota(t *testing.T) {
 	if ok, _ := b.DeleteOlder(SHA384Hex(c), time.Now().Add(-time.Hour)); ok || !b.Has(SHA384Hex(c)) {
 		t.Fatal("DeleteOlder deleted a new blob")
 	}
+	// Uploading a stored blob again makes it new for the orphan sweep.
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(b.Path(SHA384Hex(c)), old, old)
+	if err := putBytes(b, c); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := b.DeleteOlder(SHA384Hex(c), time.Now().Add(-time.Hour)); ok {
+		t.Fatal("a blob uploaded again was swept as old")
+	}
 	list, err := b.List()
 	if err != nil || len(list) != 1 || list[0].Digest != SHA384Hex(c) || list[0].Size != 600 {
 		t.Fatalf("List: %v %+v", err, list)
