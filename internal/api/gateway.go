@@ -578,11 +578,17 @@ func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
 // requestParams is what the trail keeps of a REST request: path values,
 // query and JSON body (the Auditor redacts secrets).
 func requestParams(r *http.Request, body []byte) map[string]any {
-	m := map[string]any{"method": r.Method, "path": r.URL.Path}
+	m := map[string]any{"method": r.Method, "path": audit.Truncate(r.URL.Path, audit.MaxFieldBytes)}
 	if q := r.URL.Query(); len(q) > 0 {
+		// The query is the caller's to size (up to the header limit):
+		// what the trail keeps of it is bounded like the body.
 		qm := map[string]any{}
 		for k, v := range q {
-			qm[k] = strings.Join(v, ",")
+			if len(qm) == maxQueryParams {
+				m["queryTruncated"] = true
+				break
+			}
+			qm[audit.Truncate(k, 128)] = audit.Truncate(strings.Join(v, ","), audit.MaxFieldBytes)
 		}
 		m["query"] = qm
 	}
@@ -594,6 +600,9 @@ func requestParams(r *http.Request, body []byte) map[string]any {
 	}
 	return m
 }
+
+// maxQueryParams bounds the query parameters a record keeps.
+const maxQueryParams = 32
 
 // responseSummary keeps the identifying fields of a response object.
 func responseSummary(body []byte) map[string]any {

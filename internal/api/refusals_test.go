@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -213,5 +214,22 @@ func TestCallsRefusedWhileTrailFailed(t *testing.T) {
 	trail.mu.Unlock()
 	if status, body := do(t, h, "POST", "/v1/instances", []byte(`{"name":"web","vcpus":1}`)); status != 200 || b.got.Name != "web" {
 		t.Fatalf("after the trail recovered: %d %s", status, body)
+	}
+}
+
+// An authenticated caller's query and path are bounded in its record too.
+func TestRequestParamsBounded(t *testing.T) {
+	q := url.Values{}
+	for i := 0; i < 1000; i++ {
+		q.Set(fmt.Sprintf("k%04d", i), strings.Repeat("v", 5000))
+	}
+	r := httptest.NewRequest("GET", "/v1/instances/"+strings.Repeat("p", 5000)+"?"+q.Encode(), nil)
+	m := requestParams(r, nil)
+	b, _ := json.Marshal(m)
+	if len(b) > 64<<10 {
+		t.Fatalf("request parameters of %d bytes", len(b))
+	}
+	if qm := m["query"].(map[string]any); len(qm) != maxQueryParams || m["queryTruncated"] != true {
+		t.Fatalf("%d query parameters kept", len(qm))
 	}
 }
