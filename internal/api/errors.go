@@ -37,6 +37,12 @@ const (
 	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
 	CodeDuplicateTagKeys       Code = "DuplicateTagKeys" // tag keys that differ only in case
 	CodeInternal               Code = "InternalError"
+	// CodeAuditUnavailable refuses a call whose audit record could not be
+	// written: no call is answered unaudited.
+	CodeAuditUnavailable Code = "AuditTrailUnavailable"
+	// CodeQuotaExceeded refuses a blob or volume that would take the host
+	// past its storage quota for them.
+	CodeQuotaExceeded Code = "QuotaExceeded"
 
 	// Authentication (SigV4), as AWS names them.
 	CodeMissingAuthentication Code = "MissingAuthenticationToken"
@@ -89,6 +95,8 @@ var codeStatus = map[Code]int{
 	CodeDeletionProtected:      http.StatusConflict,
 	CodeIncorrectVolumeState:   http.StatusConflict,
 	CodeInternal:               http.StatusInternalServerError,
+	CodeAuditUnavailable:       http.StatusServiceUnavailable,
+	CodeQuotaExceeded:          http.StatusConflict,
 
 	CodeMissingAuthentication: http.StatusForbidden,
 	CodeIncompleteSignature:   http.StatusForbidden,

@@ -79,6 +79,7 @@ type handler struct {
 	ops      map[string]*Operation
 	hostName string
 	verifier *sigv4.Verifier
+	refused  refusals
 }
 
 // NewHandler builds the controller API.
@@ -185,6 +186,13 @@ func (h *handler) authenticate(next http.Handler) http.Handler {
 		}
 		c.UserAgent = r.UserAgent()
 		ri.caller = c
+		if err := h.auditErr(); err != nil {
+			// Nothing runs that could not be recorded. The refusal itself
+			// cannot be recorded either; it changes nothing.
+			h.count(CodeAuditUnavailable)
+			writeError(w, auditUnavailable(err))
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(WithCaller(ctx, c)))
 	})
 }
@@ -253,14 +261,27 @@ func authError(err error) *Error {
 	return Errorf(CodeInvalidClientTokenID, "the access key does not exist")
 }
 
-// refuse answers a request that failed authentication and audits it.
+// refuse answers a request that failed authentication and audits it:
+// with what it says about itself cut short, and only as often as
+// refusalAllowed lets one source have a record of its own (the others
+// are counted into a summary).
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e *Error) {
 	ri := info(r)
-	rec := h.baseRecord(r, ri, &Caller{Type: "Unknown", AccessKeyID: akid, SourceIP: sourceIP(r), UserAgent: r.UserAgent()}, "", false)
+	src := sourceIP(r)
+	if !h.cfg.Network {
+		src = "local"
+	}
+	if !h.refusalAllowed(src, e.Code) {
+		h.count(e.Code)
+		writeError(w, e)
+		return
+	}
+	rec := h.baseRecord(r, ri, &Caller{Type: "Unknown", AccessKeyID: audit.Truncate(akid, maxRefusedKeyID)}, "", false)
 	rec.EventName = "Authenticate"
 	rec.EventSource = "sts.azote"
-	rec.ErrorCode, rec.ErrorMessage = string(e.Code), e.Message
-	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
+	rec.UserAgent = audit.Truncate(rec.UserAgent, maxRefusedAgent)
+	rec.ErrorCode, rec.ErrorMessage = string(e.Code), audit.Truncate(e.Message, maxRefusedMsg)
+	rec.RequestParameters = map[string]any{"method": audit.Truncate(r.Method, maxRefusedMethod), "path": audit.Truncate(r.URL.Path, maxRefusedPath)}
 	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
 	}
@@ -279,7 +300,7 @@ func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource 
 	for _, a := range ri.also {
 		rec.Resources = append(rec.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
 	}
-	rec.RequestParameters = map[string]any{"method": r.Method, "path": r.URL.Path}
+	rec.RequestParameters = map[string]any{"method": audit.Truncate(r.Method, maxRefusedMethod), "path": audit.Truncate(r.URL.Path, audit.MaxFieldBytes)}
 	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
 	}
@@ -311,9 +332,35 @@ func (h *handler) baseRecord(r *http.Request, ri *requestInfo, c *Caller, action
 
 // record counts a request's result and appends its audit record.
 func (h *handler) record(ctx context.Context, rec *audit.Record) error {
-	v, _ := h.results.LoadOrStore(rec.ErrorCode, new(atomic.Uint64))
-	v.(*atomic.Uint64).Add(1)
+	h.count(Code(rec.ErrorCode))
 	return h.cfg.Audit.Append(ctx, rec)
+}
+
+// count counts a request's result ("" = success).
+func (h *handler) count(code Code) {
+	v, _ := h.results.LoadOrStore(string(code), new(atomic.Uint64))
+	v.(*atomic.Uint64).Add(1)
+}
+
+// auditErr is the error of an audit trail that cannot write now, if the
+// Auditor can tell.
+func (h *handler) auditErr() error {
+	if a, ok := h.cfg.Audit.(interface{ Err() error }); ok {
+		return a.Err()
+	}
+	return nil
+}
+
+// auditUnavailable is the answer to a call whose audit record could not be
+// written: the call is refused, never answered unaudited.
+func auditUnavailable(err error) *Error {
+	if errors.Is(err, audit.ErrFailed) {
+		return Errorf(CodeAuditUnavailable, "the audit trail cannot write (a full disk or an I/O error on the host); calls are refused until it can, which it retries every second")
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return Errorf(CodeAuditUnavailable, "the audit record of this call was not confirmed before the request ended")
+	}
+	return Errorf(CodeAuditUnavailable, "the audit trail is unavailable")
 }
 
 // writeMetrics writes the request counters in Prometheus text format.
@@ -497,7 +544,7 @@ func (h *handler) route(mux *http.ServeMux, pattern, action string, readOnly boo
 		}
 		if err := h.record(r.Context(), ar); err != nil {
 			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
-			writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+			writeError(w, auditUnavailable(err))
 			return
 		}
 		rec.flushTo(w)
@@ -517,7 +564,7 @@ func (h *handler) streamRoute(mux *http.ServeMux, pattern, action string, resour
 		ar.RequestParameters = requestParams(r, nil)
 		if err := h.record(r.Context(), ar); err != nil {
 			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
-			writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+			writeError(w, auditUnavailable(err))
 			return
 		}
 		fn(w, r)
@@ -596,7 +643,7 @@ func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
 	}
 	if aerr := h.record(r.Context(), ar); aerr != nil {
 		h.log.Error("audit append failed; refusing to answer", "op", op.Name, "err", aerr)
-		writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+		writeError(w, auditUnavailable(aerr))
 		return
 	}
 	if err != nil {
@@ -625,7 +672,7 @@ func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
 		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
 	}
 	if aerr := h.record(r.Context(), ar); aerr != nil {
-		writeError(w, Errorf(CodeInternal, "the audit trail is unavailable"))
+		writeError(w, auditUnavailable(aerr))
 		return
 	}
 	if err != nil {
@@ -639,11 +686,17 @@ func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
 // requestParams is what the trail keeps of a REST request: path values,
 // query and JSON body (the Auditor redacts secrets).
 func requestParams(r *http.Request, body []byte) map[string]any {
-	m := map[string]any{"method": r.Method, "path": r.URL.Path}
+	m := map[string]any{"method": r.Method, "path": audit.Truncate(r.URL.Path, audit.MaxFieldBytes)}
 	if q := r.URL.Query(); len(q) > 0 {
+		// The query is the caller's to size (up to the header limit):
+		// what the trail keeps of it is bounded like the body.
 		qm := map[string]any{}
 		for k, v := range q {
-			qm[k] = strings.Join(v, ",")
+			if len(qm) == maxQueryParams {
+				m["queryTruncated"] = true
+				break
+			}
+			qm[audit.Truncate(k, 128)] = audit.Truncate(strings.Join(v, ","), audit.MaxFieldBytes)
 		}
 		m["query"] = qm
 	}
@@ -655,6 +708,9 @@ func requestParams(r *http.Request, body []byte) map[string]any {
 	}
 	return m
 }
+
+// maxQueryParams bounds the query parameters a record keeps.
+const maxQueryParams = 32
 
 // responseSummary keeps the identifying fields of a response object.
 func responseSummary(body []byte) map[string]any {

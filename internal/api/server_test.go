@@ -209,7 +209,7 @@ func TestEveryCallAudited(t *testing.T) {
 	// A call whose record cannot be written is not answered as done.
 	trail.fail = true
 	status, body := do(t, h, "POST", "/v1/instances", []byte(`{"name":"web","vcpus":1}`))
-	if status != 500 || !strings.Contains(string(body), "audit trail") {
+	if status != 503 || !strings.Contains(string(body), "audit trail") {
 		t.Errorf("with a failing trail: %d %s", status, body)
 	}
 }

@@ -13,6 +13,13 @@
 // the records; Collect copies a trail off the host, refusing any digest
 // that does not extend the chain it already holds under a pinned key.
 //
+// Every record's client-chosen strings (userAgent, identity fields, ARNs,
+// errorMessage) are cut to MaxFieldBytes or MaxMessageBytes before they are
+// written. A failed journal write (a full disk, an I/O error) makes every
+// Append fail until the trail has cut that journal back to the records it
+// acknowledged and finished it, which it tries at most once a second, on
+// an Append or on its own; it does not need to be reopened.
+//
 // The package never writes the value of a secret-looking key (Redact runs
 // on every record's free-form maps), never overwrites or deletes a
 // finished log or digest, never acknowledges a record that is not on

@@ -6,10 +6,13 @@ import "errors"
 var (
 	// ErrClosed means the trail was closed; nothing more is appended.
 	ErrClosed = errors.New("audit: trail closed")
-	// ErrFailed means a write or fsync of the journal failed. After a
-	// failed fsync the kernel may have dropped the dirty pages, so the
-	// trail refuses every later Append instead of guessing; reopen it.
-	ErrFailed = errors.New("audit: journal write failed, trail must be reopened")
+	// ErrFailed means a write or fsync of the journal failed (a full disk,
+	// an I/O error). After a failed fsync the kernel may have dropped the
+	// dirty pages, so the trail does not write to that journal again: it
+	// refuses every Append until it has cut the journal back to the
+	// records it acknowledged and finished it into a log, which it tries
+	// at most once a second, on an Append or on its own.
+	ErrFailed = errors.New("audit: journal write failed; appends are refused until the trail can write again")
 	// ErrConfig means Open was given a configuration it cannot run with.
 	ErrConfig = errors.New("audit: invalid configuration")
 	// ErrBadKey means a signing or public key is not RSA of at least 2048

@@ -147,3 +147,61 @@ func trimJSONSpace(b []byte) []byte {
 	}
 	return b
 }
+
+// Bounds on what a record keeps of a string its subject chooses. A client
+// that is refused before it is authenticated still chooses its user agent,
+// its path and the key id it claims; whatever it sends, its record stays
+// small.
+const (
+	// MaxFieldBytes bounds userAgent, sourceIPAddress, the userIdentity
+	// strings, requestID and every resource ARN.
+	MaxFieldBytes = 1024
+	// MaxMessageBytes bounds errorMessage.
+	MaxMessageBytes = 2048
+	// truncMark ends a string Truncate cut.
+	truncMark = "...[truncated]"
+)
+
+// Truncate returns s if it is at most n bytes long, else its longest
+// prefix that leaves room for a marker, cut at a UTF-8 boundary and
+// followed by "...[truncated]". The result is never longer than n (or
+// than the marker, for n shorter than it).
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	keep := n - len(truncMark)
+	if keep <= 0 {
+		return truncMark[:min(n, len(truncMark))]
+	}
+	// Back off to the first byte of a rune so the result stays UTF-8.
+	for keep > 0 && s[keep]&0xc0 == 0x80 {
+		keep--
+	}
+	return s[:keep] + truncMark
+}
+
+// bound cuts the record's client-chosen strings to their limits. Resources
+// is copied before it is changed: the caller's slice is not written.
+func (r *Record) bound() {
+	r.UserAgent = Truncate(r.UserAgent, MaxFieldBytes)
+	r.SourceIPAddress = Truncate(r.SourceIPAddress, MaxFieldBytes)
+	r.ErrorCode = Truncate(r.ErrorCode, MaxFieldBytes)
+	r.ErrorMessage = Truncate(r.ErrorMessage, MaxMessageBytes)
+	r.RequestID = Truncate(r.RequestID, MaxFieldBytes)
+	r.EventName = Truncate(r.EventName, MaxFieldBytes)
+	r.EventSource = Truncate(r.EventSource, MaxFieldBytes)
+	u := &r.UserIdentity
+	for _, p := range []*string{&u.Type, &u.PrincipalID, &u.ARN, &u.AccountID, &u.AccessKeyID, &u.UserName, &u.InvokedBy} {
+		*p = Truncate(*p, MaxFieldBytes)
+	}
+	copied := false
+	for i, res := range r.Resources {
+		if len(res.ARN) > MaxFieldBytes || len(res.AccountID) > MaxFieldBytes || len(res.Type) > MaxFieldBytes {
+			if !copied {
+				r.Resources, copied = append([]Resource(nil), r.Resources...), true
+			}
+			r.Resources[i] = Resource{ARN: Truncate(res.ARN, MaxFieldBytes), AccountID: Truncate(res.AccountID, MaxFieldBytes), Type: Truncate(res.Type, MaxFieldBytes)}
+		}
+	}
+}

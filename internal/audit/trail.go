@@ -52,6 +52,9 @@ const (
 	maxBatchBytes = 4 << 20 // bytes per write+fsync
 	maxTimerSleep = time.Minute
 	retryDelay    = 5 * time.Second
+	// recoverDelay spaces attempts to recover from a failed journal write:
+	// at most one per recoverDelay, on an Append or in the background.
+	recoverDelay = time.Second
 )
 
 // Trail is an open audit trail. Its methods are safe for concurrent use.
@@ -90,6 +93,12 @@ type Trail struct {
 	durable atomic.Int64 // journal bytes known to be on disk
 	stats   counters
 
+	// writeFault, when set (by tests), fails journal writes with its error:
+	// a full disk or a dying device without needing either.
+	writeFault atomic.Pointer[error]
+	// failed mirrors w.failed for Err.
+	failed atomic.Pointer[error]
+
 	w writer // owned by the writer goroutine after Open returns
 }
 
@@ -103,7 +112,11 @@ type writer struct {
 	oldest, newest time.Time
 	buf            []byte
 	batch          []*appendReq
-	failed         error
+	// failed is the error of a journal write that failed; while it is
+	// set, every Append is refused with it. recoverAt is when the next
+	// attempt to recover (finish the failed journal) may be made.
+	failed    error
+	recoverAt time.Time
 
 	pending    []pendingLog
 	prev       *prevDigest
@@ -402,6 +415,7 @@ func (t *Trail) Append(ctx context.Context, r *Record) error {
 	r.normalizeTimes()
 
 	w := *r
+	w.bound()
 	if needsRedaction(w.RequestParameters) {
 		w.RequestParameters = Redact(w.RequestParameters)
 	}
@@ -551,7 +565,9 @@ func (t *Trail) commit(batch []*appendReq) {
 func (t *Trail) writeBatch(batch []*appendReq) error {
 	w := &t.w
 	if w.failed != nil {
-		return w.failed
+		if err := t.recoverFailed(false); err != nil {
+			return err
+		}
 	}
 	if w.f == nil {
 		if err := t.openJournal(); err != nil {
@@ -562,7 +578,12 @@ func (t *Trail) writeBatch(batch []*appendReq) error {
 	for _, r := range batch {
 		w.buf = append(w.buf, r.buf.Bytes()...)
 	}
-	_, err := w.f.Write(w.buf)
+	var err error
+	if fault := t.writeFault.Load(); fault != nil {
+		err = *fault
+	} else {
+		_, err = w.f.Write(w.buf)
+	}
 	began := time.Now()
 	if err == nil {
 		err = datasync(w.f)
@@ -572,7 +593,8 @@ func (t *Trail) writeBatch(batch []*appendReq) error {
 		// not resurrect records whose callers were told they failed.
 		_ = w.f.Truncate(w.size)
 		_ = datasync(w.f)
-		w.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		t.setFailed(fmt.Errorf("%w: %v", ErrFailed, err))
+		w.recoverAt = time.Now().Add(recoverDelay)
 		t.stats.writeErrors.Add(1)
 		return w.failed
 	}
@@ -643,14 +665,27 @@ func (t *Trail) openJournal() error {
 func (t *Trail) rotate() error {
 	w := &t.w
 	if w.failed != nil {
-		return w.failed
+		if err := t.recoverFailed(false); err != nil {
+			return err
+		}
 	}
+	return t.finishJournal()
+}
+
+// finishJournal is rotate without the check for a failed journal.
+func (t *Trail) finishJournal() error {
+	w := &t.w
 	if w.f == nil {
 		return nil
 	}
 	body := make([]byte, w.size)
 	if _, err := w.f.ReadAt(body, 0); err != nil && !errors.Is(err, io.EOF) {
 		return err
+	}
+	if len(body) > 0 && body[len(body)-1] != '\n' {
+		// The journal holds only whole acknowledged lines; anything else
+		// is not what was fsynced, and is not signed into a log.
+		return fmt.Errorf("%w: journal %s does not end with a whole record", ErrCorrupt, w.journalRel)
 	}
 	rel := logName(t.cfg.AccountID, t.cfg.Region, w.start, w.id)
 	gz, err := gzipBytes(logJSON(splitLines(body)))
@@ -680,6 +715,82 @@ func (t *Trail) rotate() error {
 	t.stats.logFiles.Add(1)
 	if rmErr != nil {
 		return rmErr
+	}
+	return syncDir(filepath.Join(t.cfg.Dir, activeDir))
+}
+
+// recoverFailed tries to leave the failed state that a failed journal
+// write left: the journal is cut back to the records that were
+// acknowledged, fsynced and finished into a log, so that the next batch
+// starts a new journal in a new file. It is tried at most once per
+// recoverDelay (unless force), by the next Append or by the writer's
+// timer; until it succeeds every Append is refused with the latest cause.
+func (t *Trail) recoverFailed(force bool) error {
+	w := &t.w
+	if !force && time.Now().Before(w.recoverAt) {
+		return w.failed
+	}
+	w.recoverAt = time.Now().Add(recoverDelay)
+	if err := t.finishFailed(); err != nil {
+		t.stats.recoverErrors.Add(1)
+		t.setFailed(fmt.Errorf("%w: %v", ErrFailed, err))
+		return w.failed
+	}
+	t.setFailed(nil)
+	t.stats.recoveries.Add(1)
+	return nil
+}
+
+// setFailed sets the writer's failure and what Err reports.
+func (t *Trail) setFailed(err error) {
+	t.w.failed = err
+	if err == nil {
+		t.failed.Store(nil)
+	} else {
+		t.failed.Store(&err)
+	}
+}
+
+// Err returns the error every Append is refused with while a failed
+// journal write is not recovered from (it wraps ErrFailed), or nil. A
+// caller checks it before acting so that it does not do what it then
+// could not record.
+func (t *Trail) Err() error {
+	if p := t.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// finishFailed finishes the journal a write failed on. The bytes past
+// w.size are the failed batch, whose callers were told it failed.
+func (t *Trail) finishFailed() error {
+	w := &t.w
+	if fault := t.writeFault.Load(); fault != nil {
+		return *fault
+	}
+	if w.f == nil {
+		return nil
+	}
+	if err := w.f.Truncate(w.size); err != nil {
+		return err
+	}
+	if err := datasync(w.f); err != nil {
+		return err
+	}
+	if w.size > 0 {
+		return t.finishJournal()
+	}
+	// Nothing was acknowledged in it: there is no log to make.
+	t.filesMu.Lock()
+	_ = w.f.Close()
+	err := os.Remove(t.journalPath)
+	t.journalPath = ""
+	t.durable.Store(0)
+	t.filesMu.Unlock()
+	w.f = nil
+	if err != nil {
+		return err
 	}
 	return syncDir(filepath.Join(t.cfg.Dir, activeDir))
 }
@@ -782,8 +893,9 @@ func (t *Trail) shutdown() error {
 	}
 	var err error
 	if t.w.failed != nil {
-		err = t.w.failed
-	} else {
+		err = t.recoverFailed(true)
+	}
+	if err == nil {
 		err = t.writeDigest()
 	}
 	if t.w.f != nil {
@@ -801,7 +913,10 @@ func (t *Trail) shutdown() error {
 func (t *Trail) periodic() {
 	now := t.now()
 	w := &t.w
-	if w.failed != nil || now.Before(w.retryAt) {
+	if w.failed != nil && t.recoverFailed(false) != nil {
+		return
+	}
+	if now.Before(w.retryAt) {
 		return
 	}
 	var err error
@@ -830,7 +945,7 @@ func (t *Trail) nextWake() time.Duration {
 	}
 	d = max(d, w.retryAt.Sub(now))
 	if w.failed != nil {
-		d = maxTimerSleep
+		d = time.Until(w.recoverAt)
 	}
 	return max(min(d, maxTimerSleep), time.Millisecond)
 }

@@ -179,7 +179,11 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "channel"), os.NewFile(uintptr(fds[1]), "channel")
 	defer ours.Close()
-	log, err := os.OpenFile(filepath.Join(c.instanceDir(instID), cp.vol.ID+".card.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logPath := cardLogPath(c.instanceDir(instID), cp.vol.ID)
+	if err := boundLog(logPath, c.cfg.LogLimit); err != nil {
+		c.log.Warn("bounding a card log", "instance", instID, "volume", cp.vol.ID, "err", err)
+	}
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		theirs.Close()
 		return err
@@ -441,10 +445,4 @@ func (r *instanceRecord) setCards(set *cardSet) {
 	}
 }
 
-func lastLines(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 400 {
-		b = b[len(b)-400:]
-	}
-	return string(b)
-}
+func lastLines(path string) string { return string(logTail(path, 400)) }

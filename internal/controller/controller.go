@@ -35,9 +35,15 @@ type Config struct {
 	// has real hardware virtualization.
 	Accel        string
 	QEMU         string
-	ConsoleLimit int64         // bytes of console kept per instance
-	StopTimeout  time.Duration // how long a guest gets to power off
-	CardBinary   string        // azote-card
+	ConsoleLimit int64 // bytes of console kept per instance
+	// LogLimit is the bytes kept of each card and engine log.
+	LogLimit int64
+	// BlobQuota bounds the bytes of image blobs (0 = defaultBlobQuota);
+	// VolumeQuota the provisioned bytes of volumes (0 = the size of the
+	// file system holding StateDir).
+	BlobQuota, VolumeQuota int64
+	StopTimeout            time.Duration // how long a guest gets to power off
+	CardBinary             string        // azote-card
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
@@ -84,6 +90,9 @@ type Controller struct {
 
 	imageMu sync.Mutex // serialises image create and delete
 
+	quotaMu         sync.Mutex
+	volumesReserved int64 // bytes of volumes being created
+
 	mu       sync.Mutex
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes
@@ -94,6 +103,9 @@ type Controller struct {
 	wg   sync.WaitGroup // supervisors and the janitor
 	stop chan struct{}  // closed by Close
 }
+
+// defaultLogLimit is the bytes kept of each card and engine log.
+const defaultLogLimit = 1 << 20
 
 // TerminatedRetention is how long a terminated instance stays listed.
 const TerminatedRetention = time.Hour
@@ -107,6 +119,10 @@ func Main(args []string) int {
 	fs.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
 	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
+	cfg.LogLimit = defaultLogLimit
+	fs.Var(byteSize{&cfg.LogLimit}, "log-limit", "bytes kept of each card and engine log of an instance; older lines are dropped")
+	fs.Var(byteSize{&cfg.BlobQuota}, "blob-quota", "bytes of image blobs (kernels, initramfs) this host stores, uploads in progress included (default 16G)")
+	fs.Var(byteSize{&cfg.VolumeQuota}, "volume-quota", "provisioned bytes of all volumes on this host, deleted ones until purged (default: the size of the file system holding --state-dir)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
@@ -269,11 +285,24 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	if cfg.HostName == "" {
 		cfg.HostName = defaultHostName()
 	}
+	if cfg.LogLimit <= 0 {
+		cfg.LogLimit = defaultLogLimit
+	}
+	if cfg.BlobQuota <= 0 {
+		cfg.BlobQuota = defaultBlobQuota
+	}
+	if cfg.VolumeQuota <= 0 {
+		n, err := fileSystemBytes(cfg.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("sizing the default volume quota: %w", err)
+		}
+		cfg.VolumeQuota = n
+	}
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return nil, fmt.Errorf("%w (is another azoted using %s?)", err, cfg.StateDir)
 	}
-	blobs, err := image.OpenBlobs(filepath.Join(cfg.StateDir, "images"))
+	blobs, err := image.OpenBlobs(filepath.Join(cfg.StateDir, "images"), cfg.BlobQuota)
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -28,6 +28,8 @@ func (c *Controller) PutBlob(_ context.Context, digest string, r io.Reader) erro
 		return api.Errorf(api.CodeDigestMismatch, "%v", err)
 	case errors.Is(err, image.ErrBlobTooLarge):
 		return api.Errorf(api.CodeRequestTooLarge, "%v", err)
+	case errors.Is(err, image.ErrQuota):
+		return api.Errorf(api.CodeQuotaExceeded, "%v (azoted --blob-quota sets it; deleting images frees their blobs)", err)
 	}
 	return err
 }
@@ -184,6 +186,38 @@ func (c *Controller) DeleteImage(_ context.Context, ref string) (string, error) 
 	}
 	c.log.Info("image deleted", "id", img.ID, "name", img.Name)
 	return img.ID, nil
+}
+
+// OrphanBlobRetention is how long an uploaded blob that no image uses is
+// kept (for the CreateImage that should follow its upload) before the
+// janitor deletes it, so that uploads nobody turns into an image do not
+// hold the blob quota for ever.
+const OrphanBlobRetention = time.Hour
+
+// sweepOrphanBlobs deletes blobs no image uses that were uploaded before
+// before.
+func (c *Controller) sweepOrphanBlobs(before time.Time) {
+	c.imageMu.Lock()
+	defer c.imageMu.Unlock()
+	imgs, err := c.allImages()
+	if err != nil {
+		return
+	}
+	used := map[string]bool{}
+	for _, img := range imgs {
+		used[img.KernelSHA384], used[img.InitrdSHA384] = true, true
+	}
+	blobs, err := c.blobs.List()
+	if err != nil {
+		return
+	}
+	for _, b := range blobs {
+		if !used[b.Digest] && b.Uploaded.Before(before) {
+			if ok, _ := c.blobs.DeleteOlder(b.Digest, before); ok {
+				c.log.Info("deleted a blob no image uses", "sha384", b.Digest, "size", b.Size)
+			}
+		}
+	}
 }
 
 const nameRule = "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, and not in the form of an id"

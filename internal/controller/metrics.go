@@ -45,6 +45,10 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	}
 	if c.trail != nil {
 		st := c.trail.Stats()
+		unavailable := 0.0
+		if c.trail.Err() != nil {
+			unavailable = 1
+		}
 		for _, m := range []struct {
 			name, help, typ string
 			v               float64
@@ -56,7 +60,9 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 			{"azote_audit_bytes_total", "Journal bytes written.", "counter", float64(st.Bytes)},
 			{"azote_audit_log_files_total", "Log files finished.", "counter", float64(st.LogFiles)},
 			{"azote_audit_digests_total", "Signed digests written.", "counter", float64(st.Digests)},
-			{"azote_audit_write_errors_total", "Failed journal writes (each stops the trail and every call).", "counter", float64(st.WriteErrors)},
+			{"azote_audit_write_errors_total", "Failed journal writes (each stops every call until the trail recovers).", "counter", float64(st.WriteErrors)},
+			{"azote_audit_recoveries_total", "Times the trail wrote again after a failed journal write.", "counter", float64(st.Recoveries)},
+			{"azote_audit_unavailable", "1 while the trail cannot write and every call is refused.", "gauge", unavailable},
 		} {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 		}

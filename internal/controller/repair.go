@@ -187,6 +187,7 @@ func (c *Controller) janitor() {
 	for {
 		c.forgetTerminated(time.Now().Add(-TerminatedRetention))
 		c.purgeDeletedVolumes(time.Now())
+		c.sweepOrphanBlobs(time.Now().Add(-OrphanBlobRetention))
 		select {
 		case <-c.stop:
 			return

@@ -12,6 +12,10 @@ import (
 // bounds how late a ready line is noticed.
 const consolePoll = 10 * time.Millisecond
 
+// logBoundEvery is how often the supervisor bounds the engine and card
+// logs of its instance.
+const logBoundEvery = time.Second
+
 func (c *Controller) startSupervisor(rt *instanceRuntime, m engine.Machine, offset int64) {
 	exited := make(chan struct{})
 	rt.mu.Lock()
@@ -29,7 +33,7 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 	tail := &consoleTail{path: consolePath(c.instanceDir(rt.id)), off: offset}
 	tick := time.NewTicker(consolePoll)
 	defer tick.Stop()
-	lastBound := time.Now()
+	lastBound, lastLogs := time.Now(), time.Now()
 	for {
 		select {
 		case <-rt.release:
@@ -51,6 +55,10 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 			c.recordReset(rt.id, at, tail.off)
 		case <-tick.C:
 			c.scanConsole(rt.id, tail)
+			if time.Since(lastLogs) >= logBoundEvery {
+				lastLogs = time.Now()
+				c.boundInstanceLogs(rt.id)
+			}
 			if time.Since(lastBound) > 5*time.Second {
 				lastBound = time.Now()
 				if err := boundConsole(tail.path, c.cfg.ConsoleLimit); err != nil {

@@ -113,6 +113,12 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 			return api.Volume{}, err
 		}
 	}
+	// The quota is taken before anything is made; a refusal leaves nothing.
+	release, err := c.reserveVolume(req.SizeBytes)
+	if err != nil {
+		return api.Volume{}, err
+	}
+	defer release()
 	id := newID("vol-")
 	name := req.Name
 	if name == "" {

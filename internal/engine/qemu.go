@@ -45,11 +45,15 @@ func NewQEMU(binary, accel string) (*QEMU, error) {
 func (q *QEMU) Name() string  { return "qemu" }
 func (q *QEMU) Accel() string { return q.accel }
 
+// LogName is the engine's log (QEMU's stdout and stderr) in the instance
+// directory. The engine appends to it; the controller bounds its size.
+const LogName = "engine.log"
+
 // Files inside the instance directory.
 const (
 	qmpSocket  = "qmp.sock"
 	ctlSocket  = "control.sock"
-	engineLog  = "engine.log"
+	engineLog  = LogName
 	markerTmpl = "azote-%s" // in the process name, to recognise it on adoption
 )
 
@@ -277,7 +281,18 @@ func (m *qemuMachine) classifyAdopted() Exit {
 }
 
 func lastLogLine(dir string) string {
-	b, _ := os.ReadFile(filepath.Join(dir, engineLog))
+	// Only the tail is read: the head of a bounded log may be a hole of
+	// any apparent size.
+	var b []byte
+	if f, err := os.Open(filepath.Join(dir, engineLog)); err == nil {
+		if st, err := f.Stat(); err == nil {
+			off := max(st.Size()-4096, 0)
+			b = make([]byte, st.Size()-off)
+			n, _ := f.ReadAt(b, off)
+			b = b[:n]
+		}
+		f.Close()
+	}
 	b = bytes.TrimSpace(b)
 	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
 		b = b[i+1:]

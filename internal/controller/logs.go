@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/azote/azote/internal/engine"
+)
+
+// Cards and engines write their logs (stderr) to files azoted opens with
+// O_APPEND and hands them. They outlive azoted and keep their fds, so a
+// log cannot be rotated by renaming it: the child would write on into the
+// renamed file. Instead, while azoted supervises the instance, every
+// logBoundEvery it cuts the head of each log that has grown past
+// Config.LogLimit, keeping its last LogLimit bytes (to a block): with
+// FALLOC_FL_COLLAPSE_RANGE where the file system has it (ext4, xfs), which
+// shrinks the file, else by punching a hole over the head, which frees its
+// blocks. An O_APPEND write lands at the end either way, so nothing the
+// child writes meanwhile is lost. A noisy child (a guest making its card
+// or QEMU log an error per request) can therefore hold at most LogLimit
+// plus what it writes in logBoundEvery per log, not the disk.
+
+// cardLogSuffix ends the log file of a card: <volume id>.card.log.
+const cardLogSuffix = ".card.log"
+
+func cardLogPath(dir, volID string) string { return filepath.Join(dir, volID+cardLogSuffix) }
+
+// boundLog keeps the last limit bytes (to a 4 KiB block) of the log at
+// path and drops the rest.
+func boundLog(path string, limit int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	cut := (st.Size() - limit) &^ 4095
+	if cut <= 0 {
+		return nil
+	}
+	if unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_COLLAPSE_RANGE, 0, cut) == nil {
+		return nil
+	}
+	// No collapse here (tmpfs, btrfs), or the file changed under us: free
+	// the blocks instead. The size keeps growing; a sparse file holds it.
+	var blocks unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &blocks) == nil && blocks.Blocks*512 <= limit+4096 {
+		return nil // already bounded (holes punched before)
+	}
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, cut)
+}
+
+// boundInstanceLogs bounds the engine log and every card log of an
+// instance.
+func (c *Controller) boundInstanceLogs(id string) {
+	dir := c.instanceDir(id)
+	paths, _ := filepath.Glob(filepath.Join(dir, "*"+cardLogSuffix))
+	paths = append(paths, filepath.Join(dir, engine.LogName))
+	for _, p := range paths {
+		if err := boundLog(p, c.cfg.LogLimit); err != nil {
+			c.log.Warn("bounding a log", "id", id, "log", filepath.Base(p), "err", err)
+		}
+	}
+}
+
+// logTail returns the last n bytes of the log at path, reading only them
+// (a log's head may be a hole of any apparent size).
+func logTail(path string, n int64) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	off := max(st.Size()-n, 0)
+	b := make([]byte, st.Size()-off)
+	k, err := f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil
+	}
+	return b[:k]
+}

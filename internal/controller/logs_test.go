@@ -1,0 +1,110 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/engine"
+)
+
+// fillLog appends n bytes of numbered lines through f, as a child holding
+// the log's fd would, and returns the last line.
+func fillLog(t *testing.T, f *os.File, n int) string {
+	t.Helper()
+	var b bytes.Buffer
+	last := ""
+	for i := 0; b.Len() < n; i++ {
+		last = fmt.Sprintf("line %08d %s", i, strings.Repeat("x", 80))
+		b.WriteString(last + "\n")
+	}
+	if _, err := f.Write(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// The engine log and the card logs of a supervised instance are cut to
+// LogLimit while the engine and cards keep writing through their fds.
+func TestSupervisorBoundsEngineAndCardLogs(t *testing.T) {
+	fx := newFixture(t)
+	inst, err := fx.c.RunInstance(context.Background(), api.RunInstanceRequest{Name: "noisy", Image: "default", VCPUs: 1, MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.waitState(inst.ID, api.StateRunning)
+	dir := fx.c.instanceDir(inst.ID)
+	limit := fx.c.cfg.LogLimit
+	var files []*os.File
+	for _, name := range []string{engine.LogName, "vol-0123456789abcdef0" + cardLogSuffix} {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files = append(files, f)
+		fillLog(t, f, int(8*limit))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, f := range files {
+		for statBlocks(t, f.Name()).allocated > limit+64<<10 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d bytes allocated, want at most about %d", filepath.Base(f.Name()), statBlocks(t, f.Name()).allocated, limit)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// The child writes on; its lines land at the end, whole.
+		last := fillLog(t, f, 1000)
+		tail := string(logTail(f.Name(), 4096))
+		if !strings.HasSuffix(tail, last+"\n") || strings.ContainsRune(tail, 0) {
+			t.Fatalf("%s: tail after bounding: %q", filepath.Base(f.Name()), tail[max(0, len(tail)-200):])
+		}
+	}
+}
+
+// boundLog keeps the last lines on a file system that can collapse a
+// range (the state directory's, usually) and on one that can only punch
+// holes (tmpfs).
+func TestBoundLog(t *testing.T) {
+	dirs := map[string]string{"default": t.TempDir()}
+	if os.Geteuid() == 0 {
+		tmp := t.TempDir()
+		if err := syscall.Mount("tmpfs", tmp, "tmpfs", 0, "size=64m"); err == nil {
+			t.Cleanup(func() { syscall.Unmount(tmp, syscall.MNT_DETACH) })
+			dirs["tmpfs"] = tmp
+		}
+	}
+	for fs, dir := range dirs {
+		path := filepath.Join(dir, "x.card.log")
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := fillLog(t, f, 4<<20)
+		if err := boundLog(path, 256<<10); err != nil {
+			t.Fatalf("%s: %v", fs, err)
+		}
+		if a := statBlocks(t, path).allocated; a > 300<<10 {
+			t.Errorf("%s: %d bytes allocated after bounding to 256 KiB", fs, a)
+		}
+		if tail := string(logTail(path, 200)); !strings.HasSuffix(tail, last+"\n") {
+			t.Errorf("%s: tail %q", fs, tail)
+		}
+		// Bounding again changes nothing; the child appends at the end.
+		if err := boundLog(path, 256<<10); err != nil {
+			t.Fatal(err)
+		}
+		last = fillLog(t, f, 100)
+		if tail := string(logTail(path, 200)); !strings.HasSuffix(tail, last+"\n") {
+			t.Errorf("%s: tail after a new write %q", fs, tail)
+		}
+		f.Close()
+	}
+}
