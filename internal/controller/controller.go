@@ -17,6 +17,7 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/audit"
+	"github.com/azote/azote/internal/cards/rootfs"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/iam"
@@ -38,6 +39,9 @@ type Config struct {
 	ConsoleLimit int64         // bytes of console kept per instance
 	StopTimeout  time.Duration // how long a guest gets to power off
 	CardBinary   string        // azote-card
+	// RootfsUID is the host uid and gid the root filesystem builder
+	// (azote-card rootfs) runs as; 0 means rootfs.DefaultUID.
+	RootfsUID int
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
@@ -106,6 +110,7 @@ func Main(args []string) int {
 	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
+	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", rootfs.DefaultUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", "local", "region name used in ARNs and SigV4 credential scopes")
@@ -210,6 +215,9 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	}
 	if cfg.CardBinary == "" {
 		cfg.CardBinary = defaultCard()
+	}
+	if cfg.RootfsUID == 0 {
+		cfg.RootfsUID = rootfs.DefaultUID
 	}
 
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
