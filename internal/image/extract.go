@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -70,6 +71,7 @@ func ExtractInitramfs(archive io.Reader, root *os.File) (ExtractStats, error) {
 		return ExtractStats{}, fmt.Errorf("%w: %v", ErrArchive, err)
 	}
 	x := &extractor{r: bufio.NewReader(zr), root: int(root.Fd()), seen: map[string]bool{}}
+	defer runtime.KeepAlive(root) // x.root is its descriptor
 	for {
 		done, err := x.next()
 		if err != nil || done {

@@ -14,6 +14,9 @@ import (
 	"github.com/azote/azote/internal/image"
 )
 
+// maxMember is image.ExtractInitramfs's limit on one archive member.
+const maxMember = 256 << 20
+
 // Main is `azote-card rootfs`, started by Run: it confines itself, then
 // extracts the archive and runs mke2fs. It writes one JSON report on
 // stdout and exits 0 on success, 1 otherwise.
@@ -61,6 +64,16 @@ func build(archiveFD, outFD, workFD, uid int, mke2fs string) (Result, error) {
 	archive, out := os.NewFile(uintptr(archiveFD), "archive"), os.NewFile(uintptr(outFD), "out")
 	if archive == nil || out == nil {
 		return res, fmt.Errorf("missing archive or output descriptor")
+	}
+	fi, err := out.Stat()
+	if err != nil {
+		return res, err
+	}
+	// No file the helper (or mke2fs) writes may grow past the output's
+	// size or the extractor's limit on one member, whatever goes wrong.
+	lim := uint64(max(fi.Size(), maxMember))
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
+		return res, fmt.Errorf("file size limit: %w", err)
 	}
 	// Every path below is relative to the work directory.
 	if err := unix.Fchdir(workFD); err != nil {
