@@ -129,7 +129,7 @@ func readStatus(path string) (map[string]string, error) {
 			continue
 		}
 		switch k {
-		case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
+		case "PPid", "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
 			st[k] = strings.Join(strings.Fields(v), " ")
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -175,6 +176,70 @@ func TestRunRefusesHostile(t *testing.T) {
 	}
 	if _, err := os.Lstat(victim); !os.IsNotExist(err) {
 		t.Fatalf("host path written: %v", err)
+	}
+}
+
+// Seen from the host while it waits for the archive (a pipe the test
+// holds), the helper that reads it is uid and gid testUID, with no
+// capability and no_new_privs: what the kernel says, not what the helper
+// reports of itself.
+func TestRunSeenFromHost(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	s := spec(t, pr)
+	done := make(chan error, 1)
+	go func() { _, err := Run(context.Background(), s); done <- err }()
+	var st map[string]string
+	deadline := time.Now().Add(30 * time.Second)
+	for st == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no helper reading the archive within 30 s")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("helper ended before the archive was written: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pst, err := readStatus("/proc/" + e.Name() + "/status")
+			cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err != nil || pst["PPid"] != fmt.Sprint(os.Getpid()) || !bytes.Contains(cmd, []byte("\x00--confined\x00")) {
+				continue
+			}
+			// The confined image: wait until one of its threads blocks on
+			// the pipe.
+			ws, _ := filepath.Glob("/proc/" + e.Name() + "/task/*/wchan")
+			for _, wf := range ws {
+				if w, _ := os.ReadFile(wf); strings.Contains(string(w), "pipe") {
+					st = pst
+				}
+			}
+		}
+	}
+	want := fmt.Sprintf("%d %d %d %d", testUID, testUID, testUID, testUID)
+	if st["Uid"] != want || st["Gid"] != want || st["Groups"] != "" {
+		t.Errorf("helper seen from the host: Uid %q Gid %q Groups %q, want %q and none", st["Uid"], st["Gid"], st["Groups"], want)
+	}
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if st[k] != "0000000000000000" {
+			t.Errorf("helper seen from the host: %s = %q", k, st[k])
+		}
+	}
+	if st["NoNewPrivs"] != "1" {
+		t.Errorf("helper seen from the host: NoNewPrivs %q", st["NoNewPrivs"])
+	}
+	var c newc
+	arch := c.add("etc", unix.S_IFDIR|0o755, "").file(t)
+	b, _ := os.ReadFile(arch.Name())
+	pw.Write(b)
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
