@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -42,7 +43,7 @@ func Main(args []string) int {
 	rep := report{Result: res}
 	switch {
 	case errors.Is(err, image.ErrArchive):
-		rep.Refused = err.Error()
+		rep.Refused = strings.TrimPrefix(err.Error(), image.ErrArchive.Error()+": ")
 	case err != nil:
 		rep.Error = err.Error()
 	}
