@@ -17,6 +17,7 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/audit"
+	"github.com/azote/azote/internal/cards/rootfs"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/iam"
@@ -44,6 +45,9 @@ type Config struct {
 	BlobQuota, VolumeQuota int64
 	StopTimeout            time.Duration // how long a guest gets to power off
 	CardBinary             string        // azote-card
+	// RootfsUID is the host uid and gid the root filesystem builder
+	// (azote-card rootfs) runs as; 0 means rootfs.DefaultUID.
+	RootfsUID int
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
@@ -125,6 +129,7 @@ func Main(args []string) int {
 	fs.Var(byteSize{&cfg.VolumeQuota}, "volume-quota", "provisioned bytes of all volumes on this host, deleted ones until purged (default: the size of the file system holding --state-dir)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
+	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", rootfs.DefaultUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", "local", "region name used in ARNs and SigV4 credential scopes")
@@ -248,6 +253,9 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	}
 	if cfg.CardBinary == "" {
 		cfg.CardBinary = defaultCard()
+	}
+	if cfg.RootfsUID == 0 {
+		cfg.RootfsUID = rootfs.DefaultUID
 	}
 
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {

@@ -9,4 +9,10 @@
 //
 // The store keeps kernels and initramfs content-addressed by SHA-384, the
 // digest measured launch uses; it verifies every blob it accepts.
+//
+// ExtractInitramfs unpacks an archive that anyone who can create an image
+// wrote: it never follows a symlink, never reaches outside the directory it
+// is given, never creates a device node, and refuses what it does not
+// create (see its comment). azoted never calls it: the unprivileged rootfs
+// helper does.
 package image

@@ -1,0 +1,255 @@
+package rootfs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/azote/azote/internal/testutil"
+)
+
+// The test binary is its own helper: Run starts it as `rootfs.test rootfs
+// …`, as azoted starts `azote-card rootfs …`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "rootfs" {
+		os.Exit(Main(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+const testUID = DefaultUID
+
+// newc builds a gzip'd newc archive; entries may repeat on purpose.
+type newc struct{ b bytes.Buffer }
+
+func (c *newc) add(name string, mode uint32, data string) *newc {
+	fmt.Fprintf(&c.b, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		1, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+	c.b.WriteString(name + "\x00")
+	for c.b.Len()%4 != 0 {
+		c.b.WriteByte(0)
+	}
+	c.b.WriteString(data)
+	for c.b.Len()%4 != 0 {
+		c.b.WriteByte(0)
+	}
+	return c
+}
+
+func (c *newc) file(t *testing.T) *os.File {
+	c.add("TRAILER!!!", 0, "")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(c.b.Bytes())
+	zw.Close()
+	p := filepath.Join(t.TempDir(), "initrd")
+	if err := os.WriteFile(p, gz.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// spec makes what azoted makes: a root-only work directory and a sized
+// output file in it.
+func spec(t *testing.T, archive *os.File) Spec {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root may start the helper in a user namespace mapped to another uid")
+	}
+	testutil.RequiresCommand(t, "mke2fs", "e2fsprogs")
+	mke2fs, _ := exec.LookPath("mke2fs")
+	work := filepath.Join(t.TempDir(), "w")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(filepath.Join(work, "plain.img"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	if err := out.Truncate(32 << 20); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Spec{Command: []string{self, "rootfs"}, Mke2fs: mke2fs, UID: testUID, Archive: archive, Out: out, WorkDir: work}
+}
+
+func debugfs(t *testing.T, img, req string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", req, img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs %s: %v: %s", req, err, out)
+	}
+	return string(out)
+}
+
+// The helper builds the filesystem as an unprivileged uid with no
+// capability; inside the filesystem the files are root's.
+func TestRunUnprivileged(t *testing.T) {
+	var c newc
+	c.add("etc", unix.S_IFDIR|0o755, "").add("etc/hello", unix.S_IFREG|0o644, "hello from the image").
+		add("init", unix.S_IFREG|0o755, "#!/bin/sh").add("sh", unix.S_IFLNK|0o777, "init").
+		add("dev", unix.S_IFDIR|0o755, "").add("dev/console", unix.S_IFCHR|0o600, "")
+	s := spec(t, c.file(t))
+	res, err := Run(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Entries != 6 || res.SkippedDevices != 1 {
+		t.Errorf("stats: %+v", res.ExtractStats)
+	}
+	// Seen from the host, everything the helper made is owned by its
+	// uid, not root: the extraction ran as that uid.
+	n := 0
+	filepath.WalkDir(filepath.Join(s.WorkDir, "work"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil || st.Uid != testUID || st.Gid != testUID {
+			t.Errorf("%s: owner %d:%d (%v), want the helper's %d", p, st.Uid, st.Gid, err, testUID)
+		}
+		n++
+		return nil
+	})
+	if n != 7 { // work, root, etc, etc/hello, init, sh, dev (dev/console skipped)
+		t.Errorf("%d entries in the work directory, want 7", n)
+	}
+	// What the helper reported of itself, read from /proc after it
+	// confined itself: no capability in any set, no groups.
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if res.Status[k] != "0000000000000000" {
+			t.Errorf("helper %s = %q", k, res.Status[k])
+		}
+	}
+	if res.Status["NoNewPrivs"] != "1" || res.Status["Groups"] != "" || res.UIDMap != fmt.Sprintf("0 %d 1", testUID) {
+		t.Errorf("helper status %v, uid_map %q", res.Status, res.UIDMap)
+	}
+	if fi, _ := s.Out.Stat(); fi.Sys().(*syscall.Stat_t).Uid != testUID {
+		t.Errorf("output file owner %d", fi.Sys().(*syscall.Stat_t).Uid)
+	}
+	testutil.RequiresCommand(t, "debugfs", "e2fsprogs")
+	img := s.Out.Name()
+	if got := debugfs(t, img, "cat /etc/hello"); !strings.Contains(got, "hello from the image") {
+		t.Errorf("etc/hello in the filesystem: %q", got)
+	}
+	for _, p := range []string{"/init", "/etc", "/sh"} {
+		if got := debugfs(t, img, "stat "+p); !strings.Contains(got, "User:     0   Group:     0") {
+			t.Errorf("%s is not root's in the filesystem:\n%s", p, got)
+		}
+	}
+	if got := debugfs(t, img, "stat /dev/console"); !strings.Contains(got, "File not found") {
+		t.Errorf("device node in the filesystem:\n%s", got)
+	}
+}
+
+// The attack of issue 10 (a symlink to a host path, then a file of the
+// same name) is refused with a clear error, and the host path untouched.
+func TestRunRefusesHostile(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "victim")
+	var c newc
+	c.add("x", unix.S_IFLNK|0o777, victim).add("x", unix.S_IFREG|0o644, "* * * * * root evil\n")
+	s := spec(t, c.file(t))
+	_, err := Run(context.Background(), s)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), `"x" appears twice`) {
+		t.Fatalf("got %v, want a refusal naming the duplicate", err)
+	}
+	if _, err := os.Lstat(victim); !os.IsNotExist(err) {
+		t.Fatalf("host path written: %v", err)
+	}
+}
+
+// Seen from the host while it waits for the archive (a pipe the test
+// holds), the helper that reads it is uid and gid testUID, with no
+// capability and no_new_privs: what the kernel says, not what the helper
+// reports of itself.
+func TestRunSeenFromHost(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	s := spec(t, pr)
+	done := make(chan error, 1)
+	go func() { _, err := Run(context.Background(), s); done <- err }()
+	var st map[string]string
+	deadline := time.Now().Add(30 * time.Second)
+	for st == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no helper reading the archive within 30 s")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("helper ended before the archive was written: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pst, err := readStatus("/proc/" + e.Name() + "/status")
+			cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err != nil || pst["PPid"] != fmt.Sprint(os.Getpid()) || !bytes.Contains(cmd, []byte("\x00--confined\x00")) {
+				continue
+			}
+			// The confined image: wait until one of its threads blocks on
+			// the pipe.
+			ws, _ := filepath.Glob("/proc/" + e.Name() + "/task/*/wchan")
+			for _, wf := range ws {
+				if w, _ := os.ReadFile(wf); strings.Contains(string(w), "pipe") {
+					st = pst
+				}
+			}
+		}
+	}
+	want := fmt.Sprintf("%d %d %d %d", testUID, testUID, testUID, testUID)
+	if st["Uid"] != want || st["Gid"] != want || st["Groups"] != "" {
+		t.Errorf("helper seen from the host: Uid %q Gid %q Groups %q, want %q and none", st["Uid"], st["Gid"], st["Groups"], want)
+	}
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if st[k] != "0000000000000000" {
+			t.Errorf("helper seen from the host: %s = %q", k, st[k])
+		}
+	}
+	if st["NoNewPrivs"] != "1" {
+		t.Errorf("helper seen from the host: NoNewPrivs %q", st["NoNewPrivs"])
+	}
+	var c newc
+	arch := c.add("etc", unix.S_IFDIR|0o755, "").file(t)
+	b, _ := os.ReadFile(arch.Name())
+	pw.Write(b)
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A helper started other than by Run (no user namespace mapping its root
+// to the expected uid) refuses to do anything.
+func TestConfineRefusesOutsideItsNamespace(t *testing.T) {
+	if err := confine(testUID, nil); err == nil || !strings.Contains(err.Error(), "user namespace") {
+		t.Fatalf("confine in the test's own namespace: %v", err)
+	}
+	if _, err := Run(context.Background(), Spec{Command: []string{"/bin/true"}, Mke2fs: "/sbin/mke2fs", UID: 0}); err == nil {
+		t.Fatal("Run accepted uid 0")
+	}
+}
