@@ -31,6 +31,7 @@ import (
 type cardHandle struct {
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
+	UID       int    `json:"uid,omitempty"` // its own, from the uid range
 }
 
 type cardProc struct {
@@ -39,6 +40,7 @@ type cardProc struct {
 	queues   int
 	pid      int
 	start    uint64
+	uid      int           // its own uid and gid, kept across restarts
 	done     chan struct{} // closed when the process is gone
 	restarts []time.Time
 }
@@ -92,7 +94,7 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 			return nil, fmt.Errorf("volume %s key: %w", v.ID, err)
 		}
 		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs}
-		err = c.spawnCard(rec.ID, cp, key)
+		err = c.spawnCard(rt, cp, key)
 		clear(key)
 		if err != nil {
 			c.stopCards(rt)
@@ -158,7 +160,20 @@ func (c *Controller) forgetKey(volID string) {
 
 // spawnCard starts the card process and hands it its configuration and
 // key over a fresh socketpair; it returns once the vhost-user socket is up.
-func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
+// The card runs as a uid of its own, taken at its first start and kept
+// until it is stopped for good (releaseCardUID).
+func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key []byte) error {
+	instID := rt.id
+	if cp.uid == 0 {
+		uid, err := c.uids.Take()
+		if err != nil {
+			return err
+		}
+		cp.uid = uid
+	}
+	rt.mu.Lock()
+	engineGID := rt.engineUID
+	rt.mu.Unlock()
 	sock := c.cardSocket(instID, cp.vol.ID)
 	os.Remove(sock)
 	flags := os.O_RDWR
@@ -187,8 +202,17 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	defer log.Close()
 	// azoted binds both sockets (0600, root's) and hands them over, so the
 	// card, which drops to an unprivileged user once it holds everything,
-	// needs no way into the instance directory.
+	// needs no way into the instance directory. The engine of this
+	// instance alone may connect to the vhost-user one (group engineGID).
 	lf, err := listenFile(sock)
+	if err == nil && engineGID != 0 {
+		if err = os.Chown(sock, 0, engineGID); err == nil {
+			err = os.Chmod(sock, 0o660)
+		}
+		if err != nil {
+			lf.Close()
+		}
+	}
 	if err != nil {
 		theirs.Close()
 		return err
@@ -201,7 +225,7 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	}
 	defer mf.Close()
 	args := []string{"blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
-		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cardUID)}
+		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cp.uid)}
 	files := []*os.File{backing, theirs, lf, mf}
 	if cp.vol.Encrypted && cp.vol.Kind == api.VolumeInstanceStore {
 		// The instance-store key exists only in azoted and this card; the
@@ -257,9 +281,6 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 
 var errEphemeralKeyGone = errors.New("the instance-store key of this launch is gone (azoted restarted since); the volume cannot be served again until the instance is stopped and started")
 
-// cardUID is the unprivileged user cards run as (nobody).
-const cardUID = 65534
-
 // listenFile binds a unix socket at path (mode 0600) and returns its file.
 func listenFile(path string) (*os.File, error) {
 	os.Remove(path)
@@ -302,15 +323,17 @@ func (c *Controller) superviseCard(rt *instanceRuntime, instID string, set *card
 		cp.restarts = append(recent, now)
 		if len(cp.restarts) > 5 {
 			c.log.Error("card keeps dying; not restarting it", "instance", instID, "volume", cp.vol.ID)
+			c.releaseCardUID(cp)
 			return
 		}
 		key, err := c.launchKey(cp.vol, true)
 		if err == nil {
-			err = c.spawnCard(instID, cp, key)
+			err = c.spawnCard(rt, cp, key)
 		}
 		clear(key)
 		if err != nil {
 			c.log.Error("restarting card failed", "instance", instID, "volume", cp.vol.ID, "err", err)
+			c.releaseCardUID(cp)
 			return
 		}
 		c.log.Warn("card died and was restarted", "instance", instID, "volume", cp.vol.ID, "pid", cp.pid)
@@ -359,7 +382,11 @@ func (c *Controller) adoptCards(rt *instanceRuntime, rec instanceRecord) {
 		if err := c.store.View(func(tx store.Tx) error { return tx.Get(tableVolumes, att.VolumeID, &v) }); err != nil {
 			continue
 		}
-		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs, pid: h.PID, start: h.StartTime, done: make(chan struct{})}
+		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs, pid: h.PID, start: h.StartTime, uid: h.UID, done: make(chan struct{})}
+		if !c.uids.Range().Contains(cp.uid) {
+			cp.uid = 0 // started as nobody by an older azoted, or outside today's range: a restart takes one
+		}
+		c.uids.Hold(cp.uid)
 		if !ok || !proc.Same(h.PID, h.StartTime, c.cardMarker(rec.ID, v.ID)) {
 			// Not the recorded card: a crash between starting a card and
 			// recording it can leave one running that no record names.
@@ -416,6 +443,20 @@ func (c *Controller) stopCards(rt *instanceRuntime) {
 			case <-time.After(2 * time.Second):
 			}
 		}
+		c.releaseCardUID(cp)
+	}
+}
+
+// releaseCardUID gives back the uid of a card that is gone for good. One
+// that still runs keeps it (the allocator would see it in /proc anyway).
+func (c *Controller) releaseCardUID(cp *cardProc) {
+	select {
+	case <-cp.done:
+	default:
+		return
+	}
+	if cp.uid != 0 {
+		c.uids.Release(cp.uid)
 	}
 }
 
@@ -432,7 +473,7 @@ func (r *instanceRecord) setCards(set *cardSet) {
 	set.mu.Lock()
 	hs := map[string]cardHandle{}
 	for id, cp := range set.cards {
-		hs[id] = cardHandle{PID: cp.pid, StartTime: cp.start}
+		hs[id] = cardHandle{PID: cp.pid, StartTime: cp.start, UID: cp.uid}
 	}
 	set.mu.Unlock()
 	r.Cards = hs

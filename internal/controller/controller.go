@@ -19,6 +19,7 @@ import (
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
+	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/store"
@@ -38,6 +39,9 @@ type Config struct {
 	ConsoleLimit int64         // bytes of console kept per instance
 	StopTimeout  time.Duration // how long a guest gets to power off
 	CardBinary   string        // azote-card
+	// UIDRange is the subordinate range ("FIRST:COUNT") each card and
+	// each engine gets a uid of its own from ("" = sandbox.DefaultRange).
+	UIDRange string
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
@@ -76,6 +80,8 @@ type Controller struct {
 	trail  *audit.Trail
 	engine engine.Engine
 	host   hostinfo.Info
+	// uids gives every card and every engine a uid of its own.
+	uids *sandbox.Allocator
 
 	started time.Time
 
@@ -106,6 +112,7 @@ func Main(args []string) int {
 	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
+	fs.StringVar(&cfg.UIDRange, "uid-range", sandbox.DefaultRange, "FIRST:COUNT: the uids (and gids) given one per card and one per engine; no other user or group on the host may use them")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", "local", "region name used in ARNs and SigV4 credential scopes")
@@ -237,6 +244,7 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	eng.Exec = cfg.CardBinary
 	return newController(cfg, log, eng, host)
 }
 
@@ -246,6 +254,13 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	}
 	if cfg.HostName == "" {
 		cfg.HostName = defaultHostName()
+	}
+	if cfg.UIDRange == "" {
+		cfg.UIDRange = sandbox.DefaultRange
+	}
+	uids, err := sandbox.ParseRange(cfg.UIDRange)
+	if err != nil {
+		return nil, fmt.Errorf("--uid-range: %w", err)
 	}
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
@@ -264,6 +279,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	}
 	c := &Controller{
 		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(),
+		uids:          sandbox.NewAllocator(uids),
 		runtimes:      map[string]*instanceRuntime{},
 		changed:       map[string]chan struct{}{},
 		ephemeralKeys: map[string][]byte{},

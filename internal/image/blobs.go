@@ -22,12 +22,26 @@ const MaxBlobSize = 512 << 20
 
 // Blobs is a content-addressed file store: each blob lives at
 // <dir>/sha384/<hex> and is written by rename after its digest checked out.
+//
+// The directory is root's (0700); a blob itself is mode 0644, so that an
+// engine running as a uid of its own can read one it was handed a
+// descriptor of (through /proc/self/fd), and no other.
 type Blobs struct{ dir string }
 
-// OpenBlobs prepares dir.
+// blobMode is the mode of a stored blob.
+const blobMode = 0o644
+
+// OpenBlobs prepares dir; blobs stored by an older version (0600) are
+// given blobMode.
 func OpenBlobs(dir string) (*Blobs, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "sha384"), 0o700); err != nil {
 		return nil, err
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "sha384"))
+	for _, e := range ents {
+		if ValidDigest(e.Name()) && e.Type().IsRegular() {
+			os.Chmod(filepath.Join(dir, "sha384", e.Name()), blobMode)
+		}
 	}
 	return &Blobs{dir: dir}, nil
 }
@@ -63,6 +77,9 @@ func (b *Blobs) Put(digest string, r io.Reader) (int64, error) {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
 		return 0, fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
+	}
+	if err := tmp.Chmod(blobMode); err != nil {
+		return 0, err
 	}
 	if err := tmp.Sync(); err != nil {
 		return 0, err
