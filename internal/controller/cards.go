@@ -17,6 +17,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/cards/channel"
 	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/proc"
 	"github.com/azote/azote/internal/store"
 )
@@ -95,7 +96,7 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 		}
 		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs}
 		err = c.spawnCard(rt, cp, key)
-		clear(key)
+		key.Free()
 		if err != nil {
 			c.stopCards(rt)
 			return nil, api.Errorf(api.CodeEngineFailure, "volume %s card: %v", v.ID, err)
@@ -110,15 +111,16 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 	return disks, nil
 }
 
-// launchKey returns the key a card needs now. An instance-store volume
-// gets a fresh key at each launch, kept in azoted's memory only so that a
-// dead card can be restarted; it is forgotten when the machine ends.
+// launchKey returns the key a card needs now, in locked memory the caller
+// frees (nil for a plaintext volume). An instance-store volume gets a
+// fresh key at each launch, kept in azoted's memory only so that a dead
+// card can be restarted; it is forgotten when the machine ends.
 //
 // A restart must get the key the volume was written with: an
 // instance-store key that is no longer in memory (azoted restarted since
 // the launch) is an error, never a fresh key, which would hand the guest
 // noise for its data.
-func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
+func (c *Controller) launchKey(v volumeRecord, restart bool) (*keymem.Buf, error) {
 	if !v.Encrypted {
 		return nil, nil
 	}
@@ -132,7 +134,7 @@ func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 	c.mu.Lock()
 	if k, ok := c.ephemeralKeys[v.ID]; ok {
 		c.mu.Unlock()
-		return append([]byte(nil), k...), nil
+		return keymem.Copy(k.Bytes())
 	}
 	if restart {
 		c.mu.Unlock()
@@ -143,7 +145,13 @@ func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
-	c.ephemeralKeys[v.ID] = append([]byte(nil), k...)
+	kept, err := keymem.Copy(k.Bytes())
+	if err != nil {
+		c.mu.Unlock()
+		k.Free()
+		return nil, err
+	}
+	c.ephemeralKeys[v.ID] = kept
 	c.mu.Unlock()
 	c.event("VolumeKeyUse", "volume/"+v.ID, map[string]any{"kind": v.Kind, "purpose": "instance-store key made for this launch"})
 	return k, nil
@@ -152,7 +160,7 @@ func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 func (c *Controller) forgetKey(volID string) {
 	c.mu.Lock()
 	if k, ok := c.ephemeralKeys[volID]; ok {
-		clear(k)
+		k.Free()
 		delete(c.ephemeralKeys, volID)
 	}
 	c.mu.Unlock()
@@ -162,7 +170,7 @@ func (c *Controller) forgetKey(volID string) {
 // key over a fresh socketpair; it returns once the vhost-user socket is up.
 // The card runs as a uid of its own, taken at its first start and kept
 // until it is stopped for good (releaseCardUID).
-func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key []byte) error {
+func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Buf) error {
 	instID := rt.id
 	if cp.uid == 0 {
 		uid, err := c.uids.Take()
@@ -227,7 +235,13 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key []byte) er
 	args := []string{"blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
 		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cp.uid)}
 	files := []*os.File{backing, theirs, lf, mf}
+	var escrow *keymem.Buf
 	if cp.vol.Encrypted && cp.vol.Kind == api.VolumeInstanceStore {
+		if escrow, err = c.escrowSecret(instID, cp.vol.ID); err != nil {
+			theirs.Close()
+			return err
+		}
+		defer escrow.Free()
 		// The instance-store key exists only in azoted and this card; the
 		// card hands it back to a restarted azoted so that it can restart
 		// the card if it dies later.
@@ -256,7 +270,7 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key []byte) er
 	go func() { cmd.Wait(); close(cp.done) }()
 	cfg := channel.BlkConfig{VolumeID: cp.vol.ID, Queues: cp.queues, ReadOnly: cp.readOnly, Encrypted: cp.vol.Encrypted,
 		IOPS: cp.vol.IOPS, BytesPerS: cp.vol.ThroughputMiB << 20}
-	if err := channel.SendBlk(ours, cfg, key); err != nil {
+	if err := channel.SendBlk(ours, cfg, key.Bytes(), escrow.Bytes()); err != nil {
 		cmd.Process.Kill()
 		<-cp.done
 		return fmt.Errorf("private channel: %w", err)
@@ -330,7 +344,7 @@ func (c *Controller) superviseCard(rt *instanceRuntime, instID string, set *card
 		if err == nil {
 			err = c.spawnCard(rt, cp, key)
 		}
-		clear(key)
+		key.Free()
 		if err != nil {
 			c.log.Error("restarting card failed", "instance", instID, "volume", cp.vol.ID, "err", err)
 			c.releaseCardUID(cp)
@@ -347,22 +361,35 @@ func (c *Controller) cardKeySocket(instID, volID string) string {
 }
 
 // recoverKey asks a live instance-store card for the key of its launch,
-// which a restarted azoted no longer holds.
+// which a restarted azoted no longer holds. azoted proves itself to the
+// card with the escrow secret of that volume, which it derives again from
+// the host key.
 func (c *Controller) recoverKey(instID string, v volumeRecord) error {
+	secret, err := c.escrowSecret(instID, v.ID)
+	if err != nil {
+		return err
+	}
+	defer secret.Free()
 	conn, err := net.DialTimeout("unix", c.cardKeySocket(instID, v.ID), 2*time.Second)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	key := make([]byte, volumeKeyBytes)
-	if _, err := io.ReadFull(conn, key); err != nil {
-		clear(key)
+	if _, err := conn.Write(secret.Bytes()); err != nil {
+		return err
+	}
+	key, err := keymem.New(volumeKeyBytes)
+	if err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(conn, key.Bytes()); err != nil {
+		key.Free()
 		return err
 	}
 	c.mu.Lock()
 	if old, ok := c.ephemeralKeys[v.ID]; ok {
-		clear(old)
+		old.Free()
 	}
 	c.ephemeralKeys[v.ID] = key
 	c.mu.Unlock()

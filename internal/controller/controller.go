@@ -19,6 +19,7 @@ import (
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
+	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
@@ -92,7 +93,9 @@ type Controller struct {
 	changed  map[string]chan struct{}    // closed when the instance changes
 	// ephemeralKeys are the keys of instance-store volumes of running
 	// instances: in memory only, cleared when the machine ends.
-	ephemeralKeys map[string][]byte
+	ephemeralKeys map[string]*keymem.Buf
+	// escrowKey proves azoted to instance-store cards (escrowSecret).
+	escrowKey *keymem.Buf
 
 	wg   sync.WaitGroup // supervisors and the janitor
 	stop chan struct{}  // closed by Close
@@ -128,6 +131,12 @@ func Main(args []string) int {
 		cfg.TLSNames = strings.Split(tlsNames, ",")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// azoted holds the host key and every data key in use: no core file,
+	// no ptrace or /proc/PID/mem for anyone without CAP_SYS_PTRACE.
+	if err := keymem.NoDumps(); err != nil {
+		log.Error("azoted failed", "err", err)
+		return 1
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	if err := Run(ctx, cfg, log); err != nil {
@@ -272,7 +281,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	blobs.Sweep()
-	keys, err := openHostKey(filepath.Join(cfg.StateDir, "host.key"))
+	keys, escrowKey, err := openHostKey(filepath.Join(cfg.StateDir, "host.key"))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -280,9 +289,10 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	c := &Controller{
 		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(),
 		uids:          sandbox.NewAllocator(uids),
+		escrowKey:     escrowKey,
 		runtimes:      map[string]*instanceRuntime{},
 		changed:       map[string]chan struct{}{},
-		ephemeralKeys: map[string][]byte{},
+		ephemeralKeys: map[string]*keymem.Buf{},
 		stop:          make(chan struct{}),
 	}
 	if err := c.openAccess(); err != nil {
@@ -312,6 +322,13 @@ func (c *Controller) Close() error {
 			c.log.Error("closing the audit trail", "err", err)
 		}
 	}
+	c.mu.Lock()
+	for id, k := range c.ephemeralKeys {
+		k.Free()
+		delete(c.ephemeralKeys, id)
+	}
+	c.mu.Unlock()
+	c.escrowKey.Free()
 	return c.store.Close()
 }
 

@@ -45,10 +45,11 @@ var allowed = []uintptr{
 	unix.SYS_MEMBARRIER,
 }
 
-// fcntlCmds are the fcntl commands a card (its Go runtime and its net and
-// os packages) uses on descriptors it holds. Not F_SETOWN/F_SETSIG (which
-// aim SIGIO at another process), leases, locks, notifications or seals.
-var fcntlCmds = []uint32{unix.F_GETFD, unix.F_SETFD, unix.F_GETFL, unix.F_SETFL, unix.F_DUPFD_CLOEXEC}
+// fcntlCmds are the fcntl commands a card (its Go runtime, its net and os
+// packages, and the vhost-user backend checking an inflight memfd's seals)
+// uses on descriptors it holds. Not F_SETOWN/F_SETSIG (which aim SIGIO at
+// another process), leases, locks, notifications or adding seals.
+var fcntlCmds = []uint32{unix.F_GETFD, unix.F_SETFD, unix.F_GETFL, unix.F_SETFL, unix.F_DUPFD_CLOEXEC, unix.F_GET_SEALS}
 
 // threadFlags are the clone flags a thread may be made with: the Go
 // runtime's (runtime.cloneFlags) and the thread-id and TLS conveniences.

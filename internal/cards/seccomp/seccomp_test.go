@@ -26,8 +26,16 @@ func runChild(t *testing.T, name string, env ...string) {
 
 func TestConfined(t *testing.T) {
 	if os.Getenv("AZOTE_SECCOMP_CHILD") == "1" {
+		mfd, err := unix.MemfdCreate("sealed", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := Install(); err != nil {
 			t.Fatal(err)
+		}
+		// The vhost-user backend checks an inflight memfd's seals.
+		if _, err := unix.FcntlInt(uintptr(mfd), unix.F_GET_SEALS, 0); err != nil {
+			t.Fatalf("fcntl(F_GET_SEALS) after Install: %v", err)
 		}
 		if _, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); !errors.Is(err, unix.EPERM) {
 			t.Fatalf("socket(AF_INET) after Install: %v, want EPERM", err)
