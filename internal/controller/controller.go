@@ -106,6 +106,13 @@ const TerminatedRetention = time.Hour
 
 // Main is azoted's entry point.
 func Main(args []string) int {
+	// azoted holds the host key and every data key in use: no core file,
+	// no ptrace or /proc/PID/mem for anyone without CAP_SYS_PTRACE. First,
+	// before anything is read.
+	if err := keymem.NoDumps(); err != nil {
+		fmt.Fprintln(os.Stderr, "azoted:", err)
+		return 1
+	}
 	fs := flag.NewFlagSet("azoted", flag.ContinueOnError)
 	var cfg Config
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/azote", "directory of the state store, images and instances")
@@ -131,12 +138,6 @@ func Main(args []string) int {
 		cfg.TLSNames = strings.Split(tlsNames, ",")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	// azoted holds the host key and every data key in use: no core file,
-	// no ptrace or /proc/PID/mem for anyone without CAP_SYS_PTRACE.
-	if err := keymem.NoDumps(); err != nil {
-		log.Error("azoted failed", "err", err)
-		return 1
-	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	if err := Run(ctx, cfg, log); err != nil {
