@@ -19,10 +19,10 @@ import (
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
-	"github.com/azote/azote/internal/keymem"
-	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/keymem"
+	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/store"
 )
 

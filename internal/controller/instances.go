@@ -451,7 +451,8 @@ func (c *Controller) engineIdentity(rt *instanceRuntime, dir string) (int, error
 	if err != nil {
 		return 0, err
 	}
-	if err := os.Chown(dir, 0, uid); err == nil {
+	err = os.Chown(dir, 0, uid)
+	if err == nil {
 		err = os.Chmod(dir, 0o710)
 	}
 	if err != nil {

@@ -73,8 +73,7 @@ const (
 	retErrno       = 0x00050000
 )
 
-func argLow(i int) uint32  { return uint32(16 + 8*i) }
-func argHigh(i int) uint32 { return uint32(16 + 8*i + 4) }
+func argLow(i int) uint32 { return uint32(16 + 8*i) }
 
 // program builds the filter for the process whose pid is self. The pid is
 // compiled in: a filter cannot ask who is calling, and a card never forks.
