@@ -465,15 +465,27 @@ func (c *Controller) engineIdentity(rt *instanceRuntime, dir string) (int, error
 	return uid, nil
 }
 
-// releaseEngineUID gives back the uid of an engine that is gone.
+// releaseEngineUID gives back the uid of an engine that is gone, after
+// closing the instance directory to it again: whoever gets the uid next
+// must find nothing of this instance open to it.
 func (c *Controller) releaseEngineUID(rt *instanceRuntime) {
 	rt.mu.Lock()
 	uid := rt.engineUID
 	rt.engineUID = 0
 	rt.mu.Unlock()
-	if uid != 0 {
-		c.uids.Release(uid)
+	if uid == 0 {
+		return
 	}
+	dir := c.instanceDir(rt.id)
+	err := os.Chmod(dir, 0o700)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		if err = os.Chown(dir, 0, 0); err == nil || errors.Is(err, os.ErrNotExist) {
+			c.uids.Release(uid)
+			return
+		}
+	}
+	// Kept: the id stays held rather than reach this directory.
+	c.log.Warn("could not close the instance directory to its engine's uid", "id", rt.id, "err", err)
 }
 
 func (c *Controller) spec(rec instanceRecord, kernel, initrd string) engine.Spec {
