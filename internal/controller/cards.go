@@ -98,6 +98,9 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 		err = c.spawnCard(rt, cp, key)
 		key.Free()
 		if err != nil {
+			if cp.uid != 0 {
+				c.uids.Release(cp.uid) // a failed spawn leaves no process behind
+			}
 			c.stopCards(rt)
 			return nil, api.Errorf(api.CodeEngineFailure, "volume %s card: %v", v.ID, err)
 		}
