@@ -17,6 +17,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/cards/channel"
 	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/proc"
 	"github.com/azote/azote/internal/store"
 )
@@ -31,6 +32,7 @@ import (
 type cardHandle struct {
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
+	UID       int    `json:"uid,omitempty"` // its own, from the uid range
 }
 
 type cardProc struct {
@@ -39,6 +41,7 @@ type cardProc struct {
 	queues   int
 	pid      int
 	start    uint64
+	uid      int           // its own uid and gid, kept across restarts
 	done     chan struct{} // closed when the process is gone
 	restarts []time.Time
 }
@@ -92,9 +95,12 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 			return nil, fmt.Errorf("volume %s key: %w", v.ID, err)
 		}
 		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs}
-		err = c.spawnCard(rec.ID, cp, key)
-		clear(key)
+		err = c.spawnCard(rt, cp, key)
+		key.Free()
 		if err != nil {
+			if cp.uid != 0 {
+				c.uids.Release(cp.uid) // a failed spawn leaves no process behind
+			}
 			c.stopCards(rt)
 			return nil, api.Errorf(api.CodeEngineFailure, "volume %s card: %v", v.ID, err)
 		}
@@ -108,15 +114,16 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 	return disks, nil
 }
 
-// launchKey returns the key a card needs now. An instance-store volume
-// gets a fresh key at each launch, kept in azoted's memory only so that a
-// dead card can be restarted; it is forgotten when the machine ends.
+// launchKey returns the key a card needs now, in locked memory the caller
+// frees (nil for a plaintext volume). An instance-store volume gets a
+// fresh key at each launch, kept in azoted's memory only so that a dead
+// card can be restarted; it is forgotten when the machine ends.
 //
 // A restart must get the key the volume was written with: an
 // instance-store key that is no longer in memory (azoted restarted since
 // the launch) is an error, never a fresh key, which would hand the guest
 // noise for its data.
-func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
+func (c *Controller) launchKey(v volumeRecord, restart bool) (*keymem.Buf, error) {
 	if !v.Encrypted {
 		return nil, nil
 	}
@@ -130,7 +137,7 @@ func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 	c.mu.Lock()
 	if k, ok := c.ephemeralKeys[v.ID]; ok {
 		c.mu.Unlock()
-		return append([]byte(nil), k...), nil
+		return keymem.Copy(k.Bytes())
 	}
 	if restart {
 		c.mu.Unlock()
@@ -141,7 +148,13 @@ func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
-	c.ephemeralKeys[v.ID] = append([]byte(nil), k...)
+	kept, err := keymem.Copy(k.Bytes())
+	if err != nil {
+		c.mu.Unlock()
+		k.Free()
+		return nil, err
+	}
+	c.ephemeralKeys[v.ID] = kept
 	c.mu.Unlock()
 	c.event("VolumeKeyUse", "volume/"+v.ID, map[string]any{"kind": v.Kind, "purpose": "instance-store key made for this launch"})
 	return k, nil
@@ -150,7 +163,7 @@ func (c *Controller) launchKey(v volumeRecord, restart bool) ([]byte, error) {
 func (c *Controller) forgetKey(volID string) {
 	c.mu.Lock()
 	if k, ok := c.ephemeralKeys[volID]; ok {
-		clear(k)
+		k.Free()
 		delete(c.ephemeralKeys, volID)
 	}
 	c.mu.Unlock()
@@ -158,7 +171,20 @@ func (c *Controller) forgetKey(volID string) {
 
 // spawnCard starts the card process and hands it its configuration and
 // key over a fresh socketpair; it returns once the vhost-user socket is up.
-func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
+// The card runs as a uid of its own, taken at its first start and kept
+// until it is stopped for good (releaseCardUID).
+func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Buf) error {
+	instID := rt.id
+	if cp.uid == 0 {
+		uid, err := c.uids.Take()
+		if err != nil {
+			return err
+		}
+		cp.uid = uid
+	}
+	rt.mu.Lock()
+	engineGID := rt.engineUID
+	rt.mu.Unlock()
 	sock := c.cardSocket(instID, cp.vol.ID)
 	os.Remove(sock)
 	flags := os.O_RDWR
@@ -191,8 +217,17 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	defer log.Close()
 	// azoted binds both sockets (0600, root's) and hands them over, so the
 	// card, which drops to an unprivileged user once it holds everything,
-	// needs no way into the instance directory.
+	// needs no way into the instance directory. The engine of this
+	// instance alone may connect to the vhost-user one (group engineGID).
 	lf, err := listenFile(sock)
+	if err == nil && engineGID != 0 {
+		if err = os.Chown(sock, 0, engineGID); err == nil {
+			err = os.Chmod(sock, 0o660)
+		}
+		if err != nil {
+			lf.Close()
+		}
+	}
 	if err != nil {
 		theirs.Close()
 		return err
@@ -205,9 +240,15 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	}
 	defer mf.Close()
 	args := []string{"blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
-		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cardUID)}
+		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cp.uid)}
 	files := []*os.File{backing, theirs, lf, mf}
+	var escrow *keymem.Buf
 	if cp.vol.Encrypted && cp.vol.Kind == api.VolumeInstanceStore {
+		if escrow, err = c.escrowSecret(instID, cp.vol.ID); err != nil {
+			theirs.Close()
+			return err
+		}
+		defer escrow.Free()
 		// The instance-store key exists only in azoted and this card; the
 		// card hands it back to a restarted azoted so that it can restart
 		// the card if it dies later.
@@ -236,7 +277,7 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 	go func() { cmd.Wait(); close(cp.done) }()
 	cfg := channel.BlkConfig{VolumeID: cp.vol.ID, Queues: cp.queues, ReadOnly: cp.readOnly, Encrypted: cp.vol.Encrypted,
 		IOPS: cp.vol.IOPS, BytesPerS: cp.vol.ThroughputMiB << 20}
-	if err := channel.SendBlk(ours, cfg, key); err != nil {
+	if err := channel.SendBlk(ours, cfg, key.Bytes(), escrow.Bytes()); err != nil {
 		cmd.Process.Kill()
 		<-cp.done
 		return fmt.Errorf("private channel: %w", err)
@@ -260,9 +301,6 @@ func (c *Controller) spawnCard(instID string, cp *cardProc, key []byte) error {
 }
 
 var errEphemeralKeyGone = errors.New("the instance-store key of this launch is gone (azoted restarted since); the volume cannot be served again until the instance is stopped and started")
-
-// cardUID is the unprivileged user cards run as (nobody).
-const cardUID = 65534
 
 // listenFile binds a unix socket at path (mode 0600) and returns its file.
 func listenFile(path string) (*os.File, error) {
@@ -306,15 +344,17 @@ func (c *Controller) superviseCard(rt *instanceRuntime, instID string, set *card
 		cp.restarts = append(recent, now)
 		if len(cp.restarts) > 5 {
 			c.log.Error("card keeps dying; not restarting it", "instance", instID, "volume", cp.vol.ID)
+			c.releaseCardUID(cp)
 			return
 		}
 		key, err := c.launchKey(cp.vol, true)
 		if err == nil {
-			err = c.spawnCard(instID, cp, key)
+			err = c.spawnCard(rt, cp, key)
 		}
-		clear(key)
+		key.Free()
 		if err != nil {
 			c.log.Error("restarting card failed", "instance", instID, "volume", cp.vol.ID, "err", err)
+			c.releaseCardUID(cp)
 			return
 		}
 		c.log.Warn("card died and was restarted", "instance", instID, "volume", cp.vol.ID, "pid", cp.pid)
@@ -328,22 +368,35 @@ func (c *Controller) cardKeySocket(instID, volID string) string {
 }
 
 // recoverKey asks a live instance-store card for the key of its launch,
-// which a restarted azoted no longer holds.
+// which a restarted azoted no longer holds. azoted proves itself to the
+// card with the escrow secret of that volume, which it derives again from
+// the host key.
 func (c *Controller) recoverKey(instID string, v volumeRecord) error {
+	secret, err := c.escrowSecret(instID, v.ID)
+	if err != nil {
+		return err
+	}
+	defer secret.Free()
 	conn, err := net.DialTimeout("unix", c.cardKeySocket(instID, v.ID), 2*time.Second)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	key := make([]byte, volumeKeyBytes)
-	if _, err := io.ReadFull(conn, key); err != nil {
-		clear(key)
+	if _, err := conn.Write(secret.Bytes()); err != nil {
+		return err
+	}
+	key, err := keymem.New(volumeKeyBytes)
+	if err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(conn, key.Bytes()); err != nil {
+		key.Free()
 		return err
 	}
 	c.mu.Lock()
 	if old, ok := c.ephemeralKeys[v.ID]; ok {
-		clear(old)
+		old.Free()
 	}
 	c.ephemeralKeys[v.ID] = key
 	c.mu.Unlock()
@@ -363,7 +416,11 @@ func (c *Controller) adoptCards(rt *instanceRuntime, rec instanceRecord) {
 		if err := c.store.View(func(tx store.Tx) error { return tx.Get(tableVolumes, att.VolumeID, &v) }); err != nil {
 			continue
 		}
-		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs, pid: h.PID, start: h.StartTime, done: make(chan struct{})}
+		cp := &cardProc{vol: v, readOnly: att.ReadOnly, queues: rec.VCPUs, pid: h.PID, start: h.StartTime, uid: h.UID, done: make(chan struct{})}
+		if !c.uids.Range().Contains(cp.uid) {
+			cp.uid = 0 // started as nobody by an older azoted, or outside today's range: a restart takes one
+		}
+		c.uids.Hold(cp.uid)
 		if !ok || !proc.Same(h.PID, h.StartTime, c.cardMarker(rec.ID, v.ID)) {
 			// Not the recorded card: a crash between starting a card and
 			// recording it can leave one running that no record names.
@@ -420,6 +477,20 @@ func (c *Controller) stopCards(rt *instanceRuntime) {
 			case <-time.After(2 * time.Second):
 			}
 		}
+		c.releaseCardUID(cp)
+	}
+}
+
+// releaseCardUID gives back the uid of a card that is gone for good. One
+// that still runs keeps it (the allocator would see it in /proc anyway).
+func (c *Controller) releaseCardUID(cp *cardProc) {
+	select {
+	case <-cp.done:
+	default:
+		return
+	}
+	if cp.uid != 0 {
+		c.uids.Release(cp.uid)
 	}
 }
 
@@ -436,7 +507,7 @@ func (r *instanceRecord) setCards(set *cardSet) {
 	set.mu.Lock()
 	hs := map[string]cardHandle{}
 	for id, cp := range set.cards {
-		hs[id] = cardHandle{PID: cp.pid, StartTime: cp.start}
+		hs[id] = cardHandle{PID: cp.pid, StartTime: cp.start, UID: cp.uid}
 	}
 	set.mu.Unlock()
 	r.Cards = hs

@@ -22,6 +22,8 @@ import (
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/keymem"
+	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/store"
 )
 
@@ -48,6 +50,9 @@ type Config struct {
 	// RootfsUID is the host uid and gid the root filesystem builder
 	// (azote-card rootfs) runs as; 0 means rootfs.DefaultUID.
 	RootfsUID int
+	// UIDRange is the subordinate range ("FIRST:COUNT") each card and
+	// each engine gets a uid of its own from ("" = sandbox.DefaultRange).
+	UIDRange string
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
@@ -89,6 +94,8 @@ type Controller struct {
 	trail  *audit.Trail
 	engine engine.Engine
 	host   hostinfo.Info
+	// uids gives every card and every engine a uid of its own.
+	uids *sandbox.Allocator
 
 	started time.Time
 
@@ -102,7 +109,9 @@ type Controller struct {
 	changed  map[string]chan struct{}    // closed when the instance changes
 	// ephemeralKeys are the keys of instance-store volumes of running
 	// instances: in memory only, cleared when the machine ends.
-	ephemeralKeys map[string][]byte
+	ephemeralKeys map[string]*keymem.Buf
+	// escrowKey proves azoted to instance-store cards (escrowSecret).
+	escrowKey *keymem.Buf
 
 	wg   sync.WaitGroup // supervisors and the janitor
 	stop chan struct{}  // closed by Close
@@ -116,6 +125,13 @@ const TerminatedRetention = time.Hour
 
 // Main is azoted's entry point.
 func Main(args []string) int {
+	// azoted holds the host key and every data key in use: no core file,
+	// no ptrace or /proc/PID/mem for anyone without CAP_SYS_PTRACE. First,
+	// before anything is read.
+	if err := keymem.NoDumps(); err != nil {
+		fmt.Fprintln(os.Stderr, "azoted:", err)
+		return 1
+	}
 	fs := flag.NewFlagSet("azoted", flag.ContinueOnError)
 	var cfg Config
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/azote", "directory of the state store, images and instances")
@@ -130,6 +146,7 @@ func Main(args []string) int {
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
 	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", rootfs.DefaultUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
+	fs.StringVar(&cfg.UIDRange, "uid-range", sandbox.DefaultRange, "FIRST:COUNT: the uids (and gids) given one per card and one per engine; no other user or group on the host may use them")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", "local", "region name used in ARNs and SigV4 credential scopes")
@@ -283,6 +300,7 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	eng.Exec = cfg.CardBinary
 	return newController(cfg, log, eng, host)
 }
 
@@ -306,6 +324,13 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		}
 		cfg.VolumeQuota = n
 	}
+	if cfg.UIDRange == "" {
+		cfg.UIDRange = sandbox.DefaultRange
+	}
+	uids, err := sandbox.ParseRange(cfg.UIDRange)
+	if err != nil {
+		return nil, fmt.Errorf("--uid-range: %w", err)
+	}
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return nil, fmt.Errorf("%w (is another azoted using %s?)", err, cfg.StateDir)
@@ -316,16 +341,18 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	blobs.Sweep()
-	keys, err := openHostKey(filepath.Join(cfg.StateDir, "host.key"))
+	keys, escrowKey, err := openHostKey(filepath.Join(cfg.StateDir, "host.key"))
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	c := &Controller{
 		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(),
+		uids:          sandbox.NewAllocator(uids),
+		escrowKey:     escrowKey,
 		runtimes:      map[string]*instanceRuntime{},
 		changed:       map[string]chan struct{}{},
-		ephemeralKeys: map[string][]byte{},
+		ephemeralKeys: map[string]*keymem.Buf{},
 		stop:          make(chan struct{}),
 	}
 	if err := c.openAccess(); err != nil {
@@ -355,6 +382,13 @@ func (c *Controller) Close() error {
 			c.log.Error("closing the audit trail", "err", err)
 		}
 	}
+	c.mu.Lock()
+	for id, k := range c.ephemeralKeys {
+		k.Free()
+		delete(c.ephemeralKeys, id)
+	}
+	c.mu.Unlock()
+	c.escrowKey.Free()
 	return c.store.Close()
 }
 

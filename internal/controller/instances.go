@@ -58,6 +58,10 @@ type instanceRuntime struct {
 	machine engine.Machine
 	exited  chan struct{} // closed once the supervisor recorded the exit
 	cards   *cardSet
+	// engineUID is the uid (and gid) of the current engine, which may
+	// connect to the cards' sockets; 0 for none or an engine running as
+	// root (started before uids were given).
+	engineUID int
 
 	release     chan struct{}
 	releaseOnce sync.Once
@@ -382,9 +386,14 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	// The launch must not be half-done because a client went away.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	// Cards first: the engine connects to their sockets as it starts.
+	// The engine's uid first: the cards' sockets are made for it.
+	if spec.UID, err = c.engineIdentity(rt, spec.Dir); err != nil {
+		return rec, api.Errorf(api.CodeEngineFailure, "%v", err)
+	}
+	// Cards next: the engine connects to their sockets as it starts.
 	disks, err := c.startCards(rt, rec)
 	if err != nil {
+		c.releaseEngineUID(rt)
 		c.endEphemeral(rec)
 		return rec, err
 	}
@@ -394,6 +403,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	m, err := c.engine.Launch(lctx, spec)
 	if err != nil {
 		c.stopCards(rt)
+		c.releaseEngineUID(rt)
 		c.endEphemeral(rec)
 		return rec, api.Errorf(api.CodeEngineFailure, "%v", err)
 	}
@@ -420,6 +430,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 		m.Kill()
 		<-m.Done()
 		c.stopCards(rt)
+		c.releaseEngineUID(rt)
 		c.endEphemeral(rec)
 		return rec, err
 	}
@@ -430,6 +441,51 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 		"volumes": len(rec.Volumes), "bootCount": rec.BootCount,
 	})
 	return rec, nil
+}
+
+// engineIdentity takes a uid for the engine of the launch to come and
+// opens the instance directory to it: group uid, mode 0710, so that it can
+// reach the cards' sockets (root:uid, 0660) by name and nothing else.
+func (c *Controller) engineIdentity(rt *instanceRuntime, dir string) (int, error) {
+	uid, err := c.uids.Take()
+	if err != nil {
+		return 0, err
+	}
+	err = os.Chown(dir, 0, uid)
+	if err == nil {
+		err = os.Chmod(dir, 0o710)
+	}
+	if err != nil {
+		c.uids.Release(uid)
+		return 0, fmt.Errorf("instance directory: %w", err)
+	}
+	rt.mu.Lock()
+	rt.engineUID = uid
+	rt.mu.Unlock()
+	return uid, nil
+}
+
+// releaseEngineUID gives back the uid of an engine that is gone, after
+// closing the instance directory to it again: whoever gets the uid next
+// must find nothing of this instance open to it.
+func (c *Controller) releaseEngineUID(rt *instanceRuntime) {
+	rt.mu.Lock()
+	uid := rt.engineUID
+	rt.engineUID = 0
+	rt.mu.Unlock()
+	if uid == 0 {
+		return
+	}
+	dir := c.instanceDir(rt.id)
+	err := os.Chmod(dir, 0o700)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		if err = os.Chown(dir, 0, 0); err == nil || errors.Is(err, os.ErrNotExist) {
+			c.uids.Release(uid)
+			return
+		}
+	}
+	// Kept: the id stays held rather than reach this directory.
+	c.log.Warn("could not close the instance directory to its engine's uid", "id", rt.id, "err", err)
 }
 
 func (c *Controller) spec(rec instanceRecord, kernel, initrd string) engine.Spec {

@@ -123,6 +123,10 @@ func (c *Controller) repairOne(rec instanceRecord) error {
 		return nil
 	}
 	rt := c.runtime(id)
+	c.uids.Hold(rec.Handle.UID)
+	rt.mu.Lock()
+	rt.engineUID = rec.Handle.UID
+	rt.mu.Unlock()
 	c.adoptCards(rt, rec)
 	c.startSupervisor(rt, m, rec.ConsoleOffset)
 	c.log.Info("re-adopted instance", "id", id, "pid", rec.Handle.PID, "state", rec.State)

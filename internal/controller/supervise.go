@@ -42,6 +42,7 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 		case <-m.Done():
 			c.scanConsole(rt.id, tail)
 			c.stopCards(rt)
+			c.releaseEngineUID(rt)
 			if rec, err := c.get(rt.id); err == nil {
 				c.endEphemeral(rec)
 			}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/keymem"
+	"github.com/azote/azote/internal/keywrap"
 	"github.com/azote/azote/internal/store"
 )
 
@@ -132,10 +134,14 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 	if v.Encrypted {
 		v.Cipher = "aes-xts-plain64"
 	}
-	var key []byte
-	defer func() { clear(key) }()
+	var key []byte // in locked memory, freed on return
 	if v.Encrypted && v.Kind == api.VolumePersistent {
-		key = make([]byte, volumeKeyBytes)
+		kb, err := keymem.New(volumeKeyBytes)
+		if err != nil {
+			return api.Volume{}, err
+		}
+		defer kb.Free()
+		key = kb.Bytes()
 		if _, err := rand.Read(key); err != nil {
 			return api.Volume{}, err
 		}
@@ -432,18 +438,33 @@ func (c *Controller) releaseVolumeTx(tx store.Tx, id, instID string) (v volumeRe
 	return v, released, tx.Put(tableInstances, r.ID, &r)
 }
 
-// volumeKey returns the plaintext data key for a launch: unwrapped for a
-// persistent volume, fresh for an instance-store one. The caller clears it.
-func (c *Controller) volumeKey(v volumeRecord) ([]byte, error) {
+// volumeKey returns the plaintext data key for a launch, in locked memory
+// the caller frees: unwrapped for a persistent volume, fresh for an
+// instance-store one.
+func (c *Controller) volumeKey(v volumeRecord) (*keymem.Buf, error) {
 	if !v.Encrypted {
 		return nil, nil
 	}
-	if v.Kind == api.VolumePersistent {
-		return c.keys.Unwrap(v.WrappedKey, []byte(v.ID))
+	key, err := keymem.New(volumeKeyBytes)
+	if err != nil {
+		return nil, err
 	}
-	key := make([]byte, volumeKeyBytes)
-	_, err := rand.Read(key)
-	return key, err
+	if v.Kind == api.VolumePersistent {
+		// The wrapped key is 64 bytes: GCM opens it straight into key.
+		if p, err := c.keys.UnwrapTo(key.Bytes(), v.WrappedKey, []byte(v.ID)); err != nil || len(p) != volumeKeyBytes {
+			key.Free()
+			if err == nil {
+				err = keywrap.ErrUnwrap
+			}
+			return nil, err
+		}
+		return key, nil
+	}
+	if _, err := rand.Read(key.Bytes()); err != nil {
+		key.Free()
+		return nil, err
+	}
+	return key, nil
 }
 
 // purgeDeletedVolumes destroys deleted volumes past their retention.

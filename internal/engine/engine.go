@@ -19,12 +19,15 @@ type Spec struct {
 	ConsolePath string
 	// Disks are vhost-user block devices, in guest order (vda, vdb, …).
 	Disks []Disk
+	// UID is the user (and group) the engine runs as, one of its own; 0
+	// runs it as root (an engine started before uids were given).
+	UID int
 }
 
 // Disk is one vhost-user-blk device served by a card.
 type Disk struct {
 	ID     string // volume id
-	Socket string // the card's vhost-user socket
+	Socket string // the card's vhost-user socket, inside Spec.Dir
 	Queues int
 }
 
@@ -35,6 +38,7 @@ type Handle struct {
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"` // clock ticks after boot, /proc/<pid>/stat field 22
 	Dir       string `json:"dir"`
+	UID       int    `json:"uid,omitempty"` // Spec.UID
 }
 
 // Exit says how a machine ended.

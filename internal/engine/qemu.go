@@ -16,15 +16,26 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/proc"
+	"github.com/azote/azote/internal/sandbox"
 )
 
 // QEMU runs guests under qemu-system-x86_64 on the q35 machine. It adds no
 // emulated disk or network device (-nodefaults): the guest gets a serial
 // console, a second serial port for the agent's control channel, and
 // memory in a shared memfd so that vhost-user cards can map it.
+//
+// QEMU runs as a uid of its own (Spec.UID), started through Exec (`azote-card
+// exec`), with no capabilities and no_new_privs. It reaches nothing by a
+// path under the state directory: every file it needs is opened here and
+// donated (qemuFiles), and its working directory is the instance directory
+// (group Spec.UID, mode 0710), through which it connects to the cards'
+// sockets by relative names, again after a card restarts.
 type QEMU struct {
 	Binary string // qemu-system-x86_64
-	accel  string // "kvm" or "tcg"
+	// Exec is the program that drops to Spec.UID and then executes QEMU
+	// (azote-card, run as `azote-card exec --uid N -- qemu …`).
+	Exec  string
+	accel string // "kvm" or "tcg"
 }
 
 // NewQEMU returns the QEMU engine with the given accelerator.
@@ -57,13 +68,30 @@ const (
 	markerTmpl = "azote-%s" // in the process name, to recognise it on adoption
 )
 
-// Args returns the QEMU command line for s.
-func (q *QEMU) Args(s Spec) []string {
+// qemuFiles are the descriptors QEMU is given, by name: console is
+// appended to (through fd set 1: QEMU's file chardev opens
+// /dev/fdset/1), qmp and control are listening sockets it serves, kernel
+// and initrd are read through /proc/self/fd (QEMU's x86 loader opens them
+// by name; the blobs are mode 0644 in a directory QEMU cannot reach).
+type qemuFiles struct {
+	console, qmp, control, kernel, initrd int
+}
+
+// donate returns the descriptor number f will have in the child (os/exec
+// gives ExtraFiles 3, 4, …).
+func donate(files *[]*os.File, f *os.File) int {
+	*files = append(*files, f)
+	return 2 + len(*files)
+}
+
+// args returns the QEMU command line for s with the descriptors fds.
+func (q *QEMU) args(s Spec, fds qemuFiles) []string {
 	cpu := "max"
 	if q.accel == "kvm" {
 		cpu = "host"
 	}
 	mem := strconv.Itoa(s.MemoryMiB) + "M"
+	fd := strconv.Itoa
 	args := []string{
 		"-name", fmt.Sprintf(markerTmpl, s.InstanceID) + ",debug-threads=on",
 		"-machine", "q35,accel=" + q.accel + ",memory-backend=mem",
@@ -72,37 +100,99 @@ func (q *QEMU) Args(s Spec) []string {
 		"-m", mem,
 		"-object", "memory-backend-memfd,id=mem,size=" + mem + ",share=on",
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-kernel", s.Kernel, "-initrd", s.Initrd, "-append", s.Cmdline,
-		"-chardev", "file,id=console,path=" + s.ConsolePath + ",append=on",
+		"-kernel", "/proc/self/fd/" + fd(fds.kernel), "-initrd", "/proc/self/fd/" + fd(fds.initrd), "-append", s.Cmdline,
+		"-add-fd", "fd=" + fd(fds.console) + ",set=1",
+		"-chardev", "file,id=console,path=/dev/fdset/1,append=on",
 		"-serial", "chardev:console",
-		"-chardev", "socket,id=control,path=" + filepath.Join(s.Dir, ctlSocket) + ",server=on,wait=off",
+		"-chardev", "socket,id=control,fd=" + fd(fds.control) + ",server=on,wait=off",
 		"-serial", "chardev:control",
-		"-qmp", "unix:" + filepath.Join(s.Dir, qmpSocket) + ",server=on,wait=off",
+		"-chardev", "socket,id=qmp,fd=" + fd(fds.qmp) + ",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
 		// QEMU's own seccomp filter: no new processes, no privilege gain.
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
 	for i, d := range s.Disks {
 		// reconnect=1: if the card dies, QEMU reconnects to its successor.
+		// The path is relative to the instance directory, QEMU's working
+		// directory, which it can search though not the ones above it.
+		sock := d.Socket
+		if rel, err := filepath.Rel(s.Dir, d.Socket); err == nil && filepath.IsLocal(rel) {
+			sock = "./" + rel
+		}
 		id := "disk" + strconv.Itoa(i)
 		args = append(args,
-			"-chardev", "socket,id="+id+",path="+d.Socket+",reconnect=1",
+			"-chardev", "socket,id="+id+",path="+sock+",reconnect=1",
 			"-device", "vhost-user-blk-pci,chardev="+id+",num-queues="+strconv.Itoa(d.Queues))
 	}
 	return args
 }
 
+// command returns the argv that runs QEMU with args as s.UID (directly
+// when s.UID is 0).
+func (q *QEMU) command(s Spec, args []string) []string {
+	if s.UID == 0 {
+		return append([]string{q.Binary}, args...)
+	}
+	argv := []string{q.Exec, "exec", "--uid", strconv.Itoa(s.UID)}
+	if q.accel == "kvm" {
+		if g := sandbox.KVMGroup(); g >= 0 {
+			argv = append(argv, "--group", strconv.Itoa(g))
+		}
+	}
+	argv = append(argv, "--", q.Binary)
+	return append(argv, args...)
+}
+
 func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
+	if s.UID != 0 && q.Exec == "" {
+		return nil, fmt.Errorf("engine: no program to drop to uid %d with", s.UID)
+	}
 	logf, err := os.OpenFile(filepath.Join(s.Dir, engineLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	// Stale sockets from an earlier run of this instance.
-	os.Remove(filepath.Join(s.Dir, qmpSocket))
-	os.Remove(filepath.Join(s.Dir, ctlSocket))
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var fds qemuFiles
+	console, err := os.OpenFile(s.ConsolePath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("engine: console: %w", err)
+	}
+	fds.console = donate(&files, console)
+	// azoted binds the sockets (0600, root's) and hands them over: QEMU
+	// could not bind in the instance directory, and only root connects.
+	for _, l := range []struct {
+		name string
+		fd   *int
+	}{{qmpSocket, &fds.qmp}, {ctlSocket, &fds.control}} {
+		f, err := listenFile(filepath.Join(s.Dir, l.name))
+		if err != nil {
+			return nil, fmt.Errorf("engine: %s: %w", l.name, err)
+		}
+		*l.fd = donate(&files, f)
+	}
+	for _, b := range []struct {
+		path string
+		fd   *int
+	}{{s.Kernel, &fds.kernel}, {s.Initrd, &fds.initrd}} {
+		f, err := os.Open(b.path)
+		if err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		*b.fd = donate(&files, f)
+	}
 
-	cmd := exec.Command(q.Binary, q.Args(s)...)
+	argv := q.command(s, q.args(s, fds))
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// The working directory is entered as root, before the drop: QEMU
+	// keeps it without being able to reach it by its path.
 	cmd.Dir = s.Dir
 	// A session of its own: the machine outlives azoted and is re-adopted.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -134,6 +224,21 @@ func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 	}
 	m.setQMP(qc)
 	return m, nil
+}
+
+// listenFile binds a unix socket at path (mode 0600) and returns its file.
+func listenFile(path string) (*os.File, error) {
+	os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, err
+	}
+	l.SetUnlinkOnClose(false)
+	return l.File()
 }
 
 func (q *QEMU) Adopt(h Handle, s Spec) (Machine, error) {
@@ -180,7 +285,7 @@ func newQEMUMachine(q *QEMU, s Spec) *qemuMachine {
 		spec:   s,
 		resets: make(chan time.Time, 8),
 		done:   make(chan struct{}),
-		handle: Handle{Engine: q.Name(), Accel: q.accel, Dir: s.Dir},
+		handle: Handle{Engine: q.Name(), Accel: q.accel, Dir: s.Dir, UID: s.UID},
 	}
 }
 

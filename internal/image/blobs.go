@@ -32,6 +32,10 @@ const MaxBlobSize = 512 << 20
 // The bytes of stored blobs and of uploads in progress together stay
 // within a quota: an upload reserves its bytes as they arrive and is cut
 // off, and removed, at the first byte over it.
+//
+// The directory is root's (0700); a blob itself is mode 0644, so that an
+// engine running as a uid of its own can read one it was handed a
+// descriptor of (through /proc/self/fd), and no other.
 type Blobs struct {
 	dir   string
 	quota int64 // 0: no quota
@@ -40,9 +44,13 @@ type Blobs struct {
 	used int64 // stored blobs plus uploads in progress
 }
 
+// blobMode is the mode of a stored blob.
+const blobMode = 0o644
+
 // OpenBlobs prepares dir, whose blobs may take at most quota bytes (0: no
 // limit). Blobs already stored count against it, even past it: then no
-// upload succeeds until some are deleted.
+// upload succeeds until some are deleted. Blobs stored by an older
+// version (0600) are given blobMode.
 func OpenBlobs(dir string, quota int64) (*Blobs, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "sha384"), 0o700); err != nil {
 		return nil, err
@@ -58,6 +66,9 @@ func OpenBlobs(dir string, quota int64) (*Blobs, error) {
 		}
 		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
 			b.used += fi.Size()
+			if ValidDigest(e.Name()) {
+				os.Chmod(filepath.Join(dir, "sha384", e.Name()), blobMode)
+			}
 		}
 	}
 	return b, nil
@@ -159,6 +170,9 @@ func (b *Blobs) Put(digest string, r io.Reader) (int64, error) {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
 		return 0, fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
+	}
+	if err := tmp.Chmod(blobMode); err != nil {
+		return 0, err
 	}
 	if err := tmp.Sync(); err != nil {
 		return 0, err

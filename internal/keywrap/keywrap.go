@@ -45,11 +45,17 @@ func (w *AESGCM) Wrap(plaintext, context []byte) ([]byte, error) {
 
 // Unwrap opens what Wrap sealed under the same context.
 func (w *AESGCM) Unwrap(wrapped, context []byte) ([]byte, error) {
+	return w.UnwrapTo(nil, wrapped, context)
+}
+
+// UnwrapTo is Unwrap writing the plaintext into dst[:0] when it has the
+// room (a locked key buffer), so that the key is never copied elsewhere.
+func (w *AESGCM) UnwrapTo(dst, wrapped, context []byte) ([]byte, error) {
 	n := w.aead.NonceSize()
 	if len(wrapped) < n {
 		return nil, ErrUnwrap
 	}
-	out, err := w.aead.Open(nil, wrapped[:n], wrapped[n:], context)
+	out, err := w.aead.Open(dst[:0], wrapped[:n], wrapped[n:], context)
 	if err != nil {
 		return nil, ErrUnwrap
 	}

@@ -45,20 +45,31 @@ type Cipher struct {
 // aes-xts-plain64 with a 512-bit key. Keys whose halves are equal are
 // rejected, as IEEE 1619 and FIPS 140 require. The key slice is not retained.
 func New(key []byte) (*Cipher, error) {
+	c := new(Cipher)
+	if err := Init(c, key); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Init is New for a Cipher the caller placed, in memory that is locked
+// and left out of core dumps (internal/keymem): the round keys are
+// written there and nowhere else. A Cipher holds no pointers.
+func Init(c *Cipher, key []byte) error {
 	if len(key) != keySize {
-		return nil, errKeySize
+		return errKeySize
 	}
 	var diff byte
 	for i := 0; i < 32; i++ {
 		diff |= key[i] ^ key[32+i]
 	}
 	if diff == 0 {
-		return nil, errEqualKeys
+		return errEqualKeys
 	}
-	c := new(Cipher)
+	*c = Cipher{}
 	expandKey256(&c.ek1, &c.dk1, key[:32])
 	expandKey256(&c.ek2, nil, key[32:])
-	return c, nil
+	return nil
 }
 
 // EncryptSectors encrypts src, which holds len(src)/sectorSize consecutive

@@ -289,13 +289,18 @@ func (h *harness) snapshot(t *testing.T) snapshot {
 	return s
 }
 
-// engineProcs lists processes whose command line mentions the state dir.
+// engineProcs lists processes whose command line mentions the state dir
+// (cards) or whose working directory is inside it (engines, which are
+// handed their files and name none of them).
 func (h *harness) engineProcs() []string {
 	var procs []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte(h.state+"/")) || bytes.Contains(b, []byte("azoted")) {
+		if err != nil || bytes.Contains(b, []byte("azoted")) {
+			continue
+		}
+		if cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd")); !bytes.Contains(b, []byte(h.state+"/")) && !strings.HasPrefix(cwd, h.state+"/") {
 			continue
 		}
 		procs = append(procs, e.Name())

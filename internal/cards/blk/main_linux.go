@@ -1,9 +1,11 @@
 package blk
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/azote/azote/internal/cards/channel"
 	"github.com/azote/azote/internal/cards/seccomp"
+	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/proc"
 	"github.com/azote/azote/internal/vhostuser"
 	"github.com/azote/azote/internal/xts"
@@ -53,29 +56,47 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 	if ch == nil {
 		return fmt.Errorf("no channel on fd %d", channelFD)
 	}
-	cfg, key, err := channel.ReceiveBlk(ch)
+	cfg, key, escrowSecret, err := channel.ReceiveBlk(ch)
 	// Closing the channel tells azoted the configuration arrived.
 	ch.Close()
 	if err != nil {
 		return fmt.Errorf("reading the channel: %w", err)
 	}
+	defer escrowSecret.Free()
 	var cipher *xts.Cipher
 	// escrow keeps the key of an instance-store volume for a restarted
 	// azoted, which lost its copy (only azoted and this card ever hold it).
-	var escrow []byte
+	// Every key the card holds (the key, its escrow copy, the round keys)
+	// is in locked memory left out of core dumps.
+	var escrow *keymem.Buf
 	if cfg.Encrypted {
-		if keyFD >= 0 {
-			escrow = append([]byte(nil), key...)
-			defer clear(escrow)
+		if keyFD >= 0 && key != nil {
+			if escrowSecret == nil {
+				key.Free()
+				return fmt.Errorf("an instance-store key without an escrow secret")
+			}
+			escrow = key
+			defer escrow.Free()
+		} else {
+			defer key.Free()
 		}
-		cipher, err = xts.New(key)
-		clear(key)
+		mem, err := keymem.New(keymem.SizeOf[xts.Cipher]())
+		if err != nil {
+			return err
+		}
+		defer mem.Free()
+		if cipher, err = keymem.Place[xts.Cipher](mem); err == nil {
+			err = xts.Init(cipher, key.Bytes())
+		}
+		if escrow == nil {
+			key.Free()
+		}
 		if err != nil {
 			return fmt.Errorf("volume key: %w", err)
 		}
 		defer cipher.Wipe()
-	} else if len(key) != 0 {
-		clear(key)
+	} else if key != nil {
+		key.Free()
 		return fmt.Errorf("a key was sent for a plaintext volume")
 	}
 	f := os.NewFile(uintptr(backingFD), "backing")
@@ -125,7 +146,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		if err != nil {
 			return err
 		}
-		go serveKey(kl, escrow, log)
+		go serveKey(kl, escrow.Bytes(), escrowSecret.Bytes(), log)
 	}
 	b := vhostuser.NewBackend(d, log)
 	sigs := make(chan os.Signal, 1)
@@ -163,19 +184,35 @@ func serveMetrics(l *net.UnixListener, d *Device) {
 	}
 }
 
-// serveKey answers each connection from uid 0 with the volume key. The
-// socket sits in the instance's 0700 directory, bound by azoted; the peer
-// check is defence in depth.
-func serveKey(l *net.UnixListener, key []byte, log *slog.Logger) {
+// serveKey answers a connection with the volume key only when its peer is
+// azoted: uid 0 (SO_PEERCRED) that first writes the escrow secret azoted
+// gave this card at start and can derive again after a restart (from the
+// host key). A pid cannot tell azoted: a restarted azoted has a new one,
+// and the card, confined, cannot look at /proc to learn it. Any other
+// peer, a root process included, gets nothing. The socket sits in the
+// instance's directory, root's, bound by azoted.
+func serveKey(l *net.UnixListener, key, secret []byte, log *slog.Logger) {
+	var got [channel.EscrowSecretBytes]byte
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
 			return
 		}
-		if uid, err := peerUID(c); err != nil || uid != 0 {
-			log.Warn("key request refused", "uid", uid, "err", err)
-		} else {
-			c.Write(key)
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		uid, err := peerUID(c)
+		switch {
+		case err != nil || uid != 0:
+			log.Warn("key request refused: peer is not root", "uid", uid, "err", err)
+		case len(secret) != len(got):
+			log.Warn("key request refused: no escrow secret")
+		default:
+			_, err := io.ReadFull(c, got[:])
+			if err != nil || subtle.ConstantTimeCompare(got[:], secret) != 1 {
+				log.Warn("key request refused: the peer did not prove it is azoted", "err", err)
+			} else {
+				c.Write(key)
+			}
+			clear(got[:])
 		}
 		c.Close()
 	}

@@ -66,7 +66,7 @@ func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, flags
 		t.Fatal(err)
 	}
 	theirs.Close()
-	if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "vol-restart", Queues: 1, Encrypted: true}, key); err != nil {
+	if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "vol-restart", Queues: 1, Encrypted: true}, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 500; i++ {

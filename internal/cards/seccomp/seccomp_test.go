@@ -4,6 +4,9 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -11,10 +14,28 @@ import (
 
 // The filter is installed in a child process (the test binary run again),
 // since it cannot be removed from the process that installs it.
+func runChild(t *testing.T, name string, env ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run", "^"+name+"$", "-test.v")
+	cmd.Env = append(append(os.Environ(), "AZOTE_SECCOMP_CHILD=1"), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("confined child failed: %v\n%s", err, out)
+	}
+}
+
 func TestConfined(t *testing.T) {
 	if os.Getenv("AZOTE_SECCOMP_CHILD") == "1" {
+		mfd, err := unix.MemfdCreate("sealed", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := Install(); err != nil {
 			t.Fatal(err)
+		}
+		// The vhost-user backend checks an inflight memfd's seals.
+		if _, err := unix.FcntlInt(uintptr(mfd), unix.F_GET_SEALS, 0); err != nil {
+			t.Fatalf("fcntl(F_GET_SEALS) after Install: %v", err)
 		}
 		if _, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); !errors.Is(err, unix.EPERM) {
 			t.Fatalf("socket(AF_INET) after Install: %v, want EPERM", err)
@@ -22,12 +43,16 @@ func TestConfined(t *testing.T) {
 		if _, err := os.Open("/etc/hostname"); !errors.Is(err, unix.EPERM) {
 			t.Fatalf("open after Install: %v, want EPERM", err)
 		}
-		// What a card does keeps working: eventfds, pipes, goroutines.
+		// What a card does keeps working: eventfds, pipes, goroutines,
+		// the fcntl calls of the os and net packages, signals to itself.
 		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 		if err != nil {
 			t.Fatalf("eventfd after Install: %v", err)
 		}
 		unix.Write(fd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		if err := unix.SetNonblock(fd, true); err != nil {
+			t.Fatalf("fcntl(F_GETFL/F_SETFL) after Install: %v", err)
+		}
 		unix.Close(fd)
 		done := make(chan int)
 		for i := 0; i < 8; i++ {
@@ -36,12 +61,101 @@ func TestConfined(t *testing.T) {
 		for i := 0; i < 8; i++ {
 			<-done
 		}
+		if err := unix.Kill(os.Getpid(), 0); err != nil {
+			t.Fatalf("kill(self, 0) after Install: %v", err)
+		}
+		if err := unix.Tgkill(os.Getpid(), unix.Gettid(), 0); err != nil {
+			t.Fatalf("tgkill(self, own thread, 0) after Install: %v", err)
+		}
+		var lim unix.Rlimit
+		if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+			t.Fatalf("prlimit(0) after Install: %v", err)
+		}
+		if err := unix.Prlimit(os.Getpid(), unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+			t.Fatalf("prlimit(self) after Install: %v", err)
+		}
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestConfined$", "-test.v")
-	cmd.Env = append(os.Environ(), "AZOTE_SECCOMP_CHILD=1")
-	out, err := cmd.CombinedOutput()
+	runChild(t, "TestConfined")
+}
+
+// TestOtherProcessesUnreachable: a confined process can neither signal nor
+// re-limit another process, nor make one (regression: tgkill, tkill,
+// prlimit64, clone and fcntl were allowed whatever their arguments, so a
+// compromised card could kill or starve its neighbours).
+func TestOtherProcessesUnreachable(t *testing.T) {
+	if os.Getenv("AZOTE_SECCOMP_CHILD") == "1" {
+		victim, err := strconv.Atoi(os.Getenv("AZOTE_SECCOMP_VICTIM"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Install(); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Kill(victim, unix.SIGKILL); !errors.Is(err, unix.EPERM) {
+			t.Errorf("kill(other, SIGKILL): %v, want EPERM", err)
+		}
+		if err := unix.Tgkill(victim, victim, unix.SIGKILL); !errors.Is(err, unix.EPERM) {
+			t.Errorf("tgkill(other, SIGKILL): %v, want EPERM", err)
+		}
+		// A thread id of its own group, but named without the group.
+		if _, _, e := unix.Syscall(unix.SYS_TKILL, uintptr(victim), uintptr(unix.SIGKILL), 0); e != unix.EPERM {
+			t.Errorf("tkill(other, SIGKILL): %v, want EPERM", e)
+		}
+		one := unix.Rlimit{Cur: 1, Max: 1}
+		if err := unix.Prlimit(victim, unix.RLIMIT_NOFILE, &one, nil); !errors.Is(err, unix.EPERM) {
+			t.Errorf("prlimit(other, NOFILE=1): %v, want EPERM", err)
+		}
+		if err := unix.Prlimit(victim, unix.RLIMIT_NOFILE, nil, &one); !errors.Is(err, unix.EPERM) {
+			t.Errorf("prlimit(other) read: %v, want EPERM", err)
+		}
+		// fork: clone without CLONE_THREAD.
+		if pid, _, e := unix.RawSyscall6(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0); e != unix.EPERM {
+			if e == 0 && pid == 0 {
+				unix.RawSyscall(unix.SYS_EXIT, 0, 0, 0)
+			}
+			t.Errorf("clone(SIGCHLD) = %d, %v, want EPERM", pid, e)
+		}
+		// A thread that also asks for a new namespace.
+		if _, _, e := unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_THREAD|unix.CLONE_VM|unix.CLONE_SIGHAND|unix.CLONE_NEWNET, 0, 0, 0, 0, 0); e != unix.EPERM {
+			t.Errorf("clone(THREAD|NEWNET): %v, want EPERM", e)
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0); e != unix.ENOSYS {
+			t.Errorf("clone3: %v, want ENOSYS", e)
+		}
+		// F_SETOWN would aim SIGIO at another process.
+		fds := make([]int, 2)
+		if err := unix.Pipe2(fds, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETOWN, victim); !errors.Is(err, unix.EPERM) {
+			t.Errorf("fcntl(F_SETOWN, other): %v, want EPERM", err)
+		}
+		if _, err := syscall.ForkExec("/bin/true", []string{"true"}, nil); err == nil {
+			t.Errorf("ForkExec after Install succeeded")
+		}
+		return
+	}
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Skipf("no sleep(1) to be the other process: %v", err)
+	}
+	defer victim.Process.Kill()
+	exited := make(chan error, 1)
+	go func() { exited <- victim.Wait() }()
+	runChild(t, "TestOtherProcessesUnreachable", "AZOTE_SECCOMP_VICTIM="+strconv.Itoa(victim.Process.Pid))
+	select {
+	case err := <-exited:
+		t.Fatalf("the other process died: %v", err)
+	default:
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(victim.Process.Pid) + "/limits")
 	if err != nil {
-		t.Fatalf("confined child failed: %v\n%s", err, out)
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(strings.TrimPrefix(l, "Max open files")); l != strings.TrimPrefix(l, "Max open files") && len(f) > 0 && f[0] == "1" {
+			t.Fatalf("the other process was re-limited: %s", l)
+		}
 	}
 }

@@ -1,0 +1,43 @@
+package engine
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestQEMUNamesNoStatePath: QEMU, which runs as a uid that cannot reach the
+// state directory, is given descriptors and names the cards' sockets
+// relative to its working directory; nothing on its command line is a
+// path under the state directory (regression: it ran as root and opened
+// the kernel, initramfs and console, and bound its sockets, by path).
+func TestQEMUNamesNoStatePath(t *testing.T) {
+	const state = "/var/lib/azote"
+	q := &QEMU{Binary: "/usr/bin/qemu-system-x86_64", Exec: "/usr/lib/azote/azote-card", accel: "tcg"}
+	s := Spec{
+		InstanceID: "i-1", Dir: state + "/instances/i-1", Kernel: state + "/images/sha384/k", Initrd: state + "/images/sha384/i",
+		Cmdline: "console=ttyS0", VCPUs: 1, MemoryMiB: 128, ConsolePath: state + "/instances/i-1/console.log",
+		Disks: []Disk{{ID: "vol-1", Socket: state + "/instances/i-1/vol-1.sock", Queues: 1}},
+		UID:   1879048200,
+	}
+	argv := q.command(s, q.args(s, qemuFiles{console: 3, qmp: 4, control: 5, kernel: 6, initrd: 7}))
+	for _, a := range argv {
+		if strings.Contains(a, state) {
+			t.Errorf("argument %q names a path under the state directory", a)
+		}
+	}
+	if argv[0] != q.Exec || argv[1] != "exec" || !slices.Contains(argv, "1879048200") || !slices.Contains(argv, q.Binary) {
+		t.Errorf("not started through %s exec as uid %d: %q", q.Exec, s.UID, argv)
+	}
+	for _, want := range []string{"-kernel /proc/self/fd/6", "-initrd /proc/self/fd/7", "-add-fd fd=3,set=1",
+		"-chardev file,id=console,path=/dev/fdset/1,append=on", "-chardev socket,id=qmp,fd=4,server=on,wait=off",
+		"-chardev socket,id=control,fd=5,server=on,wait=off", "-chardev socket,id=disk0,path=./vol-1.sock,reconnect=1"} {
+		if !strings.Contains(strings.Join(argv, " "), want) {
+			t.Errorf("command line lacks %q", want)
+		}
+	}
+	s.UID = 0
+	if argv := q.command(s, nil); argv[0] != q.Binary {
+		t.Errorf("uid 0 (an engine of an older azoted): %q", argv)
+	}
+}
