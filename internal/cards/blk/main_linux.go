@@ -2,6 +2,7 @@ package blk
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -70,6 +71,10 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		}
 		cipher, err = xts.New(key)
 		clear(key)
+		if errors.Is(err, xts.ErrNoAESNI) {
+			// Never the table-based AES beside other tenants.
+			return fmt.Errorf("encrypted volume %s refused: %w", cfg.VolumeID, err)
+		}
 		if err != nil {
 			return fmt.Errorf("volume key: %w", err)
 		}
