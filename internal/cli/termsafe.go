@@ -191,8 +191,8 @@ func (t *termWriter) rune() {
 		t.flushUTF()
 		return
 	case r >= 0x80 && r <= 0x9f, // C1 controls
-		r >= 0x202a && r <= 0x202e, // bidi embeddings and overrides
-		r >= 0x2066 && r <= 0x2069, // bidi isolates
+		r >= 0x202a && r <= 0x202e,                // bidi embeddings and overrides
+		r >= 0x2066 && r <= 0x2069,                // bidi isolates
 		r == 0x200e || r == 0x200f || r == 0x061c: // bidi marks
 		t.out = append(t.out, '\\', 'u', hex[r>>12&15], hex[r>>8&15], hex[r>>4&15], hex[r&15])
 	default:
