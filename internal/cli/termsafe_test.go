@@ -2,6 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -108,4 +112,42 @@ func FuzzTermWriter(f *testing.F) {
 			t.Fatalf("%q gave %q: %s", in, out, why)
 		}
 	})
+}
+
+// TestConsoleCommandFilters runs `azote instance console` against a server
+// whose console holds hostile bytes: by default none of them reaches the
+// terminal; with --raw all of them do, unchanged.
+func TestConsoleCommandFilters(t *testing.T) {
+	hostile := "boot ok\r\n\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J\x1b[Hfake login: \x1b[8mhidden\x1b[0m\r\n"
+	sock := filepath.Join(t.TempDir(), "azoted.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/instances/{ref}/console", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.WriteString(w, hostile)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	defer srv.Close()
+	t.Setenv("AZOTE_SOCKET", sock)
+	t.Setenv("AZOTE_PROFILE", "")
+	t.Setenv("AZOTE_ENDPOINT", "")
+
+	var out, errb bytes.Buffer
+	if code := Main([]string{"instance", "console", "i-0123456789abcdef"}, &out, &errb); code != 0 {
+		t.Fatalf("console: exit %d: %s", code, errb.String())
+	}
+	if want := "boot ok\nfake login: hidden\n"; out.String() != want {
+		t.Errorf("console printed %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	if code := Main([]string{"instance", "console", "--raw", "i-0123456789abcdef"}, &out, &errb); code != 0 {
+		t.Fatalf("console --raw: exit %d: %s", code, errb.String())
+	}
+	if out.String() != hostile {
+		t.Errorf("console --raw printed %q, want the bytes unchanged %q", out.String(), hostile)
+	}
 }
