@@ -172,11 +172,21 @@ func instanceConsole(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("instance console")
 	follow := fs.Bool("f", false, "follow new output until interrupted")
 	tail := fs.Int64("tail", 64<<10, "bytes of earlier output to print")
+	raw := fs.Bool("raw", false, "print the guest's bytes unchanged, escape sequences included (by default they are removed and control characters shown as ^X)")
 	pos, err := e.parse(fs, args, "INSTANCE")
 	if err != nil {
 		return err
 	}
-	return e.client.Console(ctx, pos[0], *tail, *follow, e.stdout)
+	if *raw {
+		return e.client.Console(ctx, pos[0], *tail, *follow, e.stdout)
+	}
+	// The guest writes these bytes: they must not drive the terminal.
+	tw := newTermWriter(e.stdout)
+	err = e.client.Console(ctx, pos[0], *tail, *follow, tw)
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 func instanceStop(ctx context.Context, e *env, args []string) error {

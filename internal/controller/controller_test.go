@@ -112,17 +112,21 @@ func (m *fakeMachine) Command(_ context.Context, cmd string) error {
 }
 
 type fixture struct {
-	t   *testing.T
-	cfg Config
-	eng *fakeEngine
-	c   *Controller
+	t    *testing.T
+	cfg  Config
+	eng  *fakeEngine
+	c    *Controller
+	logw io.Writer // azoted's log; discarded if nil
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureLog(t, nil) }
+
+// newFixtureLog is newFixture with azoted's log written to logw.
+func newFixtureLog(t *testing.T, logw io.Writer) *fixture {
 	dir := t.TempDir()
 	cfg := Config{StateDir: dir, ConsoleLimit: 1 << 20, StopTimeout: 2 * time.Second}
 	os.MkdirAll(filepath.Join(dir, "instances"), 0o700)
-	fx := &fixture{t: t, cfg: cfg, eng: newFakeEngine()}
+	fx := &fixture{t: t, cfg: cfg, eng: newFakeEngine(), logw: logw}
 	fx.start()
 	// An image whose blobs exist.
 	ctx := context.Background()
@@ -140,7 +144,11 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (fx *fixture) start() {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logw := fx.logw
+	if logw == nil {
+		logw = io.Discard
+	}
+	log := slog.New(slog.NewTextHandler(logw, nil))
 	c, err := newController(fx.cfg, log, fx.eng, hostinfo.Info{Cores: 4})
 	if err != nil {
 		fx.t.Fatal(err)

@@ -31,6 +31,7 @@ func (c *Controller) startSupervisor(rt *instanceRuntime, m engine.Machine, offs
 func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited chan struct{}, offset int64) {
 	defer c.wg.Done()
 	tail := &consoleTail{path: consolePath(c.instanceDir(rt.id)), off: offset}
+	var rs reports
 	tick := time.NewTicker(consolePoll)
 	defer tick.Stop()
 	lastBound, lastLogs := time.Now(), time.Now()
@@ -40,7 +41,7 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 			m.Release()
 			return
 		case <-m.Done():
-			c.scanConsole(rt.id, tail)
+			c.scanConsole(rt.id, tail, &rs)
 			c.stopCards(rt)
 			c.releaseEngineUID(rt)
 			if rec, err := c.get(rt.id); err == nil {
@@ -53,9 +54,16 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 			close(exited)
 			return
 		case at := <-m.Resets():
-			c.recordReset(rt.id, at, tail.off)
+			c.reset(rt.id, at, tail, &rs)
 		case <-tick.C:
-			c.scanConsole(rt.id, tail)
+			// A reset already reported is handled before the lines that
+			// follow it, which belong to the new boot.
+			select {
+			case at := <-m.Resets():
+				c.reset(rt.id, at, tail, &rs)
+			default:
+			}
+			c.scanConsole(rt.id, tail, &rs)
 			if time.Since(lastLogs) >= logBoundEvery {
 				lastLogs = time.Now()
 				c.boundInstanceLogs(rt.id)
@@ -70,14 +78,66 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 	}
 }
 
-func (c *Controller) scanConsole(id string, tail *consoleTail) {
-	for _, line := range tail.lines() {
+// The guest writes its console as fast as it likes, so what one line can
+// make azoted do is bounded: a ready line changes the record (an fsynced
+// store transaction) once per boot, and the report lines that only cost a
+// log record (errors, malformed reports) are rate-limited per instance,
+// with the number dropped logged at most once a minute.
+const (
+	reportBurst = 20
+	reportRate  = 2 // lines per second, after the burst
+	dropLogGap  = time.Minute
+)
+
+// reports is what a supervisor remembers of the agent's report lines.
+type reports struct {
+	// ready is set once a ready line was acted on in this boot; later
+	// ones are ignored until a reset starts the next boot.
+	ready bool
+	// skipped is the last ready line ignored: if the reset that ended the
+	// boot is handled after it was read, it is the new boot's.
+	skipped *lateReady
+
+	tokens  float64
+	last    time.Time
+	dropped int
+	warned  time.Time
+}
+
+type lateReady struct {
+	r   agent.Report
+	at  time.Time
+	off int64
+}
+
+// allow takes a token from the instance's report budget.
+func (rs *reports) allow(now time.Time) bool {
+	if rs.last.IsZero() {
+		rs.tokens = reportBurst
+	} else {
+		rs.tokens = min(reportBurst, rs.tokens+now.Sub(rs.last).Seconds()*reportRate)
+	}
+	rs.last = now
+	if rs.tokens < 1 {
+		rs.dropped++
+		return false
+	}
+	rs.tokens--
+	return true
+}
+
+func (c *Controller) scanConsole(id string, tail *consoleTail, rs *reports) {
+	lines := tail.lines()
+	now := time.Now().UTC()
+	for _, line := range lines {
 		if !agent.IsReport(line) {
 			continue
 		}
 		r, err := agent.Parse(line)
 		if err != nil {
-			c.log.Warn("malformed agent report", "id", id, "err", err)
+			if rs.allow(now) {
+				c.log.Warn("malformed agent report", "id", id, "err", err)
+			}
 			continue
 		}
 		if r.Instance != "" && r.Instance != id {
@@ -85,23 +145,56 @@ func (c *Controller) scanConsole(id string, tail *consoleTail) {
 		}
 		switch r.Event {
 		case agent.EventReady:
-			now := time.Now().UTC()
-			off := tail.off
-			c.update(id, func(rec *instanceRecord) error {
-				if rec.State == api.StatePending {
-					rec.State, rec.StateReason = api.StateRunning, ""
-				}
-				rec.Ready, rec.ReadyAt, rec.Agent = true, &now, &r
-				if rec.BootStartedAt != nil {
-					rec.BootMs = now.Sub(*rec.BootStartedAt).Milliseconds()
-				}
-				rec.ConsoleOffset = off
-				return nil
-			})
+			if rs.ready {
+				rs.skipped = &lateReady{r: r, at: now, off: tail.off}
+				continue
+			}
+			rs.ready = true
+			c.recordReady(id, r, now, tail.off)
 		case agent.EventError:
-			c.log.Warn("agent reported an error", "id", id, "msg", r.Message)
+			if rs.allow(now) {
+				c.log.Warn("agent reported an error", "id", id, "msg", r.Message)
+			}
 		}
 	}
+	if rs.dropped > 0 && now.Sub(rs.warned) >= dropLogGap {
+		c.log.Warn("agent report lines over the rate limit were ignored", "id", id, "lines", rs.dropped)
+		rs.dropped, rs.warned = 0, now
+	}
+}
+
+// reset handles a guest reset: the lines printed before it belong to the
+// boot that ended, and a ready line ignored but read after the reset
+// happened is the new boot's.
+func (c *Controller) reset(id string, at time.Time, tail *consoleTail, rs *reports) {
+	c.scanConsole(id, tail, rs)
+	rec, counted := c.recordReset(id, at, tail.off)
+	if !counted {
+		return
+	}
+	// A ready line acted on after the reset happened stays the new boot's.
+	late := rs.skipped
+	rs.ready, rs.skipped = rec.Ready, nil
+	if !rs.ready && late != nil && late.at.After(at) {
+		rs.ready = true
+		c.recordReady(id, late.r, late.at, late.off)
+	}
+}
+
+// recordReady records the agent's ready report, read at now with the
+// console read up to off.
+func (c *Controller) recordReady(id string, r agent.Report, now time.Time, off int64) {
+	c.update(id, func(rec *instanceRecord) error {
+		if rec.State == api.StatePending {
+			rec.State, rec.StateReason = api.StateRunning, ""
+		}
+		rec.Ready, rec.ReadyAt, rec.Agent = true, &now, &r
+		if rec.BootStartedAt != nil {
+			rec.BootMs = now.Sub(*rec.BootStartedAt).Milliseconds()
+		}
+		rec.ConsoleOffset = off
+		return nil
+	})
 }
 
 func (c *Controller) recordExit(id string, e engine.Exit) {
@@ -134,12 +227,15 @@ func (c *Controller) recordExit(id string, e engine.Exit) {
 // reset more than once on its way down (ACPI, then the keyboard
 // controller): resets less than a second apart, by the engine's clock, are
 // one reboot. A ready line read after the reset happened belongs to the
-// new boot, so it is kept even when the event is handled late.
-func (c *Controller) recordReset(id string, at time.Time, off int64) {
-	c.update(id, func(r *instanceRecord) error {
+// new boot, so it is kept even when the event is handled late. It tells
+// whether the reset was counted as a new boot, with the record after it.
+func (c *Controller) recordReset(id string, at time.Time, off int64) (instanceRecord, bool) {
+	counted := false
+	rec, err := c.update(id, func(r *instanceRecord) error {
 		if r.LastResetAt != nil && at.Sub(*r.LastResetAt) < time.Second && at.Sub(*r.LastResetAt) > -time.Second {
 			return nil
 		}
+		counted = true
 		t := at.UTC()
 		r.LastResetAt = &t
 		r.BootStartedAt = &t
@@ -150,4 +246,5 @@ func (c *Controller) recordReset(id string, at time.Time, off int64) {
 		}
 		return nil
 	})
+	return rec, err == nil && counted
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/keywrap"
 	"github.com/azote/azote/internal/store"
+	"github.com/azote/azote/internal/xts"
 )
 
 const tableVolumes = "volumes"
@@ -95,6 +96,11 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 	}
 	if req.Kind != api.VolumeInstanceStore && req.Kind != api.VolumePersistent {
 		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "kind %q: want %s or %s", req.Kind, api.VolumeInstanceStore, api.VolumePersistent)
+	}
+	if !req.Plaintext {
+		if err := xts.Available(); err != nil {
+			return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "encrypted volume refused: %v; create it with --plaintext, or on a host whose CPU has AES-NI", err)
+		}
 	}
 	if req.IOPS < 0 || req.ThroughputMiB < 0 || req.IOPS > 1e9 || req.ThroughputMiB > 1<<20 {
 		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "iops must be 0 to 10^9 and throughput 0 to 1048576 MiB/s")

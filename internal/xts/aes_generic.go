@@ -1,12 +1,16 @@
 package xts
 
-import "encoding/binary"
+import (
+	"crypto/subtle"
+	"encoding/binary"
+)
 
-// This file holds a portable AES-256 implementation (FIPS 197) used for the
-// key schedule on every platform, as the fallback when the assembly cannot be
-// used, and as a reference in tests. It is the classic 32-bit T-table
-// construction; the tables are derived at init time from the definition of
-// the S-box rather than typed in.
+// This file holds a portable AES-256 implementation (FIPS 197): the key
+// schedule on every platform, which is table-free, and block functions that
+// are the classic 32-bit T-table construction, a reference for tests only
+// (New refuses a CPU without AES-NI rather than use them). The tables are
+// derived at init time from the definition of the S-box rather than typed
+// in.
 
 const (
 	rounds    = 14                // AES-256
@@ -72,8 +76,43 @@ func init() {
 func rotl8(x byte, n uint) byte     { return x<<n | x>>(8-n) }
 func ror32(x uint32, n uint) uint32 { return x>>n | x<<(32-n) }
 
+// The key schedule runs in Go on every CPU, on the key: it reads no table
+// at a key-dependent index (a co-resident tenant could time which cache
+// lines were touched). sboxCT reads the whole S-box and keeps one entry by
+// mask; InvMixColumns is computed rather than looked up.
+
+// sboxCT is sbox[x], reading every entry whatever x is.
+func sboxCT(x byte) byte {
+	var r byte
+	for i := 0; i < 256; i++ {
+		r |= sbox[i] & byte(-subtle.ConstantTimeByteEq(byte(i), x))
+	}
+	return r
+}
+
 func subWord(w uint32) uint32 {
-	return uint32(sbox[w>>24])<<24 | uint32(sbox[w>>16&0xff])<<16 | uint32(sbox[w>>8&0xff])<<8 | uint32(sbox[w&0xff])
+	return uint32(sboxCT(byte(w>>24)))<<24 | uint32(sboxCT(byte(w>>16)))<<16 | uint32(sboxCT(byte(w>>8)))<<8 | uint32(sboxCT(byte(w)))
+}
+
+// xtime multiplies by x in GF(2^8) without a branch on a.
+func xtime(a byte) byte { return a<<1 ^ 0x1b&-(a>>7) }
+
+// invMixColumn is InvMixColumns on one column (a big-endian word).
+func invMixColumn(w uint32) uint32 {
+	var out uint32
+	a := [4]byte{byte(w >> 24), byte(w >> 16), byte(w >> 8), byte(w)}
+	var m9, m11, m13, m14 [4]byte
+	for i, v := range a {
+		x2 := xtime(v)
+		x4 := xtime(x2)
+		x8 := xtime(x4)
+		m9[i], m11[i], m13[i], m14[i] = x8^v, x8^x2^v, x8^x4^v, x8^x4^x2
+	}
+	for i := 0; i < 4; i++ {
+		b := m14[i] ^ m11[(i+1)%4] ^ m13[(i+2)%4] ^ m9[(i+3)%4]
+		out |= uint32(b) << (24 - 8*i)
+	}
+	return out
 }
 
 // expandKey256 fills enc with the AES-256 encryption round keys of key
@@ -104,7 +143,7 @@ func expandKey256(enc, dec *schedule, key []byte) {
 		for j := 0; j < 16; j += 4 {
 			w := binary.BigEndian.Uint32(src[j:])
 			if r > 0 && r < rounds {
-				w = td0[sbox[w>>24]] ^ td1[sbox[w>>16&0xff]] ^ td2[sbox[w>>8&0xff]] ^ td3[sbox[w&0xff]]
+				w = invMixColumn(w)
 			}
 			binary.BigEndian.PutUint32(dst[j:], w)
 		}

@@ -11,9 +11,10 @@
 // from the CPU: VAES on 256-bit registers with sixteen blocks in flight where
 // the CPU and OS offer AVX-512 with VAES (Ice Lake, Zen 4 and later), else
 // AES-NI with eight blocks in flight. Elsewhere, with the purego build tag,
-// or on a CPU without AES-NI, a portable Go implementation is used; its AES
-// is table-based and therefore not constant-time with respect to cache
-// timing, so it is a fallback and a test reference, not a fast path. The
+// or on a CPU without AES-NI, New refuses with ErrNoAESNI: the portable Go
+// implementation's AES is table-based and therefore not constant-time with
+// respect to cache timing, so it is only a test reference. The key schedule
+// (computed in Go on every CPU) reads no table at a key-dependent index. The
 // assembly zeroes the vector registers and stack it used before returning.
 //
 // XTS gives confidentiality only: it does not detect tampering, and a change

@@ -27,7 +27,7 @@ func FuzzXTS(f *testing.F) {
 				k[i] = key[i%len(key)] + byte(i/len(key))
 			}
 		}
-		c, err := New(k)
+		c, err := newCipher(k)
 		if bytes.Equal(k[:32], k[32:]) {
 			if !errors.Is(err, errEqualKeys) {
 				t.Fatalf("equal halves accepted: %v", err)

@@ -29,6 +29,23 @@ var (
 	errSectorWrap = errors.New("xts: sector numbers overflow 64 bits")
 )
 
+// ErrNoAESNI is returned by New and Available on a CPU without AES-NI (or
+// a build without the assembly). The portable AES here is table-based:
+// which cache lines it reads depends on the key and the data, so a tenant
+// sharing the CPU could recover keys by timing its own cache misses. Rather
+// than encrypt with it, azote refuses encrypted volumes on such a host.
+var ErrNoAESNI = errors.New("xts: this CPU has no AES-NI, and the only other AES here is table-based (not constant-time): " +
+	"a tenant sharing the CPU could learn volume keys through cache timing, so encryption is refused on this host")
+
+// Available reports whether New can make a Cipher on this host: nil when
+// the constant-time assembly can run, else ErrNoAESNI.
+func Available() error {
+	if !useAsm {
+		return ErrNoAESNI
+	}
+	return nil
+}
+
 // Cipher encrypts whole sectors. Safe for concurrent use by multiple goroutines (no mutable state after New).
 //
 // Wipe is the one exception: it must not run concurrently with the other
@@ -44,6 +61,7 @@ type Cipher struct {
 // data key K1, the last 32 bytes the AES-256 tweak key K2, as in dm-crypt's
 // aes-xts-plain64 with a 512-bit key. Keys whose halves are equal are
 // rejected, as IEEE 1619 and FIPS 140 require. The key slice is not retained.
+// Without AES-NI it fails with ErrNoAESNI (see Available).
 func New(key []byte) (*Cipher, error) {
 	c := new(Cipher)
 	if err := Init(c, key); err != nil {
@@ -56,6 +74,22 @@ func New(key []byte) (*Cipher, error) {
 // and left out of core dumps (internal/keymem): the round keys are
 // written there and nowhere else. A Cipher holds no pointers.
 func Init(c *Cipher, key []byte) error {
+	if err := Available(); err != nil {
+		return err
+	}
+	return initCipher(c, key)
+}
+
+// newCipher is New without the CPU check, for tests of the portable code.
+func newCipher(key []byte) (*Cipher, error) {
+	c := new(Cipher)
+	if err := initCipher(c, key); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func initCipher(c *Cipher, key []byte) error {
 	if len(key) != keySize {
 		return errKeySize
 	}

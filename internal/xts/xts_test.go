@@ -73,7 +73,7 @@ func iterations(n int) int {
 
 func mustNew(t testing.TB, key []byte) *Cipher {
 	t.Helper()
-	c, err := New(key)
+	c, err := newCipher(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +556,7 @@ func crossCheckOpenSSL(t *testing.T, python string) {
 
 func TestNewErrors(t *testing.T) {
 	for _, n := range []int{0, 16, 32, 63, 65, 128} {
-		if _, err := New(make([]byte, n)); !errors.Is(err, errKeySize) {
+		if _, err := newCipher(make([]byte, n)); !errors.Is(err, errKeySize) {
 			t.Errorf("key of %d bytes: err = %v, want %v", n, err, errKeySize)
 		}
 	}
@@ -564,15 +564,94 @@ func TestNewErrors(t *testing.T) {
 	for i := range 32 {
 		key[i], key[32+i] = byte(i*13), byte(i*13)
 	}
-	if _, err := New(key); !errors.Is(err, errEqualKeys) {
+	if _, err := newCipher(key); !errors.Is(err, errEqualKeys) {
 		t.Errorf("equal halves: err = %v", err)
 	}
 	key[63] ^= 0x80
-	if _, err := New(key); err != nil {
+	if _, err := newCipher(key); err != nil {
 		t.Errorf("halves differing in one bit: %v", err)
 	}
-	if _, err := New(make([]byte, 64)); !errors.Is(err, errEqualKeys) {
+	if _, err := newCipher(make([]byte, 64)); !errors.Is(err, errEqualKeys) {
 		t.Errorf("all-zero key: err = %v", err)
+	}
+}
+
+// TestNoAESNIRefused: without AES-NI, New refuses rather than encrypt with
+// the table-based AES, whose cache accesses depend on the key and the data.
+// The CPU's lack of AES-NI is simulated by the switch the CPU check sets
+// (TestCPUFallback checks the same with the feature really switched off).
+func TestNoAESNIRefused(t *testing.T) {
+	old := useAsm
+	defer func() { useAsm = old }()
+	useAsm = false
+	key := randKey(rand.New(rand.NewPCG(41, 42)))
+	if c, err := New(key); !errors.Is(err, ErrNoAESNI) || c != nil {
+		t.Fatalf("New without AES-NI: cipher %v, err %v; want ErrNoAESNI", c != nil, err)
+	}
+	if err := Available(); !errors.Is(err, ErrNoAESNI) {
+		t.Fatalf("Available without AES-NI: %v", err)
+	}
+	if !hasAsm {
+		return
+	}
+	useAsm = true
+	if _, err := New(key); err != nil {
+		t.Fatalf("New with AES-NI: %v", err)
+	}
+	if err := Available(); err != nil {
+		t.Fatalf("Available with AES-NI: %v", err)
+	}
+}
+
+// TestKeyScheduleTableFree: the key schedule, which runs in Go on every
+// CPU, gives the round keys of the table-based construction it replaced
+// (S-box and InvMixColumns by table lookups at key-dependent indexes).
+func TestKeyScheduleTableFree(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	for i := 0; i < 200; i++ {
+		key := randKey(r)[:32]
+		var enc, dec, wantEnc, wantDec schedule
+		expandKey256(&enc, &dec, key)
+		expandKeyTables(&wantEnc, &wantDec, key)
+		if enc != wantEnc || dec != wantDec {
+			t.Fatalf("key %x: schedule differs from the table-based one", key)
+		}
+	}
+	for x := 0; x < 256; x++ {
+		if got := sboxCT(byte(x)); got != sbox[x] {
+			t.Fatalf("sboxCT(%#x) = %#x, want %#x", x, got, sbox[x])
+		}
+	}
+}
+
+// expandKeyTables is the table-based key schedule expandKey256 replaced.
+func expandKeyTables(enc, dec *schedule, key []byte) {
+	subWord := func(w uint32) uint32 {
+		return uint32(sbox[w>>24])<<24 | uint32(sbox[w>>16&0xff])<<16 | uint32(sbox[w>>8&0xff])<<8 | uint32(sbox[w&0xff])
+	}
+	copy(enc[:32], key)
+	rcon := uint32(1)
+	for i := 8; i < 4*(rounds+1); i++ {
+		t := binary.BigEndian.Uint32(enc[4*(i-1):])
+		switch i % 8 {
+		case 0:
+			t = subWord(t<<8|t>>24) ^ rcon<<24
+			rcon = uint32(gmul(byte(rcon), 2))
+		case 4:
+			t = subWord(t)
+		}
+		binary.BigEndian.PutUint32(enc[4*i:], binary.BigEndian.Uint32(enc[4*(i-8):])^t)
+	}
+	for r := 0; r <= rounds; r++ {
+		src := enc[16*(rounds-r) : 16*(rounds-r)+16]
+		dst := dec[16*r : 16*r+16]
+		for j := 0; j < 16; j += 4 {
+			w := binary.BigEndian.Uint32(src[j:])
+			if r > 0 && r < rounds {
+				w = td0[sbox[w>>24]] ^ td1[sbox[w>>16&0xff]] ^ td2[sbox[w>>8&0xff]] ^ td3[sbox[w&0xff]]
+			}
+			binary.BigEndian.PutUint32(dst[j:], w)
+		}
 	}
 }
 
@@ -816,8 +895,8 @@ func BenchmarkDecrypt512(b *testing.B) { benchAll(b, true, 512) }
 
 // TestCPUFallback re-runs this test binary with GODEBUG switching CPU
 // features off (golang.org/x/sys/cpu honours cpu.NAME=off) and checks that
-// the implementation chosen at start-up follows the CPU: without AES-NI the
-// portable code, without AVX-512 the 128-bit AES-NI code.
+// the implementation chosen at start-up follows the CPU: without AES-NI
+// none (New refuses), without AVX-512 the 128-bit AES-NI code.
 func TestCPUFallback(t *testing.T) {
 	if want := os.Getenv("XTS_TEST_WANT_MODE"); want != "" {
 		if got := fmt.Sprint(defaultMode()); got != want {
@@ -825,7 +904,17 @@ func TestCPUFallback(t *testing.T) {
 		}
 		r := rand.New(rand.NewPCG(27, 28))
 		key := randKey(r)
-		c := mustNew(t, key)
+		if want == fmt.Sprint(modeGeneric) {
+			// No AES-NI: no cipher, rather than the table-based AES.
+			if _, err := New(key); !errors.Is(err, ErrNoAESNI) {
+				t.Fatalf("GODEBUG=%s: New: %v, want ErrNoAESNI", os.Getenv("GODEBUG"), err)
+			}
+			return
+		}
+		c, err := New(key)
+		if err != nil {
+			t.Fatal(err)
+		}
 		pt := randBytes(r, 4*4096)
 		ct := make([]byte, len(pt))
 		if err := c.EncryptSectors(ct, pt, 42, 4096); err != nil {

@@ -423,7 +423,8 @@ func TestOperatorAccess(t *testing.T) {
 	t.Run("NoReplayAcrossRestart", func(t *testing.T) {
 		a := a.with(t)
 		sc := a.sdkClient("admin")
-		req := sc.sign(sc.newReq(), sc.creds, time.Now())
+		signedAt := time.Now()
+		req := sc.sign(sc.newReq(), sc.creds, signedAt)
 		if status, e := sc.send(req.Clone(context.Background())); status != 200 {
 			t.Fatalf("signed request: %d %+v", status, e)
 		}
@@ -432,7 +433,8 @@ func TestOperatorAccess(t *testing.T) {
 		stopWatch()
 		a.p.cmd.Process.Kill()
 		<-a.p.waited
-		time.Sleep(1100 * time.Millisecond) // the restart lands in a later second
+		// The restart lands in a later second than the signature's.
+		time.Sleep(time.Until(signedAt.Truncate(time.Second).Add(time.Second)))
 		a.start()
 		stopWatch = watchPassive(parent, a.p.cmd.Process.Pid, a.p.endpoint)
 		sc = a.sdkClient("admin")

@@ -261,6 +261,44 @@ func (h *harness) waitFor(t *testing.T, ref string, what string, cond func(api.I
 	}
 }
 
+// waitUntil polls cond until it holds, failing the test after timeout
+// with what it waited for and, if show is set, what show returns then.
+// Tests wait for the condition they need, never for a fixed time: a
+// loaded host makes every fixed time too short some day.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool, show func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			msg := ""
+			if show != nil {
+				msg = ":\n" + show()
+			}
+			t.Fatalf("waited %v for %s%s", timeout, what, msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // snapshot is what a failed request must not change: the live records,
 // the instance directories and the engine processes.
 type snapshot struct {

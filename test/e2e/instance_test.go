@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,16 +85,25 @@ func TestLifecycle(t *testing.T) {
 	inst := h.run(t, "life", 1, 256)
 	h.fails(t, api.CodeIncorrectInstanceState, "instance", "start", inst.ID)
 
-	// Follow the console across the reboot.
+	// Follow the console across the reboot. The follower starts with the
+	// tail holding the first boot's ready line; once that has arrived it
+	// streams, and only then is the reboot asked for (a follower still
+	// starting when the guest prints would begin after the line).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	follow := exec.CommandContext(ctx, filepath.Join(h.bin, "azote"), "instance", "console", "-f", "--tail", "0", inst.ID)
+	follow := exec.CommandContext(ctx, filepath.Join(h.bin, "azote"), "instance", "console", "-f", inst.ID)
 	follow.Env = append(os.Environ(), "AZOTE_SOCKET="+h.socket)
-	var followed bytes.Buffer
+	var followed syncBuffer
 	follow.Stdout = &followed
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer follow.Wait()
+	defer cancel()
+	firstReady := agent.Prefix + "event=ready instance=" + inst.ID
+	waitUntil(t, time.Minute, "console -f to print the first boot's ready line", func() bool {
+		return strings.Contains(followed.String(), firstReady)
+	}, followed.String)
 
 	var rebooted api.Instance
 	h.okJSON(t, &rebooted, "instance", "reboot", inst.ID)
@@ -104,12 +113,14 @@ func TestLifecycle(t *testing.T) {
 	if rebooted.PID != inst.PID {
 		t.Errorf("reboot changed the engine process (%d → %d); it must reset the guest in place", inst.PID, rebooted.PID)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The ready line is in the console file when reboot returns; the
+	// follower shows it within its poll interval, however loaded the host.
+	waitUntil(t, time.Minute, "console -f to stream the reboot and the new ready line", func() bool {
+		_, after, ok := strings.Cut(followed.String(), "reboot requested by host")
+		return ok && strings.Contains(after, firstReady)
+	}, followed.String)
 	cancel()
 	follow.Wait()
-	if !strings.Contains(followed.String(), "reboot requested by host") || !strings.Contains(followed.String(), "event=ready") {
-		t.Errorf("console -f did not stream the reboot:\n%s", followed.String())
-	}
 
 	var stopped api.Instance
 	h.okJSON(t, &stopped, "instance", "stop", inst.ID)
@@ -197,9 +208,7 @@ func TestEngineDiesWhileAzotedDown(t *testing.T) {
 	inst := h.run(t, "orphan", 1, 256)
 	h.killAzoted(t)
 	syscall.Kill(inst.PID, syscall.SIGKILL)
-	for pidAlive(inst.PID) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, time.Minute, fmt.Sprintf("engine pid %d to die", inst.PID), func() bool { return !pidAlive(inst.PID) }, nil)
 	if err := h.startAzoted(); err != nil {
 		t.Fatal(err)
 	}

@@ -348,8 +348,12 @@ func cardKilledUnderLoad(t *testing.T, h *harness, direct bool) {
 	t.Cleanup(func() { // before the instance's terminate removes the log
 		if t.Failed() {
 			if i := h.describe(t, inst.ID); len(i.Volumes) > 0 && i.Volumes[0].CardPID > 0 {
-				syscall.Kill(i.Volumes[0].CardPID, syscall.SIGQUIT)
-				time.Sleep(time.Second)
+				// The Go runtime dumps the goroutines and exits.
+				pid := i.Volumes[0].CardPID
+				syscall.Kill(pid, syscall.SIGQUIT)
+				for end := time.Now().Add(10 * time.Second); pidAlive(pid) && time.Now().Before(end); {
+					time.Sleep(20 * time.Millisecond)
+				}
 			}
 			b, _ := os.ReadFile(cardLog)
 			t.Logf("card log:\n%s", b)
@@ -377,21 +381,25 @@ func cardKilledUnderLoad(t *testing.T, h *harness, direct bool) {
 		})
 		card = i.Volumes[0].CardPID
 		// The new card logs what it resubmits as QEMU hands it the rings
-		// back, just after the inflight area; give that a second.
+		// back, just after the inflight area, and before it serves any
+		// request: once the guest's writers progress again (a line they
+		// print after the card took the area), the log says whether
+		// anything was resubmitted.
 		newCard := func() string {
 			l := readFile(cardLog)
 			return l[strings.LastIndex(l, "msg=serving"):]
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for strings.Count(readFile(cardLog), "msg=serving") <= kill || !strings.Contains(newCard(), "inflight tracking area in use") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the new card never took the inflight area:\n%s", readFile(cardLog))
+		waitUntil(t, time.Minute, "the new card to take the inflight area", func() bool {
+			return strings.Count(readFile(cardLog), "msg=serving") > kill && strings.Contains(newCard(), "inflight tracking area in use")
+		}, func() string { return readFile(cardLog) })
+		progress := regexp.MustCompile(`blk-load: (writer \d pass|writers done)`)
+		seen := len(progress.FindAllString(h.ok(t, "instance", "console", inst.ID, "--tail", "1000000"), -1))
+		waitUntil(t, 2*time.Minute, "the writers to progress on the new card", func() bool {
+			if strings.Contains(newCard(), "resubmitting") {
+				return true
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		for end := time.Now().Add(time.Second); !strings.Contains(newCard(), "resubmitting") && time.Now().Before(end); {
-			time.Sleep(50 * time.Millisecond)
-		}
+			return len(progress.FindAllString(h.ok(t, "instance", "console", inst.ID, "--tail", "1000000"), -1)) > seen
+		}, func() string { return readFile(cardLog) })
 		if strings.Contains(newCard(), "resubmitting") {
 			break
 		}

@@ -3,6 +3,7 @@ package blk
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -90,6 +91,10 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 		}
 		if escrow == nil {
 			key.Free()
+		}
+		if errors.Is(err, xts.ErrNoAESNI) {
+			// Never the table-based AES beside other tenants.
+			return fmt.Errorf("encrypted volume %s refused: %w", cfg.VolumeID, err)
 		}
 		if err != nil {
 			return fmt.Errorf("volume key: %w", err)
