@@ -61,7 +61,7 @@ func TestCardRefusesEncryptedWithoutAESNI(t *testing.T) {
 	theirs.Close()
 	key := make([]byte, 64)
 	rand.Read(key)
-	if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "vol-noaesni", Queues: 1, Encrypted: true}, key); err != nil {
+	if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "vol-noaesni", Queues: 1, Encrypted: true}, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
