@@ -110,6 +110,30 @@ func freePastEnd(f *os.File, limit int64) error {
 	return unix.Ftruncate(fd, size)
 }
 
+// cardLogRoom is the apparent size a card's log may reach (azote-card blk
+// --log-room): a card cannot write any file past the larger of this and
+// its volume's size (RLIMIT_FSIZE), so a volume smaller than this may grow
+// by up to it past its quota. The log's size stays near limit where the
+// head can be collapsed; elsewhere it only grows while the card runs, and
+// renewLog starts it again small each time the card starts.
+func cardLogRoom(limit int64) int64 { return max(64<<20, 64*limit) }
+
+// renewLog replaces the log at path, if its size passed over, by a new
+// file holding its last limit bytes. Only while no child holds the log
+// (a card about to start): a writer would go on into the old file.
+func renewLog(path string, limit, over int64) error {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() <= over {
+		return nil
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, logTail(path, limit), 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 // boundInstanceLogs bounds the engine log and every card log of an
 // instance.
 func (c *Controller) boundInstanceLogs(id string) {
