@@ -163,3 +163,29 @@ func TestBoundingFreesBlocksPastTheEnd(t *testing.T) {
 		}
 	}
 }
+
+// A card log whose size passed the room given is started again, with its
+// last lines, before its card starts (where the head cannot be collapsed,
+// bounding frees blocks but the size keeps growing, and the card may
+// write no file past its limit).
+func TestRenewLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vol-x"+cardLogSuffix)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := fillLog(t, f, 2<<20)
+	f.Close()
+	if err := renewLog(path, 64<<10, 4<<20); err != nil || statBlocks(t, path).size < 2<<20 {
+		t.Fatalf("a log under the room was renewed: %v", err)
+	}
+	if err := renewLog(path, 64<<10, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if st := statBlocks(t, path); st.size != 64<<10 {
+		t.Errorf("renewed log of %d bytes, want 64 KiB", st.size)
+	}
+	if tail := string(logTail(path, 200)); !strings.HasSuffix(tail, last+"\n") {
+		t.Errorf("tail %q", tail)
+	}
+}
