@@ -13,9 +13,11 @@
 // fallocate(2) is allowed only to punch holes (FALLOC_FL_PUNCH_HOLE with
 // FALLOC_FL_KEEP_SIZE, how a card serves DISCARD and WRITE_ZEROES) and
 // only on the descriptor the card names at Install, its backing file:
-// no mode of it can then allocate a block or grow a file, so a card can
+// no call of it can then allocate a block or grow a file, so a card can
 // neither preallocate past the end of its log, where a bound by size
-// would not see the blocks, nor grow its volume past its size.
+// would not see the blocks, nor so grow its volume (writes past the end
+// are held back by the file size limit the card sets before confining
+// itself, which prlimit64 cannot raise).
 package seccomp
 
 import (
