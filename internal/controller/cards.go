@@ -206,8 +206,12 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Bu
 	ours, theirs := os.NewFile(uintptr(fds[0]), "channel"), os.NewFile(uintptr(fds[1]), "channel")
 	defer ours.Close()
 	logPath := cardLogPath(c.instanceDir(instID), cp.vol.ID)
+	logRoom := cardLogRoom(c.cfg.LogLimit)
 	if err := boundLog(logPath, c.cfg.LogLimit); err != nil {
 		c.log.Warn("bounding a card log", "instance", instID, "volume", cp.vol.ID, "err", err)
+	}
+	if err := renewLog(logPath, c.cfg.LogLimit, logRoom/2); err != nil {
+		c.log.Warn("renewing a card log", "instance", instID, "volume", cp.vol.ID, "err", err)
 	}
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -240,7 +244,7 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Bu
 	}
 	defer mf.Close()
 	args := []string{"blk", "--socket", sock, "--backing-fd", "3", "--channel-fd", "4",
-		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cp.uid)}
+		"--listen-fd", "5", "--metrics-fd", "6", "--uid", fmt.Sprint(cp.uid), "--log-room", fmt.Sprint(logRoom)}
 	files := []*os.File{backing, theirs, lf, mf}
 	var escrow *keymem.Buf
 	if cp.vol.Encrypted && cp.vol.Kind == api.VolumeInstanceStore {

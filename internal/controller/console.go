@@ -77,7 +77,8 @@ func (t *consoleTail) lines() []string {
 	return out
 }
 
-// boundConsole frees the blocks of all but the last limit bytes of path.
+// boundConsole frees the blocks of all but the last limit bytes of path,
+// and any allocated past its end (freePastEnd).
 func boundConsole(path string, limit int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
@@ -91,11 +92,12 @@ func boundConsole(path string, limit int64) error {
 	if err != nil {
 		return err
 	}
-	end := (st.Size() - limit) &^ 4095
-	if end <= 0 {
-		return nil
+	if end := (st.Size() - limit) &^ 4095; end > 0 {
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, end); err != nil {
+			return err
+		}
 	}
-	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, end)
+	return freePastEnd(f, limit)
 }
 
 // Console implements api.Backend.

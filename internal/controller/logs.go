@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -20,7 +21,8 @@ import (
 // FALLOC_FL_COLLAPSE_RANGE where the file system has it (ext4, xfs), which
 // shrinks the file, else by punching a hole over the head, which frees its
 // blocks. An O_APPEND write lands at the end either way, so nothing the
-// child writes meanwhile is lost. A noisy child (a guest making its card
+// child writes meanwhile is lost. Blocks allocated past the end, which the
+// size does not show, are freed too (freePastEnd). A noisy child (a guest making its card
 // or QEMU log an error per request) can therefore hold at most LogLimit
 // plus what it writes in logBoundEvery per log, not the disk.
 
@@ -30,7 +32,7 @@ const cardLogSuffix = ".card.log"
 func cardLogPath(dir, volID string) string { return filepath.Join(dir, volID+cardLogSuffix) }
 
 // boundLog keeps the last limit bytes (to a 4 KiB block) of the log at
-// path and drops the rest.
+// path and drops the rest, including any blocks allocated past its end.
 func boundLog(path string, limit int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
@@ -40,6 +42,13 @@ func boundLog(path string, limit int64) error {
 		return err
 	}
 	defer f.Close()
+	if err := cutHead(f, limit); err != nil {
+		return err
+	}
+	return freePastEnd(f, limit)
+}
+
+func cutHead(f *os.File, limit int64) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
@@ -58,6 +67,71 @@ func boundLog(path string, limit int64) error {
 		return nil // already bounded (holes punched before)
 	}
 	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, cut)
+}
+
+// pastEndSlack is how many bytes a log or console may hold in blocks
+// beyond what it should (file system metadata, a block being written)
+// before freePastEnd looks for blocks past its end.
+const pastEndSlack = 64 << 10
+
+// freePastEnd frees the blocks of f allocated past its end. A writer that
+// preallocates (fallocate with FALLOC_FL_KEEP_SIZE) holds blocks the size
+// does not show, so cutting by the size alone would free none of them:
+// f, bounded to limit, should hold at most about min(size, limit) bytes,
+// and when it holds more, the blocks past the end are punched out (tmpfs,
+// xfs, btrfs) or, where punching stops at the end (ext4), truncated away
+// by truncating the file to its own size. A line the writer appends in
+// the same instant may be lost; only a writer that allocated past its
+// end (which azote's cards and QEMU never do) makes this happen.
+func freePastEnd(f *os.File, limit int64) error {
+	fd := int(f.Fd())
+	excess := func() (bool, int64, error) {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return false, 0, err
+		}
+		return st.Blocks*512 > min(st.Size, limit)+pastEndSlack, st.Size, nil
+	}
+	over, size, err := excess()
+	if err != nil || !over {
+		return err
+	}
+	// File systems whose largest file is smaller than the largest offset
+	// answer EFBIG (ext4, which frees nothing past the end this way
+	// anyway).
+	from := (size + 4095) &^ 4095
+	err = unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, from, math.MaxInt64-from)
+	if err != nil && !errors.Is(err, unix.EFBIG) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return err
+	}
+	if over, size, err = excess(); err != nil || !over {
+		return err
+	}
+	return unix.Ftruncate(fd, size)
+}
+
+// cardLogRoom is the apparent size a card's log may reach (azote-card blk
+// --log-room): a card cannot write any file past the larger of this and
+// its volume's size (RLIMIT_FSIZE), so a volume smaller than this may grow
+// by up to it past its quota. The log's size stays near limit where the
+// head can be collapsed; elsewhere it only grows while the card runs, and
+// renewLog starts it again small each time the card starts.
+func cardLogRoom(limit int64) int64 { return max(64<<20, 64*limit) }
+
+// renewLog replaces the log at path, if its size passed over, by a new
+// file holding its last limit bytes. Only while no child holds the log
+// (a card about to start): a writer would go on into the old file.
+func renewLog(path string, limit, over int64) error {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() <= over {
+		return nil
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, logTail(path, limit), 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // boundInstanceLogs bounds the engine log and every card log of an

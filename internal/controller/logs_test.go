@@ -108,3 +108,84 @@ func TestBoundLog(t *testing.T) {
 		f.Close()
 	}
 }
+
+// A writer that preallocates past the end of its log (fallocate with
+// FALLOC_FL_KEEP_SIZE: blocks the size does not show) gets them freed by
+// the bounding, whether the log is below its limit or was cut
+// (regression: boundLog and boundConsole cut by the size alone, so a
+// compromised card or engine could fill the disk through its log).
+func TestBoundingFreesBlocksPastTheEnd(t *testing.T) {
+	dirs := map[string]string{"default": t.TempDir()}
+	if os.Geteuid() == 0 {
+		tmp := t.TempDir()
+		if err := syscall.Mount("tmpfs", tmp, "tmpfs", 0, "size=128m"); err == nil {
+			t.Cleanup(func() { syscall.Unmount(tmp, syscall.MNT_DETACH) })
+			dirs["tmpfs"] = tmp
+		}
+	}
+	const limit, prealloc = 256 << 10, 64 << 20
+	bounders := map[string]func(string, int64) error{"boundLog": boundLog, "boundConsole": boundConsole}
+	for fs, dir := range dirs {
+		for name, bound := range bounders {
+			for _, n := range []int{10 << 10, 4 << 20} {
+				path := filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, n))
+				f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				last := fillLog(t, f, n)
+				if err := bound(path, limit); err != nil {
+					t.Fatalf("%s %s: %v", fs, name, err)
+				}
+				size := statBlocks(t, path).size
+				if err := syscall.Fallocate(int(f.Fd()), 1 /* FALLOC_FL_KEEP_SIZE */, size, prealloc); err != nil {
+					t.Fatalf("%s: preallocating past the end: %v", fs, err)
+				}
+				if st := statBlocks(t, path); st.allocated < prealloc || st.size != size {
+					t.Fatalf("%s: preallocation not as expected: %+v", fs, st)
+				}
+				if err := bound(path, limit); err != nil {
+					t.Fatalf("%s %s: %v", fs, name, err)
+				}
+				if st := statBlocks(t, path); st.allocated > limit+128<<10 || st.size != size {
+					t.Errorf("%s %s of a %d-byte log: %d bytes allocated, size %d (was %d) after bounding to %d",
+						fs, name, n, st.allocated, st.size, size, limit)
+				}
+				if tail := string(logTail(path, 200)); !strings.HasSuffix(tail, last+"\n") {
+					t.Errorf("%s %s: tail %q", fs, name, tail)
+				}
+				last = fillLog(t, f, 100)
+				if tail := string(logTail(path, 200)); !strings.HasSuffix(tail, last+"\n") {
+					t.Errorf("%s %s: tail after a new write %q", fs, name, tail)
+				}
+				f.Close()
+			}
+		}
+	}
+}
+
+// A card log whose size passed the room given is started again, with its
+// last lines, before its card starts (where the head cannot be collapsed,
+// bounding frees blocks but the size keeps growing, and the card may
+// write no file past its limit).
+func TestRenewLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vol-x"+cardLogSuffix)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := fillLog(t, f, 2<<20)
+	f.Close()
+	if err := renewLog(path, 64<<10, 4<<20); err != nil || statBlocks(t, path).size < 2<<20 {
+		t.Fatalf("a log under the room was renewed: %v", err)
+	}
+	if err := renewLog(path, 64<<10, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if st := statBlocks(t, path); st.size != 64<<10 {
+		t.Errorf("renewed log of %d bytes, want 64 KiB", st.size)
+	}
+	if tail := string(logTail(path, 200)); !strings.HasSuffix(tail, last+"\n") {
+		t.Errorf("tail %q", tail)
+	}
+}

@@ -33,6 +33,29 @@ func procStatus(t *testing.T, pid int) map[string]string {
 	return m
 }
 
+// fileSizeLimit returns the soft and hard RLIMIT_FSIZE of pid, in MiB
+// ("soft/hard", "unlimited" for no limit).
+func fileSizeLimit(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "Max file size"); ok {
+			f := strings.Fields(rest)
+			for i := range f[:2] {
+				if n, err := strconv.ParseInt(f[i], 10, 64); err == nil {
+					f[i] = strconv.FormatInt(n>>20, 10) + "M"
+				}
+			}
+			return f[0] + "/" + f[1]
+		}
+	}
+	t.Fatalf("no file size limit in /proc/%d/limits", pid)
+	return ""
+}
+
 // ownUID checks that pid runs under one uid (real, effective, saved, fs),
 // the gid of the same number, from azoted's range, and returns it.
 func ownUID(t *testing.T, what string, pid int) int {
@@ -81,6 +104,12 @@ func TestProcessIdentities(t *testing.T) {
 	distinct("engine of "+inst.ID, engineUID)
 	for _, v := range inst.Volumes {
 		distinct("card of "+v.VolumeID, ownUID(t, "card", v.CardPID))
+		// No file the card writes can grow past the larger of its
+		// volume's size (16 MiB) and its log room (64 × the default
+		// --log-limit of 1 MiB).
+		if lim := fileSizeLimit(t, v.CardPID); lim != "64M/64M" {
+			t.Errorf("card of %s: file size limit %s, want 64M/64M", v.VolumeID, lim)
+		}
 	}
 
 	// The engine: no capabilities, no way to gain any, and its uid opens

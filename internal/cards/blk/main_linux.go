@@ -38,18 +38,22 @@ func Main(args []string) int {
 	metricsFD := fs.Int("metrics-fd", -1, "inherited listening metrics socket")
 	uid := fs.Int("uid", -1, "user (and group) id to drop to once every descriptor is held")
 	keyFD := fs.Int("key-fd", -1, "inherited listening socket on which the card hands its key back to root (instance-store volumes, for an azoted that restarted)")
+	logRoom := fs.Int64("log-room", DefaultLogRoom, "bytes the card's log (stderr) may reach; no file the card writes may grow past the larger of this and its volume's size")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("card", "blk")
-	if err := run(*sock, *backingFD, *channelFD, *metricsSock, *listenFD, *metricsFD, *keyFD, *uid, log); err != nil {
+	if err := run(*sock, *backingFD, *channelFD, *metricsSock, *listenFD, *metricsFD, *keyFD, *uid, *logRoom, log); err != nil {
 		log.Error("card failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, metricsFD, keyFD, uid int, log *slog.Logger) error {
+// DefaultLogRoom is the default --log-room.
+const DefaultLogRoom = 64 << 20
+
+func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, metricsFD, keyFD, uid int, logRoom int64, log *slog.Logger) error {
 	if sock == "" {
 		return fmt.Errorf("--socket is required")
 	}
@@ -163,7 +167,10 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 			return err
 		}
 	}
-	if err := seccomp.Install(); err != nil {
+	if err := limitFileSize(f, logRoom); err != nil {
+		return err
+	}
+	if err := seccomp.Install(backingFD); err != nil {
 		return err
 	}
 	go func() {
@@ -173,6 +180,25 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 	log.Info("serving", "volume", cfg.VolumeID, "sectors", d.Capacity(), "queues", cfg.Queues,
 		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted, "io", d.IOPath())
 	return Serve(b, l, log)
+}
+
+// limitFileSize keeps every file the card writes (its backing file, its
+// log) from growing past the larger of the backing file's size and
+// logRoom: a compromised card writing past the end of its volume gets
+// EFBIG (SIGXFSZ is ignored), so the volume holds no more than the quota
+// counted. Only the hard limit binds: the card cannot raise it once it
+// gave up root, and the seccomp filter lets it set no limit at all.
+func limitFileSize(backing *os.File, logRoom int64) error {
+	st, err := backing.Stat()
+	if err != nil {
+		return fmt.Errorf("backing fd: %w", err)
+	}
+	signal.Ignore(syscall.SIGXFSZ)
+	lim := uint64(max(st.Size(), logRoom, 0))
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
+		return fmt.Errorf("file size limit: %w", err)
+	}
+	return nil
 }
 
 // serveMetrics answers each connection with the counters, as JSON; azoted

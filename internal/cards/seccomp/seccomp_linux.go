@@ -5,10 +5,19 @@
 // connection, and openat(2), so it can reach no file it was not handed.
 //
 // The calls that name another process are allowed on this process only:
-// signals (kill, tgkill) go to its own thread group, prlimit64 reads or
-// sets its own limits, and clone makes threads, never processes. A
+// signals (kill, tgkill) go to its own thread group, prlimit64 reads its
+// own limits (and sets none), and clone makes threads, never processes. A
 // compromised card can therefore neither kill nor re-limit another card,
 // whatever uid they run as.
+//
+// fallocate(2) is allowed only to punch holes (FALLOC_FL_PUNCH_HOLE with
+// FALLOC_FL_KEEP_SIZE, how a card serves DISCARD and WRITE_ZEROES) and
+// only on the descriptor the card names at Install, its backing file:
+// no call of it can then allocate a block or grow a file, so a card can
+// neither preallocate past the end of its log, where a bound by size
+// would not see the blocks, nor so grow its volume (writes past the end
+// are held back by the file size limit the card sets before confining
+// itself, which prlimit64 cannot raise).
 package seccomp
 
 import (
@@ -26,7 +35,7 @@ var allowed = []uintptr{
 	unix.SYS_READ, unix.SYS_WRITE, unix.SYS_READV, unix.SYS_WRITEV,
 	unix.SYS_PREAD64, unix.SYS_PWRITE64, unix.SYS_PREADV, unix.SYS_PWRITEV,
 	unix.SYS_CLOSE, unix.SYS_FSTAT, unix.SYS_NEWFSTATAT, unix.SYS_LSEEK,
-	unix.SYS_FDATASYNC, unix.SYS_FSYNC, unix.SYS_FALLOCATE,
+	unix.SYS_FDATASYNC, unix.SYS_FSYNC,
 	// The vhost-user socket and the metrics socket (already bound).
 	unix.SYS_ACCEPT, unix.SYS_ACCEPT4, unix.SYS_RECVMSG, unix.SYS_SENDMSG,
 	unix.SYS_RECVFROM, unix.SYS_SENDTO, unix.SYS_GETSOCKOPT, unix.SYS_SHUTDOWN,
@@ -75,12 +84,19 @@ const (
 
 func argLow(i int) uint32 { return uint32(16 + 8*i) }
 
-// program builds the filter for the process whose pid is self. The pid is
-// compiled in: a filter cannot ask who is calling, and a card never forks.
-// The pid arguments of kill, tgkill and prlimit64 are pid_t, which the
-// kernel truncates to 32 bits, as it does clone's flags and fcntl's
-// command, so only the low halves are compared.
-func program(self uint32) []unix.SockFilter {
+func argHigh(i int) uint32 { return argLow(i) + 4 }
+
+// punchHole is the one fallocate mode a card uses.
+const punchHole = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
+
+// program builds the filter for the process whose pid is self and whose
+// backing file is the descriptor fallocFD (no fallocate at all if it is
+// negative). The pid is compiled in: a filter cannot ask who is calling,
+// and a card never forks. The pid arguments of kill, tgkill and
+// prlimit64 are pid_t, which the kernel truncates to 32 bits, as it does
+// clone's flags, fcntl's command and fallocate's descriptor and mode
+// (ints), so only the low halves are compared.
+func program(self uint32, fallocFD int) []unix.SockFilter {
 	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
 	jeq := func(k uint32, jt, jf uint8) unix.SockFilter {
 		return unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: jt, Jf: jf, K: k}
@@ -116,8 +132,15 @@ func program(self uint32) []unix.SockFilter {
 	// preemption and signal forwarding). tkill names a bare thread id,
 	// which may be anyone's: refused.
 	block(unix.SYS_TGKILL, ld(argLow(0)), jeq(self, 0, 1), allow, deny)
-	// prlimit64(pid, …): 0 (itself) or its own pid.
-	block(unix.SYS_PRLIMIT64, ld(argLow(0)), jeq(0, 1, 0), jeq(self, 0, 1), allow, deny)
+	// prlimit64(pid, resource, new, old): 0 (itself) or its own pid, and
+	// reading only (new is NULL), so the limits the card set before it
+	// was confined (RLIMIT_FSIZE) hold even for a card left running as
+	// root.
+	block(unix.SYS_PRLIMIT64,
+		ld(argLow(0)), jeq(0, 1, 0), jeq(self, 0, 5),
+		ld(argLow(2)), jeq(0, 0, 3),
+		ld(argHigh(2)), jeq(0, 0, 1),
+		allow, deny)
 	// clone(flags, …): threads only.
 	block(unix.SYS_CLONE,
 		ld(argLow(0)),
@@ -135,14 +158,22 @@ func program(self uint32) []unix.SockFilter {
 	}
 	body = append(body, deny, allow)
 	block(unix.SYS_FCNTL, body...)
+	// fallocate(fd, mode, …): punching holes in the backing file only.
+	if fallocFD >= 0 {
+		block(unix.SYS_FALLOCATE,
+			ld(argLow(0)), jeq(uint32(fallocFD), 0, 3),
+			ld(argLow(1)), jeq(punchHole, 0, 1),
+			allow, deny)
+	}
 	return append(p, deny)
 }
 
-// Install applies the filter to every thread of the process. It cannot be
-// undone.
-func Install() error {
+// Install applies the filter to every thread of the process. fallocFD is
+// the descriptor of the card's backing file, the only one it may punch
+// holes in (-1: none). It cannot be undone.
+func Install(fallocFD int) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seccomp: no_new_privs: %w", err)
 	}
-	return install(program(uint32(os.Getpid())))
+	return install(program(uint32(os.Getpid()), fallocFD))
 }

@@ -30,7 +30,7 @@ func TestConfined(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Install(); err != nil {
+		if err := Install(-1); err != nil {
 			t.Fatal(err)
 		}
 		// The vhost-user backend checks an inflight memfd's seals.
@@ -89,7 +89,7 @@ func TestOtherProcessesUnreachable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Install(); err != nil {
+		if err := Install(-1); err != nil {
 			t.Fatal(err)
 		}
 		if err := unix.Kill(victim, unix.SIGKILL); !errors.Is(err, unix.EPERM) {
@@ -158,4 +158,66 @@ func TestOtherProcessesUnreachable(t *testing.T) {
 			t.Fatalf("the other process was re-limited: %s", l)
 		}
 	}
+}
+
+// TestFallocatePunchHoleOnly: a confined card may only punch holes in its
+// backing file (regression: fallocate was allowed with any mode on any
+// descriptor, so a compromised card could preallocate past the end of its
+// log, out of the size-based bound's sight, or grow its volume), and may
+// set no limit of its own (the file size limit it set before holds).
+func TestFallocatePunchHoleOnly(t *testing.T) {
+	if os.Getenv("AZOTE_SECCOMP_CHILD") == "1" {
+		// memfds stand for the backing file and the log: the filter
+		// looks at the descriptor and mode only, and the child cannot
+		// remove a temporary directory once confined.
+		backing, err := unix.MemfdCreate("backing", unix.MFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := unix.MemfdCreate("log", unix.MFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range []int{backing, log} {
+			if err := unix.Ftruncate(fd, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := Install(backing); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Fallocate(backing, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 64<<10); err != nil {
+			t.Errorf("fallocate(backing, PUNCH_HOLE|KEEP_SIZE): %v", err)
+		}
+		for _, c := range []struct {
+			name string
+			fd   int
+			mode uint32
+		}{
+			{"log, KEEP_SIZE", log, unix.FALLOC_FL_KEEP_SIZE},
+			{"log, 0", log, 0},
+			{"log, PUNCH_HOLE|KEEP_SIZE", log, unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE},
+			{"backing, KEEP_SIZE", backing, unix.FALLOC_FL_KEEP_SIZE},
+			{"backing, 0", backing, 0},
+			{"backing, ZERO_RANGE", backing, unix.FALLOC_FL_ZERO_RANGE},
+			{"backing, ZERO_RANGE|KEEP_SIZE", backing, unix.FALLOC_FL_ZERO_RANGE | unix.FALLOC_FL_KEEP_SIZE},
+		} {
+			if err := unix.Fallocate(c.fd, c.mode, 1<<20, 1<<20); !errors.Is(err, unix.EPERM) {
+				t.Errorf("fallocate(%s) past the end: %v, want EPERM", c.name, err)
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(log, &st); err != nil || st.Blocks != 0 {
+			t.Errorf("the log holds %d blocks (%v)", st.Blocks, err)
+		}
+		big := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+		if err := unix.Prlimit(0, unix.RLIMIT_FSIZE, &big, nil); !errors.Is(err, unix.EPERM) {
+			t.Errorf("prlimit(self, FSIZE=infinity): %v, want EPERM", err)
+		}
+		if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &big); !errors.Is(err, unix.EPERM) {
+			t.Errorf("setrlimit(FSIZE=infinity): %v, want EPERM", err)
+		}
+		return
+	}
+	runChild(t, "TestFallocatePunchHoleOnly")
 }
