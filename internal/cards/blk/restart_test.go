@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,13 +71,34 @@ func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, flags
 		t.Fatal(err)
 	}
 	for i := 0; i < 500; i++ {
-		if _, err := os.Stat(sock); err == nil {
+		if listening(sock) {
 			return cmd
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("card did not open its socket")
 	return nil
+}
+
+// listening reports whether a unix socket bound at path listens: the
+// socket file appears at bind, before listen, and a dial between the two
+// is refused. /proc/net/unix marks a listening socket with the
+// __SO_ACCEPTCON flag (0x10000); asking it leaves the card undisturbed.
+func listening(path string) bool {
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 8 && f[7] == path {
+			flags, err := strconv.ParseUint(f[3], 16, 32)
+			if err == nil && flags&0x10000 != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TestCardKilledWithWritesInFlight kills the card with SIGKILL while the
