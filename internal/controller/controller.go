@@ -331,6 +331,14 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	if err != nil {
 		return nil, fmt.Errorf("--uid-range: %w", err)
 	}
+	if cfg.RootfsUID == 0 {
+		cfg.RootfsUID = rootfs.DefaultUID
+	}
+	// The helper's uid must be no card's or engine's: one of them given
+	// it could signal, trace or write into the helper building a volume.
+	if uids.Contains(cfg.RootfsUID) {
+		return nil, fmt.Errorf("--rootfs-uid %d is inside --uid-range %s, the uids of cards and engines: give the root-volume helper an id outside it", cfg.RootfsUID, uids)
+	}
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return nil, fmt.Errorf("%w (is another azoted using %s?)", err, cfg.StateDir)
