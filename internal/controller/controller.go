@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/cards/rootfs"
 	"github.com/azote/azote/internal/engine"
@@ -98,6 +99,9 @@ type Controller struct {
 	uids *sandbox.Allocator
 
 	started time.Time
+	// sigMark bounds the dates of signed requests accepted ahead of the
+	// host clock, across restarts (sigv4.Mark).
+	sigMark *sigv4.Mark
 
 	imageMu sync.Mutex // serialises image create and delete
 
@@ -119,6 +123,10 @@ type Controller struct {
 
 // defaultLogLimit is the bytes kept of each card and engine log.
 const defaultLogLimit = 1 << 20
+
+// maxMarkWait is how long azoted delays opening its port for the SigV4
+// mark a previous azoted left (see Run).
+const maxMarkWait = 2 * sigv4.MarkMargin
 
 // TerminatedRetention is how long a terminated instance stays listed.
 const TerminatedRetention = time.Hour
@@ -202,8 +210,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Signed requests dated the second azoted started are refused (a
 	// previous azoted may have accepted them before it stopped); open the
-	// port once that second is over, so that no client signs one.
-	if err := sleepCtx(ctx, time.Until(c.started.Truncate(time.Second).Add(time.Second))); err != nil {
+	// port once that second is over, so that no client signs one. So are
+	// those dated before the mark a previous azoted left of requests it
+	// accepted ahead of its clock: wait for it too when it is near (a
+	// client a few seconds fast), else open and refuse them.
+	open := c.started.Truncate(time.Second).Add(time.Second)
+	if m := c.sigMark.Previous(); m.After(open) {
+		if time.Until(m) <= maxMarkWait {
+			open = m
+		} else {
+			log.Warn("a previous azoted accepted requests dated ahead of its clock: requests signed before the mark are refused",
+				"mark", m.UTC().Format(time.RFC3339))
+		}
+	}
+	if err := sleepCtx(ctx, time.Until(open)); err != nil {
 		l.Close()
 		return nil
 	}
@@ -246,6 +266,7 @@ func (c *Controller) apiConfig(network bool) api.Config {
 	return api.Config{
 		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Audit: c.trail, Log: c.log,
 		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile, Started: c.started,
+		Mark: c.sigMark,
 	}
 }
 
@@ -354,8 +375,13 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		st.Close()
 		return nil, err
 	}
+	sigMark, err := sigv4.OpenMark(filepath.Join(cfg.StateDir, "sigv4-mark"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	c := &Controller{
-		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(),
+		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(), sigMark: sigMark,
 		uids:          sandbox.NewAllocator(uids),
 		escrowKey:     escrowKey,
 		runtimes:      map[string]*instanceRuntime{},

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +339,102 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := v.Verify(reqs[i], EmptyPayloadHash, keys); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestNoReplayAcrossRestartOfFutureDated: a request dated ahead of the
+// host clock (within the skew) is accepted, and refused by the verifier of
+// the next process, which starts before its date, through the mark the
+// first one wrote; requests dated later pass.
+func TestNoReplayAcrossRestartOfFutureDated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mark")
+	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
+	keys := staticKey(creds.AccessKeyID, creds.SecretAccessKey)
+	start := time.Date(2026, 11, 27, 8, 0, 0, 500e6, time.UTC)
+	now := start.Add(time.Minute)
+	verifier := func(started time.Time) *Verifier {
+		m, err := OpenMark(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Verifier{Region: "local", Service: "azote", Now: func() time.Time { return now }, NotBefore: started, Mark: m}
+	}
+	ahead := now.Add(2 * time.Minute).Truncate(time.Second)
+	r := newReq(t, "GET", "https://h/v1/instances", nil)
+	Sign(r, EmptyPayloadHash, creds, "local", "azote", ahead)
+	v := verifier(start)
+	if _, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys); err != nil {
+		t.Fatalf("dated 2 min ahead: %v", err)
+	}
+	// A second request from the same fast client, a second later: covered
+	// by the mark already written.
+	r2 := newReq(t, "GET", "https://h/v1/volumes", nil)
+	Sign(r2, EmptyPayloadHash, creds, "local", "azote", ahead.Add(time.Second))
+	if _, err := v.Verify(serverView(t, r2), EmptyPayloadHash, keys); err != nil {
+		t.Fatalf("dated 2 min 1 s ahead: %v", err)
+	}
+	if _, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replayed to the same process: %v, want ErrReplay", err)
+	}
+	// Restart 10 s later: the new process starts well before the date.
+	now = now.Add(10 * time.Second)
+	v2 := verifier(now.Add(-100 * time.Millisecond))
+	for _, req := range []*http.Request{r, r2} {
+		if _, err := v2.Verify(serverView(t, req), EmptyPayloadHash, keys); !errors.Is(err, ErrSkew) {
+			t.Errorf("replayed after a restart: %v, want ErrSkew", err)
+		}
+	}
+	// Once the clock passes the mark, requests are accepted again.
+	now = v2.Mark.Previous().Add(time.Second)
+	r3 := newReq(t, "GET", "https://h/v1/instances", nil)
+	Sign(r3, EmptyPayloadHash, creds, "local", "azote", now)
+	if _, err := v2.Verify(serverView(t, r3), EmptyPayloadHash, keys); err != nil {
+		t.Fatalf("signed after the mark: %v", err)
+	}
+}
+
+// TestMarkWrittenOnlyAhead: requests dated at or before the host clock
+// write no mark (NotBefore covers them); one dated ahead writes it once
+// per MarkMargin.
+func TestMarkWrittenOnlyAhead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mark")
+	m, err := OpenMark(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
+	keys := staticKey(creds.AccessKeyID, creds.SecretAccessKey)
+	now := time.Date(2026, 11, 27, 8, 0, 0, 500e6, time.UTC)
+	v := &Verifier{Region: "local", Service: "azote", Now: func() time.Time { return now }, Mark: m}
+	sign := func(at time.Time, i int) error {
+		r := newReq(t, "GET", "https://h/v1/instances", nil)
+		r.Header.Set("Amz-Sdk-Invocation-Id", strconv.Itoa(i))
+		Sign(r, EmptyPayloadHash, creds, "local", "azote", at)
+		_, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys)
+		return err
+	}
+	for i, at := range []time.Time{now.Add(-time.Minute), now.Truncate(time.Second)} {
+		if err := sign(at, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("mark written for requests not ahead of the clock: %v", err)
+	}
+	ahead := now.Add(time.Second).Truncate(time.Second)
+	if err := sign(ahead, 10); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strconv.FormatInt(ahead.Add(MarkMargin).Unix(), 10) + "\n"; string(b) != want {
+		t.Fatalf("mark %q, want %q", b, want)
+	}
+	// A corrupt mark refuses to open rather than forget.
+	os.WriteFile(path, []byte("garbage"), 0o600)
+	if _, err := OpenMark(path); err == nil {
+		t.Fatal("a corrupt mark opened")
 	}
 }

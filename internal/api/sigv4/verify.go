@@ -22,6 +22,9 @@ var (
 	ErrSkew              = errors.New("sigv4: request time too far from the host clock")
 	ErrReplay            = errors.New("sigv4: request was already received")
 	ErrReplayCacheFull   = errors.New("sigv4: too many requests by this key inside the replay window")
+	// ErrMarkUnwritable refuses a request dated ahead of the host clock
+	// that the server could not record in its Mark.
+	ErrMarkUnwritable = errors.New("sigv4: cannot record the date of a request dated ahead of the host clock")
 )
 
 // MaxAuthorizationLen bounds the Authorization header the parser reads.
@@ -153,7 +156,12 @@ type Verifier struct {
 	// accepting requests only once the next second has begun turns
 	// none away.
 	NotBefore time.Time
-	Now       func() time.Time
+	// Mark, if set, is written before a request dated ahead of the host
+	// clock is accepted, and requests dated before its Previous value
+	// are refused like those before NotBefore: together they refuse
+	// after a restart every request an earlier process accepted.
+	Mark *Mark
+	Now  func() time.Time
 
 	keys   keyCache
 	replay replayCache
@@ -207,6 +215,10 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if t.Before(v.NotBefore) {
 		return nil, fmt.Errorf("%w: signed at %s, before this server started (%s); sign it again", ErrSkew, amzDate, v.NotBefore.UTC().Format(TimeFormat))
 	}
+	if v.Mark != nil && t.Before(v.Mark.prev) {
+		return nil, fmt.Errorf("%w: signed at %s, before %s, up to which a previous run of this server accepted requests dated ahead of its clock; sign it again after that time",
+			ErrSkew, amzDate, v.Mark.prev.UTC().Format(TimeFormat))
+	}
 	if h := r.Header.Get(headerContentSH); h != "" && h != payloadHash {
 		return nil, fmt.Errorf("%w: x-amz-content-sha256 does not match the body", ErrSignatureMismatch)
 	}
@@ -222,6 +234,14 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	want := hmacSHA256(v.keys.get(a.AccessKeyID, k.Secret, a.Date, a.Region, a.Service), sts)
 	if !hmac.Equal(want, a.Signature[:]) {
 		return nil, ErrSignatureMismatch
+	}
+	// A request dated ahead of the clock would still be inside the
+	// window after a restart, past NotBefore: the mark must cover it
+	// before it is accepted.
+	if v.Mark != nil && t.After(now) {
+		if err := v.Mark.cover(t); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMarkUnwritable, err)
+		}
 	}
 	lim := replayLimits{
 		skew:   int64((skew + time.Second - 1) / time.Second),
