@@ -124,10 +124,6 @@ type Controller struct {
 // defaultLogLimit is the bytes kept of each card and engine log.
 const defaultLogLimit = 1 << 20
 
-// maxMarkWait is how long azoted delays opening its port for the SigV4
-// mark a previous azoted left (see Run).
-const maxMarkWait = 2 * sigv4.MarkMargin
-
 // TerminatedRetention is how long a terminated instance stays listed.
 const TerminatedRetention = time.Hour
 
@@ -210,20 +206,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Signed requests dated the second azoted started are refused (a
 	// previous azoted may have accepted them before it stopped); open the
-	// port once that second is over, so that no client signs one. So are
-	// those dated before the mark a previous azoted left of requests it
-	// accepted ahead of its clock: wait for it too when it is near (a
-	// client a few seconds fast), else open and refuse them.
-	open := c.started.Truncate(time.Second).Add(time.Second)
-	if m := c.sigMark.Previous(); m.After(open) {
-		if time.Until(m) <= maxMarkWait {
-			open = m
-		} else {
-			log.Warn("a previous azoted accepted requests dated ahead of its clock: requests signed before the mark are refused",
-				"mark", m.UTC().Format(time.RFC3339))
-		}
-	}
-	if err := sleepCtx(ctx, time.Until(open)); err != nil {
+	// port once that second is over, so that no client signs one. (Those
+	// a previous azoted accepted dated later, ahead of its clock, are
+	// refused by the marks it left: sigv4.Mark.)
+	if err := sleepCtx(ctx, time.Until(c.started.Truncate(time.Second).Add(time.Second))); err != nil {
 		l.Close()
 		return nil
 	}

@@ -157,9 +157,9 @@ type Verifier struct {
 	// none away.
 	NotBefore time.Time
 	// Mark, if set, is written before a request dated ahead of the host
-	// clock is accepted, and requests dated before its Previous value
-	// are refused like those before NotBefore: together they refuse
-	// after a restart every request an earlier process accepted.
+	// clock is accepted, and requests dated before their key's Previous
+	// value are refused like those before NotBefore: together they
+	// refuse after a restart every request an earlier process accepted.
 	Mark *Mark
 	Now  func() time.Time
 
@@ -215,10 +215,6 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if t.Before(v.NotBefore) {
 		return nil, fmt.Errorf("%w: signed at %s, before this server started (%s); sign it again", ErrSkew, amzDate, v.NotBefore.UTC().Format(TimeFormat))
 	}
-	if v.Mark != nil && t.Before(v.Mark.prev) {
-		return nil, fmt.Errorf("%w: signed at %s, before %s, up to which a previous run of this server accepted requests dated ahead of its clock; sign it again after that time",
-			ErrSkew, amzDate, v.Mark.prev.UTC().Format(TimeFormat))
-	}
 	if h := r.Header.Get(headerContentSH); h != "" && h != payloadHash {
 		return nil, fmt.Errorf("%w: x-amz-content-sha256 does not match the body", ErrSignatureMismatch)
 	}
@@ -235,11 +231,16 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if !hmac.Equal(want, a.Signature[:]) {
 		return nil, ErrSignatureMismatch
 	}
+	// After the signature: only the key's holder learns of its mark.
+	if m := v.markOf(a.AccessKeyID); t.Before(m) {
+		return nil, fmt.Errorf("%w: signed at %s, before %s, up to which a previous run of this server accepted requests of this key dated ahead of its clock; sign it again after that time",
+			ErrSkew, amzDate, m.UTC().Format(TimeFormat))
+	}
 	// A request dated ahead of the clock would still be inside the
 	// window after a restart, past NotBefore: the mark must cover it
 	// before it is accepted.
 	if v.Mark != nil && t.After(now) {
-		if err := v.Mark.cover(t); err != nil {
+		if err := v.Mark.cover(a.AccessKeyID, t, now); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrMarkUnwritable, err)
 		}
 	}
@@ -252,6 +253,13 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 		return nil, err
 	}
 	return &Verified{Auth: a, Time: t, Token: token, Payload: payloadHash}, nil
+}
+
+func (v *Verifier) markOf(key string) time.Time {
+	if v.Mark == nil {
+		return time.Time{}
+	}
+	return v.Mark.Previous(key)
 }
 
 func (v *Verifier) now() time.Time {
