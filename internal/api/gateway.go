@@ -64,6 +64,9 @@ type Config struct {
 	// Started is when this process started: requests signed before it
 	// are refused, since the replay cache of a previous process is gone.
 	Started time.Time
+	// Mark records the dates of requests accepted ahead of the host
+	// clock, for the next process to refuse (sigv4.Verifier.Mark).
+	Mark *sigv4.Mark
 }
 
 // Service is the SigV4 service name of the controller API.
@@ -94,7 +97,7 @@ func NewHandler(cfg Config) http.Handler {
 	for _, op := range cfg.Operations {
 		h.ops[strings.ToLower(op.Name)] = op
 	}
-	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: Service, Now: cfg.Now, NotBefore: cfg.Started}
+	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: Service, Now: cfg.Now, NotBefore: cfg.Started, Mark: cfg.Mark}
 	mux := http.NewServeMux()
 	h.routes(mux)
 	return h.recoverer(h.authenticate(mux))
@@ -253,6 +256,8 @@ func authError(err error) *Error {
 		return Errorf(CodeRequestReplayed, "this signed request was already received")
 	case errors.Is(err, sigv4.ErrReplayCacheFull):
 		return Errorf(CodeThrottling, "too many requests in the replay window")
+	case errors.Is(err, sigv4.ErrMarkUnwritable):
+		return Errorf(CodeInternal, "the server cannot record this request's date, which is ahead of its clock; sign it again with the host's time")
 	case errors.Is(err, sigv4.ErrInactiveKey):
 		return Errorf(CodeInvalidClientTokenID, "the access key is inactive")
 	case strings.Contains(err.Error(), "session token"):

@@ -15,10 +15,12 @@ import (
 // limits apply only where Serve is given them (the network listener: the
 // unix socket admits root alone).
 type Limits struct {
-	// MaxConns bounds open connections; Accept waits for a free slot.
+	// MaxConns bounds open connections: one more takes the place of the
+	// connection idle the longest, or is closed if none is idle.
 	MaxConns int
-	// MaxConnsPerIP bounds the open connections of one source address;
-	// one more is closed as soon as it is accepted.
+	// MaxConnsPerIP bounds the open connections of one source: an IPv4
+	// address, or an IPv6 /64; one more is closed as soon as it is
+	// accepted.
 	MaxConnsPerIP int
 	// BodyTimeout is how long a request body may take to arrive. Bodies
 	// are read before the signature is checked, so this is what an
@@ -145,67 +147,118 @@ func (w *deadlineWriter) Flush() {
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// limitListener bounds the connections a listener has open, in total
-// (Accept waits) and per source address (the excess is closed at once).
+// limitListener bounds the connections a listener has open, in total and
+// per source (an address; an IPv6 client's /64, as refusals count them:
+// one host commonly holds a whole /64). A connection past its source's
+// bound is closed as soon as it is accepted. One past the total bound
+// takes the place of the connection idle the longest (an HTTP keep-alive
+// or HTTP/2 connection between requests), which is closed; if none is
+// idle it is closed itself. Accept never waits for a slot, so clients are
+// told at once instead of waiting in the kernel's backlog.
 type limitListener struct {
 	net.Listener
-	slots chan struct{} // one token per open connection; nil: no total bound
-	perIP int           // 0: no bound
-	done  chan struct{}
-	once  sync.Once
+	max   int // 0: no total bound
+	perIP int // 0: no bound per source
 
-	mu   sync.Mutex
-	byIP map[string]int
+	mu       sync.Mutex
+	bySource map[string]int
+	conns    map[*limitConn]*connInfo
 
-	refused atomic.Uint64 // connections closed for their address's bound
+	refused atomic.Uint64 // connections closed for a bound
+	evicted atomic.Uint64 // idle connections closed to make room
+}
+
+// connInfo is what the server last said of a connection.
+type connInfo struct {
+	state http.ConnState
+	since time.Time
 }
 
 // LimitListener applies lim's connection bounds to l.
-func LimitListener(l net.Listener, lim Limits) net.Listener {
-	ll := &limitListener{Listener: l, perIP: lim.MaxConnsPerIP, done: make(chan struct{}), byIP: map[string]int{}}
-	if lim.MaxConns > 0 {
-		ll.slots = make(chan struct{}, lim.MaxConns)
-	}
-	return ll
+func LimitListener(l net.Listener, lim Limits) net.Listener { return newLimitListener(l, lim) }
+
+func newLimitListener(l net.Listener, lim Limits) *limitListener {
+	return &limitListener{Listener: l, max: lim.MaxConns, perIP: lim.MaxConnsPerIP,
+		bySource: map[string]int{}, conns: map[*limitConn]*connInfo{}}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	if l.slots != nil {
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
-		}
-	}
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			l.release()
 			return nil, err
 		}
-		ip := remoteIP(c)
+		src := sourceKey(remoteIP(c))
 		l.mu.Lock()
-		if l.perIP > 0 && l.byIP[ip] >= l.perIP {
+		if l.perIP > 0 && l.bySource[src] >= l.perIP {
 			l.mu.Unlock()
 			l.refused.Add(1)
 			c.Close()
 			continue
 		}
-		l.byIP[ip]++
+		if l.max > 0 && len(l.conns) >= l.max {
+			victim := l.idlest()
+			if victim == nil {
+				l.mu.Unlock()
+				l.refused.Add(1)
+				c.Close()
+				continue
+			}
+			// Forget it now: its Close, below or by the server,
+			// gives back nothing more.
+			l.forget(victim)
+			l.mu.Unlock()
+			l.evicted.Add(1)
+			victim.Close()
+			l.mu.Lock()
+		}
+		lc := &limitConn{Conn: c, l: l, src: src}
+		l.conns[lc] = &connInfo{state: http.StateNew, since: time.Now()}
+		l.bySource[src]++
 		l.mu.Unlock()
-		return &limitConn{Conn: c, l: l, ip: ip}, nil
+		return lc, nil
 	}
 }
 
-func (l *limitListener) release() {
-	if l.slots != nil {
-		<-l.slots
+// idlest is the connection idle the longest, nil if none is idle. l.mu
+// is held.
+func (l *limitListener) idlest() *limitConn {
+	var best *limitConn
+	var since time.Time
+	for c, info := range l.conns {
+		if info.state == http.StateIdle && (best == nil || info.since.Before(since)) {
+			best, since = c, info.since
+		}
+	}
+	return best
+}
+
+// forget drops c from the counts, once. l.mu is held.
+func (l *limitListener) forget(c *limitConn) {
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
+	delete(l.conns, c)
+	if l.bySource[c.src]--; l.bySource[c.src] <= 0 {
+		delete(l.bySource, c.src)
 	}
 }
 
-func (l *limitListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
+// connState is the server's ConnState hook: it tells which connections
+// are idle.
+func (l *limitListener) connState(c net.Conn, s http.ConnState) {
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok { // crypto/tls
+		c = u.NetConn()
+	}
+	lc, ok := c.(*limitConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	if info := l.conns[lc]; info != nil {
+		info.state, info.since = s, time.Now()
+	}
+	l.mu.Unlock()
 }
 
 func remoteIP(c net.Conn) string {
@@ -220,24 +273,18 @@ func remoteIP(c net.Conn) string {
 	return host
 }
 
-// limitConn gives its slot back when closed (once, however many times
+// limitConn gives its place back when closed (once, however many times
 // net/http and crypto/tls close it).
 type limitConn struct {
 	net.Conn
-	l    *limitListener
-	ip   string
-	once sync.Once
+	l   *limitListener
+	src string
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.l.mu.Lock()
-		if c.l.byIP[c.ip]--; c.l.byIP[c.ip] <= 0 {
-			delete(c.l.byIP, c.ip)
-		}
-		c.l.mu.Unlock()
-		c.l.release()
-	})
+	c.l.mu.Lock()
+	c.l.forget(c)
+	c.l.mu.Unlock()
 	return err
 }

@@ -3,11 +3,18 @@ package api
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -204,33 +211,205 @@ func TestConnectionsPerIP(t *testing.T) {
 	}
 }
 
-// TestMaxConns: past MaxConns, a connection waits to be accepted until
-// another closes.
-func TestMaxConns(t *testing.T) {
+// TestMaxConnsClosesIdle: past MaxConns, a new connection takes the
+// place of an idle keep-alive connection, which is closed; it no longer
+// waits in the backlog for as long as the idle one stays open.
+func TestMaxConnsClosesIdle(t *testing.T) {
 	addr := serveLimited(t, readsBody, Limits{MaxConns: 1})
 	first, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer first.Close()
 	fmt.Fprintf(first, "GET /v1/host HTTP/1.1\r\nHost: h\r\n\r\n")
 	first.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if _, err := http.ReadResponse(bufio.NewReader(first), nil); err != nil {
 		t.Fatal(err)
 	}
-	second, err := net.Dial("tcp", addr) // the kernel completes the handshake
+	// first is now an idle keep-alive connection.
+	time.Sleep(50 * time.Millisecond)
+	second, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
 	fmt.Fprintf(second, "GET /v1/host HTTP/1.1\r\nHost: h\r\n\r\n")
-	second.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	br := bufio.NewReader(second)
-	if _, err := http.ReadResponse(br, nil); err == nil {
-		t.Fatal("a second connection was served with MaxConns 1")
-	}
-	first.Close()
 	second.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := http.ReadResponse(br, nil); err != nil {
-		t.Fatalf("second connection after the first closed: %v", err)
+	if _, err := http.ReadResponse(bufio.NewReader(second), nil); err != nil {
+		t.Fatalf("second connection with MaxConns 1 and the first idle: %v", err)
+	}
+	if !closedWithin(first, 3*time.Second) {
+		t.Fatal("the idle connection was not closed to make room")
+	}
+}
+
+// TestMaxConnsBusy: past MaxConns with no connection idle, the new one is
+// closed at once; the busy one is not touched.
+func TestMaxConnsBusy(t *testing.T) {
+	addr := serveLimited(t, readsBody, Limits{MaxConns: 1})
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// A request whose body is still coming: the connection is active.
+	fmt.Fprintf(first, "POST /v1/host HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nx")
+	time.Sleep(100 * time.Millisecond)
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if !closedWithin(second, 3*time.Second) {
+		t.Fatal("a connection past MaxConns was kept waiting")
+	}
+	fmt.Fprintf(first, "x")
+	first.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := http.ReadResponse(bufio.NewReader(first), nil); err != nil {
+		t.Fatalf("the busy connection: %v", err)
+	}
+}
+
+// fakeAddrListener hands out one end of a pipe per address sent on it,
+// with that remote address.
+type fakeAddrListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+}
+
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *addrConn) RemoteAddr() net.Addr { return c.remote }
+func (c *addrConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+func (l *fakeAddrListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *fakeAddrListener) Close() error   { close(l.done); return nil }
+func (l *fakeAddrListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// TestConnectionsPerIPv6Prefix: the per-source bound counts an IPv6
+// client's whole /64, as refusals do: before, each of its 2^64 addresses
+// had a bound of its own and one /64 could take every connection.
+func TestConnectionsPerIPv6Prefix(t *testing.T) {
+	fl := &fakeAddrListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	l := LimitListener(fl, Limits{MaxConnsPerIP: 2})
+	defer l.Close()
+	dial := func(ip string) *addrConn {
+		a, _ := net.Pipe()
+		t.Cleanup(func() { a.Close() })
+		c := &addrConn{Conn: a, remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}, closed: make(chan struct{})}
+		fl.conns <- c
+		return c
+	}
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for _, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"} {
+		dial(ip)
+		select {
+		case <-accepted:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s not accepted", ip)
+		}
+	}
+	third := dial("2001:db8:1:2:abcd::3") // same /64
+	select {
+	case <-third.closed:
+	case c := <-accepted:
+		t.Fatalf("a third connection from one /64 (%v) was accepted with MaxConnsPerIP 2", c.RemoteAddr())
+	case <-time.After(3 * time.Second):
+		t.Fatal("a third connection from one /64 neither accepted nor closed")
+	}
+	dial("2001:db8:1:3::1") // another /64
+	select {
+	case <-accepted:
+	case <-time.After(3 * time.Second):
+		t.Fatal("a connection from another /64 was not accepted")
+	}
+}
+
+func TestSourceKey(t *testing.T) {
+	for ip, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"2001:db8:1:2::1":      "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::9": "2001:db8:1:2::/64",
+		"::1":                  "::/64",
+	} {
+		if got := sourceKey(ip); got != want {
+			t.Errorf("sourceKey(%s) = %s, want %s", ip, got, want)
+		}
+	}
+}
+
+// TestMaxConnsClosesIdleTLS: the same over HTTPS and HTTP/2, where the
+// server reports the state of the TLS connection around the counted one.
+func TestMaxConnsClosesIdleTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Serve(ctx, l, readsBody, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, Limits{MaxConns: 1})
+	}()
+	defer func() { cancel(); <-done }()
+	url := "https://" + l.Addr().String() + "/v1/host"
+	for _, h2 := range []bool{false, true} {
+		var clients []*http.Client
+		for i := 0; i < 2; i++ {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: h2}
+			defer tr.CloseIdleConnections()
+			clients = append(clients, &http.Client{Transport: tr, Timeout: 3 * time.Second})
+		}
+		for i, c := range clients {
+			resp, err := c.Get(url)
+			if err != nil {
+				t.Fatalf("HTTP/2 %v, client %d with MaxConns 1 and the other idle: %v", h2, i+1, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if (resp.ProtoMajor == 2) != h2 {
+				t.Fatalf("answered over %s", resp.Proto)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, c := range clients {
+			c.Transport.(*http.Transport).CloseIdleConnections()
+		}
 	}
 }

@@ -404,8 +404,10 @@ func writeError(w http.ResponseWriter, e *Error) {
 // request gets lim's deadlines; l gets lim's connection bounds when lim
 // sets any.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, tlsConfig *tls.Config, lim Limits) error {
+	var ll *limitListener
 	if lim.MaxConns > 0 || lim.MaxConnsPerIP > 0 {
-		l = LimitListener(l, lim)
+		ll = newLimitListener(l, lim)
+		l = ll
 	}
 	srv := &http.Server{
 		Handler:           withDeadlines(h, lim),
@@ -420,6 +422,9 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, tlsConfig *tls.C
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
+	}
+	if ll != nil {
+		srv.ConnState = ll.connState
 	}
 	go func() {
 		<-ctx.Done()

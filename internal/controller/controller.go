@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/cards/rootfs"
 	"github.com/azote/azote/internal/engine"
@@ -98,6 +99,9 @@ type Controller struct {
 	uids *sandbox.Allocator
 
 	started time.Time
+	// sigMark bounds the dates of signed requests accepted ahead of the
+	// host clock, across restarts (sigv4.Mark).
+	sigMark *sigv4.Mark
 
 	imageMu sync.Mutex // serialises image create and delete
 
@@ -155,8 +159,8 @@ func Main(args []string) int {
 	fs.StringVar(&tlsNames, "tls-names", "", "extra comma-separated DNS names or IP addresses for the host certificate")
 	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", 5*time.Minute, "rotate the audit log file after this long")
 	fs.DurationVar(&cfg.AuditDigestEvery, "audit-digest-every", time.Hour, "write a signed audit digest this often")
-	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", api.DefaultMaxConns, "open HTTPS connections at most; more wait to be accepted")
-	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", api.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address; more are closed")
+	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", api.DefaultMaxConns, "open HTTPS connections at most; one more closes the connection idle the longest, or is closed if none is idle")
+	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", api.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address (IPv6: one /64); more are closed")
 	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", api.DefaultBodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
 	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", api.DefaultMinUploadRate, "bytes per second a blob upload must keep up")
 	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", api.DefaultWriteTimeout, "time each write of a response may take before the connection is dropped")
@@ -202,7 +206,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Signed requests dated the second azoted started are refused (a
 	// previous azoted may have accepted them before it stopped); open the
-	// port once that second is over, so that no client signs one.
+	// port once that second is over, so that no client signs one. (Those
+	// a previous azoted accepted dated later, ahead of its clock, are
+	// refused by the marks it left: sigv4.Mark.)
 	if err := sleepCtx(ctx, time.Until(c.started.Truncate(time.Second).Add(time.Second))); err != nil {
 		l.Close()
 		return nil
@@ -246,6 +252,7 @@ func (c *Controller) apiConfig(network bool) api.Config {
 	return api.Config{
 		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Audit: c.trail, Log: c.log,
 		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile, Started: c.started,
+		Mark: c.sigMark,
 	}
 }
 
@@ -331,6 +338,14 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	if err != nil {
 		return nil, fmt.Errorf("--uid-range: %w", err)
 	}
+	if cfg.RootfsUID == 0 {
+		cfg.RootfsUID = rootfs.DefaultUID
+	}
+	// The helper's uid must be no card's or engine's: one of them given
+	// it could signal, trace or write into the helper building a volume.
+	if uids.Contains(cfg.RootfsUID) {
+		return nil, fmt.Errorf("--rootfs-uid %d is inside --uid-range %s, the uids of cards and engines: give the root-volume helper an id outside it", cfg.RootfsUID, uids)
+	}
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return nil, fmt.Errorf("%w (is another azoted using %s?)", err, cfg.StateDir)
@@ -346,8 +361,13 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		st.Close()
 		return nil, err
 	}
+	sigMark, err := sigv4.OpenMark(filepath.Join(cfg.StateDir, "sigv4-mark"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	c := &Controller{
-		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(),
+		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(), sigMark: sigMark,
 		uids:          sandbox.NewAllocator(uids),
 		escrowKey:     escrowKey,
 		runtimes:      map[string]*instanceRuntime{},

@@ -362,3 +362,34 @@ func TestForgetTerminated(t *testing.T) {
 		t.Fatalf("terminated instance past retention: %v", err)
 	}
 }
+
+// TestRootfsUIDOutsideRange: azoted refuses to start when the root-volume
+// helper's uid is one it would hand a card or an engine.
+func TestRootfsUIDOutsideRange(t *testing.T) {
+	for _, tc := range []struct {
+		rootfsUID int
+		uidRange  string
+		ok        bool
+	}{
+		{65533, "100000:65536", true},
+		{65533, "65000:533", true},     // 65000..65532
+		{65533, "65000:534", false},    // 65000..65533
+		{65533, "65533:1", false},      // the helper's id alone
+		{0, "60000:5534", false},       // the default helper uid, 65533, inside
+		{200000, "100000:65536", true}, // after the range
+		{165535, "100000:65536", false},
+		{165536, "100000:65536", true},
+	} {
+		cfg := Config{StateDir: t.TempDir(), RootfsUID: tc.rootfsUID, UIDRange: tc.uidRange}
+		c, err := newController(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), newFakeEngine(), hostinfo.Info{Cores: 4})
+		if c != nil {
+			c.Close()
+		}
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("--rootfs-uid %d --uid-range %s: %v", tc.rootfsUID, tc.uidRange, err)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "--rootfs-uid")):
+			t.Errorf("--rootfs-uid %d --uid-range %s: started (err %v), want refused", tc.rootfsUID, tc.uidRange, err)
+		}
+	}
+}

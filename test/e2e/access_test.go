@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/iam/mfa"
 )
 
@@ -428,8 +429,29 @@ func TestOperatorAccess(t *testing.T) {
 		if status, e := sc.send(req.Clone(context.Background())); status != 200 {
 			t.Fatalf("signed request: %d %+v", status, e)
 		}
+		// A client whose clock runs 2 minutes fast, with a key of its own:
+		// its request is dated after the restart below.
+		a.ok("iam", "create-user", "--user-name", "fastclock", "--profile", "admin-mfa")
+		a.ok("iam", "attach-user-policy", "--user-name", "fastclock", "--policy-arn", "ReadOnlyAccess", "--profile", "admin-mfa")
+		var fk struct{ AccessKeyId, SecretAccessKey string }
+		a.okJSON(&fk, "iam", "create-access-key", "--user-name", "fastclock", "--profile", "admin-mfa")
+		fast := aws.Credentials{AccessKeyID: fk.AccessKeyId, SecretAccessKey: fk.SecretAccessKey}
+		ahead := time.Now().Add(2 * time.Minute)
+		var fastReq *http.Request
+		deadline := time.Now().Add(30 * time.Second)
+		for { // the new key may take a moment to be usable
+			fastReq = sc.sign(sc.newReq(), fast, ahead)
+			status, e := sc.send(fastReq.Clone(context.Background()))
+			if status == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("request dated 2 min ahead: %d %+v", status, e)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 		// kill -9 azoted: its replay cache is gone with it. The captured
-		// request must still not be accepted by the new process.
+		// requests must still not be accepted by the new process.
 		stopWatch()
 		a.p.cmd.Process.Kill()
 		<-a.p.waited
@@ -441,8 +463,15 @@ func TestOperatorAccess(t *testing.T) {
 		if status, e := sc.send(req.Clone(context.Background())); status != 403 || e.Code != api.CodeRequestExpired {
 			t.Fatalf("a request replayed after a restart: %d %+v", status, e)
 		}
+		if status, e := sc.send(fastReq.Clone(context.Background())); status != 403 || e.Code != api.CodeRequestExpired {
+			t.Fatalf("a request dated ahead replayed after a restart: %d %+v", status, e)
+		}
 		if status, e := sc.send(sc.sign(sc.newReq(), sc.creds, time.Now())); status != 200 {
 			t.Fatalf("a fresh request after the restart: %d %+v", status, e)
+		}
+		// The fast client's next request, dated past the mark, is taken.
+		if status, e := sc.send(sc.sign(sc.newReq(), fast, ahead.Add(sigv4.MarkMargin+time.Second))); status != 200 {
+			t.Fatalf("the fast client's next request after the restart: %d %+v", status, e)
 		}
 	})
 

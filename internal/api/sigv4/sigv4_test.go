@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +340,140 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := v.Verify(reqs[i], EmptyPayloadHash, keys); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestNoReplayAcrossRestartOfFutureDated: a request dated ahead of the
+// host clock (within the skew) is accepted, and refused by the verifier of
+// the next process, which starts before its date, through the mark the
+// first one wrote for its key. Other keys are not held back, and the fast
+// client's later requests pass.
+func TestNoReplayAcrossRestartOfFutureDated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mark")
+	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
+	other := Credentials{AccessKeyID: "AKIAAZOTETEST0000002", SecretAccessKey: "secret2"}
+	keys := func(akid, token string) (Key, error) {
+		switch akid {
+		case creds.AccessKeyID:
+			return Key{Secret: creds.SecretAccessKey, Active: true}, nil
+		case other.AccessKeyID:
+			return Key{Secret: other.SecretAccessKey, Active: true}, nil
+		}
+		return Key{}, ErrUnknownKey
+	}
+	start := time.Date(2026, 11, 27, 8, 0, 0, 500e6, time.UTC)
+	now := start.Add(time.Minute)
+	verifier := func(started time.Time) *Verifier {
+		m, err := OpenMark(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Verifier{Region: "local", Service: "azote", Now: func() time.Time { return now }, NotBefore: started, Mark: m}
+	}
+	signed := func(c Credentials, path string, at time.Time) *http.Request {
+		r := newReq(t, "GET", "https://h"+path, nil)
+		Sign(r, EmptyPayloadHash, c, "local", "azote", at)
+		return r
+	}
+	ahead := now.Add(2 * time.Minute).Truncate(time.Second)
+	r := signed(creds, "/v1/instances", ahead)
+	v := verifier(start)
+	if _, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys); err != nil {
+		t.Fatalf("dated 2 min ahead: %v", err)
+	}
+	// A second request from the same fast client, a second later: covered
+	// by the mark already written.
+	r2 := signed(creds, "/v1/volumes", ahead.Add(time.Second))
+	if _, err := v.Verify(serverView(t, r2), EmptyPayloadHash, keys); err != nil {
+		t.Fatalf("dated 2 min 1 s ahead: %v", err)
+	}
+	if _, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replayed to the same process: %v, want ErrReplay", err)
+	}
+	// Restart 10 s later: the new process starts well before the date.
+	now = now.Add(10 * time.Second)
+	v2 := verifier(now.Add(-100 * time.Millisecond))
+	for _, req := range []*http.Request{r, r2} {
+		if _, err := v2.Verify(serverView(t, req), EmptyPayloadHash, keys); !errors.Is(err, ErrSkew) {
+			t.Errorf("replayed after a restart: %v, want ErrSkew", err)
+		}
+	}
+	// Another key, with the host's time, is not held back.
+	if _, err := v2.Verify(serverView(t, signed(other, "/v1/instances", now.Add(time.Second))), EmptyPayloadHash, keys); err != nil {
+		t.Fatalf("another key after the restart: %v", err)
+	}
+	// The fast client's next request is dated 10 s after its last one,
+	// past the mark (MarkMargin after it).
+	if _, err := v2.Verify(serverView(t, signed(creds, "/v1/instances", ahead.Add(10*time.Second))), EmptyPayloadHash, keys); err != nil {
+		t.Fatalf("the fast client's next request: %v", err)
+	}
+}
+
+// TestMarkWrittenOnlyAhead: requests dated at or before the host clock
+// write no mark (NotBefore covers them); one dated ahead writes its key's,
+// which is rewritten only once a request passes it; marks that have passed
+// the clock are dropped.
+func TestMarkWrittenOnlyAhead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mark")
+	m, err := OpenMark(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
+	keys := staticKey(creds.AccessKeyID, creds.SecretAccessKey)
+	now := time.Date(2026, 11, 27, 8, 0, 0, 500e6, time.UTC)
+	v := &Verifier{Region: "local", Service: "azote", Now: func() time.Time { return now }, Mark: m}
+	sign := func(at time.Time, i int) error {
+		r := newReq(t, "GET", "https://h/v1/instances", nil)
+		r.Header.Set("Amz-Sdk-Invocation-Id", strconv.Itoa(i))
+		Sign(r, EmptyPayloadHash, creds, "local", "azote", at)
+		_, err := v.Verify(serverView(t, r), EmptyPayloadHash, keys)
+		return err
+	}
+	for i, at := range []time.Time{now.Add(-time.Minute), now.Truncate(time.Second)} {
+		if err := sign(at, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("mark written for requests not ahead of the clock: %v", err)
+	}
+	read := func() string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	ahead := now.Add(time.Second).Truncate(time.Second)
+	if err := sign(ahead, 10); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s %d\n", creds.AccessKeyID, ahead.Add(MarkMargin).Unix())
+	if got := read(); got != want {
+		t.Fatalf("mark %q, want %q", got, want)
+	}
+	os.Remove(path)
+	if err := sign(ahead.Add(MarkMargin-time.Second), 11); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("mark rewritten for a request it covers: %v", err)
+	}
+	// Another key much later: the first key's mark has passed and goes.
+	now = now.Add(time.Minute)
+	v.Now = func() time.Time { return now }
+	creds = Credentials{AccessKeyID: "AKIAAZOTETEST0000003", SecretAccessKey: "secret"}
+	keys = staticKey(creds.AccessKeyID, creds.SecretAccessKey)
+	if err := sign(now.Add(2*time.Second).Truncate(time.Second), 12); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := read(), fmt.Sprintf("%s %d\n", creds.AccessKeyID, now.Add(2*time.Second).Truncate(time.Second).Add(MarkMargin).Unix()); got != want {
+		t.Fatalf("marks %q, want %q", got, want)
+	}
+	// A corrupt mark refuses to open rather than forget.
+	os.WriteFile(path, []byte("garbage"), 0o600)
+	if _, err := OpenMark(path); err == nil {
+		t.Fatal("a corrupt mark opened")
 	}
 }

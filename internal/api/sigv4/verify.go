@@ -22,6 +22,9 @@ var (
 	ErrSkew              = errors.New("sigv4: request time too far from the host clock")
 	ErrReplay            = errors.New("sigv4: request was already received")
 	ErrReplayCacheFull   = errors.New("sigv4: too many requests by this key inside the replay window")
+	// ErrMarkUnwritable refuses a request dated ahead of the host clock
+	// that the server could not record in its Mark.
+	ErrMarkUnwritable = errors.New("sigv4: cannot record the date of a request dated ahead of the host clock")
 )
 
 // MaxAuthorizationLen bounds the Authorization header the parser reads.
@@ -153,7 +156,12 @@ type Verifier struct {
 	// accepting requests only once the next second has begun turns
 	// none away.
 	NotBefore time.Time
-	Now       func() time.Time
+	// Mark, if set, is written before a request dated ahead of the host
+	// clock is accepted, and requests dated before their key's Previous
+	// value are refused like those before NotBefore: together they
+	// refuse after a restart every request an earlier process accepted.
+	Mark *Mark
+	Now  func() time.Time
 
 	keys   keyCache
 	replay replayCache
@@ -223,6 +231,19 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if !hmac.Equal(want, a.Signature[:]) {
 		return nil, ErrSignatureMismatch
 	}
+	// After the signature: only the key's holder learns of its mark.
+	if m := v.markOf(a.AccessKeyID); t.Before(m) {
+		return nil, fmt.Errorf("%w: signed at %s, before %s, up to which a previous run of this server accepted requests of this key dated ahead of its clock; sign it again after that time",
+			ErrSkew, amzDate, m.UTC().Format(TimeFormat))
+	}
+	// A request dated ahead of the clock would still be inside the
+	// window after a restart, past NotBefore: the mark must cover it
+	// before it is accepted.
+	if v.Mark != nil && t.After(now) {
+		if err := v.Mark.cover(a.AccessKeyID, t, now); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMarkUnwritable, err)
+		}
+	}
 	lim := replayLimits{
 		skew:   int64((skew + time.Second - 1) / time.Second),
 		max:    positiveOr(v.MaxReplayEntries, defaultMaxReplayEntries),
@@ -232,6 +253,13 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 		return nil, err
 	}
 	return &Verified{Auth: a, Time: t, Token: token, Payload: payloadHash}, nil
+}
+
+func (v *Verifier) markOf(key string) time.Time {
+	if v.Mark == nil {
+		return time.Time{}
+	}
+	return v.Mark.Previous(key)
 }
 
 func (v *Verifier) now() time.Time {

@@ -24,11 +24,18 @@ const lockedSecurebits = 1<<0 | 1<<1 | // SECBIT_NOROOT, _LOCKED
 // and execs the helper again (argv), so that every thread of the process
 // that reads the archive starts from the confined credentials: they are
 // per thread, and a Go process has several before main runs. It refuses
-// to run outside a user namespace that maps its root to uid. It returns
-// only on error.
-func confine(uid int, argv []string) error {
+// to run outside a user namespace that maps its root to uid. Before it
+// drops its capabilities it replaces its view of the host's mounts
+// (isolateMounts). It returns only on error.
+func confine(uid int, mke2fs string, argv []string) error {
 	if err := checkMaps(uid); err != nil {
 		return err
+	}
+	if !filepath.IsAbs(mke2fs) {
+		return fmt.Errorf("mke2fs %q: not an absolute path", mke2fs)
+	}
+	if err := isolateMounts(mke2fs); err != nil {
+		return fmt.Errorf("isolating the helper's mounts: %w", err)
 	}
 	runtime.LockOSThread() // the thread that confines itself is the one that execs
 	if err := unix.Prctl(unix.PR_SET_SECUREBITS, lockedSecurebits, 0, 0, 0); err != nil {

@@ -18,6 +18,10 @@ import (
 // maxMember is image.ExtractInitramfs's limit on one archive member.
 const maxMember = 256 << 20
 
+// testHookConfined, set only by this package's tests, runs in the helper
+// once it is confined, before it reads the archive.
+var testHookConfined func() error
+
 // Main is `azote-card rootfs`, started by Run: it confines itself, then
 // extracts the archive and runs mke2fs. It writes one JSON report on
 // stdout and exits 0 on success, 1 otherwise.
@@ -36,7 +40,7 @@ func Main(args []string) int {
 	var err error
 	if !*isConfined {
 		// Returns only on error; the exec'd helper reports.
-		err = fmt.Errorf("confining the helper: %w", confine(*uid, append(os.Args[:len(os.Args):len(os.Args)], "--confined")))
+		err = fmt.Errorf("confining the helper: %w", confine(*uid, *mke2fs, append(os.Args[:len(os.Args):len(os.Args)], "--confined")))
 	} else {
 		res, err = build(*archiveFD, *outFD, *workFD, *uid, *mke2fs)
 	}
@@ -61,6 +65,11 @@ func build(archiveFD, outFD, workFD, uid int, mke2fs string) (Result, error) {
 	res.Status, res.UIDMap = status, uidMap
 	if err != nil {
 		return res, fmt.Errorf("confining the helper: %w", err)
+	}
+	if testHookConfined != nil {
+		if err := testHookConfined(); err != nil {
+			return res, err
+		}
 	}
 	archive, out := os.NewFile(uintptr(archiveFD), "archive"), os.NewFile(uintptr(outFD), "out")
 	if archive == nil || out == nil {

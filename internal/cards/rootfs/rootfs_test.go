@@ -26,6 +26,13 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "rootfs" {
 		os.Exit(Main(os.Args[2:]))
 	}
+	// `rootfs.test rootfs-probe DIR rootfs …`: the helper, which once
+	// confined tries to reach the host's files (TestHelperSeesNoHostFiles).
+	if len(os.Args) > 3 && os.Args[1] == "rootfs-probe" && os.Args[3] == "rootfs" {
+		dir := os.Args[2]
+		testHookConfined = func() error { return probeHost(dir) }
+		os.Exit(Main(os.Args[4:]))
+	}
 	os.Exit(m.Run())
 }
 
@@ -246,10 +253,60 @@ func TestRunSeenFromHost(t *testing.T) {
 // A helper started other than by Run (no user namespace mapping its root
 // to the expected uid) refuses to do anything.
 func TestConfineRefusesOutsideItsNamespace(t *testing.T) {
-	if err := confine(testUID, nil); err == nil || !strings.Contains(err.Error(), "user namespace") {
+	if err := confine(testUID, "/sbin/mke2fs", nil); err == nil || !strings.Contains(err.Error(), "user namespace") {
 		t.Fatalf("confine in the test's own namespace: %v", err)
 	}
 	if _, err := Run(context.Background(), Spec{Command: []string{"/bin/true"}, Mke2fs: "/sbin/mke2fs", UID: 0}); err == nil {
 		t.Fatal("Run accepted uid 0")
+	}
+}
+
+// probeHost is what a hostile archive could make the helper do, were the
+// extractor or mke2fs subverted: write the host's world-writable
+// directories, read its world-readable files.
+func probeHost(dir string) error {
+	os.WriteFile(filepath.Join(dir, "escaped"), []byte("from the helper"), 0o644)
+	os.WriteFile(filepath.Join("/dev/shm", filepath.Base(dir)), []byte("from the helper"), 0o644)
+	if b, err := os.ReadFile(filepath.Join(dir, "secret")); err == nil {
+		return fmt.Errorf("read a host file: %q", b)
+	}
+	return nil
+}
+
+// TestHelperSeesNoHostFiles: the helper has a mount namespace of its own
+// with only programs and libraries in it: it cannot create a file in the
+// host's /tmp or /dev/shm, nor read a world-readable file there. Before,
+// as uid 65533, it could do all three.
+func TestHelperSeesNoHostFiles(t *testing.T) {
+	var c newc
+	c.add("etc", unix.S_IFDIR|0o755, "").add("etc/hello", unix.S_IFREG|0o644, "hello")
+	s := spec(t, c.file(t))
+	dir, err := os.MkdirTemp("/tmp", "azote-rootfs-probe-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	shm := filepath.Join("/dev/shm", filepath.Base(dir))
+	t.Cleanup(func() { os.Remove(shm) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("host secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Command = []string{s.Command[0], "rootfs-probe", dir, "rootfs"}
+	if _, err := Run(context.Background(), s); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "escaped")); err == nil {
+		t.Error("the helper created a file in the host's /tmp")
+	}
+	if _, err := os.Lstat(shm); err == nil {
+		t.Error("the helper created a file in the host's /dev/shm")
+	}
+	// It still built the filesystem.
+	testutil.RequiresCommand(t, "debugfs", "e2fsprogs")
+	if got := debugfs(t, s.Out.Name(), "cat /etc/hello"); !strings.Contains(got, "hello") {
+		t.Errorf("etc/hello in the filesystem: %q", got)
 	}
 }

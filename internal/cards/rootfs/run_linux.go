@@ -66,8 +66,10 @@ type report struct {
 }
 
 // Namespaces the helper runs in: its own users (root mapped to Spec.UID),
-// pids (it is init: whatever it leaves dies with it), and no network.
-const cloneFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+// pids (it is init: whatever it leaves dies with it), no network, and
+// mounts (it sees only programs, libraries and its own /proc:
+// isolateMounts).
+const cloneFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWNS
 
 // Descriptors the helper inherits, by name.
 const (
