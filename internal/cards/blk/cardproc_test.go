@@ -53,6 +53,17 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
+// waitFor waits up to d for s to appear in the log, which reaches the
+// buffer through a pipe and a copying goroutine, and says whether it did.
+func (l *logBuffer) waitFor(s string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); !strings.Contains(l.String(), s); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // cardOpts say how startCardProcess runs a card. The zero value opens the
 // backing file O_RDWR, serves it as the encrypted volume vol-restart,
 // sends the card's log to stderr and waits until the card listens.

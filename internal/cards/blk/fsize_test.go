@@ -54,7 +54,15 @@ func TestCardFileSizeLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		sock := filepath.Join(dir, "blk.sock")
-		card := startCardProcess(t, bin, sock, backing, key, cardOpts{})
+		var log logBuffer
+		card := startCardProcess(t, bin, sock, backing, key, cardOpts{log: &log})
+		// The card listens before it limits itself; it logs "serving"
+		// once limited and confined.
+		if !log.waitFor("msg=serving", 5*time.Second) {
+			card.Process.Kill()
+			card.Wait()
+			t.Fatalf("volume of %d bytes: the card does not serve; its log:\n%s", size, log.String())
+		}
 		want := strconv.FormatInt(max(size, DefaultLogRoom), 10)
 		f := procField(t, card.Process.Pid, "limits", "Max file size")
 		if len(f) < 2 || f[0] != want || f[1] != want {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -157,12 +156,8 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 		// and repeat others after out-of-order completion.
 		// The card's log reaches the buffer through a pipe and a copying
 		// goroutine; the writes can be done before the line arrives.
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(second.String(), "inflight tracking area in use") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the restarted card did not take the inflight area; its log:\n%s", second.String())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !second.waitFor("inflight tracking area in use", 5*time.Second) {
+			t.Fatalf("the restarted card did not take the inflight area; its log:\n%s", second.String())
 		}
 		if !inOrder && outOfOrder == 0 {
 			t.Fatal("32 requests in flight on O_DIRECT never completed out of ring order: out-of-order completion is not in use")
