@@ -19,8 +19,9 @@ import (
 	"time"
 )
 
-// serveLimited serves h over TCP on 127.0.0.1 with lim until the test ends.
-func serveLimited(t *testing.T, h http.Handler, lim Limits) string {
+// serveLimited serves h over TCP on 127.0.0.1 (over TLS with tlsCfg if it
+// is not nil) with lim until the test ends.
+func serveLimited(t *testing.T, h http.Handler, tlsCfg *tls.Config, lim Limits) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -30,7 +31,7 @@ func serveLimited(t *testing.T, h http.Handler, lim Limits) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Serve(ctx, l, h, nil, lim)
+		Serve(ctx, l, h, tlsCfg, lim)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -48,6 +49,18 @@ var readsBody = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 })
 
+// getOn sends GET /v1/host on c and reads the answer, for 3 s at most.
+func getOn(c net.Conn) error {
+	fmt.Fprintf(c, "GET /v1/host HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
 // closedWithin reports whether the server ends c within d.
 func closedWithin(c net.Conn, d time.Duration) bool {
 	c.SetReadDeadline(time.Now().Add(d))
@@ -60,7 +73,7 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 // BodyTimeout; before per-request deadlines it held it forever, before
 // any authentication.
 func TestSlowBodyIsCutOff(t *testing.T) {
-	addr := serveLimited(t, readsBody, Limits{BodyTimeout: 300 * time.Millisecond})
+	addr := serveLimited(t, readsBody, nil, Limits{BodyTimeout: 300 * time.Millisecond})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +98,7 @@ func TestBodyDeadlineLiftedOnceRead(t *testing.T) {
 			t.Error("request cancelled after its body was read")
 		}
 	})
-	addr := serveLimited(t, h, Limits{BodyTimeout: 200 * time.Millisecond})
+	addr := serveLimited(t, h, nil, Limits{BodyTimeout: 200 * time.Millisecond})
 	resp, err := http.Post("http://"+addr+"/v1/instances", "application/json", strings.NewReader(`{"a":1}`))
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +119,7 @@ func TestBodyDeadlineLiftedOnceRead(t *testing.T) {
 // TestUploadGetsMinimumRate: a blob upload arriving steadily above
 // MinUploadRate may take longer than BodyTimeout.
 func TestUploadGetsMinimumRate(t *testing.T) {
-	addr := serveLimited(t, readsBody, Limits{BodyTimeout: 300 * time.Millisecond, MinUploadRate: 1000})
+	addr := serveLimited(t, readsBody, nil, Limits{BodyTimeout: 300 * time.Millisecond, MinUploadRate: 1000})
 	pr, pw := io.Pipe()
 	go func() {
 		for i := 0; i < 8; i++ { // 8 KiB over ~800ms: 10 KB/s
@@ -141,7 +154,7 @@ func TestSlowReaderCutOff(t *testing.T) {
 		}
 		finished <- nil
 	})
-	addr := serveLimited(t, h, Limits{WriteTimeout: 300 * time.Millisecond})
+	addr := serveLimited(t, h, nil, Limits{WriteTimeout: 300 * time.Millisecond})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -161,17 +174,7 @@ func TestSlowReaderCutOff(t *testing.T) {
 // TestConnectionsPerIP: one address cannot open more than MaxConnsPerIP
 // connections; closing one frees its place.
 func TestConnectionsPerIP(t *testing.T) {
-	addr := serveLimited(t, readsBody, Limits{MaxConnsPerIP: 2})
-	get := func(c net.Conn) error {
-		fmt.Fprintf(c, "GET /v1/host HTTP/1.1\r\nHost: h\r\n\r\n")
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	}
+	addr := serveLimited(t, readsBody, nil, Limits{MaxConnsPerIP: 2})
 	var held []net.Conn
 	for i := 0; i < 2; i++ {
 		c, err := net.Dial("tcp", addr)
@@ -179,7 +182,7 @@ func TestConnectionsPerIP(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := get(c); err != nil {
+		if err := getOn(c); err != nil {
 			t.Fatalf("connection %d: %v", i+1, err)
 		}
 		held = append(held, c)
@@ -189,7 +192,7 @@ func TestConnectionsPerIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	if err := get(third); err == nil {
+	if err := getOn(third); err == nil {
 		t.Fatal("a third connection from one address was served with MaxConnsPerIP 2")
 	}
 	held[0].Close()
@@ -199,7 +202,7 @@ func TestConnectionsPerIP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = get(c)
+		err = getOn(c)
 		c.Close()
 		if err == nil {
 			break
@@ -215,15 +218,13 @@ func TestConnectionsPerIP(t *testing.T) {
 // place of an idle keep-alive connection, which is closed; it no longer
 // waits in the backlog for as long as the idle one stays open.
 func TestMaxConnsClosesIdle(t *testing.T) {
-	addr := serveLimited(t, readsBody, Limits{MaxConns: 1})
+	addr := serveLimited(t, readsBody, nil, Limits{MaxConns: 1})
 	first, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	fmt.Fprintf(first, "GET /v1/host HTTP/1.1\r\nHost: h\r\n\r\n")
-	first.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := http.ReadResponse(bufio.NewReader(first), nil); err != nil {
+	if err := getOn(first); err != nil {
 		t.Fatal(err)
 	}
 	// first is now an idle keep-alive connection.
@@ -233,9 +234,7 @@ func TestMaxConnsClosesIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	fmt.Fprintf(second, "GET /v1/host HTTP/1.1\r\nHost: h\r\n\r\n")
-	second.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := http.ReadResponse(bufio.NewReader(second), nil); err != nil {
+	if err := getOn(second); err != nil {
 		t.Fatalf("second connection with MaxConns 1 and the first idle: %v", err)
 	}
 	if !closedWithin(first, 3*time.Second) {
@@ -246,7 +245,7 @@ func TestMaxConnsClosesIdle(t *testing.T) {
 // TestMaxConnsBusy: past MaxConns with no connection idle, the new one is
 // closed at once; the busy one is not touched.
 func TestMaxConnsBusy(t *testing.T) {
-	addr := serveLimited(t, readsBody, Limits{MaxConns: 1})
+	addr := serveLimited(t, readsBody, nil, Limits{MaxConns: 1})
 	first, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -377,18 +376,8 @@ func TestMaxConnsClosesIdleTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Serve(ctx, l, readsBody, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, Limits{MaxConns: 1})
-	}()
-	defer func() { cancel(); <-done }()
-	url := "https://" + l.Addr().String() + "/v1/host"
+	addr := serveLimited(t, readsBody, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, Limits{MaxConns: 1})
+	url := "https://" + addr + "/v1/host"
 	for _, h2 := range []bool{false, true} {
 		var clients []*http.Client
 		for i := 0; i < 2; i++ {

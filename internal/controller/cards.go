@@ -223,7 +223,7 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Bu
 	// card, which drops to an unprivileged user once it holds everything,
 	// needs no way into the instance directory. The engine of this
 	// instance alone may connect to the vhost-user one (group engineGID).
-	lf, err := listenFile(sock)
+	lf, err := proc.ListenFile(sock)
 	if err == nil && engineGID != 0 {
 		if err = os.Chown(sock, 0, engineGID); err == nil {
 			err = os.Chmod(sock, 0o660)
@@ -237,7 +237,7 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Bu
 		return err
 	}
 	defer lf.Close()
-	mf, err := listenFile(c.cardMetricsSocket(instID, cp.vol.ID))
+	mf, err := proc.ListenFile(c.cardMetricsSocket(instID, cp.vol.ID))
 	if err != nil {
 		theirs.Close()
 		return err
@@ -256,7 +256,7 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Bu
 		// The instance-store key exists only in azoted and this card; the
 		// card hands it back to a restarted azoted so that it can restart
 		// the card if it dies later.
-		kf, err := listenFile(c.cardKeySocket(instID, cp.vol.ID))
+		kf, err := proc.ListenFile(c.cardKeySocket(instID, cp.vol.ID))
 		if err != nil {
 			theirs.Close()
 			return err
@@ -305,21 +305,6 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Bu
 }
 
 var errEphemeralKeyGone = errors.New("the instance-store key of this launch is gone (azoted restarted since); the volume cannot be served again until the instance is stopped and started")
-
-// listenFile binds a unix socket at path (mode 0600) and returns its file.
-func listenFile(path string) (*os.File, error) {
-	os.Remove(path)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	if err := os.Chmod(path, 0o600); err != nil {
-		return nil, err
-	}
-	l.SetUnlinkOnClose(false)
-	return l.File()
-}
 
 // superviseCard restarts a card that dies while its instance runs. The
 // engine reconnects to the new card on its own (reconnect=1); requests the

@@ -79,25 +79,20 @@ func (t *consoleTail) lines() []string {
 
 // boundConsole frees the blocks of all but the last limit bytes of path,
 // and any allocated past its end (freePastEnd).
-func boundConsole(path string, limit int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	defer f.Close()
+func boundConsole(path string, limit int64) error { return boundFile(path, limit, punchHead) }
+
+// punchHead punches a hole over all but the last limit bytes (to a 4 KiB
+// block) of f. Unlike cutHead it never collapses: offsets into the
+// console stay where they were.
+func punchHead(f *os.File, limit int64) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	if end := (st.Size() - limit) &^ 4095; end > 0 {
-		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, end); err != nil {
-			return err
-		}
+		return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, end)
 	}
-	return freePastEnd(f, limit)
+	return nil
 }
 
 // Console implements api.Backend.

@@ -195,7 +195,7 @@ func (c *Controller) DeleteImage(_ context.Context, ref string) (string, error) 
 const OrphanBlobRetention = time.Hour
 
 // sweepOrphanBlobs deletes blobs no image uses that were uploaded before
-// before.
+// before. It runs at start-up (repair) and from the janitor.
 func (c *Controller) sweepOrphanBlobs(before time.Time) {
 	c.imageMu.Lock()
 	defer c.imageMu.Unlock()

@@ -33,7 +33,12 @@ func cardLogPath(dir, volID string) string { return filepath.Join(dir, volID+car
 
 // boundLog keeps the last limit bytes (to a 4 KiB block) of the log at
 // path and drops the rest, including any blocks allocated past its end.
-func boundLog(path string, limit int64) error {
+func boundLog(path string, limit int64) error { return boundFile(path, limit, cutHead) }
+
+// boundFile bounds the file at path to about limit bytes on disk: dropHead
+// drops all but its last limit bytes, then freePastEnd frees the blocks
+// allocated past its end. A file that does not exist (yet) is bounded.
+func boundFile(path string, limit int64, dropHead func(f *os.File, limit int64) error) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -42,7 +47,7 @@ func boundLog(path string, limit int64) error {
 		return err
 	}
 	defer f.Close()
-	if err := cutHead(f, limit); err != nil {
+	if err := dropHead(f, limit); err != nil {
 		return err
 	}
 	return freePastEnd(f, limit)

@@ -69,18 +69,27 @@ func TestSupervisorBoundsEngineAndCardLogs(t *testing.T) {
 	}
 }
 
-// boundLog keeps the last lines on a file system that can collapse a
-// range (the state directory's, usually) and on one that can only punch
-// holes (tmpfs).
-func TestBoundLog(t *testing.T) {
+// collapseAndPunchDirs returns a directory on the file system of the
+// test's temporary directories ("default", which can usually collapse a
+// range) and, when the test runs as root, one on a tmpfs of size ("tmpfs",
+// which can only punch holes).
+func collapseAndPunchDirs(t *testing.T, size string) map[string]string {
 	dirs := map[string]string{"default": t.TempDir()}
 	if os.Geteuid() == 0 {
 		tmp := t.TempDir()
-		if err := syscall.Mount("tmpfs", tmp, "tmpfs", 0, "size=64m"); err == nil {
+		if err := syscall.Mount("tmpfs", tmp, "tmpfs", 0, "size="+size); err == nil {
 			t.Cleanup(func() { syscall.Unmount(tmp, syscall.MNT_DETACH) })
 			dirs["tmpfs"] = tmp
 		}
 	}
+	return dirs
+}
+
+// boundLog keeps the last lines on a file system that can collapse a
+// range (the state directory's, usually) and on one that can only punch
+// holes (tmpfs).
+func TestBoundLog(t *testing.T) {
+	dirs := collapseAndPunchDirs(t, "64m")
 	for fs, dir := range dirs {
 		path := filepath.Join(dir, "x.card.log")
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -115,14 +124,7 @@ func TestBoundLog(t *testing.T) {
 // (regression: boundLog and boundConsole cut by the size alone, so a
 // compromised card or engine could fill the disk through its log).
 func TestBoundingFreesBlocksPastTheEnd(t *testing.T) {
-	dirs := map[string]string{"default": t.TempDir()}
-	if os.Geteuid() == 0 {
-		tmp := t.TempDir()
-		if err := syscall.Mount("tmpfs", tmp, "tmpfs", 0, "size=128m"); err == nil {
-			t.Cleanup(func() { syscall.Unmount(tmp, syscall.MNT_DETACH) })
-			dirs["tmpfs"] = tmp
-		}
-	}
+	dirs := collapseAndPunchDirs(t, "128m")
 	const limit, prealloc = 256 << 10, 64 << 20
 	bounders := map[string]func(string, int64) error{"boundLog": boundLog, "boundConsole": boundConsole}
 	for fs, dir := range dirs {

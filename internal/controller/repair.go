@@ -37,7 +37,7 @@ func (c *Controller) repair() error {
 			c.log.Info("removed an instance directory without a record", "id", d.Name())
 		}
 	}
-	c.sweepBlobs()
+	c.sweepOrphanBlobs(time.Now().Add(-OrphanBlobRetention))
 	return c.sweepVolumeFiles()
 }
 
@@ -159,27 +159,6 @@ func (c *Controller) recordExitWhileDown(rec instanceRecord) {
 		}
 		return nil
 	})
-}
-
-// sweepBlobs removes uploaded blobs no image refers to, once they are old
-// enough that no upload-then-create can still be in flight.
-func (c *Controller) sweepBlobs() {
-	imgs, err := c.allImages()
-	if err != nil {
-		return
-	}
-	used := map[string]bool{}
-	for _, img := range imgs {
-		used[img.KernelSHA384], used[img.InitrdSHA384] = true, true
-	}
-	files, _ := os.ReadDir(filepath.Join(c.cfg.StateDir, "images", "sha384"))
-	for _, f := range files {
-		info, err := f.Info()
-		if err != nil || used[f.Name()] || time.Since(info.ModTime()) < time.Hour {
-			continue
-		}
-		c.blobs.Delete(f.Name())
-	}
 }
 
 // janitor forgets terminated instances once they have been listed as such

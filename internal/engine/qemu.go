@@ -170,7 +170,7 @@ func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 		name string
 		fd   *int
 	}{{qmpSocket, &fds.qmp}, {ctlSocket, &fds.control}} {
-		f, err := listenFile(filepath.Join(s.Dir, l.name))
+		f, err := proc.ListenFile(filepath.Join(s.Dir, l.name))
 		if err != nil {
 			return nil, fmt.Errorf("engine: %s: %w", l.name, err)
 		}
@@ -224,21 +224,6 @@ func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 	}
 	m.setQMP(qc)
 	return m, nil
-}
-
-// listenFile binds a unix socket at path (mode 0600) and returns its file.
-func listenFile(path string) (*os.File, error) {
-	os.Remove(path)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	if err := os.Chmod(path, 0o600); err != nil {
-		return nil, err
-	}
-	l.SetUnlinkOnClose(false)
-	return l.File()
 }
 
 func (q *QEMU) Adopt(h Handle, s Spec) (Machine, error) {

@@ -112,6 +112,14 @@ func (c *replayCache) remember(akid string, sig [32]byte, t, now int64, lim repl
 // dropOldestLocked forgets k's oldest request second and raises its floor
 // over it.
 func (c *replayCache) dropOldestLocked(k *replayKey) {
+	k.floor = max(k.floor, c.forgetOldestLocked(k))
+	// The expiry entry of that second still names k: it clears the floor
+	// once requests that old fail the skew check anyway.
+}
+
+// forgetOldestLocked forgets the signatures of k's oldest request second
+// and returns that second.
+func (c *replayCache) forgetOldestLocked(k *replayKey) int64 {
 	s := k.secs[0]
 	for _, sig := range k.bySec[s] {
 		delete(k.sigs, sig)
@@ -119,9 +127,7 @@ func (c *replayCache) dropOldestLocked(k *replayKey) {
 	c.total -= len(k.bySec[s])
 	delete(k.bySec, s)
 	k.secs = k.secs[1:]
-	k.floor = max(k.floor, s)
-	// The expiry entry of s still names k: it clears the floor once
-	// requests that old fail the skew check anyway.
+	return s
 }
 
 // expireLocked lets go of what left the window: request seconds and
@@ -136,13 +142,7 @@ func (c *replayCache) expireLocked(now, skew int64) {
 	visit := func(e int64) {
 		for _, k := range c.expiry[e] {
 			for len(k.secs) > 0 && k.secs[0]+skew < now {
-				s := k.secs[0]
-				for _, sig := range k.bySec[s] {
-					delete(k.sigs, sig)
-				}
-				c.total -= len(k.bySec[s])
-				delete(k.bySec, s)
-				k.secs = k.secs[1:]
+				c.forgetOldestLocked(k)
 			}
 			if k.floor != 0 && k.floor+skew < now {
 				k.floor = 0

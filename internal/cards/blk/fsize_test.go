@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,16 +40,8 @@ func procField(t *testing.T, pid int, file, prefix string) []string {
 // card (regression: a compromised card could pwrite past the end of its
 // backing file and grow its volume beyond the size the quota counted).
 func TestCardFileSizeLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the card binary; skipped in -short")
-	}
+	bin := buildCard(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "azote-card")
-	build := exec.Command("go", "build", "-o", bin, "github.com/azote/azote/cmd/azote-card")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	key := make([]byte, 64)
 	rand.Read(key)
 	// A volume larger than the default log room, then one smaller.
@@ -63,7 +54,15 @@ func TestCardFileSizeLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		sock := filepath.Join(dir, "blk.sock")
-		card := startCardProcess(t, bin, sock, backing, append([]byte(nil), key...), 0, io.Discard)
+		var log logBuffer
+		card := startCardProcess(t, bin, sock, backing, key, cardOpts{log: &log})
+		// The card listens before it limits itself; it logs "serving"
+		// once limited and confined.
+		if !log.waitFor("msg=serving", 5*time.Second) {
+			card.Process.Kill()
+			card.Wait()
+			t.Fatalf("volume of %d bytes: the card does not serve; its log:\n%s", size, log.String())
+		}
 		want := strconv.FormatInt(max(size, DefaultLogRoom), 10)
 		f := procField(t, card.Process.Pid, "limits", "Max file size")
 		if len(f) < 2 || f[0] != want || f[1] != want {
@@ -124,16 +123,8 @@ func TestFileSizeLimitRefusesWritesPastIt(t *testing.T) {
 // hole punched in its backing file, the one fallocate its seccomp filter
 // allows) and WRITE_ZEROES, and a write at the volume's last sector.
 func TestConfinedCardDiscards(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the card binary; skipped in -short")
-	}
+	bin := buildCard(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "azote-card")
-	build := exec.Command("go", "build", "-o", bin, "github.com/azote/azote/cmd/azote-card")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	const size = 4 << 20
 	backing := filepath.Join(dir, "vol.img")
 	if err := os.WriteFile(backing, make([]byte, size), 0o600); err != nil {
@@ -143,16 +134,9 @@ func TestConfinedCardDiscards(t *testing.T) {
 	rand.Read(key)
 	sock := filepath.Join(dir, "blk.sock")
 	var log logBuffer
-	card := startCardProcess(t, bin, sock, backing, key, 0, &log)
+	card := startCardProcess(t, bin, sock, backing, key, cardOpts{log: &log})
 	defer func() { card.Process.Kill(); card.Wait() }()
-	var fe *vhostuser.Frontend
-	var err error
-	for i := 0; i < 50; i++ { // the socket exists from bind, before listen
-		if fe, err = vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 8 << 20, NumQueues: 1, QueueSize: 128}); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fe, err := vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 8 << 20, NumQueues: 1, QueueSize: 128})
 	if err != nil {
 		t.Fatal(err)
 	}

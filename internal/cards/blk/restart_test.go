@@ -4,102 +4,17 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/azote/azote/internal/cards/channel"
 	"github.com/azote/azote/internal/vhostuser"
 	"github.com/azote/azote/internal/xts"
 )
-
-// logBuffer collects a card's log while the card writes it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startCardProcess runs the real azote-card binary on a backing file, with
-// its key sent over a socketpair, as azoted does; its log goes to stderr
-// and to log.
-func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, flags int, log io.Writer) *exec.Cmd {
-	t.Helper()
-	f, err := os.OpenFile(backing, os.O_RDWR|flags, 0)
-	if err != nil && flags != 0 {
-		t.Skipf("cannot open %s with flags %#x: %v", backing, flags, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
-	defer ours.Close()
-	os.Remove(sock)
-	cmd := exec.Command(bin, "blk", "--socket", sock)
-	cmd.ExtraFiles = []*os.File{f, theirs}
-	cmd.Stderr = io.MultiWriter(os.Stderr, log)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	theirs.Close()
-	if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "vol-restart", Queues: 1, Encrypted: true}, key, nil); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 500; i++ {
-		if listening(sock) {
-			return cmd
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("card did not open its socket")
-	return nil
-}
-
-// listening reports whether a unix socket bound at path listens: the
-// socket file appears at bind, before listen, and a dial between the two
-// is refused. /proc/net/unix marks a listening socket with the
-// __SO_ACCEPTCON flag (0x10000); asking it leaves the card undisturbed.
-func listening(path string) bool {
-	b, err := os.ReadFile("/proc/net/unix")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 8 && f[7] == path {
-			flags, err := strconv.ParseUint(f[3], 16, 32)
-			if err == nil && flags&0x10000 != 0 {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // TestCardKilledWithWritesInFlight kills the card with SIGKILL while the
 // frontend has 32 writes in flight, starts a new card, reconnects, and
@@ -127,22 +42,14 @@ func TestDirectCardKilledInRingOrder(t *testing.T) {
 }
 
 func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
-	if testing.Short() {
-		t.Skip("builds and runs the card binary; skipped in -short")
-	}
+	bin := buildCard(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "azote-card")
-	build := exec.Command("go", "build", "-o", bin, "github.com/azote/azote/cmd/azote-card")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	backing := filepath.Join(dir, "vol.img")
 	os.WriteFile(backing, make([]byte, 4<<20), 0o600)
 	key := make([]byte, 64)
 	rand.Read(key)
 	sock := filepath.Join(dir, "blk.sock")
-	card := startCardProcess(t, bin, sock, backing, append([]byte(nil), key...), flags, io.Discard)
+	card := startCardProcess(t, bin, sock, backing, key, cardOpts{flags: flags})
 	defer func() { card.Process.Kill(); card.Wait() }()
 
 	fe, err := vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 8 << 20, NumQueues: 1, QueueSize: 128, NoInflight: !inflight})
@@ -204,7 +111,7 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 			card.Process.Signal(syscall.SIGKILL)
 			card.Wait()
 			killed = true
-			card = startCardProcess(t, bin, sock, backing, append([]byte(nil), key...), flags, &second)
+			card = startCardProcess(t, bin, sock, backing, key, cardOpts{flags: flags, log: &second})
 			if err := fe.Reconnect(sock, 5*time.Second); err != nil {
 				t.Fatalf("reconnect: %v", err)
 			}
@@ -249,12 +156,8 @@ func cardKilledWithWritesInFlight(t *testing.T, flags int, inflight bool) {
 		// and repeat others after out-of-order completion.
 		// The card's log reaches the buffer through a pipe and a copying
 		// goroutine; the writes can be done before the line arrives.
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(second.String(), "inflight tracking area in use") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the restarted card did not take the inflight area; its log:\n%s", second.String())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !second.waitFor("inflight tracking area in use", 5*time.Second) {
+			t.Fatalf("the restarted card did not take the inflight area; its log:\n%s", second.String())
 		}
 		if !inOrder && outOfOrder == 0 {
 			t.Fatal("32 requests in flight on O_DIRECT never completed out of ring order: out-of-order completion is not in use")
