@@ -163,7 +163,9 @@ func recoverJournal(root, account, region, name string, verify func(name string,
 			}
 			return p, false, 0, 0, &tamperedError{name: name, reason: reason}
 		}
-		_, _, dropped = parseJournal(b[len(acked):])
+		// Whatever follows was never acknowledged: cut, and counted.
+		unacked, _, torn := parseJournal(b[len(acked):])
+		dropped = len(unacked) + torn
 		b = acked
 	}
 	recs, lines, cut := parseJournal(b)
