@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -233,4 +234,43 @@ func TamperedJournals(dir string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// logMatchesHead reports whether the finished log at root/rel holds
+// exactly the journal bytes h vouches for: a crash between a rotation's
+// log and its digest leaves the log unsigned, and whoever can write the
+// trail could otherwise put a log of their own under the open journal's
+// name for start-up to sign.
+func logMatchesHead(root, rel string, h journalHead) (bool, error) {
+	gz, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel)))
+	if err != nil {
+		return false, err
+	}
+	b, err := gunzip(gz, maxLogJSON)
+	if err != nil {
+		return false, nil
+	}
+	var lf struct{ Records []json.RawMessage }
+	if json.Unmarshal(b, &lf) != nil {
+		return false, nil
+	}
+	if !bytes.Equal(logJSON(rawLines(lf.Records)), b) {
+		return false, nil // not as finishJournal writes a log
+	}
+	s := sha256.New()
+	var n int64
+	for _, r := range lf.Records {
+		s.Write(r)
+		s.Write([]byte{'\n'})
+		n += int64(len(r)) + 1
+	}
+	return n == h.length && [sha256.Size]byte(s.Sum(nil)) == h.sum, nil
+}
+
+func rawLines(rs []json.RawMessage) [][]byte {
+	out := make([][]byte, len(rs))
+	for i, r := range rs {
+		out[i] = r
+	}
+	return out
 }

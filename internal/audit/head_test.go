@@ -303,3 +303,54 @@ func mustHeadKey(t *testing.T) []byte {
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
 func newMAC(key []byte) hash.Hash { return hmac.New(sha256.New, key) }
+
+// TestCrashForgedLogNotSigned: the crash came between a rotation's log and
+// its digest, and someone replaced that log. The head still names its
+// journal, and the log does not hold what the head vouches for: it is not
+// signed.
+func TestCrashForgedLogNotSigned(t *testing.T) {
+	clock := newClock()
+	dir := t.TempDir()
+	tr := openTrail(t, testConfig(t, dir, clock))
+	appendN(t, tr, clock, 0, 2)
+	if err := tr.WriteDigest(); err != nil {
+		t.Fatal(err)
+	}
+	digested := map[string]bool{}
+	for _, l := range listKind(t, dir, kindLog) {
+		digested[l] = true
+	}
+	appendN(t, tr, clock, 2, 2)
+	if err := tr.Rotate(); err != nil { // the log, without its digest
+		t.Fatal(err)
+	}
+	crashed := copyTree(t, dir)
+	var victim string
+	for _, l := range listKind(t, crashed, kindLog) {
+		if !digested[l] {
+			victim = l
+		}
+	}
+	if victim == "" {
+		t.Fatal("no log written after the digest")
+	}
+	// A well-formed log, as finishJournal would write it, of one record
+	// with another request ID.
+	gz, _ := os.ReadFile(filepath.Join(crashed, victim))
+	body, err := gunzip(gz, maxLogJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = bytes.Replace(body, []byte(`"requestID":"req-2"`), []byte(`"requestID":"forged"`), 1)
+	gz, _ = gzipBytes(body)
+	os.WriteFile(filepath.Join(crashed, victim), gz, 0o600)
+
+	s := restartAndClose(t, crashed, clock)
+	if s.Tampered != 1 {
+		t.Errorf("Tampered %d, want 1", s.Tampered)
+	}
+	k := validateKinds(t, crashed)
+	if len(k[KindTampered]) != 1 || len(k[KindUnlisted]) != 1 || k[KindUnlisted][0] != victim {
+		t.Errorf("Validate: %v; want %s unlisted and one %s", k, victim, KindTampered)
+	}
+}

@@ -261,6 +261,25 @@ func (t *Trail) recover() error {
 	if err != nil {
 		return err
 	}
+	// The log of the journal the head names, if a crash left it finished
+	// but perhaps not in a digest, must hold what the head vouches for.
+	forged := map[string]bool{}
+	if start, id, ok := parseJournalName(head.name); headOK && ok {
+		rel := logName(t.cfg.AccountID, t.cfg.Region, start, id)
+		match, err := logMatchesHead(root, rel, head)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case !match:
+			forged[rel] = true
+			reason := "its log " + rel + " is not what the head records"
+			if err := setAside(root, head.name, reason); err != nil {
+				return err
+			}
+			t.stats.tampered.Add(1)
+		}
+	}
 	verify := func(name string, b []byte) ([]byte, string) {
 		_, acked, reason := checkJournal(head, headExists, headOK, name, b)
 		return acked, reason
@@ -287,7 +306,7 @@ func (t *Trail) recover() error {
 		t.stats.recovered.Add(uint64(kept))
 		t.stats.dropped.Add(uint64(dropped))
 	}
-	if headOK && !seen && head.length > 0 {
+	if headOK && !seen && head.length > 0 && len(forged) == 0 {
 		// The head names a journal with acknowledged records that is gone;
 		// unless its log was finished, someone deleted it.
 		if start, id, ok := parseJournalName(head.name); ok {
@@ -348,7 +367,7 @@ func (t *Trail) recover() error {
 	sortByNameTime(logs)
 	for _, rel := range logs {
 		nt, _ := nameTime(rel)
-		if listed[rel] || nt.Before(cutoff) {
+		if listed[rel] || nt.Before(cutoff) || forged[rel] {
 			continue
 		}
 		p, err := readLogEntry(root, rel)
