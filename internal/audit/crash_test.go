@@ -282,6 +282,9 @@ func TestOpenSkipsCorruptPendingLog(t *testing.T) {
 	if err := tr.Rotate(); err != nil {
 		t.Fatal(err)
 	}
+	// A record in the next journal, so that the journal head no longer
+	// names the log's (TestCrashForgedLogNotSigned covers that one).
+	appendN(t, tr, clock, 4, 1)
 	crashed := copyTree(t, dir)
 	// The log the digest does not list yet. (Names carry the minute and a
 	// random suffix, so two logs of one minute sort in either order.)

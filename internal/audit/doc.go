@@ -25,12 +25,16 @@
 // finished log or digest, never acknowledges a record that is not on
 // disk, never trusts a key because a directory it validates holds it
 // unless asked to (Validate with nil keys; PinnedKeys keeps them
-// elsewhere), and never signs journal bytes its own writer did not write
-// while it runs. It does not log.
+// elsewhere), and never signs journal bytes its own writer did not write,
+// while it runs or, through the signed journal head (head.go), after a
+// crash. It does not log.
 //
 // Layout, under Config.Dir:
 //
 //	active/<start>-<id>.jsonl           the journal: one record per line
+//	active/<start>-<id>.jsonl.tampered  a journal Open kept aside, unsigned
+//	journal.head                        the signed journal head, unless
+//	                                    Config.HeadFile puts it elsewhere
 //	logs/YYYY/MM/DD/<account>_Azote_<region>_<YYYYMMDDTHHMMZ>_<id>.json.gz
 //	digests/YYYY/MM/DD/<account>_Azote-Digest_<region>_<YYYYMMDDTHHMMSSZ>.json.gz
 //	digests/…/<digest>.json.gz.sig     the digest's signature, hex

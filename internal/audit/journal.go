@@ -139,7 +139,12 @@ func existingLog(root, rel string, oldest, newest time.Time) (pendingLog, error)
 // its valid lines become a log (unless the log was already written), then
 // the journal is removed. It returns the log, whether one exists, and the
 // counts of records kept and lines dropped.
-func recoverJournal(root, account, region, name string) (p pendingLog, ok bool, kept, dropped int, err error) {
+//
+// verify says which of the journal's bytes were acknowledged (the journal
+// head, head.go); it is not asked when the log already exists, which is
+// then authoritative. If it reports the journal tampered, the journal is
+// set aside and errTampered returned.
+func recoverJournal(root, account, region, name string, verify func(name string, b []byte) (acked []byte, tampered string)) (p pendingLog, ok bool, kept, dropped int, err error) {
 	start, id, valid := parseJournalName(name)
 	if !valid {
 		return p, false, 0, 0, nil // not ours; leave it
@@ -149,13 +154,27 @@ func recoverJournal(root, account, region, name string) (p pendingLog, ok bool, 
 	if err != nil {
 		return p, false, 0, 0, err
 	}
-	recs, lines, dropped := parseJournal(b)
+	rel := logName(account, region, start, id)
+	if _, serr := os.Stat(filepath.Join(root, filepath.FromSlash(rel))); serr != nil {
+		acked, reason := verify(name, b)
+		if reason != "" {
+			if err := setAside(root, name, reason); err != nil {
+				return p, false, 0, 0, err
+			}
+			return p, false, 0, 0, &tamperedError{name: name, reason: reason}
+		}
+		// Whatever follows was never acknowledged: cut, and counted.
+		unacked, _, torn := parseJournal(b[len(acked):])
+		dropped = len(unacked) + torn
+		b = acked
+	}
+	recs, lines, cut := parseJournal(b)
+	dropped += cut
 	if len(lines) > 0 {
 		oldest, newest := recs[0].EventTime, recs[0].EventTime
 		for _, r := range recs[1:] {
 			oldest, newest = minTime(oldest, r.EventTime), maxTime(newest, r.EventTime)
 		}
-		rel := logName(account, region, start, id)
 		gz, gerr := gzipBytes(logJSON(lines))
 		if gerr != nil {
 			return p, false, 0, dropped, gerr
@@ -196,3 +215,9 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// tamperedError reports a journal set aside because it did not match its
+// head.
+type tamperedError struct{ name, reason string }
+
+func (e *tamperedError) Error() string { return "journal " + e.name + " set aside: " + e.reason }

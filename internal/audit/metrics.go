@@ -18,6 +18,7 @@ type Stats struct {
 	Recovered     uint64        // records Open found in journals left by a crash
 	Dropped       uint64        // journal lines Open could not parse (torn tails)
 	CorruptLogs   uint64        // unlisted logs Open could not read, left unlisted
+	Tampered      uint64        // journals Open set aside: not what their signed head says
 	WriteErrors   uint64        // failed journal writes (each fails the trail until it recovers)
 	Recoveries    uint64        // times the trail recovered from a failed write
 	RecoverErrors uint64        // attempts to recover that failed and will be retried
@@ -28,7 +29,7 @@ type Stats struct {
 type counters struct {
 	records, batches, bytes, fsyncs, fsyncNanos atomic.Uint64
 	logFiles, digests, recovered, dropped       atomic.Uint64
-	corruptLogs                                 atomic.Uint64
+	corruptLogs, tampered                       atomic.Uint64
 	writeErrors, rotateErrors, digestErrors     atomic.Uint64
 	recoveries, recoverErrors                   atomic.Uint64
 }
@@ -47,6 +48,7 @@ func (t *Trail) Stats() Stats {
 		Recovered:     c.recovered.Load(),
 		Dropped:       c.dropped.Load(),
 		CorruptLogs:   c.corruptLogs.Load(),
+		Tampered:      c.tampered.Load(),
 		WriteErrors:   c.writeErrors.Load(),
 		RotateErrors:  c.rotateErrors.Load(),
 		DigestErrors:  c.digestErrors.Load(),

@@ -18,8 +18,9 @@ import (
 //     rotation writes it back over the file wherever the two differ
 //     (rotateChecked), so a log holds what Append acknowledged.
 //
-// What is left is a crash: Open finishes the journals and signs the
-// unlisted logs it finds, as they are then on disk (docs/threat-model.md).
+// What is left is a crash: Open finishes a journal only as far as the
+// signed journal head vouches for it (head.go), and signs the unlisted
+// logs it finds as they are then on disk (docs/threat-model.md).
 
 // rotateSigned finishes the journal and writes a digest that lists the
 // log. If a digest already ends this second (digests are named by the

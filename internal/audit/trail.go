@@ -6,10 +6,12 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -40,6 +42,10 @@ type Config struct {
 	DigestEvery time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// HeadFile is where the signed journal head is kept (head.go); ""
+	// means Dir/journal.head. Outside Dir (azoted keeps it in its state
+	// directory), deleting it is not open to whoever can write Dir.
+	HeadFile string
 }
 
 const (
@@ -70,6 +76,7 @@ type Trail struct {
 	cfg         Config
 	signer      crypto.Signer
 	fingerprint string
+	headKey     []byte
 	pubPEM      []byte
 
 	// sendMu orders Appends against Close: an Append holds it shared while
@@ -128,6 +135,13 @@ type writer struct {
 	// it back over whatever else the file holds (rotate.go).
 	body     []byte
 	restored atomic.Uint64 // journals put back before rotation
+
+	// head records, with every group commit, the open journal's
+	// acknowledged length and the running hash of its bytes (head.go).
+	head *headWriter
+	hash hash.Hash
+	sum  [sha256.Size]byte // of the acknowledged bytes
+	next [sha256.Size]byte // scratch
 }
 
 // prevDigest is what the next digest needs of the last one.
@@ -193,6 +207,9 @@ func Open(cfg Config) (*Trail, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.HeadFile == "" {
+		cfg.HeadFile = filepath.Join(cfg.Dir, headFileName)
+	}
 	pemBytes, err := publicKeyPEM(pub)
 	if err != nil {
 		return nil, err
@@ -206,7 +223,11 @@ func Open(cfg Config) (*Trail, error) {
 		ctl:         make(chan ctlReq),
 		stopped:     make(chan struct{}),
 	}
+	if t.headKey, err = headKey(cfg.Signer); err != nil {
+		return nil, err
+	}
 	if err := t.recover(); err != nil {
+		t.w.head.close()
 		return nil, err
 	}
 	go t.run()
@@ -236,20 +257,71 @@ func (t *Trail) recover() error {
 		return err
 	}
 
+	head, headExists, headOK, err := readHead(t.cfg.HeadFile, t.headKey)
+	if err != nil {
+		return err
+	}
+	// The log of the journal the head names, if a crash left it finished
+	// but perhaps not in a digest, must hold what the head vouches for.
+	forged := map[string]bool{}
+	if start, id, ok := parseJournalName(head.name); headOK && ok {
+		rel := logName(t.cfg.AccountID, t.cfg.Region, start, id)
+		match, err := logMatchesHead(root, rel, head)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case !match:
+			forged[rel] = true
+			reason := "its log " + rel + " is not what the head records"
+			if err := setAside(root, head.name, reason); err != nil {
+				return err
+			}
+			t.stats.tampered.Add(1)
+		}
+	}
+	verify := func(name string, b []byte) ([]byte, string) {
+		_, acked, reason := checkJournal(head, headExists, headOK, name, b)
+		return acked, reason
+	}
 	ents, err := os.ReadDir(filepath.Join(root, activeDir))
 	if err != nil {
 		return err
 	}
+	seen := false
 	for _, e := range ents {
 		if e.IsDir() {
 			continue
 		}
-		_, _, kept, dropped, err := recoverJournal(root, t.cfg.AccountID, t.cfg.Region, e.Name())
+		seen = seen || e.Name() == head.name
+		_, _, kept, dropped, err := recoverJournal(root, t.cfg.AccountID, t.cfg.Region, e.Name(), verify)
+		var te *tamperedError
+		if errors.As(err, &te) {
+			t.stats.tampered.Add(1)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("audit: recovering journal %s: %w", e.Name(), err)
 		}
 		t.stats.recovered.Add(uint64(kept))
 		t.stats.dropped.Add(uint64(dropped))
+	}
+	if headOK && !seen && head.length > 0 && len(forged) == 0 {
+		// The head names a journal with acknowledged records that is gone;
+		// unless its log was finished, someone deleted it.
+		if start, id, ok := parseJournalName(head.name); ok {
+			rel := logName(t.cfg.AccountID, t.cfg.Region, start, id)
+			if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(rel))); errors.Is(err, fs.ErrNotExist) {
+				reason := fmt.Sprintf("deleted: %d acknowledged bytes are missing", head.length)
+				if err := setAside(root, head.name, reason); err != nil {
+					return err
+				}
+				t.stats.tampered.Add(1)
+			}
+		}
+	}
+	if t.w.head, err = openHeadWriter(t.cfg.HeadFile, t.headKey, head.seq); err != nil {
+		return fmt.Errorf("audit: journal head: %w", err)
 	}
 
 	digests, err := listTree(root, digestDir, kindDigest)
@@ -295,7 +367,7 @@ func (t *Trail) recover() error {
 	sortByNameTime(logs)
 	for _, rel := range logs {
 		nt, _ := nameTime(rel)
-		if listed[rel] || nt.Before(cutoff) {
+		if listed[rel] || nt.Before(cutoff) || forged[rel] {
 			continue
 		}
 		p, err := readLogEntry(root, rel)
@@ -588,6 +660,19 @@ func (t *Trail) writeBatch(batch []*appendReq) error {
 	if err == nil {
 		err = datasync(w.f)
 	}
+	if err == nil {
+		// The head is on disk before any of the batch is acknowledged.
+		w.hash.Write(w.buf)
+		sum := [sha256.Size]byte(w.hash.Sum(w.next[:0]))
+		if err = w.head.write(w.journalRel, w.size+int64(len(w.buf)), sum); err != nil {
+			// It may have reached the disk: put back the head of what was
+			// acknowledged, or a crash would find the journal shorter than
+			// its head. (This journal takes no more batches.)
+			_ = w.head.write(w.journalRel, w.size, w.sum)
+		} else {
+			w.sum = sum
+		}
+	}
 	if err != nil {
 		// Cut the journal back to what was acknowledged, so a recovery does
 		// not resurrect records whose callers were told they failed.
@@ -656,6 +741,11 @@ func (t *Trail) openJournal() error {
 		w.body = nil // one huge journal should not pin its copy forever
 	}
 	w.body = w.body[:0]
+	if w.hash == nil {
+		w.hash = sha256.New()
+	}
+	w.hash.Reset()
+	w.sum = sha256.Sum256(nil)
 	return nil
 }
 
@@ -903,6 +993,9 @@ func (t *Trail) shutdown() error {
 			err = cerr
 		}
 		t.w.f = nil
+	}
+	if cerr := t.w.head.close(); err == nil {
+		err = cerr
 	}
 	return err
 }

@@ -33,6 +33,10 @@ const (
 	// KindUnlisted: a log file in the period that no digest lists (and
 	// that is older than the newest digest, so not merely pending).
 	KindUnlisted = "unlisted"
+	// KindTampered: a journal azoted's start-up kept aside, unsigned,
+	// because its bytes were not those its signed journal head records
+	// (edited, truncated or deleted after a crash).
+	KindTampered = "tampered-journal"
 )
 
 // Problem is one thing Validate found wrong.
@@ -297,6 +301,13 @@ func Validate(dir string, pubkeys map[string]*rsa.PublicKey, from, to time.Time)
 			continue
 		}
 		problem(KindUnlisted, rel, "no digest lists it")
+	}
+	tampered, err := TamperedJournals(dir)
+	if err != nil {
+		return rep, err
+	}
+	for _, rel := range tampered {
+		problem(KindTampered, rel, "not what its signed journal head records; kept aside unsigned")
 	}
 	sort.SliceStable(rep.Problems, func(i, j int) bool {
 		a, b := rep.Problems[i], rep.Problems[j]

@@ -56,9 +56,16 @@ func (c *Controller) openAccess() error {
 	trail, err := audit.Open(audit.Config{
 		Dir: c.auditDir(), AccountID: svc.AccountID(), Region: c.cfg.Region, Signer: key,
 		MaxFileAge: c.cfg.AuditFileAge, DigestEvery: c.cfg.AuditDigestEvery,
+		// The signed journal head lives with the state, not in the trail:
+		// whoever can write the trail cannot delete it to pass for a trail
+		// from before heads.
+		HeadFile: filepath.Join(c.cfg.StateDir, "audit-journal.head"),
 	})
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
+	}
+	if n := trail.Stats().Tampered; n > 0 {
+		c.log.Error("audit journals did not match their signed head after a crash; kept aside unsigned (audit validate reports them)", "journals", n, "dir", filepath.Join(c.auditDir(), "active"))
 	}
 	c.trail = trail
 	return nil

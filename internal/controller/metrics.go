@@ -55,7 +55,8 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 		}{
 			{"azote_audit_records_total", "Audit records made durable.", "counter", float64(st.Records)},
 			{"azote_audit_batches_total", "Group commits (one write and one fdatasync each).", "counter", float64(st.Batches)},
-			{"azote_audit_fsync_seconds_total", "Time spent in fdatasync of the audit journal.", "counter", st.FsyncTime.Seconds()},
+			{"azote_audit_fsync_seconds_total", "Time spent in fdatasync of the audit journal and of its signed head.", "counter", st.FsyncTime.Seconds()},
+			{"azote_audit_tampered_journals_total", "Journals start-up kept aside unsigned because they did not match their signed head.", "counter", float64(st.Tampered)},
 			{"azote_audit_journal_restores_total", "Journals written back at rotation because someone else changed the file.", "counter", float64(c.trail.JournalRestores())},
 			{"azote_audit_bytes_total", "Journal bytes written.", "counter", float64(st.Bytes)},
 			{"azote_audit_log_files_total", "Log files finished.", "counter", float64(st.LogFiles)},
