@@ -150,7 +150,8 @@ func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // limitListener bounds the connections a listener has open, in total and
 // per source (an address; an IPv6 client's /64, as refusals count them:
 // one host commonly holds a whole /64). A connection past its source's
-// bound is closed as soon as it is accepted. One past the total bound
+// bound takes the place of that source's connection idle the longest; if
+// none of them is idle it is closed as soon as it is accepted. One past the total bound
 // takes the place of the connection idle the longest (an HTTP keep-alive
 // or HTTP/2 connection between requests), which is closed; if none is
 // idle it is closed itself. Accept never waits for a slot, so clients are
@@ -191,13 +192,24 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		src := sourceKey(remoteIP(c))
 		l.mu.Lock()
 		if l.perIP > 0 && l.bySource[src] >= l.perIP {
+			// The source's own idlest connection makes room (a
+			// client's pool may dial one more than it keeps busy);
+			// with none idle, the new one is refused.
+			victim := l.idlest(src)
+			if victim == nil {
+				l.mu.Unlock()
+				l.refused.Add(1)
+				c.Close()
+				continue
+			}
+			l.forget(victim)
 			l.mu.Unlock()
-			l.refused.Add(1)
-			c.Close()
-			continue
+			l.evicted.Add(1)
+			victim.Close()
+			l.mu.Lock()
 		}
 		if l.max > 0 && len(l.conns) >= l.max {
-			victim := l.idlest()
+			victim := l.idlest("")
 			if victim == nil {
 				l.mu.Unlock()
 				l.refused.Add(1)
@@ -220,12 +232,15 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// idlest is the connection idle the longest, nil if none is idle. l.mu
-// is held.
-func (l *limitListener) idlest() *limitConn {
+// idlest is the connection idle the longest, of source src ("" for any),
+// nil if none is idle. l.mu is held.
+func (l *limitListener) idlest(src string) *limitConn {
 	var best *limitConn
 	var since time.Time
 	for c, info := range l.conns {
+		if src != "" && c.src != src {
+			continue
+		}
 		if info.state == http.StateIdle && (best == nil || info.since.Before(since)) {
 			best, since = c, info.since
 		}

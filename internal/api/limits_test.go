@@ -171,8 +171,11 @@ func TestSlowReaderCutOff(t *testing.T) {
 	}
 }
 
-// TestConnectionsPerIP: one address cannot open more than MaxConnsPerIP
-// connections; closing one frees its place.
+// TestConnectionsPerIP: one address holds at most MaxConnsPerIP
+// connections. Past it, a new connection is closed at once while all of
+// that address's connections are busy, and takes the place of its
+// idlest one otherwise (a client pool may dial one more than it keeps
+// busy); the busy ones are never touched.
 func TestConnectionsPerIP(t *testing.T) {
 	addr := serveLimited(t, readsBody, nil, Limits{MaxConnsPerIP: 2})
 	var held []net.Conn
@@ -182,35 +185,45 @@ func TestConnectionsPerIP(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := getOn(c); err != nil {
-			t.Fatalf("connection %d: %v", i+1, err)
-		}
+		// A request whose body is still coming: the connection is active.
+		fmt.Fprintf(c, "POST /v1/host HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nx")
 		held = append(held, c)
 	}
+	time.Sleep(100 * time.Millisecond)
 	third, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	if err := getOn(third); err == nil {
-		t.Fatal("a third connection from one address was served with MaxConnsPerIP 2")
+	if !closedWithin(third, 3*time.Second) {
+		t.Fatal("a third connection from one address was kept with MaxConnsPerIP 2 and both others busy")
 	}
-	held[0].Close()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = getOn(c)
-		c.Close()
+	finish := func(c net.Conn) error {
+		fmt.Fprintf(c, "x")
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err == nil {
-			break
+			resp.Body.Close()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection accepted after one of two closed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	}
+	if err := finish(held[0]); err != nil {
+		t.Fatalf("a busy connection: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // held[0] is idle now
+	fourth, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fourth.Close()
+	if err := getOn(fourth); err != nil {
+		t.Fatalf("a connection past the bound with one of the address's idle: %v", err)
+	}
+	if !closedWithin(held[0], 3*time.Second) {
+		t.Fatal("the address's idle connection was not closed to make room")
+	}
+	if err := finish(held[1]); err != nil {
+		t.Fatalf("the other busy connection: %v", err)
 	}
 }
 

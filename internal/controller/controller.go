@@ -160,7 +160,7 @@ func Main(args []string) int {
 	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", 5*time.Minute, "rotate the audit log file after this long")
 	fs.DurationVar(&cfg.AuditDigestEvery, "audit-digest-every", time.Hour, "write a signed audit digest this often")
 	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", api.DefaultMaxConns, "open HTTPS connections at most; one more closes the connection idle the longest, or is closed if none is idle")
-	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", api.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address (IPv6: one /64); more are closed")
+	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", api.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address (IPv6: one /64); one more closes that address's connection idle the longest, or is closed if none is idle")
 	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", api.DefaultBodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
 	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", api.DefaultMinUploadRate, "bytes per second a blob upload must keep up")
 	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", api.DefaultWriteTimeout, "time each write of a response may take before the connection is dropped")
