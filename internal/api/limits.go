@@ -38,7 +38,7 @@ type Limits struct {
 // Default limits.
 const (
 	DefaultMaxConns      = 1024
-	DefaultMaxConnsPerIP = 64
+	DefaultMaxConnsPerIP = 256
 	DefaultBodyTimeout   = 20 * time.Second
 	DefaultMinUploadRate = 32 << 10
 	DefaultWriteTimeout  = 30 * time.Second
