@@ -191,38 +191,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		src := sourceKey(remoteIP(c))
 		l.mu.Lock()
-		if l.perIP > 0 && l.bySource[src] >= l.perIP {
-			// The source's own idlest connection makes room (a
-			// client's pool may dial one more than it keeps busy);
-			// with none idle, the new one is refused.
-			victim := l.idlest(src)
-			if victim == nil {
-				l.mu.Unlock()
-				l.refused.Add(1)
-				c.Close()
-				continue
-			}
-			l.forget(victim)
+		// Past a bound, the connection idle the longest (of the same
+		// source for the per-source bound: a client's pool may dial one
+		// more than it keeps busy) makes room; with none idle, the new
+		// one is refused.
+		if (l.perIP > 0 && l.bySource[src] >= l.perIP && !l.evictIdlest(src)) ||
+			(l.max > 0 && len(l.conns) >= l.max && !l.evictIdlest("")) {
 			l.mu.Unlock()
-			l.evicted.Add(1)
-			victim.Close()
-			l.mu.Lock()
-		}
-		if l.max > 0 && len(l.conns) >= l.max {
-			victim := l.idlest("")
-			if victim == nil {
-				l.mu.Unlock()
-				l.refused.Add(1)
-				c.Close()
-				continue
-			}
-			// Forget it now: its Close, below or by the server,
-			// gives back nothing more.
-			l.forget(victim)
-			l.mu.Unlock()
-			l.evicted.Add(1)
-			victim.Close()
-			l.mu.Lock()
+			l.refused.Add(1)
+			c.Close()
+			continue
 		}
 		lc := &limitConn{Conn: c, l: l, src: src}
 		l.conns[lc] = &connInfo{state: http.StateNew, since: time.Now()}
@@ -230,6 +208,23 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		l.mu.Unlock()
 		return lc, nil
 	}
+}
+
+// evictIdlest closes the connection of src ("" for any) idle the longest,
+// reporting false if none is idle. l.mu is held, and held again on return.
+func (l *limitListener) evictIdlest(src string) bool {
+	victim := l.idlest(src)
+	if victim == nil {
+		return false
+	}
+	// Forget it now: its Close, below or by the server, gives back
+	// nothing more.
+	l.forget(victim)
+	l.mu.Unlock()
+	l.evicted.Add(1)
+	victim.Close()
+	l.mu.Lock()
+	return true
 }
 
 // idlest is the connection idle the longest, of source src ("" for any),

@@ -28,6 +28,17 @@ func journalFiles(t testing.TB, dir string) []string {
 	return out
 }
 
+// wantEachOnce fails t for every id of ids not found exactly once in got
+// (as eventIDs counts them); where (" after recovery") ends the message.
+func wantEachOnce(t testing.TB, got map[string]int, ids []string, where string) {
+	t.Helper()
+	for _, id := range ids {
+		if got[id] != 1 {
+			t.Errorf("acknowledged %s found %d times%s", id, got[id], where)
+		}
+	}
+}
+
 func eventIDs(t testing.TB, dir string) map[string]int {
 	t.Helper()
 	recs, err := Lookup(dir, Filter{})
@@ -79,11 +90,7 @@ func TestRecoverJournal(t *testing.T) {
 		t.Errorf("temporary file left after recovery: %v", err)
 	}
 	got := eventIDs(t, crashed)
-	for _, id := range ids {
-		if got[id] != 1 {
-			t.Errorf("acknowledged %s found %d times after recovery", id, got[id])
-		}
-	}
+	wantEachOnce(t, got, ids, " after recovery")
 	if len(got) != len(ids) {
 		t.Errorf("%d records after recovery, want %d", len(got), len(ids))
 	}
@@ -135,11 +142,7 @@ func TestRecoverFinishedJournal(t *testing.T) {
 		t.Errorf("logs after second recovery: %v", l)
 	}
 	got := eventIDs(t, finished)
-	for _, id := range ids {
-		if got[id] != 1 {
-			t.Errorf("%s found %d times", id, got[id])
-		}
-	}
+	wantEachOnce(t, got, ids, "")
 	mustValidate(t, finished)
 }
 

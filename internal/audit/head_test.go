@@ -171,11 +171,7 @@ func TestCrashForgedAppendCut(t *testing.T) {
 		t.Error("the appended record is in a log")
 	}
 	got := eventIDs(t, crashed)
-	for _, id := range ids {
-		if got[id] != 1 {
-			t.Errorf("acknowledged %s found %d times", id, got[id])
-		}
-	}
+	wantEachOnce(t, got, ids, "")
 	mustValidate(t, crashed)
 }
 
@@ -212,11 +208,7 @@ func TestCrashUnacknowledgedCut(t *testing.T) {
 		t.Errorf("tampered %d, dropped %d, recovered %d; want 0, 2, 3", s.Tampered, s.Dropped, s.Recovered)
 	}
 	got := eventIDs(t, crashed)
-	for _, id := range ids[:len(ids)-1] {
-		if got[id] != 1 {
-			t.Errorf("acknowledged %s found %d times", id, got[id])
-		}
-	}
+	wantEachOnce(t, got, ids[:len(ids)-1], "")
 	if got[ids[len(ids)-1]] != 0 {
 		t.Error("the batch whose head was torn is in a log")
 	}

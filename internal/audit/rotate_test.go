@@ -78,11 +78,7 @@ func TestJournalEditNotSigned(t *testing.T) {
 		t.Errorf("JournalRestores = %d, want 1", n)
 	}
 	got := eventIDs(t, dir)
-	for _, id := range ids {
-		if got[id] != 1 {
-			t.Errorf("acknowledged %s found %d times in the signed logs", id, got[id])
-		}
-	}
+	wantEachOnce(t, got, ids, " in the signed logs")
 	for id := range got {
 		if strings.HasPrefix(id, "00000000") || strings.HasPrefix(id, "11111111") {
 			t.Errorf("forged record %s was signed into a log", id)
