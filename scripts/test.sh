@@ -16,6 +16,8 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 [ -z "$unformatted" ] || die "gofmt needed: $unformatted"
 go vet ./...
 go tool staticcheck ./...
+# go.mod and go.sum say exactly what the code imports.
+go mod tidy -diff || die "go mod tidy changes go.mod/go.sum: run it and commit the result"
 
 say "unit tests (race detector)"
 go test -race -count=1 $(go list ./... | grep -v /test/e2e)

@@ -1,9 +1,3 @@
-// Package proc identifies, watches and signals the processes azoted
-// starts (engines and cards), which outlive azoted and are re-adopted by
-// pid and start time. It never signals a process whose identity it has not
-// just checked again. It also reads who is at the other end of a unix
-// socket (PeerCred), which is how azoted and the cards tell root callers,
-// and binds the sockets azoted hands to the processes it starts (ListenFile).
 package proc
 
 import (
@@ -19,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// procStartTime reads field 22 (starttime) of /proc/<pid>/stat. Together
+// StartTime reads field 22 (starttime) of /proc/<pid>/stat. Together
 // with the pid it names a process uniquely across pid reuse. A zombie
 // counts as gone.
 func StartTime(pid int) (uint64, error) {
@@ -45,6 +39,9 @@ func StartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
+// Cmdline is pid's command line with NULs as spaces, or "" when the
+// process is gone or unreadable. It names a process for Same and
+// KillMarked; it is not proof of identity on its own.
 func Cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
