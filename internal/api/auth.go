@@ -84,3 +84,9 @@ func CallerFrom(ctx context.Context) *Caller {
 	c, _ := ctx.Value(callerKey{}).(*Caller)
 	return c
 }
+
+// Service is the SigV4 service name of the controller API.
+const Service = "azote"
+
+// MaxWait bounds a long poll (GET /v1/instances/{ref}?wait=).
+const MaxWait = 5 * time.Minute

@@ -1,6 +1,7 @@
-package api
+package gateway
 
 import (
+	"github.com/azote/azote/internal/api"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -16,39 +17,39 @@ import (
 )
 
 // Backend is what the API serves; the controller implements it. Errors
-// returned as *Error keep their code; any other error becomes InternalError.
+// returned as *api.Error keep their code; any other error becomes InternalError.
 type Backend interface {
-	HostInfo(ctx context.Context) HostInfo
-	RunInstance(ctx context.Context, r RunInstanceRequest) (Instance, error)
-	ListInstances(ctx context.Context) ([]Instance, error)
+	HostInfo(ctx context.Context) api.HostInfo
+	RunInstance(ctx context.Context, r api.RunInstanceRequest) (api.Instance, error)
+	ListInstances(ctx context.Context) ([]api.Instance, error)
 	// DescribeInstance returns the instance; with wait > 0 it first waits
 	// until its revision differs from after (long poll).
-	DescribeInstance(ctx context.Context, ref string, after uint64, wait time.Duration) (Instance, error)
-	ModifyInstance(ctx context.Context, ref string, r ModifyInstanceRequest) (Instance, error)
-	StopInstance(ctx context.Context, ref string, r StopInstanceRequest) (Instance, error)
-	StartInstance(ctx context.Context, ref string) (Instance, error)
-	RebootInstance(ctx context.Context, ref string) (Instance, error)
-	TerminateInstance(ctx context.Context, ref string) (Instance, error)
+	DescribeInstance(ctx context.Context, ref string, after uint64, wait time.Duration) (api.Instance, error)
+	ModifyInstance(ctx context.Context, ref string, r api.ModifyInstanceRequest) (api.Instance, error)
+	StopInstance(ctx context.Context, ref string, r api.StopInstanceRequest) (api.Instance, error)
+	StartInstance(ctx context.Context, ref string) (api.Instance, error)
+	RebootInstance(ctx context.Context, ref string) (api.Instance, error)
+	TerminateInstance(ctx context.Context, ref string) (api.Instance, error)
 	// Console writes the last tail bytes of the console to w; with follow
 	// it keeps writing new output until ctx ends or the instance is gone.
 	Console(ctx context.Context, ref string, tail int64, follow bool, w io.Writer, flush func()) error
 	PutBlob(ctx context.Context, sha384 string, r io.Reader) error
-	CreateImage(ctx context.Context, r CreateImageRequest) (CreateImageResponse, error)
-	ListImages(ctx context.Context) ([]Image, error)
-	DescribeImage(ctx context.Context, ref string) (Image, error)
+	CreateImage(ctx context.Context, r api.CreateImageRequest) (api.CreateImageResponse, error)
+	ListImages(ctx context.Context) ([]api.Image, error)
+	DescribeImage(ctx context.Context, ref string) (api.Image, error)
 	// DeleteImage returns the id of the image it deleted.
 	DeleteImage(ctx context.Context, ref string) (string, error)
 
-	CreateVolume(ctx context.Context, r CreateVolumeRequest) (Volume, error)
-	ListVolumes(ctx context.Context) ([]Volume, error)
-	DescribeVolume(ctx context.Context, ref string) (Volume, error)
-	ModifyVolume(ctx context.Context, ref string, r ModifyVolumeRequest) (Volume, error)
+	CreateVolume(ctx context.Context, r api.CreateVolumeRequest) (api.Volume, error)
+	ListVolumes(ctx context.Context) ([]api.Volume, error)
+	DescribeVolume(ctx context.Context, ref string) (api.Volume, error)
+	ModifyVolume(ctx context.Context, ref string, r api.ModifyVolumeRequest) (api.Volume, error)
 	// DeleteVolume deletes a volume; a persistent one stays recoverable
 	// for the retention window unless now is set.
-	DeleteVolume(ctx context.Context, ref string, now bool) (Volume, error)
-	RestoreVolume(ctx context.Context, ref string) (Volume, error)
-	AttachVolume(ctx context.Context, ref string, r AttachVolumeRequest) (Volume, error)
-	DetachVolume(ctx context.Context, ref string) (Volume, error)
+	DeleteVolume(ctx context.Context, ref string, now bool) (api.Volume, error)
+	RestoreVolume(ctx context.Context, ref string) (api.Volume, error)
+	AttachVolume(ctx context.Context, ref string, r api.AttachVolumeRequest) (api.Volume, error)
+	DetachVolume(ctx context.Context, ref string) (api.Volume, error)
 	// WriteMetrics writes Prometheus text format.
 	WriteMetrics(ctx context.Context, w io.Writer) error
 	// ResolveID turns a reference (id or name) to an object of kind
@@ -57,8 +58,6 @@ type Backend interface {
 	ResolveID(ctx context.Context, kind, ref string) (string, map[string]string)
 }
 
-// MaxWait bounds a long poll.
-const MaxWait = 5 * time.Minute
 
 // Every route: its action (what policies name and the audit trail
 // records), whether it only reads, the resource it acts on and its
@@ -106,7 +105,7 @@ func (h *handler) routes(mux *http.ServeMux) {
 		h.reply(w, r, map[string]string{"deleted": id}, err)
 	})
 	h.route(mux, "POST /v1/volumes", "compute:CreateVolume", false, h.withRequestKeys(func(*http.Request) string { return h.arn("compute", "volume/*") }, createVolumeKeys), func(w http.ResponseWriter, r *http.Request) {
-		var req CreateVolumeRequest
+		var req api.CreateVolumeRequest
 		if e := decode(w, r, &req); e != nil {
 			writeError(w, e)
 			return
@@ -123,7 +122,7 @@ func (h *handler) routes(mux *http.ServeMux) {
 		h.reply(w, r, v, err)
 	})
 	h.route(mux, "PATCH /v1/volumes/{ref}", "compute:ModifyVolume", false, vol, func(w http.ResponseWriter, r *http.Request) {
-		var req ModifyVolumeRequest
+		var req api.ModifyVolumeRequest
 		if e := decode(w, r, &req); e != nil {
 			writeError(w, e)
 			return
@@ -137,7 +136,7 @@ func (h *handler) routes(mux *http.ServeMux) {
 		h.reply(w, r, v, err)
 	})
 	h.route(mux, "POST /v1/volumes/{ref}/attach", "compute:AttachVolume", false, vol, func(w http.ResponseWriter, r *http.Request) {
-		var req AttachVolumeRequest
+		var req api.AttachVolumeRequest
 		if e := decode(w, r, &req); e != nil {
 			writeError(w, e)
 			return
@@ -183,7 +182,7 @@ func (h *handler) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/{service}/{action}", h.operation)
 	mux.HandleFunc("GET /v1/audit/files/{path...}", h.auditFile)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		h.deny(w, r, "", "", Errorf(CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		h.deny(w, r, "", "", api.Errorf(api.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
 }
 
@@ -197,7 +196,7 @@ func (h *handler) recoverer(next http.Handler) http.Handler {
 					panic(v)
 				}
 				h.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
-				writeError(w, Errorf(CodeInternal, "internal error"))
+				writeError(w, api.Errorf(api.CodeInternal, "internal error"))
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -206,8 +205,8 @@ func (h *handler) recoverer(next http.Handler) http.Handler {
 
 func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
-		e := AsError(err)
-		if e.Code == CodeInternal {
+		e := api.AsError(err)
+		if e.Code == api.CodeInternal {
 			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		writeError(w, e)
@@ -216,17 +215,17 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error
 	writeJSON(w, http.StatusOK, v)
 }
 
-// decode reads a strict JSON body of at most MaxBodyBytes into v. An empty
+// decode reads a strict JSON body of at most api.MaxBodyBytes into v. An empty
 // body is allowed when v has no required fields (the caller validates).
-func decode(w http.ResponseWriter, r *http.Request, v any) *Error {
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+func decode(w http.ResponseWriter, r *http.Request, v any) *api.Error {
+	body := http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
 	data, err := io.ReadAll(body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return Errorf(CodeRequestTooLarge, "request body exceeds %d bytes", MaxBodyBytes)
+			return api.Errorf(api.CodeRequestTooLarge, "request body exceeds %d bytes", api.MaxBodyBytes)
 		}
-		return Errorf(CodeMalformedRequest, "reading body: %v", err)
+		return api.Errorf(api.CodeMalformedRequest, "reading body: %v", err)
 	}
 	if len(data) == 0 {
 		return nil
@@ -234,16 +233,16 @@ func decode(w http.ResponseWriter, r *http.Request, v any) *Error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return Errorf(CodeMalformedRequest, "request body: %v", err)
+		return api.Errorf(api.CodeMalformedRequest, "request body: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Errorf(CodeMalformedRequest, "request body: data after the JSON value")
+		return api.Errorf(api.CodeMalformedRequest, "request body: data after the JSON value")
 	}
 	return nil
 }
 
 func (h *handler) runInstance(w http.ResponseWriter, r *http.Request) {
-	var req RunInstanceRequest
+	var req api.RunInstanceRequest
 	if e := decode(w, r, &req); e != nil {
 		writeError(w, e)
 		return
@@ -274,15 +273,15 @@ func (h *handler) describeInstance(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("after"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			writeError(w, Errorf(CodeInvalidParameter, "after: %q is not a revision number", s))
+			writeError(w, api.Errorf(api.CodeInvalidParameter, "after: %q is not a revision number", s))
 			return
 		}
 		after = v
 	}
 	if s := q.Get("wait"); s != "" {
 		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 || d > MaxWait {
-			writeError(w, Errorf(CodeInvalidParameter, "wait: %q is not a duration up to %v", s, MaxWait))
+		if err != nil || d < 0 || d > api.MaxWait {
+			writeError(w, api.Errorf(api.CodeInvalidParameter, "wait: %q is not a duration up to %v", s, api.MaxWait))
 			return
 		}
 		wait = d
@@ -292,7 +291,7 @@ func (h *handler) describeInstance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) modifyInstance(w http.ResponseWriter, r *http.Request) {
-	var req ModifyInstanceRequest
+	var req api.ModifyInstanceRequest
 	if e := decode(w, r, &req); e != nil {
 		writeError(w, e)
 		return
@@ -303,7 +302,7 @@ func (h *handler) modifyInstance(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) instanceAction(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("ref")
-	var inst Instance
+	var inst api.Instance
 	var err error
 	if a := path.Base(r.URL.Path); a != "stop" {
 		// These take no parameters: any field in a body is an error.
@@ -315,7 +314,7 @@ func (h *handler) instanceAction(w http.ResponseWriter, r *http.Request) {
 	}
 	switch path.Base(r.URL.Path) {
 	case "stop":
-		var req StopInstanceRequest
+		var req api.StopInstanceRequest
 		if e := decode(w, r, &req); e != nil {
 			writeError(w, e)
 			return
@@ -337,7 +336,7 @@ func (h *handler) console(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("tail"); s != "" {
 		v, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || v < 0 {
-			writeError(w, Errorf(CodeInvalidParameter, "tail: %q is not a byte count", s))
+			writeError(w, api.Errorf(api.CodeInvalidParameter, "tail: %q is not a byte count", s))
 			return
 		}
 		tail = v
@@ -378,7 +377,7 @@ func (s *startWriter) Write(p []byte) (int, error) {
 }
 
 func (h *handler) createImage(w http.ResponseWriter, r *http.Request) {
-	var req CreateImageRequest
+	var req api.CreateImageRequest
 	if e := decode(w, r, &req); e != nil {
 		writeError(w, e)
 		return
@@ -395,7 +394,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-func writeError(w http.ResponseWriter, e *Error) {
+func writeError(w http.ResponseWriter, e *api.Error) {
 	writeJSON(w, e.Status(), e)
 }
 
