@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
@@ -413,10 +414,27 @@ func (c *Controller) Close() error {
 	return c.store.Close()
 }
 
-// HostInfo implements api.Backend.
+// HostInfo implements gateway.Backend.
 func (c *Controller) HostInfo(context.Context) api.HostInfo {
-	h := hostinfo.Read()
-	return api.HostInfo{Info: h, Engine: c.engine.Name(), Accel: c.engine.Accel(), Version: Version}
+	return hostInfo(hostinfo.Read(), c.engine.Name(), c.engine.Accel())
+}
+
+// hostInfo converts the host's hardware to its API view: the API keeps its
+// own copy of the fields, so a change to hostinfo cannot change the JSON.
+func hostInfo(h hostinfo.Info, engine, accel string) api.HostInfo {
+	return api.HostInfo{
+		CPUModel: h.CPUModel, Cores: h.Cores, MemTotalMiB: h.MemTotalMiB, MemAvailMiB: h.MemAvailMiB,
+		HardwareVirt: h.HardwareVirt, VirtReason: h.VirtReason, AESNI: h.AESNI, AVX2: h.AVX2, Kernel: h.Kernel,
+		Engine: engine, Accel: accel, Version: Version,
+	}
+}
+
+// agentReport converts the agent's report to its API view (see hostInfo).
+func agentReport(r agent.Report) *api.AgentReport {
+	return &api.AgentReport{
+		Event: r.Event, Instance: r.Instance, Root: r.Root, InitMs: r.InitMs, ReadyMs: r.ReadyMs,
+		VCPUs: r.VCPUs, MemTotalKiB: r.MemTotalKiB, MemRAMKiB: r.MemRAMKiB, Modules: r.Modules, Message: r.Message,
+	}
 }
 
 // listenUnix binds the API socket with mode 0600. A socket file left by a
