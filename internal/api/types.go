@@ -144,9 +144,9 @@ type Instance struct {
 	// BootMs is the host-side time from engine launch (or, after a guest
 	// reboot, from the reset) to the agent's ready line; BootCount counts
 	// boots (launches and guest reboots).
-	BootMs    int64         `json:"boot_ms,omitempty"`
-	BootCount int           `json:"boot_count"`
-	Agent     *AgentReport  `json:"agent,omitempty"`
+	BootMs    int64        `json:"boot_ms,omitempty"`
+	BootCount int          `json:"boot_count"`
+	Agent     *AgentReport `json:"agent,omitempty"`
 	// Volumes are the attached volumes in device order (vda, vdb, …).
 	Volumes []InstanceVolume `json:"volumes,omitempty"`
 	// Revision increases with every change; see GET ?after=.

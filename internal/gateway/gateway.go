@@ -1,12 +1,12 @@
 package gateway
 
 import (
-	"github.com/azote/azote/internal/api"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/azote/azote/internal/api"
 	"io"
 	"log/slog"
 	"net"
@@ -69,7 +69,6 @@ type Config struct {
 	// clock, for the next process to refuse (sigv4.Verifier.Mark).
 	Mark *sigv4.Mark
 }
-
 
 type handler struct {
 	// results counts answered requests by error code ("" = success).

@@ -1,12 +1,12 @@
 package gateway
 
 import (
-	"github.com/azote/azote/internal/api"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"github.com/azote/azote/internal/api"
 	"io"
 	"log"
 	"net"
@@ -57,7 +57,6 @@ type Backend interface {
 	// returned unchanged, without tags.
 	ResolveID(ctx context.Context, kind, ref string) (string, map[string]string)
 }
-
 
 // Every route: its action (what policies name and the audit trail
 // records), whether it only reads, the resource it acts on and its

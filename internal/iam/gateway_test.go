@@ -7,9 +7,9 @@ import (
 	"net/http/httptest"
 
 	"github.com/azote/azote/internal/api"
-	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
+	"github.com/azote/azote/internal/gateway"
 )
 
 // gatewayAuth presents the IAM to the API, as azoted's adapter does.
