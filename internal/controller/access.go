@@ -130,10 +130,10 @@ func (c *Controller) Operations() []*api.Operation {
 				a, _ := c.iam.Account()
 				return map[string]any{"AccountId": a.ID, "Device": d}, nil
 			}},
-		&api.Operation{Name: "iam:InitAccount", NetworkDenied: true, NewRequest: func() any { return new(iam.InitRequest) },
+		&api.Operation{Name: "iam:InitAccount", NetworkDenied: true, NewRequest: func() any { return new(api.InitRequest) },
 			Resource: func(context.Context, any) (string, error) { return c.iam.RootARN(), nil },
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				resp, err := c.iam.Init(*r.(*iam.InitRequest))
+				resp, err := c.iam.Init(*r.(*api.InitRequest))
 				if err != nil {
 					return nil, err
 				}

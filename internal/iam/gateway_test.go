@@ -71,10 +71,10 @@ func (g *served) call(creds sigv4.Credentials, op string, req, out any) error {
 	return c.Call(context.Background(), op, req, out)
 }
 
-func keyCreds(k NewAccessKey) sigv4.Credentials {
+func keyCreds(k api.NewAccessKey) sigv4.Credentials {
 	return sigv4.Credentials{AccessKeyID: k.AccessKeyID, SecretAccessKey: k.SecretAccessKey}
 }
 
-func sessionCreds(c Credentials) sigv4.Credentials {
+func sessionCreds(c api.Credentials) sigv4.Credentials {
 	return sigv4.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
 }

@@ -55,10 +55,10 @@ func (s *Service) roleRef(ref string) (string, error) {
 
 // roleByRefTx reads the role a RoleArn (or a session's issuer ARN)
 // names.
-func (s *Service) roleByRefTx(tx store.Tx, ref string) (Role, error) {
+func (s *Service) roleByRefTx(tx store.Tx, ref string) (api.Role, error) {
 	name, err := s.roleRef(ref)
 	if err != nil {
-		return Role{}, err
+		return api.Role{}, err
 	}
 	return s.getRoleTx(tx, name)
 }

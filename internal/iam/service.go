@@ -50,8 +50,8 @@ type Service struct {
 
 type cachedKey struct {
 	gen    uint64
-	key    AccessKey
-	user   User
+	key    api.AccessKey
+	user   api.User
 	secret string
 }
 
