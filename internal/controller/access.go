@@ -106,7 +106,7 @@ func (c *Controller) event(name, resource string, data map[string]any) {
 		AdditionalEventData: data, RequestID: "", EventType: "AwsServiceEvent", ManagementEvent: true,
 	}
 	if resource != "" {
-		rec.Resources = []audit.Resource{{ARN: "arn:azote:compute::" + c.iam.AccountID() + ":" + resource, AccountID: c.iam.AccountID()}}
+		rec.Resources = []audit.Resource{{ARN: api.MakeARN("compute", c.iam.AccountID(), resource), AccountID: c.iam.AccountID()}}
 	}
 	if err := c.trail.Append(context.Background(), rec); err != nil {
 		c.log.Error("audit append failed", "event", name, "err", err)
@@ -117,7 +117,7 @@ func (c *Controller) event(name, resource string, data map[string]any) {
 func (c *Controller) Operations() []*api.Operation {
 	ops := c.iam.Operations()
 	trailARN := func(context.Context, any) (string, error) {
-		return "arn:azote:audit::" + c.iam.AccountID() + ":trail/default", nil
+		return api.MakeARN("audit", c.iam.AccountID(), "trail/default"), nil
 	}
 	ops = append(ops,
 		&api.Operation{Name: "iam:InitAccountBegin", NetworkDenied: true,

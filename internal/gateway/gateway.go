@@ -102,7 +102,7 @@ func NewHandler(cfg Config) http.Handler {
 }
 
 func (h *handler) arn(service, resource string) string {
-	return "arn:azote:" + service + "::" + h.cfg.Auth.AccountID() + ":" + resource
+	return api.MakeARN(service, h.cfg.Auth.AccountID(), resource)
 }
 
 // arnOf resolves the {ref} of a route (an id or a name) to the ARN of

@@ -13,7 +13,7 @@ import (
 )
 
 // BuiltinARN is the ARN of an azote-defined managed policy.
-func BuiltinARN(name string) string { return "arn:azote:iam::azote:policy/" + name }
+func BuiltinARN(name string) string { return api.MakeARN("iam", api.BuiltinAccount, "policy/"+name) }
 
 // RequireMFAPolicy is the customer-managed policy `azote init` attaches
 // to the Administrators group: dangerous actions need an MFA session.
@@ -101,7 +101,7 @@ func parsePolicy(doc string, kind policy.Kind) (*policy.Document, error) {
 
 // getPolicy finds a managed policy by ARN: built-in or customer.
 func (s *Service) getPolicyTx(tx store.Tx, arn string) (api.ManagedPolicy, error) {
-	if name, ok := strings.CutPrefix(arn, "arn:azote:iam::azote:policy/"); ok {
+	if name, ok := strings.CutPrefix(arn, BuiltinARN("")); ok {
 		d, ok := policy.Builtin(name)
 		if !ok {
 			return api.ManagedPolicy{}, notFound("policy", arn)
@@ -113,7 +113,7 @@ func (s *Service) getPolicyTx(tx store.Tx, arn string) (api.ManagedPolicy, error
 }
 
 func (s *Service) policyARN(nameOrARN string) string {
-	if strings.HasPrefix(nameOrARN, "arn:") {
+	if api.LooksLikeARN(nameOrARN) {
 		return nameOrARN
 	}
 	if _, ok := policy.Builtin(nameOrARN); ok {

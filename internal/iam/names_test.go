@@ -215,3 +215,37 @@ func TestMFADeviceAuthorisedOnItsUser(t *testing.T) {
 		t.Errorf("audit resources = %q, want %q", arns, want)
 	}
 }
+
+// TestARNRefsParse checks that a RoleArn, PolicyArn or SerialNumber is
+// recognised as an ARN by parsing it, not by its first letters: an ARN of
+// another account, service, partition or kind is refused whole, and a
+// name is never taken for an ARN.
+func TestARNRefsParse(t *testing.T) {
+	e := newEnv(t)
+	acct := e.svc.AccountID()
+	for _, ref := range []string{
+		"arn:azote:iam::" + acct + ":role/ops",
+	} {
+		if n, err := e.svc.roleRef(ref); err != nil || n != "ops" {
+			t.Errorf("roleRef(%q) = %q, %v", ref, n, err)
+		}
+	}
+	for _, ref := range []string{
+		"arn:azote:iam::999999999999:role/ops", "arn:azote:sts::" + acct + ":role/ops",
+		"arn:aws:iam::" + acct + ":role/ops", "arn:azote:iam:eu:" + acct + ":role/ops",
+		"arn:azote:iam::" + acct + ":user/ops", "arn:azote:iam::" + acct + ":role", "arn:",
+	} {
+		if n, err := e.svc.roleRef(ref); !api.IsCode(err, api.CodeInvalidParameter) {
+			t.Errorf("roleRef(%q) = %q, %v: want InvalidParameterValue", ref, n, err)
+		}
+	}
+	if n, err := e.svc.roleRef("arnold"); err != nil || n != "arnold" {
+		t.Errorf("roleRef(arnold) = %q, %v: a name", n, err)
+	}
+	if _, err := e.svc.mfaSerialRef("arn:azote:iam::" + acct + ":user/root-mfa"); !api.IsCode(err, api.CodeInvalidParameter) {
+		t.Errorf("mfaSerialRef of a user ARN = %v", err)
+	}
+	if _, err := e.svc.policyRef("arn:azote:iam::999999999999:policy/p"); !api.IsCode(err, api.CodeInvalidParameter) {
+		t.Errorf("policyRef of another account = %v", err)
+	}
+}
