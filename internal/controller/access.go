@@ -203,21 +203,22 @@ func (c *Controller) auditFile(ctx context.Context, rel string) ([]byte, error) 
 	return data, nil
 }
 
-// ResolveID implements api.Backend.
-func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map[string]string) {
+// ResolveID implements gateway.Backend: the gateway authorises a call on
+// the id found here and hands the controller that id, not the ref.
+func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map[string]string, bool) {
 	switch kind {
 	case "instance":
 		if rec, err := c.resolve(ref); err == nil {
-			return rec.ID, rec.Tags
+			return rec.ID, rec.Tags, true
 		}
 	case "volume":
 		if v, err := c.resolveVolume(ref); err == nil {
-			return v.ID, v.Tags
+			return v.ID, v.Tags, true
 		}
 	case "image":
 		if im, err := c.resolveImage(ref); err == nil {
-			return im.ID, nil
+			return im.ID, nil, true
 		}
 	}
-	return ref, nil
+	return ref, nil, false
 }

@@ -64,11 +64,11 @@ func (s *createStub) RunInstance(ctx context.Context, r api.RunInstanceRequest) 
 func (s *createStub) DescribeVolume(_ context.Context, ref string) (api.Volume, error) {
 	return api.Volume{ID: ref}, nil
 }
-func (s *createStub) ResolveID(_ context.Context, _, ref string) (string, map[string]string) {
+func (s *createStub) ResolveID(_ context.Context, _, ref string) (string, map[string]string, bool) {
 	if ref == "vol-old" {
-		return ref, map[string]string{"Owner": "mallory", "owner": "tenant"}
+		return ref, map[string]string{"Owner": "mallory", "owner": "tenant"}, true
 	}
-	return ref, map[string]string{"owner": "tenant"}
+	return ref, map[string]string{"owner": "tenant"}, true
 }
 
 // Create calls carry their request keys into the decision: a tenant made

@@ -68,6 +68,10 @@ type Config struct {
 	// Mark records the dates of requests accepted ahead of the host
 	// clock, for the next process to refuse (sigv4.Verifier.Mark).
 	Mark *sigv4.Mark
+
+	// afterAuthorize, set by tests in this package, runs between the
+	// decision and the action.
+	afterAuthorize func(*http.Request)
 }
 
 type handler struct {
@@ -97,23 +101,12 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: api.Service, Now: cfg.Now, NotBefore: cfg.Started, Mark: cfg.Mark}
 	mux := http.NewServeMux()
-	h.routes(mux)
+	h.register(mux)
 	return h.recoverer(h.authenticate(mux))
 }
 
 func (h *handler) arn(service, resource string) string {
 	return api.MakeARN(service, h.cfg.Auth.AccountID(), resource)
-}
-
-// arnOf resolves the {ref} of a route (an id or a name) to the ARN of
-// the object, so that a policy on an id cannot be sidestepped by using
-// the name.
-func (h *handler) arnOf(kind string) func(*http.Request) string {
-	return func(r *http.Request) string {
-		id, tags := h.b.ResolveID(r.Context(), kind, r.PathValue("ref"))
-		info(r).tags = tags
-		return h.arn("compute", kind+"/"+id)
-	}
 }
 
 // testPeerKey lets in-package tests stand in for a unix peer; it cannot
@@ -128,6 +121,8 @@ type requestInfo struct {
 	body   []byte // the request body when it was read for the signature
 	caller *api.Caller
 	also   []string // further resources the call was authorised on
+	// alsoTags are the tags of further resources, by ARN.
+	alsoTags map[string]map[string]string
 	// conds are the request's own condition keys (aws:RequestTag/KEY,
 	// aws:TagKeys, iam:PolicyARN, azote:Encrypted), for every resource
 	// the call is authorised on; bad refuses the call before any
@@ -258,7 +253,7 @@ func authError(err error) *api.Error {
 		return api.Errorf(api.CodeInternal, "the server cannot record this request's date, which is ahead of its clock; sign it again with the host's time")
 	case errors.Is(err, sigv4.ErrInactiveKey):
 		return api.Errorf(api.CodeInvalidClientTokenID, "the access key is inactive")
-	case strings.Contains(err.Error(), "session token"):
+	case errors.Is(err, sigv4.ErrExpiredToken):
 		return api.Errorf(api.CodeExpiredToken, "the session token is expired or invalid")
 	}
 	return api.Errorf(api.CodeInvalidClientTokenID, "the access key does not exist")
@@ -443,37 +438,6 @@ func (h *handler) check(c *api.Caller, action, resource string, tags map[string]
 	return nil
 }
 
-// authorizeAlso authorises action on a further resource a call touches (the
-// instance a volume is attached to, the volumes an instance is launched
-// with), as AWS evaluates a call against every resource it involves. The
-// resource joins the call's audit record. A denial is the call's answer.
-func (h *handler) authorizeAlso(r *http.Request, action, kind, ref string) *api.Error {
-	id, tags := h.b.ResolveID(r.Context(), kind, ref)
-	res := h.arn("compute", kind+"/"+id)
-	ri := info(r)
-	ri.also = append(ri.also, res)
-	return h.check(ri.caller, action, res, tags, ri.conds)
-}
-
-// withRequestKeys reads a create call's body before it is authorised, for
-// the request condition keys that keys derives from it (the body is put
-// back for the handler, which decodes it strictly). A body that does not
-// parse adds no keys: the handler refuses it.
-func (h *handler) withRequestKeys(resource func(*http.Request) string, keys func(body []byte) (map[string][]string, *api.Error)) func(*http.Request) string {
-	return func(r *http.Request) string {
-		ri := info(r)
-		data, err := io.ReadAll(io.LimitReader(r.Body, api.MaxBodyBytes+1))
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
-		if err == nil && len(data) <= api.MaxBodyBytes {
-			ri.conds, ri.bad = keys(data)
-		}
-		return resource(r)
-	}
-}
-
 // requestTagKeys adds the keys of tags given at creation, as AWS names
 // them: aws:RequestTag/KEY for each tag and aws:TagKeys for the set of
 // keys. Keys that differ only in case are refused, as api.ValidateTags does:
@@ -516,176 +480,6 @@ func runInstanceKeys(body []byte) (map[string][]string, *api.Error) {
 	return m, requestTagKeys(req.Tags, m)
 }
 
-// route registers a REST route. The response is held back until its
-// audit record is durable: a call whose record could not be written is
-// answered with InternalError, never silently unaudited.
-func (h *handler) route(mux *http.ServeMux, pattern, action string, readOnly bool, resource func(*http.Request) string, fn http.HandlerFunc) {
-	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		res := resource(r)
-		if !h.authorize(w, r, action, res) {
-			return
-		}
-		tee := &capture{r: r.Body}
-		r.Body = tee
-		rec := &bufferedResponse{header: http.Header{}}
-		fn(rec, r)
-		ar := h.baseRecord(r, info(r), info(r).caller, action, readOnly)
-		if res != "*" {
-			ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
-		}
-		for _, a := range info(r).also {
-			ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
-		}
-		ar.RequestParameters = requestParams(r, tee.data())
-		if rec.status >= 400 {
-			var e api.Error
-			if json.Unmarshal(rec.body.Bytes(), &e) == nil {
-				ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
-			}
-		} else if !readOnly {
-			ar.ResponseElements = responseSummary(rec.body.Bytes())
-		}
-		if err := h.record(r.Context(), ar); err != nil {
-			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
-			writeError(w, auditUnavailable(err))
-			return
-		}
-		rec.flushTo(w)
-	})
-}
-
-// streamRoute registers a streaming route (console follow): the decision
-// is audited before the first byte goes out.
-func (h *handler) streamRoute(mux *http.ServeMux, pattern, action string, resource func(*http.Request) string, fn http.HandlerFunc) {
-	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		res := resource(r)
-		if !h.authorize(w, r, action, res) {
-			return
-		}
-		ar := h.baseRecord(r, info(r), info(r).caller, action, true)
-		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
-		ar.RequestParameters = requestParams(r, nil)
-		if err := h.record(r.Context(), ar); err != nil {
-			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
-			writeError(w, auditUnavailable(err))
-			return
-		}
-		fn(w, r)
-	})
-}
-
-// operation serves POST /v1/<service>/<Action>.
-func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("service") + ":" + r.PathValue("action")
-	op, ok := h.ops[strings.ToLower(name)]
-	if !ok {
-		h.deny(w, r, name, "", api.Errorf(api.CodeUnknownOperation, "unknown operation %s", name))
-		return
-	}
-	var req any
-	if op.NewRequest != nil {
-		req = op.NewRequest()
-		if e := decode(w, r, req); e != nil {
-			h.deny(w, r, op.Name, "", e)
-			return
-		}
-	} else {
-		var none struct{}
-		if e := decode(w, r, &none); e != nil {
-			h.deny(w, r, op.Name, "", e)
-			return
-		}
-	}
-	c := info(r).caller
-	if op.NetworkDenied && h.cfg.Network {
-		h.deny(w, r, op.Name, "", api.Errorf(api.CodeAccessDenied, "%s is only available to host root on the local socket", op.Name))
-		return
-	}
-	res, err := op.Resource(r.Context(), req)
-	if err != nil {
-		h.deny(w, r, op.Name, "", api.AsError(err))
-		return
-	}
-	if op.Conditions != nil {
-		info(r).conds = op.Conditions(r.Context(), req)
-	}
-	if !h.authorize(w, r, op.Name, res) {
-		return
-	}
-	if op.Also != nil {
-		also, err := op.Also(r.Context(), req)
-		if err != nil {
-			h.deny(w, r, op.Name, res, api.AsError(err))
-			return
-		}
-		for _, a := range also {
-			info(r).also = append(info(r).also, a)
-			if e := h.check(c, op.Name, a, nil, info(r).conds); e != nil {
-				h.deny(w, r, op.Name, res, e)
-				return
-			}
-		}
-	}
-	out, err := op.Do(r.Context(), c, req)
-	ar := h.baseRecord(r, info(r), c, op.Name, op.ReadOnly)
-	if res != "*" && res != "" {
-		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
-	}
-	for _, a := range info(r).also {
-		ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
-	}
-	ar.RequestParameters = toMap(req)
-	if err != nil {
-		e := api.AsError(err)
-		if e.Code == api.CodeInternal {
-			h.log.Error("operation failed", "op", op.Name, "err", err)
-		}
-		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
-	} else if !op.ReadOnly {
-		ar.ResponseElements = toMap(out)
-	}
-	if aerr := h.record(r.Context(), ar); aerr != nil {
-		h.log.Error("audit append failed; refusing to answer", "op", op.Name, "err", aerr)
-		writeError(w, auditUnavailable(aerr))
-		return
-	}
-	if err != nil {
-		writeError(w, api.AsError(err))
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// auditFile serves one file of the audit trail to a collector.
-func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
-	rel := r.PathValue("path")
-	res := h.arn("audit", "trail/default")
-	if !h.authorize(w, r, "audit:GetLogFile", res) {
-		return
-	}
-	var data []byte
-	err := errors.New("no audit trail")
-	if h.cfg.Files != nil {
-		data, err = h.cfg.Files(r.Context(), rel)
-	}
-	ar := h.baseRecord(r, info(r), info(r).caller, "audit:GetLogFile", true)
-	ar.RequestParameters = map[string]any{"path": rel}
-	if err != nil {
-		e := api.AsError(err)
-		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
-	}
-	if aerr := h.record(r.Context(), ar); aerr != nil {
-		writeError(w, auditUnavailable(aerr))
-		return
-	}
-	if err != nil {
-		writeError(w, api.AsError(err))
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Write(data)
-}
-
 // requestParams is what the trail keeps of a REST request: path values,
 // query and JSON body (the Auditor redacts secrets).
 func requestParams(r *http.Request, body []byte) map[string]any {
@@ -714,21 +508,6 @@ func requestParams(r *http.Request, body []byte) map[string]any {
 
 // maxQueryParams bounds the query parameters a record keeps.
 const maxQueryParams = 32
-
-// responseSummary keeps the identifying fields of a response object.
-func responseSummary(body []byte) map[string]any {
-	var v map[string]any
-	if json.Unmarshal(body, &v) != nil {
-		return nil
-	}
-	out := map[string]any{}
-	for _, k := range []string{"id", "name", "state", "image_id", "deleted", "sha384", "kind", "size_bytes"} {
-		if x, ok := v[k]; ok {
-			out[k] = x
-		}
-	}
-	return out
-}
 
 func toMap(v any) map[string]any {
 	if v == nil {
@@ -764,33 +543,3 @@ func (c *capture) Read(p []byte) (int, error) {
 func (c *capture) Close() error { return c.r.Close() }
 func (c *capture) data() []byte { return c.buf.Bytes() }
 
-// bufferedResponse holds a response until it may be sent.
-type bufferedResponse struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (b *bufferedResponse) Header() http.Header { return b.header }
-func (b *bufferedResponse) WriteHeader(s int) {
-	if b.status == 0 {
-		b.status = s
-	}
-}
-func (b *bufferedResponse) Write(p []byte) (int, error) {
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	return b.body.Write(p)
-}
-
-func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
-	for k, v := range b.header {
-		w.Header()[k] = v
-	}
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	w.WriteHeader(b.status)
-	w.Write(b.body.Bytes())
-}

@@ -68,8 +68,8 @@ func (s *stubBackend) DescribeImage(context.Context, string) (api.Image, error) 
 	return api.Image{}, nil
 }
 func (s *stubBackend) DeleteImage(context.Context, string) (string, error) { return "", nil }
-func (s *stubBackend) ResolveID(_ context.Context, _, ref string) (string, map[string]string) {
-	return ref, nil
+func (s *stubBackend) ResolveID(_ context.Context, _, ref string) (string, map[string]string, bool) {
+	return ref, nil, true
 }
 
 // allowAll authorises everything except what deny names; it stands in for
