@@ -542,4 +542,3 @@ func (c *capture) Read(p []byte) (int, error) {
 
 func (c *capture) Close() error { return c.r.Close() }
 func (c *capture) data() []byte { return c.buf.Bytes() }
-

@@ -260,11 +260,17 @@ func (h *handler) table() []*route {
 				return b.StopInstance(ctx, id, *c.body.(*api.StopInstanceRequest))
 			})}),
 		rest("POST /v1/instances/{ref}/start", bodyEmpty, &api.Operation{Name: "compute:StartInstances", Resource: inst,
-			Do: onInstance(func(ctx context.Context, id string, _ *restCall) (api.Instance, error) { return b.StartInstance(ctx, id) })}),
+			Do: onInstance(func(ctx context.Context, id string, _ *restCall) (api.Instance, error) {
+				return b.StartInstance(ctx, id)
+			})}),
 		rest("POST /v1/instances/{ref}/reboot", bodyEmpty, &api.Operation{Name: "compute:RebootInstances", Resource: inst,
-			Do: onInstance(func(ctx context.Context, id string, _ *restCall) (api.Instance, error) { return b.RebootInstance(ctx, id) })}),
+			Do: onInstance(func(ctx context.Context, id string, _ *restCall) (api.Instance, error) {
+				return b.RebootInstance(ctx, id)
+			})}),
 		rest("POST /v1/instances/{ref}/terminate", bodyEmpty, &api.Operation{Name: "compute:TerminateInstances", Resource: inst,
-			Do: onInstance(func(ctx context.Context, id string, _ *restCall) (api.Instance, error) { return b.TerminateInstance(ctx, id) })}),
+			Do: onInstance(func(ctx context.Context, id string, _ *restCall) (api.Instance, error) {
+				return b.TerminateInstance(ctx, id)
+			})}),
 		{pattern: "GET /v1/instances/{ref}/console", rest: true, stream: true, op: &api.Operation{Name: "compute:GetConsoleOutput", ReadOnly: true, Resource: inst,
 			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) {
 				id, err := rc(req).target()
@@ -311,7 +317,9 @@ func (h *handler) table() []*route {
 		rest("GET /v1/volumes", bodyIgnored, &api.Operation{Name: "compute:DescribeVolumes", ReadOnly: true, Resource: star,
 			Do: func(ctx context.Context, _ *api.Caller, _ any) (any, error) { return b.ListVolumes(ctx) }}),
 		rest("GET /v1/volumes/{ref}", bodyIgnored, &api.Operation{Name: "compute:DescribeVolumes", ReadOnly: true, Resource: vol,
-			Do: onVolume(func(ctx context.Context, id string, _ *restCall) (api.Volume, error) { return b.DescribeVolume(ctx, id) })}),
+			Do: onVolume(func(ctx context.Context, id string, _ *restCall) (api.Volume, error) {
+				return b.DescribeVolume(ctx, id)
+			})}),
 		restJSON("PATCH /v1/volumes/{ref}", newOf[api.ModifyVolumeRequest], &api.Operation{Name: "compute:ModifyVolume", Resource: vol,
 			Do: onVolume(func(ctx context.Context, id string, c *restCall) (api.Volume, error) {
 				return b.ModifyVolume(ctx, id, *c.body.(*api.ModifyVolumeRequest))
