@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -94,7 +95,7 @@ func (b *raceBackend) make(kind, name string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.next++
-	id := kind[:3] + "-" + strings.Repeat("0", 3) + string(rune('0'+b.next))
+	id := fmt.Sprintf("%s-%04d", kind[:3], b.next)
 	b.names[kind+"/"+name] = id
 	b.ids[kind+"/"+id] = true
 	return id
