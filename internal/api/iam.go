@@ -112,7 +112,10 @@ type InitResponse struct {
 	AccessKey NewAccessKey `json:"AccessKey"`
 }
 
-// Request bodies of the IAM actions, in AWS's field names.
+// Request bodies of the IAM actions, in AWS's field names. Each is named
+// after what it carries; the action (iam:Name) says what is done with it:
+// UserRequest serves CreateUser, GetUser, DeleteUser, CreateAccessKey,
+// ListAccessKeys and the like.
 type (
 	UserRequest struct {
 		UserName string `json:"UserName,omitempty"`
@@ -190,11 +193,15 @@ type Snapshot struct {
 	Policies  map[string]string         `json:"Policies"` // customer policy name → document
 }
 
+// SnapshotPolicy is what is attached to an identity: managed policy
+// ARNs (sorted) and inline documents (canonical JSON) by name.
 type SnapshotPolicy struct {
 	Attached []string          `json:"AttachedPolicies"`
 	Inline   map[string]string `json:"InlinePolicies"`
 }
 
+// SnapshotUser is a user's permissions: its policies, groups, whether
+// it has MFA, and its access keys' states (never their secrets).
 type SnapshotUser struct {
 	SnapshotPolicy
 	Groups     []string          `json:"Groups"`
@@ -202,6 +209,7 @@ type SnapshotUser struct {
 	AccessKeys map[string]string `json:"AccessKeys"` // id → status
 }
 
+// SnapshotRole is a role's permissions and its trust policy.
 type SnapshotRole struct {
 	SnapshotPolicy
 	Trust string `json:"AssumeRolePolicyDocument"`
