@@ -42,7 +42,6 @@ import (
 	"github.com/azote/azote/bench/internal/host"
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/audit"
-	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/iam/mfa"
 )
 
@@ -193,7 +192,7 @@ func setupAccount(sock, state string) (aws.Credentials, []byte, error) {
 	c := api.NewClient(sock)
 	ctx := context.Background()
 	var begin struct {
-		Device iam.NewVirtualMFADevice `json:"Device"`
+		Device api.NewVirtualMFADevice `json:"Device"`
 	}
 	if err := c.Call(ctx, "iam:InitAccountBegin", nil, &begin); err != nil {
 		return aws.Credentials{}, nil, err
@@ -206,17 +205,17 @@ func setupAccount(sock, state string) (aws.Credentials, []byte, error) {
 	var out struct {
 		CACertificate string `json:"CACertificate"`
 	}
-	if err := c.Call(ctx, "iam:InitAccount", iam.InitRequest{RootCode1: mfa.StepCode(seed, n-1), RootCode2: mfa.StepCode(seed, n), AdminUser: "admin"}, &out); err != nil {
+	if err := c.Call(ctx, "iam:InitAccount", api.InitRequest{RootCode1: mfa.StepCode(seed, n-1), RootCode2: mfa.StepCode(seed, n), AdminUser: "admin"}, &out); err != nil {
 		return aws.Credentials{}, nil, err
 	}
-	if err := c.Call(ctx, "iam:CreateUser", iam.UserRequest{UserName: "reader"}, nil); err != nil {
+	if err := c.Call(ctx, "iam:CreateUser", api.UserRequest{UserName: "reader"}, nil); err != nil {
 		return aws.Credentials{}, nil, err
 	}
-	if err := c.Call(ctx, "iam:AttachUserPolicy", iam.AttachRequest{UserName: "reader", PolicyArn: "ReadOnlyAccess"}, nil); err != nil {
+	if err := c.Call(ctx, "iam:AttachUserPolicy", api.AttachRequest{UserName: "reader", PolicyArn: "ReadOnlyAccess"}, nil); err != nil {
 		return aws.Credentials{}, nil, err
 	}
-	var key iam.NewAccessKey
-	if err := c.Call(ctx, "iam:CreateAccessKey", iam.UserRequest{UserName: "reader"}, &key); err != nil {
+	var key api.NewAccessKey
+	if err := c.Call(ctx, "iam:CreateAccessKey", api.UserRequest{UserName: "reader"}, &key); err != nil {
 		return aws.Credentials{}, nil, err
 	}
 	return aws.Credentials{AccessKeyID: key.AccessKeyID, SecretAccessKey: key.SecretAccessKey}, []byte(out.CACertificate), nil

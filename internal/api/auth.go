@@ -44,8 +44,9 @@ type Caller struct {
 }
 
 // Operation is one authorised API action: the unit that IAM policies
-// name, CloudTrail records and the router dispatches. Every route maps to
-// exactly one Operation; nothing reaches a backend without being
+// name, CloudTrail records and the gateway dispatches. Every route, REST
+// or action-style, is one Operation (the gateway's tests walk its route
+// table to hold this true); nothing reaches a backend without being
 // authorised as one.
 type Operation struct {
 	// Name is service:Action, e.g. iam:CreateUser.
@@ -65,6 +66,10 @@ type Operation struct {
 	// evaluates a call against every resource it involves, and each
 	// joins the call's audit record.
 	Also func(ctx context.Context, req any) ([]string, error)
+	// AlsoAction is the action the Also resources are authorised for
+	// (a launch attaches its volumes: compute:AttachVolume on each);
+	// Name when empty.
+	AlsoAction string
 	// Do performs the action for an authorised caller.
 	Do func(ctx context.Context, c *Caller, req any) (any, error)
 	// NetworkDenied refuses the action over the network API: it may only
@@ -84,3 +89,9 @@ func CallerFrom(ctx context.Context) *Caller {
 	c, _ := ctx.Value(callerKey{}).(*Caller)
 	return c
 }
+
+// Service is the SigV4 service name of the controller API.
+const Service = "azote"
+
+// MaxWait bounds a long poll (GET /v1/instances/{ref}?wait=).
+const MaxWait = 5 * time.Minute

@@ -1,9 +1,10 @@
-// Package api is azoted's controller API: the request and response types,
-// the stable error codes, the HTTP routing with its input limits and
-// caller checks, and the client the CLI uses.
+// Package api is the vocabulary of azoted's controller API, shared by the
+// server and its clients: the request and response types of every service
+// (compute, IAM, STS, audit), the stable error codes, the Caller and
+// Operation of a call, ARN building and parsing, and the name and tag
+// rules.
 //
-// The server side never trusts a request: bodies are size-bounded, decoded
-// strictly (unknown fields are an error), and every handler works through
-// the Backend interface, which the controller implements. The unix socket
-// answers root only (checked by SO_PEERCRED on every connection).
+// It never imports the rest of azote (only api/sigv4, for its client): a
+// client links no gateway, no IAM evaluation and no state store, and a
+// change to an internal struct cannot change the public JSON.
 package api

@@ -5,9 +5,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/azote/azote/internal/agent"
-	"github.com/azote/azote/internal/hostinfo"
 )
 
 // Instance states.
@@ -147,9 +144,9 @@ type Instance struct {
 	// BootMs is the host-side time from engine launch (or, after a guest
 	// reboot, from the reset) to the agent's ready line; BootCount counts
 	// boots (launches and guest reboots).
-	BootMs    int64         `json:"boot_ms,omitempty"`
-	BootCount int           `json:"boot_count"`
-	Agent     *agent.Report `json:"agent,omitempty"`
+	BootMs    int64        `json:"boot_ms,omitempty"`
+	BootCount int          `json:"boot_count"`
+	Agent     *AgentReport `json:"agent,omitempty"`
 	// Volumes are the attached volumes in device order (vda, vdb, …).
 	Volumes []InstanceVolume `json:"volumes,omitempty"`
 	// Revision increases with every change; see GET ?after=.
@@ -198,9 +195,49 @@ type CreateImageResponse struct {
 	Created bool  `json:"created"`
 }
 
-// HostInfo is GET /v1/host.
+// AgentReport is what the in-guest agent last reported of its boot. It
+// is the API's own copy of the agent's report, converted where azoted
+// reads it, so that a change to the agent's line format cannot change
+// the public JSON.
+type AgentReport struct {
+	// Event is the agent's last event (ready, error).
+	Event string `json:"event"`
+	// Instance is the azote.instance= value from the kernel command line.
+	Instance string `json:"instance,omitempty"`
+	// Root is the device mounted as / when the root is a volume.
+	Root string `json:"root,omitempty"`
+	// InitMs is the time from kernel start to the agent (PID 1) starting,
+	// ReadyMs from kernel start to ready, both CLOCK_BOOTTIME.
+	InitMs  int64 `json:"init_ms,omitempty"`
+	ReadyMs int64 `json:"ready_ms,omitempty"`
+	// VCPUs is the number of online CPUs the guest sees.
+	VCPUs int `json:"vcpus,omitempty"`
+	// MemTotalKiB is MemTotal from the guest's /proc/meminfo; MemRAMKiB
+	// is the sum of the "System RAM" ranges the firmware handed it.
+	MemTotalKiB int64 `json:"mem_total_kib,omitempty"`
+	MemRAMKiB   int64 `json:"mem_ram_kib,omitempty"`
+	// Modules is the number of kernel modules loaded.
+	Modules int `json:"modules,omitempty"`
+	// Message explains an error event.
+	Message string `json:"message,omitempty"`
+}
+
+// HostInfo is GET /v1/host: the host's hardware as azoted read it at
+// start (memory available is read on each call), and its engine.
 type HostInfo struct {
-	hostinfo.Info
+	CPUModel    string `json:"cpu_model"`
+	Cores       int    `json:"cores"`
+	MemTotalMiB int64  `json:"mem_total_mib"`
+	MemAvailMiB int64  `json:"mem_available_mib"`
+	// HardwareVirt tells whether KVM can boot a guest here; VirtReason
+	// says why not.
+	HardwareVirt bool   `json:"hardware_virtualization"`
+	VirtReason   string `json:"hardware_virtualization_reason"`
+	AESNI        bool   `json:"aes_ni"`
+	AVX2         bool   `json:"avx2"`
+	// Kernel is the host kernel's release.
+	Kernel string `json:"kernel"`
+	// Engine is the VMM (qemu), Accel its accelerator (kvm, tcg).
 	Engine  string `json:"engine"`
 	Accel   string `json:"accel"`
 	Version string `json:"azoted_version"`

@@ -106,7 +106,7 @@ func (c *Controller) event(name, resource string, data map[string]any) {
 		AdditionalEventData: data, RequestID: "", EventType: "AwsServiceEvent", ManagementEvent: true,
 	}
 	if resource != "" {
-		rec.Resources = []audit.Resource{{ARN: "arn:azote:compute::" + c.iam.AccountID() + ":" + resource, AccountID: c.iam.AccountID()}}
+		rec.Resources = []audit.Resource{{ARN: api.MakeARN("compute", c.iam.AccountID(), resource), AccountID: c.iam.AccountID()}}
 	}
 	if err := c.trail.Append(context.Background(), rec); err != nil {
 		c.log.Error("audit append failed", "event", name, "err", err)
@@ -117,7 +117,7 @@ func (c *Controller) event(name, resource string, data map[string]any) {
 func (c *Controller) Operations() []*api.Operation {
 	ops := c.iam.Operations()
 	trailARN := func(context.Context, any) (string, error) {
-		return "arn:azote:audit::" + c.iam.AccountID() + ":trail/default", nil
+		return api.MakeARN("audit", c.iam.AccountID(), "trail/default"), nil
 	}
 	ops = append(ops,
 		&api.Operation{Name: "iam:InitAccountBegin", NetworkDenied: true,
@@ -130,10 +130,10 @@ func (c *Controller) Operations() []*api.Operation {
 				a, _ := c.iam.Account()
 				return map[string]any{"AccountId": a.ID, "Device": d}, nil
 			}},
-		&api.Operation{Name: "iam:InitAccount", NetworkDenied: true, NewRequest: func() any { return new(iam.InitRequest) },
+		&api.Operation{Name: "iam:InitAccount", NetworkDenied: true, NewRequest: func() any { return new(api.InitRequest) },
 			Resource: func(context.Context, any) (string, error) { return c.iam.RootARN(), nil },
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				resp, err := c.iam.Init(*r.(*iam.InitRequest))
+				resp, err := c.iam.Init(*r.(*api.InitRequest))
 				if err != nil {
 					return nil, err
 				}
@@ -203,21 +203,22 @@ func (c *Controller) auditFile(ctx context.Context, rel string) ([]byte, error) 
 	return data, nil
 }
 
-// ResolveID implements api.Backend.
-func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map[string]string) {
+// ResolveID implements gateway.Backend: the gateway authorises a call on
+// the id found here and hands the controller that id, not the ref.
+func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map[string]string, bool) {
 	switch kind {
 	case "instance":
 		if rec, err := c.resolve(ref); err == nil {
-			return rec.ID, rec.Tags
+			return rec.ID, rec.Tags, true
 		}
 	case "volume":
 		if v, err := c.resolveVolume(ref); err == nil {
-			return v.ID, v.Tags
+			return v.ID, v.Tags, true
 		}
 	case "image":
 		if im, err := c.resolveImage(ref); err == nil {
-			return im.ID, nil
+			return im.ID, nil, true
 		}
 	}
-	return ref, nil
+	return ref, nil, false
 }

@@ -15,11 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/cards/rootfs"
 	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
@@ -71,7 +73,7 @@ type Config struct {
 	AuditDigestEvery time.Duration
 	// APILimits bounds the HTTPS API's connections and its requests'
 	// deadlines; the local socket gets the deadlines only.
-	APILimits api.Limits
+	APILimits gateway.Limits
 
 	listenAddr string
 }
@@ -159,11 +161,11 @@ func Main(args []string) int {
 	fs.StringVar(&tlsNames, "tls-names", "", "extra comma-separated DNS names or IP addresses for the host certificate")
 	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", 5*time.Minute, "rotate the audit log file after this long")
 	fs.DurationVar(&cfg.AuditDigestEvery, "audit-digest-every", time.Hour, "write a signed audit digest this often")
-	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", api.DefaultMaxConns, "open HTTPS connections at most; one more closes the connection idle the longest, or is closed if none is idle")
-	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", api.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address (IPv6: one /64); one more closes that address's connection idle the longest, or is closed if none is idle")
-	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", api.DefaultBodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
-	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", api.DefaultMinUploadRate, "bytes per second a blob upload must keep up")
-	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", api.DefaultWriteTimeout, "time each write of a response may take before the connection is dropped")
+	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", gateway.DefaultMaxConns, "open HTTPS connections at most; one more closes the connection idle the longest, or is closed if none is idle")
+	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address (IPv6: one /64); one more closes that address's connection idle the longest, or is closed if none is idle")
+	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", gateway.DefaultBodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
+	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", gateway.DefaultMinUploadRate, "bytes per second a blob upload must keep up")
+	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "time each write of a response may take before the connection is dropped")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -193,11 +195,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer os.Remove(cfg.Socket)
-	local := api.NewHandler(c.apiConfig(false))
+	local := gateway.NewHandler(c.apiConfig(false))
 	if cfg.Listen == "" {
 		log.Info("azoted serving", "socket", cfg.Socket, "state_dir", cfg.StateDir,
 			"engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
-		return api.Serve(ctx, l, local, nil, localLimits(cfg.APILimits))
+		return gateway.Serve(ctx, l, local, nil, localLimits(cfg.APILimits))
 	}
 	tlsCfg, err := ensureTLS(filepath.Join(cfg.StateDir, "tls"), c.tlsNames(), c.iam.AccountID())
 	if err != nil {
@@ -231,8 +233,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	errc := make(chan error, 2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { errc <- api.Serve(ctx, l, local, nil, localLimits(cfg.APILimits)) }()
-	go func() { errc <- api.Serve(ctx, nl, api.NewHandler(c.apiConfig(true)), tlsCfg, cfg.APILimits) }()
+	go func() { errc <- gateway.Serve(ctx, l, local, nil, localLimits(cfg.APILimits)) }()
+	go func() { errc <- gateway.Serve(ctx, nl, gateway.NewHandler(c.apiConfig(true)), tlsCfg, cfg.APILimits) }()
 	err = <-errc
 	cancel()
 	if err2 := <-errc; err == nil {
@@ -243,13 +245,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // localLimits are lim for the unix socket: its deadlines, no connection
 // bounds (only root can connect, and has no source address).
-func localLimits(lim api.Limits) api.Limits {
+func localLimits(lim gateway.Limits) gateway.Limits {
 	lim.MaxConns, lim.MaxConnsPerIP = 0, 0
 	return lim
 }
 
-func (c *Controller) apiConfig(network bool) api.Config {
-	return api.Config{
+func (c *Controller) apiConfig(network bool) gateway.Config {
+	return gateway.Config{
 		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Audit: c.trail, Log: c.log,
 		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile, Started: c.started,
 		Mark: c.sigMark,
@@ -412,10 +414,27 @@ func (c *Controller) Close() error {
 	return c.store.Close()
 }
 
-// HostInfo implements api.Backend.
+// HostInfo implements gateway.Backend.
 func (c *Controller) HostInfo(context.Context) api.HostInfo {
-	h := hostinfo.Read()
-	return api.HostInfo{Info: h, Engine: c.engine.Name(), Accel: c.engine.Accel(), Version: Version}
+	return hostInfo(hostinfo.Read(), c.engine.Name(), c.engine.Accel())
+}
+
+// hostInfo converts the host's hardware to its API view: the API keeps its
+// own copy of the fields, so a change to hostinfo cannot change the JSON.
+func hostInfo(h hostinfo.Info, engine, accel string) api.HostInfo {
+	return api.HostInfo{
+		CPUModel: h.CPUModel, Cores: h.Cores, MemTotalMiB: h.MemTotalMiB, MemAvailMiB: h.MemAvailMiB,
+		HardwareVirt: h.HardwareVirt, VirtReason: h.VirtReason, AESNI: h.AESNI, AVX2: h.AVX2, Kernel: h.Kernel,
+		Engine: engine, Accel: accel, Version: Version,
+	}
+}
+
+// agentReport converts the agent's report to its API view (see hostInfo).
+func agentReport(r agent.Report) *api.AgentReport {
+	return &api.AgentReport{
+		Event: r.Event, Instance: r.Instance, Root: r.Root, InitMs: r.InitMs, ReadyMs: r.ReadyMs,
+		VCPUs: r.VCPUs, MemTotalKiB: r.MemTotalKiB, MemRAMKiB: r.MemRAMKiB, Modules: r.Modules, Message: r.Message,
+	}
 }
 
 // listenUnix binds the API socket with mode 0600. A socket file left by a

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -181,6 +182,43 @@ func (fx *fixture) dirs() []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// An engine's error names host paths and QEMU's own words: it goes to
+// azoted's log, never to the caller.
+func TestEngineErrorStaysOnHost(t *testing.T) {
+	logw := &syncWriter{}
+	fx := newFixtureLog(t, logw)
+	secret := "qemu-system-x86_64: -drive file=/var/lib/azote/instances/i-1/vhost.sock: Permission denied"
+	fx.eng.failNext = errors.New(secret)
+	_, err := fx.c.RunInstance(context.Background(), api.RunInstanceRequest{Name: "x", Image: "default", VCPUs: 1, MemoryMiB: 64})
+	if !api.IsCode(err, api.CodeEngineFailure) {
+		t.Fatalf("got %v, want EngineFailure", err)
+	}
+	if msg := api.AsError(err).Message; strings.Contains(msg, "/var/lib") || strings.Contains(msg, "qemu-system") {
+		t.Errorf("the caller is told %q", msg)
+	}
+	if !strings.Contains(logw.String(), "Permission denied") {
+		t.Errorf("azoted's log lacks the engine's error: %s", logw.String())
+	}
+}
+
+// syncWriter serialises writes of the controller's goroutines.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 func TestRunFailureLeavesNothing(t *testing.T) {

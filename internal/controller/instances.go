@@ -388,7 +388,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	defer cancel()
 	// The engine's uid first: the cards' sockets are made for it.
 	if spec.UID, err = c.engineIdentity(rt, spec.Dir); err != nil {
-		return rec, api.Errorf(api.CodeEngineFailure, "%v", err)
+		return rec, c.engineFailure(rec.ID, "launch", err)
 	}
 	// Cards next: the engine connects to their sockets as it starts.
 	disks, err := c.startCards(rt, rec)
@@ -405,7 +405,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 		c.stopCards(rt)
 		c.releaseEngineUID(rt)
 		c.endEphemeral(rec)
-		return rec, api.Errorf(api.CodeEngineFailure, "%v", err)
+		return rec, c.engineFailure(rec.ID, "launch", err)
 	}
 	now := time.Now().UTC()
 	h := m.Handle()
@@ -617,7 +617,7 @@ func (c *Controller) RebootInstance(ctx context.Context, ref string) (api.Instan
 		return rec.view(), badState(rec, "reboot")
 	}
 	if err := m.Command(context.WithoutCancel(ctx), "reboot"); err != nil {
-		return rec.view(), api.Errorf(api.CodeEngineFailure, "reboot: %v", err)
+		return rec.view(), c.engineFailure(rec.ID, "reboot", err)
 	}
 	return rec.view(), nil
 }
@@ -737,4 +737,13 @@ func discardFile(path string, size int64) error {
 		return err
 	}
 	return f.Truncate(size)
+}
+
+// engineFailure is the answer when the engine fails to op an instance.
+// What the engine said (QEMU's command line, paths under the state
+// directory, its stderr) is the host's to read: it goes to azoted's log,
+// and the caller gets a stable message that points there.
+func (c *Controller) engineFailure(id, op string, err error) error {
+	c.log.Error("engine failure", "instance", id, "op", op, "err", err)
+	return api.Errorf(api.CodeEngineFailure, "the engine could not %s instance %s; azoted's log on the host has the details", op, id)
 }

@@ -188,7 +188,7 @@ func (c *Controller) recordReady(id string, r agent.Report, now time.Time, off i
 		if rec.State == api.StatePending {
 			rec.State, rec.StateReason = api.StateRunning, ""
 		}
-		rec.Ready, rec.ReadyAt, rec.Agent = true, &now, &r
+		rec.Ready, rec.ReadyAt, rec.Agent = true, &now, agentReport(r)
 		if rec.BootStartedAt != nil {
 			rec.BootMs = now.Sub(*rec.BootStartedAt).Milliseconds()
 		}

@@ -31,7 +31,7 @@ func (s *Service) Credentials(akid, token string) (secret string, active bool, c
 				return "", false, nil, ErrExpiredToken
 			}
 		case api.PrincipalAssumedRole:
-			if r, err := view(s, func(tx store.Tx) (Role, error) { return s.roleByRefTx(tx, ss.IssuerARN) }); err != nil || !strings.HasPrefix(ss.PrincipalID, r.RoleID+":") {
+			if r, err := view(s, func(tx store.Tx) (api.Role, error) { return s.roleByRefTx(tx, ss.IssuerARN) }); err != nil || !strings.HasPrefix(ss.PrincipalID, r.RoleID+":") {
 				return "", false, nil, ErrExpiredToken
 			}
 		}
@@ -43,7 +43,7 @@ func (s *Service) Credentials(akid, token string) (secret string, active bool, c
 	if err != nil {
 		return "", false, nil, err
 	}
-	return secret, k.Status == StatusActive, &api.Caller{Type: api.PrincipalUser, ARN: u.ARN, PrincipalID: u.UserID, AccountID: s.AccountID(), UserName: u.UserName, AccessKeyID: akid}, nil
+	return secret, k.Status == api.StatusActive, &api.Caller{Type: api.PrincipalUser, ARN: u.ARN, PrincipalID: u.UserID, AccountID: s.AccountID(), UserName: u.UserName, AccessKeyID: akid}, nil
 }
 
 // HostRoot is the caller of the root-only unix socket.

@@ -42,7 +42,7 @@ func TestAuthorize(t *testing.T) {
 		}
 		// A session without MFA says MultiFactorAuthPresent false,
 		// which the deny catches as well.
-		cr, err := e.svc.GetSessionToken(admin, GetSessionTokenRequest{})
+		cr, err := e.svc.GetSessionToken(admin, api.GetSessionTokenRequest{})
 		must(t, err)
 		s := e.sessionCaller(cr)
 		if s.MFA || !s.Session {
@@ -53,7 +53,7 @@ func TestAuthorize(t *testing.T) {
 
 	t.Run("admin with MFA session", func(t *testing.T) {
 		seed, _ := e.enrol("alice", "alice-phone")
-		cr, err := e.svc.GetSessionToken(admin, GetSessionTokenRequest{TokenCode: e.code(seed)})
+		cr, err := e.svc.GetSessionToken(admin, api.GetSessionTokenRequest{TokenCode: e.code(seed)})
 		must(t, err)
 		s := e.sessionCaller(cr)
 		if !s.MFA || !s.Session || s.ARN != admin.ARN || !s.MFAAuthTime.Equal(e.clk.Now()) {
@@ -90,16 +90,16 @@ func TestAuthorize(t *testing.T) {
 	t.Run("root", func(t *testing.T) {
 		host := e.svc.HostRoot(42)
 		// Only host root may ask, and only with root's code.
-		_, err := e.svc.GetSessionToken(admin, GetSessionTokenRequest{Root: true, TokenCode: e.code(rootSeed)})
+		_, err := e.svc.GetSessionToken(admin, api.GetSessionTokenRequest{Root: true, TokenCode: e.code(rootSeed)})
 		wantCode(t, err, api.CodeAccessDenied)
-		_, err = e.svc.GetSessionToken(host, GetSessionTokenRequest{Root: true})
+		_, err = e.svc.GetSessionToken(host, api.GetSessionTokenRequest{Root: true})
 		wantCode(t, err, api.CodeAccessDenied)
-		_, err = e.svc.GetSessionToken(host, GetSessionTokenRequest{Root: true, TokenCode: e.code(rootSeed), DurationSeconds: 3601})
+		_, err = e.svc.GetSessionToken(host, api.GetSessionTokenRequest{Root: true, TokenCode: e.code(rootSeed), DurationSeconds: 3601})
 		wantCode(t, err, api.CodeInvalidParameter)
-		_, err = e.svc.GetSessionToken(host, GetSessionTokenRequest{Root: true, TokenCode: e.wrongCode(rootSeed)})
+		_, err = e.svc.GetSessionToken(host, api.GetSessionTokenRequest{Root: true, TokenCode: e.wrongCode(rootSeed)})
 		wantCode(t, err, api.CodeInvalidAuthenticationCode)
 
-		cr, err := e.svc.GetSessionToken(host, GetSessionTokenRequest{Root: true, TokenCode: e.code(rootSeed)})
+		cr, err := e.svc.GetSessionToken(host, api.GetSessionTokenRequest{Root: true, TokenCode: e.code(rootSeed)})
 		must(t, err)
 		if !cr.Expiration.Equal(e.clk.Now().Add(RootSessionDuration)) {
 			t.Errorf("root session expires %v, want %v", cr.Expiration, e.clk.Now().Add(RootSessionDuration))

@@ -13,7 +13,7 @@ import (
 )
 
 // BuiltinARN is the ARN of an azote-defined managed policy.
-func BuiltinARN(name string) string { return "arn:azote:iam::azote:policy/" + name }
+func BuiltinARN(name string) string { return api.MakeARN("iam", api.BuiltinAccount, "policy/"+name) }
 
 // RequireMFAPolicy is the customer-managed policy `azote init` attaches
 // to the Administrators group: dangerous actions need an MFA session.
@@ -100,20 +100,20 @@ func parsePolicy(doc string, kind policy.Kind) (*policy.Document, error) {
 }
 
 // getPolicy finds a managed policy by ARN: built-in or customer.
-func (s *Service) getPolicyTx(tx store.Tx, arn string) (ManagedPolicy, error) {
-	if name, ok := strings.CutPrefix(arn, "arn:azote:iam::azote:policy/"); ok {
+func (s *Service) getPolicyTx(tx store.Tx, arn string) (api.ManagedPolicy, error) {
+	if name, ok := strings.CutPrefix(arn, BuiltinARN("")); ok {
 		d, ok := policy.Builtin(name)
 		if !ok {
-			return ManagedPolicy{}, notFound("policy", arn)
+			return api.ManagedPolicy{}, notFound("policy", arn)
 		}
 		raw, _ := json.Marshal(d)
-		return ManagedPolicy{PolicyName: name, PolicyID: "ANPABUILTIN" + strings.ToUpper(name), ARN: arn, Document: string(raw), BuiltIn: true}, nil
+		return api.ManagedPolicy{PolicyName: name, PolicyID: "ANPABUILTIN" + strings.ToUpper(name), ARN: arn, Document: string(raw), BuiltIn: true}, nil
 	}
-	return getTx[ManagedPolicy](tx, tPolicies, "policy", arn)
+	return getTx[api.ManagedPolicy](tx, tPolicies, "policy", arn)
 }
 
 func (s *Service) policyARN(nameOrARN string) string {
-	if strings.HasPrefix(nameOrARN, "arn:") {
+	if api.LooksLikeARN(nameOrARN) {
 		return nameOrARN
 	}
 	if _, ok := policy.Builtin(nameOrARN); ok {
@@ -123,22 +123,22 @@ func (s *Service) policyARN(nameOrARN string) string {
 }
 
 // CreatePolicy stores a customer-managed policy.
-func (s *Service) CreatePolicy(name, document string) (ManagedPolicy, error) {
+func (s *Service) CreatePolicy(name, document string) (api.ManagedPolicy, error) {
 	if err := checkName("policy", name); err != nil {
-		return ManagedPolicy{}, err
+		return api.ManagedPolicy{}, err
 	}
 	if _, err := parsePolicy(document, policy.Identity); err != nil {
-		return ManagedPolicy{}, err
+		return api.ManagedPolicy{}, err
 	}
 	if _, ok := policy.Builtin(name); ok {
-		return ManagedPolicy{}, exists("policy", name)
+		return api.ManagedPolicy{}, exists("policy", name)
 	}
 	id, err := newID("ANPA", 17)
 	if err != nil {
-		return ManagedPolicy{}, err
+		return api.ManagedPolicy{}, err
 	}
 	now := s.now().UTC()
-	p := ManagedPolicy{PolicyName: name, PolicyID: id, ARN: s.arn("iam", "policy/"+name), Document: document, CreatedAt: now, UpdatedAt: now}
+	p := api.ManagedPolicy{PolicyName: name, PolicyID: id, ARN: s.arn("iam", "policy/"+name), Document: document, CreatedAt: now, UpdatedAt: now}
 	return p, s.create(tPolicies, "policy", p.ARN, p)
 }
 
@@ -153,15 +153,15 @@ func (s *Service) DeletePolicy(arn string) error {
 		if p.BuiltIn {
 			return api.Errorf(api.CodeInvalidParameter, "%s is built in and cannot be deleted", arn)
 		}
-		users, err := store.All[User](tx, tUsers)
+		users, err := store.All[api.User](tx, tUsers)
 		if err != nil {
 			return err
 		}
-		groups, err := store.All[Group](tx, tGroups)
+		groups, err := store.All[api.Group](tx, tGroups)
 		if err != nil {
 			return err
 		}
-		roles, err := store.All[Role](tx, tRoles)
+		roles, err := store.All[api.Role](tx, tRoles)
 		if err != nil {
 			return err
 		}
@@ -185,13 +185,13 @@ func (s *Service) DeletePolicy(arn string) error {
 }
 
 // GetPolicy returns a managed policy by name or ARN.
-func (s *Service) GetPolicy(nameOrARN string) (ManagedPolicy, error) {
-	return view(s, func(tx store.Tx) (ManagedPolicy, error) { return s.getPolicyTx(tx, s.policyARN(nameOrARN)) })
+func (s *Service) GetPolicy(nameOrARN string) (api.ManagedPolicy, error) {
+	return view(s, func(tx store.Tx) (api.ManagedPolicy, error) { return s.getPolicyTx(tx, s.policyARN(nameOrARN)) })
 }
 
 // ListPolicies lists built-in and customer policies.
-func (s *Service) ListPolicies() ([]ManagedPolicy, error) {
-	var out []ManagedPolicy
+func (s *Service) ListPolicies() ([]api.ManagedPolicy, error) {
+	var out []api.ManagedPolicy
 	for _, n := range policy.BuiltinNames() {
 		p, err := s.GetPolicy(BuiltinARN(n))
 		if err != nil {
@@ -200,7 +200,7 @@ func (s *Service) ListPolicies() ([]ManagedPolicy, error) {
 		out = append(out, p)
 	}
 	err := s.st.View(func(tx store.Tx) error {
-		ps, err := store.All[ManagedPolicy](tx, tPolicies)
+		ps, err := store.All[api.ManagedPolicy](tx, tPolicies)
 		out = append(out, ps...)
 		return err
 	})
@@ -208,29 +208,29 @@ func (s *Service) ListPolicies() ([]ManagedPolicy, error) {
 }
 
 // CreateUser adds a user with no permissions.
-func (s *Service) CreateUser(name string) (User, error) {
+func (s *Service) CreateUser(name string) (api.User, error) {
 	if err := checkName("user", name); err != nil {
-		return User{}, err
+		return api.User{}, err
 	}
 	id, err := newID("AIDA", 17)
 	if err != nil {
-		return User{}, err
+		return api.User{}, err
 	}
-	u := User{UserName: name, UserID: id, ARN: s.arn("iam", "user/"+name), CreatedAt: s.now().UTC()}
+	u := api.User{UserName: name, UserID: id, ARN: s.arn("iam", "user/"+name), CreatedAt: s.now().UTC()}
 	return u, s.create(tUsers, "user", name, u)
 }
 
-func (s *Service) getUserTx(tx store.Tx, name string) (User, error) {
-	return getTx[User](tx, tUsers, "user", name)
+func (s *Service) getUserTx(tx store.Tx, name string) (api.User, error) {
+	return getTx[api.User](tx, tUsers, "user", name)
 }
 
 // GetUser returns a user.
-func (s *Service) GetUser(name string) (User, error) {
-	return view(s, func(tx store.Tx) (User, error) { return s.getUserTx(tx, name) })
+func (s *Service) GetUser(name string) (api.User, error) {
+	return view(s, func(tx store.Tx) (api.User, error) { return s.getUserTx(tx, name) })
 }
 
 // ListUsers lists users by name.
-func (s *Service) ListUsers() ([]User, error) { return list[User](s, tUsers) }
+func (s *Service) ListUsers() ([]api.User, error) { return list[api.User](s, tUsers) }
 
 // DeleteUser removes a user that has no keys, MFA device, groups or
 // policies left (as IAM does: nothing is removed implicitly).
@@ -259,32 +259,32 @@ func (s *Service) DeleteUser(name string) error {
 }
 
 // CreateGroup adds a group.
-func (s *Service) CreateGroup(name string) (Group, error) {
+func (s *Service) CreateGroup(name string) (api.Group, error) {
 	if err := checkName("group", name); err != nil {
-		return Group{}, err
+		return api.Group{}, err
 	}
 	id, err := newID("AGPA", 17)
 	if err != nil {
-		return Group{}, err
+		return api.Group{}, err
 	}
-	g := Group{GroupName: name, GroupID: id, ARN: s.arn("iam", "group/"+name), CreatedAt: s.now().UTC()}
+	g := api.Group{GroupName: name, GroupID: id, ARN: s.arn("iam", "group/"+name), CreatedAt: s.now().UTC()}
 	return g, s.create(tGroups, "group", name, g)
 }
 
-func (s *Service) getGroupTx(tx store.Tx, name string) (Group, error) {
-	return getTx[Group](tx, tGroups, "group", name)
+func (s *Service) getGroupTx(tx store.Tx, name string) (api.Group, error) {
+	return getTx[api.Group](tx, tGroups, "group", name)
 }
 
 // GetGroup returns a group and its members.
-func (s *Service) GetGroup(name string) (Group, []string, error) {
-	var g Group
+func (s *Service) GetGroup(name string) (api.Group, []string, error) {
+	var g api.Group
 	var members []string
 	err := s.st.View(func(tx store.Tx) error {
 		var err error
 		if g, err = s.getGroupTx(tx, name); err != nil {
 			return err
 		}
-		users, err := store.All[User](tx, tUsers)
+		users, err := store.All[api.User](tx, tUsers)
 		for _, u := range users {
 			if slices.Contains(u.Groups, name) {
 				members = append(members, u.UserName)
@@ -296,7 +296,7 @@ func (s *Service) GetGroup(name string) (Group, []string, error) {
 }
 
 // ListGroups lists groups.
-func (s *Service) ListGroups() ([]Group, error) { return list[Group](s, tGroups) }
+func (s *Service) ListGroups() ([]api.Group, error) { return list[api.Group](s, tGroups) }
 
 // DeleteGroup removes an empty group without policies.
 func (s *Service) DeleteGroup(name string) error {
@@ -305,7 +305,7 @@ func (s *Service) DeleteGroup(name string) error {
 		if err != nil {
 			return err
 		}
-		users, err := store.All[User](tx, tUsers)
+		users, err := store.All[api.User](tx, tUsers)
 		if err != nil {
 			return err
 		}
@@ -355,24 +355,24 @@ func (s *Service) RemoveUserFromGroup(user, group string) error {
 }
 
 // CreateRole adds a role with a trust policy.
-func (s *Service) CreateRole(name, trust string, maxSession int64) (Role, error) {
+func (s *Service) CreateRole(name, trust string, maxSession int64) (api.Role, error) {
 	if err := checkName("role", name); err != nil {
-		return Role{}, err
+		return api.Role{}, err
 	}
 	if _, err := parsePolicy(trust, policy.Trust); err != nil {
-		return Role{}, err
+		return api.Role{}, err
 	}
 	if maxSession == 0 {
 		maxSession = 3600
 	}
 	if maxSession < 900 || maxSession > 43200 {
-		return Role{}, api.Errorf(api.CodeInvalidParameter, "MaxSessionDuration %d: must be 900..43200 seconds", maxSession)
+		return api.Role{}, api.Errorf(api.CodeInvalidParameter, "MaxSessionDuration %d: must be 900..43200 seconds", maxSession)
 	}
 	id, err := newID("AROA", 17)
 	if err != nil {
-		return Role{}, err
+		return api.Role{}, err
 	}
-	r := Role{RoleName: name, RoleID: id, ARN: s.arn("iam", "role/"+name), CreatedAt: s.now().UTC(), MaxSessionDuration: maxSession}
+	r := api.Role{RoleName: name, RoleID: id, ARN: s.arn("iam", "role/"+name), CreatedAt: s.now().UTC(), MaxSessionDuration: maxSession}
 	err = s.update(func(tx store.Tx) error {
 		if r.TrustPolicy, err = s.bindPrincipalsTx(tx, trust, invalidPrincipal); err != nil {
 			return err
@@ -392,18 +392,18 @@ func (s *Service) CreateRole(name, trust string, maxSession int64) (Role, error)
 // getRoleTx reads a role by its name, never by an ARN: a caller's ARN
 // goes through roleRef first, so what is looked up is what was
 // authorised.
-func (s *Service) getRoleTx(tx store.Tx, name string) (Role, error) {
-	return getTx[Role](tx, tRoles, "role", name)
+func (s *Service) getRoleTx(tx store.Tx, name string) (api.Role, error) {
+	return getTx[api.Role](tx, tRoles, "role", name)
 }
 
 // GetRole returns a role by name, its trust policy as users see it.
-func (s *Service) GetRole(name string) (Role, error) {
-	return view(s, func(tx store.Tx) (Role, error) {
+func (s *Service) GetRole(name string) (api.Role, error) {
+	return view(s, func(tx store.Tx) (api.Role, error) {
 		r, err := s.getRoleTx(tx, name)
 		if err != nil {
 			return r, err
 		}
-		rs, err := showRolesTx(tx, []Role{r})
+		rs, err := showRolesTx(tx, []api.Role{r})
 		if err != nil {
 			return r, err
 		}
@@ -412,9 +412,9 @@ func (s *Service) GetRole(name string) (Role, error) {
 }
 
 // ListRoles lists roles.
-func (s *Service) ListRoles() ([]Role, error) {
-	return view(s, func(tx store.Tx) ([]Role, error) {
-		rs, err := store.All[Role](tx, tRoles)
+func (s *Service) ListRoles() ([]api.Role, error) {
+	return view(s, func(tx store.Tx) ([]api.Role, error) {
+		rs, err := store.All[api.Role](tx, tRoles)
 		if err != nil {
 			return nil, err
 		}

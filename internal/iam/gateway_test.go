@@ -9,6 +9,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
+	"github.com/azote/azote/internal/gateway"
 )
 
 // gatewayAuth presents the IAM to the API, as azoted's adapter does.
@@ -39,29 +40,29 @@ func (t *trail) Append(_ context.Context, r *audit.Record) error {
 	return nil
 }
 
-// gateway is the IAM served by the real API handler over TLS, every
+// served is the IAM served by the real API handler over TLS, every
 // request SigV4-signed: a test calls it as a client of azoted does, so
 // what it checks is the resource each operation is authorised on
 // together with what the operation then does.
-type gateway struct {
+type served struct {
 	e     *env
 	url   string
 	ca    []byte
 	trail *trail
 }
 
-func (e *env) gateway() *gateway {
+func (e *env) gateway() *served {
 	e.t.Helper()
 	tr := &trail{}
-	h := api.NewHandler(api.Config{Operations: e.svc.Operations(), Auth: gatewayAuth{e.svc}, Audit: tr, Region: "local", Network: true})
+	h := gateway.NewHandler(gateway.Config{Operations: e.svc.Operations(), Auth: gatewayAuth{e.svc}, Audit: tr, Region: "local", Network: true})
 	srv := httptest.NewTLSServer(h)
 	e.t.Cleanup(srv.Close)
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	return &gateway{e: e, url: srv.URL, ca: ca, trail: tr}
+	return &served{e: e, url: srv.URL, ca: ca, trail: tr}
 }
 
 // call signs op with the credentials and returns the operation's error.
-func (g *gateway) call(creds sigv4.Credentials, op string, req, out any) error {
+func (g *served) call(creds sigv4.Credentials, op string, req, out any) error {
 	g.e.t.Helper()
 	c, err := api.NewNetworkClient(g.url, g.ca, creds, "local")
 	if err != nil {
@@ -70,10 +71,10 @@ func (g *gateway) call(creds sigv4.Credentials, op string, req, out any) error {
 	return c.Call(context.Background(), op, req, out)
 }
 
-func keyCreds(k NewAccessKey) sigv4.Credentials {
+func keyCreds(k api.NewAccessKey) sigv4.Credentials {
 	return sigv4.Credentials{AccessKeyID: k.AccessKeyID, SecretAccessKey: k.SecretAccessKey}
 }
 
-func sessionCreds(c Credentials) sigv4.Credentials {
+func sessionCreds(c api.Credentials) sigv4.Credentials {
 	return sigv4.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
 }

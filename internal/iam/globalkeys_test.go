@@ -27,7 +27,7 @@ func TestRoleSessionGlobalKeys(t *testing.T) {
 	must(t, e.svc.PutInlinePolicy(KindRole, "SelfService", "self", selfService))
 	must(t, e.svc.PutInlinePolicy(KindUser, "bob", "self", selfService))
 
-	out, err := e.svc.AssumeRole(bob, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "alice"})
+	out, err := e.svc.AssumeRole(bob, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "alice"})
 	must(t, err)
 	sess := e.sessionCaller(out.Credentials)
 
@@ -75,7 +75,7 @@ func TestRoleSessionGlobalKeys(t *testing.T) {
 		deny := `{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "compute:TerminateInstances", "Resource": "*",
 			"Condition": {"ArnEquals": {"aws:PrincipalArn": "` + opsARN + `"}}}]}`
 		must(t, e.svc.PutInlinePolicy(KindRole, "Ops", "no-terminate", deny))
-		o, err := e.svc.AssumeRole(bob, AssumeRoleRequest{RoleArn: opsARN, RoleSessionName: "night-shift"})
+		o, err := e.svc.AssumeRole(bob, api.AssumeRoleRequest{RoleArn: opsARN, RoleSessionName: "night-shift"})
 		must(t, err)
 		ops := e.sessionCaller(o.Credentials)
 		if d := e.svc.Authorize(ops, "compute:TerminateInstances", "arn:azote:compute::"+e.svc.AccountID()+":instance/i-1", nil, nil); d.Allowed {

@@ -102,7 +102,7 @@ func (e *env) wrongCode(seed []byte) string {
 // nextStep moves the clock one TOTP period on, so a fresh code exists.
 func (e *env) nextStep() { e.clk.Advance(mfa.Period) }
 
-func seedOf(t testing.TB, dev NewVirtualMFADevice) []byte {
+func seedOf(t testing.TB, dev api.NewVirtualMFADevice) []byte {
 	t.Helper()
 	seed, err := mfa.DecodeSecret(dev.Base32StringSeed)
 	if err != nil {
@@ -114,14 +114,14 @@ func seedOf(t testing.TB, dev NewVirtualMFADevice) []byte {
 // initAccount runs the bootstrap with admin as the first user and
 // returns its answer and root's MFA seed; the clock ends one step after
 // the enrolment codes, so root's next code is fresh.
-func (e *env) initAccount(admin string) (InitResponse, []byte) {
+func (e *env) initAccount(admin string) (api.InitResponse, []byte) {
 	e.t.Helper()
 	dev, err := e.svc.BeginInit()
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	seed := seedOf(e.t, dev)
-	resp, err := e.svc.Init(InitRequest{RootCode1: e.codeAt(seed, -1), RootCode2: e.code(seed), AdminUser: admin})
+	resp, err := e.svc.Init(api.InitRequest{RootCode1: e.codeAt(seed, -1), RootCode2: e.code(seed), AdminUser: admin})
 	if err != nil {
 		e.t.Fatalf("Init: %v", err)
 	}
@@ -144,7 +144,7 @@ func (e *env) caller(akid string) *api.Caller {
 }
 
 // sessionCaller resolves session credentials to their caller.
-func (e *env) sessionCaller(cr Credentials) *api.Caller {
+func (e *env) sessionCaller(cr api.Credentials) *api.Caller {
 	e.t.Helper()
 	secret, active, c, err := e.svc.Credentials(cr.AccessKeyID, cr.SessionToken)
 	if err != nil {
@@ -157,7 +157,7 @@ func (e *env) sessionCaller(cr Credentials) *api.Caller {
 }
 
 // user makes a user with one access key and returns its caller.
-func (e *env) user(name string) (*api.Caller, NewAccessKey) {
+func (e *env) user(name string) (*api.Caller, api.NewAccessKey) {
 	e.t.Helper()
 	if _, err := e.svc.CreateUser(name); err != nil {
 		e.t.Fatal(err)
@@ -171,7 +171,7 @@ func (e *env) user(name string) (*api.Caller, NewAccessKey) {
 
 // mfaUser makes a user with an access key and an enabled MFA device; the
 // clock ends one step after enrolment.
-func (e *env) mfaUser(name string) (*api.Caller, NewAccessKey, []byte, string) {
+func (e *env) mfaUser(name string) (*api.Caller, api.NewAccessKey, []byte, string) {
 	e.t.Helper()
 	c, k := e.user(name)
 	seed, serial := e.enrol(name, name+"-phone")

@@ -5,37 +5,17 @@ import (
 	"github.com/azote/azote/internal/store"
 )
 
-// AdminGroup is the group `azote init` makes for daily administration.
-const AdminGroup = "Administrators"
-
 // BeginInit makes (or remakes) root's MFA device before the account is
 // initialised: its seed is shown once, for the operator to scan.
-func (s *Service) BeginInit() (NewVirtualMFADevice, error) {
+func (s *Service) BeginInit() (api.NewVirtualMFADevice, error) {
 	a, err := s.Account()
 	if err != nil {
-		return NewVirtualMFADevice{}, err
+		return api.NewVirtualMFADevice{}, err
 	}
 	if a.Initialized {
-		return NewVirtualMFADevice{}, api.Errorf(api.CodeAccountAlreadyInitialized, "account %s was initialised at %s", a.ID, a.InitializedAt.Format("2006-01-02 15:04:05Z"))
+		return api.NewVirtualMFADevice{}, api.Errorf(api.CodeAccountAlreadyInitialized, "account %s was initialised at %s", a.ID, a.InitializedAt.Format("2006-01-02 15:04:05Z"))
 	}
 	return s.CreateVirtualMFADevice(RootMFAName, "")
-}
-
-// InitRequest completes the bootstrap.
-type InitRequest struct {
-	// Two consecutive codes of root's MFA device.
-	RootCode1 string `json:"RootCode1"`
-	RootCode2 string `json:"RootCode2"`
-	// AdminUser is the first user for daily work.
-	AdminUser string `json:"AdminUser"`
-}
-
-// InitResponse carries the admin's first access key, shown once.
-type InitResponse struct {
-	AccountID string       `json:"AccountId"`
-	RootMFA   string       `json:"RootMFASerial"`
-	Admin     User         `json:"Admin"`
-	AccessKey NewAccessKey `json:"AccessKey"`
 }
 
 // Init enables root's MFA device, creates the Administrators group
@@ -43,25 +23,25 @@ type InitResponse struct {
 // and the first admin user with an access key, and marks the account
 // initialised. Root has no access keys and never gets one; from now on
 // root acts only through MFA sessions.
-func (s *Service) Init(r InitRequest) (InitResponse, error) {
+func (s *Service) Init(r api.InitRequest) (api.InitResponse, error) {
 	a, err := s.Account()
 	if err != nil {
-		return InitResponse{}, err
+		return api.InitResponse{}, err
 	}
 	if a.Initialized {
-		return InitResponse{}, api.Errorf(api.CodeAccountAlreadyInitialized, "account %s is already initialised", a.ID)
+		return api.InitResponse{}, api.Errorf(api.CodeAccountAlreadyInitialized, "account %s is already initialised", a.ID)
 	}
 	if err := checkName("user", r.AdminUser); err != nil {
-		return InitResponse{}, err
+		return api.InitResponse{}, err
 	}
 	serial := s.arn("iam", "mfa/"+RootMFAName)
 	if err := s.EnableMFADevice("", serial, r.RootCode1, r.RootCode2); err != nil {
-		return InitResponse{}, err
+		return api.InitResponse{}, err
 	}
 	// Whatever fails below leaves root's MFA enabled and the account not
 	// initialised; Init can be run again with two new codes only if the
 	// device is remade, so undo the enable on failure.
-	fail := func(err error) (InitResponse, error) {
+	fail := func(err error) (api.InitResponse, error) {
 		s.update(func(tx store.Tx) error {
 			var rec mfaRecord
 			if tx.Get(tMFA, serial, &rec) == nil {
@@ -70,20 +50,20 @@ func (s *Service) Init(r InitRequest) (InitResponse, error) {
 			}
 			return nil
 		})
-		return InitResponse{}, err
+		return api.InitResponse{}, err
 	}
 	if _, err := s.GetPolicy(RequireMFAPolicy); err != nil {
 		if _, err := s.CreatePolicy(RequireMFAPolicy, requireMFADocument); err != nil {
 			return fail(err)
 		}
 	}
-	if _, _, err := s.GetGroup(AdminGroup); err != nil {
-		if _, err := s.CreateGroup(AdminGroup); err != nil {
+	if _, _, err := s.GetGroup(api.AdminGroup); err != nil {
+		if _, err := s.CreateGroup(api.AdminGroup); err != nil {
 			return fail(err)
 		}
 	}
 	for _, p := range []string{BuiltinARN("AdministratorAccess"), s.policyARN(RequireMFAPolicy)} {
-		if err := s.AttachPolicy(KindGroup, AdminGroup, p); err != nil {
+		if err := s.AttachPolicy(KindGroup, api.AdminGroup, p); err != nil {
 			return fail(err)
 		}
 	}
@@ -91,7 +71,7 @@ func (s *Service) Init(r InitRequest) (InitResponse, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := s.AddUserToGroup(u.UserName, AdminGroup); err != nil {
+	if err := s.AddUserToGroup(u.UserName, api.AdminGroup); err != nil {
 		return fail(err)
 	}
 	key, err := s.CreateAccessKey(u.UserName)
@@ -110,5 +90,5 @@ func (s *Service) Init(r InitRequest) (InitResponse, error) {
 		return fail(err)
 	}
 	u, _ = s.GetUser(u.UserName)
-	return InitResponse{AccountID: a.ID, RootMFA: serial, Admin: u, AccessKey: key}, nil
+	return api.InitResponse{AccountID: a.ID, RootMFA: serial, Admin: u, AccessKey: key}, nil
 }

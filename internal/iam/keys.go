@@ -17,22 +17,21 @@ const MaxKeysPerUser = 2
 
 func keyContext(id string) []byte { return []byte("azote-access-key:" + id) }
 
-// NewAccessKey is a key as created: the only time its secret is shown.
-type NewAccessKey struct {
-	AccessKey
-	SecretAccessKey string `json:"SecretAccessKey"`
+// keyRecord is an access key as stored: its secret sealed by the host key.
+type keyRecord struct {
+	api.AccessKey
+	Sealed []byte `json:"SealedSecret,omitempty"`
 }
 
-func (s *Service) userKeysTx(tx store.Tx, user string) ([]AccessKey, error) {
-	var out []AccessKey
+func (s *Service) userKeysTx(tx store.Tx, user string) ([]api.AccessKey, error) {
+	var out []api.AccessKey
 	err := tx.ForEach(tKeys, func(_ string, raw []byte) error {
-		var k AccessKey
+		var k keyRecord
 		if err := json.Unmarshal(raw, &k); err != nil {
 			return err
 		}
 		if k.UserName == user {
-			k.Sealed = nil
-			out = append(out, k)
+			out = append(out, k.AccessKey)
 		}
 		return nil
 	})
@@ -41,23 +40,23 @@ func (s *Service) userKeysTx(tx store.Tx, user string) ([]AccessKey, error) {
 }
 
 // CreateAccessKey makes a key for a user. Root never gets one.
-func (s *Service) CreateAccessKey(user string) (NewAccessKey, error) {
+func (s *Service) CreateAccessKey(user string) (api.NewAccessKey, error) {
 	if user == "" || user == "root" {
-		return NewAccessKey{}, api.Errorf(api.CodeRootAccessKeysDisabled, "root has no access keys: use an IAM user, or an MFA session for root")
+		return api.NewAccessKey{}, api.Errorf(api.CodeRootAccessKeysDisabled, "root has no access keys: use an IAM user, or an MFA session for root")
 	}
 	id, err := newID("AKIA", 16)
 	if err != nil {
-		return NewAccessKey{}, err
+		return api.NewAccessKey{}, err
 	}
 	secret, err := newSecret()
 	if err != nil {
-		return NewAccessKey{}, err
+		return api.NewAccessKey{}, err
 	}
 	sealed, err := s.seal.Wrap([]byte(secret), keyContext(id))
 	if err != nil {
-		return NewAccessKey{}, err
+		return api.NewAccessKey{}, err
 	}
-	k := AccessKey{AccessKeyID: id, UserName: user, Status: StatusActive, CreatedAt: s.now().UTC(), Sealed: sealed}
+	k := keyRecord{AccessKey: api.AccessKey{AccessKeyID: id, UserName: user, Status: api.StatusActive, CreatedAt: s.now().UTC()}, Sealed: sealed}
 	err = s.update(func(tx store.Tx) error {
 		if _, err := s.getUserTx(tx, user); err != nil {
 			return err
@@ -72,15 +71,14 @@ func (s *Service) CreateAccessKey(user string) (NewAccessKey, error) {
 		return tx.Create(tKeys, id, k)
 	})
 	if err != nil {
-		return NewAccessKey{}, err
+		return api.NewAccessKey{}, err
 	}
-	k.Sealed = nil
-	return NewAccessKey{AccessKey: k, SecretAccessKey: secret}, nil
+	return api.NewAccessKey{AccessKey: k.AccessKey, SecretAccessKey: secret}, nil
 }
 
 // ListAccessKeys lists a user's keys (never their secrets).
-func (s *Service) ListAccessKeys(user string) ([]AccessKey, error) {
-	var out []AccessKey
+func (s *Service) ListAccessKeys(user string) ([]api.AccessKey, error) {
+	var out []api.AccessKey
 	err := s.st.View(func(tx store.Tx) error {
 		if _, err := s.getUserTx(tx, user); err != nil {
 			return err
@@ -92,8 +90,8 @@ func (s *Service) ListAccessKeys(user string) ([]AccessKey, error) {
 	return out, err
 }
 
-func readKeyTx(tx store.Tx, id string) (AccessKey, error) {
-	var k AccessKey
+func readKeyTx(tx store.Tx, id string) (keyRecord, error) {
+	var k keyRecord
 	if err := tx.Get(tKeys, id, &k); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return k, notFound("access key", shown(id))
@@ -106,26 +104,26 @@ func readKeyTx(tx store.Tx, id string) (AccessKey, error) {
 // getKeyTx reads a key of user. The owner is always checked: a call is
 // authorised on the user it names, so a key of anyone else is not
 // there for it (an empty user matches no key).
-func (s *Service) getKeyTx(tx store.Tx, user, id string) (AccessKey, error) {
+func (s *Service) getKeyTx(tx store.Tx, user, id string) (keyRecord, error) {
 	k, err := readKeyTx(tx, id)
 	if err != nil {
 		return k, err
 	}
 	if k.UserName != user {
-		return AccessKey{}, notFound("access key", shown(id)+" of user "+shown(user))
+		return keyRecord{}, notFound("access key", shown(id)+" of user "+shown(user))
 	}
 	return k, nil
 }
 
 // KeyOwner returns the user an access key belongs to.
 func (s *Service) KeyOwner(id string) (string, error) {
-	k, err := view(s, func(tx store.Tx) (AccessKey, error) { return readKeyTx(tx, id) })
+	k, err := view(s, func(tx store.Tx) (keyRecord, error) { return readKeyTx(tx, id) })
 	return k.UserName, err
 }
 
 // UpdateAccessKey sets a key Active or Inactive.
 func (s *Service) UpdateAccessKey(user, id, status string) error {
-	if status != StatusActive && status != StatusInactive {
+	if status != api.StatusActive && status != api.StatusInactive {
 		return api.Errorf(api.CodeInvalidParameter, "status %q: Active or Inactive", status)
 	}
 	return s.update(func(tx store.Tx) error {
@@ -150,31 +148,31 @@ func (s *Service) DeleteAccessKey(user, id string) error {
 
 // RotateAccessKey makes a new key and deactivates the old one in one
 // step; the old key is deleted later, once nothing uses it.
-func (s *Service) RotateAccessKey(user, oldID string) (NewAccessKey, error) {
+func (s *Service) RotateAccessKey(user, oldID string) (api.NewAccessKey, error) {
 	if _, err := s.ListAccessKeys(user); err != nil {
-		return NewAccessKey{}, err
+		return api.NewAccessKey{}, err
 	}
-	var old AccessKey
+	var old keyRecord
 	if err := s.st.View(func(tx store.Tx) error {
 		var err error
 		old, err = s.getKeyTx(tx, user, oldID)
 		return err
 	}); err != nil {
-		return NewAccessKey{}, err
+		return api.NewAccessKey{}, err
 	}
 	nk, err := s.CreateAccessKey(user)
 	if err != nil {
-		return NewAccessKey{}, fmt.Errorf("rotating %s: %w", old.AccessKeyID, err)
+		return api.NewAccessKey{}, fmt.Errorf("rotating %s: %w", old.AccessKeyID, err)
 	}
-	if err := s.UpdateAccessKey(user, oldID, StatusInactive); err != nil {
-		return NewAccessKey{}, err
+	if err := s.UpdateAccessKey(user, oldID, api.StatusInactive); err != nil {
+		return api.NewAccessKey{}, err
 	}
 	return nk, nil
 }
 
 // longTermKey resolves an access key id to its secret and owner. The
 // answer is cached until the next IAM write.
-func (s *Service) longTermKey(id string) (AccessKey, User, string, error) {
+func (s *Service) longTermKey(id string) (api.AccessKey, api.User, string, error) {
 	gen := s.gen.Load()
 	s.mu.Lock()
 	c, ok := s.secrets[id]
@@ -183,10 +181,10 @@ func (s *Service) longTermKey(id string) (AccessKey, User, string, error) {
 		return c.key, c.user, c.secret, nil
 	}
 	if !strings.HasPrefix(id, "AKIA") {
-		return AccessKey{}, User{}, "", errUnknownKey
+		return api.AccessKey{}, api.User{}, "", errUnknownKey
 	}
-	var k AccessKey
-	var u User
+	var k keyRecord
+	var u api.User
 	err := s.st.View(func(tx store.Tx) error {
 		if err := tx.Get(tKeys, id, &k); err != nil {
 			return err
@@ -196,18 +194,17 @@ func (s *Service) longTermKey(id string) (AccessKey, User, string, error) {
 		return err
 	})
 	if err != nil {
-		return AccessKey{}, User{}, "", errUnknownKey
+		return api.AccessKey{}, api.User{}, "", errUnknownKey
 	}
 	secret, err := s.seal.Unwrap(k.Sealed, keyContext(id))
 	if err != nil {
-		return AccessKey{}, User{}, "", fmt.Errorf("iam: access key %s: %w", id, err)
+		return api.AccessKey{}, api.User{}, "", fmt.Errorf("iam: access key %s: %w", id, err)
 	}
-	k.Sealed = nil
 	s.mu.Lock()
 	if len(s.secrets) > 10000 {
 		s.secrets = map[string]cachedKey{}
 	}
-	s.secrets[id] = cachedKey{gen: gen, key: k, user: u, secret: string(secret)}
+	s.secrets[id] = cachedKey{gen: gen, key: k.AccessKey, user: u, secret: string(secret)}
 	s.mu.Unlock()
-	return k, u, string(secret), nil
+	return k.AccessKey, u, string(secret), nil
 }

@@ -18,30 +18,21 @@ const RootMFAName = "root-account-mfa-device"
 
 func seedContext(serial string) []byte { return []byte("azote-mfa-seed:" + serial) }
 
-// NewVirtualMFADevice is a device as created: the only time its seed is
-// shown.
-type NewVirtualMFADevice struct {
-	SerialNumber     string `json:"SerialNumber"`
-	Base32StringSeed string `json:"Base32StringSeed"`
-	URI              string `json:"URI"`
-	QRCode           string `json:"QRCodeTerminal"`
-}
-
 // CreateVirtualMFADevice makes a device (not yet enabled) for user, or
 // for root when user is "".
-func (s *Service) CreateVirtualMFADevice(name, user string) (NewVirtualMFADevice, error) {
+func (s *Service) CreateVirtualMFADevice(name, user string) (api.NewVirtualMFADevice, error) {
 	if err := checkName("MFA device", name); err != nil {
-		return NewVirtualMFADevice{}, err
+		return api.NewVirtualMFADevice{}, err
 	}
 	seed, err := mfa.NewSecret()
 	if err != nil {
-		return NewVirtualMFADevice{}, err
+		return api.NewVirtualMFADevice{}, err
 	}
 	defer clear(seed)
 	serial := s.arn("iam", "mfa/"+name)
 	sealed, err := s.seal.Wrap(seed, seedContext(serial))
 	if err != nil {
-		return NewVirtualMFADevice{}, err
+		return api.NewVirtualMFADevice{}, err
 	}
 	rec := mfaRecord{Serial: serial, Name: name, UserName: user, CreatedAt: s.now().UTC(), Sealed: sealed}
 	err = s.update(func(tx store.Tx) error {
@@ -61,7 +52,7 @@ func (s *Service) CreateVirtualMFADevice(name, user string) (NewVirtualMFADevice
 		return tx.Put(tMFA, serial, rec)
 	})
 	if err != nil {
-		return NewVirtualMFADevice{}, err
+		return api.NewVirtualMFADevice{}, err
 	}
 	account := user
 	if account == "" {
@@ -72,7 +63,7 @@ func (s *Service) CreateVirtualMFADevice(name, user string) (NewVirtualMFADevice
 	if err != nil {
 		qr = ""
 	}
-	return NewVirtualMFADevice{SerialNumber: serial, Base32StringSeed: mfa.EncodeSecret(seed), URI: uri, QRCode: qr}, nil
+	return api.NewVirtualMFADevice{SerialNumber: serial, Base32StringSeed: mfa.EncodeSecret(seed), URI: uri, QRCode: qr}, nil
 }
 
 func (s *Service) getMFATx(tx store.Tx, serial string) (mfaRecord, error) {
@@ -187,15 +178,15 @@ func (s *Service) DeactivateMFADevice(user, serial string) error {
 }
 
 // ListMFADevices lists devices, of one user when user is set.
-func (s *Service) ListMFADevices(user string) ([]MFADevice, error) {
-	var out []MFADevice
+func (s *Service) ListMFADevices(user string) ([]api.MFADevice, error) {
+	var out []api.MFADevice
 	err := s.st.View(func(tx store.Tx) error {
 		recs, err := store.All[mfaRecord](tx, tMFA)
 		for _, r := range recs {
 			if user != "" && r.UserName != user {
 				continue
 			}
-			out = append(out, MFADevice{SerialNumber: r.Serial, UserName: r.UserName, CreatedAt: r.CreatedAt, EnableDate: r.EnabledAt, Enabled: r.Enabled})
+			out = append(out, api.MFADevice{SerialNumber: r.Serial, UserName: r.UserName, CreatedAt: r.CreatedAt, EnableDate: r.EnabledAt, Enabled: r.Enabled})
 		}
 		return err
 	})

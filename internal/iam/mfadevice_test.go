@@ -16,44 +16,44 @@ func TestMFACodeSpentOnce(t *testing.T) {
 	dave, _, seed, serial := e.mfaUser("dave")
 
 	code := e.code(seed)
-	cr, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{SerialNumber: serial, TokenCode: code})
+	cr, err := e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{SerialNumber: serial, TokenCode: code})
 	must(t, err)
 	if s := e.sessionCaller(cr); !s.MFA {
 		t.Fatal("session made with a code has no MFA")
 	}
-	_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: code})
+	_, err = e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: code})
 	wantCode(t, err, api.CodeInvalidAuthenticationCode)
 	// The same code through AssumeRole is refused too: one device, one
 	// counter.
 	_, err = e.svc.CreateRole("R", trustDoc(dave.ARN, ""), 0)
 	must(t, err)
-	_, err = e.svc.AssumeRole(dave, AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s", TokenCode: code})
+	_, err = e.svc.AssumeRole(dave, api.AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s", TokenCode: code})
 	wantCode(t, err, api.CodeInvalidAuthenticationCode)
 	// So is the previous step's code, although it is inside the drift
 	// window: a spent step closes everything up to it.
-	_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.codeAt(seed, -1)})
+	_, err = e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.codeAt(seed, -1)})
 	wantCode(t, err, api.CodeInvalidAuthenticationCode)
 
 	e.reopen()
-	_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: code})
+	_, err = e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: code})
 	wantCode(t, err, api.CodeInvalidAuthenticationCode)
 	e.nextStep()
-	if _, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)}); err != nil {
+	if _, err := e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.code(seed)}); err != nil {
 		t.Fatalf("next step's code after reopen: %v", err)
 	}
 
 	t.Run("device of someone else", func(t *testing.T) {
 		erin, _, erinSeed, _ := e.mfaUser("erin")
-		_, err := e.svc.GetSessionToken(erin, GetSessionTokenRequest{SerialNumber: serial, TokenCode: e.code(seed)})
+		_, err := e.svc.GetSessionToken(erin, api.GetSessionTokenRequest{SerialNumber: serial, TokenCode: e.code(seed)})
 		wantCode(t, err, api.CodeInvalidAuthenticationCode)
 		// A user without a device cannot claim MFA.
 		frank, _ := e.user("frank")
-		_, err = e.svc.GetSessionToken(frank, GetSessionTokenRequest{TokenCode: e.code(erinSeed)})
+		_, err = e.svc.GetSessionToken(frank, api.GetSessionTokenRequest{TokenCode: e.code(erinSeed)})
 		wantCode(t, err, api.CodeInvalidAuthenticationCode)
 		// Nor spend erin's code through dave's device.
-		_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(erinSeed)})
+		_, err = e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.code(erinSeed)})
 		wantCode(t, err, api.CodeInvalidAuthenticationCode)
-		if _, err := e.svc.GetSessionToken(erin, GetSessionTokenRequest{TokenCode: e.code(erinSeed)}); err != nil {
+		if _, err := e.svc.GetSessionToken(erin, api.GetSessionTokenRequest{TokenCode: e.code(erinSeed)}); err != nil {
 			t.Fatalf("erin's own code: %v", err)
 		}
 	})
@@ -65,7 +65,7 @@ func TestMFALockout(t *testing.T) {
 	dave, _, seed, _ := e.mfaUser("dave")
 
 	for i := 1; i <= mfa.MaxFailures; i++ {
-		_, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.wrongCode(seed)})
+		_, err := e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.wrongCode(seed)})
 		want := api.CodeInvalidAuthenticationCode
 		if i == mfa.MaxFailures {
 			want = api.CodeMFALocked
@@ -75,31 +75,31 @@ func TestMFALockout(t *testing.T) {
 		}
 	}
 	lockedAt := e.clk.Now()
-	_, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)})
+	_, err := e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.code(seed)})
 	wantCode(t, err, api.CodeMFALocked)
 
 	// The lockout is on disk, not in this process.
 	e.reopen()
 	e.nextStep()
-	_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)})
+	_, err = e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.code(seed)})
 	wantCode(t, err, api.CodeMFALocked)
 
 	e.clk.Advance(lockedAt.Add(mfa.LockoutDuration - time.Second).Sub(e.clk.Now()))
-	_, err = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)})
+	_, err = e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.code(seed)})
 	wantCode(t, err, api.CodeMFALocked)
 
 	e.clk.Advance(time.Second)
-	if _, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)}); err != nil {
+	if _, err := e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.code(seed)}); err != nil {
 		t.Fatalf("right code after the lockout: %v", err)
 	}
 	// The failures were reset with the lockout: four more wrong codes
 	// do not lock again.
 	for i := 1; i < mfa.MaxFailures; i++ {
-		_, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.wrongCode(seed)})
+		_, err := e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.wrongCode(seed)})
 		wantCode(t, err, api.CodeInvalidAuthenticationCode)
 	}
 	e.nextStep()
-	if _, err := e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: e.code(seed)}); err != nil {
+	if _, err := e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: e.code(seed)}); err != nil {
 		t.Fatalf("right code after four failures: %v", err)
 	}
 }
@@ -197,7 +197,7 @@ func TestMFAConcurrentSpend(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = e.svc.GetSessionToken(dave, GetSessionTokenRequest{TokenCode: code})
+			_, errs[i] = e.svc.GetSessionToken(dave, api.GetSessionTokenRequest{TokenCode: code})
 			if errs[i] == nil {
 				ok.Add(1)
 			}

@@ -43,8 +43,8 @@ func userRef(ctx context.Context, name string) (string, error) {
 // roleRef resolves a RoleArn: this account's role ARN, or (azote's
 // shorthand) a role name.
 func (s *Service) roleRef(ref string) (string, error) {
-	if strings.HasPrefix(ref, "arn:") {
-		name, ok := strings.CutPrefix(ref, s.roleARN(""))
+	if api.LooksLikeARN(ref) {
+		name, ok := s.ownARN(ref, "role")
 		if !ok {
 			return "", api.Errorf(api.CodeInvalidParameter, "%q is not a role ARN of account %s", shown(ref), s.AccountID())
 		}
@@ -53,12 +53,23 @@ func (s *Service) roleRef(ref string) (string, error) {
 	return ref, checkName("role", ref)
 }
 
+// ownARN parses arn as an IAM ARN of this account whose resource is of
+// kind, and returns the resource's name.
+func (s *Service) ownARN(arn, kind string) (string, bool) {
+	a, err := api.ParseARN(arn)
+	if err != nil || a.Service != "iam" || a.Region != "" || a.Account != s.AccountID() {
+		return "", false
+	}
+	k, name, ok := a.Kind()
+	return name, ok && k == kind
+}
+
 // roleByRefTx reads the role a RoleArn (or a session's issuer ARN)
 // names.
-func (s *Service) roleByRefTx(tx store.Tx, ref string) (Role, error) {
+func (s *Service) roleByRefTx(tx store.Tx, ref string) (api.Role, error) {
 	name, err := s.roleRef(ref)
 	if err != nil {
-		return Role{}, err
+		return api.Role{}, err
 	}
 	return s.getRoleTx(tx, name)
 }
@@ -71,9 +82,9 @@ func (s *Service) policyRef(ref string) (string, error) {
 	switch {
 	case strings.HasPrefix(ref, BuiltinARN("")):
 		name = strings.TrimPrefix(ref, BuiltinARN(""))
-	case strings.HasPrefix(ref, "arn:"):
+	case api.LooksLikeARN(ref):
 		var ok bool
-		if name, ok = strings.CutPrefix(ref, s.arn("iam", "policy/")); !ok {
+		if name, ok = s.ownARN(ref, "policy"); !ok {
 			return "", api.Errorf(api.CodeInvalidParameter, "%q is not a policy ARN of account %s or of azote", shown(ref), s.AccountID())
 		}
 	}
@@ -86,7 +97,7 @@ func (s *Service) policyRef(ref string) (string, error) {
 // mfaSerialRef checks a SerialNumber: the ARN of a virtual MFA device of
 // this account.
 func (s *Service) mfaSerialRef(serial string) (string, error) {
-	name, ok := strings.CutPrefix(serial, s.arn("iam", "mfa/"))
+	name, ok := s.ownARN(serial, "mfa")
 	if !ok {
 		return "", api.Errorf(api.CodeInvalidParameter, "%q is not an MFA device serial of account %s", shown(serial), s.AccountID())
 	}

@@ -8,73 +8,6 @@ import (
 	"github.com/azote/azote/internal/api"
 )
 
-// Request bodies of the IAM actions, in AWS's field names.
-type (
-	UserRequest struct {
-		UserName string `json:"UserName,omitempty"`
-	}
-	GroupRequest struct {
-		GroupName string `json:"GroupName"`
-	}
-	GroupMemberRequest struct {
-		GroupName string `json:"GroupName"`
-		UserName  string `json:"UserName"`
-	}
-	CreateRoleRequest struct {
-		RoleName                 string `json:"RoleName"`
-		AssumeRolePolicyDocument string `json:"AssumeRolePolicyDocument"`
-		MaxSessionDuration       int64  `json:"MaxSessionDuration,omitempty"`
-	}
-	RoleRequest struct {
-		RoleName string `json:"RoleName"`
-	}
-	UpdateAssumeRolePolicyRequest struct {
-		RoleName       string `json:"RoleName"`
-		PolicyDocument string `json:"PolicyDocument"`
-	}
-	CreatePolicyRequest struct {
-		PolicyName     string `json:"PolicyName"`
-		PolicyDocument string `json:"PolicyDocument"`
-	}
-	PolicyRequest struct {
-		PolicyArn string `json:"PolicyArn"`
-	}
-	// AttachRequest names the identity by one of UserName, GroupName,
-	// RoleName (the action says which).
-	AttachRequest struct {
-		UserName  string `json:"UserName,omitempty"`
-		GroupName string `json:"GroupName,omitempty"`
-		RoleName  string `json:"RoleName,omitempty"`
-		PolicyArn string `json:"PolicyArn"`
-	}
-	InlinePolicyRequest struct {
-		UserName       string `json:"UserName,omitempty"`
-		GroupName      string `json:"GroupName,omitempty"`
-		RoleName       string `json:"RoleName,omitempty"`
-		PolicyName     string `json:"PolicyName"`
-		PolicyDocument string `json:"PolicyDocument,omitempty"`
-	}
-	AccessKeyRequest struct {
-		UserName    string `json:"UserName,omitempty"`
-		AccessKeyID string `json:"AccessKeyId"`
-		Status      string `json:"Status,omitempty"`
-	}
-	CreateVirtualMFADeviceRequest struct {
-		VirtualMFADeviceName string `json:"VirtualMFADeviceName"`
-		UserName             string `json:"UserName,omitempty"`
-	}
-	EnableMFADeviceRequest struct {
-		UserName            string `json:"UserName,omitempty"`
-		SerialNumber        string `json:"SerialNumber"`
-		AuthenticationCode1 string `json:"AuthenticationCode1"`
-		AuthenticationCode2 string `json:"AuthenticationCode2"`
-	}
-	MFADeviceRequest struct {
-		UserName     string `json:"UserName,omitempty"`
-		SerialNumber string `json:"SerialNumber"`
-	}
-)
-
 func req[T any](r any) *T { return r.(*T) }
 
 func newOf[T any]() func() any { return func() any { return new(T) } }
@@ -123,35 +56,35 @@ func mfaListUser(ctx context.Context, name string) (string, error) {
 func (s *Service) Operations() []*api.Operation {
 	star := func(context.Context, any) (string, error) { return "*", nil }
 	user := func(ctx context.Context, r any) (string, error) {
-		return s.userARNOf(ctx, req[UserRequest](r).UserName)
+		return s.userARNOf(ctx, req[api.UserRequest](r).UserName)
 	}
 	namedUser := func(_ context.Context, r any) (string, error) {
-		return s.named("user", req[UserRequest](r).UserName)
+		return s.named("user", req[api.UserRequest](r).UserName)
 	}
 	group := func(_ context.Context, r any) (string, error) {
-		return s.named("group", req[GroupRequest](r).GroupName)
+		return s.named("group", req[api.GroupRequest](r).GroupName)
 	}
 	member := func(_ context.Context, r any) (string, error) {
-		m := req[GroupMemberRequest](r)
+		m := req[api.GroupMemberRequest](r)
 		if err := checkName("user", m.UserName); err != nil {
 			return "", err
 		}
 		return s.named("group", m.GroupName)
 	}
 	role := func(_ context.Context, r any) (string, error) {
-		return s.named("role", req[RoleRequest](r).RoleName)
+		return s.named("role", req[api.RoleRequest](r).RoleName)
 	}
 	pol := func(_ context.Context, r any) (string, error) {
-		return s.policyRef(req[PolicyRequest](r).PolicyArn)
+		return s.policyRef(req[api.PolicyRequest](r).PolicyArn)
 	}
 	ops := []*api.Operation{
-		{Name: "iam:CreateUser", NewRequest: newOf[UserRequest](), Resource: namedUser,
+		{Name: "iam:CreateUser", NewRequest: newOf[api.UserRequest](), Resource: namedUser,
 			Do: func(ctx context.Context, c *api.Caller, r any) (any, error) {
-				return s.CreateUser(req[UserRequest](r).UserName)
+				return s.CreateUser(req[api.UserRequest](r).UserName)
 			}},
-		{Name: "iam:GetUser", ReadOnly: true, NewRequest: newOf[UserRequest](), Resource: user,
+		{Name: "iam:GetUser", ReadOnly: true, NewRequest: newOf[api.UserRequest](), Resource: user,
 			Do: func(ctx context.Context, c *api.Caller, r any) (any, error) {
-				n, err := userRef(ctx, req[UserRequest](r).UserName)
+				n, err := userRef(ctx, req[api.UserRequest](r).UserName)
 				if err != nil {
 					return nil, err
 				}
@@ -159,75 +92,75 @@ func (s *Service) Operations() []*api.Operation {
 			}},
 		{Name: "iam:ListUsers", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListUsers() }},
-		{Name: "iam:DeleteUser", NewRequest: newOf[UserRequest](), Resource: namedUser,
+		{Name: "iam:DeleteUser", NewRequest: newOf[api.UserRequest](), Resource: namedUser,
 			Do: func(ctx context.Context, c *api.Caller, r any) (any, error) {
-				return none(s.DeleteUser(req[UserRequest](r).UserName))
+				return none(s.DeleteUser(req[api.UserRequest](r).UserName))
 			}},
 
-		{Name: "iam:CreateGroup", NewRequest: newOf[GroupRequest](), Resource: group,
+		{Name: "iam:CreateGroup", NewRequest: newOf[api.GroupRequest](), Resource: group,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				return s.CreateGroup(req[GroupRequest](r).GroupName)
+				return s.CreateGroup(req[api.GroupRequest](r).GroupName)
 			}},
-		{Name: "iam:GetGroup", ReadOnly: true, NewRequest: newOf[GroupRequest](), Resource: group,
+		{Name: "iam:GetGroup", ReadOnly: true, NewRequest: newOf[api.GroupRequest](), Resource: group,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				g, users, err := s.GetGroup(req[GroupRequest](r).GroupName)
+				g, users, err := s.GetGroup(req[api.GroupRequest](r).GroupName)
 				return map[string]any{"Group": g, "Users": users}, err
 			}},
 		{Name: "iam:ListGroups", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListGroups() }},
-		{Name: "iam:DeleteGroup", NewRequest: newOf[GroupRequest](), Resource: group,
+		{Name: "iam:DeleteGroup", NewRequest: newOf[api.GroupRequest](), Resource: group,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				return none(s.DeleteGroup(req[GroupRequest](r).GroupName))
+				return none(s.DeleteGroup(req[api.GroupRequest](r).GroupName))
 			}},
-		{Name: "iam:AddUserToGroup", NewRequest: newOf[GroupMemberRequest](), Resource: member,
+		{Name: "iam:AddUserToGroup", NewRequest: newOf[api.GroupMemberRequest](), Resource: member,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				m := req[GroupMemberRequest](r)
+				m := req[api.GroupMemberRequest](r)
 				return none(s.AddUserToGroup(m.UserName, m.GroupName))
 			}},
-		{Name: "iam:RemoveUserFromGroup", NewRequest: newOf[GroupMemberRequest](), Resource: member,
+		{Name: "iam:RemoveUserFromGroup", NewRequest: newOf[api.GroupMemberRequest](), Resource: member,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				m := req[GroupMemberRequest](r)
+				m := req[api.GroupMemberRequest](r)
 				return none(s.RemoveUserFromGroup(m.UserName, m.GroupName))
 			}},
 
-		{Name: "iam:CreateRole", NewRequest: newOf[CreateRoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.named("role", req[CreateRoleRequest](r).RoleName)
+		{Name: "iam:CreateRole", NewRequest: newOf[api.CreateRoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
+			return s.named("role", req[api.CreateRoleRequest](r).RoleName)
 		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			q := req[CreateRoleRequest](r)
+			q := req[api.CreateRoleRequest](r)
 			return s.CreateRole(q.RoleName, q.AssumeRolePolicyDocument, q.MaxSessionDuration)
 		}},
-		{Name: "iam:GetRole", ReadOnly: true, NewRequest: newOf[RoleRequest](), Resource: role,
+		{Name: "iam:GetRole", ReadOnly: true, NewRequest: newOf[api.RoleRequest](), Resource: role,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				return s.GetRole(req[RoleRequest](r).RoleName)
+				return s.GetRole(req[api.RoleRequest](r).RoleName)
 			}},
 		{Name: "iam:ListRoles", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListRoles() }},
-		{Name: "iam:UpdateAssumeRolePolicy", NewRequest: newOf[UpdateAssumeRolePolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.named("role", req[UpdateAssumeRolePolicyRequest](r).RoleName)
+		{Name: "iam:UpdateAssumeRolePolicy", NewRequest: newOf[api.UpdateAssumeRolePolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
+			return s.named("role", req[api.UpdateAssumeRolePolicyRequest](r).RoleName)
 		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			q := req[UpdateAssumeRolePolicyRequest](r)
+			q := req[api.UpdateAssumeRolePolicyRequest](r)
 			return none(s.UpdateAssumeRolePolicy(q.RoleName, q.PolicyDocument))
 		}},
-		{Name: "iam:DeleteRole", NewRequest: newOf[RoleRequest](), Resource: role,
+		{Name: "iam:DeleteRole", NewRequest: newOf[api.RoleRequest](), Resource: role,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				return none(s.DeleteRole(req[RoleRequest](r).RoleName))
+				return none(s.DeleteRole(req[api.RoleRequest](r).RoleName))
 			}},
 
-		{Name: "iam:CreatePolicy", NewRequest: newOf[CreatePolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.named("policy", req[CreatePolicyRequest](r).PolicyName)
+		{Name: "iam:CreatePolicy", NewRequest: newOf[api.CreatePolicyRequest](), Resource: func(_ context.Context, r any) (string, error) {
+			return s.named("policy", req[api.CreatePolicyRequest](r).PolicyName)
 		}, Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-			q := req[CreatePolicyRequest](r)
+			q := req[api.CreatePolicyRequest](r)
 			return s.CreatePolicy(q.PolicyName, q.PolicyDocument)
 		}},
-		{Name: "iam:GetPolicy", ReadOnly: true, NewRequest: newOf[PolicyRequest](), Resource: pol,
+		{Name: "iam:GetPolicy", ReadOnly: true, NewRequest: newOf[api.PolicyRequest](), Resource: pol,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				return s.GetPolicy(req[PolicyRequest](r).PolicyArn)
+				return s.GetPolicy(req[api.PolicyRequest](r).PolicyArn)
 			}},
 		{Name: "iam:ListPolicies", ReadOnly: true, Resource: star,
 			Do: func(context.Context, *api.Caller, any) (any, error) { return s.ListPolicies() }},
-		{Name: "iam:DeletePolicy", NewRequest: newOf[PolicyRequest](), Resource: pol,
+		{Name: "iam:DeletePolicy", NewRequest: newOf[api.PolicyRequest](), Resource: pol,
 			Do: func(_ context.Context, _ *api.Caller, r any) (any, error) {
-				return none(s.DeletePolicy(req[PolicyRequest](r).PolicyArn))
+				return none(s.DeletePolicy(req[api.PolicyRequest](r).PolicyArn))
 			}},
 	}
 	for _, kind := range []string{KindUser, KindGroup, KindRole} {
@@ -252,56 +185,56 @@ func (s *Service) Operations() []*api.Operation {
 			return s.arn("iam", kind+"/"+name), nil
 		}
 		ops = append(ops,
-			&api.Operation{Name: "iam:Attach" + noun + "Policy", NewRequest: newOf[AttachRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-				q := req[AttachRequest](r)
+			&api.Operation{Name: "iam:Attach" + noun + "Policy", NewRequest: newOf[api.AttachRequest](), Resource: func(ctx context.Context, r any) (string, error) {
+				q := req[api.AttachRequest](r)
 				if _, err := s.policyRef(q.PolicyArn); err != nil {
 					return "", err
 				}
 				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[AttachRequest](r)
+				q := req[api.AttachRequest](r)
 				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
 				if err != nil {
 					return nil, err
 				}
 				return none(s.AttachPolicy(kind, name, q.PolicyArn))
 			}},
-			&api.Operation{Name: "iam:Detach" + noun + "Policy", NewRequest: newOf[AttachRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-				q := req[AttachRequest](r)
+			&api.Operation{Name: "iam:Detach" + noun + "Policy", NewRequest: newOf[api.AttachRequest](), Resource: func(ctx context.Context, r any) (string, error) {
+				q := req[api.AttachRequest](r)
 				if _, err := s.policyRef(q.PolicyArn); err != nil {
 					return "", err
 				}
 				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[AttachRequest](r)
+				q := req[api.AttachRequest](r)
 				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
 				if err != nil {
 					return nil, err
 				}
 				return none(s.DetachPolicy(kind, name, q.PolicyArn))
 			}},
-			&api.Operation{Name: "iam:Put" + noun + "Policy", NewRequest: newOf[InlinePolicyRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-				q := req[InlinePolicyRequest](r)
+			&api.Operation{Name: "iam:Put" + noun + "Policy", NewRequest: newOf[api.InlinePolicyRequest](), Resource: func(ctx context.Context, r any) (string, error) {
+				q := req[api.InlinePolicyRequest](r)
 				if err := checkName("policy", q.PolicyName); err != nil {
 					return "", err
 				}
 				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[InlinePolicyRequest](r)
+				q := req[api.InlinePolicyRequest](r)
 				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
 				if err != nil {
 					return nil, err
 				}
 				return none(s.PutInlinePolicy(kind, name, q.PolicyName, q.PolicyDocument))
 			}},
-			&api.Operation{Name: "iam:Delete" + noun + "Policy", NewRequest: newOf[InlinePolicyRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-				q := req[InlinePolicyRequest](r)
+			&api.Operation{Name: "iam:Delete" + noun + "Policy", NewRequest: newOf[api.InlinePolicyRequest](), Resource: func(ctx context.Context, r any) (string, error) {
+				q := req[api.InlinePolicyRequest](r)
 				if err := checkName("policy", q.PolicyName); err != nil {
 					return "", err
 				}
 				return arnOf(ctx, q.UserName, q.GroupName, q.RoleName)
 			}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[InlinePolicyRequest](r)
+				q := req[api.InlinePolicyRequest](r)
 				name, err := target(ctx, q.UserName, q.GroupName, q.RoleName)
 				if err != nil {
 					return nil, err
@@ -315,60 +248,60 @@ func (s *Service) Operations() []*api.Operation {
 	// evaluated is the owner's. A caller that is not an IAM user must
 	// name the user.
 	keyUser := func(ctx context.Context, r any) (string, error) {
-		return s.userARNOf(ctx, req[AccessKeyRequest](r).UserName)
+		return s.userARNOf(ctx, req[api.AccessKeyRequest](r).UserName)
 	}
 	newKeyUser := func(ctx context.Context, r any) (string, error) {
-		name := req[UserRequest](r).UserName
+		name := req[api.UserRequest](r).UserName
 		if c := api.CallerFrom(ctx); name == "" && c != nil && (c.Type == api.PrincipalRoot || c.Type == api.PrincipalHostRoot) {
 			return "", api.Errorf(api.CodeRootAccessKeysDisabled, "root has no access keys: use an IAM user, or an MFA session for root")
 		}
 		return s.userARNOf(ctx, name)
 	}
 	mfaUser := func(ctx context.Context, r any) (string, error) {
-		q := req[MFADeviceRequest](r)
+		q := req[api.MFADeviceRequest](r)
 		if _, err := s.mfaSerialRef(q.SerialNumber); err != nil {
 			return "", err
 		}
 		return s.userARNOf(ctx, q.UserName)
 	}
 	ops = append(ops,
-		&api.Operation{Name: "iam:CreateAccessKey", NewRequest: newOf[UserRequest](), Resource: newKeyUser,
+		&api.Operation{Name: "iam:CreateAccessKey", NewRequest: newOf[api.UserRequest](), Resource: newKeyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				n, err := userRef(ctx, req[UserRequest](r).UserName)
+				n, err := userRef(ctx, req[api.UserRequest](r).UserName)
 				if err != nil {
 					return nil, err
 				}
 				return s.CreateAccessKey(n)
 			}},
-		&api.Operation{Name: "iam:ListAccessKeys", ReadOnly: true, NewRequest: newOf[UserRequest](), Resource: user,
+		&api.Operation{Name: "iam:ListAccessKeys", ReadOnly: true, NewRequest: newOf[api.UserRequest](), Resource: user,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				n, err := userRef(ctx, req[UserRequest](r).UserName)
+				n, err := userRef(ctx, req[api.UserRequest](r).UserName)
 				if err != nil {
 					return nil, err
 				}
 				return s.ListAccessKeys(n)
 			}},
-		&api.Operation{Name: "iam:UpdateAccessKey", NewRequest: newOf[AccessKeyRequest](), Resource: keyUser,
+		&api.Operation{Name: "iam:UpdateAccessKey", NewRequest: newOf[api.AccessKeyRequest](), Resource: keyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[AccessKeyRequest](r)
+				q := req[api.AccessKeyRequest](r)
 				n, err := userRef(ctx, q.UserName)
 				if err != nil {
 					return nil, err
 				}
 				return none(s.UpdateAccessKey(n, q.AccessKeyID, q.Status))
 			}},
-		&api.Operation{Name: "iam:RotateAccessKey", NewRequest: newOf[AccessKeyRequest](), Resource: keyUser,
+		&api.Operation{Name: "iam:RotateAccessKey", NewRequest: newOf[api.AccessKeyRequest](), Resource: keyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[AccessKeyRequest](r)
+				q := req[api.AccessKeyRequest](r)
 				n, err := userRef(ctx, q.UserName)
 				if err != nil {
 					return nil, err
 				}
 				return s.RotateAccessKey(n, q.AccessKeyID)
 			}},
-		&api.Operation{Name: "iam:DeleteAccessKey", NewRequest: newOf[AccessKeyRequest](), Resource: keyUser,
+		&api.Operation{Name: "iam:DeleteAccessKey", NewRequest: newOf[api.AccessKeyRequest](), Resource: keyUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[AccessKeyRequest](r)
+				q := req[api.AccessKeyRequest](r)
 				n, err := userRef(ctx, q.UserName)
 				if err != nil {
 					return nil, err
@@ -377,50 +310,50 @@ func (s *Service) Operations() []*api.Operation {
 			}},
 		// A device is bound to its user when it is made, so making one
 		// is authorised on the device and on the user it is bound to.
-		&api.Operation{Name: "iam:CreateVirtualMFADevice", NewRequest: newOf[CreateVirtualMFADeviceRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			return s.named("mfa", req[CreateVirtualMFADeviceRequest](r).VirtualMFADeviceName)
+		&api.Operation{Name: "iam:CreateVirtualMFADevice", NewRequest: newOf[api.CreateVirtualMFADeviceRequest](), Resource: func(_ context.Context, r any) (string, error) {
+			return s.named("mfa", req[api.CreateVirtualMFADeviceRequest](r).VirtualMFADeviceName)
 		}, Also: func(ctx context.Context, r any) ([]string, error) {
-			a, err := s.userARNOf(ctx, req[CreateVirtualMFADeviceRequest](r).UserName)
+			a, err := s.userARNOf(ctx, req[api.CreateVirtualMFADeviceRequest](r).UserName)
 			return []string{a}, err
 		}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-			q := req[CreateVirtualMFADeviceRequest](r)
+			q := req[api.CreateVirtualMFADeviceRequest](r)
 			u, err := userRef(ctx, q.UserName)
 			if err != nil {
 				return nil, err
 			}
 			return s.CreateVirtualMFADevice(q.VirtualMFADeviceName, u)
 		}},
-		&api.Operation{Name: "iam:EnableMFADevice", NewRequest: newOf[EnableMFADeviceRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-			q := req[EnableMFADeviceRequest](r)
+		&api.Operation{Name: "iam:EnableMFADevice", NewRequest: newOf[api.EnableMFADeviceRequest](), Resource: func(ctx context.Context, r any) (string, error) {
+			q := req[api.EnableMFADeviceRequest](r)
 			if _, err := s.mfaSerialRef(q.SerialNumber); err != nil {
 				return "", err
 			}
 			return s.userARNOf(ctx, q.UserName)
 		}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-			q := req[EnableMFADeviceRequest](r)
+			q := req[api.EnableMFADeviceRequest](r)
 			u, err := userRef(ctx, q.UserName)
 			if err != nil {
 				return nil, err
 			}
 			return none(s.EnableMFADevice(u, q.SerialNumber, q.AuthenticationCode1, q.AuthenticationCode2))
 		}},
-		&api.Operation{Name: "iam:DeactivateMFADevice", NewRequest: newOf[MFADeviceRequest](), Resource: mfaUser,
+		&api.Operation{Name: "iam:DeactivateMFADevice", NewRequest: newOf[api.MFADeviceRequest](), Resource: mfaUser,
 			Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-				q := req[MFADeviceRequest](r)
+				q := req[api.MFADeviceRequest](r)
 				u, err := userRef(ctx, q.UserName)
 				if err != nil {
 					return nil, err
 				}
 				return none(s.DeactivateMFADevice(u, q.SerialNumber))
 			}},
-		&api.Operation{Name: "iam:ListMFADevices", ReadOnly: true, NewRequest: newOf[UserRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-			n, err := mfaListUser(ctx, req[UserRequest](r).UserName)
+		&api.Operation{Name: "iam:ListMFADevices", ReadOnly: true, NewRequest: newOf[api.UserRequest](), Resource: func(ctx context.Context, r any) (string, error) {
+			n, err := mfaListUser(ctx, req[api.UserRequest](r).UserName)
 			if err != nil || n == "" {
 				return "*", err
 			}
 			return s.userARN(n), nil
 		}, Do: func(ctx context.Context, _ *api.Caller, r any) (any, error) {
-			n, err := mfaListUser(ctx, req[UserRequest](r).UserName)
+			n, err := mfaListUser(ctx, req[api.UserRequest](r).UserName)
 			if err != nil {
 				return nil, err
 			}
@@ -435,8 +368,8 @@ func (s *Service) Operations() []*api.Operation {
 			Do: func(_ context.Context, c *api.Caller, _ any) (any, error) {
 				return map[string]any{"Account": c.AccountID, "Arn": c.ARN, "UserId": c.PrincipalID, "Type": c.Type, "MFA": c.MFA}, nil
 			}},
-		&api.Operation{Name: "sts:GetSessionToken", ReadOnly: true, NewRequest: newOf[GetSessionTokenRequest](), Resource: func(ctx context.Context, r any) (string, error) {
-			if req[GetSessionTokenRequest](r).Root {
+		&api.Operation{Name: "sts:GetSessionToken", ReadOnly: true, NewRequest: newOf[api.GetSessionTokenRequest](), Resource: func(ctx context.Context, r any) (string, error) {
+			if req[api.GetSessionTokenRequest](r).Root {
 				return s.RootARN(), nil
 			}
 			if c := api.CallerFrom(ctx); c != nil {
@@ -444,17 +377,17 @@ func (s *Service) Operations() []*api.Operation {
 			}
 			return "*", nil
 		}, Do: func(_ context.Context, c *api.Caller, r any) (any, error) {
-			creds, err := s.GetSessionToken(c, *req[GetSessionTokenRequest](r))
+			creds, err := s.GetSessionToken(c, *req[api.GetSessionTokenRequest](r))
 			return map[string]any{"Credentials": creds}, err
 		}},
-		&api.Operation{Name: "sts:AssumeRole", NewRequest: newOf[AssumeRoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
-			name, err := s.roleRef(req[AssumeRoleRequest](r).RoleArn)
+		&api.Operation{Name: "sts:AssumeRole", NewRequest: newOf[api.AssumeRoleRequest](), Resource: func(_ context.Context, r any) (string, error) {
+			name, err := s.roleRef(req[api.AssumeRoleRequest](r).RoleArn)
 			if err != nil {
 				return "", err
 			}
 			return s.roleARN(name), nil
 		}, Do: func(_ context.Context, c *api.Caller, r any) (any, error) {
-			return s.AssumeRole(c, *req[AssumeRoleRequest](r))
+			return s.AssumeRole(c, *req[api.AssumeRoleRequest](r))
 		}},
 	)
 	for _, op := range ops {
@@ -471,5 +404,5 @@ func (s *Service) Operations() []*api.Operation {
 // so that a user allowed to manage their own policies can be kept from
 // attaching AdministratorAccess.
 func (s *Service) policyARNCondition(_ context.Context, r any) map[string][]string {
-	return map[string][]string{"iam:policyarn": {s.policyARN(req[AttachRequest](r).PolicyArn)}}
+	return map[string][]string{"iam:policyarn": {s.policyARN(req[api.AttachRequest](r).PolicyArn)}}
 }

@@ -52,7 +52,7 @@ func TestPolicyARNCondition(t *testing.T) {
 		{"iam:AttachUserPolicy", "PowerUserAccess", false},
 		{"iam:DetachUserPolicy", RequireMFAPolicy, false},
 	} {
-		if d := e.decide(carol, c.action, &AttachRequest{PolicyArn: c.policy}); d.Allowed != c.allow {
+		if d := e.decide(carol, c.action, &api.AttachRequest{PolicyArn: c.policy}); d.Allowed != c.allow {
 			t.Errorf("%s %s: allowed %v (%s), want %v", c.action, c.policy, d.Allowed, d.Reason, c.allow)
 		}
 	}
@@ -64,7 +64,7 @@ func TestPolicyARNCondition(t *testing.T) {
 				t.Errorf("%s has no iam:PolicyARN", op.Name)
 				continue
 			}
-			got := op.Conditions(context.Background(), &AttachRequest{GroupName: "g", RoleName: "r", PolicyArn: "AdministratorAccess"})
+			got := op.Conditions(context.Background(), &api.AttachRequest{GroupName: "g", RoleName: "r", PolicyArn: "AdministratorAccess"})
 			if v := got["iam:policyarn"]; len(v) != 1 || v[0] != BuiltinARN("AdministratorAccess") {
 				t.Errorf("%s: iam:PolicyARN = %v", op.Name, v)
 			}

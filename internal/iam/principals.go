@@ -82,11 +82,11 @@ func (s *Service) bindPrincipalsTx(tx store.Tx, doc string, missing func(kind, a
 		kind, name := s.principalKind(e)
 		switch kind {
 		case KindUser:
-			var u User
+			var u api.User
 			u, err = s.getUserTx(tx, name)
 			id = u.UserID
 		case KindRole:
-			var r Role
+			var r api.Role
 			r, err = s.getRoleTx(tx, name)
 			id = r.RoleID
 		default:
@@ -106,11 +106,11 @@ func invalidPrincipal(_, arn string) (string, error) {
 
 // principalARNsTx maps the unique id of every user and role to its ARN.
 func principalARNsTx(tx store.Tx) (map[string]string, error) {
-	users, err := store.All[User](tx, tUsers)
+	users, err := store.All[api.User](tx, tUsers)
 	if err != nil {
 		return nil, err
 	}
-	roles, err := store.All[Role](tx, tRoles)
+	roles, err := store.All[api.Role](tx, tRoles)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func showPrincipals(doc string, arns map[string]string) string {
 }
 
 // showRolesTx renders the trust policies of roles for the caller.
-func showRolesTx(tx store.Tx, roles []Role) ([]Role, error) {
+func showRolesTx(tx store.Tx, roles []api.Role) ([]api.Role, error) {
 	arns, err := principalARNsTx(tx)
 	if err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func showRolesTx(tx store.Tx, roles []Role) ([]Role, error) {
 // by then is taken as deleted: it gets an id that no identity has, so
 // no new identity under that name inherits the trust.
 func (s *Service) bindStoredTrust(tx store.Tx) error {
-	roles, err := store.All[Role](tx, tRoles)
+	roles, err := store.All[api.Role](tx, tRoles)
 	if err != nil {
 		return err
 	}

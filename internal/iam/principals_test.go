@@ -23,13 +23,13 @@ func TestTrustBoundToIdentity(t *testing.T) {
 	if !strings.Contains(r.TrustPolicy, bob.ARN) || strings.Contains(r.TrustPolicy, bob.PrincipalID) {
 		t.Fatalf("trust policy while bob exists = %s, want his ARN", r.TrustPolicy)
 	}
-	cr, err := e.svc.AssumeRole(bob, AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
+	cr, err := e.svc.AssumeRole(bob, api.AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
 	must(t, err)
 	// R2 trusts role R: R's sessions may go on to it.
 	rSession := e.sessionCaller(cr.Credentials)
 	_, err = e.svc.CreateRole("R2", trustDoc(e.svc.roleARN("R"), ""), 0)
 	must(t, err)
-	_, err = e.svc.AssumeRole(rSession, AssumeRoleRequest{RoleArn: "R2", RoleSessionName: "s"})
+	_, err = e.svc.AssumeRole(rSession, api.AssumeRoleRequest{RoleArn: "R2", RoleSessionName: "s"})
 	must(t, err)
 
 	// bob leaves; another bob arrives.
@@ -41,10 +41,10 @@ func TestTrustBoundToIdentity(t *testing.T) {
 		t.Fatalf("trust policy after bob left = %s, want his id %s", r.TrustPolicy, bob.PrincipalID)
 	}
 	bob2, _ := e.user("bob")
-	_, err = e.svc.AssumeRole(bob2, AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
+	_, err = e.svc.AssumeRole(bob2, api.AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
 	wantCode(t, err, api.CodeAccessDenied)
 	e.reopen()
-	_, err = e.svc.AssumeRole(bob2, AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
+	_, err = e.svc.AssumeRole(bob2, api.AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
 	wantCode(t, err, api.CodeAccessDenied)
 	if r, _ = e.svc.GetRole("R"); !strings.Contains(r.TrustPolicy, bob.PrincipalID) {
 		t.Fatalf("trust policy after a new bob = %s, want the old bob's id", r.TrustPolicy)
@@ -61,9 +61,9 @@ func TestTrustBoundToIdentity(t *testing.T) {
 	must(t, e.svc.DeleteRole("R"))
 	_, err = e.svc.CreateRole("R", trustDoc(bob2.ARN, ""), 0)
 	must(t, err)
-	cr, err = e.svc.AssumeRole(bob2, AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
+	cr, err = e.svc.AssumeRole(bob2, api.AssumeRoleRequest{RoleArn: "R", RoleSessionName: "s"})
 	must(t, err)
-	_, err = e.svc.AssumeRole(e.sessionCaller(cr.Credentials), AssumeRoleRequest{RoleArn: "R2", RoleSessionName: "s"})
+	_, err = e.svc.AssumeRole(e.sessionCaller(cr.Credentials), api.AssumeRoleRequest{RoleArn: "R2", RoleSessionName: "s"})
 	wantCode(t, err, api.CodeAccessDenied)
 
 	// A principal that does not exist cannot be named (AWS: "Invalid
@@ -91,10 +91,10 @@ func TestStoredTrustBoundAtStart(t *testing.T) {
 	ghostARN := e.svc.userARN("ghost")
 	legacy := `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": ["` + bob.ARN + `", "` + ghostARN + `"]}, "Action": "sts:AssumeRole"}]}`
 	must(t, e.st.Update(func(tx store.Tx) error {
-		return tx.Put(tRoles, "Old", Role{RoleName: "Old", RoleID: "AROAOLDROLE234567ABCD", ARN: e.svc.roleARN("Old"), TrustPolicy: legacy, MaxSessionDuration: 3600})
+		return tx.Put(tRoles, "Old", api.Role{RoleName: "Old", RoleID: "AROAOLDROLE234567ABCD", ARN: e.svc.roleARN("Old"), TrustPolicy: legacy, MaxSessionDuration: 3600})
 	}))
 	e.reopen()
-	var stored Role
+	var stored api.Role
 	must(t, e.st.View(func(tx store.Tx) error { return tx.Get(tRoles, "Old", &stored) }))
 	if strings.Contains(stored.TrustPolicy, bob.ARN) || strings.Contains(stored.TrustPolicy, ghostARN) || !strings.Contains(stored.TrustPolicy, bob.PrincipalID) {
 		t.Fatalf("stored trust after start = %s, want bob's id and no ARN", stored.TrustPolicy)
@@ -104,14 +104,14 @@ func TestStoredTrustBoundAtStart(t *testing.T) {
 	if !strings.Contains(r.TrustPolicy, bob.ARN) {
 		t.Errorf("shown trust = %s, want bob's ARN", r.TrustPolicy)
 	}
-	_, err = e.svc.AssumeRole(bob, AssumeRoleRequest{RoleArn: "Old", RoleSessionName: "s"})
+	_, err = e.svc.AssumeRole(bob, api.AssumeRoleRequest{RoleArn: "Old", RoleSessionName: "s"})
 	must(t, err)
 	ghost, _ := e.user("ghost")
-	_, err = e.svc.AssumeRole(ghost, AssumeRoleRequest{RoleArn: "Old", RoleSessionName: "s"})
+	_, err = e.svc.AssumeRole(ghost, api.AssumeRoleRequest{RoleArn: "Old", RoleSessionName: "s"})
 	wantCode(t, err, api.CodeAccessDenied)
 	// Binding is done once: a second start changes nothing.
 	e.reopen()
-	var again Role
+	var again api.Role
 	must(t, e.st.View(func(tx store.Tx) error { return tx.Get(tRoles, "Old", &again) }))
 	if again.TrustPolicy != stored.TrustPolicy {
 		t.Errorf("trust changed on a second start: %s, was %s", again.TrustPolicy, stored.TrustPolicy)

@@ -50,8 +50,8 @@ type Service struct {
 
 type cachedKey struct {
 	gen    uint64
-	key    AccessKey
-	user   User
+	key    api.AccessKey
+	user   api.User
 	secret string
 }
 
@@ -135,7 +135,7 @@ func (s *Service) Account() (Account, error) {
 func (s *Service) AccountID() string { return s.accountID }
 
 func (s *Service) arn(service, resource string) string {
-	return "arn:azote:" + service + "::" + s.AccountID() + ":" + resource
+	return api.MakeARN(service, s.AccountID(), resource)
 }
 
 // RootARN is the ARN of the account root.

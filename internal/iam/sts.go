@@ -31,14 +31,6 @@ var (
 	ErrExpiredToken = errors.New("iam: session token expired or invalid")
 )
 
-// Credentials are temporary credentials.
-type Credentials struct {
-	AccessKeyID     string    `json:"AccessKeyId"`
-	SecretAccessKey string    `json:"SecretAccessKey"`
-	SessionToken    string    `json:"SessionToken"`
-	Expiration      time.Time `json:"Expiration"`
-}
-
 // session is what a session token carries, sealed: the token is its own
 // record, so sessions survive azoted restarts and need no storage.
 type session struct {
@@ -64,27 +56,27 @@ const tokenAAD = "azote-sts-session-v1"
 // MaxTokenLen bounds a session token before any decoding.
 const MaxTokenLen = 4096
 
-func (s *Service) sealSession(ss session) (Credentials, error) {
+func (s *Service) sealSession(ss session) (api.Credentials, error) {
 	akid, err := newID("ASIA", 16)
 	if err != nil {
-		return Credentials{}, err
+		return api.Credentials{}, err
 	}
 	secret, err := newSecret()
 	if err != nil {
-		return Credentials{}, err
+		return api.Credentials{}, err
 	}
 	ss.V, ss.AccessKeyID, ss.Secret = 1, akid, secret
 	plain, err := json.Marshal(ss)
 	if err != nil {
-		return Credentials{}, err
+		return api.Credentials{}, err
 	}
 	nonce := make([]byte, s.tokens.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
-		return Credentials{}, err
+		return api.Credentials{}, err
 	}
 	blob := s.tokens.Seal(nonce, nonce, plain, []byte(tokenAAD))
 	clear(plain)
-	return Credentials{AccessKeyID: akid, SecretAccessKey: secret, SessionToken: tokenPrefix + base64.RawURLEncoding.EncodeToString(blob), Expiration: ss.Expiry}, nil
+	return api.Credentials{AccessKeyID: akid, SecretAccessKey: secret, SessionToken: tokenPrefix + base64.RawURLEncoding.EncodeToString(blob), Expiration: ss.Expiry}, nil
 }
 
 func (s *Service) openSession(akid, token string) (session, error) {
@@ -111,16 +103,6 @@ func (s *Service) openSession(akid, token string) (session, error) {
 	return ss, nil
 }
 
-// GetSessionTokenRequest asks for temporary credentials of the caller.
-type GetSessionTokenRequest struct {
-	DurationSeconds int64  `json:"DurationSeconds,omitempty"`
-	SerialNumber    string `json:"SerialNumber,omitempty"`
-	TokenCode       string `json:"TokenCode,omitempty"`
-	// Root asks for a session of the account root; only host root on the
-	// unix socket may ask, and only with root's MFA code.
-	Root bool `json:"Root,omitempty"`
-}
-
 func duration(secs int64, def, max time.Duration) (time.Duration, error) {
 	if secs == 0 {
 		return min(def, max), nil
@@ -134,90 +116,72 @@ func duration(secs int64, def, max time.Duration) (time.Duration, error) {
 
 // GetSessionToken issues a session for an IAM user (with MFA when a code
 // is given) or, for host root, an MFA session of the account root.
-func (s *Service) GetSessionToken(c *api.Caller, r GetSessionTokenRequest) (Credentials, error) {
+func (s *Service) GetSessionToken(c *api.Caller, r api.GetSessionTokenRequest) (api.Credentials, error) {
 	now := s.now().UTC()
 	if r.Root {
 		if c.Type != api.PrincipalHostRoot {
-			return Credentials{}, api.Errorf(api.CodeAccessDenied, "a root session may only be requested by host root over the local socket")
+			return api.Credentials{}, api.Errorf(api.CodeAccessDenied, "a root session may only be requested by host root over the local socket")
 		}
 		a, err := s.Account()
 		if err != nil {
-			return Credentials{}, err
+			return api.Credentials{}, err
 		}
 		if !a.Initialized || a.RootMFA == "" {
-			return Credentials{}, api.Errorf(api.CodeAccountNotInitialized, "run azote init first")
+			return api.Credentials{}, api.Errorf(api.CodeAccountNotInitialized, "run azote init first")
 		}
 		if r.TokenCode == "" {
-			return Credentials{}, api.Errorf(api.CodeAccessDenied, "root acts only with MFA: give --mfa-code")
+			return api.Credentials{}, api.Errorf(api.CodeAccessDenied, "root acts only with MFA: give --mfa-code")
 		}
 		d, err := duration(r.DurationSeconds, RootSessionDuration, RootSessionDuration)
 		if err != nil {
-			return Credentials{}, err
+			return api.Credentials{}, err
 		}
 		at, err := s.verifyMFA("", a.RootMFA, r.TokenCode)
 		if err != nil {
-			return Credentials{}, err
+			return api.Credentials{}, err
 		}
 		return s.sealSession(session{Type: api.PrincipalRoot, ARN: s.RootARN(), PrincipalID: a.ID, UserName: "root",
 			Created: now, Expiry: now.Add(d), MFA: true, MFAAuthTime: at})
 	}
 	if c.Type != api.PrincipalUser || c.Session {
-		return Credentials{}, api.Errorf(api.CodeAccessDenied, "GetSessionToken needs the long-term access key of an IAM user")
+		return api.Credentials{}, api.Errorf(api.CodeAccessDenied, "GetSessionToken needs the long-term access key of an IAM user")
 	}
 	d, err := duration(r.DurationSeconds, DefaultSessionDuration, MaxSessionDuration)
 	if err != nil {
-		return Credentials{}, err
+		return api.Credentials{}, err
 	}
 	ss := session{Type: api.PrincipalUser, ARN: c.ARN, PrincipalID: c.PrincipalID, UserName: c.UserName, IssuerARN: c.ARN, IssuerType: api.PrincipalUser, IssuerName: c.UserName,
 		Created: now, Expiry: now.Add(d)}
 	if r.TokenCode != "" {
 		u, err := s.GetUser(c.UserName)
 		if err != nil {
-			return Credentials{}, err
+			return api.Credentials{}, err
 		}
 		serial := r.SerialNumber
 		if serial == "" {
 			serial = u.MFASerial
 		}
 		if serial == "" || serial != u.MFASerial {
-			return Credentials{}, api.Errorf(api.CodeInvalidAuthenticationCode, "user %s has no enabled MFA device %s", c.UserName, serial)
+			return api.Credentials{}, api.Errorf(api.CodeInvalidAuthenticationCode, "user %s has no enabled MFA device %s", c.UserName, serial)
 		}
 		at, err := s.verifyMFA(c.UserName, serial, r.TokenCode)
 		if err != nil {
-			return Credentials{}, err
+			return api.Credentials{}, err
 		}
 		ss.MFA, ss.MFAAuthTime = true, at
 	}
 	return s.sealSession(ss)
 }
 
-// AssumeRoleRequest asks for a role session.
-type AssumeRoleRequest struct {
-	RoleArn         string `json:"RoleArn"`
-	RoleSessionName string `json:"RoleSessionName"`
-	DurationSeconds int64  `json:"DurationSeconds,omitempty"`
-	SerialNumber    string `json:"SerialNumber,omitempty"`
-	TokenCode       string `json:"TokenCode,omitempty"`
-}
-
-// AssumeRoleResponse is AssumeRole's answer.
-type AssumeRoleResponse struct {
-	Credentials     Credentials `json:"Credentials"`
-	AssumedRoleUser struct {
-		AssumedRoleID string `json:"AssumedRoleId"`
-		ARN           string `json:"Arn"`
-	} `json:"AssumedRoleUser"`
-}
-
 // AssumeRole issues a role session. The caller's own policies were
 // already checked for sts:AssumeRole on the role (by the API); the role's
 // trust policy must allow the caller too.
-func (s *Service) AssumeRole(c *api.Caller, r AssumeRoleRequest) (AssumeRoleResponse, error) {
-	var out AssumeRoleResponse
+func (s *Service) AssumeRole(c *api.Caller, r api.AssumeRoleRequest) (api.AssumeRoleResponse, error) {
+	var out api.AssumeRoleResponse
 	if err := checkName("role session", r.RoleSessionName); err != nil {
 		return out, err
 	}
-	role, err := view(s, func(tx store.Tx) (Role, error) { return s.roleByRefTx(tx, r.RoleArn) })
+	role, err := view(s, func(tx store.Tx) (api.Role, error) { return s.roleByRefTx(tx, r.RoleArn) })
 	if err != nil {
 		return out, err
 	}

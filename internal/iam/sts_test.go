@@ -14,7 +14,7 @@ func TestSessions(t *testing.T) {
 	resp, _ := e.initAccount("alice")
 	erin, erinKey := e.user("erin")
 
-	cr, err := e.svc.GetSessionToken(erin, GetSessionTokenRequest{DurationSeconds: 900})
+	cr, err := e.svc.GetSessionToken(erin, api.GetSessionTokenRequest{DurationSeconds: 900})
 	must(t, err)
 	if !strings.HasPrefix(cr.AccessKeyID, "ASIA") || cr.SecretAccessKey == "" || cr.SecretAccessKey == erinKey.SecretAccessKey || !strings.HasPrefix(cr.SessionToken, tokenPrefix) {
 		t.Fatalf("session credentials = %+v", cr)
@@ -59,28 +59,28 @@ func TestSessions(t *testing.T) {
 	})
 
 	t.Run("no session from a session", func(t *testing.T) {
-		_, err := e.svc.GetSessionToken(s, GetSessionTokenRequest{})
+		_, err := e.svc.GetSessionToken(s, api.GetSessionTokenRequest{})
 		wantCode(t, err, api.CodeAccessDenied)
-		_, err = e.svc.GetSessionToken(e.svc.HostRoot(1), GetSessionTokenRequest{})
+		_, err = e.svc.GetSessionToken(e.svc.HostRoot(1), api.GetSessionTokenRequest{})
 		wantCode(t, err, api.CodeAccessDenied)
 	})
 
 	t.Run("duration", func(t *testing.T) {
 		for _, secs := range []int64{-1, 1, 899, 129601, 1 << 40} {
-			_, err := e.svc.GetSessionToken(erin, GetSessionTokenRequest{DurationSeconds: secs})
+			_, err := e.svc.GetSessionToken(erin, api.GetSessionTokenRequest{DurationSeconds: secs})
 			if !api.IsCode(err, api.CodeInvalidParameter) {
 				t.Errorf("DurationSeconds %d: %v, want InvalidParameterValue", secs, err)
 			}
 		}
 		for secs, want := range map[int64]time.Duration{0: DefaultSessionDuration, 900: MinSessionDuration, 129600: MaxSessionDuration} {
-			cr, err := e.svc.GetSessionToken(erin, GetSessionTokenRequest{DurationSeconds: secs})
+			cr, err := e.svc.GetSessionToken(erin, api.GetSessionTokenRequest{DurationSeconds: secs})
 			if err != nil || !cr.Expiration.Equal(e.clk.Now().Add(want)) {
 				t.Errorf("DurationSeconds %d: expiration %v, err %v, want %v from now", secs, cr.Expiration, err, want)
 			}
 		}
 	})
 
-	long, err := e.svc.GetSessionToken(erin, GetSessionTokenRequest{})
+	long, err := e.svc.GetSessionToken(erin, api.GetSessionTokenRequest{})
 	must(t, err)
 
 	t.Run("survives reopen", func(t *testing.T) {
@@ -136,7 +136,7 @@ func TestAssumeRole(t *testing.T) {
 	must(t, err)
 
 	t.Run("trusted user", func(t *testing.T) {
-		out, err := e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "deploy"})
+		out, err := e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "deploy"})
 		must(t, err)
 		wantARN := "arn:azote:sts::" + acct + ":assumed-role/Ops/deploy"
 		if out.AssumedRoleUser.ARN != wantARN || out.AssumedRoleUser.AssumedRoleID != role.RoleID+":deploy" {
@@ -159,63 +159,63 @@ func TestAssumeRole(t *testing.T) {
 			}
 		}
 		// By name as well as by ARN.
-		if _, err := e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: "Ops", RoleSessionName: "by-name", DurationSeconds: 900}); err != nil {
+		if _, err := e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: "Ops", RoleSessionName: "by-name", DurationSeconds: 900}); err != nil {
 			t.Errorf("AssumeRole by name: %v", err)
 		}
 	})
 
 	t.Run("untrusted user", func(t *testing.T) {
-		_, err := e.svc.AssumeRole(gina, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s"})
+		_, err := e.svc.AssumeRole(gina, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s"})
 		wantCode(t, err, api.CodeAccessDenied)
 		// Even with an identity policy allowing it: the trust policy
 		// names frank alone.
 		must(t, e.svc.AttachPolicy(KindUser, "gina", "AdministratorAccess"))
-		_, err = e.svc.AssumeRole(gina, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s"})
+		_, err = e.svc.AssumeRole(gina, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s"})
 		wantCode(t, err, api.CodeAccessDenied)
 		other, err := e.svc.CreateRole("GinaOnly", trustDoc(gina.ARN, ""), 0)
 		must(t, err)
-		_, err = e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: other.ARN, RoleSessionName: "s"})
+		_, err = e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: other.ARN, RoleSessionName: "s"})
 		wantCode(t, err, api.CodeAccessDenied)
-		if _, err := e.svc.AssumeRole(gina, AssumeRoleRequest{RoleArn: other.ARN, RoleSessionName: "s"}); err != nil {
+		if _, err := e.svc.AssumeRole(gina, api.AssumeRoleRequest{RoleArn: other.ARN, RoleSessionName: "s"}); err != nil {
 			t.Errorf("gina assuming her own role: %v", err)
 		}
 	})
 
 	t.Run("bad requests", func(t *testing.T) {
-		_, err := e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "bad name"})
+		_, err := e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "bad name"})
 		wantCode(t, err, api.CodeInvalidName)
-		_, err = e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: ""})
+		_, err = e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: ""})
 		wantCode(t, err, api.CodeInvalidName)
-		_, err = e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: "NoSuchRole", RoleSessionName: "s"})
+		_, err = e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: "NoSuchRole", RoleSessionName: "s"})
 		wantCode(t, err, api.CodeNoSuchEntity)
-		_, err = e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s", DurationSeconds: 3601})
+		_, err = e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s", DurationSeconds: 3601})
 		wantCode(t, err, api.CodeInvalidParameter)
-		_, err = e.svc.AssumeRole(e.svc.HostRoot(1), AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s", TokenCode: e.code(seed)})
+		_, err = e.svc.AssumeRole(e.svc.HostRoot(1), api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "s", TokenCode: e.code(seed)})
 		wantCode(t, err, api.CodeInvalidParameter)
 	})
 
 	t.Run("MFA required", func(t *testing.T) {
 		secure, err := e.svc.CreateRole("Secure", trustDoc(frank.ARN, mfaCondition), 7200)
 		must(t, err)
-		_, err = e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "s"})
+		_, err = e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "s"})
 		wantCode(t, err, api.CodeAccessDenied)
-		plain, err := e.svc.GetSessionToken(frank, GetSessionTokenRequest{})
+		plain, err := e.svc.GetSessionToken(frank, api.GetSessionTokenRequest{})
 		must(t, err)
-		_, err = e.svc.AssumeRole(e.sessionCaller(plain), AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "s"})
+		_, err = e.svc.AssumeRole(e.sessionCaller(plain), api.AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "s"})
 		wantCode(t, err, api.CodeAccessDenied)
-		_, err = e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "s", TokenCode: e.wrongCode(seed)})
+		_, err = e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "s", TokenCode: e.wrongCode(seed)})
 		wantCode(t, err, api.CodeInvalidAuthenticationCode)
 
-		out, err := e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "with-code", TokenCode: e.code(seed), DurationSeconds: 7200})
+		out, err := e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "with-code", TokenCode: e.code(seed), DurationSeconds: 7200})
 		must(t, err)
 		if c := e.sessionCaller(out.Credentials); !c.MFA || !c.MFAAuthTime.Equal(e.clk.Now()) {
 			t.Errorf("role session from a code: MFA %v at %v", c.MFA, c.MFAAuthTime)
 		}
 
 		e.nextStep()
-		mfaSession, err := e.svc.GetSessionToken(frank, GetSessionTokenRequest{TokenCode: e.code(seed)})
+		mfaSession, err := e.svc.GetSessionToken(frank, api.GetSessionTokenRequest{TokenCode: e.code(seed)})
 		must(t, err)
-		out, err = e.svc.AssumeRole(e.sessionCaller(mfaSession), AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "from-session"})
+		out, err = e.svc.AssumeRole(e.sessionCaller(mfaSession), api.AssumeRoleRequest{RoleArn: secure.ARN, RoleSessionName: "from-session"})
 		must(t, err)
 		if c := e.sessionCaller(out.Credentials); !c.MFA {
 			t.Error("role session from an MFA session has no MFA")
@@ -223,7 +223,7 @@ func TestAssumeRole(t *testing.T) {
 	})
 
 	t.Run("deleted role", func(t *testing.T) {
-		out, err := e.svc.AssumeRole(frank, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "doomed"})
+		out, err := e.svc.AssumeRole(frank, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: "doomed"})
 		must(t, err)
 		must(t, e.svc.DetachPolicy(KindRole, "Ops", "ReadOnlyAccess"))
 		must(t, e.svc.DeleteRole("Ops"))
@@ -245,7 +245,7 @@ func FuzzSessionToken(f *testing.F) {
 	e := newEnv(f)
 	e.initAccount("alice")
 	c, _ := e.user("fuzz")
-	cr, err := e.svc.GetSessionToken(c, GetSessionTokenRequest{})
+	cr, err := e.svc.GetSessionToken(c, api.GetSessionTokenRequest{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,6 +1,9 @@
 package iam
 
-import "testing"
+import (
+	"github.com/azote/azote/internal/api"
+	"testing"
+)
 
 // Every session of a tenant role reads what is tagged as the role's, and
 // nothing of another tenant's, whatever the session is called.
@@ -13,7 +16,7 @@ func TestTenantReadOnlyAccessRoleSession(t *testing.T) {
 	must(t, e.svc.AttachPolicy(KindRole, "tenant-a", "TenantReadOnlyAccess"))
 	inst := "arn:azote:compute::" + e.svc.AccountID() + ":instance/i-1"
 	for _, name := range []string{"bob", "alice", "tenant-b"} {
-		out, err := e.svc.AssumeRole(bob, AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: name})
+		out, err := e.svc.AssumeRole(bob, api.AssumeRoleRequest{RoleArn: role.ARN, RoleSessionName: name})
 		must(t, err)
 		s := e.sessionCaller(out.Credentials)
 		for _, c := range []struct {

@@ -1,8 +1,9 @@
-package api
+package gateway
 
 import (
 	"context"
 	"fmt"
+	"github.com/azote/azote/internal/api"
 	"net/netip"
 	"sort"
 	"sync"
@@ -51,7 +52,7 @@ type refusals struct {
 
 type refusalCount struct {
 	written, omitted int
-	codes            map[Code]int // of the omitted ones; a fixed set of codes
+	codes            map[api.Code]int // of the omitted ones; a fixed set of codes
 }
 
 // refusalSummary is one summary record to write.
@@ -59,7 +60,7 @@ type refusalSummary struct {
 	source     string
 	sources    int // sources it covers (1, or more for the shared record)
 	omitted    int
-	codes      map[Code]int
+	codes      map[api.Code]int
 	start, end time.Time
 }
 
@@ -81,7 +82,7 @@ func sourceKey(ip string) string {
 
 // admit says whether a refusal from source gets a record of its own, and
 // returns the summaries of a window that has ended.
-func (rf *refusals) admit(source string, code Code, now time.Time, arm func(time.Duration)) (record bool, due []refusalSummary) {
+func (rf *refusals) admit(source string, code api.Code, now time.Time, arm func(time.Duration)) (record bool, due []refusalSummary) {
 	rf.mu.Lock()
 	defer rf.mu.Unlock()
 	due = rf.rollLocked(now)
@@ -106,7 +107,7 @@ func (rf *refusals) admit(source string, code Code, now time.Time, arm func(time
 		return true, due
 	}
 	if c.codes == nil {
-		c.codes = map[Code]int{}
+		c.codes = map[api.Code]int{}
 	}
 	c.omitted++
 	c.codes[code]++
@@ -154,7 +155,7 @@ func (rf *refusals) rollLocked(now time.Time) []refusalSummary {
 		return out[i].source < out[j].source
 	})
 	if len(out) > refusalSummaries {
-		rest := refusalSummary{source: otherSources, codes: map[Code]int{}, start: start, end: end}
+		rest := refusalSummary{source: otherSources, codes: map[api.Code]int{}, start: start, end: end}
 		for _, s := range out[refusalSummaries-1:] {
 			rest.sources += s.sources
 			rest.omitted += s.omitted
@@ -169,7 +170,7 @@ func (rf *refusals) rollLocked(now time.Time) []refusalSummary {
 
 // refusalAllowed counts a refusal and says whether it gets its own record;
 // summaries of a window that ended are written first.
-func (h *handler) refusalAllowed(source string, code Code) bool {
+func (h *handler) refusalAllowed(source string, code api.Code) bool {
 	ok, due := h.refused.admit(sourceKey(source), code, h.now(), h.armRefusalFlush)
 	h.writeSummaries(due)
 	return ok
@@ -185,7 +186,7 @@ func (h *handler) flushRefusals() {
 func (h *handler) writeSummaries(due []refusalSummary) {
 	for _, s := range due {
 		codes := map[string]any{}
-		top, topN := Code(""), 0
+		top, topN := api.Code(""), 0
 		for k, v := range s.codes {
 			codes[string(k)] = v
 			if v > topN || v == topN && k < top {

@@ -1,9 +1,10 @@
-package api
+package gateway
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/azote/azote/internal/api"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,8 +33,8 @@ func unsigned(t *testing.T, h http.Handler, addr, path, agent string) {
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	var e Error
-	if rec.Code != http.StatusForbidden || json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Code != CodeMissingAuthentication {
+	var e api.Error
+	if rec.Code != http.StatusForbidden || json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Code != api.CodeMissingAuthentication {
 		t.Fatalf("unsigned request from %s: %d %s", addr, rec.Code, rec.Body.Bytes())
 	}
 }
@@ -134,7 +135,7 @@ func TestRefusalFloodIsAggregated(t *testing.T) {
 	got := map[string]any{}
 	for _, s := range sums {
 		got[s.SourceIPAddress] = s.AdditionalEventData["omittedCount"]
-		if s.ErrorCode != string(CodeMissingAuthentication) || s.EventName != "Authenticate" {
+		if s.ErrorCode != string(api.CodeMissingAuthentication) || s.EventName != "Authenticate" {
 			t.Errorf("summary %+v", s)
 		}
 	}
@@ -202,8 +203,8 @@ func TestCallsRefusedWhileTrailFailed(t *testing.T) {
 	b := &stubBackend{}
 	h := localHandler(b, allowAll{}, trail)
 	status, body := do(t, h, "POST", "/v1/instances", []byte(`{"name":"web","vcpus":1}`))
-	var e Error
-	if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Code != CodeAuditUnavailable {
+	var e api.Error
+	if status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Code != api.CodeAuditUnavailable {
 		t.Fatalf("with a failed trail: %d %s", status, body)
 	}
 	if b.got.Name != "" {

@@ -1,4 +1,4 @@
-package api
+package gateway
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/azote/azote/internal/api"
 	"io"
 	"log/slog"
 	"net"
@@ -25,14 +26,14 @@ import (
 type Auth interface {
 	// Credentials resolves an access key (and session token) of a signed
 	// request: its secret, whether it is active and who it stands for.
-	Credentials(akid, token string) (secret string, active bool, c *Caller, err error)
+	Credentials(akid, token string) (secret string, active bool, c *api.Caller, err error)
 	// HostRoot is the caller of the root-only unix socket.
-	HostRoot(pid int32) *Caller
+	HostRoot(pid int32) *api.Caller
 	// Authorize decides; extra holds the request's condition keys
 	// (aws:ResourceTag/KEY of the resource, the call's own keys such as
 	// aws:RequestTag/KEY or iam:PolicyARN), lower-cased; reason says why,
 	// for the error and the trail.
-	Authorize(c *Caller, action, resource string, extra map[string][]string) (allowed bool, reason string)
+	Authorize(c *api.Caller, action, resource string, extra map[string][]string) (allowed bool, reason string)
 	AccountID() string
 }
 
@@ -50,7 +51,7 @@ type Config struct {
 	Backend Backend
 	// Operations are the action-style APIs (IAM, STS, audit):
 	// POST /v1/<service>/<Action> with a JSON body.
-	Operations []*Operation
+	Operations []*api.Operation
 	Auth       Auth
 	Audit      Auditor
 	Log        *slog.Logger
@@ -67,10 +68,11 @@ type Config struct {
 	// Mark records the dates of requests accepted ahead of the host
 	// clock, for the next process to refuse (sigv4.Verifier.Mark).
 	Mark *sigv4.Mark
-}
 
-// Service is the SigV4 service name of the controller API.
-const Service = "azote"
+	// afterAuthorize, set by tests in this package, runs between the
+	// decision and the action.
+	afterAuthorize func(*http.Request)
+}
 
 type handler struct {
 	// results counts answered requests by error code ("" = success).
@@ -79,7 +81,7 @@ type handler struct {
 	b        Backend
 	cfg      Config
 	log      *slog.Logger
-	ops      map[string]*Operation
+	ops      map[string]*api.Operation
 	hostName string
 	verifier *sigv4.Verifier
 	refused  refusals
@@ -87,7 +89,7 @@ type handler struct {
 
 // NewHandler builds the controller API.
 func NewHandler(cfg Config) http.Handler {
-	h := &handler{b: cfg.Backend, cfg: cfg, log: cfg.Log, ops: map[string]*Operation{}, hostName: cfg.HostName}
+	h := &handler{b: cfg.Backend, cfg: cfg, log: cfg.Log, ops: map[string]*api.Operation{}, hostName: cfg.HostName}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -97,25 +99,14 @@ func NewHandler(cfg Config) http.Handler {
 	for _, op := range cfg.Operations {
 		h.ops[strings.ToLower(op.Name)] = op
 	}
-	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: Service, Now: cfg.Now, NotBefore: cfg.Started, Mark: cfg.Mark}
+	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: api.Service, Now: cfg.Now, NotBefore: cfg.Started, Mark: cfg.Mark}
 	mux := http.NewServeMux()
-	h.routes(mux)
+	h.register(mux)
 	return h.recoverer(h.authenticate(mux))
 }
 
 func (h *handler) arn(service, resource string) string {
-	return "arn:azote:" + service + "::" + h.cfg.Auth.AccountID() + ":" + resource
-}
-
-// arnOf resolves the {ref} of a route (an id or a name) to the ARN of
-// the object, so that a policy on an id cannot be sidestepped by using
-// the name.
-func (h *handler) arnOf(kind string) func(*http.Request) string {
-	return func(r *http.Request) string {
-		id, tags := h.b.ResolveID(r.Context(), kind, r.PathValue("ref"))
-		info(r).tags = tags
-		return h.arn("compute", kind+"/"+id)
-	}
+	return api.MakeARN(service, h.cfg.Auth.AccountID(), resource)
 }
 
 // testPeerKey lets in-package tests stand in for a unix peer; it cannot
@@ -128,14 +119,16 @@ type requestInfo struct {
 	id     string
 	start  time.Time
 	body   []byte // the request body when it was read for the signature
-	caller *Caller
+	caller *api.Caller
 	also   []string // further resources the call was authorised on
+	// alsoTags are the tags of further resources, by ARN.
+	alsoTags map[string]map[string]string
 	// conds are the request's own condition keys (aws:RequestTag/KEY,
 	// aws:TagKeys, iam:PolicyARN, azote:Encrypted), for every resource
 	// the call is authorised on; bad refuses the call before any
 	// decision (tags that would make the context ambiguous).
 	conds map[string][]string
-	bad   *Error
+	bad   *api.Error
 }
 
 type infoKey struct{}
@@ -165,7 +158,7 @@ func (h *handler) authenticate(next http.Handler) http.Handler {
 		w.Header().Set("X-Amzn-RequestId", ri.id)
 		ctx := context.WithValue(r.Context(), infoKey{}, ri)
 		r = r.WithContext(ctx)
-		var c *Caller
+		var c *api.Caller
 		if !h.cfg.Network {
 			conn, _ := r.Context().Value(connKey{}).(net.Conn)
 			pid, err := rootPeer(conn)
@@ -173,12 +166,12 @@ func (h *handler) authenticate(next http.Handler) http.Handler {
 				pid, err = p, nil
 			}
 			if err != nil {
-				h.refuse(w, r, "", Errorf(CodeAccessDenied, "%v", err))
+				h.refuse(w, r, "", api.Errorf(api.CodeAccessDenied, "%v", err))
 				return
 			}
 			c = h.cfg.Auth.HostRoot(pid)
 		} else {
-			var err *Error
+			var err *api.Error
 			c, err = h.verify(r, ri)
 			if err != nil {
 				h.refuse(w, r, akidOf(r), err)
@@ -192,11 +185,11 @@ func (h *handler) authenticate(next http.Handler) http.Handler {
 		if err := h.auditErr(); err != nil {
 			// Nothing runs that could not be recorded. The refusal itself
 			// cannot be recorded either; it changes nothing.
-			h.count(CodeAuditUnavailable)
+			h.count(api.CodeAuditUnavailable)
 			writeError(w, auditUnavailable(err))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(WithCaller(ctx, c)))
+		next.ServeHTTP(w, r.WithContext(api.WithCaller(ctx, c)))
 	})
 }
 
@@ -211,21 +204,21 @@ func akidOf(r *http.Request) string {
 // verify checks the signature. The body is read (bounded) and hashed
 // first, except for blob uploads that say UNSIGNED-PAYLOAD: blobs are
 // content-addressed and their SHA-384 is verified as they are stored.
-func (h *handler) verify(r *http.Request, ri *requestInfo) (*Caller, *Error) {
+func (h *handler) verify(r *http.Request, ri *requestInfo) (*api.Caller, *api.Error) {
 	payload := sigv4.UnsignedPayload
 	if !(r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/blobs/") && r.Header.Get("X-Amz-Content-Sha256") == sigv4.UnsignedPayload) {
-		data, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		data, err := io.ReadAll(io.LimitReader(r.Body, api.MaxBodyBytes+1))
 		if err != nil {
-			return nil, Errorf(CodeMalformedRequest, "reading body: %v", err)
+			return nil, api.Errorf(api.CodeMalformedRequest, "reading body: %v", err)
 		}
-		if len(data) > MaxBodyBytes {
-			return nil, Errorf(CodeRequestTooLarge, "request body exceeds %d bytes", MaxBodyBytes)
+		if len(data) > api.MaxBodyBytes {
+			return nil, api.Errorf(api.CodeRequestTooLarge, "request body exceeds %d bytes", api.MaxBodyBytes)
 		}
 		ri.body = data
 		r.Body = io.NopCloser(bytes.NewReader(data))
 		payload = sigv4.HashPayload(data)
 	}
-	var caller *Caller
+	var caller *api.Caller
 	_, err := h.verifier.Verify(r, payload, func(akid, token string) (sigv4.Key, error) {
 		secret, active, c, err := h.cfg.Auth.Credentials(akid, token)
 		if err != nil {
@@ -242,35 +235,35 @@ func (h *handler) verify(r *http.Request, ri *requestInfo) (*Caller, *Error) {
 
 // authError maps a verification failure to its stable code. The message
 // says what is wrong with the request, never which keys exist.
-func authError(err error) *Error {
+func authError(err error) *api.Error {
 	switch {
 	case errors.Is(err, sigv4.ErrMissingAuth):
-		return Errorf(CodeMissingAuthentication, "request is not signed: every network request needs SigV4 (service %q)", Service)
+		return api.Errorf(api.CodeMissingAuthentication, "request is not signed: every network request needs SigV4 (service %q)", api.Service)
 	case errors.Is(err, sigv4.ErrIncomplete):
-		return Errorf(CodeIncompleteSignature, "%v", err)
+		return api.Errorf(api.CodeIncompleteSignature, "%v", err)
 	case errors.Is(err, sigv4.ErrSignatureMismatch):
-		return Errorf(CodeSignatureDoesNotMatch, "the request signature does not match")
+		return api.Errorf(api.CodeSignatureDoesNotMatch, "the request signature does not match")
 	case errors.Is(err, sigv4.ErrSkew):
-		return Errorf(CodeRequestExpired, "%v", err)
+		return api.Errorf(api.CodeRequestExpired, "%v", err)
 	case errors.Is(err, sigv4.ErrReplay):
-		return Errorf(CodeRequestReplayed, "this signed request was already received")
+		return api.Errorf(api.CodeRequestReplayed, "this signed request was already received")
 	case errors.Is(err, sigv4.ErrReplayCacheFull):
-		return Errorf(CodeThrottling, "too many requests in the replay window")
+		return api.Errorf(api.CodeThrottling, "too many requests in the replay window")
 	case errors.Is(err, sigv4.ErrMarkUnwritable):
-		return Errorf(CodeInternal, "the server cannot record this request's date, which is ahead of its clock; sign it again with the host's time")
+		return api.Errorf(api.CodeInternal, "the server cannot record this request's date, which is ahead of its clock; sign it again with the host's time")
 	case errors.Is(err, sigv4.ErrInactiveKey):
-		return Errorf(CodeInvalidClientTokenID, "the access key is inactive")
-	case strings.Contains(err.Error(), "session token"):
-		return Errorf(CodeExpiredToken, "the session token is expired or invalid")
+		return api.Errorf(api.CodeInvalidClientTokenID, "the access key is inactive")
+	case errors.Is(err, sigv4.ErrExpiredToken):
+		return api.Errorf(api.CodeExpiredToken, "the session token is expired or invalid")
 	}
-	return Errorf(CodeInvalidClientTokenID, "the access key does not exist")
+	return api.Errorf(api.CodeInvalidClientTokenID, "the access key does not exist")
 }
 
 // refuse answers a request that failed authentication and audits it:
 // with what it says about itself cut short, and only as often as
 // refusalAllowed lets one source have a record of its own (the others
 // are counted into a summary).
-func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e *Error) {
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e *api.Error) {
 	ri := info(r)
 	src := sourceIP(r)
 	if !h.cfg.Network {
@@ -281,7 +274,7 @@ func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e 
 		writeError(w, e)
 		return
 	}
-	rec := h.baseRecord(r, ri, &Caller{Type: "Unknown", AccessKeyID: audit.Truncate(akid, maxRefusedKeyID)}, "", false)
+	rec := h.baseRecord(r, ri, &api.Caller{Type: "Unknown", AccessKeyID: audit.Truncate(akid, maxRefusedKeyID)}, "", false)
 	rec.EventName = "Authenticate"
 	rec.EventSource = "sts.azote"
 	rec.UserAgent = audit.Truncate(rec.UserAgent, maxRefusedAgent)
@@ -295,7 +288,7 @@ func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e 
 
 // deny answers an authenticated request that is refused before it runs
 // (no route, not authorised, malformed) and audits it.
-func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource string, e *Error) {
+func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource string, e *api.Error) {
 	ri := info(r)
 	rec := h.baseRecord(r, ri, ri.caller, action, false)
 	rec.ErrorCode, rec.ErrorMessage = string(e.Code), e.Message
@@ -312,7 +305,7 @@ func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource 
 	writeError(w, e)
 }
 
-func (h *handler) baseRecord(r *http.Request, ri *requestInfo, c *Caller, action string, readOnly bool) *audit.Record {
+func (h *handler) baseRecord(r *http.Request, ri *requestInfo, c *api.Caller, action string, readOnly bool) *audit.Record {
 	src, name, _ := strings.Cut(action, ":")
 	rec := &audit.Record{
 		EventTime:       ri.start,
@@ -337,12 +330,12 @@ func (h *handler) baseRecord(r *http.Request, ri *requestInfo, c *Caller, action
 
 // record counts a request's result and appends its audit record.
 func (h *handler) record(ctx context.Context, rec *audit.Record) error {
-	h.count(Code(rec.ErrorCode))
+	h.count(api.Code(rec.ErrorCode))
 	return h.cfg.Audit.Append(ctx, rec)
 }
 
 // count counts a request's result ("" = success).
-func (h *handler) count(code Code) {
+func (h *handler) count(code api.Code) {
 	v, _ := h.results.LoadOrStore(string(code), new(atomic.Uint64))
 	v.(*atomic.Uint64).Add(1)
 }
@@ -358,14 +351,14 @@ func (h *handler) auditErr() error {
 
 // auditUnavailable is the answer to a call whose audit record could not be
 // written: the call is refused, never answered unaudited.
-func auditUnavailable(err error) *Error {
+func auditUnavailable(err error) *api.Error {
 	if errors.Is(err, audit.ErrFailed) {
-		return Errorf(CodeAuditUnavailable, "the audit trail cannot write (a full disk or an I/O error on the host); calls are refused until it can, which it retries every second")
+		return api.Errorf(api.CodeAuditUnavailable, "the audit trail cannot write (a full disk or an I/O error on the host); calls are refused until it can, which it retries every second")
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return Errorf(CodeAuditUnavailable, "the audit record of this call was not confirmed before the request ended")
+		return api.Errorf(api.CodeAuditUnavailable, "the audit record of this call was not confirmed before the request ended")
 	}
-	return Errorf(CodeAuditUnavailable, "the audit trail is unavailable")
+	return api.Errorf(api.CodeAuditUnavailable, "the audit trail is unavailable")
 }
 
 // writeMetrics writes the request counters in Prometheus text format.
@@ -390,9 +383,9 @@ func (h *handler) writeMetrics(w io.Writer) {
 }
 
 // Identity renders a caller as CloudTrail's userIdentity.
-func Identity(c *Caller) audit.UserIdentity {
+func Identity(c *api.Caller) audit.UserIdentity {
 	id := audit.UserIdentity{Type: c.Type, PrincipalID: c.PrincipalID, ARN: c.ARN, AccountID: c.AccountID, AccessKeyID: c.AccessKeyID}
-	if c.Type == PrincipalUser || c.Type == PrincipalRoot || c.Type == PrincipalHostRoot {
+	if c.Type == api.PrincipalUser || c.Type == api.PrincipalRoot || c.Type == api.PrincipalHostRoot {
 		id.UserName = c.UserName
 	}
 	if c.Session {
@@ -420,14 +413,14 @@ func (h *handler) authorize(w http.ResponseWriter, r *http.Request, action, reso
 
 // check evaluates the caller's policies for action on resource, whose tags
 // answer aws:ResourceTag/KEY conditions; conds are the request's own keys.
-func (h *handler) check(c *Caller, action, resource string, tags map[string]string, conds map[string][]string) *Error {
+func (h *handler) check(c *api.Caller, action, resource string, tags map[string]string, conds map[string][]string) *api.Error {
 	// Condition keys are case-insensitive: of two tags whose keys differ
 	// only in case, which one a policy saw would depend on map order.
 	// Such tags are refused at creation; a resource made before that
 	// was refused is left to host root (break-glass) rather than decided
 	// on a guess.
-	if a, b, ok := FoldedTagKeys(tags); ok && c.Type != PrincipalHostRoot {
-		return Errorf(CodeDuplicateTagKeys, "%s has tag keys %q and %q that differ only in case, which no policy can tell apart; only host root may act on it", resource, a, b)
+	if a, b, ok := api.FoldedTagKeys(tags); ok && c.Type != api.PrincipalHostRoot {
+		return api.Errorf(api.CodeDuplicateTagKeys, "%s has tag keys %q and %q that differ only in case, which no policy can tell apart; only host root may act on it", resource, a, b)
 	}
 	var extra map[string][]string
 	if len(tags)+len(conds) > 0 {
@@ -440,49 +433,18 @@ func (h *handler) check(c *Caller, action, resource string, tags map[string]stri
 		}
 	}
 	if ok, reason := h.cfg.Auth.Authorize(c, action, resource, extra); !ok {
-		return Errorf(CodeAccessDenied, "%s is not authorized to perform %s on %s: %s", c.ARN, action, resource, reason)
+		return api.Errorf(api.CodeAccessDenied, "%s is not authorized to perform %s on %s: %s", c.ARN, action, resource, reason)
 	}
 	return nil
 }
 
-// authorizeAlso authorises action on a further resource a call touches (the
-// instance a volume is attached to, the volumes an instance is launched
-// with), as AWS evaluates a call against every resource it involves. The
-// resource joins the call's audit record. A denial is the call's answer.
-func (h *handler) authorizeAlso(r *http.Request, action, kind, ref string) *Error {
-	id, tags := h.b.ResolveID(r.Context(), kind, ref)
-	res := h.arn("compute", kind+"/"+id)
-	ri := info(r)
-	ri.also = append(ri.also, res)
-	return h.check(ri.caller, action, res, tags, ri.conds)
-}
-
-// withRequestKeys reads a create call's body before it is authorised, for
-// the request condition keys that keys derives from it (the body is put
-// back for the handler, which decodes it strictly). A body that does not
-// parse adds no keys: the handler refuses it.
-func (h *handler) withRequestKeys(resource func(*http.Request) string, keys func(body []byte) (map[string][]string, *Error)) func(*http.Request) string {
-	return func(r *http.Request) string {
-		ri := info(r)
-		data, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
-		if err == nil && len(data) <= MaxBodyBytes {
-			ri.conds, ri.bad = keys(data)
-		}
-		return resource(r)
-	}
-}
-
 // requestTagKeys adds the keys of tags given at creation, as AWS names
 // them: aws:RequestTag/KEY for each tag and aws:TagKeys for the set of
-// keys. Keys that differ only in case are refused, as ValidateTags does:
+// keys. Keys that differ only in case are refused, as api.ValidateTags does:
 // the context would hold one of them at random.
-func requestTagKeys(tags map[string]string, into map[string][]string) *Error {
-	if a, b, ok := FoldedTagKeys(tags); ok {
-		return Errorf(CodeDuplicateTagKeys, "tag keys %q and %q differ only in case: policies match tag keys case-insensitively", a, b)
+func requestTagKeys(tags map[string]string, into map[string][]string) *api.Error {
+	if a, b, ok := api.FoldedTagKeys(tags); ok {
+		return api.Errorf(api.CodeDuplicateTagKeys, "tag keys %q and %q differ only in case: policies match tag keys case-insensitively", a, b)
 	}
 	if len(tags) == 0 {
 		return nil
@@ -499,8 +461,8 @@ func requestTagKeys(tags map[string]string, into map[string][]string) *Error {
 
 // createVolumeKeys are the request keys of compute:CreateVolume: its tags
 // and azote:Encrypted (false for --plaintext), as ec2:Encrypted.
-func createVolumeKeys(body []byte) (map[string][]string, *Error) {
-	var req CreateVolumeRequest
+func createVolumeKeys(body []byte) (map[string][]string, *api.Error) {
+	var req api.CreateVolumeRequest
 	if len(body) > 0 && json.Unmarshal(body, &req) != nil {
 		return nil, nil
 	}
@@ -509,183 +471,13 @@ func createVolumeKeys(body []byte) (map[string][]string, *Error) {
 }
 
 // runInstanceKeys are the request keys of compute:RunInstances: its tags.
-func runInstanceKeys(body []byte) (map[string][]string, *Error) {
-	var req RunInstanceRequest
+func runInstanceKeys(body []byte) (map[string][]string, *api.Error) {
+	var req api.RunInstanceRequest
 	if len(body) > 0 && json.Unmarshal(body, &req) != nil {
 		return nil, nil
 	}
 	m := map[string][]string{}
 	return m, requestTagKeys(req.Tags, m)
-}
-
-// route registers a REST route. The response is held back until its
-// audit record is durable: a call whose record could not be written is
-// answered with InternalError, never silently unaudited.
-func (h *handler) route(mux *http.ServeMux, pattern, action string, readOnly bool, resource func(*http.Request) string, fn http.HandlerFunc) {
-	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		res := resource(r)
-		if !h.authorize(w, r, action, res) {
-			return
-		}
-		tee := &capture{r: r.Body}
-		r.Body = tee
-		rec := &bufferedResponse{header: http.Header{}}
-		fn(rec, r)
-		ar := h.baseRecord(r, info(r), info(r).caller, action, readOnly)
-		if res != "*" {
-			ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
-		}
-		for _, a := range info(r).also {
-			ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
-		}
-		ar.RequestParameters = requestParams(r, tee.data())
-		if rec.status >= 400 {
-			var e Error
-			if json.Unmarshal(rec.body.Bytes(), &e) == nil {
-				ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
-			}
-		} else if !readOnly {
-			ar.ResponseElements = responseSummary(rec.body.Bytes())
-		}
-		if err := h.record(r.Context(), ar); err != nil {
-			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
-			writeError(w, auditUnavailable(err))
-			return
-		}
-		rec.flushTo(w)
-	})
-}
-
-// streamRoute registers a streaming route (console follow): the decision
-// is audited before the first byte goes out.
-func (h *handler) streamRoute(mux *http.ServeMux, pattern, action string, resource func(*http.Request) string, fn http.HandlerFunc) {
-	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		res := resource(r)
-		if !h.authorize(w, r, action, res) {
-			return
-		}
-		ar := h.baseRecord(r, info(r), info(r).caller, action, true)
-		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
-		ar.RequestParameters = requestParams(r, nil)
-		if err := h.record(r.Context(), ar); err != nil {
-			h.log.Error("audit append failed; refusing to answer", "action", action, "err", err)
-			writeError(w, auditUnavailable(err))
-			return
-		}
-		fn(w, r)
-	})
-}
-
-// operation serves POST /v1/<service>/<Action>.
-func (h *handler) operation(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("service") + ":" + r.PathValue("action")
-	op, ok := h.ops[strings.ToLower(name)]
-	if !ok {
-		h.deny(w, r, name, "", Errorf(CodeUnknownOperation, "unknown operation %s", name))
-		return
-	}
-	var req any
-	if op.NewRequest != nil {
-		req = op.NewRequest()
-		if e := decode(w, r, req); e != nil {
-			h.deny(w, r, op.Name, "", e)
-			return
-		}
-	} else {
-		var none struct{}
-		if e := decode(w, r, &none); e != nil {
-			h.deny(w, r, op.Name, "", e)
-			return
-		}
-	}
-	c := info(r).caller
-	if op.NetworkDenied && h.cfg.Network {
-		h.deny(w, r, op.Name, "", Errorf(CodeAccessDenied, "%s is only available to host root on the local socket", op.Name))
-		return
-	}
-	res, err := op.Resource(r.Context(), req)
-	if err != nil {
-		h.deny(w, r, op.Name, "", AsError(err))
-		return
-	}
-	if op.Conditions != nil {
-		info(r).conds = op.Conditions(r.Context(), req)
-	}
-	if !h.authorize(w, r, op.Name, res) {
-		return
-	}
-	if op.Also != nil {
-		also, err := op.Also(r.Context(), req)
-		if err != nil {
-			h.deny(w, r, op.Name, res, AsError(err))
-			return
-		}
-		for _, a := range also {
-			info(r).also = append(info(r).also, a)
-			if e := h.check(c, op.Name, a, nil, info(r).conds); e != nil {
-				h.deny(w, r, op.Name, res, e)
-				return
-			}
-		}
-	}
-	out, err := op.Do(r.Context(), c, req)
-	ar := h.baseRecord(r, info(r), c, op.Name, op.ReadOnly)
-	if res != "*" && res != "" {
-		ar.Resources = []audit.Resource{{ARN: res, AccountID: h.cfg.Auth.AccountID()}}
-	}
-	for _, a := range info(r).also {
-		ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
-	}
-	ar.RequestParameters = toMap(req)
-	if err != nil {
-		e := AsError(err)
-		if e.Code == CodeInternal {
-			h.log.Error("operation failed", "op", op.Name, "err", err)
-		}
-		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
-	} else if !op.ReadOnly {
-		ar.ResponseElements = toMap(out)
-	}
-	if aerr := h.record(r.Context(), ar); aerr != nil {
-		h.log.Error("audit append failed; refusing to answer", "op", op.Name, "err", aerr)
-		writeError(w, auditUnavailable(aerr))
-		return
-	}
-	if err != nil {
-		writeError(w, AsError(err))
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// auditFile serves one file of the audit trail to a collector.
-func (h *handler) auditFile(w http.ResponseWriter, r *http.Request) {
-	rel := r.PathValue("path")
-	res := h.arn("audit", "trail/default")
-	if !h.authorize(w, r, "audit:GetLogFile", res) {
-		return
-	}
-	var data []byte
-	err := errors.New("no audit trail")
-	if h.cfg.Files != nil {
-		data, err = h.cfg.Files(r.Context(), rel)
-	}
-	ar := h.baseRecord(r, info(r), info(r).caller, "audit:GetLogFile", true)
-	ar.RequestParameters = map[string]any{"path": rel}
-	if err != nil {
-		e := AsError(err)
-		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
-	}
-	if aerr := h.record(r.Context(), ar); aerr != nil {
-		writeError(w, auditUnavailable(aerr))
-		return
-	}
-	if err != nil {
-		writeError(w, AsError(err))
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Write(data)
 }
 
 // requestParams is what the trail keeps of a REST request: path values,
@@ -717,21 +509,6 @@ func requestParams(r *http.Request, body []byte) map[string]any {
 // maxQueryParams bounds the query parameters a record keeps.
 const maxQueryParams = 32
 
-// responseSummary keeps the identifying fields of a response object.
-func responseSummary(body []byte) map[string]any {
-	var v map[string]any
-	if json.Unmarshal(body, &v) != nil {
-		return nil
-	}
-	out := map[string]any{}
-	for _, k := range []string{"id", "name", "state", "image_id", "deleted", "sha384", "kind", "size_bytes"} {
-		if x, ok := v[k]; ok {
-			out[k] = x
-		}
-	}
-	return out
-}
-
 func toMap(v any) map[string]any {
 	if v == nil {
 		return nil
@@ -757,7 +534,7 @@ type capture struct {
 
 func (c *capture) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	if room := MaxBodyBytes - c.buf.Len(); room > 0 {
+	if room := api.MaxBodyBytes - c.buf.Len(); room > 0 {
 		c.buf.Write(p[:min(n, room)])
 	}
 	return n, err
@@ -765,34 +542,3 @@ func (c *capture) Read(p []byte) (int, error) {
 
 func (c *capture) Close() error { return c.r.Close() }
 func (c *capture) data() []byte { return c.buf.Bytes() }
-
-// bufferedResponse holds a response until it may be sent.
-type bufferedResponse struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (b *bufferedResponse) Header() http.Header { return b.header }
-func (b *bufferedResponse) WriteHeader(s int) {
-	if b.status == 0 {
-		b.status = s
-	}
-}
-func (b *bufferedResponse) Write(p []byte) (int, error) {
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	return b.body.Write(p)
-}
-
-func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
-	for k, v := range b.header {
-		w.Header()[k] = v
-	}
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	w.WriteHeader(b.status)
-	w.Write(b.body.Bytes())
-}

@@ -1,8 +1,9 @@
-package api
+package gateway
 
 import (
 	"context"
 	"encoding/json"
+	"github.com/azote/azote/internal/api"
 	"maps"
 	"net/http"
 	"slices"
@@ -23,11 +24,11 @@ type policyAuth struct {
 	seen map[string]map[string][]string // action → context of its last decision
 }
 
-func (a *policyAuth) HostRoot(int32) *Caller {
-	return &Caller{Type: a.typ, ARN: "arn:azote:iam::123456789012:user/tenant"}
+func (a *policyAuth) HostRoot(int32) *api.Caller {
+	return &api.Caller{Type: a.typ, ARN: "arn:azote:iam::123456789012:user/tenant"}
 }
 
-func (a *policyAuth) Authorize(c *Caller, action, resource string, extra map[string][]string) (bool, string) {
+func (a *policyAuth) Authorize(c *api.Caller, action, resource string, extra map[string][]string) (bool, string) {
 	a.seen[action] = extra
 	res := policy.Evaluate([]policy.Named{{Name: "p", Doc: a.doc}}, nil, &policy.Request{Principal: c.ARN, Action: action, Resource: resource, Context: extra})
 	return res.Decision == policy.Allow, res.Decision.String()
@@ -48,33 +49,33 @@ func newPolicyAuth(t testing.TB, typ, doc string) *policyAuth {
 type createStub struct {
 	stubBackend
 	created int
-	vol     CreateVolumeRequest
+	vol     api.CreateVolumeRequest
 }
 
-func (s *createStub) CreateVolume(_ context.Context, r CreateVolumeRequest) (Volume, error) {
+func (s *createStub) CreateVolume(_ context.Context, r api.CreateVolumeRequest) (api.Volume, error) {
 	s.created++
 	s.vol = r
-	return Volume{ID: "vol-1", Encrypted: !r.Plaintext, Tags: r.Tags}, nil
+	return api.Volume{ID: "vol-1", Encrypted: !r.Plaintext, Tags: r.Tags}, nil
 }
-func (s *createStub) RunInstance(ctx context.Context, r RunInstanceRequest) (Instance, error) {
+func (s *createStub) RunInstance(ctx context.Context, r api.RunInstanceRequest) (api.Instance, error) {
 	s.created++
 	return s.stubBackend.RunInstance(ctx, r)
 }
-func (s *createStub) DescribeVolume(_ context.Context, ref string) (Volume, error) {
-	return Volume{ID: ref}, nil
+func (s *createStub) DescribeVolume(_ context.Context, ref string) (api.Volume, error) {
+	return api.Volume{ID: ref}, nil
 }
-func (s *createStub) ResolveID(_ context.Context, _, ref string) (string, map[string]string) {
+func (s *createStub) ResolveID(_ context.Context, _, ref string) (string, map[string]string, bool) {
 	if ref == "vol-old" {
-		return ref, map[string]string{"Owner": "mallory", "owner": "tenant"}
+		return ref, map[string]string{"Owner": "mallory", "owner": "tenant"}, true
 	}
-	return ref, map[string]string{"owner": "tenant"}
+	return ref, map[string]string{"owner": "tenant"}, true
 }
 
 // Create calls carry their request keys into the decision: a tenant made
 // to tag what they create with their team, and forbidden plaintext
 // volumes, is held to both.
 func TestRequestConditionKeys(t *testing.T) {
-	auth := newPolicyAuth(t, PrincipalUser, `{"Version": "2012-10-17", "Statement": [
+	auth := newPolicyAuth(t, api.PrincipalUser, `{"Version": "2012-10-17", "Statement": [
 	  {"Effect": "Allow", "Action": ["compute:CreateVolume", "compute:RunInstances"], "Resource": "*",
 	   "Condition": {"StringEquals": {"aws:RequestTag/team": "a"}, "ForAllValues:StringEquals": {"aws:TagKeys": ["team", "env"]}}},
 	  {"Effect": "Allow", "Action": "compute:DescribeVolumes", "Resource": "*"},
@@ -85,21 +86,21 @@ func TestRequestConditionKeys(t *testing.T) {
 	for _, c := range []struct {
 		name, method, path, body string
 		want                     int
-		code                     Code
+		code                     api.Code
 	}{
 		{"tagged volume", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"team":"a","env":"dev"}}`, 200, ""},
 		// aws:RequestTag/KEY names the key case-insensitively, but
 		// aws:TagKeys lists keys as given, and StringEquals is exact.
-		{"tag key in another case", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"Team":"a"}}`, 403, CodeAccessDenied},
-		{"other team", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"team":"b"}}`, 403, CodeAccessDenied},
-		{"untagged", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent"}`, 403, CodeAccessDenied},
-		{"extra tag key", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"team":"a","cost":"x"}}`, 403, CodeAccessDenied},
-		{"plaintext", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","plaintext":true,"tags":{"team":"a"}}`, 403, CodeAccessDenied},
-		{"keys differing in case", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"team":"a","TEAM":"b"}}`, 400, CodeDuplicateTagKeys},
+		{"tag key in another case", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"Team":"a"}}`, 403, api.CodeAccessDenied},
+		{"other team", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"team":"b"}}`, 403, api.CodeAccessDenied},
+		{"untagged", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent"}`, 403, api.CodeAccessDenied},
+		{"extra tag key", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"team":"a","cost":"x"}}`, 403, api.CodeAccessDenied},
+		{"plaintext", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","plaintext":true,"tags":{"team":"a"}}`, 403, api.CodeAccessDenied},
+		{"keys differing in case", "POST", "/v1/volumes", `{"size_bytes":1048576,"kind":"persistent","tags":{"team":"a","TEAM":"b"}}`, 400, api.CodeDuplicateTagKeys},
 		{"tagged instance", "POST", "/v1/instances", `{"name":"x","vcpus":1,"tags":{"team":"a"}}`, 200, ""},
-		{"instance of another team", "POST", "/v1/instances", `{"name":"x","vcpus":1,"tags":{"team":"b"}}`, 403, CodeAccessDenied},
-		{"instance keys differing in case", "POST", "/v1/instances", `{"name":"x","vcpus":1,"tags":{"Team":"a","team":"a"}}`, 400, CodeDuplicateTagKeys},
-		{"resource with folded tag keys", "GET", "/v1/volumes/vol-old", ``, 400, CodeDuplicateTagKeys},
+		{"instance of another team", "POST", "/v1/instances", `{"name":"x","vcpus":1,"tags":{"team":"b"}}`, 403, api.CodeAccessDenied},
+		{"instance keys differing in case", "POST", "/v1/instances", `{"name":"x","vcpus":1,"tags":{"Team":"a","team":"a"}}`, 400, api.CodeDuplicateTagKeys},
+		{"resource with folded tag keys", "GET", "/v1/volumes/vol-old", ``, 400, api.CodeDuplicateTagKeys},
 		{"resource", "GET", "/v1/volumes/vol-new", ``, 200, ""},
 	} {
 		n := b.created
@@ -109,7 +110,7 @@ func TestRequestConditionKeys(t *testing.T) {
 			continue
 		}
 		if c.code != "" {
-			var e Error
+			var e api.Error
 			if json.Unmarshal(body, &e) != nil || e.Code != c.code {
 				t.Errorf("%s: %s, want code %s", c.name, body, c.code)
 			}
@@ -131,7 +132,7 @@ func TestRequestConditionKeys(t *testing.T) {
 
 	// Host root may still act on a resource with folded tag keys
 	// (break-glass); AdministratorAccess decides.
-	admin := newPolicyAuth(t, PrincipalHostRoot, `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}`)
+	admin := newPolicyAuth(t, api.PrincipalHostRoot, `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}`)
 	if code, body := do(t, localHandler(b, admin, trail), "GET", "/v1/volumes/vol-old", nil); code != http.StatusOK {
 		t.Errorf("host root on vol-old: %d %s", code, body)
 	}
@@ -139,17 +140,17 @@ func TestRequestConditionKeys(t *testing.T) {
 
 // An operation's own keys (iam:PolicyARN of an attach) reach the decision.
 func TestOperationConditionKeys(t *testing.T) {
-	auth := newPolicyAuth(t, PrincipalUser, `{"Version": "2012-10-17", "Statement": [
+	auth := newPolicyAuth(t, api.PrincipalUser, `{"Version": "2012-10-17", "Statement": [
 	  {"Effect": "Allow", "Action": "iam:AttachUserPolicy", "Resource": "*",
 	   "Condition": {"ArnEquals": {"iam:PolicyARN": "arn:azote:iam::azote:policy/ReadOnlyAccess"}}}]}`)
 	ran := 0
-	op := &Operation{Name: "iam:AttachUserPolicy", NewRequest: func() any { return new(struct{ PolicyArn string }) },
+	op := &api.Operation{Name: "iam:AttachUserPolicy", NewRequest: func() any { return new(struct{ PolicyArn string }) },
 		Resource: func(context.Context, any) (string, error) { return "arn:azote:iam::123456789012:user/tenant", nil },
 		Conditions: func(_ context.Context, r any) map[string][]string {
 			return map[string][]string{"iam:policyarn": {"arn:azote:iam::azote:policy/" + r.(*struct{ PolicyArn string }).PolicyArn}}
 		},
-		Do: func(context.Context, *Caller, any) (any, error) { ran++; return struct{}{}, nil }}
-	h := NewHandler(Config{Backend: &stubBackend{}, Auth: auth, Audit: &memTrail{}, Region: "local", Operations: []*Operation{op}})
+		Do: func(context.Context, *api.Caller, any) (any, error) { ran++; return struct{}{}, nil }}
+	h := NewHandler(Config{Backend: &stubBackend{}, Auth: auth, Audit: &memTrail{}, Region: "local", Operations: []*api.Operation{op}})
 	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), testPeerKey{}, int32(1))))
 	})
@@ -169,14 +170,14 @@ func TestOperationConditionKeys(t *testing.T) {
 func TestValidateTagsFoldedKeys(t *testing.T) {
 	for _, c := range []struct {
 		tags map[string]string
-		want Code
+		want api.Code
 	}{
 		{map[string]string{"team": "a", "env": "dev"}, ""},
-		{map[string]string{"team": "a", "Team": "b"}, CodeDuplicateTagKeys},
-		{map[string]string{"kelvin": "a", "\u212aelvin": "b"}, CodeDuplicateTagKeys}, // K and the Kelvin sign fold together
-		{map[string]string{"ſize": "a", "SIZE": "b"}, CodeDuplicateTagKeys},          // and long s with s
+		{map[string]string{"team": "a", "Team": "b"}, api.CodeDuplicateTagKeys},
+		{map[string]string{"kelvin": "a", "\u212aelvin": "b"}, api.CodeDuplicateTagKeys}, // K and the Kelvin sign fold together
+		{map[string]string{"ſize": "a", "SIZE": "b"}, api.CodeDuplicateTagKeys},          // and long s with s
 	} {
-		e := ValidateTags(c.tags)
+		e := api.ValidateTags(c.tags)
 		switch {
 		case c.want == "" && e != nil:
 			t.Errorf("%v: %v", c.tags, e)
@@ -196,7 +197,7 @@ func FuzzCreateVolumeKeys(f *testing.F) {
 	f.Add([]byte(`{"tags":{"a":"1","A":"2"}}`))
 	f.Add([]byte(``))
 	f.Add([]byte(`{"plaintext":"yes"}`))
-	auth := newPolicyAuth(f, PrincipalUser, `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}`)
+	auth := newPolicyAuth(f, api.PrincipalUser, `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}`)
 	b := &createStub{}
 	h := localHandler(b, auth, &memTrail{})
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -1,10 +1,11 @@
-package api
+package gateway
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/azote/azote/internal/api"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,37 +22,37 @@ import (
 // and error mapping, not the controller.
 type stubBackend struct {
 	Backend // methods a test does not use panic, which the handler turns into InternalError
-	got     RunInstanceRequest
+	got     api.RunInstanceRequest
 }
 
-func (s *stubBackend) HostInfo(context.Context) HostInfo { return HostInfo{Engine: "stub"} }
-func (s *stubBackend) RunInstance(_ context.Context, r RunInstanceRequest) (Instance, error) {
+func (s *stubBackend) HostInfo(context.Context) api.HostInfo { return api.HostInfo{Engine: "stub"} }
+func (s *stubBackend) RunInstance(_ context.Context, r api.RunInstanceRequest) (api.Instance, error) {
 	s.got = r
 	if r.VCPUs < 1 {
-		return Instance{}, Errorf(CodeInvalidVCPUCount, "vcpus %d", r.VCPUs)
+		return api.Instance{}, api.Errorf(api.CodeInvalidVCPUCount, "vcpus %d", r.VCPUs)
 	}
-	return Instance{ID: "i-1", Name: r.Name, VCPUs: r.VCPUs}, nil
+	return api.Instance{ID: "i-1", Name: r.Name, VCPUs: r.VCPUs}, nil
 }
-func (s *stubBackend) ListInstances(context.Context) ([]Instance, error) {
+func (s *stubBackend) ListInstances(context.Context) ([]api.Instance, error) {
 	panic("a handler bug") // must come back as InternalError, not a crash
 }
-func (s *stubBackend) DescribeInstance(_ context.Context, ref string, after uint64, wait time.Duration) (Instance, error) {
-	return Instance{ID: ref, Revision: after}, nil
+func (s *stubBackend) DescribeInstance(_ context.Context, ref string, after uint64, wait time.Duration) (api.Instance, error) {
+	return api.Instance{ID: ref, Revision: after}, nil
 }
-func (s *stubBackend) ModifyInstance(context.Context, string, ModifyInstanceRequest) (Instance, error) {
-	return Instance{}, nil
+func (s *stubBackend) ModifyInstance(context.Context, string, api.ModifyInstanceRequest) (api.Instance, error) {
+	return api.Instance{}, nil
 }
-func (s *stubBackend) StopInstance(context.Context, string, StopInstanceRequest) (Instance, error) {
-	return Instance{}, io.ErrUnexpectedEOF // an uncoded error: its text must not leak
+func (s *stubBackend) StopInstance(context.Context, string, api.StopInstanceRequest) (api.Instance, error) {
+	return api.Instance{}, io.ErrUnexpectedEOF // an uncoded error: its text must not leak
 }
-func (s *stubBackend) StartInstance(context.Context, string) (Instance, error) {
-	return Instance{}, nil
+func (s *stubBackend) StartInstance(context.Context, string) (api.Instance, error) {
+	return api.Instance{}, nil
 }
-func (s *stubBackend) RebootInstance(context.Context, string) (Instance, error) {
-	return Instance{}, nil
+func (s *stubBackend) RebootInstance(context.Context, string) (api.Instance, error) {
+	return api.Instance{}, nil
 }
-func (s *stubBackend) TerminateInstance(context.Context, string) (Instance, error) {
-	return Instance{}, nil
+func (s *stubBackend) TerminateInstance(context.Context, string) (api.Instance, error) {
+	return api.Instance{}, nil
 }
 func (s *stubBackend) Console(_ context.Context, _ string, _ int64, _ bool, w io.Writer, flush func()) error {
 	w.Write([]byte("console bytes"))
@@ -59,27 +60,29 @@ func (s *stubBackend) Console(_ context.Context, _ string, _ int64, _ bool, w io
 	return nil
 }
 func (s *stubBackend) PutBlob(context.Context, string, io.Reader) error { return nil }
-func (s *stubBackend) CreateImage(context.Context, CreateImageRequest) (CreateImageResponse, error) {
-	return CreateImageResponse{}, nil
+func (s *stubBackend) CreateImage(context.Context, api.CreateImageRequest) (api.CreateImageResponse, error) {
+	return api.CreateImageResponse{}, nil
 }
-func (s *stubBackend) ListImages(context.Context) ([]Image, error)          { return nil, nil }
-func (s *stubBackend) DescribeImage(context.Context, string) (Image, error) { return Image{}, nil }
-func (s *stubBackend) DeleteImage(context.Context, string) (string, error)  { return "", nil }
-func (s *stubBackend) ResolveID(_ context.Context, _, ref string) (string, map[string]string) {
-	return ref, nil
+func (s *stubBackend) ListImages(context.Context) ([]api.Image, error) { return nil, nil }
+func (s *stubBackend) DescribeImage(context.Context, string) (api.Image, error) {
+	return api.Image{}, nil
+}
+func (s *stubBackend) DeleteImage(context.Context, string) (string, error) { return "", nil }
+func (s *stubBackend) ResolveID(_ context.Context, _, ref string) (string, map[string]string, bool) {
+	return ref, nil, true
 }
 
 // allowAll authorises everything except what deny names; it stands in for
 // the IAM so these tests check routing, decoding and auditing.
 type allowAll struct{ deny map[string]bool }
 
-func (a allowAll) Credentials(akid, token string) (string, bool, *Caller, error) {
+func (a allowAll) Credentials(akid, token string) (string, bool, *api.Caller, error) {
 	return "", false, nil, errors.New("no keys")
 }
-func (a allowAll) HostRoot(pid int32) *Caller {
-	return &Caller{Type: PrincipalHostRoot, ARN: "arn:azote:iam::123456789012:host-root"}
+func (a allowAll) HostRoot(pid int32) *api.Caller {
+	return &api.Caller{Type: api.PrincipalHostRoot, ARN: "arn:azote:iam::123456789012:host-root"}
 }
-func (a allowAll) Authorize(c *Caller, action, resource string, _ map[string][]string) (bool, string) {
+func (a allowAll) Authorize(c *api.Caller, action, resource string, _ map[string][]string) (bool, string) {
 	if a.deny[action] {
 		return false, "denied by test"
 	}
@@ -133,22 +136,22 @@ func TestHandlerErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, method, path, body string
 		status                   int
-		code                     Code
+		code                     api.Code
 	}{
-		{"malformed", "POST", "/v1/instances", "{", 400, CodeMalformedRequest},
-		{"unknown field", "POST", "/v1/instances", `{"vcpus":1,"x":1}`, 400, CodeMalformedRequest},
-		{"two values", "POST", "/v1/instances", `{"vcpus":1}{"vcpus":2}`, 400, CodeMalformedRequest},
-		{"stray brace", "POST", "/v1/instances", `{"vcpus":1}}`, 400, CodeMalformedRequest},
-		{"field on start", "POST", "/v1/instances/x/start", `{"force":true}`, 400, CodeMalformedRequest},
-		{"too large", "POST", "/v1/instances", `{"name":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, 413, CodeRequestTooLarge},
-		{"backend code", "POST", "/v1/instances", `{"vcpus":0}`, 400, CodeInvalidVCPUCount},
-		{"panic", "GET", "/v1/instances", "", 500, CodeInternal},
-		{"uncoded error", "POST", "/v1/instances/x/stop", "", 500, CodeInternal},
-		{"bad after", "GET", "/v1/instances/x?after=-1", "", 400, CodeInvalidParameter},
-		{"wait too long", "GET", "/v1/instances/x?wait=1h", "", 400, CodeInvalidParameter},
-		{"bad tail", "GET", "/v1/instances/x/console?tail=many", "", 400, CodeInvalidParameter},
-		{"wrong method", "DELETE", "/v1/host", "", 404, CodeNotFound},
-		{"unknown path", "GET", "/nope", "", 404, CodeNotFound},
+		{"malformed", "POST", "/v1/instances", "{", 400, api.CodeMalformedRequest},
+		{"unknown field", "POST", "/v1/instances", `{"vcpus":1,"x":1}`, 400, api.CodeMalformedRequest},
+		{"two values", "POST", "/v1/instances", `{"vcpus":1}{"vcpus":2}`, 400, api.CodeMalformedRequest},
+		{"stray brace", "POST", "/v1/instances", `{"vcpus":1}}`, 400, api.CodeMalformedRequest},
+		{"field on start", "POST", "/v1/instances/x/start", `{"force":true}`, 400, api.CodeMalformedRequest},
+		{"too large", "POST", "/v1/instances", `{"name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, 413, api.CodeRequestTooLarge},
+		{"backend code", "POST", "/v1/instances", `{"vcpus":0}`, 400, api.CodeInvalidVCPUCount},
+		{"panic", "GET", "/v1/instances", "", 500, api.CodeInternal},
+		{"uncoded error", "POST", "/v1/instances/x/stop", "", 500, api.CodeInternal},
+		{"bad after", "GET", "/v1/instances/x?after=-1", "", 400, api.CodeInvalidParameter},
+		{"wait too long", "GET", "/v1/instances/x?wait=1h", "", 400, api.CodeInvalidParameter},
+		{"bad tail", "GET", "/v1/instances/x/console?tail=many", "", 400, api.CodeInvalidParameter},
+		{"wrong method", "DELETE", "/v1/host", "", 404, api.CodeNotFound},
+		{"unknown path", "GET", "/nope", "", 404, api.CodeNotFound},
 	} {
 		status, body := do(t, h, tc.method, tc.path, []byte(tc.body))
 		if status != tc.status {
@@ -158,11 +161,11 @@ func TestHandlerErrors(t *testing.T) {
 		if tc.code == "" {
 			continue
 		}
-		var e Error
+		var e api.Error
 		if err := json.Unmarshal(body, &e); err != nil || e.Code != tc.code {
 			t.Errorf("%s: body %s, want code %s", tc.name, body, tc.code)
 		}
-		if tc.code == CodeInternal && strings.Contains(e.Message, "EOF") {
+		if tc.code == api.CodeInternal && strings.Contains(e.Message, "EOF") {
 			t.Errorf("%s: internal error text leaked: %q", tc.name, e.Message)
 		}
 	}
@@ -170,7 +173,7 @@ func TestHandlerErrors(t *testing.T) {
 	if status != 200 || string(body) != "console bytes" {
 		t.Errorf("console: %d %q", status, body)
 	}
-	if r := trail.last(); r.EventName != "GetConsoleOutput" || r.EventSource != "compute.azote" || r.UserIdentity.Type != PrincipalHostRoot {
+	if r := trail.last(); r.EventName != "GetConsoleOutput" || r.EventSource != "compute.azote" || r.UserIdentity.Type != api.PrincipalHostRoot {
 		t.Errorf("console read audited as %+v", r)
 	}
 }
@@ -225,12 +228,12 @@ func FuzzRunInstanceBody(f *testing.F) {
 		status, out := do(t, h, "POST", "/v1/instances", body)
 		switch {
 		case status == 200:
-			var inst Instance
+			var inst api.Instance
 			if err := json.Unmarshal(out, &inst); err != nil || inst.VCPUs < 1 {
 				t.Fatalf("200 with %s", out)
 			}
 		case status == 400 || status == 413:
-			var e Error
+			var e api.Error
 			if err := json.Unmarshal(out, &e); err != nil || e.Code == "" || e.Message == "" {
 				t.Fatalf("%d without a coded error: %s", status, out)
 			}
@@ -246,7 +249,7 @@ type byResource struct {
 	denied map[string]bool
 }
 
-func (a byResource) Authorize(c *Caller, action, resource string, tags map[string][]string) (bool, string) {
+func (a byResource) Authorize(c *api.Caller, action, resource string, tags map[string][]string) (bool, string) {
 	if a.denied[resource] {
 		return false, "denied by test"
 	}
@@ -259,19 +262,19 @@ type volumeStub struct {
 	attached, detached int
 }
 
-func (s *volumeStub) AttachVolume(_ context.Context, ref string, _ AttachVolumeRequest) (Volume, error) {
+func (s *volumeStub) AttachVolume(_ context.Context, ref string, _ api.AttachVolumeRequest) (api.Volume, error) {
 	s.attached++
-	return Volume{ID: ref}, nil
+	return api.Volume{ID: ref}, nil
 }
-func (s *volumeStub) DetachVolume(_ context.Context, ref string) (Volume, error) {
+func (s *volumeStub) DetachVolume(_ context.Context, ref string) (api.Volume, error) {
 	s.detached++
-	return Volume{ID: ref}, nil
+	return api.Volume{ID: ref}, nil
 }
-func (s *volumeStub) DescribeVolume(_ context.Context, ref string) (Volume, error) {
+func (s *volumeStub) DescribeVolume(_ context.Context, ref string) (api.Volume, error) {
 	if ref == "vol-in" {
-		return Volume{ID: ref, AttachedTo: "i-theirs"}, nil
+		return api.Volume{ID: ref, AttachedTo: "i-theirs"}, nil
 	}
-	return Volume{ID: ref}, nil
+	return api.Volume{ID: ref}, nil
 }
 
 // A call that touches two resources needs permission on both: attaching
@@ -310,7 +313,7 @@ func TestEveryResourceAuthorised(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(c.resources, " ") {
 			t.Errorf("%s %s: audited resources %v, want %v", c.method, c.path, got, c.resources)
 		}
-		if (c.want == 403) != (rec.ErrorCode == string(CodeAccessDenied)) {
+		if (c.want == 403) != (rec.ErrorCode == string(api.CodeAccessDenied)) {
 			t.Errorf("%s %s: audited error code %q", c.method, c.path, rec.ErrorCode)
 		}
 	}
@@ -319,20 +322,20 @@ func TestEveryResourceAuthorised(t *testing.T) {
 	}
 }
 
-// An operation that names further resources (Operation.Also) runs only
+// An operation that names further resources (api.Operation.Also) runs only
 // when the caller is allowed the action on each of them too, and its
 // record lists every resource evaluated.
 func TestOperationAlsoAuthorised(t *testing.T) {
 	trail := &memTrail{}
 	ran := 0
-	op := &Operation{Name: "iam:CreateThing", NewRequest: func() any { return new(struct{ User string }) },
+	op := &api.Operation{Name: "iam:CreateThing", NewRequest: func() any { return new(struct{ User string }) },
 		Resource: func(context.Context, any) (string, error) { return "arn:azote:iam::123456789012:thing/t", nil },
 		Also: func(_ context.Context, r any) ([]string, error) {
 			return []string{"arn:azote:iam::123456789012:user/" + r.(*struct{ User string }).User}, nil
 		},
-		Do: func(context.Context, *Caller, any) (any, error) { ran++; return struct{}{}, nil }}
+		Do: func(context.Context, *api.Caller, any) (any, error) { ran++; return struct{}{}, nil }}
 	auth := byResource{denied: map[string]bool{"arn:azote:iam::123456789012:user/alice": true}}
-	h := NewHandler(Config{Backend: &stubBackend{}, Auth: auth, Audit: trail, Region: "local", Operations: []*Operation{op}})
+	h := NewHandler(Config{Backend: &stubBackend{}, Auth: auth, Audit: trail, Region: "local", Operations: []*api.Operation{op}})
 	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), testPeerKey{}, int32(1))))
 	})
