@@ -30,7 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/vhostuser"
 )
 
@@ -238,7 +238,7 @@ func cardTarget(bin, file string, key []byte) func(string, int) (string, func(),
 		}
 		theirs.Close()
 		k := append([]byte(nil), key...)
-		if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "bench", Queues: queues, Encrypted: key != nil}, k, nil); err != nil {
+		if err := cardproto.SendBlk(ours, cardproto.BlkConfig{VolumeID: "bench", Queues: queues, Encrypted: key != nil}, k, nil); err != nil {
 			return "", nil, err
 		}
 		if err := waitSock(sock, cmd); err != nil {

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/azote/azote/internal/api"
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/proc"
@@ -279,9 +279,9 @@ func (c *Controller) spawnCard(rt *instanceRuntime, cp *cardProc, key *keymem.Bu
 	cp.start, _ = proc.StartTime(cp.pid)
 	cp.done = make(chan struct{})
 	go func() { cmd.Wait(); close(cp.done) }()
-	cfg := channel.BlkConfig{VolumeID: cp.vol.ID, Queues: cp.queues, ReadOnly: cp.readOnly, Encrypted: cp.vol.Encrypted,
+	cfg := cardproto.BlkConfig{VolumeID: cp.vol.ID, Queues: cp.queues, ReadOnly: cp.readOnly, Encrypted: cp.vol.Encrypted,
 		IOPS: cp.vol.IOPS, BytesPerS: cp.vol.ThroughputMiB << 20}
-	if err := channel.SendBlk(ours, cfg, key.Bytes(), escrow.Bytes()); err != nil {
+	if err := cardproto.SendBlk(ours, cfg, key.Bytes(), escrow.Bytes()); err != nil {
 		cmd.Process.Kill()
 		<-cp.done
 		return fmt.Errorf("private channel: %w", err)

@@ -9,7 +9,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/keywrap"
 )
@@ -96,7 +96,7 @@ func readKeyFile(path string, buf []byte) (int, error) {
 // that nothing is stored and a restarted azoted knows it again. It is
 // written into a locked buffer the caller frees.
 func (c *Controller) escrowSecret(instID, volID string) (*keymem.Buf, error) {
-	b, err := keymem.New(channel.EscrowSecretBytes)
+	b, err := keymem.New(cardproto.EscrowSecretBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/cardproto"
 )
 
 // The tests that run the real azote-card binary share these helpers.
@@ -107,11 +107,11 @@ func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, o car
 		t.Fatal(err)
 	}
 	theirs.Close()
-	cfg := channel.BlkConfig{VolumeID: o.volumeID, Queues: 1, Encrypted: true}
+	cfg := cardproto.BlkConfig{VolumeID: o.volumeID, Queues: 1, Encrypted: true}
 	if cfg.VolumeID == "" {
 		cfg.VolumeID = "vol-restart"
 	}
-	if err := channel.SendBlk(ours, cfg, append([]byte(nil), key...), nil); err != nil {
+	if err := cardproto.SendBlk(ours, cfg, append([]byte(nil), key...), nil); err != nil {
 		t.Fatal(err)
 	}
 	if o.noWait {

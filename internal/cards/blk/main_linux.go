@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/cards/seccomp"
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/proc"
@@ -61,7 +61,7 @@ func run(sock string, backingFD, channelFD int, metricsSock string, listenFD, me
 	if ch == nil {
 		return fmt.Errorf("no channel on fd %d", channelFD)
 	}
-	cfg, key, escrowSecret, err := channel.ReceiveBlk(ch)
+	cfg, key, escrowSecret, err := cardproto.ReceiveBlk(ch)
 	// Closing the channel tells azoted the configuration arrived.
 	ch.Close()
 	if err != nil {
@@ -223,7 +223,7 @@ func serveMetrics(l *net.UnixListener, d *Device) {
 // peer, a root process included, gets nothing. The socket sits in the
 // instance's directory, root's, bound by azoted.
 func serveKey(l *net.UnixListener, key, secret []byte, log *slog.Logger) {
-	var got [channel.EscrowSecretBytes]byte
+	var got [cardproto.EscrowSecretBytes]byte
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
