@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/vhostuser"
 )
@@ -231,7 +232,10 @@ func cardTarget(bin, file string, key []byte) func(string, int) (string, func(),
 		ours, theirs := os.NewFile(uintptr(fds[0]), "c"), os.NewFile(uintptr(fds[1]), "c")
 		defer ours.Close()
 		cmd := exec.Command(bin, "blk", "--socket", sock)
-		cmd.ExtraFiles = []*os.File{f, theirs}
+		var d cardhost.Donation
+		d.Donate(cardproto.FDBacking, f)
+		d.Donate(cardproto.FDChannel, theirs)
+		d.Apply(cmd)
 		cmd.Stderr = nil
 		if err := cmd.Start(); err != nil {
 			return "", nil, err

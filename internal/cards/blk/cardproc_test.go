@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/cards/cardproto"
 )
 
@@ -98,7 +99,10 @@ func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, o car
 	if o.env != nil {
 		cmd.Env = append(os.Environ(), o.env...)
 	}
-	cmd.ExtraFiles = []*os.File{f, theirs}
+	var d cardhost.Donation
+	d.Donate(cardproto.FDBacking, f)
+	d.Donate(cardproto.FDChannel, theirs)
+	d.Apply(cmd)
 	cmd.Stderr = os.Stderr
 	if o.log != nil {
 		cmd.Stderr = io.MultiWriter(os.Stderr, o.log)
