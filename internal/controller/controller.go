@@ -24,6 +24,7 @@ import (
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/keymem"
+	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/store"
 )
@@ -90,7 +91,7 @@ type Controller struct {
 	log    *slog.Logger
 	store  store.Store
 	blobs  *image.Blobs
-	keys   KeyWrapper
+	keys   keys.Wrapper
 	iam    *iam.Service
 	trail  *audit.Trail
 	engine engine.Engine
@@ -356,7 +357,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	blobs.Sweep()
-	keys, escrowKey, err := openHostKey(filepath.Join(cfg.StateDir, "host.key"))
+	hostKey, escrowKey, err := keys.OpenHost(filepath.Join(cfg.StateDir, "host.key"))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -367,7 +368,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	c := &Controller{
-		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(), sigMark: sigMark,
+		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: hostKey, started: time.Now(), sigMark: sigMark,
 		uids:          sandbox.NewAllocator(uids),
 		escrowKey:     escrowKey,
 		runtimes:      map[string]*instanceRuntime{},

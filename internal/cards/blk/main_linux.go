@@ -166,4 +166,3 @@ func run(card *cardrt.Card, sock string, uid int, logRoom int64) error {
 		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted, "io", d.IOPath())
 	return Serve(b, l, log)
 }
-
