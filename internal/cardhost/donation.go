@@ -18,6 +18,7 @@ import (
 type Donation struct {
 	names []string
 	files []*os.File
+	fds   map[string]int // where each landed, once applied
 }
 
 // Donate adds f under name. The caller keeps f and closes it after the
@@ -35,8 +36,22 @@ func (d *Donation) Donate(name string, f *os.File) {
 // Apply adds the donated files to cmd after any ExtraFiles it already
 // has, and their flags to its arguments.
 func (d *Donation) Apply(cmd *exec.Cmd) {
+	d.fds = map[string]int{}
 	for i, name := range d.names {
-		cmd.Args = append(cmd.Args, cardproto.FDArg(name, 3+len(cmd.ExtraFiles)+i))
+		fd := 3 + len(cmd.ExtraFiles) + i
+		d.fds[name] = fd
+		cmd.Args = append(cmd.Args, cardproto.FDArg(name, fd))
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, d.files...)
+}
+
+// ProcPath is the path under which the child reaches the file donated as
+// name (/proc/self/fd/N), once Apply has run: how a child is executed
+// through a descriptor of its binary.
+func (d *Donation) ProcPath(name string) string {
+	fd, ok := d.fds[name]
+	if !ok {
+		panic(fmt.Sprintf("cardhost: descriptor %q not donated or not applied", name))
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", fd)
 }

@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/keywrap"
 	"github.com/azote/azote/internal/store"
-	"github.com/azote/azote/internal/xts"
 )
 
 const tableVolumes = "volumes"
@@ -99,7 +99,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "kind %q: want %s or %s", req.Kind, api.VolumeInstanceStore, api.VolumePersistent)
 	}
 	if !req.Plaintext {
-		if err := xts.Available(); err != nil {
+		if err := cardproto.EncryptionAvailable(); err != nil {
 			return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "encrypted volume refused: %v; create it with --plaintext, or on a host whose CPU has AES-NI", err)
 		}
 	}
@@ -168,7 +168,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 	}
 	err = f.Truncate(req.SizeBytes)
 	if err == nil && img.ID != "" {
-		err = c.fillRootfs(ctx, f, img, req.SizeBytes, key)
+		err = c.fillRootfs(ctx, f, img, key)
 	}
 	if err == nil {
 		err = f.Sync()
