@@ -3,8 +3,8 @@ package rootfs
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/rand"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
