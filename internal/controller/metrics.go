@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/cards/cardproto"
 )
 
@@ -90,7 +90,7 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := readCardMetrics(ctx, cd.sock)
+			m, err := cardhost.ScrapeBlk(ctx, cd.sock)
 			if err != nil {
 				c.log.Debug("card metrics", "volume", cd.volume, "err", err)
 				return
@@ -107,19 +107,6 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	}
 	writeVolumeMetrics(w, answered)
 	return nil
-}
-
-func readCardMetrics(ctx context.Context, sock string) (cardproto.BlkMetrics, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", sock)
-	if err != nil {
-		return cardproto.BlkMetrics{}, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	return cardproto.ReadBlkMetrics(conn)
 }
 
 // volumeMetrics is one card's counters and the volume azoted knows the
