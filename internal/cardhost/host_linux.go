@@ -34,7 +34,7 @@ const (
 
 // Host starts and watches azoted's long-running cards.
 type Host struct {
-	Binary string              // azote-card
+	Binary string             // azote-card
 	UIDs   *sandbox.Allocator // gives each card a uid of its own
 	Log    *slog.Logger
 	// now is the clock of the restart budget (tests move it).

@@ -95,15 +95,15 @@ func (c *Controller) openCardLog(instID, volID string) (*os.File, error) {
 	return os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 }
 
-// startCards starts one card per attached volume and returns the disks
+// startCards starts one card per attached volume and returns the devices
 // the engine must connect to. On error every card started is stopped.
-func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engine.Disk, error) {
+func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engine.Device, error) {
 	set := &cardSet{cards: map[string]*cardhost.Card{}}
 	rt.mu.Lock()
 	rt.cards = set
 	rt.mu.Unlock()
 	host := c.cardHost()
-	var disks []engine.Disk
+	var devices []engine.Device
 	for _, att := range rec.Volumes {
 		var v volumeRecord
 		if err := c.store.View(func(tx store.Tx) error { return tx.Get(tableVolumes, att.VolumeID, &v) }); err != nil {
@@ -129,9 +129,9 @@ func (c *Controller) startCards(rt *instanceRuntime, rec instanceRecord) ([]engi
 		set.cards[v.ID] = card
 		set.mu.Unlock()
 		c.superviseCard(rt, set, card)
-		disks = append(disks, engine.Disk{ID: v.ID, Socket: c.cardSocket(rec.ID, v.ID), Queues: rec.VCPUs})
+		devices = append(devices, engine.Device{Kind: engine.DeviceBlk, ID: v.ID, Socket: c.cardSocket(rec.ID, v.ID), Queues: rec.VCPUs})
 	}
-	return disks, nil
+	return devices, nil
 }
 
 // superviseCard has the card host restart card when it dies while its
