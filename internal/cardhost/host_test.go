@@ -83,6 +83,9 @@ func dyingBlk(args []string) int {
 	if cfg.Queues == 99 { // asked to live
 		time.Sleep(time.Minute)
 	}
+	// Dies after it started: one that exits as it reads its channel is a
+	// failed start (spawn reports it), not a death to restart.
+	time.Sleep(100 * time.Millisecond)
 	return 3
 }
 
