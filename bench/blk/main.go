@@ -30,7 +30,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cardhost"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/vhostuser"
 )
 
@@ -231,14 +232,17 @@ func cardTarget(bin, file string, key []byte) func(string, int) (string, func(),
 		ours, theirs := os.NewFile(uintptr(fds[0]), "c"), os.NewFile(uintptr(fds[1]), "c")
 		defer ours.Close()
 		cmd := exec.Command(bin, "blk", "--socket", sock)
-		cmd.ExtraFiles = []*os.File{f, theirs}
+		var d cardhost.Donation
+		d.Donate(cardproto.FDBacking, f)
+		d.Donate(cardproto.FDChannel, theirs)
+		d.Apply(cmd)
 		cmd.Stderr = nil
 		if err := cmd.Start(); err != nil {
 			return "", nil, err
 		}
 		theirs.Close()
 		k := append([]byte(nil), key...)
-		if err := channel.SendBlk(ours, channel.BlkConfig{VolumeID: "bench", Queues: queues, Encrypted: key != nil}, k, nil); err != nil {
+		if err := cardproto.SendBlk(ours, cardproto.BlkConfig{VolumeID: "bench", Queues: queues, Encrypted: key != nil}, k, nil); err != nil {
 			return "", nil, err
 		}
 		if err := waitSock(sock, cmd); err != nil {

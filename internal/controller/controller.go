@@ -19,13 +19,14 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
-	"github.com/azote/azote/internal/cards/rootfs"
+	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/keymem"
+	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/store"
 )
@@ -51,7 +52,7 @@ type Config struct {
 	StopTimeout            time.Duration // how long a guest gets to power off
 	CardBinary             string        // azote-card
 	// RootfsUID is the host uid and gid the root filesystem builder
-	// (azote-card rootfs) runs as; 0 means rootfs.DefaultUID.
+	// (azote-card rootfs) runs as; 0 means cardhost.DefaultRootfsUID.
 	RootfsUID int
 	// UIDRange is the subordinate range ("FIRST:COUNT") each card and
 	// each engine gets a uid of its own from ("" = sandbox.DefaultRange).
@@ -92,7 +93,7 @@ type Controller struct {
 	log    *slog.Logger
 	store  store.Store
 	blobs  *image.Blobs
-	keys   KeyWrapper
+	keys   keys.Wrapper
 	iam    *iam.Service
 	trail  *audit.Trail
 	engine engine.Engine
@@ -151,7 +152,7 @@ func Main(args []string) int {
 	fs.Var(byteSize{&cfg.VolumeQuota}, "volume-quota", "provisioned bytes of all volumes on this host, deleted ones until purged (default: the size of the file system holding --state-dir)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
 	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
-	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", rootfs.DefaultUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
+	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", cardhost.DefaultRootfsUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
 	fs.StringVar(&cfg.UIDRange, "uid-range", sandbox.DefaultRange, "FIRST:COUNT: the uids (and gids) given one per card and one per engine; no other user or group on the host may use them")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
@@ -281,7 +282,7 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 		cfg.CardBinary = defaultCard()
 	}
 	if cfg.RootfsUID == 0 {
-		cfg.RootfsUID = rootfs.DefaultUID
+		cfg.RootfsUID = cardhost.DefaultRootfsUID
 	}
 
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
@@ -341,7 +342,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, fmt.Errorf("--uid-range: %w", err)
 	}
 	if cfg.RootfsUID == 0 {
-		cfg.RootfsUID = rootfs.DefaultUID
+		cfg.RootfsUID = cardhost.DefaultRootfsUID
 	}
 	// The helper's uid must be no card's or engine's: one of them given
 	// it could signal, trace or write into the helper building a volume.
@@ -358,7 +359,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	blobs.Sweep()
-	keys, escrowKey, err := openHostKey(filepath.Join(cfg.StateDir, "host.key"))
+	hostKey, escrowKey, err := keys.OpenHost(filepath.Join(cfg.StateDir, "host.key"))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -369,7 +370,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	c := &Controller{
-		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: keys, started: time.Now(), sigMark: sigMark,
+		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: hostKey, started: time.Now(), sigMark: sigMark,
 		uids:          sandbox.NewAllocator(uids),
 		escrowKey:     escrowKey,
 		runtimes:      map[string]*instanceRuntime{},

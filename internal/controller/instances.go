@@ -391,13 +391,13 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 		return rec, c.engineFailure(rec.ID, "launch", err)
 	}
 	// Cards next: the engine connects to their sockets as it starts.
-	disks, err := c.startCards(rt, rec)
+	devices, err := c.startCards(rt, rec)
 	if err != nil {
 		c.releaseEngineUID(rt)
 		c.endEphemeral(rec)
 		return rec, err
 	}
-	spec.Disks = disks
+	spec.Devices = devices
 	// Everything the guest prints from here on is this boot's.
 	consoleStart := consoleEnd(spec.ConsolePath)
 	m, err := c.engine.Launch(lctx, spec)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/azote/azote/internal/api"
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cardhost"
+	"github.com/azote/azote/internal/cards/cardproto"
 )
 
 // WriteMetrics implements api.Backend: instance counts by state, volume
@@ -84,13 +84,13 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	// with one deadline.
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	snaps := make([]*channel.BlkMetrics, len(cards))
+	snaps := make([]*cardproto.BlkMetrics, len(cards))
 	var wg sync.WaitGroup
 	for i, cd := range cards {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := readCardMetrics(ctx, cd.sock)
+			m, err := cardhost.ScrapeBlk(ctx, cd.sock)
 			if err != nil {
 				c.log.Debug("card metrics", "volume", cd.volume, "err", err)
 				return
@@ -109,61 +109,48 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-func readCardMetrics(ctx context.Context, sock string) (channel.BlkMetrics, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", sock)
-	if err != nil {
-		return channel.BlkMetrics{}, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	return channel.ReadBlkMetrics(conn)
-}
-
 // volumeMetrics is one card's counters and the volume azoted knows the
 // card to serve.
 type volumeMetrics struct {
 	volume string
-	m      *channel.BlkMetrics
+	m      *cardproto.BlkMetrics
 }
 
 // writeVolumeMetrics renders the cards' counters, each family's samples
 // together, labelled by azoted.
 func writeVolumeMetrics(w io.Writer, vols []volumeMetrics) {
-	family := func(name, typ, help string, sample func(volume string, m *channel.BlkMetrics)) {
+	family := func(name, typ, help string, sample func(volume string, m *cardproto.BlkMetrics)) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 		for _, v := range vols {
 			sample(v.volume, v.m)
 		}
 	}
-	counter := func(name, help string, get func(o channel.OpMetrics) uint64) {
-		family(name, "counter", help, func(vol string, m *channel.BlkMetrics) {
+	counter := func(name, help string, get func(o cardproto.OpMetrics) uint64) {
+		family(name, "counter", help, func(vol string, m *cardproto.BlkMetrics) {
 			for i, o := range m.Ops {
-				fmt.Fprintf(w, "%s{volume=%q,op=%q} %d\n", name, vol, channel.BlkOps[i], get(o))
+				fmt.Fprintf(w, "%s{volume=%q,op=%q} %d\n", name, vol, cardproto.BlkOps[i], get(o))
 			}
 		})
 	}
-	counter("azote_volume_ops_total", "Requests served per volume and operation.", func(o channel.OpMetrics) uint64 { return o.Requests })
-	counter("azote_volume_bytes_total", "Bytes moved per volume and operation.", func(o channel.OpMetrics) uint64 { return o.Bytes })
-	counter("azote_volume_errors_total", "Requests answered with an error status.", func(o channel.OpMetrics) uint64 { return o.Errors })
+	counter("azote_volume_ops_total", "Requests served per volume and operation.", func(o cardproto.OpMetrics) uint64 { return o.Requests })
+	counter("azote_volume_bytes_total", "Bytes moved per volume and operation.", func(o cardproto.OpMetrics) uint64 { return o.Bytes })
+	counter("azote_volume_errors_total", "Requests answered with an error status.", func(o cardproto.OpMetrics) uint64 { return o.Errors })
 	const lat = "azote_volume_latency_seconds"
-	family(lat, "histogram", "Time to serve a request (without its wait for the QoS budget).", func(vol string, m *channel.BlkMetrics) {
+	family(lat, "histogram", "Time to serve a request (without its wait for the QoS budget).", func(vol string, m *cardproto.BlkMetrics) {
 		for i, o := range m.Ops {
-			l := fmt.Sprintf("volume=%q,op=%q", vol, channel.BlkOps[i])
+			l := fmt.Sprintf("volume=%q,op=%q", vol, cardproto.BlkOps[i])
 			var cum uint64
-			for j, ub := range channel.LatencyBuckets {
+			for j, ub := range cardproto.LatencyBuckets {
 				cum += o.Latency[j]
 				fmt.Fprintf(w, "%s_bucket{%s,le=\"%g\"} %d\n", lat, l, ub, cum)
 			}
-			cum += o.Latency[len(channel.LatencyBuckets)]
+			cum += o.Latency[len(cardproto.LatencyBuckets)]
 			fmt.Fprintf(w, "%s_bucket{%s,le=\"+Inf\"} %d\n", lat, l, cum)
 			fmt.Fprintf(w, "%s_sum{%s} %g\n", lat, l, float64(o.LatencySumNs)/1e9)
 			fmt.Fprintf(w, "%s_count{%s} %d\n", lat, l, cum)
 		}
 	})
-	family("azote_volume_throttled_seconds_total", "counter", "Time requests waited for the volume's QoS budget (summed over requests).", func(vol string, m *channel.BlkMetrics) {
+	family("azote_volume_throttled_seconds_total", "counter", "Time requests waited for the volume's QoS budget (summed over requests).", func(vol string, m *cardproto.BlkMetrics) {
 		fmt.Fprintf(w, "azote_volume_throttled_seconds_total{volume=%q} %g\n", vol, float64(m.ThrottledNs)/1e9)
 	})
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/store"
 )
 
@@ -64,12 +64,12 @@ func TestCardMetricsRelay(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	m := channel.BlkMetrics{Ops: make([]channel.OpMetrics, len(channel.BlkOps)), ThrottledNs: 1.5e9}
+	m := cardproto.BlkMetrics{Ops: make([]cardproto.OpMetrics, len(cardproto.BlkOps)), ThrottledNs: 1.5e9}
 	for i := range m.Ops {
-		m.Ops[i].Latency = make([]uint64, len(channel.LatencyBuckets)+1)
+		m.Ops[i].Latency = make([]uint64, len(cardproto.LatencyBuckets)+1)
 	}
-	m.Ops[1] = channel.OpMetrics{Requests: 7, Bytes: 7 * 4096, Latency: make([]uint64, len(channel.LatencyBuckets)+1), LatencySumNs: 7e6}
-	m.Ops[1].Latency[4], m.Ops[1].Latency[len(channel.LatencyBuckets)] = 5, 2
+	m.Ops[1] = cardproto.OpMetrics{Requests: 7, Bytes: 7 * 4096, Latency: make([]uint64, len(cardproto.LatencyBuckets)+1), LatencySumNs: 7e6}
+	m.Ops[1].Latency[4], m.Ops[1].Latency[len(cardproto.LatencyBuckets)] = 5, 2
 	answer, _ := json.Marshal(m)
 	fakeCardMetrics(t, fx.c.cardMetricsSocket(inst.ID, good.ID), answer)
 	fakeCardMetrics(t, fx.c.cardMetricsSocket(inst.ID, liar.ID),

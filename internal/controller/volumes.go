@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/keymem"
+	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/keywrap"
 	"github.com/azote/azote/internal/store"
-	"github.com/azote/azote/internal/xts"
 )
 
 const tableVolumes = "volumes"
@@ -98,7 +99,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 		return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "kind %q: want %s or %s", req.Kind, api.VolumeInstanceStore, api.VolumePersistent)
 	}
 	if !req.Plaintext {
-		if err := xts.Available(); err != nil {
+		if err := cardproto.EncryptionAvailable(); err != nil {
 			return api.Volume{}, api.Errorf(api.CodeInvalidParameter, "encrypted volume refused: %v; create it with --plaintext, or on a host whose CPU has AES-NI", err)
 		}
 	}
@@ -151,7 +152,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 		if _, err := rand.Read(key); err != nil {
 			return api.Volume{}, err
 		}
-		wrapped, err := c.keys.Wrap(key, []byte(id))
+		wrapped, err := c.keys.Wrap(keys.Volumes, key, []byte(id))
 		if err != nil {
 			return api.Volume{}, err
 		}
@@ -167,7 +168,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req api.CreateVolumeReque
 	}
 	err = f.Truncate(req.SizeBytes)
 	if err == nil && img.ID != "" {
-		err = c.fillRootfs(ctx, f, img, req.SizeBytes, key)
+		err = c.fillRootfs(ctx, f, img, key)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -457,7 +458,7 @@ func (c *Controller) volumeKey(v volumeRecord) (*keymem.Buf, error) {
 	}
 	if v.Kind == api.VolumePersistent {
 		// The wrapped key is 64 bytes: GCM opens it straight into key.
-		if p, err := c.keys.UnwrapTo(key.Bytes(), v.WrappedKey, []byte(v.ID)); err != nil || len(p) != volumeKeyBytes {
+		if p, err := c.keys.UnwrapTo(keys.Volumes, key.Bytes(), v.WrappedKey, []byte(v.ID)); err != nil || len(p) != volumeKeyBytes {
 			key.Free()
 			if err == nil {
 				err = keywrap.ErrUnwrap

@@ -17,19 +17,34 @@ type Spec struct {
 	MemoryMiB  int
 	// ConsolePath is where the guest's serial console is appended.
 	ConsolePath string
-	// Disks are vhost-user block devices, in guest order (vda, vdb, …).
-	Disks []Disk
+	// Devices are the guest's devices that cards serve over vhost-user,
+	// in guest order within each kind (blk: vda, vdb, …).
+	Devices []Device
 	// UID is the user (and group) the engine runs as, one of its own; 0
 	// runs it as root (an engine started before uids were given).
 	UID int
 }
 
-// Disk is one vhost-user-blk device served by a card.
-type Disk struct {
-	ID     string // volume id
+// DeviceKind says what a device is to the guest, and so which card
+// serves it.
+type DeviceKind string
+
+// Device kinds.
+const (
+	DeviceBlk DeviceKind = "blk" // virtio-blk, served by a blk card
+)
+
+// Device is one guest device a card serves over vhost-user.
+type Device struct {
+	Kind   DeviceKind
+	ID     string // what it serves (for blk, the volume id)
 	Socket string // the card's vhost-user socket, inside Spec.Dir
 	Queues int
 }
+
+// ErrDeviceKind is returned for a device of a kind the engine cannot
+// attach.
+var ErrDeviceKind = errors.New("engine: unsupported device kind")
 
 // Handle is what the controller persists to re-adopt a running machine.
 type Handle struct {

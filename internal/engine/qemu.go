@@ -111,7 +111,10 @@ func (q *QEMU) args(s Spec, fds qemuFiles) []string {
 		// QEMU's own seccomp filter: no new processes, no privilege gain.
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
-	for i, d := range s.Disks {
+	for i, d := range s.Devices {
+		if d.Kind != DeviceBlk {
+			continue // refused by Launch
+		}
 		// reconnect=1: if the card dies, QEMU reconnects to its successor.
 		// The path is relative to the instance directory, QEMU's working
 		// directory, which it can search though not the ones above it.
@@ -146,6 +149,11 @@ func (q *QEMU) command(s Spec, args []string) []string {
 func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 	if s.UID != 0 && q.Exec == "" {
 		return nil, fmt.Errorf("engine: no program to drop to uid %d with", s.UID)
+	}
+	for _, d := range s.Devices {
+		if d.Kind != DeviceBlk {
+			return nil, fmt.Errorf("%w: %q (device %s)", ErrDeviceKind, d.Kind, d.ID)
+		}
 	}
 	logf, err := os.OpenFile(filepath.Join(s.Dir, engineLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -17,8 +19,8 @@ func TestQEMUNamesNoStatePath(t *testing.T) {
 	s := Spec{
 		InstanceID: "i-1", Dir: state + "/instances/i-1", Kernel: state + "/images/sha384/k", Initrd: state + "/images/sha384/i",
 		Cmdline: "console=ttyS0", VCPUs: 1, MemoryMiB: 128, ConsolePath: state + "/instances/i-1/console.log",
-		Disks: []Disk{{ID: "vol-1", Socket: state + "/instances/i-1/vol-1.sock", Queues: 1}},
-		UID:   1879048200,
+		Devices: []Device{{Kind: DeviceBlk, ID: "vol-1", Socket: state + "/instances/i-1/vol-1.sock", Queues: 1}},
+		UID:     1879048200,
 	}
 	argv := q.command(s, q.args(s, qemuFiles{console: 3, qmp: 4, control: 5, kernel: 6, initrd: 7}))
 	for _, a := range argv {
@@ -39,5 +41,16 @@ func TestQEMUNamesNoStatePath(t *testing.T) {
 	s.UID = 0
 	if argv := q.command(s, nil); argv[0] != q.Binary {
 		t.Errorf("uid 0 (an engine of an older azoted): %q", argv)
+	}
+}
+
+// A device of a kind QEMU cannot attach is refused before anything
+// starts, not silently left out of the guest.
+func TestQEMURefusesUnknownDeviceKind(t *testing.T) {
+	q := &QEMU{Binary: "/nonexistent/qemu", accel: "tcg"}
+	_, err := q.Launch(context.Background(), Spec{InstanceID: "i-1", Dir: t.TempDir(),
+		Devices: []Device{{Kind: DeviceBlk, ID: "vol-1"}, {Kind: "net", ID: "eni-1"}}})
+	if !errors.Is(err, ErrDeviceKind) {
+		t.Fatalf("got %v, want ErrDeviceKind", err)
 	}
 }

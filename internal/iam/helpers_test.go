@@ -9,20 +9,20 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/iam/mfa"
-	"github.com/azote/azote/internal/keywrap"
+	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/store"
 	"github.com/azote/azote/internal/testutil"
 )
 
-// newTestSealer is the host key's wrapper (internal/keywrap) under a
+// newTestSealer is the host key's wrapper (internal/keys) under a
 // random key: what Open is given in production, minus the file.
-func newTestSealer(t testing.TB) *keywrap.AESGCM {
+func newTestSealer(t testing.TB) *keys.Host {
 	t.Helper()
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)
 	}
-	w, err := keywrap.New(key)
+	w, err := keys.NewHost(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ var t0 = time.Date(2026, 3, 2, 9, 0, 10, 0, time.UTC)
 type env struct {
 	t    testing.TB
 	path string
-	seal *keywrap.AESGCM
+	seal *keys.Host
 	clk  *testutil.Clock
 	st   *store.Bolt
 	svc  *Service

@@ -14,19 +14,26 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/iam/policy"
+	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/store"
 )
 
-// Sealer protects secrets at rest (the host key; later the KMS root key).
-type Sealer interface {
-	Wrap(plaintext, context []byte) ([]byte, error)
-	Unwrap(wrapped, context []byte) ([]byte, error)
+// sealer protects IAM's secrets at rest under the keys.IAM wrapping key
+// (the host key; later the KMS).
+type sealer struct{ w keys.Wrapper }
+
+func (s sealer) Wrap(plaintext, context []byte) ([]byte, error) {
+	return s.w.Wrap(keys.IAM, plaintext, context)
+}
+
+func (s sealer) Unwrap(wrapped, context []byte) ([]byte, error) {
+	return s.w.Unwrap(keys.IAM, wrapped, context)
 }
 
 // Service is the IAM of one account.
 type Service struct {
 	st        store.Store
-	seal      Sealer
+	seal      sealer
 	now       func() time.Time
 	accountID string // fixed at creation; read on every request
 
@@ -61,10 +68,11 @@ type cachedPolicies struct {
 }
 
 // Open loads (or on first start creates) the account of the host.
-func Open(st store.Store, seal Sealer, region string, now func() time.Time) (*Service, error) {
+func Open(st store.Store, w keys.Wrapper, region string, now func() time.Time) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
+	seal := sealer{w}
 	s := &Service{st: st, seal: seal, now: now, secrets: map[string]cachedKey{}, identities: map[string]cachedPolicies{}}
 	err := st.Update(func(tx store.Tx) error {
 		var a Account

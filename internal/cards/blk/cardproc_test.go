@@ -14,7 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cardhost"
+	"github.com/azote/azote/internal/cards/cardproto"
 )
 
 // The tests that run the real azote-card binary share these helpers.
@@ -98,7 +99,10 @@ func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, o car
 	if o.env != nil {
 		cmd.Env = append(os.Environ(), o.env...)
 	}
-	cmd.ExtraFiles = []*os.File{f, theirs}
+	var d cardhost.Donation
+	d.Donate(cardproto.FDBacking, f)
+	d.Donate(cardproto.FDChannel, theirs)
+	d.Apply(cmd)
 	cmd.Stderr = os.Stderr
 	if o.log != nil {
 		cmd.Stderr = io.MultiWriter(os.Stderr, o.log)
@@ -107,11 +111,11 @@ func startCardProcess(t *testing.T, bin, sock, backing string, key []byte, o car
 		t.Fatal(err)
 	}
 	theirs.Close()
-	cfg := channel.BlkConfig{VolumeID: o.volumeID, Queues: 1, Encrypted: true}
+	cfg := cardproto.BlkConfig{VolumeID: o.volumeID, Queues: 1, Encrypted: true}
 	if cfg.VolumeID == "" {
 		cfg.VolumeID = "vol-restart"
 	}
-	if err := channel.SendBlk(ours, cfg, append([]byte(nil), key...), nil); err != nil {
+	if err := cardproto.SendBlk(ours, cfg, append([]byte(nil), key...), nil); err != nil {
 		t.Fatal(err)
 	}
 	if o.noWait {

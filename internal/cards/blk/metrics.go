@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/azote/azote/internal/cards/channel"
+	"github.com/azote/azote/internal/cards/cardproto"
 )
 
 // Metrics counts per operation without locks: the data path only adds.
@@ -12,12 +12,12 @@ type Metrics struct {
 	ops       [numOps]atomic.Uint64
 	bytes     [numOps]atomic.Uint64
 	errors    [numOps]atomic.Uint64
-	latency   [numOps][len(channel.LatencyBuckets) + 1]atomic.Uint64
+	latency   [numOps][len(cardproto.LatencyBuckets) + 1]atomic.Uint64
 	latSumNs  [numOps]atomic.Uint64
 	throttled atomic.Uint64 // nanoseconds spent waiting on QoS
 }
 
-const numOps = len(channel.BlkOps)
+const numOps = len(cardproto.BlkOps)
 
 // op indexes the per-operation counters; the data path passes the index,
 // never the name.
@@ -43,8 +43,8 @@ func (m *Metrics) record(i op, nbytes uint64, status byte, d time.Duration) {
 		m.errors[i].Add(1)
 	}
 	s := d.Seconds()
-	b := len(channel.LatencyBuckets)
-	for j, ub := range channel.LatencyBuckets {
+	b := len(cardproto.LatencyBuckets)
+	for j, ub := range cardproto.LatencyBuckets {
 		if s <= ub {
 			b = j
 			break
@@ -61,8 +61,8 @@ func (m *Metrics) addThrottled(d time.Duration) {
 }
 
 // Snapshot returns the counters, for azoted to render.
-func (m *Metrics) Snapshot() channel.BlkMetrics {
-	out := channel.BlkMetrics{Ops: make([]channel.OpMetrics, numOps), ThrottledNs: m.throttled.Load()}
+func (m *Metrics) Snapshot() cardproto.BlkMetrics {
+	out := cardproto.BlkMetrics{Ops: make([]cardproto.OpMetrics, numOps), ThrottledNs: m.throttled.Load()}
 	for i := range out.Ops {
 		o := &out.Ops[i]
 		o.Requests, o.Bytes, o.Errors = m.ops[i].Load(), m.bytes[i].Load(), m.errors[i].Load()

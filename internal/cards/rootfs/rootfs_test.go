@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,7 +18,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/testutil"
+	"github.com/azote/azote/internal/xts"
 )
 
 // The test binary is its own helper: Run starts it as `rootfs.test rootfs
@@ -36,7 +39,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const testUID = DefaultUID
+const testUID = cardhost.DefaultRootfsUID
 
 // newc builds a gzip'd newc archive; entries may repeat on purpose.
 type newc struct{ b bytes.Buffer }
@@ -74,8 +77,8 @@ func (c *newc) file(t *testing.T) *os.File {
 }
 
 // spec makes what azoted makes: a root-only work directory and a sized
-// output file in it.
-func spec(t *testing.T, archive *os.File) Spec {
+// volume file beside it.
+func spec(t *testing.T, archive *os.File) cardhost.RootfsSpec {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: only root may start the helper in a user namespace mapped to another uid")
 	}
@@ -85,7 +88,7 @@ func spec(t *testing.T, archive *os.File) Spec {
 	if err := os.Mkdir(work, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	out, err := os.OpenFile(filepath.Join(work, "plain.img"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	out, err := os.OpenFile(filepath.Join(filepath.Dir(work), "vol.img"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +100,7 @@ func spec(t *testing.T, archive *os.File) Spec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Spec{Command: []string{self, "rootfs"}, Mke2fs: mke2fs, UID: testUID, Archive: archive, Out: out, WorkDir: work}
+	return cardhost.RootfsSpec{Command: []string{self, "rootfs"}, Mke2fs: mke2fs, UID: testUID, Archive: archive, Out: out, WorkDir: work}
 }
 
 func debugfs(t *testing.T, img, req string) string {
@@ -117,7 +120,7 @@ func TestRunUnprivileged(t *testing.T) {
 		add("init", unix.S_IFREG|0o755, "#!/bin/sh").add("sh", unix.S_IFLNK|0o777, "init").
 		add("dev", unix.S_IFDIR|0o755, "").add("dev/console", unix.S_IFCHR|0o600, "")
 	s := spec(t, c.file(t))
-	res, err := Run(context.Background(), s)
+	res, err := cardhost.RunRootfs(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,8 +155,11 @@ func TestRunUnprivileged(t *testing.T) {
 	if res.Status["NoNewPrivs"] != "1" || res.Status["Groups"] != "" || res.UIDMap != fmt.Sprintf("0 %d 1", testUID) {
 		t.Errorf("helper status %v, uid_map %q", res.Status, res.UIDMap)
 	}
-	if fi, _ := s.Out.Stat(); fi.Sys().(*syscall.Stat_t).Uid != testUID {
-		t.Errorf("output file owner %d", fi.Sys().(*syscall.Stat_t).Uid)
+	// The volume file stays root's: the card writes it through the
+	// descriptor it was handed, and never opens it by name (before the
+	// card encrypted, the file it wrote was given to it).
+	if fi, _ := s.Out.Stat(); fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("volume file owner %d, want root", fi.Sys().(*syscall.Stat_t).Uid)
 	}
 	testutil.RequiresCommand(t, "debugfs", "e2fsprogs")
 	img := s.Out.Name()
@@ -177,8 +183,8 @@ func TestRunRefusesHostile(t *testing.T) {
 	var c newc
 	c.add("x", unix.S_IFLNK|0o777, victim).add("x", unix.S_IFREG|0o644, "* * * * * root evil\n")
 	s := spec(t, c.file(t))
-	_, err := Run(context.Background(), s)
-	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), `"x" appears twice`) {
+	_, err := cardhost.RunRootfs(context.Background(), s)
+	if !errors.Is(err, cardhost.ErrRefused) || !strings.Contains(err.Error(), `"x" appears twice`) {
 		t.Fatalf("got %v, want a refusal naming the duplicate", err)
 	}
 	if _, err := os.Lstat(victim); !os.IsNotExist(err) {
@@ -199,7 +205,7 @@ func TestRunSeenFromHost(t *testing.T) {
 	defer pw.Close()
 	s := spec(t, pr)
 	done := make(chan error, 1)
-	go func() { _, err := Run(context.Background(), s); done <- err }()
+	go func() { _, err := cardhost.RunRootfs(context.Background(), s); done <- err }()
 	var st map[string]string
 	deadline := time.Now().Add(30 * time.Second)
 	for st == nil {
@@ -256,7 +262,7 @@ func TestConfineRefusesOutsideItsNamespace(t *testing.T) {
 	if err := confine(testUID, "/sbin/mke2fs", nil); err == nil || !strings.Contains(err.Error(), "user namespace") {
 		t.Fatalf("confine in the test's own namespace: %v", err)
 	}
-	if _, err := Run(context.Background(), Spec{Command: []string{"/bin/true"}, Mke2fs: "/sbin/mke2fs", UID: 0}); err == nil {
+	if _, err := cardhost.RunRootfs(context.Background(), cardhost.RootfsSpec{Command: []string{"/bin/true"}, Mke2fs: "/sbin/mke2fs", UID: 0}); err == nil {
 		t.Fatal("Run accepted uid 0")
 	}
 }
@@ -295,7 +301,7 @@ func TestHelperSeesNoHostFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Command = []string{s.Command[0], "rootfs-probe", dir, "rootfs"}
-	if _, err := Run(context.Background(), s); err != nil {
+	if _, err := cardhost.RunRootfs(context.Background(), s); err != nil {
 		t.Fatalf("helper: %v", err)
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "escaped")); err == nil {
@@ -309,4 +315,70 @@ func TestHelperSeesNoHostFiles(t *testing.T) {
 	if got := debugfs(t, s.Out.Name(), "cat /etc/hello"); !strings.Contains(got, "hello") {
 		t.Errorf("etc/hello in the filesystem: %q", got)
 	}
+}
+
+// TestRunEncrypts: given a key, the card writes the volume encrypted
+// (aes-xts-plain64, 512-byte sectors, as the blk card reads it): no
+// sector of the file shows the filesystem, decrypted with internal/xts
+// it is the image's ext4, and no plaintext copy is left anywhere under
+// the work directory (regression: azoted read a plaintext file the card
+// left under its state directory and encrypted it itself).
+func TestRunEncrypts(t *testing.T) {
+	var c newc
+	c.add("etc", unix.S_IFDIR|0o755, "").add("etc/hello", unix.S_IFREG|0o644, "hello from the image")
+	s := spec(t, c.file(t))
+	key := make([]byte, 64)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	s.Key = key
+	res, err := cardhost.RunRootfs(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Encrypted {
+		t.Error("the card did not report an encrypted volume")
+	}
+	ct, err := os.ReadFile(s.Out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ct) != 32<<20 {
+		t.Fatalf("volume of %d bytes, want %d", len(ct), 32<<20)
+	}
+	// The ext4 superblock sits at 1024; its magic at 1024+56.
+	if bytes.Contains(ct, []byte("hello from the image")) || bytes.Contains(ct, []byte("azote-root")) ||
+		(ct[1080] == 0x53 && ct[1081] == 0xef) {
+		t.Error("the volume file holds plaintext")
+	}
+	x, err := xts.New(key)
+	if err != nil {
+		t.Skipf("no cipher to check with: %v", err)
+	}
+	pt := make([]byte, len(ct))
+	if err := x.DecryptSectors(pt, ct, 0, 512); err != nil {
+		t.Fatal(err)
+	}
+	// Sector 2 holds the superblock: decrypted, it is ext4's.
+	if pt[1080] != 0x53 || pt[1081] != 0xef {
+		t.Fatalf("decrypted sector 2: no ext4 magic (%x)", pt[1080:1082])
+	}
+	testutil.RequiresCommand(t, "debugfs", "e2fsprogs")
+	img := filepath.Join(t.TempDir(), "decrypted.img")
+	if err := os.WriteFile(img, pt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := debugfs(t, img, "cat /etc/hello"); !strings.Contains(got, "hello from the image") {
+		t.Errorf("etc/hello in the decrypted filesystem: %q", got)
+	}
+	// Nothing but the extracted tree under the work directory: the
+	// filesystem's plaintext had no name.
+	filepath.WalkDir(s.WorkDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, _ := d.Info(); fi != nil && fi.Size() >= 1<<20 {
+				t.Errorf("a file of %d bytes left at %s", fi.Size(), p)
+			}
+		}
+		return nil
+	})
 }

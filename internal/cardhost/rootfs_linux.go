@@ -1,4 +1,4 @@
-package rootfs
+package cardhost
 
 import (
 	"bytes"
@@ -11,24 +11,26 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/azote/azote/internal/image"
+	"github.com/azote/azote/internal/cards/cardproto"
 )
 
-// ErrRefused marks an archive the helper refused (what it holds, not a
-// failure of the host); the message says why.
+// ErrRefused marks an archive the rootfs card refused (what it holds, not
+// a failure of the host); the message says why.
 var ErrRefused = errors.New("rootfs: initramfs refused")
 
-// DefaultUID is the host uid (and gid) the helper runs as unless azoted is
-// told otherwise: not nobody (65534), which the cards run as, so that a
-// compromised card cannot signal or trace the helper, and outside the
-// ranges Debian and systemd hand out.
-const DefaultUID = 65533
+// DefaultRootfsUID is the host uid (and gid) the rootfs card runs as
+// unless azoted is told otherwise: outside the range the long-running
+// cards take their uids from, so that a compromised card cannot signal or
+// trace it, and outside the ranges Debian and systemd hand out.
+const DefaultRootfsUID = 65533
 
-// Spec is one root filesystem to build.
-type Spec struct {
+// RootfsSpec is one root volume to fill (the rootfs card: package
+// internal/cards/rootfs).
+type RootfsSpec struct {
 	// Command runs the helper: the binary and the arguments that select
 	// Main (`azote-card rootfs`). The binary is opened by the caller's
 	// uid and executed through its descriptor, so it may sit in a
@@ -40,29 +42,17 @@ type Spec struct {
 	UID int
 	// Archive is the gzip-compressed newc initramfs.
 	Archive *os.File
-	// Out receives the filesystem; it already has its final size. Run
-	// gives it to UID (mke2fs opens it again through /proc/self/fd).
+	// Out is the volume file; it already has its final size. The card
+	// writes it through this descriptor only (it stays root's).
 	Out *os.File
-	// WorkDir is an empty directory only the caller can reach; Run makes
-	// the helper's tree in it. The caller removes it.
+	// Key is the volume's data key (in locked memory), nil for a
+	// plaintext volume. It reaches the card over a private socketpair,
+	// never argv, the environment or a file.
+	Key []byte
+	// WorkDir is an empty directory only the caller can reach; RunRootfs
+	// makes the card's tree in it. The caller removes it. The plaintext
+	// filesystem never has a name in it (the card makes it O_TMPFILE).
 	WorkDir string
-}
-
-// Result is what the helper reports.
-type Result struct {
-	image.ExtractStats
-	// Status holds the helper's credential lines from /proc/self/status
-	// (Uid, Gid, Groups, Cap*, NoNewPrivs) as it saw them after
-	// confining itself, and UIDMap its uid_map, for the record.
-	Status map[string]string `json:"status"`
-	UIDMap string            `json:"uid_map"`
-}
-
-// report is the one JSON line the helper writes on stdout.
-type report struct {
-	Result
-	Refused string `json:"refused,omitempty"`
-	Error   string `json:"error,omitempty"`
 }
 
 // Namespaces the helper runs in: its own users (root mapped to Spec.UID),
@@ -71,18 +61,12 @@ type report struct {
 // isolateMounts).
 const cloneFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWNS
 
-// Descriptors the helper inherits, by name.
-const (
-	fdArchive = 3 + iota
-	fdOut
-	fdWork
-	fdBinary
-)
-
-// Run builds the filesystem in Spec.Out with the helper and waits for it.
-// A refused archive gives an error wrapping ErrRefused. Cancelling ctx
-// kills the helper (and with it everything in its pid namespace).
-func Run(ctx context.Context, s Spec) (Result, error) {
+// RunRootfs fills Spec.Out with the rootfs card and waits for it. A
+// refused archive gives an error wrapping ErrRefused. Cancelling ctx
+// kills the card (and with it everything in its pid namespace); what it
+// wrote of the volume is the caller's to remove.
+func RunRootfs(ctx context.Context, s RootfsSpec) (cardproto.RootfsResult, error) {
+	type Result = cardproto.RootfsResult
 	if s.UID <= 0 {
 		return Result{}, fmt.Errorf("rootfs: helper uid %d: must be an unprivileged id", s.UID)
 	}
@@ -101,20 +85,27 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 		return Result{}, err
 	}
 	defer work.Close()
-	if err := s.Out.Chown(s.UID, s.UID); err != nil {
-		return Result{}, err
-	}
 	bin, err := os.Open(s.Command[0])
 	if err != nil {
 		return Result{}, fmt.Errorf("rootfs: helper binary: %w", err)
 	}
 	defer bin.Close()
-	args := append(append([]string(nil), s.Command[1:]...),
-		"--archive-fd", strconv.Itoa(fdArchive), "--out-fd", strconv.Itoa(fdOut), "--work-fd", strconv.Itoa(fdWork),
-		"--uid", strconv.Itoa(s.UID), "--mke2fs", s.Mke2fs)
-	cmd := exec.CommandContext(ctx, fmt.Sprintf("/proc/self/fd/%d", fdBinary), args...)
-	cmd.Args[0] = s.Command[0]
-	cmd.ExtraFiles = []*os.File{s.Archive, s.Out, work, bin}
+	ours, theirs, err := socketpair()
+	if err != nil {
+		return Result{}, err
+	}
+	defer ours.Close()
+	defer theirs.Close()
+	args := append(append([]string(nil), s.Command[1:]...), "--uid", strconv.Itoa(s.UID), "--mke2fs", s.Mke2fs)
+	cmd := exec.CommandContext(ctx, s.Command[0], args...)
+	var d Donation
+	d.Donate(cardproto.FDArchive, s.Archive)
+	d.Donate(cardproto.FDOut, s.Out)
+	d.Donate(cardproto.FDWork, work)
+	d.Donate(cardproto.FDChannel, theirs)
+	d.Donate(cardproto.FDBinary, bin)
+	d.Apply(cmd)
+	cmd.Path = d.ProcPath(cardproto.FDBinary)
 	cmd.Env = []string{}
 	var stdout, stderr bounded
 	stdout.max, stderr.max = 64<<10, 4<<10
@@ -131,11 +122,19 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 		Setsid:                     true,
 		Pdeathsig:                  syscall.SIGKILL,
 	}
-	runErr := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("rootfs: starting the card: %w", err)
+	}
+	theirs.Close()
+	// The card reads its key once confined; a card that died first
+	// leaves the write unread in a buffer that is gone with the pair.
+	ours.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	sendErr := cardproto.SendRootfs(ours, s.Key)
+	runErr := cmd.Wait()
 	if ctx.Err() != nil {
 		return Result{}, fmt.Errorf("building the root filesystem: %w", ctx.Err())
 	}
-	var rep report
+	var rep cardproto.RootfsReport
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.b.Bytes()), &rep); err != nil {
 		return Result{}, fmt.Errorf("rootfs helper: %v; no report (%v): %s", runErr, err, stderr.b.Bytes())
 	}
@@ -146,8 +145,12 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 		return Result{}, fmt.Errorf("rootfs helper: %s %s", rep.Error, bytes.TrimSpace(stderr.b.Bytes()))
 	case runErr != nil:
 		return Result{}, fmt.Errorf("rootfs helper: %v: %s", runErr, stderr.b.Bytes())
+	case sendErr != nil:
+		return Result{}, fmt.Errorf("rootfs helper: sending its key: %w", sendErr)
+	case rep.Encrypted != (s.Key != nil):
+		return Result{}, fmt.Errorf("rootfs helper: reported encrypted=%v for a key of %d bytes", rep.Encrypted, len(s.Key))
 	}
-	return rep.Result, nil
+	return rep.RootfsResult, nil
 }
 
 // bounded keeps the first max bytes written to it and drops the rest.
@@ -161,4 +164,14 @@ func (w *bounded) Write(p []byte) (int, error) {
 		w.b.Write(p[:min(room, len(p))])
 	}
 	return len(p), nil
+}
+
+// socketpair makes the private channel: ours, and the end the card
+// inherits.
+func socketpair() (ours, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "channel"), os.NewFile(uintptr(fds[1]), "channel"), nil
 }

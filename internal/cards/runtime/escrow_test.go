@@ -1,4 +1,4 @@
-package blk
+package runtime
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func TestEscrowAnswersOnlyAzoted(t *testing.T) {
 	defer l.Close()
 	key := bytes.Repeat([]byte{0x5a}, 64)
 	secret := bytes.Repeat([]byte{0xa5}, 32)
-	go serveKey(l, key, secret, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go ServeKey(l, key, secret, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	ask := func(send []byte) []byte {
 		t.Helper()

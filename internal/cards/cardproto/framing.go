@@ -1,11 +1,19 @@
-// Package channel is the private channel between azoted and a card: a unix
-// socketpair made by azoted, one end inherited by the card. Messages are a
-// 4-byte little-endian length and a payload; the first is the card's JSON
-// configuration, the second its key (raw bytes, possibly empty), the third
-// the escrow secret an instance-store card asks of whoever wants its key
-// back (possibly empty). The key never travels in argv, the environment or
-// a file, and the card reads it straight into locked memory (keymem).
-package channel
+// Package cardproto is the contract between azoted and its cards: what
+// crosses the boundary and in which shape. It holds the framing of the
+// private channel (a unix socketpair made by azoted, one end inherited by
+// the card: messages are a 4-byte little-endian length and a payload), the
+// names under which a card inherits its descriptors, each kind's
+// configuration, and the metrics schema a card answers with.
+//
+// For a blk card the first message is its JSON configuration, the second
+// its key (raw bytes, possibly empty), the third the escrow secret an
+// instance-store card asks of whoever wants its key back (possibly
+// empty). A key never travels in argv, the environment or a file, and the
+// card reads it straight into locked memory (keymem).
+//
+// The package holds no policy and opens nothing: both sides import it,
+// and it imports nothing of either.
+package cardproto
 
 import (
 	"bytes"
@@ -22,7 +30,7 @@ import (
 const MaxMessage = 64 << 10
 
 // ErrTooLarge is returned for a message over MaxMessage.
-var ErrTooLarge = errors.New("channel: message too large")
+var ErrTooLarge = errors.New("cardproto: message too large")
 
 // EscrowSecretBytes is the length of an escrow secret.
 const EscrowSecretBytes = 32
@@ -123,7 +131,7 @@ func ReceiveBlk(r io.Reader) (cfg BlkConfig, key, escrow *keymem.Buf, err error)
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return cfg, nil, nil, fmt.Errorf("channel: config: %w", err)
+		return cfg, nil, nil, fmt.Errorf("cardproto: config: %w", err)
 	}
 	if key, err = ReadSecret(r); err != nil {
 		return cfg, nil, nil, err
@@ -135,7 +143,7 @@ func ReceiveBlk(r io.Reader) (cfg BlkConfig, key, escrow *keymem.Buf, err error)
 	if escrow != nil && escrow.Len() != EscrowSecretBytes {
 		key.Free()
 		escrow.Free()
-		return cfg, nil, nil, fmt.Errorf("channel: escrow secret of %d bytes, want %d", escrow.Len(), EscrowSecretBytes)
+		return cfg, nil, nil, fmt.Errorf("cardproto: escrow secret of %d bytes, want %d", escrow.Len(), EscrowSecretBytes)
 	}
 	return cfg, key, escrow, nil
 }

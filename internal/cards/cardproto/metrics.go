@@ -1,4 +1,4 @@
-package channel
+package cardproto
 
 import (
 	"encoding/json"
@@ -40,7 +40,7 @@ type OpMetrics struct {
 const MaxBlkMetrics = 16 << 10
 
 // ErrBadMetrics is returned for an answer that is not well-formed metrics.
-var ErrBadMetrics = errors.New("channel: malformed card metrics")
+var ErrBadMetrics = errors.New("cardproto: malformed card metrics")
 
 // ReadBlkMetrics reads and checks one answer.
 func ReadBlkMetrics(r io.Reader) (BlkMetrics, error) {

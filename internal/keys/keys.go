@@ -1,0 +1,42 @@
+// Package keys is the one seam through which azoted protects secrets at
+// rest: wrap and unwrap under a named key. Only wrapped secrets are ever
+// stored (volume data keys, IAM secret keys and MFA seeds, the STS token
+// key). Until the KMS lands, the host key (Host) stands behind every
+// name; the KMS will implement the same interface with a key of its own
+// per name (GenerateDataKey, Decrypt).
+//
+// The context given to Wrap is authenticated, so a wrapped secret cannot
+// be moved to another owner. The package never stores a plaintext key and
+// never logs one.
+package keys
+
+import "errors"
+
+// Name names a wrapping key.
+type Name string
+
+// The wrapping keys azoted uses.
+const (
+	// Volumes wraps the data keys of encrypted volumes; the context is
+	// the volume id.
+	Volumes Name = "azote/volumes"
+	// IAM wraps IAM's secrets (secret access keys, MFA seeds, the STS
+	// token key); the context names the secret.
+	IAM Name = "azote/iam"
+)
+
+// ErrUnknownKey is returned for a name the wrapper holds no key for.
+var ErrUnknownKey = errors.New("keys: no such wrapping key")
+
+// ErrUnwrap is returned for wrapped data that does not authenticate under
+// the key and context.
+var ErrUnwrap = errors.New("keys: wrapped data does not authenticate")
+
+// Wrapper wraps and unwraps under named keys.
+type Wrapper interface {
+	Wrap(key Name, plaintext, context []byte) ([]byte, error)
+	Unwrap(key Name, wrapped, context []byte) ([]byte, error)
+	// UnwrapTo writes the plaintext into dst[:0] when it has the room (a
+	// locked key buffer), so that the secret is never copied elsewhere.
+	UnwrapTo(key Name, dst, wrapped, context []byte) ([]byte, error)
+}
