@@ -426,4 +426,3 @@ func scatterAt(iov [][]byte, skip uint64, src []byte) {
 		}
 	}
 }
-
