@@ -72,10 +72,11 @@ type Device struct {
 	// segments that are not aligned go through the bounce buffer.
 	direct bool
 	// mapped is the whole backing file mapped shared, on the page cache
-	// (not O_DIRECT): transfers move between it and guest memory without a
-	// system call, an encrypted one (whole-sector segments) in a single
-	// pass of the cipher; writes only to pages in the page cache (see
-	// resident). Nil when the file could not be mapped.
+	// (not O_DIRECT): transfers can move between it and guest memory
+	// without a system call, an encrypted one (whole-sector segments) in a
+	// single pass of the cipher, when each queue measures that cheaper
+	// than pread/pwrite (choose.go); writes only to pages in the page
+	// cache (see resident). Nil when the file could not be mapped.
 	mapped []byte
 	// slots is the number of requests in flight per queue; queues holds
 	// Queues×slots states, queue q's slot i at q*slots+i.
