@@ -72,10 +72,11 @@ type Device struct {
 	// segments that are not aligned go through the bounce buffer.
 	direct bool
 	// mapped is the whole backing file mapped shared, on the page cache
-	// (not O_DIRECT): transfers move between it and guest memory without a
-	// system call, an encrypted one (whole-sector segments) in a single
-	// pass of the cipher; writes only to pages in the page cache (see
-	// resident). Nil when the file could not be mapped.
+	// (not O_DIRECT): transfers can move between it and guest memory
+	// without a system call, an encrypted one (whole-sector segments) in a
+	// single pass of the cipher, when each queue measures that cheaper
+	// than pread/pwrite (choose.go); writes only to pages in the page
+	// cache (see resident). Nil when the file could not be mapped.
 	mapped []byte
 	// slots is the number of requests in flight per queue; queues holds
 	// Queues×slots states, queue q's slot i at q*slots+i.
@@ -95,16 +96,14 @@ type queueState struct {
 	// see small requests keep small buffers.
 	bounce []byte
 	iov    [][]byte
-	// vec receives mincore's answer for a transfer on the mapped file;
+	// vec receives mincore's answer for a write on the mapped file.
+	vec []byte
+	// choice picks, per direction (0 read, 1 write) and size class, the
+	// page-cache path measured cheaper (see choose.go).
+	choice [2][sizeClasses]chooser
 	// mappedOps counts the transfers that went through the mapping.
-	vec       []byte
 	mappedOps atomic.Uint64
-	// gate is the queue's; for the request being served, charged tells
-	// whether it has been charged to the QoS budget and waited how long
-	// it waited (kept out of its latency).
-	gate    *gate
-	charged bool
-	waited  time.Duration
+	gate      *gate // the queue's
 }
 
 const bounceSize = 1 << 20
@@ -153,6 +152,7 @@ func New(cfg Config) (*Device, error) {
 	} else {
 		d.mapped = mapFile(cfg.File, st.Size(), !cfg.ReadOnly)
 	}
+	d.Metrics.ioPath = d.IOPath()
 	d.queues = make([]queueState, cfg.Queues*d.slots)
 	d.gates = make([]*gate, cfg.Queues)
 	for q := range d.gates {
@@ -199,8 +199,10 @@ func (d *Device) Config() []byte {
 }
 
 // IOPath names how the device reaches its file: "direct" (O_DIRECT),
-// "mapped" (the page cache, through the mapped file) or "pread" (the page
-// cache, with system calls: the file could not be mapped).
+// "mapped" (the page cache, through the mapped file or pread/pwrite,
+// whichever each queue measures cheaper for a transfer's direction and
+// size; see choose.go) or "pread" (the page cache, with system calls:
+// the file could not be mapped).
 func (d *Device) IOPath() string {
 	switch {
 	case d.direct:
@@ -220,21 +222,55 @@ func (d *Device) Handle(q int, c *virtio.Chain, chainErr error) uint32 {
 }
 
 // HandleSlot implements vhostuser.ConcurrentDevice: one request, served
-// with the state of slot of queue q.
+// with the state of slot of queue q. A request is parsed once, charged to
+// the QoS budget once (here, and nowhere else), processed, answered.
 func (d *Device) HandleSlot(q, slot int, c *virtio.Chain, chainErr error) uint32 {
 	start := time.Now()
 	qs := &d.queues[q*d.slots+slot]
-	qs.charged, qs.waited = false, 0
-	status, written, op, nbytes := d.serve(qs, c, chainErr)
-	if !qs.charged {
-		d.charge(qs, 0) // refused, or no I/O: one operation
+	r := d.parse(c, chainErr, qs.iov)
+	waited := d.charge(qs, r.cost)
+	written := uint32(0)
+	if r.status == statusOK {
+		written = d.process(qs, &r)
 	}
-	if !setStatus(c, status) {
+	if !setStatus(c, r.status) {
 		written = 0
 	} else {
 		written++
 	}
-	d.Metrics.record(op, nbytes, status, time.Since(start)-qs.waited)
+	moved := r.n
+	if r.status != statusOK {
+		moved = 0
+	}
+	d.Metrics.record(r.op, moved, r.status, time.Since(start)-waited)
+	return written
+}
+
+// process does a request parse found valid, setting r.status to what
+// happened, and returns the bytes it wrote to the guest's buffers.
+func (d *Device) process(qs *queueState, r *request) (written uint32) {
+	var err error
+	switch r.op {
+	case opRead:
+		err = d.read(qs, r.data, r.sector, r.n)
+		written = uint32(r.n)
+	case opWrite:
+		err = d.write(qs, r.data, r.sector, r.n)
+	case opFlush:
+		if !d.cfg.ReadOnly {
+			err = fdatasync(d.cfg.File)
+		}
+	case opGetID:
+		var id [idLen]byte
+		copy(id[:], d.cfg.ID)
+		written = uint32(scatter(r.data, id[:]))
+	case opDiscard, opWriteZeroes:
+		err = d.discard(qs, r.seg, r.op == opWriteZeroes)
+	}
+	if err != nil {
+		r.status = statusIOErr
+		return 0
+	}
 	return written
 }
 
@@ -245,19 +281,19 @@ func (d *Device) StopQueue(q int) { d.gates[q].stop() }
 // StartQueue implements vhostuser.QueueWaiter.
 func (d *Device) StartQueue(q int) { d.gates[q].start() }
 
-// charge takes a request from the QoS budget, waiting if it is spent. Every
-// request is charged once, one operation; bytes are what it moves on the
-// device. serve charges a request that does I/O once it is known to be
-// valid, before the I/O; HandleSlot charges any other (refused, or without
-// I/O) after it, so that a request the device refuses costs no bytes (a
-// guest cannot run up hours of debt with huge requests that do nothing).
-func (d *Device) charge(qs *queueState, bytes uint64) {
-	qs.charged = true
+// charge takes a request from the QoS budget, waiting if it is spent, and
+// returns how long it waited (kept out of the request's latency). Every
+// request is charged once, one operation, before it is processed; bytes
+// are what parse found it will move on the device, none for a request the
+// device refuses (a guest cannot run up hours of debt with huge requests
+// that do nothing).
+func (d *Device) charge(qs *queueState, bytes uint64) time.Duration {
 	if d.cfg.Limiter == nil {
-		return
+		return 0
 	}
-	qs.waited = d.cfg.Limiter.Wait(1, int64(bytes), qs.gate.wait())
-	d.Metrics.addThrottled(qs.waited)
+	waited := d.cfg.Limiter.Wait(1, int64(bytes), qs.gate.wait())
+	d.Metrics.addThrottled(waited)
+	return waited
 }
 
 // setStatus writes the status byte: the last byte of the last writable
@@ -270,173 +306,6 @@ func setStatus(c *virtio.Chain, status byte) bool {
 		}
 	}
 	return false
-}
-
-// header reads the 16-byte request header from the front of the readable
-// buffers and returns the rest of them in iov.
-func header(c *virtio.Chain, iov [][]byte) (typ uint32, sector uint64, rest [][]byte, ok bool) {
-	var h [16]byte
-	n := 0
-	rest = iov[:0]
-	for _, b := range c.Readable {
-		if n < 16 {
-			k := copy(h[n:], b)
-			n += k
-			b = b[k:]
-		}
-		if len(b) > 0 {
-			rest = append(rest, b)
-		}
-	}
-	if n < 16 {
-		return 0, 0, rest, false
-	}
-	return binary.LittleEndian.Uint32(h[0:]), binary.LittleEndian.Uint64(h[8:]), rest, true
-}
-
-// dataIn returns the writable buffers without the trailing status byte.
-func dataIn(c *virtio.Chain, iov [][]byte) [][]byte {
-	iov = append(iov[:0], c.Writable...)
-	for i := len(iov) - 1; i >= 0; i-- {
-		if len(iov[i]) > 0 {
-			iov[i] = iov[i][:len(iov[i])-1]
-			break
-		}
-	}
-	return iov
-}
-
-func totalLen(iov [][]byte) uint64 {
-	var n uint64
-	for _, b := range iov {
-		n += uint64(len(b))
-	}
-	return n
-}
-
-// inRange checks that n bytes starting at sector lie on the device.
-func (d *Device) inRange(sector, n uint64) bool {
-	if n%SectorSize != 0 {
-		return false
-	}
-	count := n / SectorSize
-	return sector <= d.sectors && count <= d.sectors-sector
-}
-
-func (d *Device) serve(qs *queueState, c *virtio.Chain, chainErr error) (status byte, written uint32, o op, nbytes uint64) {
-	if chainErr != nil {
-		return statusIOErr, 0, opInvalid, 0
-	}
-	typ, sector, rest, ok := header(c, qs.iov)
-	if !ok {
-		return statusIOErr, 0, opInvalid, 0
-	}
-	switch typ {
-	case typeIn:
-		iov := dataIn(c, qs.iov)
-		n := totalLen(iov)
-		// Transfers are whole sectors (virtio 1.2 §5.2.6.1), which also
-		// keeps O_DIRECT and the per-sector cipher aligned.
-		if n%SectorSize != 0 || !d.inRange(sector, n) {
-			return statusIOErr, 0, opRead, 0
-		}
-		d.charge(qs, n)
-		if err := d.read(qs, iov, sector, n); err != nil {
-			return statusIOErr, 0, opRead, 0
-		}
-		return statusOK, uint32(n), opRead, n
-	case typeOut:
-		n := totalLen(rest)
-		if n%SectorSize != 0 || d.cfg.ReadOnly || !d.inRange(sector, n) {
-			return statusIOErr, 0, opWrite, 0
-		}
-		d.charge(qs, n)
-		if err := d.write(qs, rest, sector, n); err != nil {
-			return statusIOErr, 0, opWrite, 0
-		}
-		return statusOK, 0, opWrite, n
-	case typeFlush:
-		d.charge(qs, 0)
-		if d.cfg.ReadOnly {
-			return statusOK, 0, opFlush, 0
-		}
-		if err := fdatasync(d.cfg.File); err != nil {
-			return statusIOErr, 0, opFlush, 0
-		}
-		return statusOK, 0, opFlush, 0
-	case typeGetID:
-		iov := dataIn(c, qs.iov)
-		id := make([]byte, idLen)
-		copy(id, d.cfg.ID)
-		w := scatter(iov, id)
-		return statusOK, uint32(w), opGetID, 0
-	case typeDiscard, typeWriteZeroes:
-		name := opDiscard
-		if typ == typeWriteZeroes {
-			name = opWriteZeroes
-		}
-		seg, err := d.discardSegment(rest)
-		if err != nil || d.cfg.ReadOnly {
-			return statusIOErr, 0, name, 0
-		}
-		// Write-zeroes is charged the bytes it covers (on an encrypted
-		// volume it writes them all); a discard one sector, as Linux's
-		// block throttling charges it.
-		cost := uint64(SectorSize)
-		if typ == typeWriteZeroes {
-			cost = seg.count * SectorSize
-		}
-		d.charge(qs, cost)
-		if err := d.discard(qs, seg, typ == typeWriteZeroes); err != nil {
-			return statusIOErr, 0, name, 0
-		}
-		return statusOK, 0, name, seg.count * SectorSize
-	}
-	return statusUnsupp, 0, opUnsupported, 0
-}
-
-// scatter copies src into the buffers of iov and returns the bytes copied.
-func scatter(iov [][]byte, src []byte) int {
-	n := 0
-	for _, b := range iov {
-		if n == len(src) {
-			break
-		}
-		n += copy(b, src[n:])
-	}
-	return n
-}
-
-// gather copies from the buffers of iov, starting skip bytes in, into dst.
-func gather(dst []byte, iov [][]byte, skip uint64) {
-	n := 0
-	for _, b := range iov {
-		if skip >= uint64(len(b)) {
-			skip -= uint64(len(b))
-			continue
-		}
-		n += copy(dst[n:], b[skip:])
-		skip = 0
-		if n == len(dst) {
-			return
-		}
-	}
-}
-
-// scatterAt copies src into iov starting skip bytes in.
-func scatterAt(iov [][]byte, skip uint64, src []byte) {
-	n := 0
-	for _, b := range iov {
-		if skip >= uint64(len(b)) {
-			skip -= uint64(len(b))
-			continue
-		}
-		n += copy(b[skip:], src[n:])
-		skip = 0
-		if n == len(src) {
-			return
-		}
-	}
 }
 
 // Close unmaps the file. The device must not serve requests afterwards.

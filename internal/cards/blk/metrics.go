@@ -15,6 +15,11 @@ type Metrics struct {
 	latency   [numOps][len(cardproto.LatencyBuckets) + 1]atomic.Uint64
 	latSumNs  [numOps]atomic.Uint64
 	throttled atomic.Uint64 // nanoseconds spent waiting on QoS
+	// paths counts page-cache transfers per direction (read, write) by
+	// the path each took: the chooser's decisions, as they happen.
+	paths [2][numPaths]struct{ ops, bytes atomic.Uint64 }
+	// ioPath is how the device reaches its file (Device.IOPath).
+	ioPath string
 }
 
 const numOps = len(cardproto.BlkOps)
@@ -54,6 +59,11 @@ func (m *Metrics) record(i op, nbytes uint64, status byte, d time.Duration) {
 	m.latSumNs[i].Add(uint64(d.Nanoseconds()))
 }
 
+func (m *Metrics) addPath(dir int, p path, n uint64) {
+	m.paths[dir][p].ops.Add(1)
+	m.paths[dir][p].bytes.Add(n)
+}
+
 func (m *Metrics) addThrottled(d time.Duration) {
 	if d > 0 {
 		m.throttled.Add(uint64(d))
@@ -62,7 +72,15 @@ func (m *Metrics) addThrottled(d time.Duration) {
 
 // Snapshot returns the counters, for azoted to render.
 func (m *Metrics) Snapshot() cardproto.BlkMetrics {
-	out := cardproto.BlkMetrics{Ops: make([]cardproto.OpMetrics, numOps), ThrottledNs: m.throttled.Load()}
+	out := cardproto.BlkMetrics{Ops: make([]cardproto.OpMetrics, numOps), ThrottledNs: m.throttled.Load(), IOPath: m.ioPath}
+	if m.ioPath == "mapped" {
+		for dir, name := range [2]string{"read", "write"} {
+			for p := range numPaths {
+				out.Paths = append(out.Paths, cardproto.PathMetrics{Op: name, Path: pathNames[p],
+					Requests: m.paths[dir][p].ops.Load(), Bytes: m.paths[dir][p].bytes.Load()})
+			}
+		}
+	}
 	for i := range out.Ops {
 		o := &out.Ops[i]
 		o.Requests, o.Bytes, o.Errors = m.ops[i].Load(), m.bytes[i].Load(), m.errors[i].Load()

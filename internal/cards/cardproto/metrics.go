@@ -23,6 +23,21 @@ var LatencyBuckets = [...]float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002
 type BlkMetrics struct {
 	Ops         []OpMetrics `json:"ops"` // one per BlkOps, in that order
 	ThrottledNs uint64      `json:"throttled_ns"`
+	// IOPath is how the card reaches its file: "direct" (O_DIRECT),
+	// "mapped" (the page cache, mapped; each transfer through the mapping
+	// or pread/pwrite, whichever the card measures cheaper) or "pread".
+	IOPath string `json:"io_path,omitempty"`
+	// Paths counts, on "mapped", the reads and writes by the path each
+	// took ("mapped" or "pread").
+	Paths []PathMetrics `json:"paths,omitempty"`
+}
+
+// PathMetrics counts the transfers of one direction on one path.
+type PathMetrics struct {
+	Op       string `json:"op"`   // "read" or "write"
+	Path     string `json:"path"` // "mapped" or "pread"
+	Requests uint64 `json:"requests"`
+	Bytes    uint64 `json:"bytes"`
 }
 
 // OpMetrics are one operation's counters.
@@ -68,6 +83,19 @@ func ReadBlkMetrics(r io.Reader) (BlkMetrics, error) {
 				return m, fmt.Errorf("%w: %s: latency counts overflow", ErrBadMetrics, BlkOps[i])
 			}
 			n += c
+		}
+	}
+	switch m.IOPath {
+	case "", "direct", "mapped", "pread":
+	default:
+		return m, fmt.Errorf("%w: io path %q", ErrBadMetrics, m.IOPath)
+	}
+	if len(m.Paths) > 4 {
+		return m, fmt.Errorf("%w: %d path counters", ErrBadMetrics, len(m.Paths))
+	}
+	for _, p := range m.Paths {
+		if (p.Op != "read" && p.Op != "write") || (p.Path != "mapped" && p.Path != "pread") {
+			return m, fmt.Errorf("%w: path counter %q/%q", ErrBadMetrics, p.Op, p.Path)
 		}
 	}
 	return m, nil

@@ -29,6 +29,20 @@ func TestReadBlkMetrics(t *testing.T) {
 	short.Ops[2].Latency = short.Ops[2].Latency[1:]
 	wrap := validMetrics()
 	wrap.Ops[0].Latency[0], wrap.Ops[0].Latency[1] = 1<<63, 1<<63
+	withPaths := validMetrics()
+	withPaths.IOPath = "mapped"
+	withPaths.Paths = []PathMetrics{{Op: "read", Path: "pread", Requests: 7, Bytes: 7 << 20}, {Op: "write", Path: "mapped"}}
+	if got, err := ReadBlkMetrics(strings.NewReader(enc(withPaths))); err != nil || got.IOPath != "mapped" || len(got.Paths) != 2 || got.Paths[0].Requests != 7 {
+		t.Fatalf("valid answer with paths: %+v %v", got, err)
+	}
+	badPath, badOp, badIO, manyPaths := validMetrics(), validMetrics(), validMetrics(), validMetrics()
+	badPath.Paths = []PathMetrics{{Op: "read", Path: "vol-other\n"}}
+	badOp.Paths = []PathMetrics{{Op: "erase", Path: "mapped"}}
+	badIO.IOPath = "tape"
+	manyPaths.Paths = make([]PathMetrics, 5)
+	for i := range manyPaths.Paths {
+		manyPaths.Paths[i] = PathMetrics{Op: "read", Path: "mapped"}
+	}
 	for name, in := range map[string]string{
 		"not JSON":             "azote_volume_ops_total{volume=\"vol-other\"} 1",
 		"too few operations":   enc(fewer),
@@ -36,6 +50,10 @@ func TestReadBlkMetrics(t *testing.T) {
 		"bucket sums overflow": enc(wrap),
 		"too large":            `{"ops":[` + strings.Repeat(" ", MaxBlkMetrics) + `]}`,
 		"empty":                "",
+		"unknown path":         enc(badPath),
+		"unknown path op":      enc(badOp),
+		"unknown io path":      enc(badIO),
+		"too many paths":       enc(manyPaths),
 	} {
 		if _, err := ReadBlkMetrics(strings.NewReader(in)); !errors.Is(err, ErrBadMetrics) {
 			t.Errorf("%s: %v, want ErrBadMetrics", name, err)

@@ -1,32 +1,58 @@
 package blk
 
+// Where the bytes of a read or a write go. The backing file is opened
+// O_DIRECT (direct) or not (the host page cache); on the page cache the
+// file is also mapped, and each transfer goes through the mapping or
+// through system calls, whichever is measured cheaper for its direction
+// and size on this host (choose.go); a file that cannot be mapped always
+// uses system calls.
+//
+//	path            plaintext                     encrypted (AES-XTS, per 512-byte sector)
+//	--------------  ----------------------------  ----------------------------------------------
+//	direct          preadv/pwritev straight       read: preadv into guest memory, decrypt there
+//	(O_DIRECT)      between the file and guest    in place; write: encrypt into the bounce
+//	                memory; unaligned segments    buffer, pwrite it (the guest's buffer is never
+//	                through the bounce buffer     modified); unaligned segments bounce both ways
+//	mapped          one copy between the mapping  one pass of the cipher between the mapping and
+//	(page cache)    and guest memory              guest memory
+//	                writes only to pages in the page cache (mincore); others take pread/pwrite
+//	pread           preadv/pwritev straight       read: pread into the bounce buffer, decrypt into
+//	(page cache)    between the file and guest    guest memory; write: encrypt into the bounce
+//	                memory                        buffer, pwrite it
+//
+// Encrypted segments that are not whole sectors never go through the
+// mapping (each segment is encrypted on its own); they take the bounce
+// buffer.
+
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 var errShort = errors.New("blk: short transfer")
 
-// read fills iov from the device starting at sector. On the page cache it
-// copies or decrypts out of the mapped file (see mappedIO); encrypted
-// segments that are not whole sectors, and files that could not be mapped,
-// use pread and the bounce buffer. On O_DIRECT, plaintext volumes read
-// straight into guest memory; encrypted ones do too when every segment is
-// whole, aligned sectors, and decrypt there in place: the disk writes the
-// guest's buffer once and the cipher passes over it once. The guest's
-// buffer holds the ciphertext of its own data until its own request
-// completes, which tells it nothing it cannot see in plaintext anyway.
-// Other segments go through the bounce buffer.
+// read fills iov from the device starting at sector. On the page cache
+// it takes the path measured cheaper (pageCache). On O_DIRECT, plaintext
+// volumes read straight into guest memory; encrypted ones do too when
+// every segment is whole, aligned sectors, and decrypt there in place: the
+// disk writes the guest's buffer once and the cipher passes over it once.
+// The guest's buffer holds the ciphertext of its own data until its own
+// request completes, which tells it nothing it cannot see in plaintext
+// anyway. Other segments go through the bounce buffer.
 func (d *Device) read(qs *queueState, iov [][]byte, sector, total uint64) error {
-	off := int64(sector * SectorSize)
 	if d.mappable(iov) {
-		qs.mappedOps.Add(1)
-		return d.mappedIO(iov, sector, total, false)
+		return d.pageCache(qs, iov, sector, total, false)
 	}
+	return d.readFile(qs, iov, sector, total)
+}
+
+// readFile reads with system calls (see read).
+func (d *Device) readFile(qs *queueState, iov [][]byte, sector, total uint64) error {
+	off := int64(sector * SectorSize)
 	straight := !d.direct || memAligned(iov) // segments the file can take I/O into
 	if d.cfg.Cipher == nil {
 		if straight {
@@ -97,15 +123,20 @@ func sectorAligned(iov [][]byte) bool {
 	return true
 }
 
-// write stores iov at sector; encrypted volumes encrypt from guest memory
-// into the mapped file or the bounce buffer (the guest's buffer is never
-// modified).
+// write stores iov at sector: on the page cache by the path measured
+// cheaper (pageCache); otherwise, and for encrypted segments that are not
+// whole sectors, encrypted volumes encrypt from guest memory into the
+// bounce buffer (the guest's buffer is never modified) and write it.
 func (d *Device) write(qs *queueState, iov [][]byte, sector, total uint64) error {
-	off := int64(sector * SectorSize)
-	if d.mappable(iov) && d.resident(qs, uint64(off), total) {
-		qs.mappedOps.Add(1)
-		return d.mappedIO(iov, sector, total, true)
+	if d.mappable(iov) {
+		return d.pageCache(qs, iov, sector, total, true)
 	}
+	return d.writeFile(qs, iov, sector, total)
+}
+
+// writeFile writes with system calls (see write).
+func (d *Device) writeFile(qs *queueState, iov [][]byte, sector, total uint64) error {
+	off := int64(sector * SectorSize)
 	if d.cfg.Cipher == nil {
 		if !d.direct || memAligned(iov) {
 			return pwritevFull(d.cfg.File, iov, off)
@@ -129,26 +160,6 @@ func (d *Device) write(qs *queueState, iov [][]byte, sector, total uint64) error
 		done += chunk
 	}
 	return nil
-}
-
-// segment is one DISCARD or WRITE_ZEROES range.
-type segment struct{ sector, count uint64 }
-
-// discardSegment reads and checks the segment list of a DISCARD or
-// WRITE_ZEROES request (the device takes one segment).
-func (d *Device) discardSegment(iov [][]byte) (segment, error) {
-	n := totalLen(iov)
-	if n == 0 || n%16 != 0 || n/16 > maxDiscardSegs {
-		return segment{}, errors.New("blk: bad discard segment list")
-	}
-	var b [16]byte
-	gather(b[:], iov, 0)
-	seg := segment{binary.LittleEndian.Uint64(b[0:]), uint64(binary.LittleEndian.Uint32(b[8:]))}
-	flags := binary.LittleEndian.Uint32(b[12:])
-	if flags&^1 != 0 || seg.count > maxDiscardSectors || !d.inRange(seg.sector, seg.count*SectorSize) {
-		return segment{}, errors.New("blk: bad discard segment")
-	}
-	return seg, nil
 }
 
 // discard serves a checked DISCARD or WRITE_ZEROES segment. Plaintext
@@ -313,6 +324,39 @@ func (d *Device) mappable(iov [][]byte) bool {
 	return d.mapped != nil && (d.cfg.Cipher == nil || sectorAligned(iov))
 }
 
+// pageCache moves a transfer on a mapped file by the path its chooser
+// picks, and times it for the chooser. A write goes through the mapping
+// only where every page is in the page cache (see resident); otherwise it
+// takes pwrite, untimed: it is not the path that was picked.
+func (d *Device) pageCache(qs *queueState, iov [][]byte, sector, total uint64, write bool) error {
+	dir := 0
+	if write {
+		dir = 1
+	}
+	c := &qs.choice[dir][sizeClass(total)]
+	p := c.pick()
+	start := time.Now()
+	var err error
+	switch {
+	case p == pathMapped && (!write || d.resident(qs, sector*SectorSize, total)):
+		qs.mappedOps.Add(1)
+		err = d.mappedIO(iov, sector, total, write)
+	case write:
+		err = d.writeFile(qs, iov, sector, total)
+		if p == pathMapped {
+			d.Metrics.addPath(dir, pathSyscall, total)
+			return err
+		}
+	default:
+		err = d.readFile(qs, iov, sector, total)
+	}
+	if err == nil {
+		c.observe(p, total, time.Since(start).Nanoseconds())
+	}
+	d.Metrics.addPath(dir, p, total)
+	return err
+}
+
 // mappedIO moves a transfer of total bytes between guest memory and the
 // mapped file: a copy for a plaintext volume, one pass of the cipher for an
 // encrypted one.
@@ -337,4 +381,48 @@ func (d *Device) mappedIO(iov [][]byte, sector, total uint64, write bool) (err e
 func isDirect(f *os.File) bool {
 	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
 	return err == nil && flags&unix.O_DIRECT != 0
+}
+
+// scatter copies src into the buffers of iov and returns the bytes copied.
+func scatter(iov [][]byte, src []byte) int {
+	n := 0
+	for _, b := range iov {
+		if n == len(src) {
+			break
+		}
+		n += copy(b, src[n:])
+	}
+	return n
+}
+
+// gather copies from the buffers of iov, starting skip bytes in, into dst.
+func gather(dst []byte, iov [][]byte, skip uint64) {
+	n := 0
+	for _, b := range iov {
+		if skip >= uint64(len(b)) {
+			skip -= uint64(len(b))
+			continue
+		}
+		n += copy(dst[n:], b[skip:])
+		skip = 0
+		if n == len(dst) {
+			return
+		}
+	}
+}
+
+// scatterAt copies src into iov starting skip bytes in.
+func scatterAt(iov [][]byte, skip uint64, src []byte) {
+	n := 0
+	for _, b := range iov {
+		if skip >= uint64(len(b)) {
+			skip -= uint64(len(b))
+			continue
+		}
+		n += copy(b[skip:], src[n:])
+		skip = 0
+		if n == len(src) {
+			return
+		}
+	}
 }
