@@ -165,6 +165,8 @@ func (e *env) rootCommand() *cobra.Command {
 			Short: n.short,
 			Args:  unknownCommand,
 			RunE:  func(c *cobra.Command, _ []string) error { return missingCommand(c) },
+			// cobra sets the distance of the root only.
+			SuggestionsMinimumDistance: 2,
 		}
 		for _, v := range n.verbs {
 			nc.AddCommand(e.verbCommand(n.name, v))
@@ -206,11 +208,9 @@ func unknownCommand(c *cobra.Command, args []string) error {
 	return usageError{msg: msg}
 }
 
-// missingCommand answers a noun without its verb: the list of verbs on
-// stderr, exit 2 (asked for with --help, the same goes to stdout, exit 0).
+// missingCommand answers a noun without its verb with a short usage
+// error (exit 2); --help lists the verbs on stdout, exit 0.
 func missingCommand(c *cobra.Command) error {
-	c.SetOut(c.ErrOrStderr())
-	c.Usage()
 	return usageError{msg: "missing command"}
 }
 

@@ -140,17 +140,22 @@ func loadProfile(ctx context.Context, name string) (profile, error) {
 	if cfg.BaseEndpoint != nil {
 		p.Endpoint = *cfg.BaseEndpoint
 	}
+	// The profile's ca_bundle names the account CA of its endpoint, so
+	// it wins over AWS_CA_BUNDLE, which hosts often set to the system's
+	// bundle for every AWS tool.
+	var envCA string
 	for _, src := range cfg.ConfigSources {
 		switch s := src.(type) {
 		case config.EnvConfig:
-			if p.CABundle == "" {
-				p.CABundle = s.CustomCABundle
-			}
+			envCA = s.CustomCABundle
 		case config.SharedConfig:
 			if p.CABundle == "" {
 				p.CABundle = s.CustomCABundle
 			}
 		}
+	}
+	if p.CABundle == "" {
+		p.CABundle = envCA
 	}
 	if p.Endpoint == "" {
 		// azote's files before it used the AWS ones said endpoint.
