@@ -68,7 +68,7 @@ func imageBuild(e *env, fs *pflag.FlagSet) runFunc {
 			Progress: func(s string) { e.progress("  %s", s) },
 		}
 		e.progress("building image %q ...", *name)
-		art, err := image.Build(opts)
+		art, err := buildCancellable(ctx, opts)
 		if err != nil {
 			return err
 		}
@@ -157,3 +157,24 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func (s *stringList) Type() string { return "PATH" }
+
+// buildCancellable runs the local build, which knows no context, so that
+// Ctrl-C ends the command at once: nothing has been uploaded yet, and the
+// build writes only its download cache, which a later build reuses.
+func buildCancellable(ctx context.Context, opts image.BuildOptions) (*image.Artifacts, error) {
+	type result struct {
+		art *image.Artifacts
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		art, err := image.Build(opts)
+		done <- result{art, err}
+	}()
+	select {
+	case r := <-done:
+		return r.art, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cancelled before anything was uploaded")
+	}
+}

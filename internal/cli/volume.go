@@ -72,12 +72,75 @@ func volumeCreate(e *env, fs *pflag.FlagSet) runFunc {
 			return usageError{msg: err.Error()}
 		}
 		req.SizeBytes = n
-		v, err := e.client.CreateVolume(ctx, req)
+		var v api.Volume
+		if req.Image == "" {
+			v, err = e.client.CreateVolume(ctx, req)
+		} else {
+			v, err = e.createFromImage(ctx, req)
+		}
 		if err != nil {
 			return err
 		}
 		return showVolume(e, v)
 	}
+}
+
+// progressEvery is how often a long operation says it is still going.
+var progressEvery = 5 * time.Second
+
+// createFromImage creates a volume filled from an image, which takes a
+// while: it says so every few seconds, and Ctrl-C cancels it. azoted
+// records a volume only once its fill is complete, and removes the file
+// of a fill whose request went away; should the cancel arrive after the
+// record was made, the named volume this call created is deleted, so
+// nothing is left half-made.
+func (e *env) createFromImage(ctx context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
+	start := time.Now()
+	type answer struct {
+		v   api.Volume
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		v, err := e.client.CreateVolume(ctx, req)
+		done <- answer{v, err}
+	}()
+	e.progress("creating a %d MiB volume filled from image %s (Ctrl-C cancels) ...", req.SizeBytes>>20, req.Image)
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-done:
+			if a.err == nil {
+				e.progress("%s filled in %.1f s", a.v.ID, time.Since(start).Seconds())
+				return a.v, nil
+			}
+			if ctx.Err() == nil {
+				return a.v, a.err
+			}
+			return a.v, e.undoCreate(req, start)
+		case <-tick.C:
+			e.progress("  still filling from image %s: %.0f s", req.Image, time.Since(start).Seconds())
+		}
+	}
+}
+
+// undoCreate removes what a cancelled create may have left.
+func (e *env) undoCreate(req api.CreateVolumeRequest, start time.Time) error {
+	cancelled := fmt.Errorf("cancelled: azoted discards a volume whose fill did not finish")
+	if req.Name == "" {
+		return cancelled
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := e.client.DescribeVolume(ctx, req.Name)
+	if err != nil || v.CreatedAt.Before(start) || v.SourceImage == "" {
+		return cancelled // nothing was recorded (or not by this call)
+	}
+	if _, err := e.client.DeleteVolume(ctx, v.ID, true); err != nil {
+		return fmt.Errorf("cancelled, but volume %s was created and could not be deleted: %w", v.ID, err)
+	}
+	return fmt.Errorf("cancelled: volume %s, created as the cancel arrived, was deleted", v.ID)
 }
 
 func showVolume(e *env, v api.Volume) error {
