@@ -124,9 +124,13 @@ func TestEmitQueryYAML(t *testing.T) {
 }
 
 func TestParseMetrics(t *testing.T) {
-	s, err := parseMetrics("# HELP x y\n# TYPE x counter\nx 3\ny{a=\"1\",b=\"q\\\"z\"} 2.5 1700000000\n")
-	if err != nil || len(s) != 2 || s[0].Name != "x" || s[0].Value != 3 || s[1].Labels["b"] != `q"z` || s[1].Value != 2.5 {
+	s, err := parseMetrics("# HELP x y\n# TYPE x counter\nx 3\ny{a=\"1\",b=\"q\\\"z\"} 2.5 1700000000\nz NaN\n")
+	if err != nil || s[0].Name != "x" || s[0].Value != 3 || s[1].Labels["b"] != `q"z` || s[1].Value != 2.5 || len(s) != 3 {
 		t.Fatalf("%+v %v", s, err)
+	}
+	var out bytes.Buffer
+	if err := (&env{stdout: &out, output: "json"}).emit(s); err != nil || !strings.Contains(out.String(), `"NaN"`) {
+		t.Errorf("NaN as JSON: %v %s", err, out.String())
 	}
 }
 

@@ -3,8 +3,10 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -70,7 +72,24 @@ func hostMetrics(e *env, fs *pflag.FlagSet) runFunc {
 type sample struct {
 	Name   string            `json:"Name"`
 	Labels map[string]string `json:"Labels,omitempty"`
-	Value  float64           `json:"Value"`
+	Value  promValue         `json:"Value"`
+}
+
+// promValue is a sample's value; NaN and ±Inf, which JSON cannot
+// carry as numbers, are written as Prometheus writes them ("NaN", "+Inf").
+type promValue float64
+
+func (v promValue) MarshalJSON() ([]byte, error) {
+	f := float64(v)
+	switch {
+	case math.IsNaN(f):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(f, 1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(f, -1):
+		return []byte(`"-Inf"`), nil
+	}
+	return json.Marshal(f)
 }
 
 // parseMetrics reads the Prometheus text exposition format (comments,
@@ -120,7 +139,7 @@ func parseMetrics(text string) ([]sample, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metrics line %d: %v", n, err)
 		}
-		s.Value = v
+		s.Value = promValue(v)
 		out = append(out, s)
 	}
 	return out, sc.Err()
