@@ -139,8 +139,9 @@ func TestParseMetrics(t *testing.T) {
 func TestSaveProfileKeepsComments(t *testing.T) {
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "credentials")
-	t.Setenv("AZOTE_CREDENTIALS_FILE", creds)
-	t.Setenv("AWS_CONFIG_FILE", "")
+	t.Setenv("AZOTE_CREDENTIALS_FILE", "")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", creds)
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
 	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	before := "# my keys\n[other]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = s1 ; theirs\n\n[admin]\n# rotated monthly\naws_access_key_id = AKIAOLD\naws_secret_access_key = old\ncli_pager =\n"
@@ -191,5 +192,30 @@ func TestSocketHint(t *testing.T) {
 	}
 	if err := socketHint(syscall.ENOENT, "/x"); strings.Contains(err.Error(), "hint") {
 		t.Errorf("hint on ENOENT: %v", err)
+	}
+}
+
+// AZOTE_CREDENTIALS_FILE keeps azote's one-file format: the e2e tests and
+// older scripts read endpoint and ca_bundle from it.
+func TestSaveProfileAzoteFile(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials")
+	for _, v := range []string{"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AZOTE_CREDENTIALS_FILE", creds)
+	if _, err := saveProfile(profile{Name: "admin", AccessKeyID: "AKIA1", Secret: "s", Endpoint: "https://h:1", CABundle: "/ca.pem", Region: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(creds)
+	if string(got) != "[admin]\naws_access_key_id = AKIA1\naws_secret_access_key = s\nendpoint = https://h:1\nca_bundle = /ca.pem\nregion = local\n" {
+		t.Errorf("%q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config")); err == nil {
+		t.Errorf("a config file was written beside AZOTE_CREDENTIALS_FILE")
+	}
+	p, err := loadProfile(context.Background(), "admin")
+	if err != nil || p.Endpoint != "https://h:1" || p.CABundle != "/ca.pem" || p.AccessKeyID != "AKIA1" {
+		t.Errorf("%+v %v", p, err)
 	}
 }

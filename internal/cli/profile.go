@@ -53,7 +53,8 @@ func credentialsFile() string {
 }
 
 // configFile is the shared config file: AWS_CONFIG_FILE, the file named
-// config beside AZOTE_CREDENTIALS_FILE, or ~/.aws/config.
+// config beside AZOTE_CREDENTIALS_FILE (read if it is there; azote writes
+// whole profiles into AZOTE_CREDENTIALS_FILE), or ~/.aws/config.
 func configFile() string {
 	if f := os.Getenv("AWS_CONFIG_FILE"); f != "" {
 		return f
@@ -214,7 +215,8 @@ func (p profile) client() (*client.Client, error) {
 
 // saveProfile writes (or updates) a profile: its keys into the
 // credentials file, its endpoint_url, ca_bundle and region into the config
-// file. Every other line of both files (comments, other profiles, keys
+// file (with AZOTE_CREDENTIALS_FILE, all of it into that file, as azote
+// wrote profiles before it used the AWS files). Every other line of both files (comments, other profiles, keys
 // azote does not know) is kept as it was; the files are the owner's only
 // (0600), written atomically. It returns the credentials file's path.
 func saveProfile(p profile) (string, error) {
@@ -224,6 +226,12 @@ func saveProfile(p profile) (string, error) {
 		{"aws_session_token", p.SessionToken},
 	}
 	cpath := credentialsFile()
+	if os.Getenv("AZOTE_CREDENTIALS_FILE") != "" {
+		// azote's own file keeps its format: one section holding the
+		// keys, endpoint, ca_bundle and region.
+		all := append(creds, [2]string{"endpoint", p.Endpoint}, [2]string{"ca_bundle", p.CABundle}, [2]string{"region", p.Region})
+		return cpath, editINI(cpath, p.Name, all)
+	}
 	if err := editINI(cpath, p.Name, creds); err != nil {
 		return "", err
 	}

@@ -105,14 +105,18 @@ func (e *env) createFromImage(ctx context.Context, req api.CreateVolumeRequest) 
 		v, err := e.client.CreateVolume(ctx, req)
 		done <- answer{v, err}
 	}()
-	e.progress("creating a %d MiB volume filled from image %s (Ctrl-C cancels) ...", req.SizeBytes>>20, req.Image)
+	// A quick fill says nothing: only one that takes a while reports,
+	// so stderr holds just the error line when the image is refused.
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
+	ticked := false
 	for {
 		select {
 		case a := <-done:
 			if a.err == nil {
-				e.progress("%s filled in %.1f s", a.v.ID, time.Since(start).Seconds())
+				if ticked {
+					e.progress("%s filled in %.1f s", a.v.ID, time.Since(start).Seconds())
+				}
 				return a.v, nil
 			}
 			if ctx.Err() == nil {
@@ -120,7 +124,8 @@ func (e *env) createFromImage(ctx context.Context, req api.CreateVolumeRequest) 
 			}
 			return a.v, e.undoCreate(req, start)
 		case <-tick.C:
-			e.progress("  still filling from image %s: %.0f s", req.Image, time.Since(start).Seconds())
+			ticked = true
+			e.progress("filling the volume from image %s: %.0f s (Ctrl-C cancels)", req.Image, time.Since(start).Seconds())
 		}
 	}
 }

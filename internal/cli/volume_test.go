@@ -51,7 +51,7 @@ func TestVolumeCreateFromImageCancel(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "was deleted") || !deleted.Load() {
 		t.Fatalf("err %v, deleted %v", err, deleted.Load())
 	}
-	if !strings.Contains(stderr.String(), "still filling") {
+	if !strings.Contains(stderr.String(), "filling the volume from image default") {
 		t.Errorf("no progress: %q", stderr.String())
 	}
 }
