@@ -41,6 +41,7 @@ import (
 
 	"github.com/azote/azote/bench/internal/host"
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/client"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/iam/mfa"
 )
@@ -189,7 +190,7 @@ func load(url string, caPEM []byte, creds *aws.Credentials, dur time.Duration, c
 // setupAccount initialises the account over the local socket and makes
 // a read-only user with an access key.
 func setupAccount(sock, state string) (aws.Credentials, []byte, error) {
-	c := api.NewClient(sock)
+	c := client.New(sock)
 	ctx := context.Background()
 	var begin struct {
 		Device api.NewVirtualMFADevice `json:"Device"`
@@ -225,7 +226,7 @@ func auditStats(sock string) (audit.Stats, error) {
 	var out struct {
 		Stats audit.Stats `json:"Stats"`
 	}
-	err := api.NewClient(sock).Call(context.Background(), "audit:GetTrailInfo", nil, &out)
+	err := client.New(sock).Call(context.Background(), "audit:GetTrailInfo", nil, &out)
 	return out.Stats, err
 }
 

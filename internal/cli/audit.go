@@ -5,18 +5,23 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
+	"github.com/spf13/pflag"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/client"
 	"github.com/azote/azote/internal/audit"
 )
 
-var auditCommands = map[string]command{
-	"lookup":   {"search the audit trail (--principal --event-name --resource --error-code --since)", auditLookup},
-	"validate": {"check the trail's digest chain: modified, deleted, missing, out-of-chain files", auditValidate},
-	"collect":  {"copy the trail off the host over the signed API, validating the chain as it goes", auditCollect},
+var auditCommands = []command{
+	{use: "lookup", short: "search the audit trail (--principal --event-name --resource --error-code --start-time --end-time)", build: auditLookup,
+		example: "azote audit lookup --principal alice --start-time 2h --errors"},
+	{use: "validate", short: "check the trail's digest chain: modified, deleted, missing, out-of-chain files", build: auditValidate,
+		example: "azote audit validate --start-time 24h"},
+	{use: "collect", short: "copy the trail off the host over the signed API, validating the chain as it goes", build: auditCollect,
+		example: "azote audit collect --dir /srv/trail --interval 5m --profile auditor"},
 }
 
 // auditEvent is the part of a record the CLI shows.
@@ -77,103 +82,99 @@ func parseWhen(s string) (time.Time, error) {
 	return t, nil
 }
 
-func auditLookup(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("audit lookup")
+func auditLookup(e *env, fs *pflag.FlagSet) runFunc {
 	var r api.LookupEventsRequest
 	fs.StringVar(&r.Principal, "principal", "", "ARN, user name or access key id")
 	fs.StringVar(&r.EventName, "event-name", "", "e.g. RunInstances")
 	fs.StringVar(&r.Resource, "resource", "", "text of a resource ARN or request parameter")
 	fs.StringVar(&r.ErrorCode, "error-code", "", "e.g. AccessDenied")
 	fs.BoolVar(&r.OnlyErrors, "errors", false, "only failed or refused calls")
-	start := fs.String("start", "", "from (RFC 3339, or a duration ago: 2h)")
-	end := fs.String("end", "", "to (RFC 3339, or a duration ago)")
+	start := fs.String("start-time", "", "from (RFC 3339, or a duration ago: 2h); old names --start, --since")
+	end := fs.String("end-time", "", "to (RFC 3339, or a duration ago); old name --end")
 	fs.IntVar(&r.Limit, "limit", 100, "at most this many events, newest first")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	var err error
-	if r.StartTime, err = parseWhen(*start); err != nil {
-		return usageError{msg: err.Error()}
-	}
-	if r.EndTime, err = parseWhen(*end); err != nil {
-		return usageError{msg: err.Error()}
-	}
-	var raw struct {
-		Events []json.RawMessage `json:"Events"`
-	}
-	if err := e.client.Call(ctx, "audit:LookupEvents", r, &raw); err != nil {
-		return err
-	}
-	if e.output == "json" {
-		return e.json(raw.Events)
-	}
-	var rows [][]string
-	for _, m := range raw.Events {
-		var ev auditEvent
-		json.Unmarshal(m, &ev)
-		result := "ok"
-		if ev.ErrorCode != "" {
-			result = ev.ErrorCode
+	return func(ctx context.Context, pos []string) error {
+		var err error
+		if r.StartTime, err = parseWhen(*start); err != nil {
+			return usageError{msg: err.Error()}
 		}
-		rows = append(rows, []string{ev.EventTime, ev.who(), strings.TrimSuffix(ev.EventSource, ".azote") + ":" + ev.EventName, ev.SourceIP, result, ev.target()})
+		if r.EndTime, err = parseWhen(*end); err != nil {
+			return usageError{msg: err.Error()}
+		}
+		var raw struct {
+			Events []json.RawMessage `json:"Events"`
+		}
+		if err := e.client.Call(ctx, "audit:LookupEvents", r, &raw); err != nil {
+			return err
+		}
+		if e.structured() {
+			return e.emit(raw.Events)
+		}
+		var rows [][]string
+		for _, m := range raw.Events {
+			var ev auditEvent
+			json.Unmarshal(m, &ev)
+			result := "ok"
+			if ev.ErrorCode != "" {
+				result = ev.ErrorCode
+			}
+			rows = append(rows, []string{ev.EventTime, ev.who(), strings.TrimSuffix(ev.EventSource, ".azote") + ":" + ev.EventName, ev.SourceIP, result, ev.target()})
+		}
+		e.table("TIME\tPRINCIPAL\tEVENT\tSOURCE\tRESULT\tTARGET", rows)
+		return nil
 	}
-	e.table("TIME\tPRINCIPAL\tEVENT\tSOURCE\tRESULT\tTARGET", rows)
-	return nil
 }
 
-func auditValidate(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("audit validate")
-	from := fs.String("from", "", "start of the period (RFC 3339 or a duration ago)")
-	to := fs.String("to", "", "end of the period")
+func auditValidate(e *env, fs *pflag.FlagSet) runFunc {
+	from := fs.String("start-time", "", "start of the period (RFC 3339 or a duration ago: 24h); old name --from")
+	to := fs.String("end-time", "", "end of the period (RFC 3339 or a duration ago); old name --to")
 	dir := fs.String("dir", "", "validate a local copy (made by audit collect) with its pinned keys instead of asking azoted")
 	keysFrom := fs.String("keys", "", "with --dir: trust these keys (a PEM file, or a directory of them such as azoted's audit-keys) instead of the copy's pinned ones; never the trail's own public-keys/")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	if *keysFrom != "" && *dir == "" {
-		return usageError{msg: "--keys needs --dir"}
-	}
-	f, err := parseWhen(*from)
-	if err != nil {
-		return usageError{msg: err.Error()}
-	}
-	t, err := parseWhen(*to)
-	if err != nil {
-		return usageError{msg: err.Error()}
-	}
-	var rep audit.Report
-	if *dir != "" {
-		keys, err := validationKeys(*dir, *keysFrom)
+	return func(ctx context.Context, pos []string) error {
+		if *keysFrom != "" && *dir == "" {
+			return usageError{msg: "--keys needs --dir"}
+		}
+		f, err := parseWhen(*from)
 		if err != nil {
+			return usageError{msg: err.Error()}
+		}
+		t, err := parseWhen(*to)
+		if err != nil {
+			return usageError{msg: err.Error()}
+		}
+		var rep audit.Report
+		if *dir != "" {
+			keys, err := validationKeys(*dir, *keysFrom)
+			if err != nil {
+				return err
+			}
+			if rep, err = audit.Validate(*dir, keys, f, t); err != nil {
+				return err
+			}
+		} else if err := e.client.Call(ctx, "audit:ValidateLogs", api.ValidateLogsRequest{StartTime: f, EndTime: t, Rotate: true}, &rep); err != nil {
 			return err
 		}
-		if rep, err = audit.Validate(*dir, keys, f, t); err != nil {
-			return err
+		if e.structured() {
+			if err := e.emit(rep); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(e.stdout, "%d digest file(s), %d log file(s) checked", rep.Digests, rep.LogFiles)
+			if !rep.From.IsZero() {
+				fmt.Fprintf(e.stdout, ", %s to %s", rep.From.UTC().Format(time.RFC3339), rep.To.UTC().Format(time.RFC3339))
+			}
+			fmt.Fprintln(e.stdout)
+			for _, p := range rep.Problems {
+				fmt.Fprintf(e.stdout, "%-15s %s: %s\n", p.Kind, p.File, p.Detail)
+			}
+			if len(rep.Problems) == 0 {
+				fmt.Fprintln(e.stdout, "the trail is intact")
+			}
 		}
-	} else if err := e.client.Call(ctx, "audit:ValidateLogs", api.ValidateLogsRequest{StartTime: f, EndTime: t, Rotate: true}, &rep); err != nil {
-		return err
+		if len(rep.Problems) > 0 {
+			return fmt.Errorf("%d problem(s) in the audit trail", len(rep.Problems))
+		}
+		return nil
 	}
-	if e.output == "json" {
-		if err := e.json(rep); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(e.stdout, "%d digest file(s), %d log file(s) checked", rep.Digests, rep.LogFiles)
-		if !rep.From.IsZero() {
-			fmt.Fprintf(e.stdout, ", %s to %s", rep.From.UTC().Format(time.RFC3339), rep.To.UTC().Format(time.RFC3339))
-		}
-		fmt.Fprintln(e.stdout)
-		for _, p := range rep.Problems {
-			fmt.Fprintf(e.stdout, "%-15s %s: %s\n", p.Kind, p.File, p.Detail)
-		}
-		if len(rep.Problems) == 0 {
-			fmt.Fprintln(e.stdout, "the trail is intact")
-		}
-	}
-	if len(rep.Problems) > 0 {
-		return fmt.Errorf("%d problem(s) in the audit trail", len(rep.Problems))
-	}
-	return nil
 }
 
 // validationKeys are the keys to validate the trail in dir with: those in
@@ -206,7 +207,7 @@ func validationKeys(dir, keysFrom string) (map[string]*rsa.PublicKey, error) {
 }
 
 // apiSource pulls trail files over the signed API.
-type apiSource struct{ c *api.Client }
+type apiSource struct{ c *client.Client }
 
 func (s apiSource) List(ctx context.Context, after string) ([]string, error) {
 	var out struct {
@@ -220,69 +221,67 @@ func (s apiSource) Fetch(ctx context.Context, rel string) ([]byte, error) {
 	return s.c.AuditFile(ctx, rel)
 }
 
-func auditCollect(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("audit collect")
+func auditCollect(e *env, fs *pflag.FlagSet) runFunc {
 	dir := fs.String("dir", "", "where to keep the copy (created)")
 	interval := fs.Duration("interval", 0, "keep collecting at this interval (0: once)")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	if *dir == "" {
-		return usageError{msg: "--dir is required"}
-	}
-	if err := os.MkdirAll(*dir, 0o700); err != nil {
-		return err
-	}
-	for {
-		var pinned *rsa.PublicKey
-		keys, err := audit.TrustedKeys(*dir)
-		if err != nil || len(keys) == 0 {
-			// First collection: trust the host's current key, once.
-			var info struct {
-				PublicKey string `json:"PublicKey"`
+	return func(ctx context.Context, pos []string) error {
+		if *dir == "" {
+			return usageError{msg: "--dir is required"}
+		}
+		if err := os.MkdirAll(*dir, 0o700); err != nil {
+			return err
+		}
+		for {
+			var pinned *rsa.PublicKey
+			keys, err := audit.TrustedKeys(*dir)
+			if err != nil || len(keys) == 0 {
+				// First collection: trust the host's current key, once.
+				var info struct {
+					PublicKey string `json:"PublicKey"`
+				}
+				if err := e.client.Call(ctx, "audit:GetTrailInfo", nil, &info); err != nil {
+					return err
+				}
+				k, _, err := audit.ParsePublicKeyPEM([]byte(info.PublicKey))
+				if err != nil {
+					return err
+				}
+				pinned = k
+				e.progress("pinning the trail's signing key (first collection)")
 			}
-			if err := e.client.Call(ctx, "audit:GetTrailInfo", nil, &info); err != nil {
-				return err
+			res, err := audit.Collect(ctx, apiSource{e.client}, *dir, pinned)
+			if e.structured() {
+				e.emit(res)
+			} else {
+				fmt.Fprintf(e.stdout, "%s listed %d, fetched %d, unchanged %d; copy: %d digest(s), %d log file(s), %d problem(s)\n",
+					time.Now().UTC().Format(time.RFC3339), res.Listed, res.Fetched, res.Unchanged, res.Report.Digests, res.Report.LogFiles, len(res.Report.Problems))
+				for _, p := range res.Rewritten {
+					fmt.Fprintf(e.stdout, "REWRITTEN on the host: %s (collected copy kept)\n", p)
+				}
+				for _, p := range res.Deleted {
+					fmt.Fprintf(e.stdout, "DELETED on the host: %s (collected copy kept)\n", p)
+				}
+				for _, p := range res.Refused {
+					fmt.Fprintf(e.stdout, "REFUSED digest: %s\n", p)
+				}
+				for _, p := range res.Report.Problems {
+					fmt.Fprintf(e.stdout, "%-15s %s: %s\n", p.Kind, p.File, p.Detail)
+				}
 			}
-			k, _, err := audit.ParsePublicKeyPEM([]byte(info.PublicKey))
 			if err != nil {
 				return err
 			}
-			pinned = k
-			e.progress("pinning the trail's signing key (first collection)")
-		}
-		res, err := audit.Collect(ctx, apiSource{e.client}, *dir, pinned)
-		if e.output == "json" {
-			e.json(res)
-		} else {
-			fmt.Fprintf(e.stdout, "%s listed %d, fetched %d, unchanged %d; copy: %d digest(s), %d log file(s), %d problem(s)\n",
-				time.Now().UTC().Format(time.RFC3339), res.Listed, res.Fetched, res.Unchanged, res.Report.Digests, res.Report.LogFiles, len(res.Report.Problems))
-			for _, p := range res.Rewritten {
-				fmt.Fprintf(e.stdout, "REWRITTEN on the host: %s (collected copy kept)\n", p)
+			if len(res.Rewritten)+len(res.Deleted)+len(res.Refused)+len(res.Report.Problems) > 0 {
+				return fmt.Errorf("the host's trail does not match what was collected")
 			}
-			for _, p := range res.Deleted {
-				fmt.Fprintf(e.stdout, "DELETED on the host: %s (collected copy kept)\n", p)
+			if *interval <= 0 {
+				return nil
 			}
-			for _, p := range res.Refused {
-				fmt.Fprintf(e.stdout, "REFUSED digest: %s\n", p)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(*interval):
 			}
-			for _, p := range res.Report.Problems {
-				fmt.Fprintf(e.stdout, "%-15s %s: %s\n", p.Kind, p.File, p.Detail)
-			}
-		}
-		if err != nil {
-			return err
-		}
-		if len(res.Rewritten)+len(res.Deleted)+len(res.Refused)+len(res.Report.Problems) > 0 {
-			return fmt.Errorf("the host's trail does not match what was collected")
-		}
-		if *interval <= 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(*interval):
 		}
 	}
 }

@@ -2,20 +2,21 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/client"
 )
 
 // env carries what every command needs.
@@ -23,180 +24,264 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	socket         string
-	output         string // "table" or "json"
-	// profile selects signed HTTPS access with a credentials profile;
-	// endpoint overrides the profile's endpoint.
+	output         string // "table", "json" or "yaml"
+	query          string // a jq expression applied to the JSON form
+	// profile selects signed HTTPS access with a profile of the AWS
+	// shared config and credentials files; endpoint overrides its
+	// endpoint_url.
 	profile  string
 	endpoint string
-	client   *api.Client
+	region   string
+	client   *client.Client
+	local    bool // the client talks to the local socket
 }
 
+// runFunc runs a verb with its positional arguments once flags are parsed.
+type runFunc func(ctx context.Context, pos []string) error
+
+// command is one verb: use is "verb ARG..." (the arguments are counted
+// and checked), short its one-line summary, example one command line.
+// build binds the verb's flags to fs and returns what runs it.
 type command struct {
-	summary string
-	run     func(ctx context.Context, e *env, args []string) error
+	use, short, long, example string
+	build                     func(e *env, fs *pflag.FlagSet) runFunc
+	// textOnly verbs print text that has no JSON or YAML form; they
+	// refuse -o json|yaml and --query instead of ignoring them.
+	textOnly bool
+	// noClient verbs do not talk to azoted (or connect themselves).
+	noClient bool
 }
 
-var nouns = map[string]map[string]command{
-	"instance": instanceCommands,
-	"image":    imageCommands,
-	"volume":   volumeCommands,
-	"host": {
-		"info":    {"show the host's CPU, memory, virtualization and engine", hostInfo},
-		"metrics": {"print azoted's Prometheus metrics", hostMetrics},
-	},
-	"init":  {"": {"create the account: root MFA, the first admin user and its key", initAccount}},
-	"iam":   iamCommands,
-	"sts":   stsCommands,
-	"audit": auditCommands,
+type noun struct {
+	name, short string
+	verbs       []command
+}
+
+func nouns() []noun {
+	return []noun{
+		{"instance", "run, inspect and end instances (micro-VMs)", instanceCommands},
+		{"image", "build, list and delete boot images", imageCommands},
+		{"volume", "create, attach and delete volumes", volumeCommands},
+		{"host", "the host azoted runs on", hostCommands},
+		{"iam", "users, groups, roles, policies, access keys and MFA", iamCommands()},
+		{"sts", "temporary credentials and who you are", stsCommands},
+		{"audit", "search, validate and collect the audit trail", auditCommands},
+	}
 }
 
 // usageError is a mistake on the command line (exit status 2).
 type usageError struct {
-	msg     string
-	printed bool // the flag package already told the user
+	msg string
 }
 
 func (u usageError) Error() string { return u.msg }
 
-// Main runs the CLI and returns the exit status.
+// Main runs the CLI and returns the exit status: 0, 1 when the command
+// failed, 2 when the command line was wrong.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdin: os.Stdin, stdout: stdout, stderr: stderr, socket: os.Getenv("AZOTE_SOCKET"), output: "table",
-		profile: os.Getenv("AZOTE_PROFILE"), endpoint: os.Getenv("AZOTE_ENDPOINT")}
-	if e.socket == "" {
-		e.socket = api.DefaultSocket
-	}
-	if len(args) < 1 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stderr)
-		return 2
-	}
-	verbs, ok := nouns[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "azote: unknown command %q\n", args[0])
-		usage(stderr)
-		return 2
-	}
-	if _, single := verbs[""]; single {
-		// A command without verbs (azote init).
-		args = append([]string{args[0], ""}, args[1:]...)
-	}
-	if len(args) < 2 {
-		verbUsage(stderr, args[0], verbs)
-		return 2
-	}
-	cmd, ok := verbs[args[1]]
-	if !ok {
-		fmt.Fprintf(stderr, "azote: unknown command \"%s %s\"\n", args[0], args[1])
-		verbUsage(stderr, args[0], verbs)
-		return 2
-	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	err := cmd.run(ctx, e, args[2:])
+	return run(ctx, args, os.Stdin, stdout, stderr)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := e.rootCommand()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
-		if !errors.Is(err, flag.ErrHelp) && !ue.printed {
-			fmt.Fprintf(stderr, "azote %s %s: %s\n", args[0], args[1], ue.msg)
+	if errors.As(err, &ue) {
+		path := "azote"
+		if cmd != nil {
+			path = cmd.CommandPath()
 		}
+		fmt.Fprintf(stderr, "%s: %s\n", path, ue.msg)
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", path)
 		return 2
 	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		fmt.Fprintf(stderr, "azote: %s: %s\n", ae.Code, ae.Message)
 	} else {
+		if e.local {
+			err = socketHint(err, e.socket)
+		}
 		fmt.Fprintf(stderr, "azote: %v\n", err)
 	}
 	return 1
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: azote <noun> <verb> [flags] [args]")
-	var ns []string
-	for n := range nouns {
-		ns = append(ns, n)
+const rootLong = `azote runs micro-VMs with encrypted volumes on one host.
+
+Without credentials it talks to azoted's root-only unix socket (--socket,
+AZOTE_SOCKET). With a profile (--profile, AZOTE_PROFILE or AWS_PROFILE) or
+AWS_ACCESS_KEY_ID it signs requests to the HTTPS API with the SDK's SigV4
+signer. Profiles are read with the AWS SDK's loader from ~/.aws/config and
+~/.aws/credentials (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE; for the
+credentials file also AZOTE_CREDENTIALS_FILE), so one profile, with its
+endpoint_url and ca_bundle, serves both azote and aws.
+
+Every command prints a table (-o table), JSON (-o json) or YAML (-o yaml);
+--query filters the JSON form with a jq expression.`
+
+// rootCommand builds the command tree bound to e.
+func (e *env) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "azote",
+		Short: "the command-line client of azoted",
+		Long:  rootLong,
+		Example: `  azote instance run --name web --vcpus 2 --memory 512
+  azote volume list -o json --query '.[].ID'`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          unknownCommand,
+		RunE:          func(c *cobra.Command, _ []string) error { return missingCommand(c) },
+		CompletionOptions: cobra.CompletionOptions{
+			// completion bash|zsh|fish|powershell, listed with the rest.
+			HiddenDefaultCmd: false,
+		},
 	}
-	sort.Strings(ns)
-	for _, n := range ns {
-		verbUsage(w, n, nouns[n])
+	root.SetIn(e.stdin)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{msg: err.Error()} })
+	root.SetGlobalNormalizationFunc(normalizeFlag)
+
+	pf := root.PersistentFlags()
+	pf.StringVarP(&e.output, "output", "o", "table", "output format: table, json or yaml")
+	pf.StringVar(&e.query, "query", "", "jq expression applied to the JSON output, e.g. '.[].ID' (implies -o json unless -o yaml)")
+	pf.StringVar(&e.socket, "socket", envOr("AZOTE_SOCKET", api.DefaultSocket), "azoted's unix socket (AZOTE_SOCKET)")
+	pf.StringVar(&e.profile, "profile", os.Getenv("AZOTE_PROFILE"), "profile of the AWS config and credentials files for the signed HTTPS API (AZOTE_PROFILE, AWS_PROFILE)")
+	pf.StringVar(&e.endpoint, "endpoint", os.Getenv("AZOTE_ENDPOINT"), "HTTPS endpoint, overriding the profile's endpoint_url (AZOTE_ENDPOINT, AWS_ENDPOINT_URL)")
+	pf.StringVar(&e.region, "region", "", "signing region, overriding the profile's (AWS_REGION)")
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return e.checkOutput(c) }
+
+	for _, n := range nouns() {
+		nc := &cobra.Command{
+			Use:   n.name,
+			Short: n.short,
+			Args:  unknownCommand,
+			RunE:  func(c *cobra.Command, _ []string) error { return missingCommand(c) },
+			// cobra sets the distance of the root only.
+			SuggestionsMinimumDistance: 2,
+		}
+		for _, v := range n.verbs {
+			nc.AddCommand(e.verbCommand(n.name, v))
+		}
+		root.AddCommand(nc)
 	}
-	fmt.Fprintln(w, "\nEvery command takes -o json. Without a profile it talks to the local root-only socket")
-	fmt.Fprintln(w, "(--socket, AZOTE_SOCKET); with --profile NAME (AZOTE_PROFILE) it signs requests to the")
-	fmt.Fprintln(w, "HTTPS API with that profile of ~/.azote/credentials (AZOTE_CREDENTIALS_FILE).")
+	root.AddCommand(e.verbCommand("", initCommand), e.verbCommand("", versionCommand))
+	return root
 }
 
-func verbUsage(w io.Writer, noun string, verbs map[string]command) {
-	var vs []string
-	for v := range verbs {
-		vs = append(vs, v)
+// normalizeFlag maps the old names of the time-range flags to AWS's.
+func normalizeFlag(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	switch name {
+	case "start", "from", "since":
+		name = "start-time"
+	case "end", "to":
+		name = "end-time"
 	}
-	sort.Strings(vs)
-	for _, v := range vs {
-		fmt.Fprintf(w, "  azote %-31s %s\n", strings.TrimSpace(noun+" "+v), verbs[v].summary)
-	}
+	return pflag.NormalizedName(name)
 }
 
-// flags returns a FlagSet with the common flags bound to e.
-func (e *env) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.StringVar(&e.output, "o", e.output, "output format: table or json")
-	fs.StringVar(&e.socket, "socket", e.socket, "azoted's unix socket")
-	fs.StringVar(&e.profile, "profile", e.profile, "credentials profile for the signed HTTPS API")
-	fs.StringVar(&e.endpoint, "endpoint", e.endpoint, "HTTPS endpoint (overrides the profile's)")
-	return fs
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
-// parse parses flags that may come before or after positional arguments,
-// and checks the number of positionals.
-func (e *env) parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+// unknownCommand refuses arguments to a command that only has
+// subcommands, suggesting the nearest ones.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q", args[0])
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+	}
+	return usageError{msg: msg}
+}
+
+// missingCommand answers a noun without its verb with a short usage
+// error (exit 2); --help lists the verbs on stdout, exit 0.
+func missingCommand(c *cobra.Command) error {
+	return usageError{msg: "missing command"}
+}
+
+// verbCommand makes the cobra command of one verb.
+func (e *env) verbCommand(nounName string, v command) *cobra.Command {
+	words := strings.Fields(v.use)
+	nargs := 0
+	for _, w := range words[1:] {
+		if !strings.HasPrefix(w, "[") {
+			nargs++
+		}
+	}
+	var run runFunc
+	example := "  azote " + strings.TrimSpace(nounName+" "+words[0])
+	if v.example != "" {
+		example = "  " + strings.ReplaceAll(v.example, "\n", "\n  ")
+	}
+	c := &cobra.Command{
+		Use:     v.use,
+		Short:   v.short,
+		Long:    v.long,
+		Example: example,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != nargs {
+				want := "no arguments"
+				if nargs > 0 {
+					want = strings.Join(words[1:], " ")
+				}
+				return usageError{msg: fmt.Sprintf("want %s, got %d argument(s)", want, len(args))}
 			}
-			return nil, usageError{msg: err.Error(), printed: true}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if v.textOnly && (e.output != "table" || e.query != "") {
+				return usageError{msg: fmt.Sprintf("-o %s/--query: %s prints text only; it has no JSON or YAML form", e.output, c.CommandPath())}
+			}
+			if !v.noClient {
+				if err := e.connect(c.Context()); err != nil {
+					return err
+				}
+			}
+			return run(c.Context(), args)
+		},
 	}
-	if len(pos) != len(positional) {
-		want := "no arguments"
-		if len(positional) > 0 {
-			want = strings.Join(positional, " ")
-		}
-		return nil, usageError{msg: fmt.Sprintf("want %s, got %d argument(s)", want, len(pos))}
+	if v.long == "" && v.short != "" {
+		c.Long = strings.ToUpper(v.short[:1]) + v.short[1:] + "."
 	}
-	if e.output != "table" && e.output != "json" {
-		return nil, usageError{msg: fmt.Sprintf("-o %q: want table or json", e.output)}
-	}
-	if e.profile == "" && e.endpoint == "" {
-		e.client = api.NewClient(e.socket)
-		return pos, nil
-	}
-	p, err := loadProfile(e.profile)
-	if err != nil {
-		return nil, err
-	}
-	if e.endpoint != "" {
-		p.Endpoint = e.endpoint
-	}
-	if e.client, err = p.client(); err != nil {
-		return nil, err
-	}
-	return pos, nil
+	run = v.build(e, c.Flags())
+	return c
 }
 
-func (e *env) json(v any) error {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// checkOutput validates -o and --query before any command runs.
+func (e *env) checkOutput(*cobra.Command) error {
+	switch e.output {
+	case "table", "json", "yaml":
+	default:
+		return usageError{msg: fmt.Sprintf("-o %q: want table, json or yaml", e.output)}
+	}
+	if e.query != "" {
+		if _, err := compileQuery(e.query); err != nil {
+			return usageError{msg: err.Error()}
+		}
+		if e.output == "table" {
+			e.output = "json"
+		}
+	}
+	return nil
 }
+
+// structured reports whether output is JSON or YAML rather than a table.
+func (e *env) structured() bool { return e.output != "table" }
 
 func (e *env) progress(format string, args ...any) {
 	if e.output == "table" {
@@ -227,49 +312,4 @@ func (e *env) kv(pairs [][2]string) {
 func ago(t time.Time) string {
 	d := time.Since(t).Round(time.Second)
 	return d.String() + " ago"
-}
-
-func hostInfo(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("host info")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	h, err := e.client.HostInfo(ctx)
-	if err != nil {
-		return err
-	}
-	if e.output == "json" {
-		return e.json(h)
-	}
-	yes := func(b bool) string {
-		if b {
-			return "yes"
-		}
-		return "no"
-	}
-	e.kv([][2]string{
-		{"CPU", h.CPUModel},
-		{"Cores", fmt.Sprint(h.Cores)},
-		{"Memory", fmt.Sprintf("%d MiB total, %d MiB available", h.MemTotalMiB, h.MemAvailMiB)},
-		{"Hardware virtualization", yes(h.HardwareVirt) + " (" + h.VirtReason + ")"},
-		{"AES-NI", yes(h.AESNI)},
-		{"AVX2", yes(h.AVX2)},
-		{"Kernel", h.Kernel},
-		{"Engine", h.Engine + " (accel " + h.Accel + ")"},
-		{"azoted", h.Version},
-	})
-	return nil
-}
-
-func hostMetrics(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("host metrics")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	m, err := e.client.Metrics(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = io.WriteString(e.stdout, m)
-	return err
 }

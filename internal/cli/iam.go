@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/spf13/pflag"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/azote/azote/internal/api"
-	"github.com/azote/azote/internal/iam"
 )
 
 // opFlag maps one command-line flag to a field of an operation's request.
@@ -82,39 +82,73 @@ var iamOps = map[string]opCommand{
 	"get-account-summary": {op: "iam:GetAccountSummary", summary: "show the account"},
 }
 
-var iamCommands = func() map[string]command {
-	m := map[string]command{
-		"create-virtual-mfa-device": {"create a virtual MFA device and show its QR code", mfaCreate},
-		"enable-mfa-device":         {"enrol an MFA device with two consecutive codes", mfaEnable},
-		"history":                   {"who changed which permission when, from the audit trail", iamHistory},
-		"export":                    {"print the permission state as JSON (no secrets)", iamExport},
-		"diff":                      {"compare the permission state with a saved export", iamDiff},
+// iamCommands lists the iam verbs: the operation verbs of iamOps, sorted,
+// and the ones with code of their own.
+func iamCommands() []command {
+	cmds := []command{
+		{use: "create-virtual-mfa-device", short: "create a virtual MFA device and show its QR code", build: mfaCreate,
+			example: "azote iam create-virtual-mfa-device --virtual-mfa-device-name alice --profile admin"},
+		{use: "enable-mfa-device", short: "enrol an MFA device with two consecutive codes", build: mfaEnable,
+			example: "azote iam enable-mfa-device --serial-number arn:aws:iam::123456789012:mfa/alice --authentication-code1 123456 --authentication-code2 654321"},
+		{use: "history", short: "show who changed which permission when, from the audit trail", build: iamHistory,
+			example: "azote iam history --principal alice --start-time 168h"},
+		{use: "export", short: "print the permission state as JSON (no secrets)", build: iamExport,
+			example: "azote iam export > iam.json"},
+		{use: "diff SAVED.json", short: "compare the permission state with a saved export", build: iamDiff,
+			example: "azote iam diff iam.json"},
+	}
+	ops := iamOperations()
+	verbs := make([]string, 0, len(ops))
+	for v := range ops {
+		verbs = append(verbs, v)
+	}
+	sort.Strings(verbs)
+	for _, v := range verbs {
+		oc := ops[v]
+		cmds = append(cmds, command{use: v, short: oc.summary, build: oc.build, example: oc.example(v)})
+	}
+	return cmds
+}
+
+// iamOperations is iamOps with the verbs made per kind of principal.
+func iamOperations() map[string]opCommand {
+	ops := map[string]opCommand{}
+	for k, v := range iamOps {
+		ops[k] = v
 	}
 	for _, kind := range []struct{ noun, flag, field string }{{"user", "user-name", "UserName"}, {"group", "group-name", "GroupName"}, {"role", "role-name", "RoleName"}} {
 		id := opFlag{flag: kind.flag, field: kind.field, usage: kind.noun + " name", required: true}
 		title := strings.ToUpper(kind.noun[:1]) + kind.noun[1:]
-		iamOps["attach-"+kind.noun+"-policy"] = opCommand{op: "iam:Attach" + title + "Policy", summary: "attach a managed policy to a " + kind.noun, flags: []opFlag{id, fPolArn}}
-		iamOps["detach-"+kind.noun+"-policy"] = opCommand{op: "iam:Detach" + title + "Policy", summary: "detach a managed policy from a " + kind.noun, flags: []opFlag{id, fPolArn}}
-		iamOps["put-"+kind.noun+"-policy"] = opCommand{op: "iam:Put" + title + "Policy", summary: "set an inline policy of a " + kind.noun, flags: []opFlag{id, fPolName, fPolDoc}}
-		iamOps["delete-"+kind.noun+"-policy"] = opCommand{op: "iam:Delete" + title + "Policy", summary: "delete an inline policy of a " + kind.noun, flags: []opFlag{id, fPolName}}
+		ops["attach-"+kind.noun+"-policy"] = opCommand{op: "iam:Attach" + title + "Policy", summary: "attach a managed policy to a " + kind.noun, flags: []opFlag{id, fPolArn}}
+		ops["detach-"+kind.noun+"-policy"] = opCommand{op: "iam:Detach" + title + "Policy", summary: "detach a managed policy from a " + kind.noun, flags: []opFlag{id, fPolArn}}
+		ops["put-"+kind.noun+"-policy"] = opCommand{op: "iam:Put" + title + "Policy", summary: "set an inline policy of a " + kind.noun, flags: []opFlag{id, fPolName, fPolDoc}}
+		ops["delete-"+kind.noun+"-policy"] = opCommand{op: "iam:Delete" + title + "Policy", summary: "delete an inline policy of a " + kind.noun, flags: []opFlag{id, fPolName}}
 	}
-	for verb, oc := range iamOps {
-		m[verb] = command{oc.summary, oc.run(verb)}
-	}
-	return m
-}()
+	return ops
+}
 
-// run makes the command function of an operation verb.
-func (oc opCommand) run(verb string) func(ctx context.Context, e *env, args []string) error {
-	return func(ctx context.Context, e *env, args []string) error {
-		fs := e.flags(verb)
-		vals := map[string]*string{}
-		for _, f := range oc.flags {
-			vals[f.flag] = fs.String(f.flag, "", f.usage)
+// example is one command line of an operation verb, with its required
+// flags filled in with sample values.
+func (oc opCommand) example(verb string) string {
+	samples := map[string]string{"user-name": "alice", "group-name": "ops", "role-name": "ops", "policy-arn": "ReadOnlyAccess",
+		"policy-name": "dev-volumes", "policy-document": "file://policy.json", "assume-role-policy-document": "file://trust.json",
+		"access-key-id": "AKIAEXAMPLE", "serial-number": "arn:aws:iam::123456789012:mfa/alice", "status": "Inactive"}
+	line := "azote iam " + verb
+	for _, f := range oc.flags {
+		if f.required {
+			line += " --" + f.flag + " " + samples[f.flag]
 		}
-		if _, err := e.parse(fs, args); err != nil {
-			return err
-		}
+	}
+	return line
+}
+
+// build binds an operation verb's flags and returns what runs it.
+func (oc opCommand) build(e *env, fs *pflag.FlagSet) runFunc {
+	vals := map[string]*string{}
+	for _, f := range oc.flags {
+		vals[f.flag] = fs.String(f.flag, "", f.usage)
+	}
+	return func(ctx context.Context, pos []string) error {
 		body := map[string]any{}
 		for _, f := range oc.flags {
 			v := *vals[f.flag]
@@ -168,11 +202,11 @@ func readDoc(v string) (string, error) {
 // lists with columns; otherwise indented JSON, which is the most readable
 // form of nested IAM objects.
 func (e *env) render(out any, listField string, columns []string) error {
-	if e.output == "json" || len(columns) == 0 {
+	if e.structured() || len(columns) == 0 {
 		if m, ok := out.(map[string]any); ok && len(m) == 0 {
 			return nil
 		}
-		return e.json(out)
+		return e.emit(out)
 	}
 	list := out
 	if listField != "" {
@@ -219,103 +253,94 @@ func cell(v any) string {
 	return fmt.Sprint(v)
 }
 
-func mfaCreate(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("iam create-virtual-mfa-device")
+func mfaCreate(e *env, fs *pflag.FlagSet) runFunc {
 	name := fs.String("virtual-mfa-device-name", "", "device name")
 	user := fs.String("user-name", "", "user the device is for (default: yourself)")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, pos []string) error {
+		if *name == "" {
+			return usageError{msg: "--virtual-mfa-device-name is required"}
+		}
+		var d api.NewVirtualMFADevice
+		if err := e.client.Call(ctx, "iam:CreateVirtualMFADevice", api.CreateVirtualMFADeviceRequest{VirtualMFADeviceName: *name, UserName: *user}, &d); err != nil {
+			return err
+		}
+		if e.structured() {
+			return e.emit(d)
+		}
+		showDevice(e, d)
+		fmt.Fprintf(e.stdout, "\nEnrol it: azote iam enable-mfa-device --serial-number %s --authentication-code1 CODE --authentication-code2 NEXT-CODE\n", d.SerialNumber)
+		return nil
 	}
-	if *name == "" {
-		return usageError{msg: "--virtual-mfa-device-name is required"}
-	}
-	var d iam.NewVirtualMFADevice
-	if err := e.client.Call(ctx, "iam:CreateVirtualMFADevice", iam.CreateVirtualMFADeviceRequest{VirtualMFADeviceName: *name, UserName: *user}, &d); err != nil {
-		return err
-	}
-	if e.output == "json" {
-		return e.json(d)
-	}
-	showDevice(e, d)
-	fmt.Fprintf(e.stdout, "\nEnrol it: azote iam enable-mfa-device --serial-number %s --authentication-code1 CODE --authentication-code2 NEXT-CODE\n", d.SerialNumber)
-	return nil
 }
 
-func showDevice(e *env, d iam.NewVirtualMFADevice) {
+func showDevice(e *env, d api.NewVirtualMFADevice) {
 	fmt.Fprintln(e.stdout, "Scan this with an authenticator app (or type the secret):")
 	fmt.Fprintln(e.stdout, d.QRCode)
 	e.kv([][2]string{{"Serial", d.SerialNumber}, {"Secret (base32)", d.Base32StringSeed}, {"URI", d.URI}})
 }
 
-func mfaEnable(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("iam enable-mfa-device")
-	var r iam.EnableMFADeviceRequest
+func mfaEnable(e *env, fs *pflag.FlagSet) runFunc {
+	var r api.EnableMFADeviceRequest
 	fs.StringVar(&r.UserName, "user-name", "", "user (default: yourself)")
 	fs.StringVar(&r.SerialNumber, "serial-number", "", "device serial (ARN)")
 	fs.StringVar(&r.AuthenticationCode1, "authentication-code1", "", "a code")
 	fs.StringVar(&r.AuthenticationCode2, "authentication-code2", "", "the next code")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	if r.SerialNumber == "" || r.AuthenticationCode1 == "" || r.AuthenticationCode2 == "" {
-		return usageError{msg: "--serial-number, --authentication-code1 and --authentication-code2 are required"}
-	}
-	if err := e.client.Call(ctx, "iam:EnableMFADevice", r, nil); err != nil {
-		return err
-	}
-	e.progress("MFA device %s enabled", r.SerialNumber)
-	return nil
-}
-
-func iamExport(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("iam export")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	var snap iam.Snapshot
-	if err := e.client.Call(ctx, "iam:ExportState", nil, &snap); err != nil {
-		return err
-	}
-	return e.json(snap)
-}
-
-func iamDiff(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("iam diff")
-	pos, err := e.parse(fs, args, "SAVED.json")
-	if err != nil {
-		return err
-	}
-	raw, err := os.ReadFile(pos[0])
-	if err != nil {
-		return err
-	}
-	var saved iam.Snapshot
-	if err := json.Unmarshal(raw, &saved); err != nil {
-		return fmt.Errorf("%s: %w", pos[0], err)
-	}
-	var cur iam.Snapshot
-	if err := e.client.Call(ctx, "iam:ExportState", nil, &cur); err != nil {
-		return err
-	}
-	changes := iam.Diff(saved, cur)
-	if e.output == "json" {
-		if changes == nil {
-			changes = []iam.Change{}
+	return func(ctx context.Context, pos []string) error {
+		if r.SerialNumber == "" || r.AuthenticationCode1 == "" || r.AuthenticationCode2 == "" {
+			return usageError{msg: "--serial-number, --authentication-code1 and --authentication-code2 are required"}
 		}
-		if err := e.json(changes); err != nil {
+		if err := e.client.Call(ctx, "iam:EnableMFADevice", r, nil); err != nil {
 			return err
 		}
-	} else if len(changes) == 0 {
-		fmt.Fprintln(e.stdout, "no changes since", pos[0])
-	} else {
-		for _, c := range changes {
-			fmt.Fprintln(e.stdout, c)
+		e.progress("MFA device %s enabled", r.SerialNumber)
+		return nil
+	}
+}
+
+func iamExport(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		var snap api.Snapshot
+		if err := e.client.Call(ctx, "iam:ExportState", nil, &snap); err != nil {
+			return err
 		}
+		return e.emit(snap)
 	}
-	if len(changes) > 0 {
-		return errDrift{n: len(changes)}
+}
+
+func iamDiff(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		raw, err := os.ReadFile(pos[0])
+		if err != nil {
+			return err
+		}
+		var saved api.Snapshot
+		if err := json.Unmarshal(raw, &saved); err != nil {
+			return fmt.Errorf("%s: %w", pos[0], err)
+		}
+		var cur api.Snapshot
+		if err := e.client.Call(ctx, "iam:ExportState", nil, &cur); err != nil {
+			return err
+		}
+		changes := api.Diff(saved, cur)
+		if e.structured() {
+			if changes == nil {
+				changes = []api.Change{}
+			}
+			if err := e.emit(changes); err != nil {
+				return err
+			}
+		} else if len(changes) == 0 {
+			fmt.Fprintln(e.stdout, "no changes since", pos[0])
+		} else {
+			for _, c := range changes {
+				fmt.Fprintln(e.stdout, c)
+			}
+		}
+		if len(changes) > 0 {
+			return errDrift{n: len(changes)}
+		}
+		return nil
 	}
-	return nil
 }
 
 // errDrift makes `iam diff` exit non-zero when the state drifted, like
@@ -325,39 +350,42 @@ type errDrift struct{ n int }
 func (d errDrift) Error() string { return fmt.Sprintf("%d change(s) since the saved state", d.n) }
 
 // iamHistory lists the permission changes recorded in the audit trail.
-func iamHistory(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("iam history")
+func iamHistory(e *env, fs *pflag.FlagSet) runFunc {
 	principal := fs.String("principal", "", "only changes made by this principal (ARN, user name or key id)")
-	since := fs.Duration("since", 0, "only changes in this period, e.g. 168h")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	req := api.LookupEventsRequest{Principal: *principal, Limit: 10000}
-	if *since > 0 {
-		req.StartTime = time.Now().Add(-*since)
-	}
-	var out struct {
-		Events []auditEvent `json:"Events"`
-	}
-	if err := e.client.Call(ctx, "audit:LookupEvents", req, &out); err != nil {
-		return err
-	}
-	var changes []auditEvent
-	for _, ev := range out.Events {
-		if ev.EventSource == "iam.azote" && !ev.ReadOnly && ev.ErrorCode == "" {
-			changes = append(changes, ev)
+	start := fs.String("start-time", "", "only changes from this time (RFC 3339, or a duration ago: 168h); old name --since")
+	end := fs.String("end-time", "", "only changes up to this time (RFC 3339, or a duration ago)")
+	return func(ctx context.Context, pos []string) error {
+		req := api.LookupEventsRequest{Principal: *principal, Limit: 10000}
+		var err error
+		if req.StartTime, err = parseWhen(*start); err != nil {
+			return usageError{msg: err.Error()}
 		}
-	}
-	if e.output == "json" {
-		if changes == nil {
-			changes = []auditEvent{}
+		if req.EndTime, err = parseWhen(*end); err != nil {
+			return usageError{msg: err.Error()}
 		}
-		return e.json(changes)
+		var out struct {
+			Events []auditEvent `json:"Events"`
+		}
+		if err := e.client.Call(ctx, "audit:LookupEvents", req, &out); err != nil {
+			return err
+		}
+		var changes []auditEvent
+		for _, ev := range out.Events {
+			if ev.EventSource == "iam.azote" && !ev.ReadOnly && ev.ErrorCode == "" {
+				changes = append(changes, ev)
+			}
+		}
+		if e.structured() {
+			if changes == nil {
+				changes = []auditEvent{}
+			}
+			return e.emit(changes)
+		}
+		var rows [][]string
+		for _, ev := range changes {
+			rows = append(rows, []string{ev.EventTime, ev.who(), ev.EventName, ev.target()})
+		}
+		e.table("TIME\tWHO\tCHANGE\tTARGET", rows)
+		return nil
 	}
-	var rows [][]string
-	for _, ev := range changes {
-		rows = append(rows, []string{ev.EventTime, ev.who(), ev.EventName, ev.target()})
-	}
-	e.table("TIME\tWHO\tCHANGE\tTARGET", rows)
-	return nil
 }

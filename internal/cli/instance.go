@@ -6,23 +6,33 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/azote/azote/internal/api"
 )
 
-var instanceCommands = map[string]command{
-	"run":       {"launch an instance and wait until its agent is ready", instanceRun},
-	"list":      {"list instances", instanceList},
-	"describe":  {"show one instance", instanceDescribe},
-	"console":   {"print the serial console (-f to follow)", instanceConsole},
-	"stop":      {"power an instance off (guest shutdown, then forced)", instanceStop},
-	"start":     {"start a stopped instance", instanceStart},
-	"reboot":    {"reboot an instance's guest", instanceReboot},
-	"terminate": {"end an instance and delete its files", instanceTerminate},
-	"modify":    {"change instance attributes (--termination-protection)", instanceModify},
+var instanceCommands = []command{
+	{use: "run", short: "launch an instance and wait until its agent is ready", build: instanceRun,
+		example: "azote instance run --name web --image default --vcpus 2 --memory 512 --volume data --tag env=dev"},
+	{use: "list", short: "list instances", build: instanceList,
+		example: "azote instance list -o json --query '.[] | select(.State == \"running\") | .ID'"},
+	{use: "describe INSTANCE", short: "show one instance (by id or name)", build: instanceDescribe,
+		example: "azote instance describe web"},
+	{use: "console INSTANCE", short: "print an instance's serial console (-f to follow)", build: instanceConsole, textOnly: true,
+		example: "azote instance console web --follow"},
+	{use: "stop INSTANCE", short: "power an instance off (guest shutdown, then forced)", build: instanceStop,
+		example: "azote instance stop web"},
+	{use: "start INSTANCE", short: "start a stopped instance", build: instanceStart,
+		example: "azote instance start web --timeout 1m"},
+	{use: "reboot INSTANCE", short: "reboot an instance's guest", build: instanceReboot,
+		example: "azote instance reboot web"},
+	{use: "terminate INSTANCE", short: "end an instance and delete its files", build: instanceTerminate,
+		example: "azote instance terminate web"},
+	{use: "modify INSTANCE", short: "change an instance's attributes (--termination-protection)", build: instanceModify,
+		example: "azote instance modify web --termination-protection=false"},
 }
 
-func instanceRun(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance run")
+func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.RunInstanceRequest
 	fs.StringVar(&req.Name, "name", "", "instance name (default: its id)")
 	fs.StringVar(&req.Image, "image", "default", "image id or name")
@@ -36,28 +46,27 @@ func instanceRun(ctx context.Context, e *env, args []string) error {
 	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	req.Volumes = vols
-	if len(tags) > 0 {
-		req.Tags = tags
-	}
-	start := time.Now()
-	e.progress("launching %d vCPU / %d MiB instance from image %s ...", req.VCPUs, req.MemoryMiB, req.Image)
-	inst, err := e.client.RunInstance(ctx, req)
-	if err != nil {
-		return err
-	}
-	e.progress("%s launched (engine %s/%s, pid %d); waiting for the guest agent ...", inst.ID, inst.Engine, inst.Accel, inst.PID)
-	if !*noWait {
-		if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
+	return func(ctx context.Context, pos []string) error {
+		req.Volumes = vols
+		if len(tags) > 0 {
+			req.Tags = tags
+		}
+		start := time.Now()
+		e.progress("launching %d vCPU / %d MiB instance from image %s ...", req.VCPUs, req.MemoryMiB, req.Image)
+		inst, err := e.client.RunInstance(ctx, req)
+		if err != nil {
 			return err
 		}
-		e.progress("%s is running: agent ready %d ms after launch (%.2f s since this command started)",
-			inst.ID, inst.BootMs, time.Since(start).Seconds())
+		e.progress("%s launched (engine %s/%s, pid %d); waiting for the guest agent ...", inst.ID, inst.Engine, inst.Accel, inst.PID)
+		if !*noWait {
+			if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
+				return err
+			}
+			e.progress("%s is running: agent ready %d ms after launch (%.2f s since this command started)",
+				inst.ID, inst.BootMs, time.Since(start).Seconds())
+		}
+		return showInstance(e, inst)
 	}
-	return showInstance(e, inst)
 }
 
 // waitReady waits until the instance reports ready in a boot after
@@ -81,34 +90,32 @@ func waitReady(ctx context.Context, e *env, id string, boot int, timeout time.Du
 	return inst, nil
 }
 
-func instanceList(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance list")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
-	}
-	list, err := e.client.ListInstances(ctx)
-	if err != nil {
-		return err
-	}
-	if e.output == "json" {
-		return e.json(list)
-	}
-	var rows [][]string
-	for _, i := range list {
-		boot := ""
-		if i.BootMs > 0 {
-			boot = strconv.FormatInt(i.BootMs, 10) + " ms"
+func instanceList(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		list, err := e.client.ListInstances(ctx)
+		if err != nil {
+			return err
 		}
-		rows = append(rows, []string{i.ID, i.Name, i.State, strconv.Itoa(i.VCPUs), strconv.Itoa(i.MemoryMiB),
-			i.ImageID, i.Engine + "/" + i.Accel, boot, ago(i.CreatedAt)})
+		if e.structured() {
+			return e.emit(list)
+		}
+		var rows [][]string
+		for _, i := range list {
+			boot := ""
+			if i.BootMs > 0 {
+				boot = strconv.FormatInt(i.BootMs, 10) + " ms"
+			}
+			rows = append(rows, []string{i.ID, i.Name, i.State, strconv.Itoa(i.VCPUs), strconv.Itoa(i.MemoryMiB),
+				i.ImageID, i.Engine + "/" + i.Accel, boot, ago(i.CreatedAt)})
+		}
+		e.table("ID\tNAME\tSTATE\tVCPUS\tMEMORY_MIB\tIMAGE\tENGINE\tBOOT\tCREATED", rows)
+		return nil
 	}
-	e.table("ID\tNAME\tSTATE\tVCPUS\tMEMORY_MIB\tIMAGE\tENGINE\tBOOT\tCREATED", rows)
-	return nil
 }
 
 func showInstance(e *env, i api.Instance) error {
-	if e.output == "json" {
-		return e.json(i)
+	if e.structured() {
+		return e.emit(i)
 	}
 	ts := func(t *time.Time) string {
 		if t == nil {
@@ -155,131 +162,110 @@ func showInstance(e *env, i api.Instance) error {
 	return nil
 }
 
-func instanceDescribe(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance describe")
-	pos, err := e.parse(fs, args, "INSTANCE")
-	if err != nil {
-		return err
+func instanceDescribe(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		inst, err := e.client.DescribeInstance(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		return showInstance(e, inst)
 	}
-	inst, err := e.client.DescribeInstance(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	return showInstance(e, inst)
 }
 
-func instanceConsole(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance console")
-	follow := fs.Bool("f", false, "follow new output until interrupted")
+func instanceConsole(e *env, fs *pflag.FlagSet) runFunc {
+	follow := fs.BoolP("follow", "f", false, "follow new output until interrupted")
 	tail := fs.Int64("tail", 64<<10, "bytes of earlier output to print")
 	raw := fs.Bool("raw", false, "print the guest's bytes unchanged, escape sequences included (by default they are removed and control characters shown as ^X)")
-	pos, err := e.parse(fs, args, "INSTANCE")
-	if err != nil {
+	return func(ctx context.Context, pos []string) error {
+		if *raw {
+			return e.client.Console(ctx, pos[0], *tail, *follow, e.stdout)
+		}
+		// The guest writes these bytes: they must not drive the terminal.
+		tw := newTermWriter(e.stdout)
+		err := e.client.Console(ctx, pos[0], *tail, *follow, tw)
+		if ferr := tw.Flush(); err == nil {
+			err = ferr
+		}
 		return err
 	}
-	if *raw {
-		return e.client.Console(ctx, pos[0], *tail, *follow, e.stdout)
-	}
-	// The guest writes these bytes: they must not drive the terminal.
-	tw := newTermWriter(e.stdout)
-	err = e.client.Console(ctx, pos[0], *tail, *follow, tw)
-	if ferr := tw.Flush(); err == nil {
-		err = ferr
-	}
-	return err
 }
 
-func instanceStop(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance stop")
+func instanceStop(e *env, fs *pflag.FlagSet) runFunc {
 	force := fs.Bool("force", false, "end the machine at once instead of asking the guest")
-	pos, err := e.parse(fs, args, "INSTANCE")
-	if err != nil {
-		return err
+	return func(ctx context.Context, pos []string) error {
+		e.progress("stopping %s ...", pos[0])
+		inst, err := e.client.InstanceAction(ctx, pos[0], "stop", api.StopInstanceRequest{Force: *force})
+		if err != nil {
+			return err
+		}
+		return showInstance(e, inst)
 	}
-	e.progress("stopping %s ...", pos[0])
-	inst, err := e.client.InstanceAction(ctx, pos[0], "stop", api.StopInstanceRequest{Force: *force})
-	if err != nil {
-		return err
-	}
-	return showInstance(e, inst)
 }
 
-func instanceStart(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance start")
+func instanceStart(e *env, fs *pflag.FlagSet) runFunc {
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
-	pos, err := e.parse(fs, args, "INSTANCE")
-	if err != nil {
-		return err
-	}
-	inst, err := e.client.InstanceAction(ctx, pos[0], "start", nil)
-	if err != nil {
-		return err
-	}
-	e.progress("%s launched (pid %d); waiting for the guest agent ...", inst.ID, inst.PID)
-	if !*noWait {
-		if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
+	return func(ctx context.Context, pos []string) error {
+		inst, err := e.client.InstanceAction(ctx, pos[0], "start", nil)
+		if err != nil {
 			return err
 		}
-		e.progress("%s is running: agent ready %d ms after launch", inst.ID, inst.BootMs)
+		e.progress("%s launched (pid %d); waiting for the guest agent ...", inst.ID, inst.PID)
+		if !*noWait {
+			if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
+				return err
+			}
+			e.progress("%s is running: agent ready %d ms after launch", inst.ID, inst.BootMs)
+		}
+		return showInstance(e, inst)
 	}
-	return showInstance(e, inst)
 }
 
-func instanceReboot(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance reboot")
+func instanceReboot(e *env, fs *pflag.FlagSet) runFunc {
 	noWait := fs.Bool("no-wait", false, "return once the guest was asked to reboot")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
-	pos, err := e.parse(fs, args, "INSTANCE")
-	if err != nil {
-		return err
-	}
-	inst, err := e.client.InstanceAction(ctx, pos[0], "reboot", nil)
-	if err != nil {
-		return err
-	}
-	if !*noWait {
-		e.progress("rebooting %s; waiting for the guest agent ...", inst.ID)
-		if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount+1, *timeout); err != nil {
+	return func(ctx context.Context, pos []string) error {
+		inst, err := e.client.InstanceAction(ctx, pos[0], "reboot", nil)
+		if err != nil {
 			return err
 		}
-		e.progress("%s is running again: agent ready %d ms after reset", inst.ID, inst.BootMs)
+		if !*noWait {
+			e.progress("rebooting %s; waiting for the guest agent ...", inst.ID)
+			if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount+1, *timeout); err != nil {
+				return err
+			}
+			e.progress("%s is running again: agent ready %d ms after reset", inst.ID, inst.BootMs)
+		}
+		return showInstance(e, inst)
 	}
-	return showInstance(e, inst)
 }
 
-func instanceTerminate(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance terminate")
-	pos, err := e.parse(fs, args, "INSTANCE")
-	if err != nil {
-		return err
+func instanceTerminate(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		e.progress("terminating %s ...", pos[0])
+		inst, err := e.client.InstanceAction(ctx, pos[0], "terminate", nil)
+		if err != nil {
+			return err
+		}
+		return showInstance(e, inst)
 	}
-	e.progress("terminating %s ...", pos[0])
-	inst, err := e.client.InstanceAction(ctx, pos[0], "terminate", nil)
-	if err != nil {
-		return err
-	}
-	return showInstance(e, inst)
 }
 
-func instanceModify(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("instance modify")
+func instanceModify(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.ModifyInstanceRequest
 	fs.Func("termination-protection", "true or false", func(s string) error {
 		b, err := strconv.ParseBool(s)
 		req.TerminationProtection = &b
 		return err
 	})
-	pos, err := e.parse(fs, args, "INSTANCE")
-	if err != nil {
-		return err
+	return func(ctx context.Context, pos []string) error {
+		if req.TerminationProtection == nil {
+			return usageError{msg: "nothing to change: give --termination-protection=true|false"}
+		}
+		inst, err := e.client.ModifyInstance(ctx, pos[0], req)
+		if err != nil {
+			return err
+		}
+		return showInstance(e, inst)
 	}
-	if req.TerminationProtection == nil {
-		return usageError{msg: "nothing to change: give --termination-protection=true|false"}
-	}
-	inst, err := e.client.ModifyInstance(ctx, pos[0], req)
-	if err != nil {
-		return err
-	}
-	return showInstance(e, inst)
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/spf13/pflag"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,15 +12,19 @@ import (
 	"github.com/azote/azote/internal/api"
 )
 
-var volumeCommands = map[string]command{
-	"create":   {"create a volume (--size 1G --kind instance-store|persistent)", volumeCreate},
-	"list":     {"list volumes", volumeList},
-	"describe": {"show one volume", volumeDescribe},
-	"modify":   {"change volume attributes (--deletion-protection)", volumeModify},
-	"delete":   {"delete a volume (persistent: recoverable unless --now)", volumeDelete},
-	"restore":  {"restore a deleted persistent volume", volumeRestore},
-	"attach":   {"attach a volume to a stopped instance", volumeAttach},
-	"detach":   {"detach a volume from a stopped instance", volumeDetach},
+var volumeCommands = []command{
+	{use: "create", short: "create a volume (--size 1G --kind instance-store|persistent)", build: volumeCreate,
+		example: "azote volume create --name data --size 1G --tag env=dev"},
+	{use: "list", short: "list volumes", build: volumeList, example: "azote volume list -o yaml"},
+	{use: "describe VOLUME", short: "show one volume (by id or name)", build: volumeDescribe, example: "azote volume describe data"},
+	{use: "modify VOLUME", short: "change a volume's attributes (--deletion-protection)", build: volumeModify,
+		example: "azote volume modify data --deletion-protection=true"},
+	{use: "delete VOLUME", short: "delete a volume (persistent: recoverable unless --now)", build: volumeDelete,
+		example: "azote volume delete data --now"},
+	{use: "restore VOLUME", short: "restore a deleted persistent volume", build: volumeRestore, example: "azote volume restore data"},
+	{use: "attach VOLUME", short: "attach a volume to a stopped instance", build: volumeAttach,
+		example: "azote volume attach data --instance web --read-only"},
+	{use: "detach VOLUME", short: "detach a volume from a stopped instance", build: volumeDetach, example: "azote volume detach data"},
 }
 
 // parseSize reads 512M, 4G, 1T or a byte count.
@@ -42,8 +47,7 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func volumeCreate(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume create")
+func volumeCreate(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.CreateVolumeRequest
 	size := fs.String("size", "", "size, e.g. 1G")
 	fs.StringVar(&req.Name, "name", "", "volume name (default: its id)")
@@ -56,30 +60,97 @@ func volumeCreate(ctx context.Context, e *env, args []string) error {
 	tags := tagFlag{}
 	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
 	fs.StringVar(&req.Image, "image", "", "fill with an ext4 root filesystem holding this image's tree (persistent only)")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, pos []string) error {
+		if len(tags) > 0 {
+			req.Tags = tags
+		}
+		if *size == "" {
+			return usageError{msg: "--size is required"}
+		}
+		n, err := parseSize(*size)
+		if err != nil {
+			return usageError{msg: err.Error()}
+		}
+		req.SizeBytes = n
+		var v api.Volume
+		if req.Image == "" {
+			v, err = e.client.CreateVolume(ctx, req)
+		} else {
+			v, err = e.createFromImage(ctx, req)
+		}
+		if err != nil {
+			return err
+		}
+		return showVolume(e, v)
 	}
-	if len(tags) > 0 {
-		req.Tags = tags
+}
+
+// progressEvery is how often a long operation says it is still going.
+var progressEvery = 5 * time.Second
+
+// createFromImage creates a volume filled from an image, which takes a
+// while: it says so every few seconds, and Ctrl-C cancels it. azoted
+// records a volume only once its fill is complete, and removes the file
+// of a fill whose request went away; should the cancel arrive after the
+// record was made, the named volume this call created is deleted, so
+// nothing is left half-made.
+func (e *env) createFromImage(ctx context.Context, req api.CreateVolumeRequest) (api.Volume, error) {
+	start := time.Now()
+	type answer struct {
+		v   api.Volume
+		err error
 	}
-	if *size == "" {
-		return usageError{msg: "--size is required"}
+	done := make(chan answer, 1)
+	go func() {
+		v, err := e.client.CreateVolume(ctx, req)
+		done <- answer{v, err}
+	}()
+	// A quick fill says nothing: only one that takes a while reports,
+	// so stderr holds just the error line when the image is refused.
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	ticked := false
+	for {
+		select {
+		case a := <-done:
+			if a.err == nil {
+				if ticked {
+					e.progress("%s filled in %.1f s", a.v.ID, time.Since(start).Seconds())
+				}
+				return a.v, nil
+			}
+			if ctx.Err() == nil {
+				return a.v, a.err
+			}
+			return a.v, e.undoCreate(req, start)
+		case <-tick.C:
+			ticked = true
+			e.progress("filling the volume from image %s: %.0f s (Ctrl-C cancels)", req.Image, time.Since(start).Seconds())
+		}
 	}
-	n, err := parseSize(*size)
-	if err != nil {
-		return usageError{msg: err.Error()}
+}
+
+// undoCreate removes what a cancelled create may have left.
+func (e *env) undoCreate(req api.CreateVolumeRequest, start time.Time) error {
+	cancelled := fmt.Errorf("cancelled: azoted discards a volume whose fill did not finish")
+	if req.Name == "" {
+		return cancelled
 	}
-	req.SizeBytes = n
-	v, err := e.client.CreateVolume(ctx, req)
-	if err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := e.client.DescribeVolume(ctx, req.Name)
+	if err != nil || v.CreatedAt.Before(start) || v.SourceImage == "" {
+		return cancelled // nothing was recorded (or not by this call)
 	}
-	return showVolume(e, v)
+	if _, err := e.client.DeleteVolume(ctx, v.ID, true); err != nil {
+		return fmt.Errorf("cancelled, but volume %s was created and could not be deleted: %w", v.ID, err)
+	}
+	return fmt.Errorf("cancelled: volume %s, created as the cancel arrived, was deleted", v.ID)
 }
 
 func showVolume(e *env, v api.Volume) error {
-	if e.output == "json" {
-		return e.json(v)
+	if e.structured() {
+		return e.emit(v)
 	}
 	enc := "no (plaintext)"
 	if v.Encrypted {
@@ -105,119 +176,99 @@ func showVolume(e *env, v api.Volume) error {
 	return nil
 }
 
-func volumeList(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume list")
-	if _, err := e.parse(fs, args); err != nil {
-		return err
+func volumeList(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		list, err := e.client.ListVolumes(ctx)
+		if err != nil {
+			return err
+		}
+		if e.structured() {
+			return e.emit(list)
+		}
+		var rows [][]string
+		for _, v := range list {
+			rows = append(rows, []string{v.ID, v.Name, v.Kind, v.State, fmt.Sprintf("%.2f", float64(v.SizeBytes)/(1<<30)),
+				strconv.FormatBool(v.Encrypted), v.AttachedTo, ago(v.CreatedAt)})
+		}
+		e.table("ID\tNAME\tKIND\tSTATE\tSIZE_GIB\tENCRYPTED\tATTACHED_TO\tCREATED", rows)
+		return nil
 	}
-	list, err := e.client.ListVolumes(ctx)
-	if err != nil {
-		return err
-	}
-	if e.output == "json" {
-		return e.json(list)
-	}
-	var rows [][]string
-	for _, v := range list {
-		rows = append(rows, []string{v.ID, v.Name, v.Kind, v.State, fmt.Sprintf("%.2f", float64(v.SizeBytes)/(1<<30)),
-			strconv.FormatBool(v.Encrypted), v.AttachedTo, ago(v.CreatedAt)})
-	}
-	e.table("ID\tNAME\tKIND\tSTATE\tSIZE_GIB\tENCRYPTED\tATTACHED_TO\tCREATED", rows)
-	return nil
 }
 
-func volumeDescribe(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume describe")
-	pos, err := e.parse(fs, args, "VOLUME")
-	if err != nil {
-		return err
+func volumeDescribe(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		v, err := e.client.DescribeVolume(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		return showVolume(e, v)
 	}
-	v, err := e.client.DescribeVolume(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	return showVolume(e, v)
 }
 
-func volumeModify(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume modify")
+func volumeModify(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.ModifyVolumeRequest
 	fs.Func("deletion-protection", "true or false", func(s string) error {
 		b, err := strconv.ParseBool(s)
 		req.DeletionProtection = &b
 		return err
 	})
-	pos, err := e.parse(fs, args, "VOLUME")
-	if err != nil {
-		return err
+	return func(ctx context.Context, pos []string) error {
+		if req.DeletionProtection == nil {
+			return usageError{msg: "nothing to change: give --deletion-protection=true|false"}
+		}
+		v, err := e.client.ModifyVolume(ctx, pos[0], req)
+		if err != nil {
+			return err
+		}
+		return showVolume(e, v)
 	}
-	if req.DeletionProtection == nil {
-		return usageError{msg: "nothing to change: give --deletion-protection=true|false"}
-	}
-	v, err := e.client.ModifyVolume(ctx, pos[0], req)
-	if err != nil {
-		return err
-	}
-	return showVolume(e, v)
 }
 
-func volumeDelete(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume delete")
+func volumeDelete(e *env, fs *pflag.FlagSet) runFunc {
 	now := fs.Bool("now", false, "destroy at once (crypto-erase) instead of keeping it recoverable")
-	pos, err := e.parse(fs, args, "VOLUME")
-	if err != nil {
-		return err
+	return func(ctx context.Context, pos []string) error {
+		v, err := e.client.DeleteVolume(ctx, pos[0], *now)
+		if err != nil {
+			return err
+		}
+		return showVolume(e, v)
 	}
-	v, err := e.client.DeleteVolume(ctx, pos[0], *now)
-	if err != nil {
-		return err
-	}
-	return showVolume(e, v)
 }
 
-func volumeRestore(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume restore")
-	pos, err := e.parse(fs, args, "VOLUME")
-	if err != nil {
-		return err
+func volumeRestore(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		v, err := e.client.VolumeAction(ctx, pos[0], "restore", nil)
+		if err != nil {
+			return err
+		}
+		return showVolume(e, v)
 	}
-	v, err := e.client.VolumeAction(ctx, pos[0], "restore", nil)
-	if err != nil {
-		return err
-	}
-	return showVolume(e, v)
 }
 
-func volumeAttach(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume attach")
+func volumeAttach(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.AttachVolumeRequest
 	fs.StringVar(&req.Instance, "instance", "", "instance id or name (stopped)")
 	fs.BoolVar(&req.ReadOnly, "read-only", false, "attach read-only")
-	pos, err := e.parse(fs, args, "VOLUME")
-	if err != nil {
-		return err
+	return func(ctx context.Context, pos []string) error {
+		if req.Instance == "" {
+			return usageError{msg: "--instance is required"}
+		}
+		v, err := e.client.VolumeAction(ctx, pos[0], "attach", req)
+		if err != nil {
+			return err
+		}
+		return showVolume(e, v)
 	}
-	if req.Instance == "" {
-		return usageError{msg: "--instance is required"}
-	}
-	v, err := e.client.VolumeAction(ctx, pos[0], "attach", req)
-	if err != nil {
-		return err
-	}
-	return showVolume(e, v)
 }
 
-func volumeDetach(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("volume detach")
-	pos, err := e.parse(fs, args, "VOLUME")
-	if err != nil {
-		return err
+func volumeDetach(e *env, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		v, err := e.client.VolumeAction(ctx, pos[0], "detach", nil)
+		if err != nil {
+			return err
+		}
+		return showVolume(e, v)
 	}
-	v, err := e.client.VolumeAction(ctx, pos[0], "detach", nil)
-	if err != nil {
-		return err
-	}
-	return showVolume(e, v)
 }
 
 // volumeFlag collects repeated --volume VOL[:ro] flags.
@@ -269,3 +320,6 @@ func formatTags(tags map[string]string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+func (v *volumeFlag) Type() string { return "VOLUME[:ro]" }
+func (t tagFlag) Type() string     { return "KEY=VALUE" }

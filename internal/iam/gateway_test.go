@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/client"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/gateway"
@@ -64,7 +65,7 @@ func (e *env) gateway() *served {
 // call signs op with the credentials and returns the operation's error.
 func (g *served) call(creds sigv4.Credentials, op string, req, out any) error {
 	g.e.t.Helper()
-	c, err := api.NewNetworkClient(g.url, g.ca, creds, "local")
+	c, err := client.NewNetwork(g.url, g.ca, creds, "local")
 	if err != nil {
 		g.e.t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/client"
 )
 
 // TestBadInput sends every kind of bad request and checks that each gets
@@ -78,7 +79,7 @@ func TestBadInput(t *testing.T) {
 	}
 
 	// Malformed and oversized bodies, straight at the socket.
-	c := api.NewClient(h.socket)
+	c := client.New(h.socket)
 	ctx := context.Background()
 	huge := append([]byte(`{"name":"`), bytes.Repeat([]byte("x"), api.MaxBodyBytes+10)...)
 	huge = append(huge, `"}`...)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/client"
 )
 
 // startHostWith starts an azoted of its own (no guests) with extra flags,
@@ -112,12 +113,12 @@ func TestAuditTrailRecoversWhenDiskFrees(t *testing.T) {
 func TestRefusalFloodAndQuotas(t *testing.T) {
 	a := startHostWith(t, 0, "--volume-quota", "24M", "--blob-quota", "1M")
 	a.initAccount()
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
 	const flood = 300
 	for i := 0; i < flood; i++ {
 		req, _ := http.NewRequest("GET", a.p.endpoint+"/v1/instances/"+strings.Repeat("p", 4000), nil)
 		req.Header.Set("User-Agent", strings.Repeat("u", 4000))
-		resp, err := client.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +149,7 @@ func TestRefusalFloodAndQuotas(t *testing.T) {
 		t.Fatalf("volumes after a refusal: %+v", vols)
 	}
 	// Blobs: over the local socket, as image build uploads them.
-	c := api.NewClient(a.socket)
+	c := client.New(a.socket)
 	big := make([]byte, 2<<20)
 	sum := sha512.Sum384(big)
 	err := c.PutBlob(context.Background(), hex.EncodeToString(sum[:]), big)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/api/client"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/testutil"
 )
@@ -94,7 +95,7 @@ func TestRootVolumeFromHostileImage(t *testing.T) {
 	victim := filepath.Join(h.root, "cron-victim")
 	initrd := hostileInitramfs(victim, "* * * * * root touch /pwned\n")
 	kernel := []byte("hostile-test kernel (never booted)")
-	c := api.NewClient(h.socket)
+	c := client.New(h.socket)
 	ctx := context.Background()
 	for _, b := range [][]byte{kernel, initrd} {
 		if err := c.PutBlob(ctx, image.SHA384Hex(b), b); err != nil {

@@ -1,4 +1,8 @@
-package api
+// Package client is the Go client of azoted's API: the local unix socket
+// (host root, unsigned) or the HTTPS endpoint, every request signed with
+// the AWS SDK's SigV4 signer. It holds no credentials store, evaluates no
+// policy and never links the server side; the CLI and the tests use it.
+package client
 
 import (
 	"bytes"
@@ -17,26 +21,36 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
 )
 
-// DefaultSocket is where azoted listens unless told otherwise.
-const DefaultSocket = "/run/azote/azoted.sock"
+// DefaultUserAgent is sent unless the caller sets its own (SetUserAgent).
+const DefaultUserAgent = "azote-client"
 
 // Client calls azoted over its unix socket, or over HTTPS with SigV4.
 type Client struct {
 	http *http.Client
 	base string
 	// Network clients sign every request.
-	creds  *sigv4.Credentials
-	region string
-	now    func() time.Time
+	creds     *sigv4.Credentials
+	region    string
+	now       func() time.Time
+	signer    *v4.Signer
+	userAgent string
 }
 
-// NewNetworkClient returns a client of azoted's HTTPS API at endpoint
+// SetUserAgent sets the User-Agent header of every request (the CLI sends
+// azote-cli/VERSION); it is not signed, as the SDKs leave it out too.
+func (c *Client) SetUserAgent(ua string) { c.userAgent = ua }
+
+// NewNetwork returns a client of azoted's HTTPS API at endpoint
 // (https://host:port), trusting only the account CA in caPEM, signing
 // with creds for region.
-func NewNetworkClient(endpoint string, caPEM []byte, creds sigv4.Credentials, region string) (*Client, error) {
+func NewNetwork(endpoint string, caPEM []byte, creds sigv4.Credentials, region string) (*Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("no CA certificate in the CA bundle")
@@ -51,11 +65,12 @@ func NewNetworkClient(endpoint string, caPEM []byte, creds sigv4.Credentials, re
 		MaxIdleConnsPerHost: 16,
 		ForceAttemptHTTP2:   false,
 	}
-	return &Client{http: &http.Client{Transport: tr}, base: strings.TrimRight(endpoint, "/"), creds: &creds, region: region, now: time.Now}, nil
+	return &Client{http: &http.Client{Transport: tr}, base: strings.TrimRight(endpoint, "/"), creds: &creds, region: region, now: time.Now,
+		signer: v4.NewSigner(), userAgent: DefaultUserAgent}, nil
 }
 
-// NewClient returns a client of the azoted listening on socket.
-func NewClient(socket string) *Client {
+// New returns a client of the azoted listening on socket.
+func New(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -63,7 +78,7 @@ func NewClient(socket string) *Client {
 		},
 		MaxIdleConns: 4,
 	}
-	return &Client{http: &http.Client{Transport: tr}, base: "http://azoted"}
+	return &Client{http: &http.Client{Transport: tr}, base: "http://azoted", userAgent: DefaultUserAgent}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
@@ -82,7 +97,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 	return nil
 }
 
-// send performs a request and turns a non-2xx answer into *Error.
+// send performs a request and turns a non-2xx answer into *api.Error.
 func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	req, err := c.newRequest(ctx, method, path, body)
 	if err != nil {
@@ -94,10 +109,10 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		var e Error
+		var e api.Error
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(data, &e) != nil || e.Code == "" {
-			return nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))}
+			return nil, &api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))}
 		}
 		return nil, &e
 	}
@@ -109,40 +124,40 @@ func jsonBody(v any) io.Reader {
 	return bytes.NewReader(b)
 }
 
-func (c *Client) HostInfo(ctx context.Context) (HostInfo, error) {
-	var h HostInfo
+func (c *Client) HostInfo(ctx context.Context) (api.HostInfo, error) {
+	var h api.HostInfo
 	return h, c.do(ctx, "GET", "/v1/host", nil, &h)
 }
 
-func (c *Client) RunInstance(ctx context.Context, r RunInstanceRequest) (Instance, error) {
-	var i Instance
+func (c *Client) RunInstance(ctx context.Context, r api.RunInstanceRequest) (api.Instance, error) {
+	var i api.Instance
 	return i, c.do(ctx, "POST", "/v1/instances", jsonBody(r), &i)
 }
 
-func (c *Client) ListInstances(ctx context.Context) ([]Instance, error) {
-	var l []Instance
+func (c *Client) ListInstances(ctx context.Context) ([]api.Instance, error) {
+	var l []api.Instance
 	return l, c.do(ctx, "GET", "/v1/instances", nil, &l)
 }
 
-func (c *Client) DescribeInstance(ctx context.Context, ref string) (Instance, error) {
-	var i Instance
+func (c *Client) DescribeInstance(ctx context.Context, ref string) (api.Instance, error) {
+	var i api.Instance
 	return i, c.do(ctx, "GET", "/v1/instances/"+url.PathEscape(ref), nil, &i)
 }
 
 // WaitInstanceChange long-polls until the instance's revision is not after.
-func (c *Client) WaitInstanceChange(ctx context.Context, ref string, after uint64, wait time.Duration) (Instance, error) {
-	var i Instance
+func (c *Client) WaitInstanceChange(ctx context.Context, ref string, after uint64, wait time.Duration) (api.Instance, error) {
+	var i api.Instance
 	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "wait": {wait.String()}}
 	return i, c.do(ctx, "GET", "/v1/instances/"+url.PathEscape(ref)+"?"+q.Encode(), nil, &i)
 }
 
 // WaitInstance polls (by long poll) until cond holds or ctx ends.
-func (c *Client) WaitInstance(ctx context.Context, ref string, cond func(Instance) bool) (Instance, error) {
+func (c *Client) WaitInstance(ctx context.Context, ref string, cond func(api.Instance) bool) (api.Instance, error) {
 	inst, err := c.DescribeInstance(ctx, ref)
 	for err == nil && !cond(inst) {
 		select {
 		case <-ctx.Done():
-			return inst, Errorf(CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)
+			return inst, api.Errorf(api.CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)
 		default:
 		}
 		next, werr := c.WaitInstanceChange(ctx, inst.ID, inst.Revision, 30*time.Second)
@@ -153,18 +168,18 @@ func (c *Client) WaitInstance(ctx context.Context, ref string, cond func(Instanc
 		inst = next
 	}
 	if err != nil && ctx.Err() != nil {
-		return inst, Errorf(CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)
+		return inst, api.Errorf(api.CodeTimeout, "timed out waiting for instance %s (state %s)", inst.ID, inst.State)
 	}
 	return inst, err
 }
 
-func (c *Client) ModifyInstance(ctx context.Context, ref string, r ModifyInstanceRequest) (Instance, error) {
-	var i Instance
+func (c *Client) ModifyInstance(ctx context.Context, ref string, r api.ModifyInstanceRequest) (api.Instance, error) {
+	var i api.Instance
 	return i, c.do(ctx, "PATCH", "/v1/instances/"+url.PathEscape(ref), jsonBody(r), &i)
 }
 
-func (c *Client) InstanceAction(ctx context.Context, ref, action string, body any) (Instance, error) {
-	var i Instance
+func (c *Client) InstanceAction(ctx context.Context, ref, action string, body any) (api.Instance, error) {
+	var i api.Instance
 	var rd io.Reader
 	if body != nil {
 		rd = jsonBody(body)
@@ -194,18 +209,18 @@ func (c *Client) PutBlob(ctx context.Context, sha384 string, data []byte) error 
 	return c.do(ctx, "PUT", "/v1/blobs/"+sha384, bytes.NewReader(data), nil)
 }
 
-func (c *Client) CreateImage(ctx context.Context, r CreateImageRequest) (CreateImageResponse, error) {
-	var out CreateImageResponse
+func (c *Client) CreateImage(ctx context.Context, r api.CreateImageRequest) (api.CreateImageResponse, error) {
+	var out api.CreateImageResponse
 	return out, c.do(ctx, "POST", "/v1/images", jsonBody(r), &out)
 }
 
-func (c *Client) ListImages(ctx context.Context) ([]Image, error) {
-	var l []Image
+func (c *Client) ListImages(ctx context.Context) ([]api.Image, error) {
+	var l []api.Image
 	return l, c.do(ctx, "GET", "/v1/images", nil, &l)
 }
 
-func (c *Client) DescribeImage(ctx context.Context, ref string) (Image, error) {
-	var i Image
+func (c *Client) DescribeImage(ctx context.Context, ref string) (api.Image, error) {
+	var i api.Image
 	return i, c.do(ctx, "GET", "/v1/images/"+url.PathEscape(ref), nil, &i)
 }
 
@@ -232,6 +247,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("User-Agent", c.userAgent)
 	if body != nil {
 		ct := "application/json"
 		if blob {
@@ -246,7 +262,10 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 			payload = sigv4.UnsignedPayload
 			req.Header.Set("X-Amz-Content-Sha256", payload)
 		}
-		sigv4.Sign(req, payload, *c.creds, c.region, Service, c.now())
+		creds := aws.Credentials{AccessKeyID: c.creds.AccessKeyID, SecretAccessKey: c.creds.SecretAccessKey, SessionToken: c.creds.SessionToken}
+		if err := c.signer.SignHTTP(ctx, creds, req, payload, api.Service, c.region, c.now()); err != nil {
+			return nil, err
+		}
 	}
 	return req, nil
 }
@@ -286,28 +305,28 @@ func (c *Client) Raw(ctx context.Context, method, path string, body []byte) (int
 	return resp.StatusCode, data, err
 }
 
-func (c *Client) CreateVolume(ctx context.Context, r CreateVolumeRequest) (Volume, error) {
-	var v Volume
+func (c *Client) CreateVolume(ctx context.Context, r api.CreateVolumeRequest) (api.Volume, error) {
+	var v api.Volume
 	return v, c.do(ctx, "POST", "/v1/volumes", jsonBody(r), &v)
 }
 
-func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
-	var l []Volume
+func (c *Client) ListVolumes(ctx context.Context) ([]api.Volume, error) {
+	var l []api.Volume
 	return l, c.do(ctx, "GET", "/v1/volumes", nil, &l)
 }
 
-func (c *Client) DescribeVolume(ctx context.Context, ref string) (Volume, error) {
-	var v Volume
+func (c *Client) DescribeVolume(ctx context.Context, ref string) (api.Volume, error) {
+	var v api.Volume
 	return v, c.do(ctx, "GET", "/v1/volumes/"+url.PathEscape(ref), nil, &v)
 }
 
-func (c *Client) ModifyVolume(ctx context.Context, ref string, r ModifyVolumeRequest) (Volume, error) {
-	var v Volume
+func (c *Client) ModifyVolume(ctx context.Context, ref string, r api.ModifyVolumeRequest) (api.Volume, error) {
+	var v api.Volume
 	return v, c.do(ctx, "PATCH", "/v1/volumes/"+url.PathEscape(ref), jsonBody(r), &v)
 }
 
-func (c *Client) DeleteVolume(ctx context.Context, ref string, now bool) (Volume, error) {
-	var v Volume
+func (c *Client) DeleteVolume(ctx context.Context, ref string, now bool) (api.Volume, error) {
+	var v api.Volume
 	q := ""
 	if now {
 		q = "?now=1"
@@ -315,8 +334,8 @@ func (c *Client) DeleteVolume(ctx context.Context, ref string, now bool) (Volume
 	return v, c.do(ctx, "DELETE", "/v1/volumes/"+url.PathEscape(ref)+q, nil, &v)
 }
 
-func (c *Client) VolumeAction(ctx context.Context, ref, action string, body any) (Volume, error) {
-	var v Volume
+func (c *Client) VolumeAction(ctx context.Context, ref, action string, body any) (api.Volume, error) {
+	var v api.Volume
 	var rd io.Reader
 	if body != nil {
 		rd = jsonBody(body)
