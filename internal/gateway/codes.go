@@ -47,11 +47,11 @@ var codes = []struct {
 	{instances.ErrEngine, api.CodeEngineFailure},
 }
 
-// toWire is the wire error for err: an *api.Error as it is (IAM and the
+// WireError is the wire error for err: an *api.Error as it is (IAM and the
 // gateway's own refusals speak the wire vocabulary), a domain refusal as
 // its code with its sentence, and anything else InternalError, whose text
 // is not the caller's to read.
-func toWire(err error) *api.Error {
+func WireError(err error) *api.Error {
 	var e *api.Error
 	if errors.As(err, &e) {
 		return e
