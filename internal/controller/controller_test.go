@@ -112,6 +112,37 @@ func TestEngineErrorStaysOnHost(t *testing.T) {
 	}
 }
 
+// A card that cannot start says why in words of the host (its binary's
+// path, the state directory, its stderr): they go to azoted's log, and the
+// caller gets a stable sentence that points there.
+func TestCardErrorStaysOnHost(t *testing.T) {
+	logw := &testutil.LogBuffer{}
+	fx := newFixtureLog(t, logw)
+	fx.c.Close()
+	fx.cfg.CardBinary = filepath.Join(fx.cfg.StateDir, "no-such-card")
+	fx.start()
+	v := fx.volume("data", api.VolumePersistent)
+	_, err := fx.c.RunInstance(context.Background(), api.RunInstanceRequest{Name: "x", Image: "default", VCPUs: 1, MemoryMiB: 64,
+		Volumes: []api.VolumeAttachment{{Volume: v.ID}}})
+	if !isCode(err, api.CodeEngineFailure) {
+		t.Fatalf("got %v, want EngineFailure", err)
+	}
+	msg := gateway.WireError(err).Message
+	if strings.Contains(msg, fx.cfg.StateDir) || strings.Contains(msg, "no-such-card") || !strings.Contains(msg, "azoted's log") {
+		t.Errorf("the caller is told %q", msg)
+	}
+	if !strings.Contains(logw.String(), "card failure") || !strings.Contains(logw.String(), v.ID) {
+		t.Errorf("azoted's log lacks the card's error: %s", logw.String())
+	}
+	// Nothing half-made: the volume is free again, no instance is left.
+	if got, err := fx.c.DescribeVolume(context.Background(), v.ID); err != nil || got.State != api.VolumeAvailable {
+		t.Errorf("volume after the failed launch: %+v %v", got, err)
+	}
+	if list, _ := fx.c.ListInstances(context.Background()); len(list) != 0 {
+		t.Errorf("a failed launch left %v", list)
+	}
+}
+
 func TestRunFailureLeavesNothing(t *testing.T) {
 	fx := newFixture(t)
 	fx.eng.FailNext(errors.New("boom"))

@@ -49,7 +49,7 @@ var codes = []struct {
 
 // WireError is the wire error for err: an *api.Error as it is (IAM and the
 // gateway's own refusals speak the wire vocabulary), a domain refusal as
-// its code with its sentence, and anything else InternalError, whose text
+// its code with the owner's sentence, and anything else InternalError, whose text
 // is not the caller's to read.
 func WireError(err error) *api.Error {
 	var e *api.Error
@@ -58,7 +58,13 @@ func WireError(err error) *api.Error {
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
-			return &api.Error{Code: c.code, Message: err.Error()}
+			// The owner's sentence, without what wrapped it on the way.
+			msg := err.Error()
+			var r *refusal.Error
+			if errors.As(err, &r) {
+				msg = r.Message
+			}
+			return &api.Error{Code: c.code, Message: msg}
 		}
 	}
 	return api.AsError(err)
