@@ -137,44 +137,6 @@ func TestDetachRacingReattach(t *testing.T) {
 	}
 }
 
-// A purge decided on before a restore (the janitor's list) is not carried
-// out; a purge of a volume that is due is.
-func TestPurgeLosesToRestore(t *testing.T) {
-	fx := newFixture(t)
-	v := fx.volume("keep", api.VolumePersistent)
-	if _, err := fx.vols.Delete(v.ID, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fx.vols.Restore(v.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := fx.vols.Purge(v.ID); !errors.Is(err, volumes.ErrIncorrectState) {
-		t.Fatalf("purging a restored volume: %v", err)
-	}
-	if got := fx.volumeState(v.ID); got.State != api.VolumeAvailable {
-		t.Fatalf("restored volume is %s", got.State)
-	}
-	if _, err := os.Stat(fx.vols.File(v.ID)); err != nil {
-		t.Fatalf("restored volume's file: %v", err)
-	}
-	// Deleted but not yet due: still not purged.
-	if _, err := fx.vols.Delete(v.ID, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := fx.vols.Purge(v.ID); !errors.Is(err, volumes.ErrIncorrectState) {
-		t.Fatalf("purging a volume inside its retention: %v", err)
-	}
-	if _, err := fx.vols.Delete(v.ID, true); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fx.vols.Resolve(v.ID); !errors.Is(err, volumes.ErrNotFound) {
-		t.Fatalf("after delete --now: %v", err)
-	}
-	if _, err := os.Stat(fx.vols.File(v.ID)); !os.IsNotExist(err) {
-		t.Fatalf("file after delete --now: %v", err)
-	}
-}
-
 func TestRootVolumeStaysAttached(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
