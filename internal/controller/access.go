@@ -12,6 +12,7 @@ import (
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/iam"
+	"github.com/azote/azote/internal/keys"
 )
 
 // authAdapter presents the IAM to the API.
@@ -38,8 +39,8 @@ func (a authAdapter) Authorize(c *api.Caller, action, resource string, extra map
 func (a authAdapter) AccountID() string { return a.iam.AccountID() }
 
 // openAccess opens the IAM, the audit trail and the TLS material.
-func (c *Controller) openAccess() error {
-	svc, err := iam.Open(c.store, c.keys, c.cfg.Region, nil)
+func (c *Controller) openAccess(wrapper keys.Wrapper) error {
+	svc, err := iam.Open(c.store, wrapper, c.cfg.Region, nil)
 	if err != nil {
 		return err
 	}
@@ -201,24 +202,4 @@ func (c *Controller) auditFile(ctx context.Context, rel string) ([]byte, error) 
 		return nil, api.Errorf(api.CodeNotFound, "audit file %q: not a trail file", rel)
 	}
 	return data, nil
-}
-
-// ResolveID implements gateway.Backend: the gateway authorises a call on
-// the id found here and hands the controller that id, not the ref.
-func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map[string]string, bool) {
-	switch kind {
-	case "instance":
-		if rec, err := c.resolve(ref); err == nil {
-			return rec.ID, rec.Tags, true
-		}
-	case "volume":
-		if v, err := c.resolveVolume(ref); err == nil {
-			return v.ID, v.Tags, true
-		}
-	case "image":
-		if im, err := c.resolveImage(ref); err == nil {
-			return im.ID, nil, true
-		}
-	}
-	return ref, nil, false
 }

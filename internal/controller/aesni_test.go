@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/xts"
 )
 
@@ -36,8 +37,8 @@ func TestEncryptedVolumeNeedsAESNI(t *testing.T) {
 	ctx := context.Background()
 	for _, kind := range []string{api.VolumePersistent, api.VolumeInstanceStore} {
 		_, err := fx.c.CreateVolume(ctx, api.CreateVolumeRequest{Name: "enc-" + kind, SizeBytes: 1 << 20, Kind: kind})
-		var e *api.Error
-		if !errors.As(err, &e) || e.Code != api.CodeInvalidParameter || !strings.Contains(e.Message, "AES-NI") || !strings.Contains(e.Message, "--plaintext") {
+		e := gateway.WireError(err)
+		if err == nil || e.Code != api.CodeInvalidParameter || !strings.Contains(e.Message, "AES-NI") || !strings.Contains(e.Message, "--plaintext") {
 			t.Fatalf("encrypted %s volume without AES-NI: %v", kind, err)
 		}
 	}

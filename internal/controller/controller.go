@@ -3,23 +3,23 @@ package controller
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/cardhost"
+	"github.com/azote/azote/internal/controller/images"
+	"github.com/azote/azote/internal/controller/instances"
+	"github.com/azote/azote/internal/controller/volumes"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/hostinfo"
@@ -34,101 +34,30 @@ import (
 // Version is azoted's version string.
 const Version = "0.1.0"
 
-// Config is azoted's configuration.
-type Config struct {
-	StateDir string
-	Socket   string
-	// Accel is "auto", "kvm" or "tcg"; auto picks kvm only where the host
-	// has real hardware virtualization.
-	Accel        string
-	QEMU         string
-	ConsoleLimit int64 // bytes of console kept per instance
-	// LogLimit is the bytes kept of each card and engine log.
-	LogLimit int64
-	// BlobQuota bounds the bytes of image blobs (0 = defaultBlobQuota);
-	// VolumeQuota the provisioned bytes of volumes (0 = the size of the
-	// file system holding StateDir).
-	BlobQuota, VolumeQuota int64
-	StopTimeout            time.Duration // how long a guest gets to power off
-	CardBinary             string        // azote-card
-	// RootfsUID is the host uid and gid the root filesystem builder
-	// (azote-card rootfs) runs as; 0 means cardhost.DefaultRootfsUID.
-	RootfsUID int
-	// UIDRange is the subordinate range ("FIRST:COUNT") each card and
-	// each engine gets a uid of its own from ("" = sandbox.DefaultRange).
-	UIDRange string
-	// VolumeRetention is how long a deleted persistent volume stays
-	// recoverable.
-	VolumeRetention time.Duration
-
-	// Listen is the address of the HTTPS API ("" = none).
-	Listen string
-	// Region names the host in ARNs and SigV4 scopes.
-	Region   string
-	HostName string
-	// TLSNames are extra names and addresses for the host certificate.
-	TLSNames []string
-	// AuditFileAge and AuditDigestEvery set the trail's rotation and
-	// digest periods (0 = the audit package's defaults).
-	AuditFileAge     time.Duration
-	AuditDigestEvery time.Duration
-	// APILimits bounds the HTTPS API's connections and its requests'
-	// deadlines; the local socket gets the deadlines only.
-	APILimits gateway.Limits
-
-	listenAddr string
-}
-
-// ListenAddr is the address the HTTPS API is bound to.
-func (c Config) ListenAddr() string {
-	if c.listenAddr != "" {
-		return c.listenAddr
-	}
-	return c.Listen
-}
-
-// Controller is one azoted.
+// Controller is one azoted: the wiring of its owners (images, volumes,
+// instances, IAM, the audit trail) and the façade the gateway calls
+// (gateway.Backend).
 type Controller struct {
-	cfg    Config
-	log    *slog.Logger
-	store  store.Store
-	blobs  *image.Blobs
-	keys   keys.Wrapper
-	iam    *iam.Service
-	trail  *audit.Trail
-	engine engine.Engine
-	host   hostinfo.Info
-	// uids gives every card and every engine a uid of its own.
-	uids *sandbox.Allocator
+	cfg   Config
+	log   *slog.Logger
+	store store.Store
+	iam   *iam.Service
+	trail *audit.Trail
+
+	images    *images.Service
+	volumes   *volumes.Service
+	instances *instances.Service
 
 	started time.Time
 	// sigMark bounds the dates of signed requests accepted ahead of the
 	// host clock, across restarts (sigv4.Mark).
 	sigMark *sigv4.Mark
-
-	imageMu sync.Mutex // serialises image create and delete
-
-	quotaMu         sync.Mutex
-	volumesReserved int64 // bytes of volumes being created
-
-	mu       sync.Mutex
-	runtimes map[string]*instanceRuntime // by instance id
-	changed  map[string]chan struct{}    // closed when the instance changes
-	// ephemeralKeys are the keys of instance-store volumes of running
-	// instances: in memory only, cleared when the machine ends.
-	ephemeralKeys map[string]*keymem.Buf
-	// escrowKey proves azoted to instance-store cards (escrowSecret).
+	// escrowKey proves azoted to instance-store cards.
 	escrowKey *keymem.Buf
 
-	wg   sync.WaitGroup // supervisors and the janitor
+	wg   sync.WaitGroup // the janitor
 	stop chan struct{}  // closed by Close
 }
-
-// defaultLogLimit is the bytes kept of each card and engine log.
-const defaultLogLimit = 1 << 20
-
-// TerminatedRetention is how long a terminated instance stays listed.
-const TerminatedRetention = time.Hour
 
 // Main is azoted's entry point.
 func Main(args []string) int {
@@ -139,39 +68,9 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, "azoted:", err)
 		return 1
 	}
-	fs := flag.NewFlagSet("azoted", flag.ContinueOnError)
-	var cfg Config
-	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/azote", "directory of the state store, images and instances")
-	fs.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "unix socket of the root-only local API")
-	fs.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU binary")
-	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", 1<<20, "bytes of serial console kept per instance")
-	cfg.LogLimit = defaultLogLimit
-	fs.Var(byteSize{&cfg.LogLimit}, "log-limit", "bytes kept of each card and engine log of an instance; older lines are dropped")
-	fs.Var(byteSize{&cfg.BlobQuota}, "blob-quota", "bytes of image blobs (kernels, initramfs) this host stores, uploads in progress included (default 16G)")
-	fs.Var(byteSize{&cfg.VolumeQuota}, "volume-quota", "provisioned bytes of all volumes on this host, deleted ones until purged (default: the size of the file system holding --state-dir)")
-	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "time a guest gets to power off before it is ended")
-	fs.StringVar(&cfg.CardBinary, "card", defaultCard(), "azote-card binary")
-	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", cardhost.DefaultRootfsUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
-	fs.StringVar(&cfg.UIDRange, "uid-range", sandbox.DefaultRange, "FIRST:COUNT: the uids (and gids) given one per card and one per engine; no other user or group on the host may use them")
-	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", 24*time.Hour, "how long a deleted persistent volume stays recoverable")
-	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
-	fs.StringVar(&cfg.Region, "region", "local", "region name used in ARNs and SigV4 credential scopes")
-	fs.StringVar(&cfg.HostName, "host-name", defaultHostName(), "name of this host (certificate and ARNs)")
-	var tlsNames string
-	fs.StringVar(&tlsNames, "tls-names", "", "extra comma-separated DNS names or IP addresses for the host certificate")
-	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", 5*time.Minute, "rotate the audit log file after this long")
-	fs.DurationVar(&cfg.AuditDigestEvery, "audit-digest-every", time.Hour, "write a signed audit digest this often")
-	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", gateway.DefaultMaxConns, "open HTTPS connections at most; one more closes the connection idle the longest, or is closed if none is idle")
-	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "open HTTPS connections at most from one address (IPv6: one /64); one more closes that address's connection idle the longest, or is closed if none is idle")
-	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", gateway.DefaultBodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
-	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", gateway.DefaultMinUploadRate, "bytes per second a blob upload must keep up")
-	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "time each write of a response may take before the connection is dropped")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseFlags(args)
+	if err != nil {
 		return 2
-	}
-	if tlsNames != "" {
-		cfg.TLSNames = strings.Split(tlsNames, ",")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -199,7 +98,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	local := gateway.NewHandler(c.apiConfig(false))
 	if cfg.Listen == "" {
 		log.Info("azoted serving", "socket", cfg.Socket, "state_dir", cfg.StateDir,
-			"engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
+			"engine", c.instances.EngineName(), "accel", c.instances.EngineAccel(), "version", Version)
 		return gateway.Serve(ctx, l, local, nil, localLimits(cfg.APILimits))
 	}
 	tlsCfg, err := ensureTLS(filepath.Join(cfg.StateDir, "tls"), c.tlsNames(), c.iam.AccountID())
@@ -230,7 +129,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("azoted serving", "socket", cfg.Socket, "https", c.cfg.listenAddr, "state_dir", cfg.StateDir,
-		"account", c.iam.AccountID(), "engine", c.engine.Name(), "accel", c.engine.Accel(), "version", Version)
+		"account", c.iam.AccountID(), "engine", c.instances.EngineName(), "accel", c.instances.EngineAccel(), "version", Version)
 	errc := make(chan error, 2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -259,41 +158,13 @@ func (c *Controller) apiConfig(network bool) gateway.Config {
 	}
 }
 
-func defaultHostName() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "localhost"
-	}
-	return h
-}
-
 // New opens the state, picks the engine and re-adopts instances.
 func New(cfg Config, log *slog.Logger) (*Controller, error) {
-	if cfg.ConsoleLimit <= 0 {
-		cfg.ConsoleLimit = 1 << 20
-	}
-	if cfg.StopTimeout <= 0 {
-		cfg.StopTimeout = 30 * time.Second
-	}
-	if cfg.VolumeRetention <= 0 {
-		cfg.VolumeRetention = 24 * time.Hour
-	}
-	if cfg.CardBinary == "" {
-		cfg.CardBinary = defaultCard()
-	}
-	if cfg.RootfsUID == 0 {
-		cfg.RootfsUID = cardhost.DefaultRootfsUID
-	}
-
-	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, err
-		}
-	}
+	cfg = cfg.withDefaults()
 	host := hostinfo.Read()
 	accel := cfg.Accel
 	switch accel {
-	case "auto", "":
+	case "auto":
 		accel = "tcg"
 		if host.HardwareVirt {
 			accel = "kvm"
@@ -315,17 +186,11 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 }
 
 func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinfo.Info) (*Controller, error) {
-	if cfg.Region == "" {
-		cfg.Region = "local"
-	}
-	if cfg.HostName == "" {
-		cfg.HostName = defaultHostName()
-	}
-	if cfg.LogLimit <= 0 {
-		cfg.LogLimit = defaultLogLimit
-	}
-	if cfg.BlobQuota <= 0 {
-		cfg.BlobQuota = defaultBlobQuota
+	cfg = cfg.withDefaults()
+	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.VolumeQuota <= 0 {
 		n, err := fileSystemBytes(cfg.StateDir)
@@ -334,15 +199,9 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		}
 		cfg.VolumeQuota = n
 	}
-	if cfg.UIDRange == "" {
-		cfg.UIDRange = sandbox.DefaultRange
-	}
 	uids, err := sandbox.ParseRange(cfg.UIDRange)
 	if err != nil {
 		return nil, fmt.Errorf("--uid-range: %w", err)
-	}
-	if cfg.RootfsUID == 0 {
-		cfg.RootfsUID = cardhost.DefaultRootfsUID
 	}
 	// The helper's uid must be no card's or engine's: one of them given
 	// it could signal, trace or write into the helper building a volume.
@@ -370,15 +229,22 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	c := &Controller{
-		cfg: cfg, log: log, store: st, blobs: blobs, engine: eng, host: host, keys: hostKey, started: time.Now(), sigMark: sigMark,
-		uids:          sandbox.NewAllocator(uids),
-		escrowKey:     escrowKey,
-		runtimes:      map[string]*instanceRuntime{},
-		changed:       map[string]chan struct{}{},
-		ephemeralKeys: map[string]*keymem.Buf{},
-		stop:          make(chan struct{}),
+		cfg: cfg, log: log, store: st, started: time.Now(), sigMark: sigMark, escrowKey: escrowKey,
+		stop: make(chan struct{}),
 	}
-	if err := c.openAccess(); err != nil {
+	alloc := sandbox.NewAllocator(uids)
+	c.images = images.New(st, blobs, log)
+	c.volumes = volumes.New(volumes.Config{
+		Dir: filepath.Join(cfg.StateDir, "volumes"), Retention: cfg.VolumeRetention, Quota: cfg.VolumeQuota,
+		Store: st, Keys: hostKey, Images: c.images, Fill: c.fillRootfs, Event: c.event, Log: log,
+	})
+	c.instances = instances.New(instances.Config{
+		Dir: filepath.Join(cfg.StateDir, "instances"), ConsoleLimit: cfg.ConsoleLimit, LogLimit: cfg.LogLimit,
+		StopTimeout: cfg.StopTimeout, Store: st, Engine: eng, Host: host,
+		Cards: &cardhost.Host{Binary: cfg.CardBinary, UIDs: alloc, Log: log}, UIDs: alloc,
+		Images: c.images, Volumes: c.volumes, EscrowKey: escrowKey, Event: c.event, Log: log,
+	})
+	if err := c.openAccess(hostKey); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -391,33 +257,57 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	return c, nil
 }
 
+// repair runs at start-up, before the API serves: the instances first
+// (which may finish a termination, purging its instance-store volumes),
+// then what a crash left of blobs, volume files and root volume builds.
+func (c *Controller) repair() error {
+	if err := c.instances.Repair(); err != nil {
+		return err
+	}
+	c.images.SweepOrphans(time.Now().Add(-images.OrphanBlobRetention))
+	if err := c.volumes.SweepFiles(); err != nil {
+		return err
+	}
+	c.sweepRootfsWork()
+	return nil
+}
+
+// janitor forgets terminated instances, purges deleted volumes past their
+// retention and deletes blobs no image uses, once a minute.
+func (c *Controller) janitor() {
+	defer c.wg.Done()
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		c.instances.ForgetTerminated(time.Now().Add(-instances.TerminatedRetention))
+		c.volumes.PurgeDue(time.Now())
+		c.images.SweepOrphans(time.Now().Add(-images.OrphanBlobRetention))
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // Close stops supervising (machines keep running) and closes the store.
 func (c *Controller) Close() error {
 	close(c.stop)
-	c.mu.Lock()
-	for _, rt := range c.runtimes {
-		rt.releaseOnce.Do(func() { close(rt.release) })
-	}
-	c.mu.Unlock()
+	c.instances.Close()
 	c.wg.Wait()
 	if c.trail != nil {
 		if err := c.trail.Close(); err != nil {
 			c.log.Error("closing the audit trail", "err", err)
 		}
 	}
-	c.mu.Lock()
-	for id, k := range c.ephemeralKeys {
-		k.Free()
-		delete(c.ephemeralKeys, id)
-	}
-	c.mu.Unlock()
+	c.volumes.Close()
 	c.escrowKey.Free()
 	return c.store.Close()
 }
 
 // HostInfo implements gateway.Backend.
 func (c *Controller) HostInfo(context.Context) api.HostInfo {
-	return hostInfo(hostinfo.Read(), c.engine.Name(), c.engine.Accel())
+	return hostInfo(hostinfo.Read(), c.instances.EngineName(), c.instances.EngineAccel())
 }
 
 // hostInfo converts the host's hardware to its API view: the API keeps its
@@ -427,14 +317,6 @@ func hostInfo(h hostinfo.Info, engine, accel string) api.HostInfo {
 		CPUModel: h.CPUModel, Cores: h.Cores, MemTotalMiB: h.MemTotalMiB, MemAvailMiB: h.MemAvailMiB,
 		HardwareVirt: h.HardwareVirt, VirtReason: h.VirtReason, AESNI: h.AESNI, AVX2: h.AVX2, Kernel: h.Kernel,
 		Engine: engine, Accel: accel, Version: Version,
-	}
-}
-
-// agentReport converts the agent's report to its API view (see hostInfo).
-func agentReport(r agent.Report) *api.AgentReport {
-	return &api.AgentReport{
-		Event: r.Event, Instance: r.Instance, Root: r.Root, InitMs: r.InitMs, ReadyMs: r.ReadyMs,
-		VCPUs: r.VCPUs, MemTotalKiB: r.MemTotalKiB, MemRAMKiB: r.MemRAMKiB, Modules: r.Modules, Message: r.Message,
 	}
 }
 
@@ -474,12 +356,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// defaultCard is azote-card next to the running azoted.
-func defaultCard() string {
-	if exe, err := os.Executable(); err == nil {
-		return filepath.Join(filepath.Dir(exe), "azote-card")
-	}
-	return "azote-card"
 }

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,113 +8,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
-	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/controller/instances"
+	"github.com/azote/azote/internal/engine/enginetest"
+	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/store"
+	"github.com/azote/azote/internal/testutil"
 )
-
-// fakeEngine runs no guest: a machine "boots" by writing the agent's ready
-// line to its console, and obeys stop and reboot commands. It lets the
-// controller's bookkeeping be tested without QEMU.
-type fakeEngine struct {
-	mu       sync.Mutex
-	failNext error
-	alive    map[int]*fakeMachine
-	nextPID  int
-}
-
-func newFakeEngine() *fakeEngine { return &fakeEngine{alive: map[int]*fakeMachine{}, nextPID: 1000} }
-
-func (f *fakeEngine) Name() string  { return "fake" }
-func (f *fakeEngine) Accel() string { return "none" }
-
-func (f *fakeEngine) Launch(_ context.Context, s engine.Spec) (engine.Machine, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.failNext; err != nil {
-		f.failNext = nil
-		return nil, err
-	}
-	f.nextPID++
-	m := &fakeMachine{eng: f, spec: s, h: engine.Handle{Engine: "fake", PID: f.nextPID, Dir: s.Dir},
-		done: make(chan struct{}), resets: make(chan time.Time, 1)}
-	f.alive[m.h.PID] = m
-	m.boot()
-	return m, nil
-}
-
-func (f *fakeEngine) Adopt(h engine.Handle, _ engine.Spec) (engine.Machine, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m, ok := f.alive[h.PID]
-	if !ok {
-		return nil, engine.ErrGone
-	}
-	return m, nil
-}
-
-func (f *fakeEngine) Sweep(string) int { return 0 }
-
-type fakeMachine struct {
-	eng    *fakeEngine
-	spec   engine.Spec
-	h      engine.Handle
-	done   chan struct{}
-	resets chan time.Time
-	once   sync.Once
-	exit   engine.Exit
-}
-
-func (m *fakeMachine) boot() {
-	f, _ := os.OpenFile(m.spec.ConsolePath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	defer f.Close()
-	r := agent.Report{Event: agent.EventReady, Instance: m.spec.InstanceID, InitMs: 10, ReadyMs: 20, VCPUs: m.spec.VCPUs, MemRAMKiB: int64(m.spec.MemoryMiB) << 10}
-	io.WriteString(f, "Linux version fake\n"+r.Format()+"\n")
-}
-
-func (m *fakeMachine) end(e engine.Exit) {
-	m.once.Do(func() {
-		m.exit = e
-		m.eng.mu.Lock()
-		delete(m.eng.alive, m.h.PID)
-		m.eng.mu.Unlock()
-		close(m.done)
-	})
-}
-
-func (m *fakeMachine) Handle() engine.Handle    { return m.h }
-func (m *fakeMachine) Done() <-chan struct{}    { return m.done }
-func (m *fakeMachine) Exit() engine.Exit        { return m.exit }
-func (m *fakeMachine) Resets() <-chan time.Time { return m.resets }
-func (m *fakeMachine) Release()                 {}
-func (m *fakeMachine) Kill() error              { m.end(engine.Exit{Reason: "killed"}); return nil }
-func (m *fakeMachine) Quit(context.Context) error {
-	m.end(engine.Exit{Clean: true, Reason: "stopped by the host"})
-	return nil
-}
-func (m *fakeMachine) Command(_ context.Context, cmd string) error {
-	switch cmd {
-	case "stop":
-		m.end(engine.Exit{Clean: true, Reason: "guest powered off"})
-	case "reboot":
-		m.resets <- time.Now()
-		time.Sleep(20 * time.Millisecond)
-		m.boot()
-	}
-	return nil
-}
 
 type fixture struct {
 	t    *testing.T
 	cfg  Config
-	eng  *fakeEngine
+	eng  *enginetest.Engine
 	c    *Controller
 	logw io.Writer // azoted's log; discarded if nil
 }
@@ -127,7 +36,7 @@ func newFixtureLog(t *testing.T, logw io.Writer) *fixture {
 	dir := t.TempDir()
 	cfg := Config{StateDir: dir, ConsoleLimit: 1 << 20, StopTimeout: 2 * time.Second}
 	os.MkdirAll(filepath.Join(dir, "instances"), 0o700)
-	fx := &fixture{t: t, cfg: cfg, eng: newFakeEngine(), logw: logw}
+	fx := &fixture{t: t, cfg: cfg, eng: enginetest.New(), logw: logw}
 	fx.start()
 	// An image whose blobs exist.
 	ctx := context.Background()
@@ -187,15 +96,15 @@ func (fx *fixture) dirs() []string {
 // An engine's error names host paths and QEMU's own words: it goes to
 // azoted's log, never to the caller.
 func TestEngineErrorStaysOnHost(t *testing.T) {
-	logw := &syncWriter{}
+	logw := &testutil.LogBuffer{}
 	fx := newFixtureLog(t, logw)
 	secret := "qemu-system-x86_64: -drive file=/var/lib/azote/instances/i-1/vhost.sock: Permission denied"
-	fx.eng.failNext = errors.New(secret)
+	fx.eng.FailNext(errors.New(secret))
 	_, err := fx.c.RunInstance(context.Background(), api.RunInstanceRequest{Name: "x", Image: "default", VCPUs: 1, MemoryMiB: 64})
-	if !api.IsCode(err, api.CodeEngineFailure) {
+	if !isCode(err, api.CodeEngineFailure) {
 		t.Fatalf("got %v, want EngineFailure", err)
 	}
-	if msg := api.AsError(err).Message; strings.Contains(msg, "/var/lib") || strings.Contains(msg, "qemu-system") {
+	if msg := gateway.WireError(err).Message; strings.Contains(msg, "/var/lib") || strings.Contains(msg, "qemu-system") {
 		t.Errorf("the caller is told %q", msg)
 	}
 	if !strings.Contains(logw.String(), "Permission denied") {
@@ -203,29 +112,42 @@ func TestEngineErrorStaysOnHost(t *testing.T) {
 	}
 }
 
-// syncWriter serialises writes of the controller's goroutines.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
+// A card that cannot start says why in words of the host (its binary's
+// path, the state directory, its stderr): they go to azoted's log, and the
+// caller gets a stable sentence that points there.
+func TestCardErrorStaysOnHost(t *testing.T) {
+	logw := &testutil.LogBuffer{}
+	fx := newFixtureLog(t, logw)
+	fx.c.Close()
+	fx.cfg.CardBinary = filepath.Join(fx.cfg.StateDir, "no-such-card")
+	fx.start()
+	v := fx.volume("data", api.VolumePersistent)
+	_, err := fx.c.RunInstance(context.Background(), api.RunInstanceRequest{Name: "x", Image: "default", VCPUs: 1, MemoryMiB: 64,
+		Volumes: []api.VolumeAttachment{{Volume: v.ID}}})
+	if !isCode(err, api.CodeEngineFailure) {
+		t.Fatalf("got %v, want EngineFailure", err)
+	}
+	msg := gateway.WireError(err).Message
+	if strings.Contains(msg, fx.cfg.StateDir) || strings.Contains(msg, "no-such-card") || !strings.Contains(msg, "azoted's log") {
+		t.Errorf("the caller is told %q", msg)
+	}
+	if !strings.Contains(logw.String(), "card failure") || !strings.Contains(logw.String(), v.ID) {
+		t.Errorf("azoted's log lacks the card's error: %s", logw.String())
+	}
+	// Nothing half-made: the volume is free again, no instance is left.
+	if got, err := fx.c.DescribeVolume(context.Background(), v.ID); err != nil || got.State != api.VolumeAvailable {
+		t.Errorf("volume after the failed launch: %+v %v", got, err)
+	}
+	if list, _ := fx.c.ListInstances(context.Background()); len(list) != 0 {
+		t.Errorf("a failed launch left %v", list)
+	}
 }
 
 func TestRunFailureLeavesNothing(t *testing.T) {
 	fx := newFixture(t)
-	fx.eng.failNext = errors.New("boom")
+	fx.eng.FailNext(errors.New("boom"))
 	_, err := fx.c.RunInstance(context.Background(), api.RunInstanceRequest{Name: "x", Image: "default", VCPUs: 1, MemoryMiB: 64})
-	if !api.IsCode(err, api.CodeEngineFailure) {
+	if !isCode(err, api.CodeEngineFailure) {
 		t.Fatalf("got %v, want EngineFailure", err)
 	}
 	list, _ := fx.c.ListInstances(context.Background())
@@ -282,7 +204,7 @@ func TestReadyStopStartReboot(t *testing.T) {
 	if err != nil || stopped.State != api.StateStopped || stopped.PID != 0 {
 		t.Fatalf("stop: %+v %v", stopped, err)
 	}
-	if _, err := fx.c.RebootInstance(ctx, inst.ID); !api.IsCode(err, api.CodeIncorrectInstanceState) {
+	if _, err := fx.c.RebootInstance(ctx, inst.ID); !isCode(err, api.CodeIncorrectInstanceState) {
 		t.Fatalf("reboot of a stopped instance: %v", err)
 	}
 	if _, err := fx.c.StartInstance(ctx, inst.ID); err != nil {
@@ -299,88 +221,6 @@ func TestReadyStopStartReboot(t *testing.T) {
 	}
 }
 
-func TestRepairAfterCrash(t *testing.T) {
-	fx := newFixture(t)
-	ctx := context.Background()
-	alive, _ := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: "alive", Image: "default", VCPUs: 1, MemoryMiB: 64})
-	dead, _ := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: "dead", Image: "default", VCPUs: 1, MemoryMiB: 64})
-	fx.waitState(alive.ID, api.StateRunning)
-	fx.waitState(dead.ID, api.StateRunning)
-	fx.c.Close()
-
-	// While azoted is down: one machine dies, a launch is caught half-way
-	// (record without handle), and a directory appears with no record.
-	fx.eng.mu.Lock()
-	delete(fx.eng.alive, dead.PID)
-	fx.eng.mu.Unlock()
-	st, _ := store.OpenBolt(filepath.Join(fx.cfg.StateDir, "state.db"))
-	half := instanceRecord{Instance: api.Instance{ID: "i-half", Name: "half", State: api.StatePending, ImageID: alive.ImageID, CreatedAt: time.Now()}}
-	st.Update(func(tx store.Tx) error { return tx.Put(tableInstances, half.ID, &half) })
-	st.Close()
-	os.Mkdir(filepath.Join(fx.cfg.StateDir, "instances", "i-half"), 0o700)
-	os.Mkdir(filepath.Join(fx.cfg.StateDir, "instances", "i-stray"), 0o700)
-
-	fx.start()
-	if i := fx.waitState(alive.ID, api.StateRunning); i.PID != alive.PID {
-		t.Errorf("re-adopted with pid %d, want %d", i.PID, alive.PID)
-	}
-	d := fx.waitState(dead.ID, api.StateFailed)
-	if !strings.Contains(d.StateReason, "while azoted was not running") {
-		t.Errorf("dead instance reason: %q", d.StateReason)
-	}
-	if _, err := fx.c.DescribeInstance(ctx, "i-half", 0, 0); !api.IsCode(err, api.CodeInstanceNotFound) {
-		t.Errorf("half-made launch survived repair: %v", err)
-	}
-	for _, dir := range fx.dirs() {
-		if dir == "i-half" || dir == "i-stray" {
-			t.Errorf("repair left directory %s", dir)
-		}
-	}
-	// The re-adopted machine is still controlled.
-	if s, err := fx.c.StopInstance(ctx, alive.ID, api.StopInstanceRequest{}); err != nil || s.State != api.StateStopped {
-		t.Fatalf("stop after re-adoption: %+v %v", s, err)
-	}
-}
-
-func TestBoundConsole(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "console.log")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	line := strings.Repeat("x", 99) + "\n"
-	for i := 0; i < 5000; i++ { // 500 KB
-		f.WriteString(line)
-	}
-	if err := boundConsole(path, 64<<10); err != nil {
-		t.Skipf("this filesystem cannot punch holes: %v", err)
-	}
-	var st = statBlocks(t, path)
-	if st.size != 500000 {
-		t.Fatalf("size changed to %d", st.size)
-	}
-	if st.allocated > 80<<10 {
-		t.Fatalf("%d bytes still allocated, want about 64 KiB", st.allocated)
-	}
-	// A tail reader skips the hole and still sees whole lines, with no
-	// zeros from the hole in them.
-	tail := &consoleTail{path: path, off: 0}
-	lines := tail.lines()
-	if len(lines) < 600 || lines[len(lines)-1] != strings.TrimSuffix(line, "\n") {
-		t.Fatalf("read %d lines after the hole", len(lines))
-	}
-	for _, l := range lines[1:] {
-		if l != strings.TrimSuffix(line, "\n") {
-			t.Fatalf("line after the hole: %q", l)
-		}
-	}
-	f.WriteString(agent.Report{Event: "ready", VCPUs: 1}.Format() + "\n")
-	if got := tail.lines(); len(got) != 1 || !agent.IsReport(got[0]) {
-		t.Fatalf("new lines: %q", got)
-	}
-}
-
 func TestForgetTerminated(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
@@ -391,12 +231,12 @@ func TestForgetTerminated(t *testing.T) {
 	if _, err := fx.c.TerminateInstance(ctx, inst.ID); err != nil {
 		t.Fatal(err)
 	}
-	fx.c.forgetTerminated(time.Now().Add(-time.Hour))
+	fx.c.instances.ForgetTerminated(time.Now().Add(-time.Hour))
 	if _, err := fx.c.DescribeInstance(ctx, inst.ID, 0, 0); err != nil {
 		t.Fatalf("a just-terminated instance was forgotten: %v", err)
 	}
-	fx.c.forgetTerminated(time.Now().Add(time.Second))
-	if _, err := fx.c.DescribeInstance(ctx, inst.ID, 0, 0); !api.IsCode(err, api.CodeInstanceNotFound) {
+	fx.c.instances.ForgetTerminated(time.Now().Add(time.Second))
+	if _, err := fx.c.DescribeInstance(ctx, inst.ID, 0, 0); !isCode(err, api.CodeInstanceNotFound) {
 		t.Fatalf("terminated instance past retention: %v", err)
 	}
 }
@@ -419,7 +259,7 @@ func TestRootfsUIDOutsideRange(t *testing.T) {
 		{165536, "100000:65536", true},
 	} {
 		cfg := Config{StateDir: t.TempDir(), RootfsUID: tc.rootfsUID, UIDRange: tc.uidRange}
-		c, err := newController(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), newFakeEngine(), hostinfo.Info{Cores: 4})
+		c, err := newController(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), enginetest.New(), hostinfo.Info{Cores: 4})
 		if c != nil {
 			c.Close()
 		}
@@ -429,5 +269,63 @@ func TestRootfsUIDOutsideRange(t *testing.T) {
 		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "--rootfs-uid")):
 			t.Errorf("--rootfs-uid %d --uid-range %s: started (err %v), want refused", tc.rootfsUID, tc.uidRange, err)
 		}
+	}
+}
+
+// isCode tells whether the gateway answers err with code: the owners
+// refuse with their own errors, and the gateway's table maps them.
+func isCode(err error, code api.Code) bool {
+	return err != nil && gateway.WireError(err).Code == code
+}
+
+// After a crash, start-up removes volume files no record names and
+// interrupted root-volume work directories, and keeps the rest.
+func TestRepairSweepsVolumeLeftovers(t *testing.T) {
+	fx := newFixture(t)
+	v := fx.volume("kept", api.VolumePersistent)
+	fx.c.Close()
+	stray := filepath.Join(fx.cfg.StateDir, "volumes", "vol-0123456789abcdef.img")
+	work := filepath.Join(fx.cfg.StateDir, rootfsWorkPrefix+"123")
+	os.WriteFile(stray, []byte("x"), 0o600)
+	os.MkdirAll(filepath.Join(work, "root"), 0o700)
+	fx.start()
+	for _, p := range []string{stray, work} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after restart: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(fx.c.volumes.File(v.ID)); err != nil {
+		t.Errorf("a recorded volume's file after restart: %v", err)
+	}
+}
+
+func (fx *fixture) volume(name, kind string) api.Volume {
+	fx.t.Helper()
+	v, err := fx.c.CreateVolume(context.Background(), api.CreateVolumeRequest{Name: name, SizeBytes: 1 << 20, Kind: kind})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return v
+}
+
+// attachInStore adds vols to the stored record of instance id as a launch
+// with cards would have left them (the fake engine runs no cards),
+// leaving every other field of the record as it is.
+func (fx *fixture) attachInStore(id string, vols ...api.Volume) {
+	fx.t.Helper()
+	err := fx.c.store.Update(func(tx store.Tx) error {
+		var r map[string]any
+		if err := tx.Get(instances.Table, id, &r); err != nil {
+			return err
+		}
+		list, _ := r["volumes"].([]any)
+		for _, v := range vols {
+			list = append(list, map[string]any{"volume_id": v.ID})
+		}
+		r["volumes"] = list
+		return tx.Put(instances.Table, id, &r)
+	})
+	if err != nil {
+		fx.t.Fatal(err)
 	}
 }

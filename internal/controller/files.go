@@ -2,14 +2,6 @@ package controller
 
 import "os"
 
-func fileSize(p string) int64 {
-	st, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
 // writeFileSync creates path (which must not exist) durably.
 func writeFileSync(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"

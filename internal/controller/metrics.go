@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 	"time"
 
@@ -13,16 +12,16 @@ import (
 	"github.com/azote/azote/internal/cards/cardproto"
 )
 
-// WriteMetrics implements api.Backend: instance counts by state, volume
+// WriteMetrics implements gateway.Backend: instance counts by state, volume
 // counts, and each running card's per-volume counters (ops, bytes, latency
 // histogram, errors, throttled time), which the card itself keeps.
 func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
-	recs, err := c.allInstances()
+	insts, err := c.instances.List(ctx)
 	if err != nil {
 		return err
 	}
 	states := map[string]int{}
-	for _, r := range recs {
+	for _, r := range insts {
 		states[r.State]++
 	}
 	fmt.Fprintln(w, "# HELP azote_instances Instances by state.")
@@ -68,17 +67,10 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 		}
 	}
-	type card struct{ volume, sock string }
-	var cards []card
-	for _, r := range recs {
-		if r.Handle == nil {
-			continue
-		}
-		for _, v := range r.Volumes {
-			cards = append(cards, card{v.VolumeID, c.cardMetricsSocket(r.ID, v.VolumeID)})
-		}
+	cards, err := c.instances.CardMetricsSockets()
+	if err != nil {
+		return err
 	}
-	sort.Slice(cards, func(i, j int) bool { return cards[i].volume < cards[j].volume })
 	// Cards answer at once; one that does not (restarting, or stuck) is
 	// left out rather than holding up the scrape: all are asked together,
 	// with one deadline.
@@ -90,9 +82,9 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := cardhost.ScrapeBlk(ctx, cd.sock)
+			m, err := cardhost.ScrapeBlk(ctx, cd.Socket)
 			if err != nil {
-				c.log.Debug("card metrics", "volume", cd.volume, "err", err)
+				c.log.Debug("card metrics", "volume", cd.Volume, "err", err)
 				return
 			}
 			snaps[i] = &m
@@ -102,7 +94,7 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	var answered []volumeMetrics
 	for i, cd := range cards {
 		if snaps[i] != nil {
-			answered = append(answered, volumeMetrics{cd.volume, snaps[i]})
+			answered = append(answered, volumeMetrics{cd.Volume, snaps[i]})
 		}
 	}
 	writeVolumeMetrics(w, answered)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/cards/cardproto"
-	"github.com/azote/azote/internal/store"
 )
 
 // fakeCardMetrics answers on a card's metrics socket with answer (nil:
@@ -52,17 +51,14 @@ func TestCardMetricsRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	fx.waitState(inst.ID, api.StateRunning)
-	if err := fx.c.store.Update(func(tx store.Tx) error {
-		var r instanceRecord
-		if err := tx.Get(tableInstances, inst.ID, &r); err != nil {
-			return err
-		}
-		for _, v := range []api.Volume{good, liar, stuck} {
-			r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: v.ID})
-		}
-		return tx.Put(tableInstances, r.ID, &r)
-	}); err != nil {
+	fx.attachInStore(inst.ID, good, liar, stuck)
+	socks := map[string]string{}
+	cards, err := fx.c.instances.CardMetricsSockets()
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range cards {
+		socks[c.Volume] = c.Socket
 	}
 	m := cardproto.BlkMetrics{Ops: make([]cardproto.OpMetrics, len(cardproto.BlkOps)), ThrottledNs: 1.5e9}
 	for i := range m.Ops {
@@ -71,10 +67,10 @@ func TestCardMetricsRelay(t *testing.T) {
 	m.Ops[1] = cardproto.OpMetrics{Requests: 7, Bytes: 7 * 4096, Latency: make([]uint64, len(cardproto.LatencyBuckets)+1), LatencySumNs: 7e6}
 	m.Ops[1].Latency[4], m.Ops[1].Latency[len(cardproto.LatencyBuckets)] = 5, 2
 	answer, _ := json.Marshal(m)
-	fakeCardMetrics(t, fx.c.cardMetricsSocket(inst.ID, good.ID), answer)
-	fakeCardMetrics(t, fx.c.cardMetricsSocket(inst.ID, liar.ID),
+	fakeCardMetrics(t, socks[good.ID], answer)
+	fakeCardMetrics(t, socks[liar.ID],
 		[]byte("azote_volume_ops_total{volume=\""+good.ID+"\",op=\"write\"} 999999\nazote_volume_ops_total{"))
-	fakeCardMetrics(t, fx.c.cardMetricsSocket(inst.ID, stuck.ID), nil)
+	fakeCardMetrics(t, socks[stuck.ID], nil)
 
 	var out bytes.Buffer
 	start := time.Now()

@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/controller/images"
 	"github.com/azote/azote/internal/image"
 )
 
 func (fx *fixture) volumeFiles() []string {
-	m, _ := filepath.Glob(filepath.Join(fx.c.volumeDir(), "*"))
+	m, _ := filepath.Glob(filepath.Join(fx.cfg.StateDir, "volumes", "*"))
 	return m
 }
 
@@ -26,7 +27,9 @@ func TestVolumeQuota(t *testing.T) {
 	if fs, err := fileSystemBytes(fx.cfg.StateDir); err != nil || fx.c.cfg.VolumeQuota != fs {
 		t.Fatalf("default volume quota %d, want the file system's %d (%v)", fx.c.cfg.VolumeQuota, fs, err)
 	}
-	fx.c.cfg.VolumeQuota = 20 << 20
+	fx.c.Close()
+	fx.cfg.VolumeQuota = 20 << 20
+	fx.start()
 	ctx := context.Background()
 	mk := func(name string) error {
 		_, err := fx.c.CreateVolume(ctx, api.CreateVolumeRequest{Name: name, SizeBytes: 8 << 20, Kind: api.VolumePersistent})
@@ -39,7 +42,7 @@ func TestVolumeQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := fx.volumeFiles()
-	if err := mk("c"); !api.IsCode(err, api.CodeQuotaExceeded) {
+	if err := mk("c"); !isCode(err, api.CodeQuotaExceeded) {
 		t.Fatalf("a volume past the quota: %v, want QuotaExceeded", err)
 	}
 	if got := fx.volumeFiles(); len(got) != len(files) {
@@ -52,7 +55,7 @@ func TestVolumeQuota(t *testing.T) {
 	if _, err := fx.c.DeleteVolume(ctx, "a", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := mk("c"); !api.IsCode(err, api.CodeQuotaExceeded) {
+	if err := mk("c"); !isCode(err, api.CodeQuotaExceeded) {
 		t.Fatalf("with a deleted volume not yet purged: %v, want QuotaExceeded", err)
 	}
 	if _, err := fx.c.DeleteVolume(ctx, "a", true); err != nil {
@@ -69,38 +72,41 @@ func TestVolumeQuota(t *testing.T) {
 func TestBlobQuotaAndOrphans(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	used := fx.c.blobs.Used()
-	var err error
-	if fx.c.blobs, err = image.OpenBlobs(filepath.Join(fx.cfg.StateDir, "images"), used+1000); err != nil {
+	// The blobs as the host's file system has them.
+	blobs, err := image.OpenBlobs(filepath.Join(fx.cfg.StateDir, "images"), 1<<40)
+	if err != nil {
 		t.Fatal(err)
 	}
+	fx.c.Close()
+	fx.cfg.BlobQuota = blobs.Used() + 1000
+	fx.start()
 	orphan := bytes.Repeat([]byte("o"), 900)
 	if err := fx.c.PutBlob(ctx, image.SHA384Hex(orphan), bytes.NewReader(orphan)); err != nil {
 		t.Fatal(err)
 	}
 	big := bytes.Repeat([]byte("b"), 900)
-	if err := fx.c.PutBlob(ctx, image.SHA384Hex(big), bytes.NewReader(big)); !api.IsCode(err, api.CodeQuotaExceeded) {
+	if err := fx.c.PutBlob(ctx, image.SHA384Hex(big), bytes.NewReader(big)); !isCode(err, api.CodeQuotaExceeded) {
 		t.Fatalf("an upload past the quota: %v, want QuotaExceeded", err)
 	}
 	// Recently uploaded: kept for the CreateImage that should follow.
-	fx.c.sweepOrphanBlobs(time.Now().Add(-OrphanBlobRetention))
-	if !fx.c.blobs.Has(image.SHA384Hex(orphan)) {
+	fx.c.images.SweepOrphans(time.Now().Add(-images.OrphanBlobRetention))
+	if !blobs.Has(image.SHA384Hex(orphan)) {
 		t.Fatal("a fresh upload was swept")
 	}
 	img, err := fx.c.DescribeImage(ctx, "default")
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := time.Now().Add(-2 * OrphanBlobRetention)
+	old := time.Now().Add(-2 * images.OrphanBlobRetention)
 	for _, d := range []string{image.SHA384Hex(orphan), img.KernelSHA384, img.InitrdSHA384} {
-		os.Chtimes(fx.c.blobs.Path(d), old, old)
+		os.Chtimes(blobs.Path(d), old, old)
 	}
-	fx.c.sweepOrphanBlobs(time.Now().Add(-OrphanBlobRetention))
-	if fx.c.blobs.Has(image.SHA384Hex(orphan)) {
+	fx.c.images.SweepOrphans(time.Now().Add(-images.OrphanBlobRetention))
+	if blobs.Has(image.SHA384Hex(orphan)) {
 		t.Fatal("an old blob no image uses was kept")
 	}
 	// The default image's blobs are as old, but used: kept.
-	if !fx.c.blobs.Has(img.KernelSHA384) || !fx.c.blobs.Has(img.InitrdSHA384) {
+	if !blobs.Has(img.KernelSHA384) || !blobs.Has(img.InitrdSHA384) {
 		t.Fatal("an image's blobs were swept")
 	}
 	if err := fx.c.PutBlob(ctx, image.SHA384Hex(big), bytes.NewReader(big)); err != nil {

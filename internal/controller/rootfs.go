@@ -10,6 +10,7 @@ import (
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/cardhost"
+	"github.com/azote/azote/internal/controller/refusal"
 )
 
 // rootfsWorkPrefix names fillRootfs's work directories (removed at start-up
@@ -28,7 +29,7 @@ const rootfsWorkPrefix = ".rootfs-"
 func (c *Controller) fillRootfs(ctx context.Context, f *os.File, img api.Image, key []byte) error {
 	mke2fs, err := exec.LookPath("mke2fs")
 	if err != nil {
-		return api.Errorf(api.CodeInvalidParameter, "making a root volume needs mke2fs (Debian package e2fsprogs) on the host")
+		return refusal.New(refusal.ErrInvalidParameter, "making a root volume needs mke2fs (Debian package e2fsprogs) on the host")
 	}
 	if mke2fs, err = filepath.Abs(mke2fs); err != nil {
 		return err
@@ -45,7 +46,7 @@ func (c *Controller) fillRootfs(ctx context.Context, f *os.File, img api.Image, 
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	archive, err := os.Open(c.blobs.Path(img.InitrdSHA384))
+	archive, err := c.images.OpenInitrd(img)
 	if err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func (c *Controller) fillRootfs(ctx context.Context, f *os.File, img api.Image, 
 		Archive: archive, Out: f, Key: key, WorkDir: tmp,
 	})
 	if errors.Is(err, cardhost.ErrRefused) {
-		return api.Errorf(api.CodeInvalidParameter, "image %s cannot become a root volume: %v", img.ID, err)
+		return refusal.New(refusal.ErrInvalidParameter, "image %s cannot become a root volume: %v", img.ID, err)
 	}
 	if err != nil {
 		return err
@@ -63,4 +64,15 @@ func (c *Controller) fillRootfs(ctx context.Context, f *os.File, img api.Image, 
 	c.log.Info("root volume filled", "image", img.ID, "entries", res.Entries, "bytes", res.Bytes,
 		"skipped_devices", res.SkippedDevices, "encrypted", res.Encrypted, "builder_uid_map", res.UIDMap)
 	return nil
+}
+
+// sweepRootfsWork removes the work directories of root volumes whose
+// build a crash interrupted. It runs before the API serves, so no build is
+// in flight.
+func (c *Controller) sweepRootfsWork() {
+	work, _ := filepath.Glob(filepath.Join(c.cfg.StateDir, rootfsWorkPrefix+"*"))
+	for _, d := range work {
+		os.RemoveAll(d)
+		c.log.Info("removed an interrupted root volume's work directory", "dir", d)
+	}
 }

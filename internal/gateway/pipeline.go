@@ -65,7 +65,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	}
 	res, err := op.Resource(ctx, req)
 	if err != nil {
-		h.deny(w, r, op.Name, "", api.AsError(err))
+		h.deny(w, r, op.Name, "", WireError(err))
 		return
 	}
 	if op.Conditions != nil {
@@ -125,7 +125,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 // one; InternalError when it has none, logged here with its text (which
 // is not the caller's to read).
 func (h *handler) wireError(r *http.Request, op *api.Operation, err error) *api.Error {
-	e := api.AsError(err)
+	e := WireError(err)
 	if e.Code == api.CodeInternal {
 		h.log.Error("request failed", "action", op.Name, "method", r.Method, "path", r.URL.Path, "err", err)
 	}
@@ -205,7 +205,7 @@ func (h *handler) callRecord(r *http.Request, rt *route, req any, res string, te
 	}
 	switch {
 	case err != nil:
-		e := api.AsError(err)
+		e := WireError(err)
 		ar.ErrorCode, ar.ErrorMessage = string(e.Code), e.Message
 	case rt.op.ReadOnly:
 	case rt.rest:

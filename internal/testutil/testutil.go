@@ -4,8 +4,11 @@
 package testutil
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -51,4 +54,57 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// LogBuffer collects a log that several goroutines write.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String is what was written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// FillFields sets every string, int and bool field of the struct v points
+// to a non-zero value of its own.
+func FillFields(v any) {
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		f := rv.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("s" + rv.Type().Field(i).Name)
+		case reflect.Int, reflect.Int64:
+			f.SetInt(int64(i + 1))
+		case reflect.Bool:
+			f.SetBool(true)
+		}
+	}
+}
+
+// SameJSONFields fails t unless every field of from's JSON is in got's
+// JSON with the same value: got is an API view of from that must carry
+// every field under the same name.
+func SameJSONFields(t testing.TB, name string, from, got any) {
+	t.Helper()
+	var f, g map[string]any
+	raw, _ := json.Marshal(from)
+	json.Unmarshal(raw, &f)
+	raw, _ = json.Marshal(got)
+	json.Unmarshal(raw, &g)
+	for k, v := range f {
+		if g[k] != v {
+			t.Errorf("%s field %q = %v: its API view has %v", name, k, v, g[k])
+		}
+	}
 }

@@ -1,7 +1,8 @@
-package controller
+package instances
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/controller/volumes"
 	"github.com/azote/azote/internal/store"
 )
 
@@ -20,7 +22,7 @@ import (
 
 func (fx *fixture) volume(name, kind string) api.Volume {
 	fx.t.Helper()
-	v, err := fx.c.CreateVolume(context.Background(), api.CreateVolumeRequest{Name: name, SizeBytes: 1 << 20, Kind: kind})
+	v, err := fx.vols.Create(context.Background(), api.CreateVolumeRequest{Name: name, SizeBytes: 1 << 20, Kind: kind})
 	if err != nil {
 		fx.t.Fatal(err)
 	}
@@ -32,26 +34,26 @@ func (fx *fixture) volume(name, kind string) api.Volume {
 func (fx *fixture) stoppedWith(name string, root bool, vols ...api.Volume) api.Instance {
 	fx.t.Helper()
 	ctx := context.Background()
-	inst, err := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: name, Image: "default", VCPUs: 1, MemoryMiB: 64})
+	inst, err := fx.s.Run(ctx, api.RunInstanceRequest{Name: name, Image: "default", VCPUs: 1, MemoryMiB: 64})
 	if err != nil {
 		fx.t.Fatal(err)
 	}
 	fx.waitState(inst.ID, api.StateRunning)
-	if _, err := fx.c.StopInstance(ctx, inst.ID, api.StopInstanceRequest{}); err != nil {
+	if _, err := fx.s.Stop(ctx, inst.ID, api.StopInstanceRequest{}); err != nil {
 		fx.t.Fatal(err)
 	}
-	err = fx.c.store.Update(func(tx store.Tx) error {
+	err = fx.db.Update(func(tx store.Tx) error {
 		var r instanceRecord
-		if err := tx.Get(tableInstances, inst.ID, &r); err != nil {
+		if err := tx.Get(Table, inst.ID, &r); err != nil {
 			return err
 		}
 		for i, v := range vols {
-			if _, err := fx.c.claimVolumeTx(tx, v.ID, inst.ID, false); err != nil {
+			if _, err := volumes.ClaimTx(tx, v.ID, inst.ID, false); err != nil {
 				return err
 			}
 			r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: v.ID, Root: root && i == 0})
 		}
-		return tx.Put(tableInstances, r.ID, &r)
+		return tx.Put(Table, r.ID, &r)
 	})
 	if err != nil {
 		fx.t.Fatal(err)
@@ -61,11 +63,11 @@ func (fx *fixture) stoppedWith(name string, root bool, vols ...api.Volume) api.I
 
 func (fx *fixture) volumeState(id string) api.Volume {
 	fx.t.Helper()
-	v, err := fx.c.DescribeVolume(context.Background(), id)
+	v, err := fx.vols.Resolve(id)
 	if err != nil {
 		fx.t.Fatalf("volume %s: %v", id, err)
 	}
-	return v
+	return v.Volume
 }
 
 // waitBlocked waits until a goroutine is blocked inside fn (a function
@@ -96,75 +98,42 @@ func TestDetachRacingReattach(t *testing.T) {
 	i1 := fx.stoppedWith("one", false, v)
 	i2 := fx.stoppedWith("two", false)
 
-	_, _, unlock, err := fx.c.lockInstance(i1.ID)
+	_, _, unlock, err := fx.s.lockInstance(i1.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	late := make(chan error, 1)
 	go func() {
-		_, err := fx.c.DetachVolume(ctx, v.ID)
+		_, err := fx.s.DetachVolume(ctx, v.ID)
 		late <- err
 	}()
 	waitBlocked(t, "DetachVolume")
 	// Meanwhile another detach finished and the volume moved to i2.
-	if err := fx.c.store.Update(func(tx store.Tx) error {
-		_, _, err := fx.c.releaseVolumeTx(tx, v.ID, i1.ID)
-		return err
+	if err := fx.db.Update(func(tx store.Tx) error {
+		if _, _, err := volumes.ReleaseTx(tx, v.ID, i1.ID); err != nil {
+			return err
+		}
+		var r instanceRecord
+		if err := tx.Get(Table, i1.ID, &r); err != nil {
+			return err
+		}
+		r.Volumes = nil
+		return tx.Put(Table, r.ID, &r)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fx.c.AttachVolume(ctx, v.ID, api.AttachVolumeRequest{Instance: i2.ID}); err != nil {
+	if _, err := fx.s.AttachVolume(ctx, v.ID, api.AttachVolumeRequest{Instance: i2.ID}); err != nil {
 		t.Fatal(err)
 	}
 	unlock()
-	if err := <-late; !api.IsCode(err, api.CodeIncorrectVolumeState) {
+	if err := <-late; !errors.Is(err, volumes.ErrIncorrectState) {
 		t.Fatalf("the late detach: %v, want IncorrectVolumeState", err)
 	}
 	if got := fx.volumeState(v.ID); got.State != api.VolumeInUse || got.AttachedTo != i2.ID {
 		t.Fatalf("volume after the late detach: %s attached to %q, want in-use by %s", got.State, got.AttachedTo, i2.ID)
 	}
-	if _, err := fx.c.DeleteVolume(ctx, v.ID, true); !api.IsCode(err, api.CodeVolumeInUse) {
+	if _, err := fx.vols.Delete(v.ID, true); !errors.Is(err, volumes.ErrInUse) {
 		t.Fatalf("delete of a volume in use: %v", err)
-	}
-}
-
-// A purge decided on before a restore (the janitor's list) is not carried
-// out; a purge of a volume that is due is.
-func TestPurgeLosesToRestore(t *testing.T) {
-	fx := newFixture(t)
-	fx.c.cfg.VolumeRetention = time.Hour
-	ctx := context.Background()
-	v := fx.volume("keep", api.VolumePersistent)
-	if _, err := fx.c.DeleteVolume(ctx, v.ID, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fx.c.RestoreVolume(ctx, v.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := fx.c.purgeVolume(v.ID); !api.IsCode(err, api.CodeIncorrectVolumeState) {
-		t.Fatalf("purging a restored volume: %v", err)
-	}
-	if got := fx.volumeState(v.ID); got.State != api.VolumeAvailable {
-		t.Fatalf("restored volume is %s", got.State)
-	}
-	if _, err := os.Stat(fx.c.volumeFile(v.ID)); err != nil {
-		t.Fatalf("restored volume's file: %v", err)
-	}
-	// Deleted but not yet due: still not purged.
-	if _, err := fx.c.DeleteVolume(ctx, v.ID, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := fx.c.purgeVolume(v.ID); !api.IsCode(err, api.CodeIncorrectVolumeState) {
-		t.Fatalf("purging a volume inside its retention: %v", err)
-	}
-	if _, err := fx.c.DeleteVolume(ctx, v.ID, true); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fx.c.DescribeVolume(ctx, v.ID); !api.IsCode(err, api.CodeVolumeNotFound) {
-		t.Fatalf("after delete --now: %v", err)
-	}
-	if _, err := os.Stat(fx.c.volumeFile(v.ID)); !os.IsNotExist(err) {
-		t.Fatalf("file after delete --now: %v", err)
 	}
 }
 
@@ -173,20 +142,20 @@ func TestRootVolumeStaysAttached(t *testing.T) {
 	ctx := context.Background()
 	root, data := fx.volume("root", api.VolumePersistent), fx.volume("data", api.VolumePersistent)
 	inst := fx.stoppedWith("vm", true, root, data)
-	if _, err := fx.c.DetachVolume(ctx, root.ID); !api.IsCode(err, api.CodeIncorrectVolumeState) || !strings.Contains(err.Error(), "root volume") {
+	if _, err := fx.s.DetachVolume(ctx, root.ID); !errors.Is(err, volumes.ErrIncorrectState) || !strings.Contains(err.Error(), "root volume") {
 		t.Fatalf("detaching the root volume: %v", err)
 	}
-	if _, err := fx.c.DetachVolume(ctx, data.ID); err != nil {
+	if _, err := fx.s.DetachVolume(ctx, data.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fx.c.AttachVolume(ctx, data.ID, api.AttachVolumeRequest{Instance: inst.ID}); err != nil {
+	if _, err := fx.s.AttachVolume(ctx, data.ID, api.AttachVolumeRequest{Instance: inst.ID}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := fx.c.DescribeInstance(ctx, inst.ID, 0, 0)
+	got, _ := fx.s.Describe(ctx, inst.ID, 0, 0)
 	if len(got.Volumes) != 2 || got.Volumes[0].VolumeID != root.ID || !got.Volumes[0].Root || got.Volumes[1].Root {
 		t.Fatalf("volumes after detach and attach: %+v", got.Volumes)
 	}
-	if _, err := fx.c.TerminateInstance(ctx, inst.ID); err != nil {
+	if _, err := fx.s.Terminate(ctx, inst.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []api.Volume{root, data} {
@@ -203,13 +172,13 @@ func TestTerminateErasesOnlyItsInstanceStore(t *testing.T) {
 	ctx := context.Background()
 	scratch := fx.volume("scratch", api.VolumeInstanceStore)
 	inst := fx.stoppedWith("vm", false, scratch)
-	if _, err := fx.c.TerminateInstance(ctx, inst.ID); err != nil {
+	if _, err := fx.s.Terminate(ctx, inst.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fx.c.DescribeVolume(ctx, scratch.ID); !api.IsCode(err, api.CodeVolumeNotFound) {
+	if _, err := fx.vols.Resolve(scratch.ID); !errors.Is(err, volumes.ErrNotFound) {
 		t.Fatalf("instance-store volume after terminate: %v", err)
 	}
-	if _, err := os.Stat(fx.c.volumeFile(scratch.ID)); !os.IsNotExist(err) {
+	if _, err := os.Stat(fx.vols.File(scratch.ID)); !os.IsNotExist(err) {
 		t.Fatalf("instance-store file after terminate: %v", err)
 	}
 
@@ -218,42 +187,21 @@ func TestTerminateErasesOnlyItsInstanceStore(t *testing.T) {
 	other := fx.volume("other", api.VolumeInstanceStore)
 	a := fx.stoppedWith("a", false, other)
 	b := fx.stoppedWith("b", false)
-	if err := fx.c.store.Update(func(tx store.Tx) error {
+	if err := fx.db.Update(func(tx store.Tx) error {
 		var r instanceRecord
-		if err := tx.Get(tableInstances, b.ID, &r); err != nil {
+		if err := tx.Get(Table, b.ID, &r); err != nil {
 			return err
 		}
 		r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: other.ID})
-		return tx.Put(tableInstances, r.ID, &r)
+		return tx.Put(Table, r.ID, &r)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fx.c.TerminateInstance(ctx, b.ID); err != nil {
+	if _, err := fx.s.Terminate(ctx, b.ID); err != nil {
 		t.Fatal(err)
 	}
 	if got := fx.volumeState(other.ID); got.State != api.VolumeInUse || got.AttachedTo != a.ID {
 		t.Fatalf("another instance's volume after terminate: %s attached to %q", got.State, got.AttachedTo)
-	}
-}
-
-// After a crash, start-up removes volume files no record names and
-// interrupted root-volume work directories, and keeps the rest.
-func TestRepairSweepsVolumeLeftovers(t *testing.T) {
-	fx := newFixture(t)
-	v := fx.volume("kept", api.VolumePersistent)
-	fx.c.Close()
-	stray := filepath.Join(fx.c.volumeDir(), "vol-0123456789abcdef.img")
-	work := filepath.Join(fx.cfg.StateDir, rootfsWorkPrefix+"123")
-	os.WriteFile(stray, []byte("x"), 0o600)
-	os.MkdirAll(filepath.Join(work, "root"), 0o700)
-	fx.start()
-	for _, p := range []string{stray, work} {
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Errorf("%s after restart: %v", p, err)
-		}
-	}
-	if _, err := os.Stat(fx.c.volumeFile(v.ID)); err != nil {
-		t.Errorf("a recorded volume's file after restart: %v", err)
 	}
 }
 
@@ -263,38 +211,38 @@ func TestRepairKillsUnrecordedCard(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
 	v := fx.volume("data", api.VolumePersistent)
-	inst, err := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: "vm", Image: "default", VCPUs: 1, MemoryMiB: 64})
+	inst, err := fx.s.Run(ctx, api.RunInstanceRequest{Name: "vm", Image: "default", VCPUs: 1, MemoryMiB: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fx.waitState(inst.ID, api.StateRunning)
-	fx.c.Close()
-	st, err := store.OpenBolt(filepath.Join(fx.cfg.StateDir, "state.db"))
+	fx.close()
+	st, err := store.OpenBolt(filepath.Join(fx.dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = st.Update(func(tx store.Tx) error {
 		var r instanceRecord
-		if err := tx.Get(tableInstances, inst.ID, &r); err != nil {
+		if err := tx.Get(Table, inst.ID, &r); err != nil {
 			return err
 		}
-		var vr volumeRecord
-		if err := tx.Get(tableVolumes, v.ID, &vr); err != nil {
+		var vr volumes.Record
+		if err := tx.Get(volumes.Table, v.ID, &vr); err != nil {
 			return err
 		}
 		vr.State, vr.AttachedTo = api.VolumeInUse, inst.ID
 		r.Volumes = append(r.Volumes, api.InstanceVolume{VolumeID: v.ID})
-		if err := tx.Put(tableVolumes, v.ID, &vr); err != nil {
+		if err := tx.Put(volumes.Table, v.ID, &vr); err != nil {
 			return err
 		}
-		return tx.Put(tableInstances, r.ID, &r)
+		return tx.Put(Table, r.ID, &r)
 	})
 	st.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A process whose command line carries the card's marker.
-	card := exec.Command("sh", "-c", "sleep 60; :", "azote-card", "blk", "--socket", fx.c.cardSocket(inst.ID, v.ID))
+	card := exec.Command("sh", "-c", "sleep 60; :", "azote-card", "blk", "--socket", fx.s.cardSocket(inst.ID, v.ID))
 	card.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := card.Start(); err != nil {
 		t.Fatal(err)

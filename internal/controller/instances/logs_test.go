@@ -1,4 +1,4 @@
-package controller
+package instances
 
 import (
 	"bytes"
@@ -35,13 +35,13 @@ func fillLog(t *testing.T, f *os.File, n int) string {
 // LogLimit while the engine and cards keep writing through their fds.
 func TestSupervisorBoundsEngineAndCardLogs(t *testing.T) {
 	fx := newFixture(t)
-	inst, err := fx.c.RunInstance(context.Background(), api.RunInstanceRequest{Name: "noisy", Image: "default", VCPUs: 1, MemoryMiB: 64})
+	inst, err := fx.s.Run(context.Background(), api.RunInstanceRequest{Name: "noisy", Image: "default", VCPUs: 1, MemoryMiB: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fx.waitState(inst.ID, api.StateRunning)
-	dir := fx.c.instanceDir(inst.ID)
-	limit := fx.c.cfg.LogLimit
+	dir := fx.s.instanceDir(inst.ID)
+	limit := fx.s.cfg.LogLimit
 	var files []*os.File
 	for _, name := range []string{engine.LogName, "vol-0123456789abcdef0" + cardLogSuffix} {
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

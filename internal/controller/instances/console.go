@@ -1,4 +1,4 @@
-package controller
+package instances
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/controller/refusal"
 )
 
 // The serial console is a file the engine appends to (O_APPEND), so it is
@@ -95,16 +96,16 @@ func punchHead(f *os.File, limit int64) error {
 	return nil
 }
 
-// Console implements api.Backend.
-func (c *Controller) Console(ctx context.Context, ref string, tail int64, follow bool, w io.Writer, flush func()) error {
-	rec, err := c.resolve(ref)
+// Console.
+func (s *Service) Console(ctx context.Context, ref string, tail int64, follow bool, w io.Writer, flush func()) error {
+	rec, err := s.resolve(ref)
 	if err != nil {
 		return err
 	}
 	if rec.State == api.StateTerminated {
-		return api.Errorf(api.CodeIncorrectInstanceState, "instance %s is terminated; its console is gone", rec.ID)
+		return refusal.New(ErrIncorrectState, "instance %s is terminated; its console is gone", rec.ID)
 	}
-	path := consolePath(c.instanceDir(rec.ID))
+	path := consolePath(s.instanceDir(rec.ID))
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		if !follow {
@@ -115,7 +116,7 @@ func (c *Controller) Console(ctx context.Context, ref string, tail int64, follow
 	} else {
 		defer f.Close()
 	}
-	tail = min(tail, c.cfg.ConsoleLimit)
+	tail = min(tail, s.cfg.ConsoleLimit)
 	var pos int64
 	if f != nil {
 		st, err := f.Stat()
@@ -169,7 +170,7 @@ func (c *Controller) Console(ctx context.Context, ref string, tail int64, follow
 			return err
 		}
 		flush()
-		if cur, err := c.get(rec.ID); err != nil || cur.State == api.StateTerminated {
+		if cur, err := s.get(rec.ID); err != nil || cur.State == api.StateTerminated {
 			return nil
 		}
 	}

@@ -1,4 +1,4 @@
-package controller
+package instances
 
 import (
 	"errors"
@@ -141,13 +141,13 @@ func renewLog(path string, limit, over int64) error {
 
 // boundInstanceLogs bounds the engine log and every card log of an
 // instance.
-func (c *Controller) boundInstanceLogs(id string) {
-	dir := c.instanceDir(id)
+func (s *Service) boundInstanceLogs(id string) {
+	dir := s.instanceDir(id)
 	paths, _ := filepath.Glob(filepath.Join(dir, "*"+cardLogSuffix))
 	paths = append(paths, filepath.Join(dir, engine.LogName))
 	for _, p := range paths {
-		if err := boundLog(p, c.cfg.LogLimit); err != nil {
-			c.log.Warn("bounding a log", "id", id, "log", filepath.Base(p), "err", err)
+		if err := boundLog(p, s.cfg.LogLimit); err != nil {
+			s.log.Warn("bounding a log", "id", id, "log", filepath.Base(p), "err", err)
 		}
 	}
 }

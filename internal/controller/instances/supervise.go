@@ -1,4 +1,4 @@
-package controller
+package instances
 
 import (
 	"time"
@@ -16,21 +16,21 @@ const consolePoll = 10 * time.Millisecond
 // logs of its instance.
 const logBoundEvery = time.Second
 
-func (c *Controller) startSupervisor(rt *instanceRuntime, m engine.Machine, offset int64) {
+func (s *Service) startSupervisor(rt *instanceRuntime, m engine.Machine, offset int64) {
 	exited := make(chan struct{})
 	rt.mu.Lock()
 	rt.machine, rt.exited = m, exited
 	rt.mu.Unlock()
-	c.wg.Add(1)
-	go c.supervise(rt, m, exited, offset)
+	s.wg.Add(1)
+	go s.supervise(rt, m, exited, offset)
 }
 
 // supervise is the one goroutine that watches a machine: it turns console
 // report lines, guest resets and the engine's exit into state changes. It
 // ends when the machine exits or azoted releases it.
-func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited chan struct{}, offset int64) {
-	defer c.wg.Done()
-	tail := &consoleTail{path: consolePath(c.instanceDir(rt.id)), off: offset}
+func (s *Service) supervise(rt *instanceRuntime, m engine.Machine, exited chan struct{}, offset int64) {
+	defer s.wg.Done()
+	tail := &consoleTail{path: consolePath(s.instanceDir(rt.id)), off: offset}
 	var rs reports
 	tick := time.NewTicker(consolePoll)
 	defer tick.Stop()
@@ -41,37 +41,37 @@ func (c *Controller) supervise(rt *instanceRuntime, m engine.Machine, exited cha
 			m.Release()
 			return
 		case <-m.Done():
-			c.scanConsole(rt.id, tail, &rs)
-			c.stopCards(rt)
-			c.releaseEngineUID(rt)
-			if rec, err := c.get(rt.id); err == nil {
-				c.endEphemeral(rec)
+			s.scanConsole(rt.id, tail, &rs)
+			s.stopCards(rt)
+			s.releaseEngineUID(rt)
+			if rec, err := s.get(rt.id); err == nil {
+				s.endEphemeral(rec)
 			}
-			c.recordExit(rt.id, m.Exit())
+			s.recordExit(rt.id, m.Exit())
 			rt.mu.Lock()
 			rt.machine = nil
 			rt.mu.Unlock()
 			close(exited)
 			return
 		case at := <-m.Resets():
-			c.reset(rt.id, at, tail, &rs)
+			s.reset(rt.id, at, tail, &rs)
 		case <-tick.C:
 			// A reset already reported is handled before the lines that
 			// follow it, which belong to the new boot.
 			select {
 			case at := <-m.Resets():
-				c.reset(rt.id, at, tail, &rs)
+				s.reset(rt.id, at, tail, &rs)
 			default:
 			}
-			c.scanConsole(rt.id, tail, &rs)
+			s.scanConsole(rt.id, tail, &rs)
 			if time.Since(lastLogs) >= logBoundEvery {
 				lastLogs = time.Now()
-				c.boundInstanceLogs(rt.id)
+				s.boundInstanceLogs(rt.id)
 			}
 			if time.Since(lastBound) > 5*time.Second {
 				lastBound = time.Now()
-				if err := boundConsole(tail.path, c.cfg.ConsoleLimit); err != nil {
-					c.log.Warn("bounding console log", "id", rt.id, "err", err)
+				if err := boundConsole(tail.path, s.cfg.ConsoleLimit); err != nil {
+					s.log.Warn("bounding console log", "id", rt.id, "err", err)
 				}
 			}
 		}
@@ -126,7 +126,7 @@ func (rs *reports) allow(now time.Time) bool {
 	return true
 }
 
-func (c *Controller) scanConsole(id string, tail *consoleTail, rs *reports) {
+func (s *Service) scanConsole(id string, tail *consoleTail, rs *reports) {
 	lines := tail.lines()
 	now := time.Now().UTC()
 	for _, line := range lines {
@@ -136,7 +136,7 @@ func (c *Controller) scanConsole(id string, tail *consoleTail, rs *reports) {
 		r, err := agent.Parse(line)
 		if err != nil {
 			if rs.allow(now) {
-				c.log.Warn("malformed agent report", "id", id, "err", err)
+				s.log.Warn("malformed agent report", "id", id, "err", err)
 			}
 			continue
 		}
@@ -150,15 +150,15 @@ func (c *Controller) scanConsole(id string, tail *consoleTail, rs *reports) {
 				continue
 			}
 			rs.ready = true
-			c.recordReady(id, r, now, tail.off)
+			s.recordReady(id, r, now, tail.off)
 		case agent.EventError:
 			if rs.allow(now) {
-				c.log.Warn("agent reported an error", "id", id, "msg", r.Message)
+				s.log.Warn("agent reported an error", "id", id, "msg", r.Message)
 			}
 		}
 	}
 	if rs.dropped > 0 && now.Sub(rs.warned) >= dropLogGap {
-		c.log.Warn("agent report lines over the rate limit were ignored", "id", id, "lines", rs.dropped)
+		s.log.Warn("agent report lines over the rate limit were ignored", "id", id, "lines", rs.dropped)
 		rs.dropped, rs.warned = 0, now
 	}
 }
@@ -166,9 +166,9 @@ func (c *Controller) scanConsole(id string, tail *consoleTail, rs *reports) {
 // reset handles a guest reset: the lines printed before it belong to the
 // boot that ended, and a ready line ignored but read after the reset
 // happened is the new boot's.
-func (c *Controller) reset(id string, at time.Time, tail *consoleTail, rs *reports) {
-	c.scanConsole(id, tail, rs)
-	rec, counted := c.recordReset(id, at, tail.off)
+func (s *Service) reset(id string, at time.Time, tail *consoleTail, rs *reports) {
+	s.scanConsole(id, tail, rs)
+	rec, counted := s.recordReset(id, at, tail.off)
 	if !counted {
 		return
 	}
@@ -177,14 +177,14 @@ func (c *Controller) reset(id string, at time.Time, tail *consoleTail, rs *repor
 	rs.ready, rs.skipped = rec.Ready, nil
 	if !rs.ready && late != nil && late.at.After(at) {
 		rs.ready = true
-		c.recordReady(id, late.r, late.at, late.off)
+		s.recordReady(id, late.r, late.at, late.off)
 	}
 }
 
 // recordReady records the agent's ready report, read at now with the
 // console read up to off.
-func (c *Controller) recordReady(id string, r agent.Report, now time.Time, off int64) {
-	c.update(id, func(rec *instanceRecord) error {
+func (s *Service) recordReady(id string, r agent.Report, now time.Time, off int64) {
+	s.update(id, func(rec *instanceRecord) error {
 		if rec.State == api.StatePending {
 			rec.State, rec.StateReason = api.StateRunning, ""
 		}
@@ -197,8 +197,8 @@ func (c *Controller) recordReady(id string, r agent.Report, now time.Time, off i
 	})
 }
 
-func (c *Controller) recordExit(id string, e engine.Exit) {
-	c.update(id, func(r *instanceRecord) error {
+func (s *Service) recordExit(id string, e engine.Exit) {
+	s.update(id, func(r *instanceRecord) error {
 		r.Handle, r.Ready, r.Cards = nil, false, nil
 		for i := range r.Volumes {
 			r.Volumes[i].CardPID = 0
@@ -220,7 +220,7 @@ func (c *Controller) recordExit(id string, e engine.Exit) {
 		}
 		return nil
 	})
-	c.log.Info("machine exited", "id", id, "clean", e.Clean, "reason", e.Reason)
+	s.log.Info("machine exited", "id", id, "clean", e.Clean, "reason", e.Reason)
 }
 
 // recordReset counts a guest reset as a new boot. Linux may request a
@@ -229,9 +229,9 @@ func (c *Controller) recordExit(id string, e engine.Exit) {
 // one reboot. A ready line read after the reset happened belongs to the
 // new boot, so it is kept even when the event is handled late. It tells
 // whether the reset was counted as a new boot, with the record after it.
-func (c *Controller) recordReset(id string, at time.Time, off int64) (instanceRecord, bool) {
+func (s *Service) recordReset(id string, at time.Time, off int64) (instanceRecord, bool) {
 	counted := false
-	rec, err := c.update(id, func(r *instanceRecord) error {
+	rec, err := s.update(id, func(r *instanceRecord) error {
 		if r.LastResetAt != nil && at.Sub(*r.LastResetAt) < time.Second && at.Sub(*r.LastResetAt) > -time.Second {
 			return nil
 		}
@@ -247,4 +247,14 @@ func (c *Controller) recordReset(id string, at time.Time, off int64) (instanceRe
 		return nil
 	})
 	return rec, err == nil && counted
+}
+
+// agentReport converts the agent's report to its API view: the API keeps
+// its own copy of the fields, so a change to the agent's struct cannot
+// change the JSON.
+func agentReport(r agent.Report) *api.AgentReport {
+	return &api.AgentReport{
+		Event: r.Event, Instance: r.Instance, Root: r.Root, InitMs: r.InitMs, ReadyMs: r.ReadyMs,
+		VCPUs: r.VCPUs, MemTotalKiB: r.MemTotalKiB, MemRAMKiB: r.MemRAMKiB, Modules: r.Modules, Message: r.Message,
+	}
 }

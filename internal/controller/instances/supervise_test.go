@@ -1,35 +1,16 @@
-package controller
+package instances
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/testutil"
 )
-
-// lockedBuffer collects azoted's log while its goroutines write it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestReportFlood: a guest that floods its console with the agent's ready
 // line (2,000 lines, 52 KB) and with error reports makes azoted commit
@@ -53,10 +34,10 @@ func TestReportFlood(t *testing.T) {
 // made on its record from ready to stopped and how many error reports
 // were logged.
 func floodCommits(t *testing.T, n int) (uint64, int) {
-	var log lockedBuffer
+	var log testutil.LogBuffer
 	fx := newFixtureLog(t, &log)
 	ctx := context.Background()
-	inst, err := fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: "flood", Image: "default", VCPUs: 1, MemoryMiB: 64})
+	inst, err := fx.s.Run(ctx, api.RunInstanceRequest{Name: "flood", Image: "default", VCPUs: 1, MemoryMiB: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +48,7 @@ func floodCommits(t *testing.T, n int) (uint64, int) {
 
 	ready := agent.Report{Event: agent.EventReady, Instance: inst.ID, InitMs: 10, ReadyMs: 20, VCPUs: 1}.Format() + "\n"
 	bad := agent.Report{Event: agent.EventError, Instance: inst.ID, Message: "flood"}.Format() + "\n"
-	f, err := os.OpenFile(consolePath(fx.c.instanceDir(inst.ID)), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(consolePath(fx.s.instanceDir(inst.ID)), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +57,12 @@ func floodCommits(t *testing.T, n int) (uint64, int) {
 	}
 	f.Close()
 
-	if _, err := fx.c.RebootInstance(ctx, inst.ID); err != nil {
+	if _, err := fx.s.Reboot(ctx, inst.ID); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		after, err := fx.c.DescribeInstance(ctx, inst.ID, 0, 0)
+		after, err := fx.s.Describe(ctx, inst.ID, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +76,7 @@ func floodCommits(t *testing.T, n int) (uint64, int) {
 	}
 	// The supervisor reads the whole console before it records the
 	// machine's exit, so once stopped every line has been handled.
-	if _, err := fx.c.StopInstance(ctx, inst.ID, api.StopInstanceRequest{}); err != nil {
+	if _, err := fx.s.Stop(ctx, inst.ID, api.StopInstanceRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	stopped := fx.waitState(inst.ID, api.StateStopped)

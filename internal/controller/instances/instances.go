@@ -1,9 +1,7 @@
-package controller
+package instances
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -12,16 +10,14 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/controller/refusal"
+	"github.com/azote/azote/internal/controller/volumes"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/store"
 )
-
-const tableInstances = "instances"
 
 // instanceRecord is what the store keeps of an instance: the public view
 // and what azoted needs to re-adopt it.
@@ -73,106 +69,96 @@ func (rt *instanceRuntime) current() (engine.Machine, chan struct{}) {
 	return rt.machine, rt.exited
 }
 
-func (c *Controller) runtime(id string) *instanceRuntime {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rt, ok := c.runtimes[id]
+func (s *Service) runtime(id string) *instanceRuntime {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.runtimes[id]
 	if !ok {
 		rt = &instanceRuntime{id: id, release: make(chan struct{})}
-		c.runtimes[id] = rt
+		s.runtimes[id] = rt
 	}
 	return rt
 }
 
-func (c *Controller) dropRuntime(id string) {
-	c.mu.Lock()
-	delete(c.runtimes, id)
-	c.mu.Unlock()
-}
-
-func (c *Controller) instanceDir(id string) string {
-	return filepath.Join(c.cfg.StateDir, "instances", id)
+func (s *Service) dropRuntime(id string) {
+	s.mu.Lock()
+	delete(s.runtimes, id)
+	s.mu.Unlock()
 }
 
 func consolePath(dir string) string { return filepath.Join(dir, "console.log") }
 
-func newID(prefix string) string {
-	var b [9]byte
-	rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])[:17]
-}
-
-// notifyLocked wakes long polls on id. c.mu must be held.
-func (c *Controller) notifyLocked(id string) {
-	if ch, ok := c.changed[id]; ok {
+// notifyLocked wakes long polls on id. s.mu must be held.
+func (s *Service) notifyLocked(id string) {
+	if ch, ok := s.changed[id]; ok {
 		close(ch)
-		delete(c.changed, id)
+		delete(s.changed, id)
 	}
 }
 
-func (c *Controller) changeChan(id string) <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch, ok := c.changed[id]
+func (s *Service) changeChan(id string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.changed[id]
 	if !ok {
 		ch = make(chan struct{})
-		c.changed[id] = ch
+		s.changed[id] = ch
 	}
 	return ch
 }
 
 // update applies fn to the stored record of id in one transaction and
 // bumps its revision.
-func (c *Controller) update(id string, fn func(r *instanceRecord) error) (instanceRecord, error) {
+func (s *Service) update(id string, fn func(r *instanceRecord) error) (instanceRecord, error) {
 	var rec instanceRecord
-	err := c.store.Update(func(tx store.Tx) error {
-		if err := tx.Get(tableInstances, id, &rec); err != nil {
+	err := s.store.Update(func(tx store.Tx) error {
+		if err := tx.Get(Table, id, &rec); err != nil {
 			return err
 		}
 		if err := fn(&rec); err != nil {
 			return err
 		}
 		rec.Revision++
-		return tx.Put(tableInstances, id, &rec)
+		return tx.Put(Table, id, &rec)
 	})
 	if err == nil {
-		c.mu.Lock()
-		c.notifyLocked(id)
-		c.mu.Unlock()
+		s.mu.Lock()
+		s.notifyLocked(id)
+		s.mu.Unlock()
 	}
 	return rec, err
 }
 
 // wake wakes the long polls on id after a change made outside update.
-func (c *Controller) wake(id string) {
-	c.mu.Lock()
-	c.notifyLocked(id)
-	c.mu.Unlock()
+func (s *Service) wake(id string) {
+	s.mu.Lock()
+	s.notifyLocked(id)
+	s.mu.Unlock()
 }
 
 // deleteRecord removes the record of id and wakes its long polls.
-func (c *Controller) deleteRecord(id string) error {
-	err := c.store.Update(func(tx store.Tx) error { return tx.Delete(tableInstances, id) })
-	c.mu.Lock()
-	c.notifyLocked(id)
-	c.mu.Unlock()
+func (s *Service) deleteRecord(id string) error {
+	err := s.store.Update(func(tx store.Tx) error { return tx.Delete(Table, id) })
+	s.mu.Lock()
+	s.notifyLocked(id)
+	s.mu.Unlock()
 	return err
 }
 
-func (c *Controller) get(id string) (instanceRecord, error) {
+func (s *Service) get(id string) (instanceRecord, error) {
 	var rec instanceRecord
-	err := c.store.View(func(tx store.Tx) error { return tx.Get(tableInstances, id, &rec) })
+	err := s.store.View(func(tx store.Tx) error { return tx.Get(Table, id, &rec) })
 	if errors.Is(err, store.ErrNotFound) {
-		return rec, api.Errorf(api.CodeInstanceNotFound, "no instance %q", id)
+		return rec, refusal.New(ErrNotFound, "no instance %q", id)
 	}
 	return rec, err
 }
 
-func (c *Controller) allInstances() ([]instanceRecord, error) {
+func (s *Service) allInstances() ([]instanceRecord, error) {
 	var recs []instanceRecord
-	err := c.store.View(func(tx store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
-		recs, err = store.All[instanceRecord](tx, tableInstances)
+		recs, err = store.All[instanceRecord](tx, Table)
 		return err
 	})
 	sort.Slice(recs, func(i, j int) bool { return recs[i].CreatedAt.Before(recs[j].CreatedAt) })
@@ -181,13 +167,13 @@ func (c *Controller) allInstances() ([]instanceRecord, error) {
 
 // resolve finds an instance by id or by name. A name names the live
 // instance with it, or else the most recent terminated one.
-func (c *Controller) resolve(ref string) (instanceRecord, error) {
-	if rec, err := c.get(ref); err == nil {
+func (s *Service) resolve(ref string) (instanceRecord, error) {
+	if rec, err := s.get(ref); err == nil {
 		return rec, nil
-	} else if !api.IsCode(err, api.CodeInstanceNotFound) {
+	} else if !errors.Is(err, ErrNotFound) {
 		return rec, err
 	}
-	recs, err := c.allInstances()
+	recs, err := s.allInstances()
 	if err != nil {
 		return instanceRecord{}, err
 	}
@@ -205,19 +191,26 @@ func (c *Controller) resolve(ref string) (instanceRecord, error) {
 	if found != nil {
 		return *found, nil
 	}
-	return instanceRecord{}, api.Errorf(api.CodeInstanceNotFound, "no instance %q", ref)
+	return instanceRecord{}, refusal.New(ErrNotFound, "no instance %q", ref)
+}
+
+// Resolve finds an instance by id or by name (a live one, or else the
+// most recent terminated one).
+func (s *Service) Resolve(ref string) (api.Instance, error) {
+	rec, err := s.resolve(ref)
+	return rec.view(), err
 }
 
 // lockInstance resolves ref, takes the instance's operation lock and reads
 // the record again under it. The caller must call unlock.
-func (c *Controller) lockInstance(ref string) (instanceRecord, *instanceRuntime, func(), error) {
-	rec, err := c.resolve(ref)
+func (s *Service) lockInstance(ref string) (instanceRecord, *instanceRuntime, func(), error) {
+	rec, err := s.resolve(ref)
 	if err != nil {
 		return rec, nil, nil, err
 	}
-	rt := c.runtime(rec.ID)
+	rt := s.runtime(rec.ID)
 	rt.opMu.Lock()
-	if rec, err = c.get(rec.ID); err != nil {
+	if rec, err = s.get(rec.ID); err != nil {
 		rt.opMu.Unlock()
 		return rec, nil, nil, err
 	}
@@ -225,12 +218,12 @@ func (c *Controller) lockInstance(ref string) (instanceRecord, *instanceRuntime,
 }
 
 func badState(rec instanceRecord, op string) error {
-	return api.Errorf(api.CodeIncorrectInstanceState, "cannot %s instance %s in state %s", op, rec.ID, rec.State)
+	return refusal.New(ErrIncorrectState, "cannot %s instance %s in state %s", op, rec.ID, rec.State)
 }
 
-// ListInstances implements api.Backend.
-func (c *Controller) ListInstances(context.Context) ([]api.Instance, error) {
-	recs, err := c.allInstances()
+// List.
+func (s *Service) List(context.Context) ([]api.Instance, error) {
+	recs, err := s.allInstances()
 	out := make([]api.Instance, 0, len(recs))
 	for i := range recs {
 		out = append(out, recs[i].view())
@@ -238,18 +231,18 @@ func (c *Controller) ListInstances(context.Context) ([]api.Instance, error) {
 	return out, err
 }
 
-// DescribeInstance implements api.Backend.
-func (c *Controller) DescribeInstance(ctx context.Context, ref string, after uint64, wait time.Duration) (api.Instance, error) {
-	rec, err := c.resolve(ref)
+// Describe.
+func (s *Service) Describe(ctx context.Context, ref string, after uint64, wait time.Duration) (api.Instance, error) {
+	rec, err := s.resolve(ref)
 	if err != nil || wait <= 0 || rec.Revision != after {
 		return rec.view(), err
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for rec.Revision == after {
-		ch := c.changeChan(rec.ID)
+		ch := s.changeChan(rec.ID)
 		// Re-read after taking the channel so a change in between is seen.
-		if rec, err = c.get(rec.ID); err != nil || rec.Revision != after {
+		if rec, err = s.get(rec.ID); err != nil || rec.Revision != after {
 			break
 		}
 		select {
@@ -259,7 +252,7 @@ func (c *Controller) DescribeInstance(ctx context.Context, ref string, after uin
 		case <-ctx.Done():
 			return rec.view(), nil
 		}
-		rec, err = c.get(rec.ID)
+		rec, err = s.get(rec.ID)
 		if err != nil {
 			break
 		}
@@ -267,30 +260,30 @@ func (c *Controller) DescribeInstance(ctx context.Context, ref string, after uin
 	return rec.view(), err
 }
 
-// RunInstance implements api.Backend: validate everything first, then
+// Run: validate everything first, then
 // create the record, the directory and the machine; on any failure undo
 // all three, so nothing half-made remains.
-func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest) (api.Instance, error) {
-	if req.Name != "" && (!image.ValidName(req.Name) || looksLikeID(req.Name)) {
-		return api.Instance{}, api.Errorf(api.CodeInvalidName, "name %q: %s", req.Name, nameRule)
+func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Instance, error) {
+	if req.Name != "" && !api.ValidName(req.Name) {
+		return api.Instance{}, refusal.New(refusal.ErrInvalidName, "name %q: %s", req.Name, api.NameRule)
 	}
-	if req.VCPUs < 1 || req.VCPUs > c.host.Cores {
-		return api.Instance{}, api.Errorf(api.CodeInvalidVCPUCount, "vcpus %d: this host allows 1 to %d", req.VCPUs, c.host.Cores)
+	if req.VCPUs < 1 || req.VCPUs > s.host.Cores {
+		return api.Instance{}, refusal.New(ErrInvalidVCPUs, "vcpus %d: this host allows 1 to %d", req.VCPUs, s.host.Cores)
 	}
 	if req.MemoryMiB < api.MinMemoryMiB {
-		return api.Instance{}, api.Errorf(api.CodeInvalidMemorySize, "memory %d MiB: the minimum is %d MiB", req.MemoryMiB, api.MinMemoryMiB)
+		return api.Instance{}, refusal.New(ErrInvalidMemory, "memory %d MiB: the minimum is %d MiB", req.MemoryMiB, api.MinMemoryMiB)
 	}
 	if req.Image == "" {
-		return api.Instance{}, api.Errorf(api.CodeInvalidParameter, "image: an image id or name is required")
+		return api.Instance{}, refusal.New(refusal.ErrInvalidParameter, "image: an image id or name is required")
 	}
 	if e := api.ValidateTags(req.Tags); e != nil {
 		return api.Instance{}, e
 	}
-	img, err := c.resolveImage(req.Image)
+	img, err := s.images.Resolve(req.Image)
 	if err != nil {
 		return api.Instance{}, err
 	}
-	id := newID("i-")
+	id := api.NewID(api.InstanceIDPrefix)
 	name := req.Name
 	if name == "" {
 		name = id
@@ -302,110 +295,106 @@ func (c *Controller) RunInstance(ctx context.Context, req api.RunInstanceRequest
 		req.Volumes = append([]api.VolumeAttachment{{Volume: req.RootVolume}}, req.Volumes...)
 		cmdline += " azote.root=/dev/vda"
 	}
-	rt := c.runtime(id)
+	rt := s.runtime(id)
 	rt.opMu.Lock()
 	defer rt.opMu.Unlock()
 
 	rec := instanceRecord{Instance: api.Instance{
 		ID: id, Name: name, State: api.StatePending, ImageID: img.ID,
 		VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, TerminationProtection: req.TerminationProtection,
-		Engine: c.engine.Name(), Accel: c.engine.Accel(),
+		Engine: s.engine.Name(), Accel: s.engine.Accel(),
 		Cmdline: cmdline, CmdlineSHA384: image.SHA384Hex([]byte(cmdline)),
 		CreatedAt: time.Now().UTC(), Revision: 1, Tags: req.Tags,
 	}}
-	err = c.store.Update(func(tx store.Tx) error {
+	err = s.store.Update(func(tx store.Tx) error {
 		// Memory is checked inside the transaction so that two concurrent
 		// launches cannot both count the same free memory.
 		var committed int64
-		others, err := store.All[instanceRecord](tx, tableInstances)
+		others, err := store.All[instanceRecord](tx, Table)
 		if err != nil {
 			return err
 		}
 		for _, r := range others {
 			if r.State != api.StateTerminated && r.Name == name {
-				return api.Errorf(api.CodeNameInUse, "an instance named %q exists (%s, %s)", name, r.ID, r.State)
+				return refusal.New(refusal.ErrNameInUse, "an instance named %q exists (%s, %s)", name, r.ID, r.State)
 			}
 			if r.State == api.StatePending {
 				committed += int64(r.MemoryMiB) // launched but not yet touched its memory
 			}
 		}
 		if free := hostinfo.MemAvailableMiB() - committed; int64(req.MemoryMiB) > free {
-			return api.Errorf(api.CodeInsufficientMemory, "memory %d MiB: only %d MiB is free on this host", req.MemoryMiB, max(free, 0))
+			return refusal.New(ErrInsufficientMemory, "memory %d MiB: only %d MiB is free on this host", req.MemoryMiB, max(free, 0))
 		}
 		for i, att := range req.Volumes {
-			v, err := c.claimVolumeTx(tx, att.Volume, id, att.ReadOnly)
+			v, err := volumes.ClaimTx(tx, att.Volume, id, att.ReadOnly)
 			if err != nil {
 				return err
 			}
 			rec.Volumes = append(rec.Volumes, api.InstanceVolume{VolumeID: v.ID, ReadOnly: att.ReadOnly, Root: i == 0 && req.RootVolume != ""})
 		}
-		return tx.Create(tableInstances, id, &rec)
+		return tx.Create(Table, id, &rec)
 	})
 	if err != nil {
-		c.dropRuntime(id)
+		s.dropRuntime(id)
 		return api.Instance{}, err
 	}
 	undo := func() {
-		os.RemoveAll(c.instanceDir(id))
-		c.store.Update(func(tx store.Tx) error {
+		os.RemoveAll(s.instanceDir(id))
+		s.store.Update(func(tx store.Tx) error {
 			for _, a := range rec.Volumes {
-				if _, _, err := c.releaseVolumeTx(tx, a.VolumeID, id); err != nil {
+				if _, _, err := volumes.ReleaseTx(tx, a.VolumeID, id); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
-		c.deleteRecord(id)
-		c.dropRuntime(id)
+		s.deleteRecord(id)
+		s.dropRuntime(id)
 	}
-	if err := os.Mkdir(c.instanceDir(id), 0o700); err != nil {
+	if err := os.Mkdir(s.instanceDir(id), 0o700); err != nil {
 		undo()
 		return api.Instance{}, fmt.Errorf("instance directory: %w", err)
 	}
-	rec, err = c.launch(ctx, rt, rec)
+	rec, err = s.launch(ctx, rt, rec)
 	if err != nil {
 		undo()
 		return api.Instance{}, err
 	}
-	c.log.Info("instance launched", "id", id, "name", name, "image", img.ID, "vcpus", req.VCPUs, "memory_mib", req.MemoryMiB, "pid", rec.Handle.PID)
+	s.log.Info("instance launched", "id", id, "name", name, "image", img.ID, "vcpus", req.VCPUs, "memory_mib", req.MemoryMiB, "pid", rec.Handle.PID)
 	return rec.view(), nil
 }
 
 // launch starts the machine of rec and its supervisor, and records the
 // handle. rt.opMu must be held.
-func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instanceRecord) (instanceRecord, error) {
-	img, err := c.resolveImage(rec.ImageID)
+func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceRecord) (instanceRecord, error) {
+	img, kernel, initrd, err := s.images.Boot(rec.ImageID)
 	if err != nil {
 		return rec, err
 	}
-	kernel, initrd := c.blobs.Path(img.KernelSHA384), c.blobs.Path(img.InitrdSHA384)
-	if !c.blobs.Has(img.KernelSHA384) || !c.blobs.Has(img.InitrdSHA384) {
-		return rec, api.Errorf(api.CodeEngineFailure, "image %s: a blob is missing from the store", img.ID)
-	}
-	spec := c.spec(rec, kernel, initrd)
+	spec := s.spec(rec, kernel, initrd)
 	// The launch must not be half-done because a client went away.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	// The engine's uid first: the cards' sockets are made for it.
-	if spec.UID, err = c.engineIdentity(rt, spec.Dir); err != nil {
-		return rec, c.engineFailure(rec.ID, "launch", err)
+	if spec.UID, err = s.engineIdentity(rt, spec.Dir); err != nil {
+		return rec, s.engineFailure(rec.ID, "launch", err)
 	}
 	// Cards next: the engine connects to their sockets as it starts.
-	devices, err := c.startCards(rt, rec)
+	devices, err := s.startCards(rt, rec)
 	if err != nil {
-		c.releaseEngineUID(rt)
-		c.endEphemeral(rec)
+		s.releaseEngineUID(rt)
+		s.endEphemeral(rec)
 		return rec, err
 	}
 	spec.Devices = devices
 	// Everything the guest prints from here on is this boot's.
 	consoleStart := consoleEnd(spec.ConsolePath)
-	m, err := c.engine.Launch(lctx, spec)
+	m, err := s.engine.Launch(lctx, spec)
 	if err != nil {
-		c.stopCards(rt)
-		c.releaseEngineUID(rt)
-		c.endEphemeral(rec)
-		return rec, c.engineFailure(rec.ID, "launch", err)
+		s.stopCards(rt)
+		s.releaseEngineUID(rt)
+		s.endEphemeral(rec)
+		return rec, s.engineFailure(rec.ID, "launch", err)
 	}
 	now := time.Now().UTC()
 	h := m.Handle()
@@ -414,7 +403,7 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	rt.mu.Unlock()
 	// The cards are recorded with the machine, so that a restarted azoted
 	// knows every process this launch started.
-	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+	rec, err = s.update(rec.ID, func(r *instanceRecord) error {
 		r.State, r.StateReason = api.StatePending, ""
 		r.Handle = &h
 		if set != nil {
@@ -429,15 +418,15 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 	if err != nil {
 		m.Kill()
 		<-m.Done()
-		c.stopCards(rt)
-		c.releaseEngineUID(rt)
-		c.endEphemeral(rec)
+		s.stopCards(rt)
+		s.releaseEngineUID(rt)
+		s.endEphemeral(rec)
 		return rec, err
 	}
-	c.startSupervisor(rt, m, rec.ConsoleOffset)
-	c.event("LaunchInstance", "instance/"+rec.ID, map[string]any{
+	s.startSupervisor(rt, m, rec.ConsoleOffset)
+	s.event("LaunchInstance", "instance/"+rec.ID, map[string]any{
 		"imageId": img.ID, "kernelSha384": img.KernelSHA384, "initrdSha384": img.InitrdSHA384, "cmdline": rec.Cmdline,
-		"engine": c.engine.Name(), "accel": c.engine.Accel(), "vcpus": rec.VCPUs, "memoryMiB": rec.MemoryMiB,
+		"engine": s.engine.Name(), "accel": s.engine.Accel(), "vcpus": rec.VCPUs, "memoryMiB": rec.MemoryMiB,
 		"volumes": len(rec.Volumes), "bootCount": rec.BootCount,
 	})
 	return rec, nil
@@ -446,8 +435,8 @@ func (c *Controller) launch(ctx context.Context, rt *instanceRuntime, rec instan
 // engineIdentity takes a uid for the engine of the launch to come and
 // opens the instance directory to it: group uid, mode 0710, so that it can
 // reach the cards' sockets (root:uid, 0660) by name and nothing else.
-func (c *Controller) engineIdentity(rt *instanceRuntime, dir string) (int, error) {
-	uid, err := c.uids.Take()
+func (s *Service) engineIdentity(rt *instanceRuntime, dir string) (int, error) {
+	uid, err := s.uids.Take()
 	if err != nil {
 		return 0, err
 	}
@@ -456,7 +445,7 @@ func (c *Controller) engineIdentity(rt *instanceRuntime, dir string) (int, error
 		err = os.Chmod(dir, 0o710)
 	}
 	if err != nil {
-		c.uids.Release(uid)
+		s.uids.Release(uid)
 		return 0, fmt.Errorf("instance directory: %w", err)
 	}
 	rt.mu.Lock()
@@ -468,7 +457,7 @@ func (c *Controller) engineIdentity(rt *instanceRuntime, dir string) (int, error
 // releaseEngineUID gives back the uid of an engine that is gone, after
 // closing the instance directory to it again: whoever gets the uid next
 // must find nothing of this instance open to it.
-func (c *Controller) releaseEngineUID(rt *instanceRuntime) {
+func (s *Service) releaseEngineUID(rt *instanceRuntime) {
 	rt.mu.Lock()
 	uid := rt.engineUID
 	rt.engineUID = 0
@@ -476,36 +465,36 @@ func (c *Controller) releaseEngineUID(rt *instanceRuntime) {
 	if uid == 0 {
 		return
 	}
-	dir := c.instanceDir(rt.id)
+	dir := s.instanceDir(rt.id)
 	err := os.Chmod(dir, 0o700)
 	if err == nil || errors.Is(err, os.ErrNotExist) {
 		if err = os.Chown(dir, 0, 0); err == nil || errors.Is(err, os.ErrNotExist) {
-			c.uids.Release(uid)
+			s.uids.Release(uid)
 			return
 		}
 	}
 	// Kept: the id stays held rather than reach this directory.
-	c.log.Warn("could not close the instance directory to its engine's uid", "id", rt.id, "err", err)
+	s.log.Warn("could not close the instance directory to its engine's uid", "id", rt.id, "err", err)
 }
 
-func (c *Controller) spec(rec instanceRecord, kernel, initrd string) engine.Spec {
-	dir := c.instanceDir(rec.ID)
+func (s *Service) spec(rec instanceRecord, kernel, initrd string) engine.Spec {
+	dir := s.instanceDir(rec.ID)
 	return engine.Spec{
 		InstanceID: rec.ID, Dir: dir, Kernel: kernel, Initrd: initrd, Cmdline: rec.Cmdline,
 		VCPUs: rec.VCPUs, MemoryMiB: rec.MemoryMiB, ConsolePath: consolePath(dir),
 	}
 }
 
-// ModifyInstance implements api.Backend.
-func (c *Controller) ModifyInstance(_ context.Context, ref string, req api.ModifyInstanceRequest) (api.Instance, error) {
-	rec, err := c.resolve(ref)
+// Modify.
+func (s *Service) Modify(_ context.Context, ref string, req api.ModifyInstanceRequest) (api.Instance, error) {
+	rec, err := s.resolve(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
 	if req.TerminationProtection == nil {
 		return rec.view(), nil
 	}
-	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+	rec, err = s.update(rec.ID, func(r *instanceRecord) error {
 		if r.State == api.StateTerminated {
 			return badState(*r, "modify")
 		}
@@ -515,15 +504,15 @@ func (c *Controller) ModifyInstance(_ context.Context, ref string, req api.Modif
 	return rec.view(), err
 }
 
-// StopInstance implements api.Backend: ask the agent to power off, wait
+// Stop: ask the agent to power off, wait
 // up to the stop timeout, then end the machine from the host.
-func (c *Controller) StopInstance(ctx context.Context, ref string, req api.StopInstanceRequest) (api.Instance, error) {
-	rec, rt, unlock, err := c.lockInstance(ref)
+func (s *Service) Stop(ctx context.Context, ref string, req api.StopInstanceRequest) (api.Instance, error) {
+	rec, rt, unlock, err := s.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
 	defer unlock()
-	rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+	rec, err = s.update(rec.ID, func(r *instanceRecord) error {
 		if r.State != api.StateRunning && r.State != api.StatePending {
 			return badState(*r, "stop")
 		}
@@ -533,15 +522,15 @@ func (c *Controller) StopInstance(ctx context.Context, ref string, req api.StopI
 	if err != nil {
 		return rec.view(), err
 	}
-	c.endMachine(ctx, rt, !req.Force && rec.Ready, c.cfg.StopTimeout)
-	rec, err = c.get(rec.ID)
+	s.endMachine(ctx, rt, !req.Force && rec.Ready, s.cfg.StopTimeout)
+	rec, err = s.get(rec.ID)
 	return rec.view(), err
 }
 
 // endMachine stops the machine of rt: politely (agent power-off) when
 // polite, then by QMP quit, then by SIGKILL. It returns once the
 // supervisor has recorded the exit. rt.opMu must be held.
-func (c *Controller) endMachine(ctx context.Context, rt *instanceRuntime, polite bool, grace time.Duration) {
+func (s *Service) endMachine(ctx context.Context, rt *instanceRuntime, polite bool, grace time.Duration) {
 	m, exited := rt.current()
 	if m == nil {
 		return
@@ -568,14 +557,14 @@ func (c *Controller) endMachine(ctx context.Context, rt *instanceRuntime, polite
 	if wait(5 * time.Second) {
 		return
 	}
-	c.log.Warn("machine ignored quit; killing", "id", rt.id)
+	s.log.Warn("machine ignored quit; killing", "id", rt.id)
 	m.Kill()
 	<-exited
 }
 
-// StartInstance implements api.Backend.
-func (c *Controller) StartInstance(ctx context.Context, ref string) (api.Instance, error) {
-	rec, rt, unlock, err := c.lockInstance(ref)
+// Start.
+func (s *Service) Start(ctx context.Context, ref string) (api.Instance, error) {
+	rec, rt, unlock, err := s.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
@@ -584,16 +573,16 @@ func (c *Controller) StartInstance(ctx context.Context, ref string) (api.Instanc
 		return rec.view(), badState(rec, "start")
 	}
 	prev := rec.State
-	if rec, err = c.update(rec.ID, func(r *instanceRecord) error {
+	if rec, err = s.update(rec.ID, func(r *instanceRecord) error {
 		r.State, r.StateReason = api.StatePending, "start requested"
 		return nil
 	}); err != nil {
 		return rec.view(), err
 	}
-	rec, err = c.launch(ctx, rt, rec)
+	rec, err = s.launch(ctx, rt, rec)
 	if err != nil {
-		c.update(rec.ID, func(r *instanceRecord) error {
-			r.State, r.StateReason = prev, "start failed: "+api.AsError(err).Message
+		s.update(rec.ID, func(r *instanceRecord) error {
+			r.State, r.StateReason = prev, "start failed: "+err.Error()
 			return nil
 		})
 		return api.Instance{}, err
@@ -601,10 +590,10 @@ func (c *Controller) StartInstance(ctx context.Context, ref string) (api.Instanc
 	return rec.view(), nil
 }
 
-// RebootInstance implements api.Backend: the agent reboots the guest; the
+// Reboot: the agent reboots the guest; the
 // machine stays up, the boot count grows and ready is reported again.
-func (c *Controller) RebootInstance(ctx context.Context, ref string) (api.Instance, error) {
-	rec, rt, unlock, err := c.lockInstance(ref)
+func (s *Service) Reboot(ctx context.Context, ref string) (api.Instance, error) {
+	rec, rt, unlock, err := s.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
@@ -617,15 +606,15 @@ func (c *Controller) RebootInstance(ctx context.Context, ref string) (api.Instan
 		return rec.view(), badState(rec, "reboot")
 	}
 	if err := m.Command(context.WithoutCancel(ctx), "reboot"); err != nil {
-		return rec.view(), c.engineFailure(rec.ID, "reboot", err)
+		return rec.view(), s.engineFailure(rec.ID, "reboot", err)
 	}
 	return rec.view(), nil
 }
 
-// TerminateInstance implements api.Backend: end the machine, delete the
+// Terminate: end the machine, delete the
 // instance's files, and keep the record as terminated.
-func (c *Controller) TerminateInstance(ctx context.Context, ref string) (api.Instance, error) {
-	rec, rt, unlock, err := c.lockInstance(ref)
+func (s *Service) Terminate(ctx context.Context, ref string) (api.Instance, error) {
+	rec, rt, unlock, err := s.lockInstance(ref)
 	if err != nil {
 		return api.Instance{}, err
 	}
@@ -637,9 +626,9 @@ func (c *Controller) TerminateInstance(ctx context.Context, ref string) (api.Ins
 	polite := rec.Ready && rec.State == api.StateRunning
 	// Protection is checked in the same transaction that commits to the
 	// termination, so a concurrent modify cannot slip in between.
-	if rec, err = c.update(id, func(r *instanceRecord) error {
+	if rec, err = s.update(id, func(r *instanceRecord) error {
 		if r.TerminationProtection {
-			return api.Errorf(api.CodeTerminationProtected,
+			return refusal.New(ErrTerminationProtected,
 				"instance %s has termination protection; turn it off with: azote instance modify %s --termination-protection=false", id, id)
 		}
 		r.State, r.StateReason = api.StateShuttingDown, "terminate requested"
@@ -647,14 +636,14 @@ func (c *Controller) TerminateInstance(ctx context.Context, ref string) (api.Ins
 	}); err != nil {
 		return rec.view(), err
 	}
-	c.endMachine(ctx, rt, polite, 10*time.Second)
-	rec, err = c.finishTerminate(id)
-	c.dropRuntime(id)
+	s.endMachine(ctx, rt, polite, 10*time.Second)
+	rec, err = s.finishTerminate(id)
+	s.dropRuntime(id)
 	return rec.view(), err
 }
 
-func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
-	if err := os.RemoveAll(c.instanceDir(id)); err != nil {
+func (s *Service) finishTerminate(id string) (instanceRecord, error) {
+	if err := os.RemoveAll(s.instanceDir(id)); err != nil {
 		return instanceRecord{}, err
 	}
 	// Persistent volumes are released; instance-store volumes die with the
@@ -662,88 +651,57 @@ func (c *Controller) finishTerminate(id string) (instanceRecord, error) {
 	// are marked deleted in the same transaction that releases them, so a
 	// crash before the purge leaves them to the janitor, never available.
 	var purge []string
-	err := c.store.Update(func(tx store.Tx) error {
+	err := s.store.Update(func(tx store.Tx) error {
 		var r instanceRecord
-		if err := tx.Get(tableInstances, id, &r); err != nil {
+		if err := tx.Get(Table, id, &r); err != nil {
 			return err
 		}
 		for _, a := range r.Volumes {
-			v, released, err := c.releaseVolumeTx(tx, a.VolumeID, id)
+			erase, err := volumes.EndTx(tx, a.VolumeID, id)
 			if err != nil {
 				return err
 			}
-			if released && v.Kind == api.VolumeInstanceStore {
-				now := time.Now().UTC()
-				v.State, v.DeletedAt, v.PurgeAt = api.VolumeDeleted, &now, &now
-				if err := tx.Put(tableVolumes, v.ID, &v); err != nil {
-					return err
-				}
-				purge = append(purge, v.ID)
+			if erase {
+				purge = append(purge, a.VolumeID)
 			}
 		}
-		return nil
+		r.Volumes = nil
+		r.Revision++
+		return tx.Put(Table, id, &r)
 	})
 	if err != nil {
 		return instanceRecord{}, err
 	}
 	for _, v := range purge {
-		if err := c.purgeVolume(v); err != nil {
-			c.log.Error("purging instance-store volume", "volume", v, "err", err)
+		if err := s.volumes.Purge(v); err != nil {
+			s.log.Error("purging instance-store volume", "volume", v, "err", err)
 		}
 	}
-	rec, err := c.update(id, func(r *instanceRecord) error {
+	rec, err := s.update(id, func(r *instanceRecord) error {
 		now := time.Now().UTC()
 		r.State, r.StateReason = api.StateTerminated, "terminated by user"
 		r.Handle, r.Ready, r.TerminatedAt = nil, false, &now
 		return nil
 	})
 	if err == nil {
-		c.log.Info("instance terminated", "id", id)
+		s.log.Info("instance terminated", "id", id)
 	}
 	return rec, err
 }
 
-// endEphemeral forgets the keys of rec's instance-store volumes and frees
-// their blocks: their data lives only as long as the machine (crypto-erase;
-// the next launch starts from zeros under a new key).
-func (c *Controller) endEphemeral(rec instanceRecord) {
+// endEphemeral ends the data of rec's instance-store volumes with their
+// machine (volumes.Service.Erase).
+func (s *Service) endEphemeral(rec instanceRecord) {
 	for _, a := range rec.Volumes {
-		var v volumeRecord
-		if c.store.View(func(tx store.Tx) error { return tx.Get(tableVolumes, a.VolumeID, &v) }) != nil || v.Kind != api.VolumeInstanceStore {
-			continue
-		}
-		c.forgetKey(v.ID)
-		c.event("CryptoErase", "volume/"+v.ID, map[string]any{"kind": v.Kind, "instanceId": rec.ID, "reason": "instance-store key destroyed and file discarded"})
-		if err := discardFile(c.volumeFile(v.ID), v.SizeBytes); err != nil {
-			c.log.Warn("discarding an instance-store file", "volume", v.ID, "err", err)
-		}
+		s.volumes.Erase(a.VolumeID, rec.ID)
 	}
-}
-
-// discardFile frees the blocks of the file at path, leaving it size bytes
-// long (reading zeros). Punching one hole keeps the size at every moment;
-// where the filesystem cannot, it is truncated to zero and back.
-func discardFile(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, size)
-	if err == nil {
-		return nil
-	}
-	if err := f.Truncate(0); err != nil {
-		return err
-	}
-	return f.Truncate(size)
 }
 
 // engineFailure is the answer when the engine fails to op an instance.
 // What the engine said (QEMU's command line, paths under the state
 // directory, its stderr) is the host's to read: it goes to azoted's log,
 // and the caller gets a stable message that points there.
-func (c *Controller) engineFailure(id, op string, err error) error {
-	c.log.Error("engine failure", "instance", id, "op", op, "err", err)
-	return api.Errorf(api.CodeEngineFailure, "the engine could not %s instance %s; azoted's log on the host has the details", op, id)
+func (s *Service) engineFailure(id, op string, err error) error {
+	s.log.Error("engine failure", "instance", id, "op", op, "err", err)
+	return refusal.New(ErrEngine, "the engine could not %s instance %s; azoted's log on the host has the details", op, id)
 }

@@ -1,0 +1,242 @@
+package controller
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cardhost"
+	"github.com/azote/azote/internal/gateway"
+	"github.com/azote/azote/internal/sandbox"
+)
+
+// Config is azoted's configuration. DefaultConfig holds every default,
+// once: the flags show them and New fills a zero field from them.
+type Config struct {
+	StateDir string
+	Socket   string
+	// Accel is "auto", "kvm" or "tcg"; auto picks kvm only where the host
+	// has real hardware virtualization.
+	Accel        string
+	QEMU         string
+	ConsoleLimit int64 // bytes of console kept per instance
+	// LogLimit is the bytes kept of each card and engine log.
+	LogLimit int64
+	// BlobQuota bounds the bytes of image blobs; VolumeQuota the
+	// provisioned bytes of volumes (0 = the size of the file system
+	// holding StateDir, which only New can measure).
+	BlobQuota, VolumeQuota int64
+	StopTimeout            time.Duration // how long a guest gets to power off
+	CardBinary             string        // azote-card
+	// RootfsUID is the host uid and gid the root filesystem builder
+	// (azote-card rootfs) runs as.
+	RootfsUID int
+	// UIDRange is the subordinate range ("FIRST:COUNT") each card and
+	// each engine gets a uid of its own from.
+	UIDRange string
+	// VolumeRetention is how long a deleted persistent volume stays
+	// recoverable.
+	VolumeRetention time.Duration
+
+	// Listen is the address of the HTTPS API ("" = none).
+	Listen string
+	// Region names the host in ARNs and SigV4 scopes.
+	Region   string
+	HostName string
+	// TLSNames are extra names and addresses for the host certificate.
+	TLSNames []string
+	// AuditFileAge and AuditDigestEvery set the trail's rotation and
+	// digest periods (0 = the audit package's defaults).
+	AuditFileAge     time.Duration
+	AuditDigestEvery time.Duration
+	// APILimits bounds the HTTPS API's connections and its requests'
+	// deadlines; the local socket gets the deadlines only.
+	APILimits gateway.Limits
+
+	listenAddr string
+}
+
+// DefaultConfig is azoted's configuration when no flag is given.
+func DefaultConfig() Config {
+	return Config{
+		StateDir:         "/var/lib/azote",
+		Socket:           api.DefaultSocket,
+		Accel:            "auto",
+		QEMU:             "qemu-system-x86_64",
+		ConsoleLimit:     1 << 20,
+		LogLimit:         1 << 20,
+		BlobQuota:        16 << 30,
+		StopTimeout:      30 * time.Second,
+		CardBinary:       defaultCard(),
+		RootfsUID:        cardhost.DefaultRootfsUID,
+		UIDRange:         sandbox.DefaultRange,
+		VolumeRetention:  24 * time.Hour,
+		Listen:           "127.0.0.1:8443",
+		Region:           "local",
+		HostName:         defaultHostName(),
+		AuditFileAge:     5 * time.Minute,
+		AuditDigestEvery: time.Hour,
+		APILimits: gateway.Limits{
+			MaxConns: gateway.DefaultMaxConns, MaxConnsPerIP: gateway.DefaultMaxConnsPerIP,
+			BodyTimeout: gateway.DefaultBodyTimeout, MinUploadRate: gateway.DefaultMinUploadRate,
+			WriteTimeout: gateway.DefaultWriteTimeout,
+		},
+	}
+}
+
+// withDefaults fills the fields of c left zero from DefaultConfig. The
+// fields where zero means something (Listen: no HTTPS; the audit periods
+// and API limits, which their packages default themselves) are left as
+// they are, as are StateDir and Socket, which a caller must choose.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	orInt64 := func(v *int64, def int64) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	orDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	orStr := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	orInt64(&c.ConsoleLimit, d.ConsoleLimit)
+	orInt64(&c.LogLimit, d.LogLimit)
+	orInt64(&c.BlobQuota, d.BlobQuota)
+	orDur(&c.StopTimeout, d.StopTimeout)
+	orDur(&c.VolumeRetention, d.VolumeRetention)
+	orStr(&c.Accel, d.Accel)
+	orStr(&c.QEMU, d.QEMU)
+	orStr(&c.CardBinary, d.CardBinary)
+	orStr(&c.UIDRange, d.UIDRange)
+	orStr(&c.Region, d.Region)
+	orStr(&c.HostName, d.HostName)
+	if c.RootfsUID == 0 {
+		c.RootfsUID = d.RootfsUID
+	}
+	return c
+}
+
+// ListenAddr is the address the HTTPS API is bound to.
+func (c Config) ListenAddr() string {
+	if c.listenAddr != "" {
+		return c.listenAddr
+	}
+	return c.Listen
+}
+
+// flags binds azoted's flags to cfg, which holds their defaults.
+func flags(cfg *Config, tlsNames *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("azoted", flag.ContinueOnError)
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of the state store, images and instances")
+	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "unix socket of the root-only local API")
+	fs.StringVar(&cfg.Accel, "accel", cfg.Accel, "accelerator: auto, kvm or tcg")
+	fs.StringVar(&cfg.QEMU, "qemu", cfg.QEMU, "QEMU binary")
+	fs.Int64Var(&cfg.ConsoleLimit, "console-limit", cfg.ConsoleLimit, "bytes of serial console kept per instance")
+	fs.Var(byteSize{&cfg.LogLimit}, "log-limit", "bytes kept of each card and engine log of an instance; older lines are dropped")
+	fs.Var(byteSize{&cfg.BlobQuota}, "blob-quota", "bytes of image blobs (kernels, initramfs) this host stores, uploads in progress included")
+	fs.Var(byteSize{&cfg.VolumeQuota}, "volume-quota", "provisioned bytes of all volumes on this host, deleted ones until purged (default: the size of the file system holding --state-dir)")
+	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "time a guest gets to power off before it is ended")
+	fs.StringVar(&cfg.CardBinary, "card", cfg.CardBinary, "azote-card binary")
+	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", cfg.RootfsUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
+	fs.StringVar(&cfg.UIDRange, "uid-range", cfg.UIDRange, "FIRST:COUNT: the uids (and gids) given one per card and one per engine; no other user or group on the host may use them")
+	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", cfg.VolumeRetention, "how long a deleted persistent volume stays recoverable")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
+	fs.StringVar(&cfg.Region, "region", cfg.Region, "region name used in ARNs and SigV4 credential scopes")
+	fs.StringVar(&cfg.HostName, "host-name", cfg.HostName, "name of this host (certificate and ARNs)")
+	fs.StringVar(tlsNames, "tls-names", "", "extra comma-separated DNS names or IP addresses for the host certificate")
+	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", cfg.AuditFileAge, "rotate the audit log file after this long")
+	fs.DurationVar(&cfg.AuditDigestEvery, "audit-digest-every", cfg.AuditDigestEvery, "write a signed audit digest this often")
+	fs.IntVar(&cfg.APILimits.MaxConns, "max-conns", cfg.APILimits.MaxConns, "open HTTPS connections at most; one more closes the connection idle the longest, or is closed if none is idle")
+	fs.IntVar(&cfg.APILimits.MaxConnsPerIP, "max-conns-per-ip", cfg.APILimits.MaxConnsPerIP, "open HTTPS connections at most from one address (IPv6: one /64); one more closes that address's connection idle the longest, or is closed if none is idle")
+	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", cfg.APILimits.BodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
+	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", cfg.APILimits.MinUploadRate, "bytes per second a blob upload must keep up")
+	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", cfg.APILimits.WriteTimeout, "time each write of a response may take before the connection is dropped")
+	return fs
+}
+
+// parseFlags is azoted's configuration from its command line.
+func parseFlags(args []string) (Config, error) {
+	cfg := DefaultConfig()
+	var tlsNames string
+	if err := flags(&cfg, &tlsNames).Parse(args); err != nil {
+		return cfg, err
+	}
+	if tlsNames != "" {
+		cfg.TLSNames = strings.Split(tlsNames, ",")
+	}
+	return cfg, nil
+}
+
+func defaultHostName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// defaultCard is azote-card next to the running azoted.
+func defaultCard() string {
+	if exe, err := os.Executable(); err == nil {
+		return filepath.Join(filepath.Dir(exe), "azote-card")
+	}
+	return "azote-card"
+}
+
+// byteSize is a flag of bytes written as 512M, 4G, 1T or a byte count.
+type byteSize struct{ n *int64 }
+
+func (b byteSize) String() string {
+	if b.n == nil || *b.n == 0 {
+		return "0"
+	}
+	n := *b.n
+	for _, u := range []string{"", "K", "M", "G", "T"} {
+		if n%1024 != 0 || u == "T" {
+			return strconv.FormatInt(n, 10) + u
+		}
+		n /= 1024
+	}
+	return strconv.FormatInt(*b.n, 10)
+}
+
+func (b byteSize) Set(s string) error {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}} {
+		if strings.HasSuffix(s, u.suffix) {
+			mult, s = u.mult, strings.TrimSuffix(s, u.suffix)
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want a byte count with an optional K, M, G or T suffix")
+	}
+	*b.n = n * mult
+	return nil
+}
+
+// fileSystemBytes is the size of the file system holding dir.
+func fileSystemBytes(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Blocks) * st.Bsize, nil
+}

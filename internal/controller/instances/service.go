@@ -1,0 +1,107 @@
+package instances
+
+import (
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/azote/azote/internal/cardhost"
+	"github.com/azote/azote/internal/controller/images"
+	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/engine"
+	"github.com/azote/azote/internal/hostinfo"
+	"github.com/azote/azote/internal/keymem"
+	"github.com/azote/azote/internal/sandbox"
+	"github.com/azote/azote/internal/store"
+)
+
+// Table is the store table of instance records (by id).
+const Table = "instances"
+
+// TerminatedRetention is how long a terminated instance stays listed.
+const TerminatedRetention = time.Hour
+
+// Refusals of this package.
+var (
+	ErrNotFound             = errors.New("instance not found")
+	ErrIncorrectState       = errors.New("incorrect instance state")
+	ErrTerminationProtected = errors.New("instance termination protected")
+	ErrInvalidVCPUs         = errors.New("invalid vCPU count")
+	ErrInvalidMemory        = errors.New("invalid memory size")
+	ErrInsufficientMemory   = errors.New("insufficient memory")
+	// ErrEngine: the engine or a card failed; the details are in
+	// azoted's log, never in the refusal.
+	ErrEngine = errors.New("engine failure")
+)
+
+// Config is what the instance owner is given at wiring.
+type Config struct {
+	Dir          string // one directory per instance
+	ConsoleLimit int64  // bytes of console kept per instance
+	LogLimit     int64  // bytes kept of each card and engine log
+	StopTimeout  time.Duration
+
+	Store   store.Store
+	Engine  engine.Engine
+	Host    hostinfo.Info
+	Cards   *cardhost.Host
+	UIDs    *sandbox.Allocator // a uid for each engine (cards take theirs in Cards)
+	Images  *images.Service
+	Volumes *volumes.Service
+	// EscrowKey proves azoted to instance-store cards (escrowSecret).
+	EscrowKey *keymem.Buf
+	// Event records a security decision (a launch) in the audit trail.
+	Event func(name, resource string, data map[string]any)
+	Log   *slog.Logger
+}
+
+// Service is the owner of instance records and of the processes of
+// running instances.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	store   store.Store
+	engine  engine.Engine
+	host    hostinfo.Info
+	cards   *cardhost.Host
+	uids    *sandbox.Allocator
+	images  *images.Service
+	volumes *volumes.Service
+	event   func(name, resource string, data map[string]any)
+
+	wg sync.WaitGroup // supervisors
+
+	mu       sync.Mutex
+	runtimes map[string]*instanceRuntime // by instance id
+	changed  map[string]chan struct{}    // closed when the instance changes
+}
+
+// New returns the instance owner. Repair re-adopts what a previous azoted
+// left running.
+func New(cfg Config) *Service {
+	return &Service{
+		cfg: cfg, log: cfg.Log, store: cfg.Store, engine: cfg.Engine, host: cfg.Host, cards: cfg.Cards,
+		uids: cfg.UIDs, images: cfg.Images, volumes: cfg.Volumes, event: cfg.Event,
+		runtimes: map[string]*instanceRuntime{},
+		changed:  map[string]chan struct{}{},
+	}
+}
+
+// Close stops supervising: machines and cards keep running, for the next
+// azoted to adopt.
+func (s *Service) Close() {
+	s.mu.Lock()
+	for _, rt := range s.runtimes {
+		rt.releaseOnce.Do(func() { close(rt.release) })
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// EngineName and EngineAccel name the engine instances run on.
+func (s *Service) EngineName() string  { return s.engine.Name() }
+func (s *Service) EngineAccel() string { return s.engine.Accel() }
+
+func (s *Service) instanceDir(id string) string { return filepath.Join(s.cfg.Dir, id) }
