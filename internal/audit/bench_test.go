@@ -51,7 +51,7 @@ func TestAppendAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under the race detector")
 	}
-	tr := openTrail(t, testConfig(t, t.TempDir(), nil))
+	tr, _ := newTrail(t, nil)
 	ctx := context.Background()
 	recs := make([]*Record, 300)
 	for i := range recs {

@@ -57,8 +57,7 @@ func eventIDs(t testing.TB, dir string) map[string]int {
 // end and a half-written temporary log. Nothing acknowledged is lost.
 func TestRecoverJournal(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	ids := appendN(t, tr, clock, 0, 4)
 	if err := tr.WriteDigest(); err != nil {
 		t.Fatal(err)
@@ -113,8 +112,7 @@ func TestRecoverJournal(t *testing.T) {
 // records twice.
 func TestRecoverFinishedJournal(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	ids := appendN(t, tr, clock, 0, 5)
 	crashed := copyTree(t, dir)
 	journals := journalFiles(t, crashed)
@@ -150,8 +148,7 @@ func TestRecoverFinishedJournal(t *testing.T) {
 // its signature. Open signs it again, identically.
 func TestRecoverUnsignedDigest(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	appendN(t, tr, clock, 0, 3)
 	if err := tr.WriteDigest(); err != nil {
 		t.Fatal(err)
@@ -271,35 +268,9 @@ func TestKillWriterChild(t *testing.T) {
 // not parse is not signed into the next digest; Validate then reports it.
 func TestOpenSkipsCorruptPendingLog(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
-	appendN(t, tr, clock, 0, 2)
-	if err := tr.WriteDigest(); err != nil {
-		t.Fatal(err)
-	}
-	digested := map[string]bool{}
-	for _, l := range listKind(t, dir, kindLog) {
-		digested[l] = true
-	}
-	appendN(t, tr, clock, 2, 2)
-	if err := tr.Rotate(); err != nil {
-		t.Fatal(err)
-	}
 	// A record in the next journal, so that the journal head no longer
 	// names the log's (TestCrashForgedLogNotSigned covers that one).
-	appendN(t, tr, clock, 4, 1)
-	crashed := copyTree(t, dir)
-	// The log the digest does not list yet. (Names carry the minute and a
-	// random suffix, so two logs of one minute sort in either order.)
-	var bad string
-	for _, l := range listKind(t, crashed, kindLog) {
-		if !digested[l] {
-			bad = l
-		}
-	}
-	if bad == "" {
-		t.Fatal("no log written after the digest")
-	}
+	crashed, bad := crashWithUndigestedLog(t, clock, 1)
 	gz, _ := gzipBytes([]byte(`{"Records":[{"eventID":"forged"}]}`))
 	os.WriteFile(filepath.Join(crashed, bad), gz, 0o600)
 

@@ -17,8 +17,7 @@ import (
 // crash now would leave it, the open journal's path in it, and the IDs.
 func crashWithJournal(t *testing.T, clock *fakeClock) (crashed, journal string, ids []string) {
 	t.Helper()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	ids = appendN(t, tr, clock, 0, 3)
 	if err := tr.WriteDigest(); err != nil {
 		t.Fatal(err)
@@ -30,6 +29,54 @@ func crashWithJournal(t *testing.T, clock *fakeClock) (crashed, journal string, 
 		t.Fatalf("journals %v", j)
 	}
 	return crashed, j[0], ids
+}
+
+// crashWithUndigestedLog appends records signed into a digest, finishes
+// a log of two more that no digest lists yet, then appends `after` records
+// to the next journal, and returns a copy of the trail as a crash now
+// would leave it and that log's name (relative to the copy).
+func crashWithUndigestedLog(t *testing.T, clock *fakeClock, after int) (crashed, log string) {
+	t.Helper()
+	tr, dir := newTrail(t, clock)
+	appendN(t, tr, clock, 0, 2)
+	if err := tr.WriteDigest(); err != nil {
+		t.Fatal(err)
+	}
+	digested := map[string]bool{}
+	for _, l := range listKind(t, dir, kindLog) {
+		digested[l] = true
+	}
+	appendN(t, tr, clock, 2, 2)
+	if err := tr.Rotate(); err != nil { // the log, without its digest
+		t.Fatal(err)
+	}
+	appendN(t, tr, clock, 4, after)
+	crashed = copyTree(t, dir)
+	// (Names carry the minute and a random suffix, so two logs of one
+	// minute sort in either order.)
+	for _, l := range listKind(t, crashed, kindLog) {
+		if !digested[l] {
+			log = l
+		}
+	}
+	if log == "" {
+		t.Fatal("no log written after the digest")
+	}
+	return crashed, log
+}
+
+// wantTampered checks that start-up set one journal aside and that
+// Validate reports it, and returns what Validate found, by kind.
+func wantTampered(t *testing.T, s Stats, dir string) map[string][]string {
+	t.Helper()
+	if s.Tampered != 1 {
+		t.Errorf("Tampered %d, want 1", s.Tampered)
+	}
+	k := validateKinds(t, dir)
+	if len(k[KindTampered]) != 1 {
+		t.Errorf("Validate: %v; want one %s", k, KindTampered)
+	}
+	return k
 }
 
 // restartAndClose opens the crashed trail, appends one record and closes
@@ -93,19 +140,12 @@ func TestCrashEditedJournalNotSigned(t *testing.T) {
 		return bytes.Replace(b, []byte(`"192.0.2.10"`), []byte(`"192.0.2.66"`), 1)
 	})
 	forged := `192.0.2.66`
-	s := restartAndClose(t, crashed, clock)
-	if s.Tampered != 1 {
-		t.Errorf("Tampered %d, want 1", s.Tampered)
-	}
+	k := wantTampered(t, restartAndClose(t, crashed, clock), crashed)
 	if lookupHas(t, crashed, forged) {
 		t.Error("the edited record is in a log")
 	}
 	if _, err := os.Stat(journal + tamperedExt); err != nil {
 		t.Errorf("journal not kept aside: %v", err)
-	}
-	k := validateKinds(t, crashed)
-	if len(k[KindTampered]) != 1 {
-		t.Errorf("Validate: %v; want one %s", k, KindTampered)
 	}
 	if len(k) != 1 {
 		t.Errorf("Validate: %v; want only %s", k, KindTampered)
@@ -121,16 +161,10 @@ func TestCrashTruncatedJournalNotSigned(t *testing.T) {
 		lines := splitLines(b)
 		return b[:len(b)-len(lines[len(lines)-1])-1] // drop the last record
 	})
-	s := restartAndClose(t, crashed, clock)
-	if s.Tampered != 1 {
-		t.Errorf("Tampered %d, want 1", s.Tampered)
-	}
+	wantTampered(t, restartAndClose(t, crashed, clock), crashed)
 	got := eventIDs(t, crashed)
 	if got[ids[len(ids)-2]] != 0 {
 		t.Error("a record of the truncated journal was signed into a log")
-	}
-	if k := validateKinds(t, crashed); len(k[KindTampered]) != 1 {
-		t.Errorf("Validate: %v; want one %s", k, KindTampered)
 	}
 }
 
@@ -140,13 +174,7 @@ func TestCrashDeletedJournalReported(t *testing.T) {
 	clock := newClock()
 	crashed, journal, _ := crashWithJournal(t, clock)
 	os.Remove(journal)
-	s := restartAndClose(t, crashed, clock)
-	if s.Tampered != 1 {
-		t.Errorf("Tampered %d, want 1", s.Tampered)
-	}
-	if k := validateKinds(t, crashed); len(k[KindTampered]) != 1 {
-		t.Errorf("Validate: %v; want one %s", k, KindTampered)
-	}
+	wantTampered(t, restartAndClose(t, crashed, clock), crashed)
 }
 
 // TestCrashForgedAppendCut: a whole, well-formed record appended to the
@@ -232,13 +260,7 @@ func TestCrashForgedHeadNotSigned(t *testing.T) {
 	copy(head, forged)
 	copy(head[headSlot:], forged)
 	os.WriteFile(filepath.Join(crashed, headFileName), head, 0o600)
-	s := restartAndClose(t, crashed, clock)
-	if s.Tampered != 1 {
-		t.Errorf("Tampered %d, want 1", s.Tampered)
-	}
-	if k := validateKinds(t, crashed); len(k[KindTampered]) != 1 {
-		t.Errorf("Validate: %v; want one %s", k, KindTampered)
-	}
+	wantTampered(t, restartAndClose(t, crashed, clock), crashed)
 }
 
 // TestCrashNoHeadFileUpgrade: a trail an older azoted left (no head file
@@ -302,30 +324,7 @@ func newMAC(key []byte) hash.Hash { return hmac.New(sha256.New, key) }
 // signed.
 func TestCrashForgedLogNotSigned(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
-	appendN(t, tr, clock, 0, 2)
-	if err := tr.WriteDigest(); err != nil {
-		t.Fatal(err)
-	}
-	digested := map[string]bool{}
-	for _, l := range listKind(t, dir, kindLog) {
-		digested[l] = true
-	}
-	appendN(t, tr, clock, 2, 2)
-	if err := tr.Rotate(); err != nil { // the log, without its digest
-		t.Fatal(err)
-	}
-	crashed := copyTree(t, dir)
-	var victim string
-	for _, l := range listKind(t, crashed, kindLog) {
-		if !digested[l] {
-			victim = l
-		}
-	}
-	if victim == "" {
-		t.Fatal("no log written after the digest")
-	}
+	crashed, victim := crashWithUndigestedLog(t, clock, 0)
 	// A well-formed log, as finishJournal would write it, of one record
 	// with another request ID.
 	gz, _ := os.ReadFile(filepath.Join(crashed, victim))
@@ -337,12 +336,8 @@ func TestCrashForgedLogNotSigned(t *testing.T) {
 	gz, _ = gzipBytes(body)
 	os.WriteFile(filepath.Join(crashed, victim), gz, 0o600)
 
-	s := restartAndClose(t, crashed, clock)
-	if s.Tampered != 1 {
-		t.Errorf("Tampered %d, want 1", s.Tampered)
-	}
-	k := validateKinds(t, crashed)
-	if len(k[KindTampered]) != 1 || len(k[KindUnlisted]) != 1 || k[KindUnlisted][0] != victim {
+	k := wantTampered(t, restartAndClose(t, crashed, clock), crashed)
+	if len(k[KindUnlisted]) != 1 || k[KindUnlisted][0] != victim {
 		t.Errorf("Validate: %v; want %s unlisted and one %s", k, victim, KindTampered)
 	}
 }

@@ -71,6 +71,15 @@ func openTrail(t testing.TB, cfg Config) *Trail {
 	return tr
 }
 
+// newTrail opens a trail of testConfig in a new temporary directory, on
+// clock (nil: the real clock), closed when the test ends, and returns it
+// with its directory.
+func newTrail(t testing.TB, clock *fakeClock) (*Trail, string) {
+	t.Helper()
+	dir := t.TempDir()
+	return openTrail(t, testConfig(t, dir, clock)), dir
+}
+
 func testRecord(i int) *Record {
 	return &Record{
 		UserIdentity: UserIdentity{

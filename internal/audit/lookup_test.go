@@ -9,8 +9,7 @@ import (
 
 func TestLookupFilter(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	t0 := clock.Now()
 	recs := []*Record{
 		{UserIdentity: UserIdentity{Type: "IAMUser", ARN: "arn:aws:iam::1:user/alice", UserName: "alice", AccessKeyID: "AKIAALICE"},
@@ -87,7 +86,7 @@ func TestLookupFilter(t *testing.T) {
 // write order, across a log and the journal.
 func TestLookupSameTime(t *testing.T) {
 	clock := newClock()
-	tr := openTrail(t, testConfig(t, t.TempDir(), clock))
+	tr, _ := newTrail(t, clock)
 	ids := appendN(t, tr, nil, 0, 3)
 	if err := tr.Rotate(); err != nil {
 		t.Fatal(err)

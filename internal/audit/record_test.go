@@ -188,7 +188,7 @@ func TestRedact(t *testing.T) {
 
 func TestAppendRedactsAndFills(t *testing.T) {
 	clock := newClock()
-	tr := openTrail(t, testConfig(t, t.TempDir(), clock))
+	tr, _ := newTrail(t, clock)
 	params := map[string]any{"userName": "alice", "password": "hunter2", "nested": map[string]any{"SessionToken": "tok"}}
 	r := &Record{EventSource: "iam.azote.local", EventName: "CreateLoginProfile", RequestParameters: params,
 		AdditionalEventData: map[string]any{"MFACode": "123456"}}

@@ -53,9 +53,8 @@ func requestIDs(t *testing.T, tr *Trail) []string {
 // again: no restart. What was acknowledged before is kept, what failed is
 // not resurrected, and the chain validates.
 func TestRecoversAfterWriteFailure(t *testing.T) {
-	dir := t.TempDir()
 	clock := newClock()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	appendN(t, tr, clock, 0, 3)
 
 	failWrites(tr, syscall.ENOSPC)
@@ -96,8 +95,7 @@ func TestRecoversAfterWriteFailure(t *testing.T) {
 // With no Append to try it, the writer recovers on its own once it can
 // write, and periodic work (digests) resumes.
 func TestRecoversInBackground(t *testing.T) {
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, nil))
+	tr, dir := newTrail(t, nil)
 	appendN(t, tr, nil, 0, 2)
 	failWrites(tr, syscall.EIO)
 	if err := tr.Append(context.Background(), testRecord(9)); !errors.Is(err, ErrFailed) {
@@ -169,8 +167,7 @@ func TestRecoversOnFullFileSystem(t *testing.T) {
 // Strings a client chooses are cut to their bounds in what is written; the
 // caller's record is not changed.
 func TestAppendBoundsClientStrings(t *testing.T) {
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, nil))
+	tr, _ := newTrail(t, nil)
 	huge := strings.Repeat("A", 1<<20)
 	r := testRecord(1)
 	r.UserAgent = huge

@@ -54,8 +54,7 @@ func TestSizeRotationSignsAtOnce(t *testing.T) {
 // rotation signs; the log holds what Append acknowledged.
 func TestJournalEditNotSigned(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	ids := appendN(t, tr, clock, 0, 3)
 	journals := journalFiles(t, dir)
 	if len(journals) != 1 {

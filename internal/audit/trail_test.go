@@ -78,8 +78,7 @@ func TestOpenConfig(t *testing.T) {
 
 func TestAppendLookupRotateDigest(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	ids := appendN(t, tr, clock, 0, 5)
 	if err := tr.Rotate(); err != nil {
 		t.Fatal(err)
@@ -148,8 +147,7 @@ func keysOfRecords(m map[string][]map[string]any) []string {
 // code written from CloudTrail's documentation, not from the package.
 func TestDigestFormat(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	if err := tr.WriteDigest(); err != nil { // empty period
 		t.Fatal(err)
 	}
@@ -418,7 +416,7 @@ func TestCloseStopsWriter(t *testing.T) {
 }
 
 func TestAppendContext(t *testing.T) {
-	tr := openTrail(t, testConfig(t, t.TempDir(), nil))
+	tr, _ := newTrail(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Either outcome is allowed for a cancelled context, but it must
@@ -526,8 +524,7 @@ func TestGroupCommit(t *testing.T) {
 
 func TestKeyRotation(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	appendN(t, tr, clock, 0, 2)
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
@@ -560,8 +557,7 @@ func TestKeyRotation(t *testing.T) {
 
 func TestListFiles(t *testing.T) {
 	clock := newClock()
-	dir := t.TempDir()
-	tr := openTrail(t, testConfig(t, dir, clock))
+	tr, dir := newTrail(t, clock)
 	appendN(t, tr, clock, 0, 2)
 	if err := tr.WriteDigest(); err != nil {
 		t.Fatal(err)

@@ -15,11 +15,7 @@ import (
 func buildTrail(t testing.TB) string {
 	t.Helper()
 	clock := newClock()
-	dir := t.TempDir()
-	tr, err := Open(testConfig(t, dir, clock))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, dir := newTrail(t, clock)
 	for h := 0; h < 4; h++ {
 		appendN(t, tr, clock, h*10, 3)
 		if err := tr.Rotate(); err != nil {

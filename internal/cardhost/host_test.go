@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -25,7 +26,8 @@ import (
 // The test binary is its own tiny card:
 //
 //	cardhost.test named-child --fd NAME=N …   prints each named file's content
-//	cardhost.test blk --fd … --socket …        reads its channel and exits (a card that dies)
+//	cardhost.test blk --fd … --socket …        reads its channel and exits (a card that dies);
+//	                                           Queues 99: lives a minute, 98: also ignores SIGTERM
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -76,11 +78,16 @@ func dyingBlk(args []string) int {
 	cfg, key, escrow, err := cardproto.ReceiveBlk(ch)
 	key.Free()
 	escrow.Free()
+	if err == nil && cfg.Queues == 98 {
+		// Asked to live and to ignore SIGTERM, before the host sees the
+		// channel closed and takes the card for started.
+		signal.Ignore(syscall.SIGTERM)
+	}
 	ch.Close()
 	if err != nil {
 		return 1
 	}
-	if cfg.Queues == 99 { // asked to live
+	if cfg.Queues >= 98 { // asked to live
 		time.Sleep(time.Minute)
 	}
 	// Dies after it started: one that exits as it reads its channel is a
@@ -302,5 +309,37 @@ func TestStopTerm(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(filepath.Dir(spec.Backing), "card.log"))
 	if bytes.Contains(log, []byte("panic")) {
 		t.Errorf("card log: %s", log)
+	}
+}
+
+// TestStopKill: a card that ignores SIGTERM is given StopGrace, then
+// killed with SIGKILL, and Stop returns with the card gone.
+func TestStopKill(t *testing.T) {
+	h := testHost(t)
+	card, err := h.StartBlk(testBlk(t, 98)) // lives and ignores SIGTERM
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := card.Handle().PID
+	t.Cleanup(func() {
+		select {
+		case <-card.Done():
+		default:
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	t0 := time.Now()
+	h.Stop([]*Card{card})
+	d := time.Since(t0)
+	select {
+	case <-card.Done():
+	default:
+		t.Fatalf("a card that ignores SIGTERM still runs %v after Stop began", d)
+	}
+	if d < StopGrace {
+		t.Errorf("the card was gone after %v, before StopGrace (%v): it did not ignore SIGTERM, so this test proves nothing", d, StopGrace)
+	}
+	if d > StopGrace+2*time.Second {
+		t.Errorf("Stop took %v for a card it had to kill", d)
 	}
 }

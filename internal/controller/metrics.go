@@ -145,4 +145,28 @@ func writeVolumeMetrics(w io.Writer, vols []volumeMetrics) {
 	family("azote_volume_throttled_seconds_total", "counter", "Time requests waited for the volume's QoS budget (summed over requests).", func(vol string, m *cardproto.BlkMetrics) {
 		fmt.Fprintf(w, "azote_volume_throttled_seconds_total{volume=%q} %g\n", vol, float64(m.ThrottledNs)/1e9)
 	})
+	family("azote_volume_io_path_info", "gauge", "How the card reaches the volume's file: direct (O_DIRECT), mapped (page cache; each transfer through the mapping or pread/pwrite, whichever it measures cheaper) or pread (page cache, system calls only).", func(vol string, m *cardproto.BlkMetrics) {
+		if m.IOPath != "" { // a card from before the field says nothing
+			fmt.Fprintf(w, "azote_volume_io_path_info{volume=%q,path=%q} 1\n", vol, m.IOPath)
+		}
+	})
+	// The per-path counters are rendered in this fixed order and at most
+	// once per direction and path, so a card that repeats an entry cannot
+	// make the scrape hold a duplicate series.
+	pathCounter := func(name, help string, get func(p cardproto.PathMetrics) uint64) {
+		family(name, "counter", help, func(vol string, m *cardproto.BlkMetrics) {
+			for _, op := range [...]string{"read", "write"} {
+				for _, path := range [...]string{"mapped", "pread"} {
+					for _, p := range m.Paths {
+						if p.Op == op && p.Path == path {
+							fmt.Fprintf(w, "%s{volume=%q,op=%q,path=%q} %d\n", name, vol, op, path, get(p))
+							break
+						}
+					}
+				}
+			}
+		})
+	}
+	pathCounter("azote_volume_path_ops_total", "Page-cache reads and writes per volume by the path each took (mapped or pread), as the card chose it.", func(p cardproto.PathMetrics) uint64 { return p.Requests })
+	pathCounter("azote_volume_path_bytes_total", "Page-cache bytes read and written per volume by the path each transfer took (mapped or pread).", func(p cardproto.PathMetrics) uint64 { return p.Bytes })
 }

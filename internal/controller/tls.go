@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/azote/azote/internal/durable"
 )
 
 // The account CA signs the host certificate of the HTTPS API. Its key
@@ -94,7 +96,7 @@ func loadOrMakeCA(dir, account string) (*x509.Certificate, *ecdsa.PrivateKey, er
 			return nil, nil, err
 		}
 		certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		if err := writeFileSync(certPath, certPEM, 0o644); err != nil {
+		if err := durable.WriteFile(certPath, certPEM, 0o644); err != nil {
 			return nil, nil, err
 		}
 	} else if err != nil {
@@ -152,7 +154,7 @@ func issueHost(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names 
 	if err := writePrivateKey(keyPath, key); err != nil {
 		return err
 	}
-	return writeFileSync(filepath.Join(dir, hostCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return durable.WriteFile(filepath.Join(dir, hostCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 func serial() *big.Int {
@@ -174,7 +176,7 @@ func writePrivateKey(path string, key any) error {
 	default:
 		return fmt.Errorf("unsupported key %T", key)
 	}
-	return writeFileSync(path, pem.EncodeToMemory(block), 0o400)
+	return durable.WriteFile(path, pem.EncodeToMemory(block), 0o400)
 }
 
 // loadOrMakeRSA reads the audit signing key, making it on first start.

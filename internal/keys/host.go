@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/azote/azote/internal/durable"
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/keywrap"
 )
@@ -82,7 +83,7 @@ func OpenHost(path string) (*Host, *keymem.Buf, error) {
 		if _, err := rand.Read(key[:n]); err != nil {
 			return nil, nil, err
 		}
-		if err := writeFileSync(path, key[:n], 0o400); err != nil {
+		if err := durable.WriteFile(path, key[:n], 0o400); err != nil {
 			return nil, nil, err
 		}
 	} else if err != nil {
@@ -125,27 +126,4 @@ func readKeyFile(path string, buf []byte) (int, error) {
 		err = nil
 	}
 	return n, err
-}
-
-// writeFileSync writes path through a temporary file, synced, then
-// renamed over it.
-func writeFileSync(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -419,7 +419,7 @@ func cardKilledUnderLoad(t *testing.T, h *harness, direct bool) {
 	if rerr != nil {
 		t.Fatal(rerr)
 	}
-	wantIO := "io=mapped"
+	wantIO := "io=page-cache"
 	if direct {
 		wantIO = "io=direct"
 	}

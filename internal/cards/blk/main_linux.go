@@ -162,7 +162,22 @@ func run(card *cardrt.Card, sock string, uid int, logRoom int64) error {
 		<-sigs
 		l.Close()
 	}()
-	log.Info("serving", "volume", cfg.VolumeID, "sectors", d.Capacity(), "queues", cfg.Queues,
-		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted, "io", d.IOPath())
+	log.Info("serving", append([]any{"volume", cfg.VolumeID, "sectors", d.Capacity(), "queues", cfg.Queues,
+		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted}, ioLogAttrs(d.IOPath())...)...)
 	return Serve(b, l, log)
+}
+
+// ioLogAttrs says, for the start-up line, how the card reaches its file.
+// On the page cache with the mapping, no path is fixed: each transfer
+// takes the one its queue measures cheaper for its direction and size
+// (choose.go), so the line names the choice and where it starts, and the
+// metrics (paths) say what it chose since; nothing is logged per transfer.
+func ioLogAttrs(ioPath string) []any {
+	switch ioPath {
+	case "direct":
+		return []any{"io", "direct"}
+	case "mapped":
+		return []any{"io", "page-cache", "transfers", "mapped or pread/pwrite, whichever measures cheaper per queue, direction and size; starts mapped"}
+	}
+	return []any{"io", "page-cache", "transfers", "pread/pwrite (the file could not be mapped)"}
 }
