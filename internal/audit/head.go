@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/azote/azote/internal/durable"
 )
 
 // The journal head closes the last gap rotate.go leaves: a crash. With
@@ -143,7 +145,7 @@ func openHeadWriter(path string, key []byte, seq uint64) (*headWriter, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -211,7 +213,7 @@ func setAside(root, name, reason string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 // TamperedJournals lists the journals kept aside in dir because they did

@@ -8,6 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"time"
+
+	"github.com/azote/azote/internal/durable"
 )
 
 // parseJournal splits a journal into the records Append wrote. Every
@@ -122,7 +124,7 @@ func commitTemp(tmp, root, rel string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(full))
+	return durable.SyncDir(filepath.Dir(full))
 }
 
 // existingLog returns the entry for a log already on disk: a journal that
@@ -199,7 +201,7 @@ func recoverJournal(root, account, region, name string, verify func(name string,
 	if err := os.Remove(full); err != nil {
 		return p, ok, len(lines), dropped, err
 	}
-	return p, ok, len(lines), dropped, syncDir(filepath.Join(root, activeDir))
+	return p, ok, len(lines), dropped, durable.SyncDir(filepath.Join(root, activeDir))
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/azote/azote/internal/durable"
 )
 
 // The trail's directory layout, relative to Config.Dir. Paths use '/'
@@ -161,7 +163,7 @@ func writeFileAtomic(root, rel string, data []byte, exclusive bool) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(full))
+	return durable.SyncDir(filepath.Dir(full))
 }
 
 // mkdirAllSync creates root/rel and fsyncs the parent of every directory it
@@ -184,19 +186,7 @@ func mkdirAllSync(root, rel string) error {
 	if err := os.Mkdir(full, 0o700); err != nil && !os.IsExist(err) {
 		return err
 	}
-	return syncDir(filepath.Dir(full))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return durable.SyncDir(filepath.Dir(full))
 }
 
 // listTree returns the relative paths under root/top that classify as one

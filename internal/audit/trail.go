@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/azote/azote/internal/durable"
 )
 
 // Config says where a trail lives and how it signs.
@@ -726,7 +728,7 @@ func (t *Trail) openJournal() error {
 	if err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(full)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(full)); err != nil {
 		f.Close()
 		os.Remove(full)
 		return err
@@ -806,7 +808,7 @@ func (t *Trail) finishJournal() error {
 	if rmErr != nil {
 		return rmErr
 	}
-	return syncDir(filepath.Join(t.cfg.Dir, activeDir))
+	return durable.SyncDir(filepath.Join(t.cfg.Dir, activeDir))
 }
 
 // recoverFailed tries to leave the failed state that a failed journal
@@ -882,7 +884,7 @@ func (t *Trail) finishFailed() error {
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Join(t.cfg.Dir, activeDir))
+	return durable.SyncDir(filepath.Join(t.cfg.Dir, activeDir))
 }
 
 // writeDigest rotates and then writes, signs and links the next digest.
@@ -957,7 +959,7 @@ func (t *Trail) writeDigest() error {
 			// retry writes a new one.
 			full := filepath.Join(t.cfg.Dir, filepath.FromSlash(rel))
 			if os.Remove(full) == nil {
-				_ = syncDir(filepath.Dir(full))
+				_ = durable.SyncDir(filepath.Dir(full))
 			}
 			return err
 		}

@@ -68,29 +68,11 @@ func (fx *fixture) start() {
 
 func (fx *fixture) waitState(id, state string) api.Instance {
 	fx.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		inst, err := fx.c.DescribeInstance(context.Background(), id, 0, 0)
-		if err != nil {
-			fx.t.Fatal(err)
-		}
-		if inst.State == state {
-			return inst
-		}
-		if time.Now().After(deadline) {
-			fx.t.Fatalf("instance %s: state %s (%s), want %s", id, inst.State, inst.StateReason, state)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return testutil.WaitState(fx.t, state, func() (api.Instance, error) { return fx.c.DescribeInstance(context.Background(), id, 0, 0) })
 }
 
 func (fx *fixture) dirs() []string {
-	ents, _ := os.ReadDir(filepath.Join(fx.cfg.StateDir, "instances"))
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
+	return testutil.DirNames(filepath.Join(fx.cfg.StateDir, "instances"))
 }
 
 // An engine's error names host paths and QEMU's own words: it goes to

@@ -45,11 +45,11 @@ func WriteFile(path string, data []byte, mode os.FileMode) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-// syncDir fsyncs a directory, which is what makes a rename in it durable.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, which is what makes a rename in it durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/azote/azote/internal/api"
 )
 
 // RequiresRoot skips t unless it runs as root.
@@ -107,4 +109,34 @@ func SameJSONFields(t testing.TB, name string, from, got any) {
 			t.Errorf("%s field %q = %v: its API view has %v", name, k, v, g[k])
 		}
 	}
+}
+
+// WaitState polls describe until the instance it describes is in state,
+// for five seconds at most, and returns it.
+func WaitState(t testing.TB, state string, describe func() (api.Instance, error)) api.Instance {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		inst, err := describe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst.State == state {
+			return inst
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %s: state %s (%s), want %s", inst.ID, inst.State, inst.StateReason, state)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// DirNames lists the names in dir (none if it cannot be read).
+func DirNames(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
 }

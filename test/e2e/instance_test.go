@@ -13,6 +13,7 @@ import (
 
 	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/testutil"
 )
 
 // TestBootReady boots a real Linux guest through azoted and checks what
@@ -93,7 +94,7 @@ func TestLifecycle(t *testing.T) {
 	defer cancel()
 	follow := exec.CommandContext(ctx, filepath.Join(h.bin, "azote"), "instance", "console", "-f", inst.ID)
 	follow.Env = append(os.Environ(), "AZOTE_SOCKET="+h.socket)
-	var followed syncBuffer
+	var followed testutil.LogBuffer
 	follow.Stdout = &followed
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)

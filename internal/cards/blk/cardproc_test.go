@@ -1,14 +1,12 @@
 package blk
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/cards/cardproto"
+	"github.com/azote/azote/internal/testutil"
 )
 
 // The tests that run the real azote-card binary share these helpers.
@@ -37,22 +36,7 @@ func buildCard(t *testing.T) string {
 }
 
 // logBuffer collects a card's log while the card writes it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testutil.LogBuffer }
 
 // waitFor waits up to d for s to appear in the log, which reaches the
 // buffer through a pipe and a copying goroutine, and says whether it did.

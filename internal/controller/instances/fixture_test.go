@@ -22,6 +22,7 @@ import (
 	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/store"
+	"github.com/azote/azote/internal/testutil"
 )
 
 // fixture wires the three owners as azoted does, over a store in a
@@ -115,27 +116,7 @@ func (fx *fixture) close() {
 
 func (fx *fixture) waitState(id, state string) api.Instance {
 	fx.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		inst, err := fx.s.Describe(context.Background(), id, 0, 0)
-		if err != nil {
-			fx.t.Fatal(err)
-		}
-		if inst.State == state {
-			return inst
-		}
-		if time.Now().After(deadline) {
-			fx.t.Fatalf("instance %s: state %s (%s), want %s", id, inst.State, inst.StateReason, state)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return testutil.WaitState(fx.t, state, func() (api.Instance, error) { return fx.s.Describe(context.Background(), id, 0, 0) })
 }
 
-func (fx *fixture) dirs() []string {
-	ents, _ := os.ReadDir(filepath.Join(fx.dir, "instances"))
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
-}
+func (fx *fixture) dirs() []string { return testutil.DirNames(filepath.Join(fx.dir, "instances")) }
