@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ type env struct {
 	region   string
 	client   *client.Client
 	local    bool // the client talks to the local socket
+	// caHint explains a refused server certificate when AWS_CA_BUNDLE
+	// overrode the profile's ca_bundle.
+	caHint string
 }
 
 // runFunc runs a verb with its positional arguments once flags are parsed.
@@ -109,6 +113,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if e.local {
 			err = socketHint(err, e.socket)
 		}
+		var unknownCA x509.UnknownAuthorityError
+		if e.caHint != "" && errors.As(err, &unknownCA) {
+			err = fmt.Errorf("%w\nhint: %s", err, e.caHint)
+		}
 		fmt.Fprintf(stderr, "azote: %v\n", err)
 	}
 	return 1
@@ -156,7 +164,7 @@ func (e *env) rootCommand() *cobra.Command {
 	pf.StringVar(&e.socket, "socket", envOr("AZOTE_SOCKET", api.DefaultSocket), "azoted's unix socket (AZOTE_SOCKET)")
 	pf.StringVar(&e.profile, "profile", os.Getenv("AZOTE_PROFILE"), "profile of the AWS config and credentials files for the signed HTTPS API (AZOTE_PROFILE, AWS_PROFILE)")
 	pf.StringVar(&e.endpoint, "endpoint", os.Getenv("AZOTE_ENDPOINT"), "HTTPS endpoint, overriding the profile's endpoint_url (AZOTE_ENDPOINT, AWS_ENDPOINT_URL)")
-	pf.StringVar(&e.region, "region", "", "signing region, overriding the profile's (AWS_REGION)")
+	pf.StringVar(&e.region, "region", "", "signing region, overriding the profile's (AWS_REGION, AWS_DEFAULT_REGION)")
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return e.checkOutput(c) }
 
 	for _, n := range nouns() {
