@@ -43,6 +43,20 @@ type env struct {
 // runFunc runs a verb with its positional arguments once flags are parsed.
 type runFunc func(ctx context.Context, pos []string) error
 
+// callThenShow is the run of most verbs: call checks the flags and asks
+// azoted (the client is connected by the time it runs, not when the verb
+// is built), and show prints the answer in the -o form. A failed call
+// prints nothing.
+func callThenShow[T any](e *env, call func(ctx context.Context, pos []string) (T, error), show func(*env, T) error) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		v, err := call(ctx, pos)
+		if err != nil {
+			return err
+		}
+		return show(e, v)
+	}
+}
+
 // command is one verb: use is "verb ARG..." (the arguments are counted
 // and checked), short its one-line summary, example one command line.
 // build binds the verb's flags to fs and returns what runs it.
@@ -295,6 +309,16 @@ func (e *env) progress(format string, args ...any) {
 	if e.output == "table" {
 		fmt.Fprintf(e.stderr, format+"\n", args...)
 	}
+}
+
+// list prints a list answer in the -o form: v as JSON or YAML, or the
+// table of header and rows.
+func (e *env) list(v any, header string, rows [][]string) error {
+	if e.structured() {
+		return e.emit(v)
+	}
+	e.table(header, rows)
+	return nil
 }
 
 func (e *env) table(header string, rows [][]string) {

@@ -49,16 +49,16 @@ func imageBuild(e *env, fs *pflag.FlagSet) runFunc {
 	var bins stringList
 	fs.Var(&bins, "binary", "host executable to include with its libraries (repeatable), e.g. /sbin/mke2fs")
 	script := fs.String("script", "", "shell script the agent runs after the guest is ready")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Image, error) {
 		if !image.ValidName(*name) {
-			return usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
+			return api.Image{}, usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
 		}
 		start := time.Now()
 		var scriptData []byte
 		if *script != "" {
 			b, err := os.ReadFile(*script)
 			if err != nil {
-				return err
+				return api.Image{}, err
 			}
 			scriptData = b
 		}
@@ -71,20 +71,20 @@ func imageBuild(e *env, fs *pflag.FlagSet) runFunc {
 		e.progress("building image %q ...", *name)
 		art, err := buildCancellable(ctx, opts)
 		if err != nil {
-			return err
+			return api.Image{}, err
 		}
 		e.progress("  uploading kernel (%d KiB) and initramfs (%d KiB)", len(art.Kernel)/1024, len(art.Initrd)/1024)
 		resp, err := e.uploadImage(ctx, *name, art)
 		if err != nil {
-			return err
+			return api.Image{}, err
 		}
 		if resp.Created {
 			e.progress("image %s built in %.1f s", resp.Image.ID, time.Since(start).Seconds())
 		} else {
 			e.progress("image %s already existed with these exact contents", resp.Image.ID)
 		}
-		return showImage(e, resp.Image)
-	}
+		return resp.Image, nil
+	}, showImage)
 }
 
 // uploadImage sends a built image's two blobs and records the image.
@@ -165,31 +165,23 @@ func showImage(e *env, i api.Image) error {
 }
 
 func imageList(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		list, err := e.client.ListImages(ctx)
-		if err != nil {
-			return err
-		}
-		if e.structured() {
-			return e.emit(list)
-		}
-		var rows [][]string
-		for _, i := range list {
-			rows = append(rows, []string{i.ID, i.Name, i.KernelVersion, fmt.Sprintf("%.1f", float64(i.KernelSize+i.InitrdSize)/(1<<20)), ago(i.CreatedAt)})
-		}
-		e.table("ID\tNAME\tKERNEL\tSIZE_MIB\tCREATED", rows)
-		return nil
+	return callThenShow(e, func(ctx context.Context, pos []string) ([]api.Image, error) {
+		return e.client.ListImages(ctx)
+	}, showImages)
+}
+
+func showImages(e *env, list []api.Image) error {
+	var rows [][]string
+	for _, i := range list {
+		rows = append(rows, []string{i.ID, i.Name, i.KernelVersion, fmt.Sprintf("%.1f", float64(i.KernelSize+i.InitrdSize)/(1<<20)), ago(i.CreatedAt)})
 	}
+	return e.list(list, "ID\tNAME\tKERNEL\tSIZE_MIB\tCREATED", rows)
 }
 
 func imageDescribe(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		img, err := e.client.DescribeImage(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return showImage(e, img)
-	}
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Image, error) {
+		return e.client.DescribeImage(ctx, pos[0])
+	}, showImage)
 }
 
 func imageDelete(e *env, fs *pflag.FlagSet) runFunc {
