@@ -82,6 +82,18 @@ func parseWhen(s string) (time.Time, error) {
 	return t, nil
 }
 
+// timeRange reads --start-time and --end-time; a bad one is a mistake
+// on the command line.
+func timeRange(start, end string) (from, to time.Time, err error) {
+	if from, err = parseWhen(start); err != nil {
+		return from, to, usageError{msg: err.Error()}
+	}
+	if to, err = parseWhen(end); err != nil {
+		return from, to, usageError{msg: err.Error()}
+	}
+	return from, to, nil
+}
+
 func auditLookup(e *env, fs *pflag.FlagSet) runFunc {
 	var r api.LookupEventsRequest
 	fs.StringVar(&r.Principal, "principal", "", "ARN, user name or access key id")
@@ -94,11 +106,8 @@ func auditLookup(e *env, fs *pflag.FlagSet) runFunc {
 	fs.IntVar(&r.Limit, "limit", 100, "at most this many events, newest first")
 	return func(ctx context.Context, pos []string) error {
 		var err error
-		if r.StartTime, err = parseWhen(*start); err != nil {
-			return usageError{msg: err.Error()}
-		}
-		if r.EndTime, err = parseWhen(*end); err != nil {
-			return usageError{msg: err.Error()}
+		if r.StartTime, r.EndTime, err = timeRange(*start, *end); err != nil {
+			return err
 		}
 		var raw struct {
 			Events []json.RawMessage `json:"Events"`
@@ -133,13 +142,9 @@ func auditValidate(e *env, fs *pflag.FlagSet) runFunc {
 		if *keysFrom != "" && *dir == "" {
 			return usageError{msg: "--keys needs --dir"}
 		}
-		f, err := parseWhen(*from)
+		f, t, err := timeRange(*from, *to)
 		if err != nil {
-			return usageError{msg: err.Error()}
-		}
-		t, err := parseWhen(*to)
-		if err != nil {
-			return usageError{msg: err.Error()}
+			return err
 		}
 		var rep audit.Report
 		if *dir != "" {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,10 +35,27 @@ type env struct {
 	region   string
 	client   *client.Client
 	local    bool // the client talks to the local socket
+	// caHint explains a refused server certificate when AWS_CA_BUNDLE
+	// overrode the profile's ca_bundle.
+	caHint string
 }
 
 // runFunc runs a verb with its positional arguments once flags are parsed.
 type runFunc func(ctx context.Context, pos []string) error
+
+// callThenShow is the run of most verbs: call checks the flags and asks
+// azoted (the client is connected by the time it runs, not when the verb
+// is built), and show prints the answer in the -o form. A failed call
+// prints nothing.
+func callThenShow[T any](e *env, call func(ctx context.Context, pos []string) (T, error), show func(*env, T) error) runFunc {
+	return func(ctx context.Context, pos []string) error {
+		v, err := call(ctx, pos)
+		if err != nil {
+			return err
+		}
+		return show(e, v)
+	}
+}
 
 // command is one verb: use is "verb ARG..." (the arguments are counted
 // and checked), short its one-line summary, example one command line.
@@ -109,6 +127,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if e.local {
 			err = socketHint(err, e.socket)
 		}
+		var unknownCA x509.UnknownAuthorityError
+		if e.caHint != "" && errors.As(err, &unknownCA) {
+			err = fmt.Errorf("%w\nhint: %s", err, e.caHint)
+		}
 		fmt.Fprintf(stderr, "azote: %v\n", err)
 	}
 	return 1
@@ -156,7 +178,7 @@ func (e *env) rootCommand() *cobra.Command {
 	pf.StringVar(&e.socket, "socket", envOr("AZOTE_SOCKET", api.DefaultSocket), "azoted's unix socket (AZOTE_SOCKET)")
 	pf.StringVar(&e.profile, "profile", os.Getenv("AZOTE_PROFILE"), "profile of the AWS config and credentials files for the signed HTTPS API (AZOTE_PROFILE, AWS_PROFILE)")
 	pf.StringVar(&e.endpoint, "endpoint", os.Getenv("AZOTE_ENDPOINT"), "HTTPS endpoint, overriding the profile's endpoint_url (AZOTE_ENDPOINT, AWS_ENDPOINT_URL)")
-	pf.StringVar(&e.region, "region", "", "signing region, overriding the profile's (AWS_REGION)")
+	pf.StringVar(&e.region, "region", "", "signing region, overriding the profile's (AWS_REGION, AWS_DEFAULT_REGION)")
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return e.checkOutput(c) }
 
 	for _, n := range nouns() {
@@ -287,6 +309,16 @@ func (e *env) progress(format string, args ...any) {
 	if e.output == "table" {
 		fmt.Fprintf(e.stderr, format+"\n", args...)
 	}
+}
+
+// list prints a list answer in the -o form: v as JSON or YAML, or the
+// table of header and rows.
+func (e *env) list(v any, header string, rows [][]string) error {
+	if e.structured() {
+		return e.emit(v)
+	}
+	e.table(header, rows)
+	return nil
 }
 
 func (e *env) table(header string, rows [][]string) {

@@ -144,10 +144,13 @@ func TestSaveProfileKeepsComments(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
 	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_CA_BUNDLE", "") // it would win over the profile's
 	before := "# my keys\n[other]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = s1 ; theirs\n\n[admin]\n# rotated monthly\naws_access_key_id = AKIAOLD\naws_secret_access_key = old\ncli_pager =\n"
 	os.WriteFile(creds, []byte(before), 0o600)
 	os.WriteFile(filepath.Join(dir, "config"), []byte("# config\n[profile other]\nregion = eu\noutput = json\n"), 0o600)
+	// The SDK's loader reads the profile's ca_bundle, so it must exist.
 	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, otherCA(t), 0o600)
 	if _, err := saveProfile(profile{Name: "admin", AccessKeyID: "AKIANEW", Secret: "new", Endpoint: "https://h:8443", CABundle: ca, Region: "local"}); err != nil {
 		t.Fatal(err)
 	}
@@ -200,22 +203,24 @@ func TestSocketHint(t *testing.T) {
 func TestSaveProfileAzoteFile(t *testing.T) {
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "credentials")
-	for _, v := range []string{"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"} {
+	for _, v := range []string{"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE"} {
 		t.Setenv(v, "")
 	}
 	t.Setenv("AZOTE_CREDENTIALS_FILE", creds)
-	if _, err := saveProfile(profile{Name: "admin", AccessKeyID: "AKIA1", Secret: "s", Endpoint: "https://h:1", CABundle: "/ca.pem", Region: "local"}); err != nil {
+	ca := filepath.Join(dir, "ca.pem") // the SDK's loader reads it
+	os.WriteFile(ca, otherCA(t), 0o600)
+	if _, err := saveProfile(profile{Name: "admin", AccessKeyID: "AKIA1", Secret: "s", Endpoint: "https://h:1", CABundle: ca, Region: "local"}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(creds)
-	if string(got) != "[admin]\naws_access_key_id = AKIA1\naws_secret_access_key = s\nendpoint = https://h:1\nca_bundle = /ca.pem\nregion = local\n" {
+	if string(got) != "[admin]\naws_access_key_id = AKIA1\naws_secret_access_key = s\nendpoint = https://h:1\nca_bundle = "+ca+"\nregion = local\n" {
 		t.Errorf("%q", got)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "config")); err == nil {
 		t.Errorf("a config file was written beside AZOTE_CREDENTIALS_FILE")
 	}
 	p, err := loadProfile(context.Background(), "admin")
-	if err != nil || p.Endpoint != "https://h:1" || p.CABundle != "/ca.pem" || p.AccessKeyID != "AKIA1" {
+	if err != nil || p.Endpoint != "https://h:1" || p.CABundle != ca || p.AccessKeyID != "AKIA1" {
 		t.Errorf("%+v %v", p, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/azote/azote/internal/api"
 )
 
 var hostCommands = []command{
@@ -21,33 +23,33 @@ var hostCommands = []command{
 }
 
 func hostInfo(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		h, err := e.client.HostInfo(ctx)
-		if err != nil {
-			return err
-		}
-		if e.structured() {
-			return e.emit(h)
-		}
-		yes := func(b bool) string {
-			if b {
-				return "yes"
-			}
-			return "no"
-		}
-		e.kv([][2]string{
-			{"CPU", h.CPUModel},
-			{"Cores", fmt.Sprint(h.Cores)},
-			{"Memory", fmt.Sprintf("%d MiB total, %d MiB available", h.MemTotalMiB, h.MemAvailMiB)},
-			{"Hardware virtualization", yes(h.HardwareVirt) + " (" + h.VirtReason + ")"},
-			{"AES-NI", yes(h.AESNI)},
-			{"AVX2", yes(h.AVX2)},
-			{"Kernel", h.Kernel},
-			{"Engine", h.Engine + " (accel " + h.Accel + ")"},
-			{"azoted", h.Version},
-		})
-		return nil
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.HostInfo, error) {
+		return e.client.HostInfo(ctx)
+	}, showHost)
+}
+
+func showHost(e *env, h api.HostInfo) error {
+	if e.structured() {
+		return e.emit(h)
 	}
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	e.kv([][2]string{
+		{"CPU", h.CPUModel},
+		{"Cores", fmt.Sprint(h.Cores)},
+		{"Memory", fmt.Sprintf("%d MiB total, %d MiB available", h.MemTotalMiB, h.MemAvailMiB)},
+		{"Hardware virtualization", yes(h.HardwareVirt) + " (" + h.VirtReason + ")"},
+		{"AES-NI", yes(h.AESNI)},
+		{"AVX2", yes(h.AVX2)},
+		{"Kernel", h.Kernel},
+		{"Engine", h.Engine + " (accel " + h.Accel + ")"},
+		{"azoted", h.Version},
+	})
+	return nil
 }
 
 func hostMetrics(e *env, fs *pflag.FlagSet) runFunc {

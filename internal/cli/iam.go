@@ -357,11 +357,8 @@ func iamHistory(e *env, fs *pflag.FlagSet) runFunc {
 	return func(ctx context.Context, pos []string) error {
 		req := api.LookupEventsRequest{Principal: *principal, Limit: 10000}
 		var err error
-		if req.StartTime, err = parseWhen(*start); err != nil {
-			return usageError{msg: err.Error()}
-		}
-		if req.EndTime, err = parseWhen(*end); err != nil {
-			return usageError{msg: err.Error()}
+		if req.StartTime, req.EndTime, err = timeRange(*start, *end); err != nil {
+			return err
 		}
 		var out struct {
 			Events []auditEvent `json:"Events"`

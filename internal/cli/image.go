@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/spf13/pflag"
 	"os"
@@ -48,16 +49,16 @@ func imageBuild(e *env, fs *pflag.FlagSet) runFunc {
 	var bins stringList
 	fs.Var(&bins, "binary", "host executable to include with its libraries (repeatable), e.g. /sbin/mke2fs")
 	script := fs.String("script", "", "shell script the agent runs after the guest is ready")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Image, error) {
 		if !image.ValidName(*name) {
-			return usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
+			return api.Image{}, usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
 		}
 		start := time.Now()
 		var scriptData []byte
 		if *script != "" {
 			b, err := os.ReadFile(*script)
 			if err != nil {
-				return err
+				return api.Image{}, err
 			}
 			scriptData = b
 		}
@@ -70,29 +71,83 @@ func imageBuild(e *env, fs *pflag.FlagSet) runFunc {
 		e.progress("building image %q ...", *name)
 		art, err := buildCancellable(ctx, opts)
 		if err != nil {
-			return err
+			return api.Image{}, err
 		}
-		ksha, isha := image.SHA384Hex(art.Kernel), image.SHA384Hex(art.Initrd)
 		e.progress("  uploading kernel (%d KiB) and initramfs (%d KiB)", len(art.Kernel)/1024, len(art.Initrd)/1024)
-		if err := e.client.PutBlob(ctx, ksha, art.Kernel); err != nil {
-			return err
-		}
-		if err := e.client.PutBlob(ctx, isha, art.Initrd); err != nil {
-			return err
-		}
-		resp, err := e.client.CreateImage(ctx, api.CreateImageRequest{
-			Name: *name, KernelSHA384: ksha, InitrdSHA384: isha, Cmdline: art.Cmdline, KernelVersion: art.KernelVersion,
-		})
+		resp, err := e.uploadImage(ctx, *name, art)
 		if err != nil {
-			return err
+			return api.Image{}, err
 		}
 		if resp.Created {
 			e.progress("image %s built in %.1f s", resp.Image.ID, time.Since(start).Seconds())
 		} else {
 			e.progress("image %s already existed with these exact contents", resp.Image.ID)
 		}
-		return showImage(e, resp.Image)
+		return resp.Image, nil
+	}, showImage)
+}
+
+// uploadImage sends a built image's two blobs and records the image.
+// Ctrl-C can end it between the two, or after both: what reached the host
+// stays there, unused, until azoted's janitor deletes blobs no image uses
+// an hour after their upload (controller.OrphanBlobRetention). The error
+// of a cancelled upload says so and names the blobs, so that the user
+// knows what was left and that it goes away by itself.
+func (e *env) uploadImage(ctx context.Context, name string, art *image.Artifacts) (api.CreateImageResponse, error) {
+	blobs := []imageBlob{
+		{"kernel", image.SHA384Hex(art.Kernel), art.Kernel},
+		{"initramfs", image.SHA384Hex(art.Initrd), art.Initrd},
 	}
+	for i, b := range blobs {
+		if err := e.client.PutBlob(ctx, b.sha384, b.data); err != nil {
+			if ctx.Err() != nil {
+				return api.CreateImageResponse{}, cancelledUpload(name, blobs[:i+1], false)
+			}
+			return api.CreateImageResponse{}, err
+		}
+	}
+	resp, err := e.client.CreateImage(ctx, api.CreateImageRequest{
+		Name: name, KernelSHA384: blobs[0].sha384, InitrdSHA384: blobs[1].sha384, Cmdline: art.Cmdline, KernelVersion: art.KernelVersion,
+	})
+	if err != nil && ctx.Err() != nil {
+		return resp, cancelledUpload(name, blobs, true)
+	}
+	return resp, err
+}
+
+// imageBlob is one blob of an image build.
+type imageBlob struct {
+	what, sha384 string
+	data         []byte
+}
+
+// errUploadCancelled is the error of an image build cancelled while
+// uploading; its text says what the host keeps.
+var errUploadCancelled = errors.New("image build cancelled")
+
+// cancelledUpload tells what a cancelled upload left on the host: sent
+// are the blobs whose upload began, the last of them cut short unless
+// the cancel came while creating the image, which may then exist after
+// all.
+func cancelledUpload(name string, sent []imageBlob, creating bool) error {
+	var b strings.Builder
+	if creating {
+		b.WriteString(" while the image was being created")
+	} else {
+		b.WriteString(" before the image was created")
+	}
+	b.WriteString("\nnote: the host keeps what was uploaded:")
+	for i, s := range sent {
+		fmt.Fprintf(&b, "\n  %-9s  SHA-384 %s", s.what, s.sha384)
+		if i == len(sent)-1 && !creating {
+			b.WriteString(" (cut short: kept only if the host got all of it)")
+		}
+	}
+	if creating {
+		fmt.Fprintf(&b, "\nIf image %s was created as the cancel arrived, 'azote image describe %s' shows it, and it uses them.", name, name)
+	}
+	b.WriteString("\nazoted deletes blobs that no image uses an hour after their upload; running the same build again re-uses them.")
+	return fmt.Errorf("%w%s", errUploadCancelled, b.String())
 }
 
 func showImage(e *env, i api.Image) error {
@@ -110,31 +165,23 @@ func showImage(e *env, i api.Image) error {
 }
 
 func imageList(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		list, err := e.client.ListImages(ctx)
-		if err != nil {
-			return err
-		}
-		if e.structured() {
-			return e.emit(list)
-		}
-		var rows [][]string
-		for _, i := range list {
-			rows = append(rows, []string{i.ID, i.Name, i.KernelVersion, fmt.Sprintf("%.1f", float64(i.KernelSize+i.InitrdSize)/(1<<20)), ago(i.CreatedAt)})
-		}
-		e.table("ID\tNAME\tKERNEL\tSIZE_MIB\tCREATED", rows)
-		return nil
+	return callThenShow(e, func(ctx context.Context, pos []string) ([]api.Image, error) {
+		return e.client.ListImages(ctx)
+	}, showImages)
+}
+
+func showImages(e *env, list []api.Image) error {
+	var rows [][]string
+	for _, i := range list {
+		rows = append(rows, []string{i.ID, i.Name, i.KernelVersion, fmt.Sprintf("%.1f", float64(i.KernelSize+i.InitrdSize)/(1<<20)), ago(i.CreatedAt)})
 	}
+	return e.list(list, "ID\tNAME\tKERNEL\tSIZE_MIB\tCREATED", rows)
 }
 
 func imageDescribe(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		img, err := e.client.DescribeImage(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return showImage(e, img)
-	}
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Image, error) {
+		return e.client.DescribeImage(ctx, pos[0])
+	}, showImage)
 }
 
 func imageDelete(e *env, fs *pflag.FlagSet) runFunc {

@@ -46,7 +46,7 @@ func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
 	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
 		req.Volumes = vols
 		if len(tags) > 0 {
 			req.Tags = tags
@@ -55,18 +55,18 @@ func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
 		e.progress("launching %d vCPU / %d MiB instance from image %s ...", req.VCPUs, req.MemoryMiB, req.Image)
 		inst, err := e.client.RunInstance(ctx, req)
 		if err != nil {
-			return err
+			return inst, err
 		}
 		e.progress("%s launched (engine %s/%s, pid %d); waiting for the guest agent ...", inst.ID, inst.Engine, inst.Accel, inst.PID)
 		if !*noWait {
 			if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
-				return err
+				return inst, err
 			}
 			e.progress("%s is running: agent ready %d ms after launch (%.2f s since this command started)",
 				inst.ID, inst.BootMs, time.Since(start).Seconds())
 		}
-		return showInstance(e, inst)
-	}
+		return inst, nil
+	}, showInstance)
 }
 
 // waitReady waits until the instance reports ready in a boot after
@@ -91,26 +91,22 @@ func waitReady(ctx context.Context, e *env, id string, boot int, timeout time.Du
 }
 
 func instanceList(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		list, err := e.client.ListInstances(ctx)
-		if err != nil {
-			return err
+	return callThenShow(e, func(ctx context.Context, pos []string) ([]api.Instance, error) {
+		return e.client.ListInstances(ctx)
+	}, showInstances)
+}
+
+func showInstances(e *env, list []api.Instance) error {
+	var rows [][]string
+	for _, i := range list {
+		boot := ""
+		if i.BootMs > 0 {
+			boot = strconv.FormatInt(i.BootMs, 10) + " ms"
 		}
-		if e.structured() {
-			return e.emit(list)
-		}
-		var rows [][]string
-		for _, i := range list {
-			boot := ""
-			if i.BootMs > 0 {
-				boot = strconv.FormatInt(i.BootMs, 10) + " ms"
-			}
-			rows = append(rows, []string{i.ID, i.Name, i.State, strconv.Itoa(i.VCPUs), strconv.Itoa(i.MemoryMiB),
-				i.ImageID, i.Engine + "/" + i.Accel, boot, ago(i.CreatedAt)})
-		}
-		e.table("ID\tNAME\tSTATE\tVCPUS\tMEMORY_MIB\tIMAGE\tENGINE\tBOOT\tCREATED", rows)
-		return nil
+		rows = append(rows, []string{i.ID, i.Name, i.State, strconv.Itoa(i.VCPUs), strconv.Itoa(i.MemoryMiB),
+			i.ImageID, i.Engine + "/" + i.Accel, boot, ago(i.CreatedAt)})
 	}
+	return e.list(list, "ID\tNAME\tSTATE\tVCPUS\tMEMORY_MIB\tIMAGE\tENGINE\tBOOT\tCREATED", rows)
 }
 
 func showInstance(e *env, i api.Instance) error {
@@ -163,13 +159,9 @@ func showInstance(e *env, i api.Instance) error {
 }
 
 func instanceDescribe(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		inst, err := e.client.DescribeInstance(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return showInstance(e, inst)
-	}
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
+		return e.client.DescribeInstance(ctx, pos[0])
+	}, showInstance)
 }
 
 func instanceConsole(e *env, fs *pflag.FlagSet) runFunc {
@@ -192,80 +184,64 @@ func instanceConsole(e *env, fs *pflag.FlagSet) runFunc {
 
 func instanceStop(e *env, fs *pflag.FlagSet) runFunc {
 	force := fs.Bool("force", false, "end the machine at once instead of asking the guest")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
 		e.progress("stopping %s ...", pos[0])
-		inst, err := e.client.InstanceAction(ctx, pos[0], "stop", api.StopInstanceRequest{Force: *force})
-		if err != nil {
-			return err
-		}
-		return showInstance(e, inst)
-	}
+		return e.client.InstanceAction(ctx, pos[0], "stop", api.StopInstanceRequest{Force: *force})
+	}, showInstance)
 }
 
 func instanceStart(e *env, fs *pflag.FlagSet) runFunc {
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
 		inst, err := e.client.InstanceAction(ctx, pos[0], "start", nil)
 		if err != nil {
-			return err
+			return inst, err
 		}
 		e.progress("%s launched (pid %d); waiting for the guest agent ...", inst.ID, inst.PID)
 		if !*noWait {
 			if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount, *timeout); err != nil {
-				return err
+				return inst, err
 			}
 			e.progress("%s is running: agent ready %d ms after launch", inst.ID, inst.BootMs)
 		}
-		return showInstance(e, inst)
-	}
+		return inst, nil
+	}, showInstance)
 }
 
 func instanceReboot(e *env, fs *pflag.FlagSet) runFunc {
 	noWait := fs.Bool("no-wait", false, "return once the guest was asked to reboot")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
 		inst, err := e.client.InstanceAction(ctx, pos[0], "reboot", nil)
 		if err != nil {
-			return err
+			return inst, err
 		}
 		if !*noWait {
 			e.progress("rebooting %s; waiting for the guest agent ...", inst.ID)
 			if inst, err = waitReady(ctx, e, inst.ID, inst.BootCount+1, *timeout); err != nil {
-				return err
+				return inst, err
 			}
 			e.progress("%s is running again: agent ready %d ms after reset", inst.ID, inst.BootMs)
 		}
-		return showInstance(e, inst)
-	}
+		return inst, nil
+	}, showInstance)
 }
 
 func instanceTerminate(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
 		e.progress("terminating %s ...", pos[0])
-		inst, err := e.client.InstanceAction(ctx, pos[0], "terminate", nil)
-		if err != nil {
-			return err
-		}
-		return showInstance(e, inst)
-	}
+		return e.client.InstanceAction(ctx, pos[0], "terminate", nil)
+	}, showInstance)
 }
 
 func instanceModify(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.ModifyInstanceRequest
-	fs.Func("termination-protection", "true or false", func(s string) error {
-		b, err := strconv.ParseBool(s)
-		req.TerminationProtection = &b
-		return err
-	})
-	return func(ctx context.Context, pos []string) error {
+	fs.Func("termination-protection", "true or false", setBool(&req.TerminationProtection))
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
 		if req.TerminationProtection == nil {
-			return usageError{msg: "nothing to change: give --termination-protection=true|false"}
+			return api.Instance{}, usageError{msg: "nothing to change: give --termination-protection=true|false"}
 		}
-		inst, err := e.client.ModifyInstance(ctx, pos[0], req)
-		if err != nil {
-			return err
-		}
-		return showInstance(e, inst)
-	}
+		return e.client.ModifyInstance(ctx, pos[0], req)
+	}, showInstance)
 }

@@ -28,7 +28,10 @@ import (
 //
 // It is read with the AWS SDK's shared-config loader, which also takes
 // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
-// AWS_REGION, AWS_ENDPOINT_URL and AWS_CA_BUNDLE from the environment.
+// AWS_REGION (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL and AWS_CA_BUNDLE
+// from the environment. As for aws, the command line (--endpoint,
+// --region) wins over the environment, and the environment over the
+// profile.
 type profile struct {
 	Name         string
 	AccessKeyID  string
@@ -37,6 +40,9 @@ type profile struct {
 	Endpoint     string
 	CABundle     string
 	Region       string
+	// ProfileCABundle is the profile's own ca_bundle when AWS_CA_BUNDLE
+	// overrode it.
+	ProfileCABundle string
 }
 
 // credentialsFile is the shared credentials file: AZOTE_CREDENTIALS_FILE
@@ -106,6 +112,9 @@ func (e *env) connect(ctx context.Context) error {
 	if e.region != "" {
 		p.Region = e.region
 	}
+	if p.ProfileCABundle != "" {
+		e.caHint = fmt.Sprintf("AWS_CA_BUNDLE (%s) overrides the profile's ca_bundle (%s), as it does for aws; unset it for azote (AWS_CA_BUNDLE= azote ...)", p.CABundle, p.ProfileCABundle)
+	}
 	if e.client, err = p.client(); err != nil {
 		return err
 	}
@@ -141,22 +150,26 @@ func loadProfile(ctx context.Context, name string) (profile, error) {
 	if cfg.BaseEndpoint != nil {
 		p.Endpoint = *cfg.BaseEndpoint
 	}
-	// The profile's ca_bundle names the account CA of its endpoint, so
-	// it wins over AWS_CA_BUNDLE, which hosts often set to the system's
-	// bundle for every AWS tool.
-	var envCA string
+	// AWS_CA_BUNDLE wins over the profile's ca_bundle, as it does for
+	// the SDK's own clients and the aws CLI (the SDK resolved the region
+	// and endpoint in that order too). The loader gives the bundle to
+	// the SDK's HTTP client, which azote does not use, so the path is
+	// taken from the sources it lists.
+	var envCA, profileCA string
 	for _, src := range cfg.ConfigSources {
 		switch s := src.(type) {
 		case config.EnvConfig:
 			envCA = s.CustomCABundle
 		case config.SharedConfig:
-			if p.CABundle == "" {
-				p.CABundle = s.CustomCABundle
-			}
+			profileCA = s.CustomCABundle
 		}
 	}
-	if p.CABundle == "" {
+	p.CABundle = profileCA
+	if envCA != "" {
 		p.CABundle = envCA
+		if profileCA != envCA {
+			p.ProfileCABundle = profileCA
+		}
 	}
 	if p.Endpoint == "" {
 		// azote's files before it used the AWS ones said endpoint.

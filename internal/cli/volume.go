@@ -60,29 +60,23 @@ func volumeCreate(e *env, fs *pflag.FlagSet) runFunc {
 	tags := tagFlag{}
 	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
 	fs.StringVar(&req.Image, "image", "", "fill with an ext4 root filesystem holding this image's tree (persistent only)")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Volume, error) {
 		if len(tags) > 0 {
 			req.Tags = tags
 		}
 		if *size == "" {
-			return usageError{msg: "--size is required"}
+			return api.Volume{}, usageError{msg: "--size is required"}
 		}
 		n, err := parseSize(*size)
 		if err != nil {
-			return usageError{msg: err.Error()}
+			return api.Volume{}, usageError{msg: err.Error()}
 		}
 		req.SizeBytes = n
-		var v api.Volume
 		if req.Image == "" {
-			v, err = e.client.CreateVolume(ctx, req)
-		} else {
-			v, err = e.createFromImage(ctx, req)
+			return e.client.CreateVolume(ctx, req)
 		}
-		if err != nil {
-			return err
-		}
-		return showVolume(e, v)
-	}
+		return e.createFromImage(ctx, req)
+	}, showVolume)
 }
 
 // progressEvery is how often a long operation says it is still going.
@@ -177,97 +171,75 @@ func showVolume(e *env, v api.Volume) error {
 }
 
 func volumeList(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		list, err := e.client.ListVolumes(ctx)
-		if err != nil {
-			return err
-		}
-		if e.structured() {
-			return e.emit(list)
-		}
-		var rows [][]string
-		for _, v := range list {
-			rows = append(rows, []string{v.ID, v.Name, v.Kind, v.State, fmt.Sprintf("%.2f", float64(v.SizeBytes)/(1<<30)),
-				strconv.FormatBool(v.Encrypted), v.AttachedTo, ago(v.CreatedAt)})
-		}
-		e.table("ID\tNAME\tKIND\tSTATE\tSIZE_GIB\tENCRYPTED\tATTACHED_TO\tCREATED", rows)
-		return nil
+	return callThenShow(e, func(ctx context.Context, pos []string) ([]api.Volume, error) {
+		return e.client.ListVolumes(ctx)
+	}, showVolumes)
+}
+
+func showVolumes(e *env, list []api.Volume) error {
+	var rows [][]string
+	for _, v := range list {
+		rows = append(rows, []string{v.ID, v.Name, v.Kind, v.State, fmt.Sprintf("%.2f", float64(v.SizeBytes)/(1<<30)),
+			strconv.FormatBool(v.Encrypted), v.AttachedTo, ago(v.CreatedAt)})
 	}
+	return e.list(list, "ID\tNAME\tKIND\tSTATE\tSIZE_GIB\tENCRYPTED\tATTACHED_TO\tCREATED", rows)
 }
 
 func volumeDescribe(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		v, err := e.client.DescribeVolume(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return showVolume(e, v)
-	}
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Volume, error) {
+		return e.client.DescribeVolume(ctx, pos[0])
+	}, showVolume)
 }
 
 func volumeModify(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.ModifyVolumeRequest
-	fs.Func("deletion-protection", "true or false", func(s string) error {
-		b, err := strconv.ParseBool(s)
-		req.DeletionProtection = &b
-		return err
-	})
-	return func(ctx context.Context, pos []string) error {
+	fs.Func("deletion-protection", "true or false", setBool(&req.DeletionProtection))
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Volume, error) {
 		if req.DeletionProtection == nil {
-			return usageError{msg: "nothing to change: give --deletion-protection=true|false"}
+			return api.Volume{}, usageError{msg: "nothing to change: give --deletion-protection=true|false"}
 		}
-		v, err := e.client.ModifyVolume(ctx, pos[0], req)
-		if err != nil {
-			return err
-		}
-		return showVolume(e, v)
-	}
+		return e.client.ModifyVolume(ctx, pos[0], req)
+	}, showVolume)
 }
 
 func volumeDelete(e *env, fs *pflag.FlagSet) runFunc {
 	now := fs.Bool("now", false, "destroy at once (crypto-erase) instead of keeping it recoverable")
-	return func(ctx context.Context, pos []string) error {
-		v, err := e.client.DeleteVolume(ctx, pos[0], *now)
-		if err != nil {
-			return err
-		}
-		return showVolume(e, v)
-	}
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Volume, error) {
+		return e.client.DeleteVolume(ctx, pos[0], *now)
+	}, showVolume)
 }
 
 func volumeRestore(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		v, err := e.client.VolumeAction(ctx, pos[0], "restore", nil)
-		if err != nil {
-			return err
-		}
-		return showVolume(e, v)
-	}
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Volume, error) {
+		return e.client.VolumeAction(ctx, pos[0], "restore", nil)
+	}, showVolume)
 }
 
 func volumeAttach(e *env, fs *pflag.FlagSet) runFunc {
 	var req api.AttachVolumeRequest
 	fs.StringVar(&req.Instance, "instance", "", "instance id or name (stopped)")
 	fs.BoolVar(&req.ReadOnly, "read-only", false, "attach read-only")
-	return func(ctx context.Context, pos []string) error {
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Volume, error) {
 		if req.Instance == "" {
-			return usageError{msg: "--instance is required"}
+			return api.Volume{}, usageError{msg: "--instance is required"}
 		}
-		v, err := e.client.VolumeAction(ctx, pos[0], "attach", req)
-		if err != nil {
-			return err
-		}
-		return showVolume(e, v)
-	}
+		return e.client.VolumeAction(ctx, pos[0], "attach", req)
+	}, showVolume)
 }
 
 func volumeDetach(e *env, fs *pflag.FlagSet) runFunc {
-	return func(ctx context.Context, pos []string) error {
-		v, err := e.client.VolumeAction(ctx, pos[0], "detach", nil)
-		if err != nil {
-			return err
-		}
-		return showVolume(e, v)
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Volume, error) {
+		return e.client.VolumeAction(ctx, pos[0], "detach", nil)
+	}, showVolume)
+}
+
+// setBool sets an optional true|false flag of a modify verb: *p stays
+// nil unless the flag is given, so the verb changes only what it is told.
+func setBool(p **bool) func(string) error {
+	return func(s string) error {
+		b, err := strconv.ParseBool(s)
+		*p = &b
+		return err
 	}
 }
 
