@@ -148,7 +148,7 @@ func totp(t *testing.T, secret string, offset int) string {
 func (a *accessHost) initAccount() (rootSecret string) {
 	a.t.Helper()
 	cmd := exec.Command(filepath.Join(a.bin, "azote"), "init", "--admin", "admin")
-	cmd.Env = append(os.Environ(), "AZOTE_SOCKET="+a.socket, "AZOTE_CREDENTIALS_FILE="+a.creds)
+	cmd.Env = cliEnv("AZOTE_SOCKET="+a.socket, "AZOTE_CREDENTIALS_FILE="+a.creds)
 	stdin, _ := cmd.StdinPipe()
 	stderr, _ := cmd.StderrPipe()
 	var out bytes.Buffer

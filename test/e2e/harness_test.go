@@ -141,12 +141,25 @@ func (h *harness) azote(args ...string) result {
 	return runCLI(filepath.Join(h.bin, "azote"), []string{"AZOTE_SOCKET=" + h.socket}, nil, 4*time.Minute, args...)
 }
 
+// cliEnv is the environment the tests run the CLI in: this process's
+// without the AWS_* variables (an operator's AWS_CA_BUNDLE, AWS_PROFILE or
+// keys would override what a test set up, as they do for aws), and env.
+func cliEnv(env ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, env...)
+}
+
 // runCLI runs the azote binary with extra environment and stdin.
 func runCLI(azote string, env []string, stdin io.Reader, timeout time.Duration, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, azote, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = cliEnv(env...)
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -93,7 +93,7 @@ func TestLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	follow := exec.CommandContext(ctx, filepath.Join(h.bin, "azote"), "instance", "console", "-f", inst.ID)
-	follow.Env = append(os.Environ(), "AZOTE_SOCKET="+h.socket)
+	follow.Env = cliEnv("AZOTE_SOCKET=" + h.socket)
 	var followed testutil.LogBuffer
 	follow.Stdout = &followed
 	if err := follow.Start(); err != nil {
