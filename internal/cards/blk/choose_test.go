@@ -89,3 +89,23 @@ func TestSizeClass(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallWritesStayMapped: a queue's writes of up to 4 KiB take the
+// mapping whatever their samples say (exploring them measures the other
+// path's wake, not its cost); reads and larger writes still follow the
+// measurements.
+func TestSmallWritesStayMapped(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	choice := newChoosers()
+	cheapPread := [numPaths]float64{800e3, 80e3}
+	small := &choice[1][0]
+	if took := runChooser(small, 10000, 4096, cheapPread, 0.1, rng); took[pathSyscall] != 0 || small.best != pathMapped {
+		t.Fatalf("small writes: %d of 10000 took pread, best %s", took[pathSyscall], pathNames[small.best])
+	}
+	for _, c := range []*chooser{&choice[0][0], &choice[1][1], &choice[1][sizeClasses-1]} {
+		runChooser(c, 10000, 1<<20, cheapPread, 0.1, rng)
+		if c.best != pathSyscall {
+			t.Errorf("a measured class stayed on %s although pread was ten times cheaper", pathNames[c.best])
+		}
+	}
+}

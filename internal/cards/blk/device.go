@@ -161,6 +161,7 @@ func New(cfg Config) (*Device, error) {
 	for i := range d.queues {
 		qs := &d.queues[i]
 		qs.iov = make([][]byte, 0, MaxSegments+2)
+		qs.choice = newChoosers()
 		qs.gate = d.gates[i/d.slots]
 		if i%d.slots == 0 && d.mapped == nil && !d.direct {
 			// The page cache without the mapping: slot 0 is every
