@@ -109,3 +109,29 @@ func TestSmallWritesStayMapped(t *testing.T) {
 		}
 	}
 }
+
+// TestChooserForgetsColdStart: a path whose first burst is slow (its first
+// transfers map pages for the first time) but which is then ten times
+// cheaper than the mapping takes over at its second burst, not after
+// hundreds of transfers on the slow way.
+func TestChooserForgetsColdStart(t *testing.T) {
+	var c chooser
+	const mib = 1 << 20
+	for i := 0; i < 2000 && c.best == pathMapped; i++ {
+		p := c.pick()
+		ns := int64(500e3) // the mapping: 0.5 ms per MiB
+		if p == pathSyscall {
+			ns = 50e3 // pread: 50 us per MiB ...
+			if c.samples[pathSyscall] < exploreBurst {
+				ns = 2e6 // ... after a first burst at 2 ms
+			}
+		}
+		c.observe(p, mib, ns)
+		if i > 3*warmupPeriod && c.best == pathMapped {
+			t.Fatalf("still on the mapping after %d transfers: costs %v, samples %v", i, c.cost, c.samples)
+		}
+	}
+	if c.best != pathSyscall {
+		t.Fatalf("chose %s", pathNames[c.best])
+	}
+}
