@@ -19,12 +19,14 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,8 +68,10 @@ type workload struct {
 }
 
 type target struct {
-	name  string
-	start func(dir string, queues int) (sock string, stop func(), err error)
+	name string
+	// start starts the target; stop ends it and returns, for a card on
+	// the page cache, the share of the transfers each path took.
+	start func(dir string, queues int) (sock string, stop func() string, err error)
 }
 
 func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Regexp) error {
@@ -121,6 +125,7 @@ func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Re
 	// another (this disk's write-back makes the target after a write-heavy
 	// one slower or faster); each cell reports the median of its rounds.
 	samples := map[string]map[string][]float64{}
+	paths := map[string]string{} // target and workload: the last round's paths
 	for _, tg := range targets {
 		results[tg.name] = map[string]float64{}
 		samples[tg.name] = map[string][]float64{}
@@ -138,7 +143,9 @@ func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Re
 					depth = 4
 				}
 				ops, err := measure(sock, ts.queues, depth, ts.bs, ts.write, ts.seq, size, dur)
-				stop()
+				if p := stop(); p != "" {
+					paths[tg.name[:3]+" "+ts.name] = p
+				}
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", tg.name, ts.name, err)
 				}
@@ -179,6 +186,16 @@ func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Re
 	for _, tg := range targets {
 		fmt.Println(tg.name)
 	}
+	if len(paths) > 0 {
+		fmt.Println("page-cache paths the card took (last round, share of transfers):")
+		for _, tg := range targets[:2] {
+			for _, ts := range tests {
+				if p, ok := paths[tg.name[:3]+" "+ts.name]; ok {
+					fmt.Printf("  %s %-30s %s\n", tg.name[:3], ts.name, p)
+				}
+			}
+		}
+	}
 	return nil
 }
 
@@ -212,8 +229,8 @@ func waitSock(sock string, cmd *exec.Cmd) error {
 	return fmt.Errorf("no socket %s", sock)
 }
 
-func cardTarget(bin, file string, key []byte) func(string, int) (string, func(), error) {
-	return func(dir string, queues int) (string, func(), error) {
+func cardTarget(bin, file string, key []byte) func(string, int) (string, func() string, error) {
+	return func(dir string, queues int) (string, func() string, error) {
 		sock := filepath.Join(dir, "card.sock")
 		os.Remove(sock)
 		flags := os.O_RDWR
@@ -231,10 +248,25 @@ func cardTarget(bin, file string, key []byte) func(string, int) (string, func(),
 		}
 		ours, theirs := os.NewFile(uintptr(fds[0]), "c"), os.NewFile(uintptr(fds[1]), "c")
 		defer ours.Close()
+		msock := filepath.Join(dir, "card-metrics.sock")
+		os.Remove(msock)
+		ml, err := net.ListenUnix("unix", &net.UnixAddr{Name: msock, Net: "unix"})
+		if err != nil {
+			return "", nil, err
+		}
+		// The card holds its own copy; closing ours must leave the path.
+		ml.SetUnlinkOnClose(false)
+		defer ml.Close()
+		mf, err := ml.File()
+		if err != nil {
+			return "", nil, err
+		}
+		defer mf.Close()
 		cmd := exec.Command(bin, "blk", "--socket", sock)
 		var d cardhost.Donation
 		d.Donate(cardproto.FDBacking, f)
 		d.Donate(cardproto.FDChannel, theirs)
+		d.Donate(cardproto.FDMetrics, mf)
 		d.Apply(cmd)
 		cmd.Stderr = nil
 		if err := cmd.Start(); err != nil {
@@ -248,12 +280,48 @@ func cardTarget(bin, file string, key []byte) func(string, int) (string, func(),
 		if err := waitSock(sock, cmd); err != nil {
 			return "", nil, err
 		}
-		return sock, func() { cmd.Process.Kill(); cmd.Wait() }, nil
+		return sock, func() string {
+			p := pathShares(msock)
+			cmd.Process.Kill()
+			cmd.Wait()
+			return p
+		}, nil
 	}
 }
 
-func qsdTarget(file string, luks bool) func(string, int) (string, func(), error) {
-	return func(dir string, queues int) (string, func(), error) {
+// pathShares asks the card which path its page-cache transfers took:
+// "read mapped 3% pread 97%", nothing on O_DIRECT.
+func pathShares(sock string) string {
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return "metrics: " + err.Error()
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	m, err := cardproto.ReadBlkMetrics(c)
+	if err != nil {
+		return "metrics: " + err.Error()
+	}
+	var out []string
+	for _, op := range []string{"read", "write"} {
+		n := map[string]uint64{}
+		var total uint64
+		for _, p := range m.Paths {
+			if p.Op == op {
+				n[p.Path] += p.Requests
+				total += p.Requests
+			}
+		}
+		if total > 0 {
+			out = append(out, fmt.Sprintf("%s mapped %.0f%% pread %.0f%%", op,
+				100*float64(n["mapped"])/float64(total), 100*float64(n["pread"])/float64(total)))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func qsdTarget(file string, luks bool) func(string, int) (string, func() string, error) {
+	return func(dir string, queues int) (string, func() string, error) {
 		sock := filepath.Join(dir, "qsd.sock")
 		os.Remove(sock)
 		args := []string{"--blockdev", "driver=file,node-name=file,filename=" + file + ",aio=threads,cache.direct=" + map[bool]string{false: "off", true: "on"}[direct]}
@@ -272,7 +340,7 @@ func qsdTarget(file string, luks bool) func(string, int) (string, func(), error)
 			cmd.Process.Kill()
 			return "", nil, err
 		}
-		return sock, func() { cmd.Process.Kill(); cmd.Wait() }, nil
+		return sock, func() string { cmd.Process.Kill(); cmd.Wait(); return "" }, nil
 	}
 }
 
