@@ -204,6 +204,9 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 			return nil, fmt.Errorf("%w: features %#x not offered", ErrMalformed, v&^b.features)
 		}
 		b.acked = v
+		if fa, ok := b.dev.(FeatureAcker); ok {
+			fa.AckFeatures(v)
+		}
 		return nil, nil
 	case GetProtocolFeatures:
 		return &replyMsg{payload: u64Bytes(b.protocol)}, nil
@@ -224,7 +227,11 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		b.resetInflight()
 		return nil, nil
 	case GetQueueNum:
-		return &replyMsg{payload: u64Bytes(uint64(len(b.vrings)))}, nil
+		n := len(b.vrings)
+		if qn, ok := b.dev.(QueueNumDevice); ok {
+			n = qn.QueueNum()
+		}
+		return &replyMsg{payload: u64Bytes(uint64(n))}, nil
 	case SetMemTable:
 		return nil, b.setMemTable(m)
 	case SetVringNum:
@@ -429,9 +436,12 @@ func (b *Backend) maybeStart(idx uint32, r *vring) error {
 	if err != nil {
 		return fmt.Errorf("%w: ring %d: %v", ErrMalformed, idx, err)
 	}
-	t, err := b.tracker(int(idx), uint16(r.num))
-	if err != nil {
-		return err
+	var t *tracker
+	if dd, ok := b.dev.(DrivenDevice); !ok || !dd.Driven(int(idx)) {
+		// A driven ring completes in ring order and keeps no record.
+		if t, err = b.tracker(int(idx), uint16(r.num)); err != nil {
+			return err
+		}
 	}
 	if t != nil {
 		// With inflight tracking the region, not the frontend's base, says

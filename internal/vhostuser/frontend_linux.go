@@ -42,6 +42,9 @@ type FrontendConfig struct {
 	// NoInflight declines inflight I/O tracking, which QEMU uses when a
 	// backend offers it; without it the backend completes in ring order.
 	NoInflight bool
+	// QueuePairs, for a network device, is the number of queue pairs
+	// GET_QUEUE_NUM must reach (it counts pairs, not queues).
+	QueuePairs int
 }
 
 // Dial connects to the backend at path and brings up every queue.
@@ -148,7 +151,10 @@ func (f *Frontend) setup(cfg FrontendConfig) error {
 		if err != nil {
 			return err
 		}
-		if uint64(cfg.NumQueues) > n {
+		if cfg.QueuePairs > 0 && uint64(cfg.QueuePairs) > n {
+			return fmt.Errorf("vhostuser: backend has %d queue pairs, want %d", n, cfg.QueuePairs)
+		}
+		if cfg.QueuePairs == 0 && uint64(cfg.NumQueues) > n {
 			return fmt.Errorf("vhostuser: backend has %d queues, want %d", n, cfg.NumQueues)
 		}
 	}

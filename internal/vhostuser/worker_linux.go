@@ -31,6 +31,8 @@ type worker struct {
 	// the ring idx stops.
 	waiter QueueWaiter
 	idx    int
+	// driven is set when the device drives the ring itself (Ring).
+	driven DrivenDevice
 }
 
 func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*worker, error) {
@@ -39,6 +41,15 @@ func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*w
 		return nil, err
 	}
 	w := &worker{stopfd: efd, done: make(chan struct{}), q: q, t: t, idx: idx}
+	if dd, ok := b.dev.(DrivenDevice); ok && dd.Driven(idx) {
+		// The device drives this ring; the worker only hands it over
+		// and takes it back.
+		w.driven = dd
+		close(w.done)
+		signal(r, &r.call) // as run does: a completion may be unsignalled
+		dd.Attach(idx, &Ring{q: q, r: r})
+		return w, nil
+	}
 	if qw, ok := b.dev.(QueueWaiter); ok {
 		w.waiter = qw
 		qw.StartQueue(idx)
@@ -54,6 +65,11 @@ func startWorker(b *Backend, idx int, r *vring, q *virtio.Queue, t *tracker) (*w
 }
 
 func (w *worker) stop() uint16 {
+	if w.driven != nil {
+		w.driven.Detach(w.idx)
+		unix.Close(w.stopfd)
+		return w.q.LastAvail()
+	}
 	if w.waiter != nil {
 		// Requests waiting in the device go on now: the stop waits for
 		// every request the ring took.

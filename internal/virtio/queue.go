@@ -259,6 +259,23 @@ func (q *Queue) Pop(c *Chain) (ok bool, err error) {
 	return true, q.walk(c, head)
 }
 
+// Unpop gives back the last n chains popped and not yet pushed, so that
+// the next Pop takes them again. A receive queue uses it when the frame
+// it has does not fit in the buffers it took.
+func (q *Queue) Unpop(n uint16) error {
+	if q.err != nil {
+		return q.err
+	}
+	if n > q.lastAvail-q.usedIdx {
+		return fmt.Errorf("virtio: unpop of %d chains, %d in flight", n, q.lastAvail-q.usedIdx)
+	}
+	q.lastAvail -= n
+	if q.notify && q.eventIdx {
+		q.setAvailEvent(q.lastAvail)
+	}
+	return nil
+}
+
 // Resume fills c with the chain at head without consuming an available
 // ring entry: it is for a request that a device took before it was
 // restarted and never completed (vhost-user inflight tracking), whose
@@ -377,6 +394,41 @@ func (q *Queue) Push(head uint16, written uint32) error {
 	if q.pushed < 1<<16 {
 		q.pushed++
 	}
+	return nil
+}
+
+// Used is one used ring element: a chain's head and the bytes written
+// into its device-writable buffers.
+type Used struct {
+	Head    uint16
+	Written uint32
+}
+
+// PushAll returns several chains to the driver at once: their used
+// elements are written first and one atomic store of used->idx publishes
+// them all. A network device with VIRTIO_NET_F_MRG_RXBUF spreads one
+// frame over several chains, and the driver must find all of them when it
+// reads the first (its num_buffers).
+func (q *Queue) PushAll(used []Used) error {
+	if q.err != nil {
+		return q.err
+	}
+	if int(q.lastAvail-q.usedIdx) < len(used) {
+		return fmt.Errorf("virtio: push of %d chains, %d in flight", len(used), q.lastAvail-q.usedIdx)
+	}
+	idx := q.usedIdx
+	for _, u := range used {
+		if u.Head >= q.size {
+			return fmt.Errorf("virtio: push of head %d, queue size %d", u.Head, q.size)
+		}
+		e := q.usedRing[usedElemSize*uint32(idx&q.mask):][:usedElemSize]
+		binary.LittleEndian.PutUint32(e[0:], uint32(u.Head))
+		binary.LittleEndian.PutUint32(e[4:], u.Written)
+		idx++
+	}
+	q.usedIdx = idx
+	q.storeUsedHdr()
+	q.pushed = min(q.pushed+uint32(len(used)), 1<<16)
 	return nil
 }
 

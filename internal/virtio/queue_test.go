@@ -671,3 +671,75 @@ func TestNeedNotifyAfterManyPushes(t *testing.T) {
 		t.Fatal("Size")
 	}
 }
+
+// TestPushAll: several chains are published by one store of used->idx,
+// in the order given; a batch larger than what is in flight, or with a
+// head beyond the queue, is refused without writing anything.
+func TestPushAll(t *testing.T) {
+	g := newGuest(t, 8, 0, nil)
+	for i := uint16(0); i < 3; i++ {
+		g.desc(int(i), buf(int(i)), 64, descFWrite, 0)
+		g.offer(i)
+	}
+	var c Chain
+	for i := 0; i < 3; i++ {
+		if ok, err := g.q.Pop(&c); !ok || err != nil {
+			t.Fatalf("Pop %d = %v, %v", i, ok, err)
+		}
+	}
+	if err := g.q.PushAll([]Used{{0, 1}, {1, 2}, {2, 3}, {0, 4}}); err == nil {
+		t.Fatal("PushAll of four chains with three in flight succeeded")
+	}
+	if err := g.q.PushAll([]Used{{1, 1}, {9, 2}}); err == nil {
+		t.Fatal("PushAll with a head beyond the queue succeeded")
+	}
+	if g.usedIdx() != 0 {
+		t.Fatalf("refused batches moved used->idx to %d", g.usedIdx())
+	}
+	if err := g.q.PushAll([]Used{{2, 10}, {0, 20}}); err != nil {
+		t.Fatal(err)
+	}
+	if g.usedIdx() != 2 {
+		t.Fatalf("used idx %d, want 2", g.usedIdx())
+	}
+	for i, want := range []struct{ id, n uint32 }{{2, 10}, {0, 20}} {
+		if id, n := g.used(uint16(i)); id != want.id || n != want.n {
+			t.Fatalf("used[%d] = (%d, %d), want (%d, %d)", i, id, n, want.id, want.n)
+		}
+	}
+	if !g.q.NeedNotify() {
+		t.Fatal("NeedNotify after PushAll = false")
+	}
+	if err := g.q.Push(1, 5); err != nil || g.usedIdx() != 3 {
+		t.Fatalf("Push after PushAll: %v, used idx %d", err, g.usedIdx())
+	}
+}
+
+// TestUnpop: chains given back are popped again, in the same order; more
+// than what is in flight is refused.
+func TestUnpop(t *testing.T) {
+	g := newGuest(t, 8, 0, nil)
+	for i := 0; i < 3; i++ {
+		g.desc(i, buf(i), 64, descFWrite, 0)
+		g.offer(uint16(i))
+	}
+	var c Chain
+	for i := 0; i < 3; i++ {
+		g.q.Pop(&c)
+	}
+	g.q.Push(0, 0)
+	if err := g.q.Unpop(3); err == nil {
+		t.Fatal("Unpop of 3 with 2 in flight succeeded")
+	}
+	if err := g.q.Unpop(2); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint16{1, 2} {
+		if ok, err := g.q.Pop(&c); !ok || err != nil || c.Head != want {
+			t.Fatalf("Pop after Unpop = %v, %v, head %d; want head %d", ok, err, c.Head, want)
+		}
+	}
+	if ok, _ := g.q.Pop(&c); ok {
+		t.Fatal("Pop found a fourth chain")
+	}
+}
