@@ -545,3 +545,7 @@ func (q *DriverQueue) release(head uint16) {
 		id = binary.LittleEndian.Uint16(d[14:])
 	}
 }
+
+// DescAddr is the guest physical address of the queue's descriptor table,
+// where a test finds the buffer a completed head pointed at.
+func (q *DriverQueue) DescAddr() uint64 { return q.desc }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	cardrt "github.com/azote/azote/internal/cards/runtime"
 	"github.com/azote/azote/internal/vhostuser"
 	"github.com/azote/azote/internal/virtio"
 	"github.com/azote/azote/internal/xts"
@@ -73,7 +74,7 @@ func newRigIn(t testing.TB, dir string, size int64, queues int, encrypted, readO
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Listen(r.sock)
+	l, err := cardrt.ListenVhostUser(r.sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func newRigIn(t testing.TB, dir string, size int64, queues int, encrypted, readO
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
 		b := vhostuser.NewBackend(r.dev, log)
-		Serve(b, l, log)
+		cardrt.ServeVhostUser(b, l, log)
 		b.Close()
 		close(done)
 	}()

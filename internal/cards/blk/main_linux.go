@@ -133,7 +133,7 @@ func run(card *cardrt.Card, sock string, uid int, logRoom int64) error {
 	if card.Has(cardproto.FDListen) {
 		l, err = card.Listener(cardproto.FDListen)
 	} else {
-		l, err = Listen(sock)
+		l, err = cardrt.ListenVhostUser(sock)
 	}
 	if err != nil {
 		return err
@@ -164,7 +164,7 @@ func run(card *cardrt.Card, sock string, uid int, logRoom int64) error {
 	}()
 	log.Info("serving", append([]any{"volume", cfg.VolumeID, "sectors", d.Capacity(), "queues", cfg.Queues,
 		"read_only", cfg.ReadOnly, "encrypted", cfg.Encrypted}, ioLogAttrs(d.IOPath())...)...)
-	return Serve(b, l, log)
+	return cardrt.ServeVhostUser(b, l, log)
 }
 
 // ioLogAttrs says, for the start-up line, how the card reaches its file.
