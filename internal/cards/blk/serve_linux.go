@@ -8,4 +8,3 @@ var (
 	_ vhostuser.ConcurrentDevice = (*Device)(nil)
 	_ vhostuser.QueueWaiter      = (*Device)(nil)
 )
-
