@@ -83,9 +83,22 @@ func (b *Blk) Marker() string { return BlkMarker(b.Socket) }
 // BlkMarker is the marker of the blk card serving socket.
 func BlkMarker(socket string) string { return "--socket " + socket }
 
+// spec is what the host needs of a long-running card of any kind.
+type spec interface {
+	// name names the card in logs: its volume or interface.
+	name() string
+	// Marker is what the card's command line holds that names it alone.
+	Marker() string
+	// setup opens and donates what one start of the card needs; it
+	// returns the card's arguments (after its kind), what to send on its
+	// channel once it runs, and what to close once it has read it.
+	setup(d *Donation, uid int, restart bool) (args []string, send func(io.Writer) error, done func(), err error)
+	openLog() (*os.File, error)
+}
+
 // Card is one running card.
 type Card struct {
-	spec Blk
+	spec spec
 
 	mu       sync.Mutex
 	pid      int
@@ -119,15 +132,11 @@ func (h *Host) clock() time.Time {
 // StartBlk starts a blk card with a uid of its own and returns once it
 // has its configuration and key. A failed start leaves no process and
 // gives the uid back.
-func (h *Host) StartBlk(spec Blk) (*Card, error) {
-	c := &Card{spec: spec}
-	key, err := spec.Key(false)
-	if err != nil {
-		return nil, fmt.Errorf("volume %s key: %w", spec.Config.VolumeID, err)
-	}
-	err = h.spawn(c, key)
-	key.Free()
-	if err != nil {
+func (h *Host) StartBlk(spec Blk) (*Card, error) { return h.start(&spec) }
+
+func (h *Host) start(sp spec) (*Card, error) {
+	c := &Card{spec: sp}
+	if err := h.spawn(c, false); err != nil {
 		if c.uid != 0 {
 			h.UIDs.Release(c.uid)
 		}
@@ -144,6 +153,10 @@ func (h *Host) StartBlk(spec Blk) (*Card, error) {
 // instance-store key back from it, which the replacement needs. A card
 // that is gone is returned done: Supervise restarts it if it can.
 func (h *Host) AdoptBlk(spec Blk, hd Handle, recorded bool, recoverKey func() error) *Card {
+	return h.adopt(&spec, hd, recorded, recoverKey)
+}
+
+func (h *Host) adopt(spec spec, hd Handle, recorded bool, recoverKey func() error) *Card {
 	c := &Card{spec: spec, pid: hd.PID, start: hd.StartTime, uid: hd.UID, done: make(chan struct{})}
 	if !h.UIDs.Range().Contains(c.uid) {
 		c.uid = 0 // started as nobody by an older azoted, or outside today's range: a restart takes one
@@ -156,7 +169,7 @@ func (h *Host) AdoptBlk(spec Blk, hd Handle, recorded bool, recoverKey func() er
 			recoverKey()
 		}
 		if n := proc.KillMarked(spec.Marker()); n > 0 {
-			h.Log.Warn("killed a card no record named; starting a new one", "volume", spec.Config.VolumeID)
+			h.Log.Warn("killed a card no record named; starting a new one", "card", spec.name())
 		}
 		close(done)
 	default:
@@ -164,7 +177,7 @@ func (h *Host) AdoptBlk(spec Blk, hd Handle, recorded bool, recoverKey func() er
 			close(done)
 		} else if recoverKey != nil {
 			if err := recoverKey(); err != nil {
-				h.Log.Warn("could not recover the instance-store key from its card; it cannot be restarted if it dies", "volume", spec.Config.VolumeID, "err", err)
+				h.Log.Warn("could not recover the instance-store key from its card; it cannot be restarted if it dies", "card", spec.name(), "err", err)
 			}
 		}
 	}
@@ -177,7 +190,7 @@ func (h *Host) AdoptBlk(spec Blk, hd Handle, recorded bool, recoverKey func() er
 // new handle). The engine reconnects to the new card on its own; requests
 // the dead card had not completed are fetched again from the ring.
 func (h *Host) Supervise(c *Card, stop <-chan struct{}, stopping func() bool, restarted func()) {
-	vol := c.spec.Config.VolumeID
+	name := c.spec.name()
 	for {
 		select {
 		case <-c.Done():
@@ -188,21 +201,16 @@ func (h *Host) Supervise(c *Card, stop <-chan struct{}, stopping func() bool, re
 			return
 		}
 		if !c.allowRestart(h.clock()) {
-			h.Log.Error("card keeps dying; not restarting it", "volume", vol)
+			h.Log.Error("card keeps dying; not restarting it", "card", name)
 			h.releaseUID(c)
 			return
 		}
-		key, err := c.spec.Key(true)
-		if err == nil {
-			err = h.spawn(c, key)
-		}
-		key.Free()
-		if err != nil {
-			h.Log.Error("restarting card failed", "volume", vol, "err", err)
+		if err := h.spawn(c, true); err != nil {
+			h.Log.Error("restarting card failed", "card", name, "err", err)
 			h.releaseUID(c)
 			return
 		}
-		h.Log.Warn("card died and was restarted", "volume", vol, "pid", c.Handle().PID)
+		h.Log.Warn("card died and was restarted", "card", name, "pid", c.Handle().PID)
 		if restarted != nil {
 			restarted()
 		}
@@ -264,12 +272,11 @@ func (h *Host) releaseUID(c *Card) {
 	}
 }
 
-// spawn starts c's process and hands it its configuration and key over
+// spawn starts c's process and hands it its configuration (and key) over
 // a fresh socketpair; it returns once the card has read them. The card
 // runs as a uid of its own, taken at its first start and kept until it
 // is stopped for good.
-func (h *Host) spawn(c *Card, key *keymem.Buf) error {
-	s := &c.spec
+func (h *Host) spawn(c *Card, restart bool) error {
 	c.mu.Lock()
 	uid := c.uid
 	c.mu.Unlock()
@@ -282,75 +289,25 @@ func (h *Host) spawn(c *Card, key *keymem.Buf) error {
 		c.uid = uid
 		c.mu.Unlock()
 	}
-	os.Remove(s.Socket)
-	flags := os.O_RDWR
-	if s.Config.ReadOnly {
-		flags = os.O_RDONLY
-	}
-	if s.DirectIO {
-		flags |= unix.O_DIRECT
-	}
-	backing, err := os.OpenFile(s.Backing, flags, 0)
-	if err != nil {
-		return fmt.Errorf("opening the backing file of %s: %w", s.Config.VolumeID, err)
-	}
-	defer backing.Close()
 	ours, theirs, err := socketpair()
 	if err != nil {
 		return err
 	}
 	defer ours.Close()
 	defer theirs.Close()
-	log, err := s.OpenLog()
+	log, err := c.spec.openLog()
 	if err != nil {
 		return err
 	}
 	defer log.Close()
-	// azoted binds every socket (0600, root's) and hands it over, so the
-	// card, which drops to an unprivileged user once it holds everything,
-	// needs no way into the directory they sit in. The engine alone may
-	// connect to the vhost-user one (group EngineGID).
-	lf, err := proc.ListenFile(s.Socket)
-	if err == nil && s.EngineGID != 0 {
-		if err = os.Chown(s.Socket, 0, s.EngineGID); err == nil {
-			err = os.Chmod(s.Socket, 0o660)
-		}
-		if err != nil {
-			lf.Close()
-		}
-	}
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	mf, err := proc.ListenFile(s.MetricsSocket)
-	if err != nil {
-		return err
-	}
-	defer mf.Close()
 	var d Donation
-	d.Donate(cardproto.FDBacking, backing)
 	d.Donate(cardproto.FDChannel, theirs)
-	d.Donate(cardproto.FDListen, lf)
-	d.Donate(cardproto.FDMetrics, mf)
-	var escrow *keymem.Buf
-	if s.KeySocket != "" {
-		if escrow, err = s.Escrow(); err != nil {
-			return err
-		}
-		defer escrow.Free()
-		// The instance-store key exists only in azoted and this card; the
-		// card hands it back to a restarted azoted so that it can restart
-		// the card if it dies later.
-		kf, err := proc.ListenFile(s.KeySocket)
-		if err != nil {
-			return err
-		}
-		defer kf.Close()
-		d.Donate(cardproto.FDKey, kf)
+	args, send, closeAll, err := c.spec.setup(&d, uid, restart)
+	if err != nil {
+		return err
 	}
-	cmd := exec.Command(h.Binary, cardproto.KindBlk, "--socket", s.Socket,
-		"--uid", strconv.Itoa(uid), "--log-room", strconv.FormatInt(s.LogRoom, 10))
+	defer closeAll()
+	cmd := exec.Command(h.Binary, args...)
 	d.Apply(cmd)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = []string{}
@@ -366,12 +323,105 @@ func (h *Host) spawn(c *Card, key *keymem.Buf) error {
 	c.pid, c.start, c.done = cmd.Process.Pid, start, done
 	c.mu.Unlock()
 	go func() { cmd.Wait(); close(done) }()
-	if err := cardproto.SendBlk(ours, s.Config, key.Bytes(), escrow.Bytes()); err != nil {
+	if err := send(ours); err != nil {
 		cmd.Process.Kill()
 		<-done
 		return fmt.Errorf("private channel: %w", err)
 	}
 	return waitReady(ours, done, cmd.Process, log.Name())
+}
+
+// setup implements spec: the volume file, the vhost-user, metrics and
+// (instance-store) key sockets, and the key.
+func (s *Blk) setup(d *Donation, uid int, restart bool) (args []string, send func(io.Writer) error, done func(), err error) {
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	os.Remove(s.Socket)
+	flags := os.O_RDWR
+	if s.Config.ReadOnly {
+		flags = os.O_RDONLY
+	}
+	if s.DirectIO {
+		flags |= unix.O_DIRECT
+	}
+	backing, err := os.OpenFile(s.Backing, flags, 0)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("opening the backing file of %s: %w", s.Config.VolumeID, err)
+	}
+	closers = append(closers, backing)
+	// azoted binds every socket (0600, root's) and hands it over, so the
+	// card, which drops to an unprivileged user once it holds everything,
+	// needs no way into the directory they sit in. The engine alone may
+	// connect to the vhost-user one (group EngineGID).
+	lf, err := listenFor(s.Socket, s.EngineGID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closers = append(closers, lf)
+	mf, err := proc.ListenFile(s.MetricsSocket)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closers = append(closers, mf)
+	d.Donate(cardproto.FDBacking, backing)
+	d.Donate(cardproto.FDListen, lf)
+	d.Donate(cardproto.FDMetrics, mf)
+	var escrow *keymem.Buf
+	if s.KeySocket != "" {
+		if escrow, err = s.Escrow(); err != nil {
+			return nil, nil, nil, err
+		}
+		closers = append(closers, freer{escrow})
+		// The instance-store key exists only in azoted and this card; the
+		// card hands it back to a restarted azoted so that it can restart
+		// the card if it dies later.
+		kf, err := proc.ListenFile(s.KeySocket)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		closers = append(closers, kf)
+		d.Donate(cardproto.FDKey, kf)
+	}
+	key, err := s.Key(restart)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("volume %s key: %w", s.Config.VolumeID, err)
+	}
+	closers = append(closers, freer{key})
+	args = []string{cardproto.KindBlk, "--socket", s.Socket,
+		"--uid", strconv.Itoa(uid), "--log-room", strconv.FormatInt(s.LogRoom, 10)}
+	return args, func(w io.Writer) error { return cardproto.SendBlk(w, s.Config, key.Bytes(), escrow.Bytes()) }, closeAll, nil
+}
+
+func (s *Blk) name() string               { return s.Config.VolumeID }
+func (s *Blk) openLog() (*os.File, error) { return s.OpenLog() }
+
+// freer frees locked memory when a start is done with it.
+type freer struct{ b *keymem.Buf }
+
+func (f freer) Close() error { f.b.Free(); return nil }
+
+// listenFor binds a listening socket at path for a card to serve; when
+// gid is not 0, that group (an engine's) may connect too (0660).
+func listenFor(path string, gid int) (*os.File, error) {
+	lf, err := proc.ListenFile(path)
+	if err == nil && gid != 0 {
+		if err = os.Chown(path, 0, gid); err == nil {
+			err = os.Chmod(path, 0o660)
+		}
+		if err != nil {
+			lf.Close()
+		}
+	}
+	return lf, err
 }
 
 // waitReady waits until the card has read its channel: a closed channel
