@@ -32,14 +32,19 @@ type DeviceKind string
 // Device kinds.
 const (
 	DeviceBlk DeviceKind = "blk" // virtio-blk, served by a blk card
+	DeviceNet DeviceKind = "net" // virtio-net, served by a net card
 )
 
 // Device is one guest device a card serves over vhost-user.
 type Device struct {
 	Kind   DeviceKind
-	ID     string // what it serves (for blk, the volume id)
+	ID     string // what it serves (the volume or interface id)
 	Socket string // the card's vhost-user socket, inside Spec.Dir
+	// Queues: for blk, request queues; for net, queue pairs.
 	Queues int
+	// MAC is a net device's address, which the engine shows the guest
+	// (QEMU keeps its own copy of the configuration space).
+	MAC string
 }
 
 // ErrDeviceKind is returned for a device of a kind the engine cannot

@@ -112,9 +112,6 @@ func (q *QEMU) args(s Spec, fds qemuFiles) []string {
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
 	for i, d := range s.Devices {
-		if d.Kind != DeviceBlk {
-			continue // refused by Launch
-		}
 		// reconnect=1: if the card dies, QEMU reconnects to its successor.
 		// The path is relative to the instance directory, QEMU's working
 		// directory, which it can search though not the ones above it.
@@ -122,10 +119,26 @@ func (q *QEMU) args(s Spec, fds qemuFiles) []string {
 		if rel, err := filepath.Rel(s.Dir, d.Socket); err == nil && filepath.IsLocal(rel) {
 			sock = "./" + rel
 		}
-		id := "disk" + strconv.Itoa(i)
-		args = append(args,
-			"-chardev", "socket,id="+id+",path="+sock+",reconnect=1",
-			"-device", "vhost-user-blk-pci,chardev="+id+",num-queues="+strconv.Itoa(d.Queues))
+		switch d.Kind {
+		case DeviceBlk:
+			id := "disk" + strconv.Itoa(i)
+			args = append(args,
+				"-chardev", "socket,id="+id+",path="+sock+",reconnect=1",
+				"-device", "vhost-user-blk-pci,chardev="+id+",num-queues="+strconv.Itoa(d.Queues))
+		case DeviceNet:
+			// The card serves every queue; QEMU keeps the control queue
+			// and the configuration space (MAC, link) itself. MQ needs
+			// a vector per queue, and two more.
+			id := "net" + strconv.Itoa(i)
+			dev := "virtio-net-pci,netdev=" + id + ",mac=" + d.MAC
+			if d.Queues > 1 {
+				dev += ",mq=on,vectors=" + strconv.Itoa(2*d.Queues+2)
+			}
+			args = append(args,
+				"-chardev", "socket,id="+id+",path="+sock+",reconnect=1",
+				"-netdev", "vhost-user,id="+id+",chardev="+id+",queues="+strconv.Itoa(d.Queues),
+				"-device", dev)
+		}
 	}
 	return args
 }
@@ -151,7 +164,7 @@ func (q *QEMU) Launch(ctx context.Context, s Spec) (Machine, error) {
 		return nil, fmt.Errorf("engine: no program to drop to uid %d with", s.UID)
 	}
 	for _, d := range s.Devices {
-		if d.Kind != DeviceBlk {
+		if d.Kind != DeviceBlk && d.Kind != DeviceNet {
 			return nil, fmt.Errorf("%w: %q (device %s)", ErrDeviceKind, d.Kind, d.ID)
 		}
 	}

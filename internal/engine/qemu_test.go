@@ -49,8 +49,26 @@ func TestQEMUNamesNoStatePath(t *testing.T) {
 func TestQEMURefusesUnknownDeviceKind(t *testing.T) {
 	q := &QEMU{Binary: "/nonexistent/qemu", accel: "tcg"}
 	_, err := q.Launch(context.Background(), Spec{InstanceID: "i-1", Dir: t.TempDir(),
-		Devices: []Device{{Kind: DeviceBlk, ID: "vol-1"}, {Kind: "net", ID: "eni-1"}}})
+		Devices: []Device{{Kind: DeviceBlk, ID: "vol-1"}, {Kind: "vsock", ID: "v-1"}}})
 	if !errors.Is(err, ErrDeviceKind) {
 		t.Fatalf("got %v, want ErrDeviceKind", err)
+	}
+}
+
+// A net device becomes a vhost-user netdev that reconnects to a
+// restarted card, with its MAC, and with multiqueue when it has pairs.
+func TestQEMUNetDevice(t *testing.T) {
+	q := &QEMU{Binary: "/usr/bin/qemu-system-x86_64", accel: "tcg"}
+	dir := t.TempDir()
+	args := strings.Join(q.args(Spec{InstanceID: "i-1", Dir: dir, VCPUs: 2, MemoryMiB: 256,
+		Devices: []Device{{Kind: DeviceNet, ID: "eni-1", Socket: dir + "/net.sock", Queues: 2, MAC: "02:00:00:00:00:07"}}}, qemuFiles{}), " ")
+	for _, want := range []string{
+		"-chardev socket,id=net0,path=./net.sock,reconnect=1",
+		"-netdev vhost-user,id=net0,chardev=net0,queues=2",
+		"-device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:07,mq=on,vectors=6",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("QEMU arguments lack %q:\n%s", want, args)
+		}
 	}
 }

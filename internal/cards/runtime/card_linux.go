@@ -102,12 +102,16 @@ func DropPrivileges(id int) error {
 // counted. Only the hard limit binds: the card cannot raise it once it
 // gave up root, and the seccomp filter lets it set no limit at all.
 func LimitFileSize(backing *os.File, logRoom int64) error {
-	st, err := backing.Stat()
-	if err != nil {
-		return fmt.Errorf("backing fd: %w", err)
+	var size int64
+	if backing != nil {
+		st, err := backing.Stat()
+		if err != nil {
+			return fmt.Errorf("backing fd: %w", err)
+		}
+		size = st.Size()
 	}
 	signal.Ignore(syscall.SIGXFSZ)
-	lim := uint64(max(st.Size(), logRoom, 0))
+	lim := uint64(max(size, logRoom, 0))
 	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
 		return fmt.Errorf("file size limit: %w", err)
 	}
@@ -117,9 +121,10 @@ func LimitFileSize(backing *os.File, logRoom int64) error {
 // Confine is the last step before a long-running card serves: it gives
 // up root for uid (when uid >= 0), bounds the files it writes to the
 // backing file's size or logRoom, and installs the seccomp filter, under
-// which the backing file (fallocFD) is the one file it may punch holes
-// in. From here on the card only serves what it holds: it opens no new
-// sockets or files and starts no processes.
+// which the backing file (fallocFD; a card without one passes nil) is
+// the one file it may punch holes in. From here on the card only serves
+// what it holds: it opens no new sockets or files and starts no
+// processes.
 func Confine(uid int, backing *os.File, logRoom int64) error {
 	if uid >= 0 {
 		if err := DropPrivileges(uid); err != nil {
@@ -129,5 +134,9 @@ func Confine(uid int, backing *os.File, logRoom int64) error {
 	if err := LimitFileSize(backing, logRoom); err != nil {
 		return err
 	}
-	return seccomp.Install(int(backing.Fd()))
+	fd := -1
+	if backing != nil {
+		fd = int(backing.Fd())
+	}
+	return seccomp.Install(fd)
 }

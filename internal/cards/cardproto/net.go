@@ -1,0 +1,135 @@
+package cardproto
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/azote/azote/internal/keymem"
+)
+
+// KindNet serves one virtio-net interface over vhost-user.
+const KindNet = "net"
+
+// Descriptors only a net card inherits.
+const (
+	FDUnderlay = "underlay" // the bound UDP socket of the underlay, kept by azoted across restarts
+	FDControl  = "control"  // a listening socket on which azoted pushes a new NetState
+)
+
+// NetConfig is what azoted sends a net card at start: the interface, and
+// the state of its VPC. Its keys follow on the channel, one message each,
+// in the order of State.KeyEpochs.
+type NetConfig struct {
+	InterfaceID string `json:"interface_id"`
+	VPCID       string `json:"vpc_id"`
+	MAC         string `json:"mac"`
+	Pairs       int    `json:"pairs"`
+	MTU         int    `json:"mtu"`
+	// PacketsPerSecond and BitsPerSecond bound what the interface sends
+	// and receives (0: no bound).
+	PacketsPerSecond int64    `json:"packets_per_second,omitempty"`
+	BitsPerSecond    int64    `json:"bits_per_second,omitempty"`
+	State            NetState `json:"state"`
+}
+
+// NetState is what a card knows of its VPC; azoted sends it whole, at
+// start and on every change (on the control socket), with the keys.
+type NetState struct {
+	VPCIndex   uint32    `json:"vpc_index"`
+	VPCCIDR    string    `json:"vpc_cidr"`
+	Self       NetPeer   `json:"self"`
+	Gateway    string    `json:"gateway"`
+	GatewayMAC string    `json:"gateway_mac"`
+	DNS        []string  `json:"dns,omitempty"`
+	Peers      []NetPeer `json:"peers"`
+	Ingress    []NetRule `json:"ingress"`
+	Egress     []NetRule `json:"egress"`
+	// KeyEpochs are the epochs of the VPC keys that follow, the newest
+	// (the one to send with) first.
+	KeyEpochs []uint32 `json:"key_epochs"`
+}
+
+// NetPeer is one interface of the VPC.
+type NetPeer struct {
+	Index    uint32   `json:"index"`
+	IP       string   `json:"ip"`
+	MAC      string   `json:"mac"`
+	Subnet   string   `json:"subnet"`
+	Underlay string   `json:"underlay"` // host:port of the card serving it
+	Groups   []string `json:"groups,omitempty"`
+}
+
+// NetRule is one security group rule: Protocol tcp, udp, icmp or all;
+// ports (ICMP: type and code, -1 for any); a CIDR or a group.
+type NetRule struct {
+	Protocol string `json:"protocol"`
+	FromPort int    `json:"from_port"`
+	ToPort   int    `json:"to_port"`
+	CIDR     string `json:"cidr,omitempty"`
+	Group    string `json:"group,omitempty"`
+}
+
+// MaxNetKeys bounds the keys one message carries (current and previous).
+const MaxNetKeys = 2
+
+// NetKeyBytes is the length of a VPC key (AES-256).
+const NetKeyBytes = 32
+
+// SendNet sends v (a NetConfig or a NetState) and the keys, newest first.
+func SendNet(w io.Writer, v any, keys [][]byte) error {
+	if len(keys) > MaxNetKeys {
+		return fmt.Errorf("cardproto: %d keys, at most %d", len(keys), MaxNetKeys)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := Write(w, b); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if len(k) != NetKeyBytes {
+			return fmt.Errorf("cardproto: a key of %d bytes", len(k))
+		}
+		if err := Write(w, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReceiveNet reads what SendNet sent into v, whose state st names the
+// keys that follow; the keys are in locked memory the caller frees.
+func ReceiveNet(r io.Reader, v any, st func() *NetState) ([]*keymem.Buf, error) {
+	b, err := Read(r)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return nil, fmt.Errorf("cardproto: net state: %w", err)
+	}
+	n := len(st().KeyEpochs)
+	if n == 0 || n > MaxNetKeys {
+		return nil, fmt.Errorf("cardproto: %d keys (1 to %d)", n, MaxNetKeys)
+	}
+	keys := make([]*keymem.Buf, 0, n)
+	for range n {
+		k, err := ReadSecret(r)
+		if err == nil && (k == nil || k.Len() != NetKeyBytes) {
+			k.Free()
+			err = fmt.Errorf("cardproto: a VPC key of the wrong length")
+		}
+		if err != nil {
+			for _, k := range keys {
+				k.Free()
+			}
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
