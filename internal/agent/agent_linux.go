@@ -78,7 +78,10 @@ func Run() error {
 	r.MemTotalKiB, r.MemRAMKiB = memory()
 	r.ReadyMs = bootMillis()
 	report(r)
-	go runScript(report)
+	go func() {
+		configureNetwork(report)
+		runScript(report)
+	}()
 
 	return controlLoop(report)
 }
