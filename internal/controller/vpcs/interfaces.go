@@ -127,7 +127,9 @@ func interfaceGroupsTx(tx store.Tx, v VPCRecord, refs []string) ([]string, error
 	return out, nil
 }
 
-func addressKey(subnetID string, a netip.Addr) string { return claimKey("address", subnetID, a.String()) }
+func addressKey(subnetID string, a netip.Addr) string {
+	return claimKey("address", subnetID, a.String())
+}
 
 // allocateTx claims an address of subnet sn for interface id: want, or
 // the lowest free one.

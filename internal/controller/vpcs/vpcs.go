@@ -62,7 +62,7 @@ var (
 	// ErrDependencyViolation: the object is still used by others.
 	ErrDependencyViolation = errors.New("dependency violation")
 	// ErrCannotDelete: a VPC's default group goes only with its VPC.
-	ErrCannotDelete = errors.New("cannot delete")
+	ErrCannotDelete  = errors.New("cannot delete")
 	ErrDuplicateRule = errors.New("duplicate rule")
 	ErrRuleNotFound  = errors.New("rule not found")
 	// ErrInterfaceInUse: the interface is attached to an instance.

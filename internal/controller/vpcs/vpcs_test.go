@@ -208,8 +208,8 @@ func TestSubnets(t *testing.T) {
 		vpc, cidr string
 		kind      error
 	}{
-		{v.ID, "10.0.1.0/24", ErrSubnetConflict},  // the same
-		{v.ID, "10.0.0.0/16", ErrSubnetConflict},  // the whole VPC, holding both
+		{v.ID, "10.0.1.0/24", ErrSubnetConflict},   // the same
+		{v.ID, "10.0.0.0/16", ErrSubnetConflict},   // the whole VPC, holding both
 		{v.ID, "10.0.1.128/25", ErrSubnetConflict}, // inside one
 		{v.ID, "10.0.2.8/29", ErrInvalidSubnetRange},
 		{v.ID, "10.1.0.0/24", ErrInvalidSubnetRange},  // outside the VPC
