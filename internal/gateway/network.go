@@ -157,9 +157,13 @@ func (h *handler) networkRoutes() []*route {
 				return b.CreateSubnet(ctx, *c.body.(*api.CreateSubnetRequest))
 			})}),
 		rest("GET /v1/subnets", bodyIgnored, &api.Operation{Name: "compute:DescribeSubnets", ReadOnly: true, Resource: star,
-			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) { return b.ListSubnets(ctx, vpcFilter(rc(req))) }}),
+			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) {
+				return b.ListSubnets(ctx, vpcFilter(rc(req)))
+			}}),
 		rest("GET /v1/subnets/{ref}", bodyIgnored, &api.Operation{Name: "compute:DescribeSubnets", ReadOnly: true, Resource: subnet,
-			Do: onTarget(func(ctx context.Context, id string, _ *restCall) (api.Subnet, error) { return b.DescribeSubnet(ctx, id) })}),
+			Do: onTarget(func(ctx context.Context, id string, _ *restCall) (api.Subnet, error) {
+				return b.DescribeSubnet(ctx, id)
+			})}),
 		rest("DELETE /v1/subnets/{ref}", bodyIgnored, &api.Operation{Name: "compute:DeleteSubnet", Resource: subnet,
 			Do: onTarget(func(ctx context.Context, id string, _ *restCall) (api.Subnet, error) { return b.DeleteSubnet(ctx, id) })}),
 
