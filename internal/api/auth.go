@@ -70,6 +70,11 @@ type Operation struct {
 	// (a launch attaches its volumes: compute:AttachVolume on each);
 	// Name when empty.
 	AlsoAction string
+	// AlsoActionOf, when set, names the action one Also resource (by its
+	// ARN) is authorised for, where a call involves resources of several
+	// kinds (a launch attaches volumes and takes a subnet); an empty
+	// answer falls back to AlsoAction.
+	AlsoActionOf func(arn string) string
 	// Do performs the action for an authorised caller.
 	Do func(ctx context.Context, c *Caller, req any) (any, error)
 	// NetworkDenied refuses the action over the network API: it may only

@@ -44,6 +44,29 @@ const (
 	// past its storage quota for them.
 	CodeQuotaExceeded Code = "QuotaExceeded"
 
+	// Network (VPCs, subnets, security groups, network interfaces): the
+	// NotFound codes as the other compute nouns', the rest as EC2 names
+	// them where it has a name.
+	CodeVPCNotFound               Code = "VpcNotFound"
+	CodeSubnetNotFound            Code = "SubnetNotFound"
+	CodeSecurityGroupNotFound     Code = "SecurityGroupNotFound"
+	CodeNetworkInterfaceNotFound  Code = "NetworkInterfaceNotFound"
+	CodeInvalidVPCRange           Code = "InvalidVpcRange"
+	CodeInvalidSubnetRange        Code = "InvalidSubnetRange"
+	CodeSubnetConflict            Code = "SubnetConflict" // overlapping subnets of one VPC
+	CodeInvalidIPAddress          Code = "InvalidIpAddress"
+	CodeAddressInUse              Code = "AddressInUse"
+	CodeAddressNotInSubnet        Code = "AddressNotInSubnet"
+	CodeInsufficientFreeAddresses Code = "InsufficientFreeAddressesInSubnet"
+	CodeInvalidGroup              Code = "InvalidGroup" // a security group of another VPC
+	CodeDependencyViolation       Code = "DependencyViolation"
+	CodeCannotDelete              Code = "CannotDelete" // a VPC's default security group
+	CodeDuplicateRule             Code = "DuplicateRule"
+	CodeRuleNotFound              Code = "RuleNotFound"
+	CodeNetworkInterfaceInUse     Code = "NetworkInterfaceInUse"
+	CodeIncorrectInterfaceState   Code = "IncorrectNetworkInterfaceState"
+	CodeOperationNotPermitted     Code = "OperationNotPermitted" // detaching a primary interface
+
 	// Authentication (SigV4), as AWS names them.
 	CodeMissingAuthentication Code = "MissingAuthenticationToken"
 	CodeIncompleteSignature   Code = "IncompleteSignature"
@@ -97,6 +120,26 @@ var codeStatus = map[Code]int{
 	CodeInternal:               http.StatusInternalServerError,
 	CodeAuditUnavailable:       http.StatusServiceUnavailable,
 	CodeQuotaExceeded:          http.StatusConflict,
+
+	CodeVPCNotFound:               http.StatusNotFound,
+	CodeSubnetNotFound:            http.StatusNotFound,
+	CodeSecurityGroupNotFound:     http.StatusNotFound,
+	CodeNetworkInterfaceNotFound:  http.StatusNotFound,
+	CodeInvalidVPCRange:           http.StatusBadRequest,
+	CodeInvalidSubnetRange:        http.StatusBadRequest,
+	CodeSubnetConflict:            http.StatusConflict,
+	CodeInvalidIPAddress:          http.StatusBadRequest,
+	CodeAddressInUse:              http.StatusConflict,
+	CodeAddressNotInSubnet:        http.StatusBadRequest,
+	CodeInsufficientFreeAddresses: http.StatusConflict,
+	CodeInvalidGroup:              http.StatusBadRequest,
+	CodeDependencyViolation:       http.StatusConflict,
+	CodeCannotDelete:              http.StatusConflict,
+	CodeDuplicateRule:             http.StatusConflict,
+	CodeRuleNotFound:              http.StatusNotFound,
+	CodeNetworkInterfaceInUse:     http.StatusConflict,
+	CodeIncorrectInterfaceState:   http.StatusConflict,
+	CodeOperationNotPermitted:     http.StatusConflict,
 
 	CodeMissingAuthentication: http.StatusForbidden,
 	CodeIncompleteSignature:   http.StatusForbidden,

@@ -6,18 +6,19 @@ import (
 	"regexp"
 )
 
-// NameRule is the rule every instance, volume and image name follows, as
-// a caller reads it in a refusal.
+// NameRule is the rule every name of a compute noun (instance, volume,
+// image, VPC, subnet, security group, network interface) follows, as a
+// caller reads it in a refusal.
 const NameRule = "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, and not in the form of an id"
 
 var (
 	nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 	// idRE is the shape of the ids NewID makes. A name of that shape is
 	// refused, so that a reference by id is never shadowed by a name.
-	idRE = regexp.MustCompile(`^(i|img|vol)-[0-9a-f]{17}$`)
+	idRE = regexp.MustCompile(`^(i|img|vol|vpc|subnet|sg|eni)-[0-9a-f]{17}$`)
 )
 
-// ValidName checks an instance, volume or image name against NameRule.
+// ValidName checks the name of a compute noun against NameRule.
 func ValidName(s string) bool { return nameRE.MatchString(s) && !idRE.MatchString(s) }
 
 // Prefixes of the ids of the compute nouns.

@@ -38,6 +38,14 @@ type RunInstanceRequest struct {
 	RootVolume string `json:"root_volume,omitempty"`
 	// Tags label the instance; policies test them as aws:ResourceTag/KEY.
 	Tags map[string]string `json:"tags,omitempty"`
+	// Subnet, when set, gives the instance a primary network interface
+	// (device index 0) in this subnet, made and attached with the
+	// instance and deleted with it. SecurityGroups (none: the VPC's
+	// default group) and PrivateIP (empty: the lowest free address) are
+	// the interface's.
+	Subnet         string   `json:"subnet,omitempty"`
+	SecurityGroups []string `json:"security_groups,omitempty"`
+	PrivateIP      string   `json:"private_ip,omitempty"`
 }
 
 // VolumeAttachment names a volume to attach to an instance.
@@ -149,6 +157,11 @@ type Instance struct {
 	Agent     *AgentReport `json:"agent,omitempty"`
 	// Volumes are the attached volumes in device order (vda, vdb, …).
 	Volumes []InstanceVolume `json:"volumes,omitempty"`
+	// PrivateIP is the address of the primary interface (device index
+	// 0), if the instance has one; NetworkInterfaces are all of its
+	// interfaces by device index.
+	PrivateIP         string                     `json:"private_ip,omitempty"`
+	NetworkInterfaces []InstanceNetworkInterface `json:"network_interfaces,omitempty"`
 	// Revision increases with every change; see GET ?after=.
 	Revision uint64            `json:"revision"`
 	Tags     map[string]string `json:"tags,omitempty"`

@@ -13,7 +13,7 @@ import (
 
 var instanceCommands = []command{
 	{use: "run", short: "launch an instance and wait until its agent is ready", build: instanceRun,
-		example: "azote instance run --name web --image default --vcpus 2 --memory 512 --volume data --tag env=dev"},
+		example: "azote instance run --name web --image default --vcpus 2 --memory 512 --volume data --tag env=dev\nazote instance run --name api --subnet front --security-group web --private-ip 10.0.1.20"},
 	{use: "list", short: "list instances", build: instanceList,
 		example: "azote instance list -o json --query '.[] | select(.State == \"running\") | .ID'"},
 	{use: "describe INSTANCE", short: "show one instance (by id or name)", build: instanceDescribe,
@@ -44,9 +44,15 @@ func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
 	fs.Var(&vols, "volume", "attach VOLUME (or VOLUME:ro); repeat for more, the first is /dev/vda")
 	tags := tagFlag{}
 	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
+	fs.StringVar(&req.Subnet, "subnet", "", "give the instance a primary network interface in this subnet (id or name); none: no network")
+	fs.StringArrayVar(&req.SecurityGroups, "security-group", nil, "security group (id or name) of the primary interface; repeat for more (default: the VPC's default group)")
+	fs.StringVar(&req.PrivateIP, "private-ip", "", "the primary interface's address, inside the subnet and free (default: the lowest free one)")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
 	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
+		if req.Subnet == "" && (len(req.SecurityGroups) > 0 || req.PrivateIP != "") {
+			return api.Instance{}, usageError{msg: "--security-group and --private-ip are the primary interface's: give --subnet too"}
+		}
 		req.Volumes = vols
 		if len(tags) > 0 {
 			req.Tags = tags
@@ -104,9 +110,9 @@ func showInstances(e *env, list []api.Instance) error {
 			boot = strconv.FormatInt(i.BootMs, 10) + " ms"
 		}
 		rows = append(rows, []string{i.ID, i.Name, i.State, strconv.Itoa(i.VCPUs), strconv.Itoa(i.MemoryMiB),
-			i.ImageID, i.Engine + "/" + i.Accel, boot, ago(i.CreatedAt)})
+			i.ImageID, i.Engine + "/" + i.Accel, boot, ago(i.CreatedAt), i.PrivateIP})
 	}
-	return e.list(list, "ID\tNAME\tSTATE\tVCPUS\tMEMORY_MIB\tIMAGE\tENGINE\tBOOT\tCREATED", rows)
+	return e.list(list, "ID\tNAME\tSTATE\tVCPUS\tMEMORY_MIB\tIMAGE\tENGINE\tBOOT\tCREATED\tPRIVATE_IP", rows)
 }
 
 func showInstance(e *env, i api.Instance) error {
@@ -145,6 +151,11 @@ func showInstance(e *env, i api.Instance) error {
 			card = fmt.Sprintf(", card pid %d", v.CardPID)
 		}
 		pairs = append(pairs, [2]string{"Volume vd" + string(rune('a'+n)), v.VolumeID + " (" + mode + card + ")"})
+	}
+	pairs = append(pairs, [2]string{"Private IP", i.PrivateIP})
+	for _, n := range i.NetworkInterfaces {
+		pairs = append(pairs, [2]string{fmt.Sprintf("Interface %d", n.DeviceIndex),
+			fmt.Sprintf("%s (%s, MAC %s, subnet %s, VPC %s)", n.ID, n.PrivateIP, n.MAC, n.SubnetID, n.VPCID)})
 	}
 	if i.BootMs > 0 {
 		pairs = append(pairs, [2]string{"Boot time", fmt.Sprintf("%d ms (launch to agent ready)", i.BootMs)})

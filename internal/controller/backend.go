@@ -139,6 +139,8 @@ func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map
 		if im, err := c.images.Resolve(ref); err == nil {
 			return im.ID, nil, true
 		}
+	default:
+		return c.resolveNetworkID(kind, ref)
 	}
 	return ref, nil, false
 }

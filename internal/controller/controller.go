@@ -20,6 +20,7 @@ import (
 	"github.com/azote/azote/internal/controller/images"
 	"github.com/azote/azote/internal/controller/instances"
 	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/hostinfo"
@@ -46,6 +47,7 @@ type Controller struct {
 
 	images    *images.Service
 	volumes   *volumes.Service
+	vpcs      *vpcs.Service
 	instances *instances.Service
 
 	started time.Time
@@ -238,11 +240,12 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		Dir: filepath.Join(cfg.StateDir, "volumes"), Retention: cfg.VolumeRetention, Quota: cfg.VolumeQuota,
 		Store: st, Keys: hostKey, Images: c.images, Fill: c.fillRootfs, Event: c.event, Log: log,
 	})
+	c.vpcs = vpcs.New(vpcs.Config{Store: st, Keys: hostKey, HostID: cfg.HostName, Event: c.event, Log: log})
 	c.instances = instances.New(instances.Config{
 		Dir: filepath.Join(cfg.StateDir, "instances"), ConsoleLimit: cfg.ConsoleLimit, LogLimit: cfg.LogLimit,
 		StopTimeout: cfg.StopTimeout, Store: st, Engine: eng, Host: host,
 		Cards: &cardhost.Host{Binary: cfg.CardBinary, UIDs: alloc, Log: log}, UIDs: alloc,
-		Images: c.images, Volumes: c.volumes, EscrowKey: escrowKey, Event: c.event, Log: log,
+		Images: c.images, Volumes: c.volumes, VPCs: c.vpcs, EscrowKey: escrowKey, Event: c.event, Log: log,
 	})
 	if err := c.openAccess(hostKey); err != nil {
 		st.Close()

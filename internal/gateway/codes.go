@@ -8,6 +8,7 @@ import (
 	"github.com/azote/azote/internal/controller/instances"
 	"github.com/azote/azote/internal/controller/refusal"
 	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/image"
 )
 
@@ -45,6 +46,27 @@ var codes = []struct {
 	{instances.ErrInvalidMemory, api.CodeInvalidMemorySize},
 	{instances.ErrInsufficientMemory, api.CodeInsufficientMemory},
 	{instances.ErrEngine, api.CodeEngineFailure},
+
+	{vpcs.ErrVPCNotFound, api.CodeVPCNotFound},
+	{vpcs.ErrSubnetNotFound, api.CodeSubnetNotFound},
+	{vpcs.ErrGroupNotFound, api.CodeSecurityGroupNotFound},
+	{vpcs.ErrInterfaceNotFound, api.CodeNetworkInterfaceNotFound},
+	{vpcs.ErrInvalidVPCRange, api.CodeInvalidVPCRange},
+	{vpcs.ErrInvalidSubnetRange, api.CodeInvalidSubnetRange},
+	{vpcs.ErrSubnetConflict, api.CodeSubnetConflict},
+	{vpcs.ErrInvalidIPAddress, api.CodeInvalidIPAddress},
+	{vpcs.ErrAddressInUse, api.CodeAddressInUse},
+	{vpcs.ErrAddressNotInSubnet, api.CodeAddressNotInSubnet},
+	{vpcs.ErrAddressesExhausted, api.CodeInsufficientFreeAddresses},
+	{vpcs.ErrInvalidGroup, api.CodeInvalidGroup},
+	{vpcs.ErrDependencyViolation, api.CodeDependencyViolation},
+	{vpcs.ErrCannotDelete, api.CodeCannotDelete},
+	{vpcs.ErrDuplicateRule, api.CodeDuplicateRule},
+	{vpcs.ErrRuleNotFound, api.CodeRuleNotFound},
+	{vpcs.ErrInterfaceInUse, api.CodeNetworkInterfaceInUse},
+	{vpcs.ErrIncorrectInterfaceState, api.CodeIncorrectInterfaceState},
+	{vpcs.ErrOperationNotPermitted, api.CodeOperationNotPermitted},
+	{vpcs.ErrLimitExceeded, api.CodeLimitExceeded},
 }
 
 // WireError is the wire error for err: an *api.Error as it is (IAM and the

@@ -11,6 +11,7 @@ import (
 	"github.com/azote/azote/internal/controller/instances"
 	"github.com/azote/azote/internal/controller/refusal"
 	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/image"
 )
 
@@ -46,6 +47,26 @@ func TestWireError(t *testing.T) {
 		{instances.ErrInvalidMemory, api.CodeInvalidMemorySize, http.StatusBadRequest},
 		{instances.ErrInsufficientMemory, api.CodeInsufficientMemory, http.StatusConflict},
 		{instances.ErrEngine, api.CodeEngineFailure, http.StatusInternalServerError},
+		{vpcs.ErrVPCNotFound, api.CodeVPCNotFound, http.StatusNotFound},
+		{vpcs.ErrSubnetNotFound, api.CodeSubnetNotFound, http.StatusNotFound},
+		{vpcs.ErrGroupNotFound, api.CodeSecurityGroupNotFound, http.StatusNotFound},
+		{vpcs.ErrInterfaceNotFound, api.CodeNetworkInterfaceNotFound, http.StatusNotFound},
+		{vpcs.ErrInvalidVPCRange, api.CodeInvalidVPCRange, http.StatusBadRequest},
+		{vpcs.ErrInvalidSubnetRange, api.CodeInvalidSubnetRange, http.StatusBadRequest},
+		{vpcs.ErrSubnetConflict, api.CodeSubnetConflict, http.StatusConflict},
+		{vpcs.ErrInvalidIPAddress, api.CodeInvalidIPAddress, http.StatusBadRequest},
+		{vpcs.ErrAddressInUse, api.CodeAddressInUse, http.StatusConflict},
+		{vpcs.ErrAddressNotInSubnet, api.CodeAddressNotInSubnet, http.StatusBadRequest},
+		{vpcs.ErrAddressesExhausted, api.CodeInsufficientFreeAddresses, http.StatusConflict},
+		{vpcs.ErrInvalidGroup, api.CodeInvalidGroup, http.StatusBadRequest},
+		{vpcs.ErrDependencyViolation, api.CodeDependencyViolation, http.StatusConflict},
+		{vpcs.ErrCannotDelete, api.CodeCannotDelete, http.StatusConflict},
+		{vpcs.ErrDuplicateRule, api.CodeDuplicateRule, http.StatusConflict},
+		{vpcs.ErrRuleNotFound, api.CodeRuleNotFound, http.StatusNotFound},
+		{vpcs.ErrInterfaceInUse, api.CodeNetworkInterfaceInUse, http.StatusConflict},
+		{vpcs.ErrIncorrectInterfaceState, api.CodeIncorrectInterfaceState, http.StatusConflict},
+		{vpcs.ErrOperationNotPermitted, api.CodeOperationNotPermitted, http.StatusConflict},
+		{vpcs.ErrLimitExceeded, api.CodeLimitExceeded, http.StatusConflict},
 	} {
 		err := fmt.Errorf("in a transaction: %w", refusal.New(tc.err, "the sentence for %s", tc.err))
 		e := WireError(err)
@@ -54,7 +75,7 @@ func TestWireError(t *testing.T) {
 		}
 	}
 	// Every sentinel of the table is tested above.
-	if len(codes) != 23 {
+	if len(codes) != 43 {
 		t.Errorf("the table has %d entries; test each new one here", len(codes))
 	}
 	// The wire vocabulary passes as it is; anything else is internal, and

@@ -174,7 +174,13 @@ func (h *handler) authorizeAlso(ctx context.Context, r *http.Request, op *api.Op
 	}
 	for _, a := range also {
 		ri.also = append(ri.also, a)
-		if e := h.check(ri.caller, action, a, ri.alsoTags[a], ri.conds); e != nil {
+		act := action
+		if op.AlsoActionOf != nil {
+			if x := op.AlsoActionOf(a); x != "" {
+				act = x
+			}
+		}
+		if e := h.check(ri.caller, act, a, ri.alsoTags[a], ri.conds); e != nil {
 			return e
 		}
 	}

@@ -50,9 +50,12 @@ type Backend interface {
 	// WriteMetrics writes Prometheus text format.
 	WriteMetrics(ctx context.Context, w io.Writer) error
 	// ResolveID turns a reference (id or name) to an object of kind
-	// (instance, volume, image) into its id and tags; ok is false when
-	// there is no such object.
+	// (instance, volume, image, vpc, subnet, security-group,
+	// network-interface) into its id and tags; ok is false when there is
+	// no such object.
 	ResolveID(ctx context.Context, kind, ref string) (id string, tags map[string]string, ok bool)
+
+	NetworkBackend
 }
 
 // Kinds of the objects a REST route's {ref} names.
@@ -119,7 +122,9 @@ func (c *restCall) target() (string, error) {
 // notFound is the answer for a ref that names nothing, in the words the
 // controller uses for the same.
 func notFound(kind, ref string) error {
-	code := map[string]api.Code{kindInstance: api.CodeInstanceNotFound, kindVolume: api.CodeVolumeNotFound, kindImage: api.CodeImageNotFound}[kind]
+	code := map[string]api.Code{kindInstance: api.CodeInstanceNotFound, kindVolume: api.CodeVolumeNotFound, kindImage: api.CodeImageNotFound,
+		kindVPC: api.CodeVPCNotFound, kindSubnet: api.CodeSubnetNotFound, kindGroup: api.CodeSecurityGroupNotFound,
+		kindInterface: api.CodeNetworkInterfaceNotFound}[kind]
 	return api.Errorf(code, "no %s %q", kind, ref)
 }
 
@@ -208,7 +213,7 @@ func (h *handler) table() []*route {
 			return fn(ctx, id, rc(req))
 		}
 	}
-	return []*route{
+	return append([]*route{
 		rest("GET /v1/host", bodyIgnored, &api.Operation{Name: "compute:DescribeHost", ReadOnly: true, Resource: host,
 			Do: func(ctx context.Context, _ *api.Caller, _ any) (any, error) { return b.HostInfo(ctx), nil }}),
 
@@ -239,8 +244,8 @@ func (h *handler) table() []*route {
 					add(&q.Volumes[i].Volume)
 				}
 				c.alsoErr = err
-				return arns, nil
-			}, AlsoAction: "compute:AttachVolume",
+				return append(arns, h.runNetworkAlso(ctx, c, q)...), nil
+			}, AlsoAction: "compute:AttachVolume", AlsoActionOf: h.runAlsoAction,
 			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) {
 				if err := rc(req).alsoErr; err != nil {
 					return nil, err
@@ -386,7 +391,7 @@ func (h *handler) table() []*route {
 				}
 				return rawResult{contentType: "application/octet-stream", data: data}, nil
 			}}),
-	}
+	}, h.networkRoutes()...)
 }
 
 // blobResult and deletedResult are the answers of a blob upload and an
@@ -506,5 +511,5 @@ func summarize(out any) map[string]any {
 	case deletedResult:
 		return map[string]any{"deleted": v.Deleted}
 	}
-	return map[string]any{}
+	return summarizeNetwork(out)
 }

@@ -153,6 +153,11 @@ func (b *raceBackend) RunInstance(_ context.Context, r api.RunInstanceRequest) (
 			return api.Instance{}, err
 		}
 	}
+	if r.Subnet != "" {
+		if err := b.act(kindSubnet, r.Subnet); err != nil {
+			return api.Instance{}, err
+		}
+	}
 	return api.Instance{ID: "i-new"}, nil
 }
 func (b *raceBackend) DeleteImage(_ context.Context, ref string) (string, error) {
@@ -174,11 +179,14 @@ func TestAuthorisedIsActedOn(t *testing.T) {
 		{"attach volume", "POST", "/v1/volumes/data/attach", `{"instance": "web"}`, [][2]string{{kindVolume, "data"}, {kindInstance, "web"}}},
 		{"launch with volume", "POST", "/v1/instances", `{"name": "x", "image": "base", "vcpus": 1, "memory_mib": 64, "volumes": [{"volume": "data"}]}`, [][2]string{{kindVolume, "data"}}},
 		{"delete image", "DELETE", "/v1/images/base", "", [][2]string{{kindImage, "base"}}},
+		{"delete vpc", "DELETE", "/v1/vpcs/base", "", [][2]string{{kindVPC, "base"}}},
+		{"attach network interface", "POST", "/v1/network-interfaces/data/attach", `{"instance": "web"}`, [][2]string{{kindInterface, "data"}, {kindInstance, "web"}}},
+		{"launch into a subnet", "POST", "/v1/instances", `{"name": "x", "image": "base", "vcpus": 1, "memory_mib": 64, "subnet": "data"}`, [][2]string{{kindSubnet, "data"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newRaceBackend()
 			before := map[string]string{}
-			for _, k := range []string{kindInstance, kindVolume, kindImage} {
+			for _, k := range []string{kindInstance, kindVolume, kindImage, kindVPC, kindSubnet, kindInterface} {
 				for _, n := range []string{"web", "data", "base"} {
 					before[k+"/"+n] = k + "/" + b.make(k, n)
 				}

@@ -32,7 +32,7 @@ func NewHost(key []byte) (*Host, error) {
 
 func (h *Host) check(key Name) error {
 	switch key {
-	case Volumes, IAM:
+	case Volumes, IAM, Network:
 		return nil
 	}
 	return fmt.Errorf("%w: %q", ErrUnknownKey, key)

@@ -33,7 +33,7 @@ func TestHostFormatUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret, ctx := []byte("a data key"), []byte("vol-1")
-	for _, name := range []Name{Volumes, IAM} {
+	for _, name := range []Name{Volumes, IAM, Network} {
 		w, err := h.Wrap(name, secret, ctx)
 		if err != nil {
 			t.Fatal(err)

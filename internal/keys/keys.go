@@ -23,6 +23,9 @@ const (
 	// IAM wraps IAM's secrets (secret access keys, MFA seeds, the STS
 	// token key); the context names the secret.
 	IAM Name = "azote/iam"
+	// Network wraps the traffic keys of VPCs; the context is the VPC id
+	// and the key's epoch.
+	Network Name = "azote/network"
 )
 
 // ErrUnknownKey is returned for a name the wrapper holds no key for.

@@ -15,6 +15,7 @@ import (
 	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/controller/images"
 	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/engine/enginetest"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/image"
@@ -36,6 +37,7 @@ type fixture struct {
 	db   store.Store
 	imgs *images.Service
 	vols *volumes.Service
+	nets *vpcs.Service
 	s    *Service
 	esc  *keymem.Buf
 }
@@ -92,10 +94,11 @@ func (fx *fixture) start() {
 	fx.vols = volumes.New(volumes.Config{Dir: filepath.Join(fx.dir, "volumes"), Retention: time.Hour, Quota: 1 << 40,
 		Store: db, Keys: hostKey, Images: fx.imgs, Event: event, Log: log,
 		Fill: func(context.Context, *os.File, api.Image, []byte) error { return errors.New("no rootfs card here") }})
+	fx.nets = vpcs.New(vpcs.Config{Store: db, Keys: hostKey, HostID: "host-a", Event: event, Log: log})
 	fx.s = New(Config{Dir: filepath.Join(fx.dir, "instances"), ConsoleLimit: 1 << 20, LogLimit: 1 << 20, StopTimeout: 2 * time.Second,
 		Store: db, Engine: fx.eng, Host: hostinfo.Info{Cores: 4},
 		Cards: &cardhost.Host{Binary: filepath.Join(fx.dir, "no-card"), UIDs: uids, Log: log}, UIDs: uids,
-		Images: fx.imgs, Volumes: fx.vols, EscrowKey: esc, Event: event, Log: log})
+		Images: fx.imgs, Volumes: fx.vols, VPCs: fx.nets, EscrowKey: esc, Event: event, Log: log})
 	if err := fx.s.Repair(); err != nil {
 		t.Fatal(err)
 	}

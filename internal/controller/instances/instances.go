@@ -13,6 +13,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/controller/refusal"
 	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/image"
@@ -279,6 +280,12 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 	if e := api.ValidateTags(req.Tags); e != nil {
 		return api.Instance{}, e
 	}
+	if req.Subnet == "" && (len(req.SecurityGroups) > 0 || req.PrivateIP != "") {
+		return api.Instance{}, refusal.New(refusal.ErrInvalidParameter, "security groups and a private IP are those of the primary network interface: give its subnet too")
+	}
+	if req.Subnet != "" && s.vpcs == nil {
+		return api.Instance{}, refusal.New(refusal.ErrInvalidParameter, "this azoted has no network")
+	}
 	img, err := s.images.Resolve(req.Image)
 	if err != nil {
 		return api.Instance{}, err
@@ -332,22 +339,39 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 			}
 			rec.Volumes = append(rec.Volumes, api.InstanceVolume{VolumeID: v.ID, ReadOnly: att.ReadOnly, Root: i == 0 && req.RootVolume != ""})
 		}
+		if req.Subnet != "" {
+			// The primary interface is made with the instance, in its
+			// transaction: a refused subnet, group or address leaves no
+			// instance, and a refused launch no interface.
+			n, err := s.vpcs.CreateInterfaceTx(tx, api.CreateNetworkInterfaceRequest{
+				Subnet: req.Subnet, SecurityGroups: req.SecurityGroups, PrivateIP: req.PrivateIP,
+			}, &api.NetworkInterfaceAttachment{InstanceID: id, DeviceIndex: 0, DeleteOnTermination: true})
+			if err != nil {
+				return err
+			}
+			rec.setInterfaces([]vpcs.InterfaceRecord{n})
+		}
 		return tx.Create(Table, id, &rec)
 	})
 	if err != nil {
 		s.dropRuntime(id)
 		return api.Instance{}, err
 	}
+	s.interfacesChanged(rec.NetworkInterfaces)
 	undo := func() {
 		os.RemoveAll(s.instanceDir(id))
+		var ended []string
 		s.store.Update(func(tx store.Tx) error {
 			for _, a := range rec.Volumes {
 				if _, _, err := volumes.ReleaseTx(tx, a.VolumeID, id); err != nil {
 					return err
 				}
 			}
-			return nil
+			var err error
+			ended, err = endInterfacesTx(tx, id)
+			return err
 		})
+		s.vpcsChanged(ended)
 		s.deleteRecord(id)
 		s.dropRuntime(id)
 	}
@@ -650,7 +674,7 @@ func (s *Service) finishTerminate(id string) (instanceRecord, error) {
 	// instance: their key is already gone, now their file goes too. They
 	// are marked deleted in the same transaction that releases them, so a
 	// crash before the purge leaves them to the janitor, never available.
-	var purge []string
+	var purge, ended []string
 	err := s.store.Update(func(tx store.Tx) error {
 		var r instanceRecord
 		if err := tx.Get(Table, id, &r); err != nil {
@@ -666,12 +690,20 @@ func (s *Service) finishTerminate(id string) (instanceRecord, error) {
 			}
 		}
 		r.Volumes = nil
+		// The primary interface goes with the instance; any other is
+		// detached, in the same transaction.
+		var err error
+		if ended, err = endInterfacesTx(tx, id); err != nil {
+			return err
+		}
+		r.setInterfaces(nil)
 		r.Revision++
 		return tx.Put(Table, id, &r)
 	})
 	if err != nil {
 		return instanceRecord{}, err
 	}
+	s.vpcsChanged(ended)
 	for _, v := range purge {
 		if err := s.volumes.Purge(v); err != nil {
 			s.log.Error("purging instance-store volume", "volume", v, "err", err)

@@ -61,12 +61,15 @@ func (s *Service) repairOne(rec instanceRecord) error {
 		case rec.State == api.StatePending && rec.BootCount == 0:
 			// Never launched: the run request failed as a whole.
 			os.RemoveAll(s.instanceDir(id))
+			var ended []string
 			s.store.Update(func(tx store.Tx) error {
 				for _, a := range rec.Volumes {
 					volumes.ReleaseTx(tx, a.VolumeID, id)
 				}
+				ended, _ = endInterfacesTx(tx, id)
 				return nil
 			})
+			s.vpcsChanged(ended)
 			s.log.Info("rolled back an interrupted launch", "id", id)
 			return s.deleteRecord(id)
 		default:

@@ -10,6 +10,7 @@ import (
 	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/controller/images"
 	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/engine"
 	"github.com/azote/azote/internal/hostinfo"
 	"github.com/azote/azote/internal/keymem"
@@ -50,6 +51,9 @@ type Config struct {
 	UIDs    *sandbox.Allocator // a uid for each engine (cards take theirs in Cards)
 	Images  *images.Service
 	Volumes *volumes.Service
+	// VPCs makes the primary interface of a launch with a subnet, and
+	// ends the interfaces of a terminated instance.
+	VPCs *vpcs.Service
 	// EscrowKey proves azoted to instance-store cards (escrowSecret).
 	EscrowKey *keymem.Buf
 	// Event records a security decision (a launch) in the audit trail.
@@ -69,6 +73,7 @@ type Service struct {
 	uids    *sandbox.Allocator
 	images  *images.Service
 	volumes *volumes.Service
+	vpcs    *vpcs.Service
 	event   func(name, resource string, data map[string]any)
 
 	wg sync.WaitGroup // supervisors
@@ -83,7 +88,7 @@ type Service struct {
 func New(cfg Config) *Service {
 	return &Service{
 		cfg: cfg, log: cfg.Log, store: cfg.Store, engine: cfg.Engine, host: cfg.Host, cards: cfg.Cards,
-		uids: cfg.UIDs, images: cfg.Images, volumes: cfg.Volumes, event: cfg.Event,
+		uids: cfg.UIDs, images: cfg.Images, volumes: cfg.Volumes, vpcs: cfg.VPCs, event: cfg.Event,
 		runtimes: map[string]*instanceRuntime{},
 		changed:  map[string]chan struct{}{},
 	}
