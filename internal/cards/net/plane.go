@@ -1,0 +1,85 @@
+package net
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/azote/azote/internal/cards/cardproto"
+	"github.com/azote/azote/internal/keymem"
+)
+
+// plane is the card's data plane as azoted configured it: the switch and
+// what it consults, each updated whole when azoted pushes a new state.
+type plane struct {
+	cfg    cardproto.NetConfig
+	sw     *Switch
+	tunnel *tunnel
+	guard  *guard
+	dhcp   *dhcpServer
+}
+
+func newPlane(cfg *cardproto.NetConfig, keys []*keymem.Buf, send func(int, netip.AddrPort, []byte) error, log *slog.Logger) (*plane, error) {
+	if cfg.Pairs < 1 || cfg.Pairs > MaxPairs {
+		return nil, fmt.Errorf("%d queue pairs", cfg.Pairs)
+	}
+	v, err := viewOf(&cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	pl := &plane{cfg: *cfg, dhcp: &dhcpServer{}}
+	if pl.tunnel, err = newTunnel(cfg, v, cfg.Pairs); err != nil {
+		return nil, err
+	}
+	if pl.guard, err = newGuard(cfg); err != nil {
+		pl.tunnel.close()
+		return nil, err
+	}
+	pl.sw = NewSwitch(v, pl.tunnel, pl.guard, pl.dhcp, send, log)
+	if err := pl.apply(&cfg.State, keys); err != nil {
+		pl.tunnel.close()
+		return nil, err
+	}
+	return pl, nil
+}
+
+// apply swaps in a new state of the VPC and its keys; nothing changes
+// when any part of it is refused.
+func (pl *plane) apply(st *cardproto.NetState, keys []*keymem.Buf) error {
+	v, err := viewOf(st)
+	if err != nil {
+		return err
+	}
+	if v.Self.IP != pl.sw.view.Load().Self.IP || v.Self.MAC != pl.sw.view.Load().Self.MAC || v.Self.Index != pl.sw.view.Load().Self.Index {
+		return fmt.Errorf("a state for another interface")
+	}
+	if st.VPCIndex != pl.cfg.State.VPCIndex {
+		return fmt.Errorf("a state for another VPC")
+	}
+	if len(keys) != len(st.KeyEpochs) {
+		return fmt.Errorf("%d keys for %d epochs", len(keys), len(st.KeyEpochs))
+	}
+	var dns []netip.Addr
+	for _, s := range st.DNS {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("DNS server %q", s)
+		}
+		dns = append(dns, a)
+	}
+	pol, members, err := policyOf(st)
+	if err != nil {
+		return err
+	}
+	if err := pl.tunnel.setKeys(st.KeyEpochs, keys); err != nil {
+		return err
+	}
+	if err := pl.guard.set(pol, members); err != nil {
+		return err // rules policyOf passed: not expected
+	}
+	pl.sw.SetView(v)
+	pl.dhcp.set(v, uint16(pl.cfg.MTU), dns)
+	return nil
+}
+
+func (pl *plane) close() { pl.tunnel.close() }
