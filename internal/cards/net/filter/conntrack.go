@@ -182,7 +182,6 @@ func (s *shard) insertLocked(t *table, k *flowKey, h32 uint32, now int64) *entry
 	s.entries = s.entries[:j+1]
 	s.entries[j] = entry{key: *k, h32: h32}
 	s.index[slot] = uint64(h32)<<32 | uint64(j+1)
-	s.newFlows.Add(1)
 	return &s.entries[j]
 }
 
