@@ -67,6 +67,8 @@ var (
 	errTunnelCounter = errors.New("net: the session's counter is exhausted")
 )
 
+var zeroHeader [tunnelHdrLen]byte
+
 // tunnel seals and opens the underlay datagrams of one interface.
 type tunnel struct {
 	vpc, self uint32
@@ -79,6 +81,11 @@ type tunnel struct {
 	send  atomic.Pointer[sealKey]
 	peers map[sessionID]*session // what each sender's datagrams need
 	clock uint64                 // orders sessions by last use
+
+	// Nonce scratch by queue pair, for sealing (the pair's transmit
+	// worker) and opening (its receive loop): the AEAD is an interface,
+	// so a nonce on the stack would escape, one allocation a datagram.
+	sealNonce, openNonce [MaxPairs][12]byte
 }
 
 type sealKey struct {
@@ -211,14 +218,14 @@ func (t *tunnel) Seal(q int, dst []byte, to *Peer, frame []byte) ([]byte, error)
 	if n == 0 {
 		return nil, errTunnelCounter
 	}
-	dst = append(dst[:0], make([]byte, tunnelHdrLen)...)
+	dst = append(dst[:0], zeroHeader[:]...)
 	t.header(dst, to.Index, k.epoch, n)
 	if t.plain {
 		return append(dst, frame...), nil
 	}
-	var nonce [12]byte
+	nonce := t.sealNonce[q][:]
 	binary.BigEndian.PutUint64(nonce[4:], n)
-	return k.aead.Seal(dst, nonce[:], frame, dst[:tunnelHdrLen]), nil
+	return k.aead.Seal(dst, nonce, frame, dst[:tunnelHdrLen]), nil
 }
 
 // Open implements Tunnel.
@@ -248,10 +255,10 @@ func (t *tunnel) Open(q int, pkt []byte) (uint32, []byte, error) {
 	if n == 0 || !s.fresh(n) {
 		return 0, nil, errTunnelReplay
 	}
-	var nonce [12]byte
+	nonce := t.openNonce[q][:]
 	binary.BigEndian.PutUint64(nonce[4:], n)
 	body := pkt[tunnelHdrLen:]
-	frame, err := s.aead.Open(body[:0], nonce[:], body, pkt[:tunnelHdrLen])
+	frame, err := s.aead.Open(body[:0], nonce, body, pkt[:tunnelHdrLen])
 	if err != nil {
 		return 0, nil, errTunnelAuth
 	}
