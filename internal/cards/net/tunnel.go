@@ -19,11 +19,11 @@ import (
 // The underlay datagram: a header, authenticated, then the frame sealed
 // with AES-256-GCM and its 16-byte tag.
 //
-//	 0      2   3     4          8          12         16         20                 28                 36
-//	 +------+---+-----+----------+----------+----------+----------+------------------+------------------+---------------------+-----+
-//	 | "AZ" | 1 |flags| VPC      | to iface | from     | key epoch| sender session   | counter          | sealed frame        | tag |
-//	 +------+---+-----+----------+----------+----------+----------+------------------+------------------+---------------------+-----+
-//	 all big-endian; flags bit 0: plaintext (benchmarks only; refused by an encrypting card)
+//	0      2   3     4          8          12         16         20                 28                 36
+//	+------+---+-----+----------+----------+----------+----------+------------------+------------------+---------------------+-----+
+//	| "AZ" | 1 |flags| VPC      | to iface | from     | key epoch| sender session   | counter          | sealed frame        | tag |
+//	+------+---+-----+----------+----------+----------+----------+------------------+------------------+---------------------+-----+
+//	all big-endian; flags bit 0: plaintext (benchmarks only; refused by an encrypting card)
 //
 // Keys. Each sender (a card process) picks a random 64-bit session at
 // start and seals under a key of its own, derived with HKDF-SHA256 from
@@ -99,9 +99,9 @@ type sessionID struct {
 }
 
 type session struct {
-	aead   cipher.AEAD
-	mu     sync.Mutex
-	top    uint64 // the highest counter accepted
+	aead cipher.AEAD
+	mu   sync.Mutex
+	top  uint64 // the highest counter accepted
 	// window has a word more than replayWindow needs: the word of the
 	// top counter is only partly in the window, and the oldest word must
 	// not share its slot.
