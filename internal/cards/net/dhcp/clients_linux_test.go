@@ -36,25 +36,9 @@ func TestBusyboxUdhcpc(t *testing.T) {
 		t.Skip("needs busybox with the udhcpc applet (Debian package busybox-static)")
 	}
 
-	id := fmt.Sprintf("%d", os.Getpid()%100000)
-	ns, hostIf, guestIf := "azote-dhcp-"+id, "azdh"+id, "azdg"+id
-	sh := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	sh("ip", "netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	sh("ip", "link", "add", hostIf, "type", "veth", "peer", "name", guestIf)
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() }) // takes its peer along
-	sh("ip", "link", "set", guestIf, "netns", ns)
-	sh("ip", "-n", ns, "link", "set", guestIf, "address", net.HardwareAddr(clientMAC[:]).String(), "up")
-	sh("ip", "link", "set", hostIf, "address", net.HardwareAddr(serverMAC[:]).String(), "up")
-
 	cfg := testConfig()
 	cfg.MTU = 1400
-	srv := startServer(t, hostIf, cfg)
+	ns, guestIf, srv := newLink(t, "u", cfg)
 
 	dir := t.TempDir()
 	script := filepath.Join(dir, "script")
@@ -111,6 +95,93 @@ case "$1" in bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;; esac
 		})
 	}
 	t.Run("renewal", func(t *testing.T) { testRenewal(t, ns, guestIf, script, env, srv) })
+}
+
+// TestISCDhclient has Debian's ISC dhclient, which reads replies through
+// its own AF_PACKET socket and checks their checksums, take a lease from
+// Reply, as TestBusyboxUdhcpc does with udhcpc.
+func TestISCDhclient(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and a veth pair and opens an AF_PACKET socket")
+	}
+	testutil.RequiresCommand(t, "ip", "iproute2")
+	testutil.RequiresCommand(t, "dhclient", "isc-dhcp-client")
+	cfg := testConfig()
+	cfg.MTU = 1400
+	ns, guestIf, srv := newLink(t, "i", cfg)
+
+	dir := t.TempDir()
+	conf, script, env := filepath.Join(dir, "dhclient.conf"), filepath.Join(dir, "script"), filepath.Join(dir, "env")
+	// Debian's default request list, with MTU and classless routes.
+	if err := os.WriteFile(conf, []byte(`option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
+request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name, interface-mtu, rfc3442-classless-static-routes;
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, []byte(`#!/bin/sh
+echo "$reason ip=$new_ip_address mask=$new_subnet_mask routers=$new_routers mtu=$new_interface_mtu dns=$new_domain_name_servers domain=$new_domain_name host=$new_host_name lease=$new_dhcp_lease_time server=$new_dhcp_server_identifier broadcast=$new_broadcast_address routes=$new_rfc3442_classless_static_routes" >> `+env+`
+`), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "dhclient", "-4", "-1", "-d", "-v",
+		"-cf", conf, "-sf", script, "-lf", filepath.Join(dir, "leases"), "-pf", filepath.Join(dir, "pid"), guestIf)
+	var out testutil.LogBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	var bound string
+	for deadline := time.Now().Add(20 * time.Second); bound == ""; time.Sleep(50 * time.Millisecond) {
+		got, _ := os.ReadFile(env)
+		for _, l := range strings.Split(string(got), "\n") {
+			if strings.HasPrefix(l, "BOUND ") {
+				bound = l
+			}
+		}
+		if bound == "" && time.Now().After(deadline) {
+			t.Fatalf("dhclient bound no lease within 20 s; script saw:\n%s\ndhclient:\n%s\nserver: %s", got, out.String(), srv.log())
+		}
+	}
+	for _, want := range []string{
+		"ip=10.0.1.5 ", "mask=255.255.255.0 ", "routers=10.0.1.1 ", "mtu=1400 ",
+		"dns=10.0.0.2 10.0.0.3 ", "domain=ec2.internal ", "host=ip-10-0-1-5 ",
+		"lease=7200 ", "server=10.0.1.1 ", "broadcast=10.0.1.255 ",
+		// dhclient hands option 121 over as its bytes, in decimal.
+		"routes=16 10 1 10 0 1 1 32 169 254 169 254 0 0 0 0 0 10 0 1 1 ",
+	} {
+		if !strings.Contains(bound+" ", want) {
+			t.Errorf("dhclient's BOUND lacks %q:\n%s", want, bound)
+		}
+	}
+}
+
+// newLink makes a network namespace with one end of a veth pair in it,
+// with the client's MAC, and starts a server for cfg on the other end;
+// all of it goes when the test ends. tag tells the tests' names apart.
+func newLink(t *testing.T, tag string, cfg *Config) (ns, guestIf string, srv *server) {
+	t.Helper()
+	id := tag + fmt.Sprintf("%d", os.Getpid()%100000)
+	ns, hostIf, guestIf := "azote-dhcp-"+id, "azdh"+id, "azdg"+id
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	sh("ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	sh("ip", "link", "add", hostIf, "type", "veth", "peer", "name", guestIf)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() }) // takes its peer along
+	sh("ip", "link", "set", guestIf, "netns", ns)
+	sh("ip", "-n", ns, "link", "set", guestIf, "address", net.HardwareAddr(clientMAC[:]).String(), "up")
+	sh("ip", "link", "set", hostIf, "address", net.HardwareAddr(serverMAC[:]).String(), "up")
+	return ns, guestIf, startServer(t, hostIf, cfg)
 }
 
 // udhcpc renews when told to by SIGUSR1: a unicast REQUEST from its bound
