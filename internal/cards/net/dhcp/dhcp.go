@@ -35,7 +35,8 @@ type Config struct {
 	ClientMAC [6]byte
 	ClientIP  netip.Addr
 	// Prefix is the subnet's prefix length, sent as a mask (option 1)
-	// and, with ClientIP, the broadcast address (option 28).
+	// and, with ClientIP, the broadcast address (option 28) unless it is
+	// 31 or 32.
 	Prefix int
 	DNS    []netip.Addr // option 6; at most 63
 	MTU    uint16       // option 26; 0 sends none
@@ -329,7 +330,9 @@ func appendOptional(out []byte, cfg *Config, code byte, limit int) []byte {
 			n = 2
 		}
 	case optBroadcast:
-		n = 4
+		if cfg.Prefix <= 30 { // a /31 or /32 has no broadcast address (RFC 3021)
+			n = 4
+		}
 	case optDomain:
 		n = len(cfg.Domain)
 	case optHostname:

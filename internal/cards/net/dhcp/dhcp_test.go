@@ -39,17 +39,17 @@ func testConfig() *Config {
 
 // req describes a client message for build.
 type req struct {
-	op           byte // 0 means BOOTREQUEST
-	htype, hlen  byte // 0 means Ethernet
-	xid          uint32
-	flags        uint16
-	ciaddr       netip.Addr
-	giaddr       netip.Addr
-	chaddr       *[6]byte // nil means clientMAC
-	noMagic      bool
-	options      []byte // the options field, END not added
-	file, sname  []byte
-	noEnd, short bool
+	op          byte // 0 means BOOTREQUEST
+	htype, hlen byte // 0 means Ethernet
+	xid         uint32
+	flags       uint16
+	ciaddr      netip.Addr
+	giaddr      netip.Addr
+	chaddr      *[6]byte // nil means clientMAC
+	noMagic     bool
+	options     []byte // the options field, END not added
+	file, sname []byte
+	noEnd       bool
 }
 
 func build(r req) []byte {
@@ -342,6 +342,12 @@ func TestReplyOptions(t *testing.T) {
 		if len(d.raw) != minMessage {
 			t.Errorf("%d bytes, want padding to %d", len(d.raw), minMessage)
 		}
+	})
+	t.Run("a /31 has no broadcast address", func(t *testing.T) {
+		cfg := &Config{ServerIP: addr("192.168.0.0"), ClientIP: addr("192.168.0.1"), ClientMAC: clientMAC, Prefix: 31}
+		d := reply(t, cfg, discover)
+		d.has(t, optSubnetMask, ip4("255.255.255.254"))
+		d.lacks(t, optBroadcast)
 	})
 	t.Run("routes without router have no default route", func(t *testing.T) {
 		cfg := testConfig()

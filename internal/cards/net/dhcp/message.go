@@ -210,28 +210,3 @@ func (m *message) scan(area []byte, overload *byte) error {
 	}
 	return nil
 }
-
-// findOption returns the value of the first option code in msg's options
-// field (no overload), for AppendFrame and the tests.
-func findOption(msg []byte, code byte) ([]byte, bool) {
-	if len(msg) < offOptions {
-		return nil, false
-	}
-	area := msg[offOptions:]
-	for i := 0; i < len(area); {
-		c := area[i]
-		if c == optPad {
-			i++
-			continue
-		}
-		if c == optEnd || i+2 > len(area) || i+2+int(area[i+1]) > len(area) {
-			return nil, false
-		}
-		v := area[i+2 : i+2+int(area[i+1])]
-		if c == code {
-			return v, true
-		}
-		i += 2 + len(v)
-	}
-	return nil, false
-}
