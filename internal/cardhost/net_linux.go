@@ -20,8 +20,10 @@ type Net struct {
 	Config cardproto.NetConfig
 	// State gives the VPC's state and keys (newest first) at each start;
 	// the card host frees the keys.
-	State    func() (cardproto.NetState, []*keymem.Buf, error)
-	Underlay *os.File
+	State func() (cardproto.NetState, []*keymem.Buf, error)
+	// Underlay gives the bound UDP socket to donate at each start, which
+	// the caller keeps open.
+	Underlay func() (*os.File, error)
 	// Socket is the vhost-user socket (group EngineGID may connect);
 	// ControlSocket where azoted pushes new states (PushNet).
 	Socket        string
@@ -79,7 +81,11 @@ func (s *Net) setup(d *Donation, uid int, restart bool) (args []string, send fun
 		return nil, nil, nil, err
 	}
 	closers = append(closers, cf)
-	d.Donate(cardproto.FDUnderlay, s.Underlay)
+	u, err := s.Underlay()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("interface %s: underlay: %w", s.Config.InterfaceID, err)
+	}
+	d.Donate(cardproto.FDUnderlay, u)
 	d.Donate(cardproto.FDListen, lf)
 	d.Donate(cardproto.FDMetrics, mf)
 	d.Donate(cardproto.FDControl, cf)

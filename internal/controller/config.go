@@ -44,6 +44,11 @@ type Config struct {
 	// VolumeRetention is how long a deleted persistent volume stays
 	// recoverable.
 	VolumeRetention time.Duration
+	// UnderlayAddr is this host's address on the underlay network, where
+	// its net cards receive from the cards of other hosts ("" is
+	// 127.0.0.1: one host); UnderlayMTU that network's MTU.
+	UnderlayAddr string
+	UnderlayMTU  int
 
 	// Listen is the address of the HTTPS API ("" = none).
 	Listen string
@@ -153,6 +158,8 @@ func flags(cfg *Config, tlsNames *string) *flag.FlagSet {
 	fs.IntVar(&cfg.RootfsUID, "rootfs-uid", cfg.RootfsUID, "unprivileged host uid and gid that builds root volumes from images (give it an id nothing else uses)")
 	fs.StringVar(&cfg.UIDRange, "uid-range", cfg.UIDRange, "FIRST:COUNT: the uids (and gids) given one per card and one per engine; no other user or group on the host may use them")
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", cfg.VolumeRetention, "how long a deleted persistent volume stays recoverable")
+	fs.StringVar(&cfg.UnderlayAddr, "underlay-addr", cfg.UnderlayAddr, "this host's IPv4 address on the underlay network, where its network cards receive encapsulated traffic (default 127.0.0.1: this host alone)")
+	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay network; guests get it less the encapsulation (94 bytes)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "region name used in ARNs and SigV4 credential scopes")
 	fs.StringVar(&cfg.HostName, "host-name", cfg.HostName, "name of this host (certificate and ARNs)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -241,7 +242,21 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		Store: st, Keys: hostKey, Images: c.images, Fill: c.fillRootfs, Event: c.event, Log: log,
 	})
 	c.vpcs = vpcs.New(vpcs.Config{Store: st, Keys: hostKey, HostID: cfg.HostName, Event: c.event, Log: log})
+	var underlayIP netip.Addr
+	if cfg.UnderlayAddr != "" {
+		a, err := netip.ParseAddr(cfg.UnderlayAddr)
+		if err != nil || !a.Is4() {
+			st.Close()
+			return nil, fmt.Errorf("--underlay-addr %q: not an IPv4 address", cfg.UnderlayAddr)
+		}
+		underlayIP = a
+	}
+	if cfg.UnderlayMTU != 0 && (cfg.UnderlayMTU < 576+94 || cfg.UnderlayMTU > 65535) {
+		st.Close()
+		return nil, fmt.Errorf("--underlay-mtu %d: between %d and 65535", cfg.UnderlayMTU, 576+94)
+	}
 	c.instances = instances.New(instances.Config{
+		UnderlayIP: underlayIP, UnderlayMTU: cfg.UnderlayMTU,
 		Dir: filepath.Join(cfg.StateDir, "instances"), ConsoleLimit: cfg.ConsoleLimit, LogLimit: cfg.LogLimit,
 		StopTimeout: cfg.StopTimeout, Store: st, Engine: eng, Host: host,
 		Cards: &cardhost.Host{Binary: cfg.CardBinary, UIDs: alloc, Log: log}, UIDs: alloc,

@@ -29,7 +29,8 @@ type cardHandle = cardhost.Handle
 // cardSet is the cards of one running instance.
 type cardSet struct {
 	mu       sync.Mutex
-	cards    map[string]*cardhost.Card // by volume id
+	cards    map[string]*cardhost.Card // by volume or network interface id
+	nets     []*netCard
 	stopping bool
 }
 
@@ -124,7 +125,12 @@ func (s *Service) startCards(rt *instanceRuntime, rec instanceRecord) ([]engine.
 		s.superviseCard(rt, set, card)
 		devices = append(devices, engine.Device{Kind: engine.DeviceBlk, ID: v.ID, Socket: s.cardSocket(rec.ID, v.ID), Queues: rec.VCPUs})
 	}
-	return devices, nil
+	nets, err := s.startNetCards(rt, rec, set)
+	if err != nil {
+		s.stopCards(rt)
+		return nil, refusal.New(ErrEngine, "%v", err)
+	}
+	return append(devices, nets...), nil
 }
 
 // superviseCard has the card host restart card when it dies while its
@@ -175,6 +181,7 @@ func (s *Service) adoptCards(rt *instanceRuntime, rec instanceRecord) {
 		set.cards[v.ID] = card
 		s.superviseCard(rt, set, card)
 	}
+	s.adoptNetCards(rt, rec, set)
 }
 
 // stopCards ends every card of rt: SIGTERM, then SIGKILL.
@@ -194,6 +201,7 @@ func (s *Service) stopCards(rt *instanceRuntime) {
 	}
 	set.mu.Unlock()
 	s.cards.Stop(cards)
+	s.stopNetCards(set)
 }
 
 // recordCards stores the card handles of an instance.

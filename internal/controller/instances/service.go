@@ -3,6 +3,7 @@ package instances
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
@@ -54,6 +55,11 @@ type Config struct {
 	// VPCs makes the primary interface of a launch with a subnet, and
 	// ends the interfaces of a terminated instance.
 	VPCs *vpcs.Service
+	// UnderlayIP is the host's address on the underlay, where its net
+	// cards receive (127.0.0.1 when not set: one host); UnderlayMTU the
+	// underlay's MTU (DefaultUnderlayMTU when 0).
+	UnderlayIP  netip.Addr
+	UnderlayMTU int
 	// EscrowKey proves azoted to instance-store cards (escrowSecret).
 	EscrowKey *keymem.Buf
 	// Event records a security decision (a launch) in the audit trail.
@@ -86,12 +92,24 @@ type Service struct {
 // New returns the instance owner. Repair re-adopts what a previous azoted
 // left running.
 func New(cfg Config) *Service {
-	return &Service{
+	s := &Service{
 		cfg: cfg, log: cfg.Log, store: cfg.Store, engine: cfg.Engine, host: cfg.Host, cards: cfg.Cards,
 		uids: cfg.UIDs, images: cfg.Images, volumes: cfg.Volumes, vpcs: cfg.VPCs, event: cfg.Event,
 		runtimes: map[string]*instanceRuntime{},
 		changed:  map[string]chan struct{}{},
 	}
+	if s.vpcs != nil {
+		// Each change of a VPC reaches its cards here; pushes run apart
+		// from the change (a push waits for cards).
+		s.vpcs.Subscribe(func(vpcID string) {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.pushVPC(vpcID)
+			}()
+		})
+	}
+	return s
 }
 
 // Close stops supervising: machines and cards keep running, for the next

@@ -42,6 +42,9 @@ type Endpoint struct {
 	DeviceIndex int
 	// Groups are the ids of the interface's security groups.
 	Groups []string
+	// Underlay is where the card serving it receives (SetUnderlay); not
+	// valid while no card runs for it.
+	Underlay netip.AddrPort
 }
 
 // Mapping is a VPC as every card of it needs it: its numeric id, the
@@ -97,7 +100,9 @@ func (s *Service) Mapping(vpcID string) (Mapping, error) {
 		ifaces, err := allInterfacesTx(tx)
 		for _, n := range ifaces {
 			if n.VPCID == v.ID {
-				m.Endpoints = append(m.Endpoints, endpoint(n))
+				e := endpoint(n)
+				e.Underlay = underlayOf(tx, n.ID)
+				m.Endpoints = append(m.Endpoints, e)
 			}
 		}
 		return err

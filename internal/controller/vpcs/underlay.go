@@ -1,0 +1,44 @@
+package vpcs
+
+import (
+	"net/netip"
+
+	"github.com/azote/azote/internal/controller/refusal"
+	"github.com/azote/azote/internal/store"
+)
+
+// UnderlayTable holds, by interface id, where the card serving the
+// interface receives its underlay datagrams ("ip:port"): written by the
+// host that runs the card when it binds the socket, read by every card
+// of the VPC (Mapping), on every host that shares the store.
+const UnderlayTable = "underlays"
+
+type underlayRecord struct {
+	Addr string `json:"addr"`
+}
+
+// SetUnderlay records where the card of interface id listens; "" forgets
+// it (the card is gone). The VPC's cards hear of it (Changed).
+func (s *Service) SetUnderlay(id string, addr netip.AddrPort) error {
+	return s.update(func(tx store.Tx) (string, error) {
+		var n InterfaceRecord
+		if err := tx.Get(InterfaceTable, id, &n); err != nil {
+			return "", refusal.New(ErrInterfaceNotFound, "no network interface %q", id)
+		}
+		if !addr.IsValid() {
+			return n.VPCID, tx.Delete(UnderlayTable, id)
+		}
+		return n.VPCID, tx.Put(UnderlayTable, id, underlayRecord{Addr: addr.String()})
+	})
+}
+
+// underlayOf reads where interface id's card listens; the zero AddrPort
+// when no card serves it now.
+func underlayOf(tx store.Tx, id string) netip.AddrPort {
+	var r underlayRecord
+	if tx.Get(UnderlayTable, id, &r) != nil {
+		return netip.AddrPort{}
+	}
+	a, _ := netip.ParseAddrPort(r.Addr)
+	return a
+}
