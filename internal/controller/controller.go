@@ -37,7 +37,7 @@ import (
 const Version = "0.1.0"
 
 // Controller is one azoted: the wiring of its owners (images, volumes,
-// instances, IAM, the audit trail) and the façade the gateway calls
+// VPCs, instances, IAM, the audit trail) and the façade the gateway calls
 // (gateway.Backend).
 type Controller struct {
 	cfg   Config

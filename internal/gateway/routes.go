@@ -125,6 +125,9 @@ func notFound(kind, ref string) error {
 	code := map[string]api.Code{kindInstance: api.CodeInstanceNotFound, kindVolume: api.CodeVolumeNotFound, kindImage: api.CodeImageNotFound,
 		kindVPC: api.CodeVPCNotFound, kindSubnet: api.CodeSubnetNotFound, kindGroup: api.CodeSecurityGroupNotFound,
 		kindInterface: api.CodeNetworkInterfaceNotFound}[kind]
+	if kind == kindGroup {
+		return api.Errorf(code, "no security group %q, or more than one VPC has a group of that name (give its id)", ref)
+	}
 	return api.Errorf(code, "no %s %q", kind, ref)
 }
 

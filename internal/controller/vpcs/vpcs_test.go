@@ -18,7 +18,7 @@ import (
 )
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	db     store.Store
 	s      *Service
 	mu     sync.Mutex
@@ -27,7 +27,7 @@ type fixture struct {
 
 // newFixture is a network owner over a store in a temporary directory
 // and the host key, on host "host-a".
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	fx := &fixture{t: t}
 	dir := t.TempDir()
 	db, err := store.OpenBolt(filepath.Join(dir, "state.db"))
