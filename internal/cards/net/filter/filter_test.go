@@ -169,9 +169,9 @@ func TestEC2Semantics(t *testing.T) {
 		}},
 		{"unsolicited inbound is denied", newGroup, nil, []step{
 			{d: out, p: udp(guest, 40000, outside, 53), want: AllowNew},
-			{d: in, p: udp(outside, 54, guest, 40000), want: DropSecurityGroup},    // other peer port
-			{d: in, p: udp(other, 53, guest, 40000), want: DropSecurityGroup},      // other peer
-			{d: in, p: udp(outside, 53, guest, 40001), want: DropSecurityGroup},    // other local port
+			{d: in, p: udp(outside, 54, guest, 40000), want: DropSecurityGroup},      // other peer port
+			{d: in, p: udp(other, 53, guest, 40000), want: DropSecurityGroup},        // other peer
+			{d: in, p: udp(outside, 53, guest, 40001), want: DropSecurityGroup},      // other local port
 			{d: in, p: tcp(outside, 53, guest, 40000, ack), want: DropSecurityGroup}, // other protocol
 			{d: out, p: icmp(guest, outside, icmpEcho, 0, 77), want: AllowNew},
 			{d: in, p: icmp(outside, guest, icmpEchoReply, 0, 78), want: DropSecurityGroup}, // other id
