@@ -49,6 +49,9 @@
 //   - Other IP protocols are tracked by protocol and addresses only.
 //   - Idle timeouts follow EC2's defaults (DefaultTimeouts) and are
 //     configurable per interface.
+//   - Every flow a rule admits is tracked. EC2 leaves untracked the flows
+//     that rules open to everyone both ways; this filter does not, so
+//     such flows count against MaxFlows here.
 //
 // The table is bounded by MaxFlows whatever a guest or a peer sends.
 // Expired flows are reclaimed lazily, when a lookup meets one and when a

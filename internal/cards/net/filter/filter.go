@@ -6,7 +6,8 @@ import (
 )
 
 // DefaultMaxFlows is the size of an interface's connection table when the
-// Config does not say: 65536 flows, about 4 MiB at most.
+// Config does not say: 65536 flows. The table grows with the flows it
+// holds, to at most about 80 bytes per flow of MaxFlows (5 MiB here).
 const DefaultMaxFlows = 65536
 
 // Config configures a Filter.
