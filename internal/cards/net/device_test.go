@@ -41,8 +41,8 @@ func (plainTunnel) Reason(error) Drop { return DropDecrypt }
 // allowAll is a guard without rules.
 type allowAll struct{}
 
-func (allowAll) Egress(*packet.Packet, int, int64) Drop  { return DropNone }
-func (allowAll) Ingress(*packet.Packet, int, int64) Drop { return DropNone }
+func (allowAll) Egress(*packet.Packet, []byte, int64) Drop  { return DropNone }
+func (allowAll) Ingress(*packet.Packet, []byte, int64) Drop { return DropNone }
 
 var (
 	gwMAC   = packet.MAC{0x02, 0, 0, 0, 0, 1}

@@ -109,21 +109,39 @@ func rulesOf(rs []cardproto.NetRule) ([]filter.Rule, error) {
 }
 
 // Egress implements Guard.
-func (g *guard) Egress(p *packet.Packet, n int, now int64) Drop {
-	return g.check(filter.Egress, p, n, now)
+func (g *guard) Egress(p *packet.Packet, frame []byte, now int64) Drop {
+	return g.check(filter.Egress, p, frame, now)
 }
 
 // Ingress implements Guard.
-func (g *guard) Ingress(p *packet.Packet, n int, now int64) Drop {
-	return g.check(filter.Ingress, p, n, now)
+func (g *guard) Ingress(p *packet.Packet, frame []byte, now int64) Drop {
+	return g.check(filter.Ingress, p, frame, now)
 }
 
-func (g *guard) check(d filter.Dir, p *packet.Packet, n int, now int64) Drop {
+// icmpError says whether an ICMP type is an error that quotes a header:
+// destination unreachable, source quench, redirect, time exceeded,
+// parameter problem.
+func icmpError(t uint8) bool { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12 }
+
+func (g *guard) check(d filter.Dir, p *packet.Packet, frame []byte, now int64) Drop {
+	n := len(frame)
+	if p.Fragment && !p.HasTransport {
+		// A later fragment carries no ports to judge or to match a flow
+		// with; the card does not reassemble, so it is dropped (guests
+		// use path MTU discovery: DF is set on what they send).
+		return DropSecurityGroup
+	}
 	fp := filter.Packet{Proto: filter.Proto(p.Proto), Src: p.SrcIP, Dst: p.DstIP, Len: n}
 	if p.HasTransport {
 		fp.SrcPort, fp.DstPort = p.SrcPort, p.DstPort
 		fp.TCPFlags = filter.TCPFlags(p.TCPFlags)
 		fp.ICMPType, fp.ICMPCode, fp.ICMPID = p.ICMPType, p.ICMPCode, p.ICMPID
+		if p.Proto == packet.ProtoICMP && icmpError(p.ICMPType) {
+			// An error quotes the header it is about: it passes when that
+			// header is of a tracked flow (path MTU discovery's
+			// "fragmentation needed", "port unreachable").
+			fp.Embedded, _ = filter.ParseEmbedded(p.TransportPayload(frame))
+		}
 	}
 	v := g.f.Check(d, &fp, now)
 	if v.Allow {

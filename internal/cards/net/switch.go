@@ -58,10 +58,10 @@ type Tunnel interface {
 // Guard is the interface's security groups and limits (filter).
 type Guard interface {
 	// Egress judges a frame the guest sends, Ingress one for it; p is
-	// the parsed frame, n its length, now monotonic nanoseconds. They
-	// return DropNone to let it pass.
-	Egress(p *packet.Packet, n int, now int64) Drop
-	Ingress(p *packet.Packet, n int, now int64) Drop
+	// the parsed frame, now monotonic nanoseconds. They return DropNone
+	// to let it pass.
+	Egress(p *packet.Packet, frame []byte, now int64) Drop
+	Ingress(p *packet.Packet, frame []byte, now int64) Drop
 }
 
 // DHCP answers the guest's DHCP requests (dhcp): reply returns the whole
@@ -168,7 +168,7 @@ func (s *Switch) fromGuest(q int, p *packet.Packet, frame []byte, out *[]byte) {
 		m.drop(dropNoRoute)
 		return
 	}
-	if r := s.guard.Egress(p, len(frame), s.now()); r != DropNone {
+	if r := s.guard.Egress(p, frame, s.now()); r != DropNone {
 		m.drop(r)
 		return
 	}
@@ -266,7 +266,7 @@ func (s *Switch) fromUnderlay(q int, p *packet.Packet, pkt []byte) []byte {
 		m.drop(DropSpoof)
 		return nil
 	}
-	if r := s.guard.Ingress(p, len(frame), s.now()); r != DropNone {
+	if r := s.guard.Ingress(p, frame, s.now()); r != DropNone {
 		m.drop(r)
 		return nil
 	}
