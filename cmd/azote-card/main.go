@@ -1,4 +1,5 @@
-// Command azote-card runs one device card, `azote-card blk …`; the
+// Command azote-card runs one device card, `azote-card blk …` or
+// `azote-card net …`; the
 // one-shot root filesystem builder azoted starts unprivileged,
 // `azote-card rootfs …`; or starts another program confined to a uid of
 // its own, `azote-card exec --uid N -- PROGRAM ARGS…` (how azoted starts
@@ -11,18 +12,21 @@ import (
 	"os"
 
 	"github.com/azote/azote/internal/cards/blk"
+	netcard "github.com/azote/azote/internal/cards/net"
 	"github.com/azote/azote/internal/cards/rootfs"
 	"github.com/azote/azote/internal/sandbox"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: azote-card blk [flags] | azote-card rootfs [flags] | azote-card exec --uid N [--group G] -- PROGRAM [ARGS]")
+		fmt.Fprintln(os.Stderr, "usage: azote-card blk [flags] | azote-card net [flags] | azote-card rootfs [flags] | azote-card exec --uid N [--group G] -- PROGRAM [ARGS]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "blk":
 		os.Exit(blk.Main(os.Args[2:]))
+	case "net":
+		os.Exit(netcard.Main(os.Args[2:]))
 	case "rootfs":
 		os.Exit(rootfs.Main(os.Args[2:]))
 	case "exec":

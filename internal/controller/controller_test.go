@@ -34,7 +34,7 @@ func newFixture(t *testing.T) *fixture { return newFixtureLog(t, nil) }
 // newFixtureLog is newFixture with azoted's log written to logw.
 func newFixtureLog(t *testing.T, logw io.Writer) *fixture {
 	dir := t.TempDir()
-	cfg := Config{StateDir: dir, ConsoleLimit: 1 << 20, StopTimeout: 2 * time.Second}
+	cfg := Config{StateDir: dir, ConsoleLimit: 1 << 20, StopTimeout: 2 * time.Second, CardBinary: testutil.CardBinary(t)}
 	os.MkdirAll(filepath.Join(dir, "instances"), 0o700)
 	fx := &fixture{t: t, cfg: cfg, eng: enginetest.New(), logw: logw}
 	fx.start()

@@ -4,7 +4,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,13 +25,7 @@ func buildCard(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("builds and runs the card binary; skipped in -short")
 	}
-	bin := filepath.Join(t.TempDir(), "azote-card")
-	build := exec.Command("go", "build", "-o", bin, "github.com/azote/azote/cmd/azote-card")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
+	return testutil.CardBinary(t)
 }
 
 // logBuffer collects a card's log while the card writes it.

@@ -97,7 +97,7 @@ func (fx *fixture) start() {
 	fx.nets = vpcs.New(vpcs.Config{Store: db, Keys: hostKey, HostID: "host-a", Event: event, Log: log})
 	fx.s = New(Config{Dir: filepath.Join(fx.dir, "instances"), ConsoleLimit: 1 << 20, LogLimit: 1 << 20, StopTimeout: 2 * time.Second,
 		Store: db, Engine: fx.eng, Host: hostinfo.Info{Cores: 4},
-		Cards: &cardhost.Host{Binary: filepath.Join(fx.dir, "no-card"), UIDs: uids, Log: log}, UIDs: uids,
+		Cards: &cardhost.Host{Binary: testutil.CardBinary(t), UIDs: uids, Log: log}, UIDs: uids,
 		Images: fx.imgs, Volumes: fx.vols, VPCs: fx.nets, EscrowKey: esc, Event: event, Log: log})
 	if err := fx.s.Repair(); err != nil {
 		t.Fatal(err)
