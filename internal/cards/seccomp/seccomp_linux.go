@@ -42,6 +42,9 @@ var allowed = []uintptr{
 	unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME,
 	// Guest memory, eventfds, polling.
 	unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_MADVISE, unix.SYS_BRK,
+	// Locked memory for keys that arrive while the card serves (a net
+	// card's VPC keys, rotated); bounded by RLIMIT_MEMLOCK.
+	unix.SYS_MLOCK, unix.SYS_MUNLOCK,
 	unix.SYS_EVENTFD2, unix.SYS_POLL, unix.SYS_PPOLL, unix.SYS_PIPE2,
 	unix.SYS_EPOLL_CREATE1, unix.SYS_EPOLL_CTL, unix.SYS_EPOLL_WAIT, unix.SYS_EPOLL_PWAIT,
 	// The Go runtime: threads, signals, time, scheduling.
