@@ -33,11 +33,10 @@ type Keyring struct {
 	// tell with one atomic load whether to look again.
 	gen atomic.Uint64
 
-	mu      sync.Mutex
-	epochs  [3]epochKey // by role, indexed by prev, cur, next
-	mem     *keymem.Buf // the epochs' PRKs, then scratch
-	closed  bool
-	derived uint64 // session keys derived, for Stats
+	mu     sync.Mutex
+	epochs [3]epochKey // by role, indexed by prev, cur, next
+	mem    *keymem.Buf // the epochs' PRKs, then scratch
+	closed bool
 }
 
 // Epoch roles, indexes into Keyring.epochs.
@@ -260,20 +259,34 @@ func (k *Keyring) snapshot() snapshot {
 func (k *Keyring) session(epoch, src uint32, id uint64, slot []byte) (cipher.AEAD, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	r := -1
-	for i, e := range k.epochs {
+	for r, e := range k.epochs {
 		if e.ok && e.epoch == epoch {
-			r = i
+			return k.sessionLocked(r, src, id, slot)
 		}
 	}
-	if r < 0 || k.closed {
-		return nil, ErrUnknownEpoch
+	return nil, ErrUnknownEpoch
+}
+
+// sendSession derives the AES-GCM of a new sender session of the current
+// epoch into slot, and returns the epoch and the generation it belongs
+// to. It fails with ErrNoKey when there is no current epoch.
+func (k *Keyring) sendSession(src uint32, id uint64, slot []byte) (epoch uint32, gen uint64, a cipher.AEAD, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c := k.epochs[cur]
+	if !c.ok {
+		return 0, 0, nil, ErrNoKey
 	}
+	a, err = k.sessionLocked(cur, src, id, slot)
+	return c.epoch, k.gen.Load(), a, err
+}
+
+// sessionLocked derives the AES-GCM of a session of the epoch in role r.
+func (k *Keyring) sessionLocked(r int, src uint32, id uint64, slot []byte) (cipher.AEAD, error) {
 	m := k.mem.Bytes()
 	key := (*[sha256.Size]byte)(m[sessOff:])
 	defer clear(key[:])
-	info := sessionInfo(m[infoOff:scratchOff], k.vpc, epoch, src, id)
+	info := sessionInfo(m[infoOff:scratchOff], k.vpc, k.epochs[r].epoch, src, id)
 	expand(key, k.prkLocked(r), info, m[scratchOff:ringMem])
-	k.derived++
 	return newAEAD(key[:], slot)
 }

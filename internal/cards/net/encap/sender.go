@@ -146,22 +146,20 @@ func (s *Sender) refresh() error {
 	if s.aead != nil && s.gen == s.ring.gen.Load() && s.ctr.Load() < s.limit {
 		return nil // another goroutine refreshed it
 	}
-	snap := s.ring.snapshot()
-	c := snap.epochs[cur]
-	if s.aead != nil && c.ok && c.epoch == s.epoch && s.ctr.Load() < s.limit {
-		s.gen = snap.gen
-		return nil
+	if s.aead != nil && s.ctr.Load() < s.limit {
+		snap := s.ring.snapshot()
+		if c := snap.epochs[cur]; c.ok && c.epoch == s.epoch {
+			s.gen = snap.gen // another epoch came or went; ours is current
+			return nil
+		}
 	}
 	s.endSessionLocked()
-	if !c.ok {
-		return ErrNoKey
-	}
 	id := s.random()
-	a, err := s.ring.session(c.epoch, s.src, id, s.slab.slot(0))
+	epoch, gen, a, err := s.ring.sendSession(s.src, id, s.slab.slot(0))
 	if err != nil {
-		return err // the epoch went away meanwhile; the next Seal looks again
+		return err
 	}
-	s.aead, s.epoch, s.session, s.gen = a, c.epoch, id, snap.gen
+	s.aead, s.epoch, s.session, s.gen = a, epoch, id, gen
 	s.ctr.Store(0)
 	return nil
 }
