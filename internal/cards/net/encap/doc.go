@@ -127,8 +127,9 @@
 // # Receiving
 //
 // A Receiver checks, in this order and before any cryptography: length,
-// magic, version, mode, VPC, destination, that the epoch is one its
-// keyring holds, and the replay window. Only then does it decrypt in
+// magic, version, mode, VPC, destination, that the counter is between 1
+// and SessionPackets, that the epoch is one its keyring holds, and the
+// replay window. Only then does it decrypt in
 // place, and only a packet whose tag verifies updates anything.
 //
 // The replay window of each sender session is an RFC 6479 bitmap (as in

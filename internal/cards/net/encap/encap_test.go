@@ -76,11 +76,22 @@ func TestSealAppendsAndInPlace(t *testing.T) {
 		t.Fatalf("Open in place: %v", err)
 	}
 
-	for _, off := range []int{0, 1, HeaderLen - 1, HeaderLen + 1} {
+	for _, c := range []struct{ off, n int }{
+		{0, len(f)}, {1, len(f)}, {HeaderLen - 1, len(f)}, {HeaderLen + 1, len(f)},
+		{0, 10}, {20, 16}, // inside the header only
+		{HeaderLen + TagLen, 1}, // the tag's last byte
+	} {
 		buf := make([]byte, 2*len(f)+Overhead)
-		if _, err := s.Seal(buf[:0], ifaceB, buf[off:off+len(f)]); !errors.Is(err, ErrOverlap) {
-			t.Fatalf("frame at %d: %v, want ErrOverlap", off, err)
+		if _, err := s.Seal(buf[:0], ifaceB, buf[c.off:c.off+c.n]); !errors.Is(err, ErrOverlap) {
+			t.Fatalf("frame of %d at %d: %v, want ErrOverlap", c.n, c.off, err)
 		}
+	}
+	// Right after the packet is not an overlap.
+	buf = make([]byte, 2*len(f)+Overhead)
+	copy(buf[HeaderLen+len(f)+TagLen:], f)
+	p, err = s.Seal(buf[:0], ifaceB, buf[HeaderLen+len(f)+TagLen:])
+	if _, got, err2 := r.Open(p); err != nil || err2 != nil || !bytes.Equal(got, f) {
+		t.Fatalf("frame right after the output: %v, %v", err, err2)
 	}
 	// Plaintext moves any overlapping frame correctly.
 	ps, pr := NewPlaintextSender(testVPC, ifaceA), NewPlaintextReceiver(testVPC, ifaceB)
@@ -152,6 +163,8 @@ func TestOpenRejects(t *testing.T) {
 		{"source changed", func() []byte { return flip(seal(t, s, ifaceB, f), 19) }, ErrAuth},
 		{"session changed", func() []byte { return flip(seal(t, s, ifaceB, f), 27) }, ErrAuth},
 		{"counter changed", func() []byte { return flip(seal(t, s, ifaceB, f), 35) }, ErrAuth},
+		{"counter zero", func() []byte { p := seal(t, s, ifaceB, f); clear(p[28:36]); return p }, ErrMalformed},
+		{"counter beyond a session", func() []byte { p := seal(t, s, ifaceB, f); p[29] = 1; return p }, ErrMalformed},
 		{"epoch changed", func() []byte { return flip(seal(t, s, ifaceB, f), 11) }, ErrUnknownEpoch},
 		{"frame cut short", func() []byte { p := seal(t, s, ifaceB, f); return p[:len(p)-1] }, ErrAuth},
 		{"frame extended", func() []byte { return append(seal(t, s, ifaceB, f), 0) }, ErrAuth},
@@ -228,7 +241,7 @@ func TestForgedChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	far := bytes.Clone(ps[1])
-	far[28] = 0x7f // counter near 2^63: would push every genuine packet out of the window
+	far[31] = 0xff // counter near 2^40: would push every genuine packet out of the window
 	if _, _, err := r.Open(far); err != ErrAuth {
 		t.Fatalf("forged far counter: %v", err)
 	}

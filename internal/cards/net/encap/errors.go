@@ -9,7 +9,9 @@ var (
 	// ErrTruncated: the packet is shorter than a header (and, when
 	// encrypted, its tag).
 	ErrTruncated = errors.New("encap: packet truncated")
-	// ErrMalformed: the header's magic is wrong or a reserved flag is set.
+	// ErrMalformed: the header's magic is wrong, a reserved flag is set,
+	// or its counter is 0 or beyond SessionPackets (no Sender numbers a
+	// packet so).
 	ErrMalformed = errors.New("encap: not an azote encapsulation header")
 	// ErrVersion: the header names a version this code does not speak.
 	ErrVersion = errors.New("encap: unknown encapsulation version")

@@ -128,7 +128,8 @@ func (k *Keyring) sameLocked(r int, e uint32) (held, same bool) {
 // the current one fails with ErrStaleEpoch, and an epoch the keyring holds
 // under another key with ErrKeyConflict.
 //
-// key is read, not retained; the caller wipes its copy.
+// key is read, not retained; the caller wipes its copy (typically the
+// Bytes of the keymem.Buf the key arrived in over the private channel).
 func (k *Keyring) SetKeys(epoch uint32, key []byte) error {
 	if len(key) != KeySize {
 		return ErrKeySize

@@ -151,6 +151,8 @@ func (r *Receiver) Open(pkt []byte) (Header, []byte, error) {
 		return h, nil, ErrWrongVPC
 	case h.Dst != r.dst:
 		return h, nil, ErrWrongDestination
+	case h.Counter == 0 || h.Counter > SessionPackets:
+		return h, nil, ErrMalformed // no Sender numbers a packet so
 	}
 	key := sessKey{epoch: h.Epoch, src: h.Src, id: h.Session}
 	for {
@@ -191,6 +193,8 @@ func (r *Receiver) Open(pkt []byte) (Header, []byte, error) {
 		switch {
 		case aerr != nil:
 			err = ErrAuth
+		case r.closed:
+			err = ErrClosed
 		case s.dead:
 			err = ErrUnknownEpoch // the epoch left the keyring meanwhile
 		default:

@@ -100,7 +100,9 @@ func (s *Sender) Seal(dst []byte, to uint32, frame []byte) ([]byte, error) {
 // sealRLocked seals frame as packet n of the current session.
 func (s *Sender) sealRLocked(dst []byte, to uint32, frame []byte, n uint64) ([]byte, error) {
 	ret, out := grow(dst, HeaderLen+len(frame)+TagLen)
-	if inexactOverlap(out[HeaderLen:], frame) {
+	// The header must not overwrite the frame, nor the sealed frame run
+	// ahead of the plaintext it is made from.
+	if anyOverlap(out[:HeaderLen], frame) || inexactOverlap(out[HeaderLen:], frame) {
 		return dst, ErrOverlap
 	}
 	Header{VPC: s.vpc, Epoch: s.epoch, Dst: to, Src: s.src, Session: s.session, Counter: n}.Put(out)
