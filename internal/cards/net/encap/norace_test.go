@@ -1,0 +1,5 @@
+//go:build !race
+
+package encap
+
+const raceEnabled = false
