@@ -53,6 +53,14 @@ func Run() error {
 			fail(fmt.Errorf("mount %s: %w", m.dst, err))
 		}
 	}
+	// The kernel writes its messages to the console byte by byte,
+	// whatever else is being written there: one in the middle of a report
+	// line garbles it for the host. From here on only warnings and worse
+	// reach the console (all stay in the kernel's log); drivers coming up
+	// (a NIC's link, addresses) say what they do at info level.
+	if err := os.WriteFile("/proc/sys/kernel/printk", []byte("4"), 0); err != nil {
+		fail(fmt.Errorf("console log level: %w", err))
+	}
 	os.Setenv("PATH", "/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin")
 	reapChildren()
 

@@ -28,7 +28,7 @@ func newPlane(cfg *cardproto.NetConfig, keys []*keymem.Buf, send func(int, netip
 		return nil, err
 	}
 	pl := &plane{cfg: *cfg, dhcp: &dhcpServer{}}
-	if pl.tunnel, err = newTunnel(cfg, v, cfg.Pairs); err != nil {
+	if pl.tunnel, err = newTunnel(cfg, v); err != nil {
 		return nil, err
 	}
 	if pl.guard, err = newGuard(cfg); err != nil {
