@@ -26,7 +26,9 @@ type Store interface {
 	// View runs fn in a read-only transaction.
 	View(fn func(Tx) error) error
 	// Update runs fn in a read-write transaction; an error from fn rolls
-	// every write in it back.
+	// every write in it back. fn may run more than once (the etcd store
+	// runs it again when a concurrent transaction invalidated what it
+	// read), so it must have no effect outside the transaction.
 	Update(fn func(Tx) error) error
 	Close() error
 }
