@@ -405,3 +405,39 @@ func TestOpenUnreachable(t *testing.T) {
 		t.Fatal("Open with a prefix ending in '/' succeeded")
 	}
 }
+
+// Close ends every watch (and waits for their goroutines); a closed store
+// answers ErrUnavailable and gives closed watch channels.
+func TestCloseEndsWatches(t *testing.T) {
+	c := cluster(t)
+	s, err := Open(Config{Endpoints: c.Endpoints(), Prefix: freshPrefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chs := []<-chan store.Change{s.Watch(context.Background(), "a"), s.Watch(context.Background(), "b")}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, ch := range chs {
+		select {
+		case _, ok := <-ch:
+			if ok {
+				t.Fatal("a change arrived after Close")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a watch stayed open after Close")
+		}
+	}
+	if err := s.View(func(tx store.Tx) error { return tx.Get("a", "k", &rec{}) }); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("View after Close: %v, want ErrUnavailable", err)
+	}
+	if _, ok := <-s.Watch(context.Background(), "a"); ok {
+		t.Fatal("Watch after Close gave an open channel")
+	}
+	if _, ok := <-s.Watch(context.Background(), "a/b"); ok {
+		t.Fatal("Watch of an invalid table gave an open channel")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
