@@ -105,20 +105,21 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		endpoints:   strings.Join(cfg.Endpoints, ","),
 		prefix:      prefix,
-		timeout:     cmp(cfg.Timeout, DefaultTimeout),
-		maxAttempts: cmp(cfg.MaxAttempts, DefaultMaxAttempts),
-		maxTxnOps:   cmp(cfg.MaxTxnOps, DefaultMaxTxnOps),
+		timeout:     orDefault(cfg.Timeout, DefaultTimeout),
+		maxAttempts: orDefault(cfg.MaxAttempts, DefaultMaxAttempts),
+		maxTxnOps:   orDefault(cfg.MaxTxnOps, DefaultMaxTxnOps),
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		TLS:         cfg.TLS,
 		DialTimeout: s.timeout,
-		// A member that stops answering on an open connection (frozen,
-		// or behind a partition that drops packets) is noticed by
-		// keepalive, and the client moves to another member.
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
-		PermitWithoutStream:  true,
+		// A member that stops answering a watch (frozen, or behind a
+		// partition that drops packets) is noticed by keepalive and the
+		// watch moves to another member. Not more often than etcd's
+		// --grpc-keepalive-min-time (5 s), and only with a stream open,
+		// or the server closes the connection for "too many pings".
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
 		// gRPC's own reconnect backoff grows to two minutes; a host must
 		// be back within a second or so of its cluster.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
@@ -144,7 +145,7 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func cmp[T int | time.Duration](v, def T) T {
+func orDefault[T int | time.Duration](v, def T) T {
 	if v <= 0 {
 		return def
 	}
