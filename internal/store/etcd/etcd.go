@@ -80,9 +80,11 @@ var (
 	// errConflict: a compare failed, or the snapshot's revision was
 	// compacted away under the transaction.
 	errConflict = errors.New("etcd: transaction conflict")
-	// errNotProposed: the member refused the commit before proposing it
-	// (no leader), so running it again cannot apply it twice.
-	errNotProposed = errors.New("etcd: commit refused before it was proposed")
+	// errNotProposed: the commit did not apply and never will (the
+	// member refused it before proposing it, having no leader; or it was
+	// fenced off after its outcome was unknown), so running the
+	// transaction again cannot apply it twice.
+	errNotProposed = errors.New("etcd: commit did not apply")
 
 	errReadOnly = errors.New("store: write in a read-only transaction")
 	errTxDone   = errors.New("store: transaction used after its View or Update returned")
@@ -193,7 +195,7 @@ func (s *Store) run(writable bool, fn func(store.Tx) error) error {
 // giveUp turns the last reason to retry into the error the caller sees.
 func (s *Store) giveUp(last error, after string) error {
 	if errors.Is(last, errNotProposed) {
-		return fmt.Errorf("%w: etcd at %s had no leader (%s): %v", store.ErrUnavailable, s.endpoints, after, last)
+		return fmt.Errorf("%w: etcd at %s did not take the commit (%s): %v", store.ErrUnavailable, s.endpoints, after, last)
 	}
 	return fmt.Errorf("%w (%s)", store.ErrConflict, after)
 }
@@ -255,9 +257,11 @@ func (s *Store) mapErr(ctx context.Context, op string, err error) error {
 func (s *Store) versionKey(table string) string  { return s.prefix + "/" + table }
 func (s *Store) tablePrefix(table string) string { return s.prefix + "/" + table + "/" }
 
+func (s *Store) fenceKey(id string) string { return s.prefix + "/_fence/" + id }
+
 func checkTable(table string) error {
-	if table == "" || strings.Contains(table, "/") {
-		return fmt.Errorf("store: invalid table name %q (empty or containing '/')", table)
+	if table == "" || strings.Contains(table, "/") || strings.HasPrefix(table, "_") {
+		return fmt.Errorf("store: invalid table name %q (empty, containing '/', or starting with '_', which the etcd store reserves)", table)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,15 +103,20 @@ func TestLayout(t *testing.T) {
 	for _, kv := range resp.Kvs {
 		got[string(kv.Key)] = string(kv.Value)
 	}
+	// The version key holds the id of the last transaction that wrote
+	// the table: 32 hex digits.
+	if id := got[prefix+"/vpcs"]; len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		t.Errorf("version key %s/vpcs holds %q, want a transaction id", prefix, id)
+	}
+	delete(got, prefix+"/vpcs")
 	want := map[string]string{
-		prefix + "/vpcs":       "",
 		prefix + "/vpcs/vpc-1": `{"Name":"a","N":1}`,
 		prefix + "/vpcs/a/b":   `{"Name":"b","N":2}`,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("keys under %s:\n got %v\nwant %v", prefix, got, want)
 	}
-	for _, bad := range []string{"", "a/b"} {
+	for _, bad := range []string{"", "a/b", "_fence"} {
 		if err := s.Update(func(tx store.Tx) error { return tx.Put(bad, "k", rec{}) }); err == nil {
 			t.Errorf("Put into table %q succeeded", bad)
 		}
@@ -439,5 +445,69 @@ func TestCloseEndsWatches(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// After a commit whose outcome is unknown, resolve fences it off and
+// finds out whether it applied, even when later transactions wrote the
+// table since.
+func TestResolveUnknownCommit(t *testing.T) {
+	c := cluster(t)
+	prefix := freshPrefix()
+	s := open(t, c, prefix)
+	if err := s.Update(func(tx store.Tx) error { return tx.Put("t", "k", rec{}) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	snapshot := func() *tx {
+		t.Helper()
+		x := newTx(ctx, s, true)
+		if err := x.Get("t", "k", &rec{}); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	raw := rawClient(t, c)
+	vkey := s.versionKey("t")
+	stamp := func(id string) {
+		t.Helper()
+		if _, err := raw.Put(ctx, vkey, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Applied, then overwritten twice by later transactions.
+	x := snapshot()
+	stamp("applied")
+	stamp("later1")
+	stamp("later2")
+	if ok, err := x.resolve("applied", s.fenceKey("applied"), vkey); err != nil || !ok {
+		t.Fatalf("resolve of an applied commit: %v, %v; want true", ok, err)
+	}
+
+	// Not applied while others wrote: fenced off, so it cannot apply late.
+	x = snapshot()
+	stamp("other")
+	fence := s.fenceKey("lost")
+	if ok, err := x.resolve("lost", fence, vkey); err != nil || ok {
+		t.Fatalf("resolve of a lost commit: %v, %v; want false", ok, err)
+	}
+	late, err := raw.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(fence), "=", 0)).Then(clientv3.OpPut(vkey, "lost")).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late.Succeeded {
+		t.Fatal("a fenced-off commit applied after resolve said it had not")
+	}
+	lease, err := raw.Get(ctx, fence)
+	if err != nil || len(lease.Kvs) != 1 || lease.Kvs[0].Lease == 0 {
+		t.Fatalf("fence key: %+v, %v; want one key on a lease", lease, err)
+	}
+
+	// Not applied and nothing written since the snapshot.
+	x = snapshot()
+	if ok, err := x.resolve("quiet", s.fenceKey("quiet"), vkey); err != nil || ok {
+		t.Fatalf("resolve with no write since the snapshot: %v, %v; want false", ok, err)
 	}
 }

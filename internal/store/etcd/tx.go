@@ -2,6 +2,8 @@ package etcd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -256,9 +258,20 @@ func (t *tx) ForEach(table string, fn func(key string, raw []byte) error) error 
 
 // commit sends the buffered writes as one etcd transaction guarded by
 // the read set; errConflict when another transaction got there first.
+//
+// The transaction also writes its id into the version key of each table
+// it writes, and requires that its fence key does not exist. When the
+// commit's outcome is unknown (the connection broke with the request in
+// flight), resolve creates the fence key, after which the commit can
+// never apply, and then looks whether it applied before: so the caller
+// learns the outcome, and a commit that did not apply runs again.
 func (t *tx) commit() error {
 	if len(t.order) == 0 {
 		return nil
+	}
+	id, err := newTxnID()
+	if err != nil {
+		return err
 	}
 	var ops []clientv3.Op
 	tables := map[string]bool{}
@@ -271,8 +284,9 @@ func (t *tx) commit() error {
 		}
 		tables[w.table] = true
 	}
-	for _, table := range slices.Sorted(maps.Keys(tables)) {
-		ops = append(ops, clientv3.OpPut(t.s.versionKey(table), ""))
+	written := slices.Sorted(maps.Keys(tables))
+	for _, table := range written {
+		ops = append(ops, clientv3.OpPut(t.s.versionKey(table), id))
 	}
 	if len(ops) > t.s.maxTxnOps {
 		return fmt.Errorf("store: etcd transaction writes %d records in %d tables: %d operations, more than the %d the cluster allows in one transaction",
@@ -282,17 +296,94 @@ func (t *tx) commit() error {
 	if err != nil {
 		return err
 	}
+	fence := t.s.fenceKey(id)
+	cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(fence), "=", 0))
 	resp, err := t.s.cli.Txn(t.ctx).If(cmps...).Then(ops...).Commit()
 	if errors.Is(err, rpctypes.ErrNoLeader) && t.ctx.Err() == nil {
 		return fmt.Errorf("%w: %v", errNotProposed, err)
 	}
 	if err != nil {
-		return t.s.mapErr(t.ctx, "commit", err)
+		err = t.s.mapErr(t.ctx, "commit", err)
+		if !errors.Is(err, store.ErrUnavailable) || t.ctx.Err() != nil {
+			return err // refused, or no time left to find out
+		}
+		applied, rerr := t.resolve(id, fence, t.s.versionKey(written[0]))
+		switch {
+		case rerr != nil:
+			return fmt.Errorf("%w (outcome unknown: %v)", err, rerr)
+		case applied:
+			return nil
+		default:
+			return fmt.Errorf("%w: %v", errNotProposed, err)
+		}
 	}
 	if !resp.Succeeded {
 		return errConflict
 	}
 	return nil
+}
+
+// fenceTTL is how long a fence key outlives the commit it fences off:
+// far longer than any request can sit in a member before it is applied.
+const fenceTTL = 24 * 60 * 60 // seconds
+
+// resolve finds out whether the commit with id applied, after fencing it
+// off, within the transaction's time bound.
+func (t *tx) resolve(id, fence, vkey string) (bool, error) {
+	// Create the fence key, as often as it takes: creating it twice is
+	// harmless. It lives on a lease so that fences do not pile up.
+	var lease clientv3.LeaseID
+	for attempt := 1; ; attempt++ {
+		var err error
+		if lease == 0 {
+			var g *clientv3.LeaseGrantResponse
+			if g, err = t.s.cli.Grant(t.ctx, fenceTTL); err == nil {
+				lease = g.ID
+			}
+		}
+		if lease != 0 {
+			if _, err = t.s.cli.Put(t.ctx, fence, "", clientv3.WithLease(lease)); err == nil {
+				break
+			}
+		}
+		if !sleep(t.ctx, backoff(attempt)) {
+			return false, fmt.Errorf("could not fence the commit off: %w", err)
+		}
+	}
+	// The commit can no longer apply. It did if its id is among the
+	// values the version key took since the snapshot.
+	base := int64(0)
+	if resp, err := t.s.cli.Get(t.ctx, vkey, clientv3.WithRev(t.rev)); err != nil {
+		return false, fmt.Errorf("read %s at the snapshot: %w", vkey, err)
+	} else if len(resp.Kvs) > 0 {
+		base = resp.Kvs[0].ModRevision
+	}
+	var opts []clientv3.OpOption
+	for {
+		resp, err := t.s.cli.Get(t.ctx, vkey, opts...)
+		if err != nil {
+			return false, fmt.Errorf("read the history of %s: %w", vkey, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return false, nil
+		}
+		kv := resp.Kvs[0]
+		if string(kv.Value) == id {
+			return true, nil
+		}
+		if kv.ModRevision <= base {
+			return false, nil
+		}
+		opts = []clientv3.OpOption{clientv3.WithRev(kv.ModRevision - 1)}
+	}
+}
+
+func newTxnID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("store: transaction id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // compares is the read set as etcd compares: a version key per scanned
@@ -312,7 +403,8 @@ func (t *tx) compares() ([]clientv3.Cmp, error) {
 	for _, keys := range byTable {
 		n += len(keys)
 	}
-	if n > t.s.maxTxnOps {
+	limit := t.s.maxTxnOps - 1 // the commit adds its fence
+	if n > limit {
 		for table := range byTable {
 			resp, err := t.get("commit", t.s.versionKey(table))
 			if err != nil {
@@ -325,8 +417,8 @@ func (t *tx) compares() ([]clientv3.Cmp, error) {
 			t.scanned[table] = vrev
 		}
 		byTable = nil
-		if len(t.scanned) > t.s.maxTxnOps {
-			return nil, fmt.Errorf("store: etcd transaction read %d tables, more than the %d compares the cluster allows in one transaction", len(t.scanned), t.s.maxTxnOps)
+		if len(t.scanned) > limit {
+			return nil, fmt.Errorf("store: etcd transaction read %d tables, more than the %d compares the cluster allows in one transaction", len(t.scanned), limit)
 		}
 	}
 	var cmps []clientv3.Cmp
