@@ -8,9 +8,11 @@
 // A record is the key <prefix>/<table>/<key> whose value is the record's
 // JSON, byte for byte what bbolt stores. Each table also has a version
 // key, <prefix>/<table> (no trailing slash, so no scan of the table sees
-// it), that every transaction writing the table rewrites. Table names
-// must not contain '/'; keys may. The prefix belongs to this package:
-// nothing else may write under it.
+// it), that every transaction writing the table rewrites with its own
+// random id. <prefix>/_fence/<id> fences off a commit whose outcome was
+// unknown (below). Table names must not contain '/' nor start with '_';
+// keys may hold anything. The prefix belongs to this package: nothing
+// else may write under it.
 //
 // # Transactions
 //
@@ -34,10 +36,17 @@
 // Every View, Update, Open and Watch call is bounded by Config.Timeout
 // (3 s by default). A store that cannot reach a quorum of its cluster in
 // that time returns an error wrapping store.ErrUnavailable and never
-// hangs. From Update that error means the outcome is unknown: a commit in
-// flight when the cluster stopped answering may or may not have been
-// applied, so it is not re-run. A transaction refused before it was
-// proposed (the member had no leader) is re-run within the bound. Watches
+// hangs. A commit whose connection broke with the request in flight
+// (the member it went to was killed) has an unknown outcome; while time
+// is left, Update creates the commit's fence key, which the commit
+// requires to be absent, so it can no longer apply, then reads the
+// history of a version key it wrote: if its id is there the commit
+// applied and Update returns nil, if not the function runs again. Only
+// when the bound runs out first does Update return ErrUnavailable with
+// the outcome unknown (a commit sent to a member that froze may still
+// apply when it thaws); a caller that must know reads the record again.
+// A commit refused before it was proposed (no leader) runs again within
+// the bound. Watches
 // outlive outages: they resume from the last revision they delivered when
 // the cluster is back, and hand the receiver a store.Change with Resync
 // set when that history has been compacted away.
