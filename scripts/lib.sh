@@ -21,6 +21,16 @@ ensure_packages() {
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 }
 
+# no_etcd_service stops and disables the etcd service that Debian's
+# etcd-server package starts on install: the tests start their own
+# clusters on ports they pick, and nothing of azote uses the packaged one.
+no_etcd_service() {
+	[ -d /run/systemd/system ] || return 0
+	systemctl is-enabled --quiet etcd.service 2>/dev/null || systemctl is-active --quiet etcd.service 2>/dev/null || return 0
+	say "stopping and disabling the packaged etcd service (the tests start their own clusters)"
+	systemctl disable --now etcd.service >/dev/null 2>&1 || true
+}
+
 # ensure_apt_lists makes sure apt-get download can find the kernel and
 # busybox packages that images are built from.
 ensure_apt_lists() {

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 type rec struct {
@@ -100,5 +103,54 @@ func TestBoltSecondOpenFails(t *testing.T) {
 	if s2, err := OpenBolt(path); err == nil {
 		s2.Close()
 		t.Fatal("second open of a held database succeeded")
+	}
+}
+
+// A watcher that stops reading never holds up a commit: past its backlog
+// its pending changes become one Resync. Close ends every watch.
+func TestBoltWatchOverflowAndClose(t *testing.T) {
+	s, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.Watch(context.Background(), "t")
+	for i := range watchBacklog + 10 {
+		if err := s.Update(func(tx Tx) error { return tx.Put("t", "k", rec{"k", i}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the watch already had in hand comes first, in order, then the
+	// Resync that stands for the rest.
+	for n := 0; ; n++ {
+		c := <-ch
+		if c.Resync {
+			if c.Table != "t" || n > watchBacklog {
+				t.Fatalf("Resync %+v after %d changes", c, n)
+			}
+			break
+		}
+		if want := fmt.Sprintf(`{"Name":"k","N":%d}`, n); string(c.Value) != want {
+			t.Fatalf("change %d before the Resync: %s, want %s", n, c.Value, want)
+		}
+	}
+	if err := s.Update(func(tx Tx) error { return tx.Put("t", "k", rec{"k", -1}) }); err != nil {
+		t.Fatal(err)
+	}
+	if c := <-ch; c.Resync || c.Key != "k" || string(c.Value) != `{"Name":"k","N":-1}` {
+		t.Fatalf("change after the resync: %+v", c)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("a change arrived after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch stayed open after Close")
+	}
+	if _, ok := <-s.Watch(context.Background(), "t"); ok {
+		t.Fatal("Watch on a closed store gave an open channel")
 	}
 }

@@ -24,13 +24,13 @@ var rules = []struct {
 		never: []string{
 			"internal/controller", "internal/iam", "internal/audit", "internal/store",
 			"internal/gateway", "internal/cardhost", "internal/keys", "internal/kms",
-			"go.etcd.io/bbolt",
+			"go.etcd.io/bbolt", "go.etcd.io/etcd",
 		},
 		why: "a card serves one device and links none of the control plane",
 	},
 	{
 		binary: "cmd/azote",
-		never:  []string{"go.etcd.io/bbolt", "internal/store", "internal/iam", "internal/controller", "internal/gateway"},
+		never:  []string{"go.etcd.io/bbolt", "go.etcd.io/etcd", "internal/store", "internal/iam", "internal/controller", "internal/gateway"},
 		allow:  []string{"internal/iam/mfa"}, // TOTP codes and QR rendering, no evaluation, no state
 		why:    "the CLI is a client: no state store, no IAM evaluation",
 	},
@@ -44,13 +44,13 @@ var rules = []struct {
 		// Not a binary, but every binary links it: the vocabulary stays a
 		// leaf, so no binary gets the control plane through it.
 		binary: "internal/api",
-		never:  []string{"internal", "go.etcd.io/bbolt"},
+		never:  []string{"internal", "go.etcd.io/bbolt", "go.etcd.io/etcd"},
 		allow:  []string{"internal/api"},
 		why:    "api is the leaf vocabulary: wire types, codes, ARNs, imports nothing internal",
 	},
 	{
 		binary: "cmd/azote-agent",
-		never:  []string{"internal/controller", "internal/iam", "internal/store", "internal/xts", "go.etcd.io/bbolt"},
+		never:  []string{"internal/controller", "internal/iam", "internal/store", "internal/xts", "go.etcd.io/bbolt", "go.etcd.io/etcd"},
 		why:    "the guest agent is guest code: it links nothing of the host",
 	},
 }
@@ -111,6 +111,13 @@ func TestRulesCanFail(t *testing.T) {
 	}
 	if !hit {
 		t.Fatal("internal/store does not appear to link bbolt: the dependency matcher is broken")
+	}
+	hit = false
+	for _, d := range deps(t, "../../internal/store/etcd") {
+		hit = hit || forbidden(d, "go.etcd.io/etcd")
+	}
+	if !hit {
+		t.Fatal("internal/store/etcd does not appear to link the etcd client: the rule on go.etcd.io/etcd is broken")
 	}
 	if forbidden(module+"internal/iamx", "internal/iam") {
 		t.Fatal("a rule matched a package that merely shares its prefix")
