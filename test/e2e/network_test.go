@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+)
+
+var netImageOnce sync.Once
+
+// netImage builds the image whose agent runs testdata/net.sh, with tcpx
+// (the test's TCP stream, built static here).
+func netImage(t *testing.T, h *harness) {
+	t.Helper()
+	var err string
+	netImageOnce.Do(func() {
+		tcpx := filepath.Join(h.root, "tcpx")
+		build := exec.Command("go", "build", "-o", tcpx, "./testdata/tcpx")
+		build.Env = append(cliEnv(), "CGO_ENABLED=0")
+		if out, berr := build.CombinedOutput(); berr != nil {
+			err = string(out)
+			return
+		}
+		r := h.azote("image", "build", "--name", "net", "--agent", filepath.Join(h.bin, "azote-agent"),
+			"--binary", tcpx, "--script", "testdata/net.sh")
+		if r.code != 0 {
+			err = r.stderr
+		}
+	})
+	if err != "" {
+		t.Fatalf("building the net image: %s", err)
+	}
+}
+
+// cardMetrics reads the metrics of the net card of an instance's
+// primary interface straight from its socket.
+func (h *harness) cardMetrics(t *testing.T, inst api.Instance) map[string]any {
+	t.Helper()
+	sock := filepath.Join(h.state, "instances", inst.ID, inst.NetworkInterfaces[0].ID+".metrics.sock")
+	c, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	var m map[string]any
+	if err := json.NewDecoder(c).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func drops(m map[string]any, reason string) float64 {
+	d, _ := m["Drops"].(map[string]any)
+	n, _ := d[reason].(float64)
+	return n
+}
+
+// count returns how many lines of the console of id match re.
+func (h *harness) count(t *testing.T, id string, re *regexp.Regexp) int {
+	return len(re.FindAllString(h.ok(t, "instance", "console", id, "--tail", "1000000"), -1))
+}
+
+// TestNetwork boots five guests through azoted, each with a net card:
+// two in one subnet ping each other and exchange two 20 MiB TCP streams
+// (the server's card killed -9 during the second), one in another subnet
+// of the VPC reaches them through the router, one in another VPC reaches
+// nothing, one in a security group without ingress rules is reachable
+// only while a rule allows it, and a spoofed source address is dropped.
+func TestNetwork(t *testing.T) {
+	h := setup(t)
+	netImage(t, h)
+	h.ok(t, "vpc", "create", "--cidr", "10.0.0.0/16", "--name", "net-a")
+	h.ok(t, "subnet", "create", "--vpc", "net-a", "--cidr", "10.0.1.0/24", "--name", "net-a1")
+	h.ok(t, "subnet", "create", "--vpc", "net-a", "--cidr", "10.0.2.0/24", "--name", "net-a2")
+	h.ok(t, "security-group", "create", "--vpc", "net-a", "--name", "locked", "--description", "no ingress")
+	h.ok(t, "vpc", "create", "--cidr", "10.1.0.0/16", "--name", "net-b")
+	h.ok(t, "subnet", "create", "--vpc", "net-b", "--cidr", "10.1.1.0/24", "--name", "net-b1")
+
+	srv := h.run(t, "net-srv", 1, 256, "--image", "net", "--subnet", "net-a1", "--private-ip", "10.0.1.10")
+	locked := h.run(t, "net-locked", 1, 256, "--image", "net", "--subnet", "net-a1", "--private-ip", "10.0.1.20", "--security-group", "locked")
+	other := h.run(t, "net-other", 1, 256, "--image", "net", "--subnet", "net-a2", "--private-ip", "10.0.2.10")
+	iso := h.run(t, "net-iso", 1, 256, "--image", "net", "--subnet", "net-b1", "--private-ip", "10.1.1.10")
+	cli := h.run(t, "net-cli", 1, 256, "--image", "net", "--subnet", "net-a1", "--private-ip", "10.0.1.11")
+
+	t.Run("same subnet", func(t *testing.T) {
+		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: ping 10\.0\.1\.10 ok`), 1)
+	})
+	t.Run("other subnet", func(t *testing.T) {
+		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: ping 10\.0\.2\.10 ok`), 1)
+		h.waitConsole(t, other.ID, regexp.MustCompile(`net-test: ping 10\.0\.1\.10 ok`), 1)
+	})
+
+	stream := regexp.MustCompile(`net-test: stream (\d) tcpx: sent (\d+) ([0-9a-f]{64}) in [^;]*; peer (\d+) ([0-9a-f]{64})`)
+	checkStream := func(t *testing.T, n int) {
+		t.Helper()
+		lines := h.waitConsole(t, cli.ID, stream, n)
+		m := stream.FindStringSubmatch(lines[n-1])
+		if m[2] != "20971520" || m[2] != m[4] || m[3] != m[5] {
+			t.Fatalf("stream %d: sent %s bytes %s, the server got %s bytes %s", n, m[2], m[3], m[4], m[5])
+		}
+		// And the server printed the same.
+		h.waitConsole(t, srv.ID, regexp.MustCompile(`tcpx: received 20971520 `+m[3]), 1)
+	}
+	t.Run("TCP stream", func(t *testing.T) { checkStream(t, 1) })
+
+	t.Run("card killed mid-stream", func(t *testing.T) {
+		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: stream 2 start`), 1)
+		time.Sleep(500 * time.Millisecond) // into the stream
+		marker := "--interface " + srv.NetworkInterfaces[0].ID
+		if out, err := exec.Command("pkill", "-9", "-f", "--", marker).CombinedOutput(); err != nil {
+			t.Fatalf("pkill %s: %v %s", marker, err, out)
+		}
+		checkStream(t, 2)
+		waitUntil(t, time.Minute, "azoted to log the card's restart", func() bool {
+			return strings.Contains(h.azotedLog(), `msg="card died and was restarted" card=`+srv.NetworkInterfaces[0].ID)
+		}, h.azotedLog)
+	})
+
+	t.Run("spoofed source", func(t *testing.T) {
+		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: spoof dropped`), 1)
+		if n := drops(h.cardMetrics(t, cli), "spoof"); n < 1 {
+			t.Fatalf("the client's card counted %v spoofed frames", n)
+		}
+	})
+
+	t.Run("another VPC", func(t *testing.T) {
+		h.waitConsole(t, iso.ID, regexp.MustCompile(`net-test: ping 10\.0\.1\.1[01] fail`), 4)
+		if c := h.count(t, iso.ID, regexp.MustCompile(`net-test: ping 10\.0\.1\.1[01] ok`)); c != 0 {
+			t.Fatalf("a guest of another VPC reached this one %d times", c)
+		}
+		if n := drops(h.cardMetrics(t, iso), "no_route"); n < 1 {
+			t.Fatalf("the isolated guest's card counted %v frames without a route", n)
+		}
+	})
+
+	t.Run("security group", func(t *testing.T) {
+		okRe := regexp.MustCompile(`net-test: ping 10\.0\.1\.20 ok`)
+		failRe := regexp.MustCompile(`net-test: ping 10\.0\.1\.20 fail`)
+		h.waitConsole(t, cli.ID, failRe, 2)
+		if c := h.count(t, cli.ID, okRe); c != 0 {
+			t.Fatalf("a group without ingress rules let %d pings in", c)
+		}
+		h.ok(t, "security-group", "authorize-ingress", "locked", "--protocol", "icmp", "--cidr", "10.0.1.11/32")
+		h.waitConsole(t, cli.ID, okRe, 2)
+		h.ok(t, "security-group", "revoke-ingress", "locked", "--protocol", "icmp", "--cidr", "10.0.1.11/32")
+		fails := h.count(t, cli.ID, failRe)
+		h.waitConsole(t, cli.ID, failRe, fails+3)
+		oks := h.count(t, cli.ID, okRe)
+		time.Sleep(3 * time.Second)
+		if now := h.count(t, cli.ID, okRe); now != oks {
+			t.Fatalf("pings kept passing after the rule was revoked (%d → %d)", oks, now)
+		}
+		if n := drops(h.cardMetrics(t, locked), "security_group"); n < 1 {
+			t.Fatalf("the locked guest's card counted %v security-group drops", n)
+		}
+	})
+}
