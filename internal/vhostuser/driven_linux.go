@@ -40,9 +40,8 @@ type FeatureAcker interface {
 // resumes from the used index the frontend gives back, which offers again
 // every buffer the previous one took and did not return.
 type Ring struct {
-	q    *virtio.Queue
-	r    *vring
-	used []virtio.Used
+	q *virtio.Queue
+	r *vring
 }
 
 // Pop takes the next available chain (virtio.Queue.Pop).

@@ -37,11 +37,6 @@ func newTunnel(cfg *cardproto.NetConfig, v *View) (*tunnel, error) {
 	return t, nil
 }
 
-// newPlainTunnel is the benchmark's (a): the same header, no cipher.
-func newPlainTunnel(vpc, self uint32) *tunnel {
-	return &tunnel{send: encap.NewPlaintextSender(vpc, self), recv: encap.NewPlaintextReceiver(vpc, self)}
-}
-
 // setKeys takes the VPC's keys, newest (the one to seal with) first: the
 // previous one, when given, stays accepted for what peers sealed before
 // they heard of the newest.
