@@ -164,9 +164,17 @@ func (s *shard) insertLocked(t *table, k *flowKey, h32 uint32, now int64) *entry
 	if len(s.entries) >= s.cap {
 		return nil
 	}
-	if t.count.Add(1) > t.max {
-		t.count.Add(-1)
-		return nil
+	// Reserve a place without ever counting past the bound, even for a
+	// moment: a reader (Counters, the metrics) must never see more than
+	// MaxFlows.
+	for {
+		c := t.count.Load()
+		if c >= t.max {
+			return nil
+		}
+		if t.count.CompareAndSwap(c, c+1) {
+			break
+		}
 	}
 	if 2*(len(s.entries)+1) > len(s.index) {
 		s.growIndexLocked()
