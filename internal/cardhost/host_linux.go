@@ -334,15 +334,10 @@ func (h *Host) spawn(c *Card, restart bool) error {
 // setup implements spec: the volume file, the vhost-user, metrics and
 // (instance-store) key sockets, and the key.
 func (s *Blk) setup(d *Donation, uid int, restart bool) (args []string, send func(io.Writer) error, done func(), err error) {
-	var closers []io.Closer
-	closeAll := func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}
+	var cl closers
 	defer func() {
 		if err != nil {
-			closeAll()
+			cl.close()
 		}
 	}()
 	os.Remove(s.Socket)
@@ -357,30 +352,17 @@ func (s *Blk) setup(d *Donation, uid int, restart bool) (args []string, send fun
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening the backing file of %s: %w", s.Config.VolumeID, err)
 	}
-	closers = append(closers, backing)
-	// azoted binds every socket (0600, root's) and hands it over, so the
-	// card, which drops to an unprivileged user once it holds everything,
-	// needs no way into the directory they sit in. The engine alone may
-	// connect to the vhost-user one (group EngineGID).
-	lf, err := listenFor(s.Socket, s.EngineGID)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	closers = append(closers, lf)
-	mf, err := proc.ListenFile(s.MetricsSocket)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	closers = append(closers, mf)
+	cl.add(backing)
 	d.Donate(cardproto.FDBacking, backing)
-	d.Donate(cardproto.FDListen, lf)
-	d.Donate(cardproto.FDMetrics, mf)
+	if err := listenCard(d, &cl, s.Socket, s.EngineGID, s.MetricsSocket); err != nil {
+		return nil, nil, nil, err
+	}
 	var escrow *keymem.Buf
 	if s.KeySocket != "" {
 		if escrow, err = s.Escrow(); err != nil {
 			return nil, nil, nil, err
 		}
-		closers = append(closers, freer{escrow})
+		cl.add(freer{escrow})
 		// The instance-store key exists only in azoted and this card; the
 		// card hands it back to a restarted azoted so that it can restart
 		// the card if it dies later.
@@ -388,21 +370,55 @@ func (s *Blk) setup(d *Donation, uid int, restart bool) (args []string, send fun
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		closers = append(closers, kf)
+		cl.add(kf)
 		d.Donate(cardproto.FDKey, kf)
 	}
 	key, err := s.Key(restart)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("volume %s key: %w", s.Config.VolumeID, err)
 	}
-	closers = append(closers, freer{key})
+	cl.add(freer{key})
 	args = []string{cardproto.KindBlk, "--socket", s.Socket,
 		"--uid", strconv.Itoa(uid), "--log-room", strconv.FormatInt(s.LogRoom, 10)}
-	return args, func(w io.Writer) error { return cardproto.SendBlk(w, s.Config, key.Bytes(), escrow.Bytes()) }, closeAll, nil
+	return args, func(w io.Writer) error { return cardproto.SendBlk(w, s.Config, key.Bytes(), escrow.Bytes()) }, cl.close, nil
 }
 
 func (s *Blk) name() string               { return s.Config.VolumeID }
 func (s *Blk) openLog() (*os.File, error) { return s.OpenLog() }
+
+// closers collects what one start of a card opens, closed once the card
+// has read its channel (or at once when the start fails).
+type closers []io.Closer
+
+func (c *closers) add(x io.Closer) { *c = append(*c, x) }
+
+func (c closers) close() {
+	for _, x := range c {
+		x.Close()
+	}
+}
+
+// listenCard binds the two sockets every long-running card serves, its
+// vhost-user socket and its metrics socket, and donates them. azoted
+// binds every socket (0600, root's) and hands it over, so the card, which
+// drops to an unprivileged user once it holds everything, needs no way
+// into the directory they sit in. The engine alone may connect to the
+// vhost-user one (group engineGID).
+func listenCard(d *Donation, cl *closers, socket string, engineGID int, metrics string) error {
+	lf, err := listenFor(socket, engineGID)
+	if err != nil {
+		return err
+	}
+	cl.add(lf)
+	mf, err := proc.ListenFile(metrics)
+	if err != nil {
+		return err
+	}
+	cl.add(mf)
+	d.Donate(cardproto.FDListen, lf)
+	d.Donate(cardproto.FDMetrics, mf)
+	return nil
+}
 
 // freer frees locked memory when a start is done with it.
 type freer struct{ b *keymem.Buf }

@@ -55,52 +55,38 @@ func (s *Net) openLog() (*os.File, error) { return s.OpenLog() }
 // setup implements spec: the underlay, the vhost-user, metrics and
 // control sockets, and the current state with its keys.
 func (s *Net) setup(d *Donation, uid int, restart bool) (args []string, send func(io.Writer) error, done func(), err error) {
-	var closers []io.Closer
-	closeAll := func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}
+	var cl closers
 	defer func() {
 		if err != nil {
-			closeAll()
+			cl.close()
 		}
 	}()
-	lf, err := listenFor(s.Socket, s.EngineGID)
-	if err != nil {
+	if err := listenCard(d, &cl, s.Socket, s.EngineGID, s.MetricsSocket); err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, lf)
-	mf, err := proc.ListenFile(s.MetricsSocket)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	closers = append(closers, mf)
 	cf, err := proc.ListenFile(s.ControlSocket)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, cf)
+	cl.add(cf)
 	u, err := s.Underlay()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("interface %s: underlay: %w", s.Config.InterfaceID, err)
 	}
 	d.Donate(cardproto.FDUnderlay, u)
-	d.Donate(cardproto.FDListen, lf)
-	d.Donate(cardproto.FDMetrics, mf)
 	d.Donate(cardproto.FDControl, cf)
 	st, keys, err := s.State()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("interface %s: %w", s.Config.InterfaceID, err)
 	}
 	for _, k := range keys {
-		closers = append(closers, freer{k})
+		cl.add(freer{k})
 	}
 	cfg := s.Config
 	cfg.State = st
 	args = []string{cardproto.KindNet, "--interface", s.Config.InterfaceID,
 		"--uid", strconv.Itoa(uid), "--log-room", strconv.FormatInt(s.LogRoom, 10)}
-	return args, func(w io.Writer) error { return cardproto.SendNet(w, cfg, keyBytes(keys)) }, closeAll, nil
+	return args, func(w io.Writer) error { return cardproto.SendNet(w, cfg, keyBytes(keys)) }, cl.close, nil
 }
 
 func keyBytes(keys []*keymem.Buf) [][]byte {
