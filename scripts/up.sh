@@ -12,7 +12,7 @@ VCPUS=${AZOTE_VCPUS:-2}
 MEMORY=${AZOTE_MEMORY_MIB:-512}
 
 need_root
-ensure_packages qemu-system-x86 ca-certificates
+ensure_packages qemu-system-x86 ca-certificates iproute2 iputils-ping
 ensure_apt_lists
 ensure_go
 build
