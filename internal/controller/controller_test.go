@@ -21,6 +21,9 @@ import (
 	"github.com/azote/azote/internal/testutil"
 )
 
+// TestMain ends the cards the tests left running (testutil.Main).
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
+
 type fixture struct {
 	t    *testing.T
 	cfg  Config

@@ -16,6 +16,9 @@ import (
 	"github.com/azote/azote/internal/testutil"
 )
 
+// TestMain ends the cards the tests left running (testutil.Main).
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
+
 // The tests that run the real azote-card binary share these helpers.
 
 // buildCard builds the azote-card binary and returns its path; in -short

@@ -26,6 +26,9 @@ import (
 	"github.com/azote/azote/internal/testutil"
 )
 
+// TestMain ends the cards the tests left running (testutil.Main).
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
+
 // fixture wires the three owners as azoted does, over a store in a
 // temporary directory and the engine of enginetest, with no card binary
 // (a card that must start fails).
