@@ -89,8 +89,13 @@ func TestNetwork(t *testing.T) {
 	locked := h.run(t, "net-locked", 1, 256, "--image", "net", "--subnet", "net-a1", "--private-ip", "10.0.1.20", "--security-group", "locked")
 	other := h.run(t, "net-other", 1, 256, "--image", "net", "--subnet", "net-a2", "--private-ip", "10.0.2.10")
 	iso := h.run(t, "net-iso", 1, 256, "--image", "net", "--subnet", "net-b1", "--private-ip", "10.1.1.10")
-	cli := h.run(t, "net-cli", 1, 256, "--image", "net", "--subnet", "net-a1", "--private-ip", "10.0.1.11")
+	// The client has two vCPUs, so its interface has two queue pairs.
+	cli := h.run(t, "net-cli", 2, 256, "--image", "net", "--subnet", "net-a1", "--private-ip", "10.0.1.11")
 
+	t.Run("two queue pairs", func(t *testing.T) {
+		h.waitConsole(t, cli.ID, regexp.MustCompile(`(?m)net-test: queues rx-0 rx-1 tx-0 tx-1 \r?$`), 1)
+		h.waitConsole(t, srv.ID, regexp.MustCompile(`(?m)net-test: queues rx-0 tx-0 \r?$`), 1)
+	})
 	t.Run("same subnet", func(t *testing.T) {
 		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: ping 10\.0\.1\.10 ok`), 1)
 	})

@@ -4,6 +4,7 @@
 ip=$(cut -d' ' -f2 /run/azote/dhcp.eth0 2>/dev/null); ip=${ip%/*}
 say() { echo "net-test: $*"; }
 say "address $ip"
+say "queues $(ls /sys/class/net/eth0/queues 2>/dev/null | tr '\n' ' ')"
 
 # probe prints, once a second, whether each address answers a ping.
 probe() {
