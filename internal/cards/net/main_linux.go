@@ -98,7 +98,7 @@ func run(card *cardrt.Card, uid int, logRoom int64) error {
 		if err != nil {
 			return err
 		}
-		go cardrt.ServeMetrics(ml, func() any { return pl.sw.Metrics().Snapshot() })
+		go cardrt.ServeMetrics(ml, func() any { return pl.metrics() })
 	}
 	if card.Has(cardproto.FDControl) {
 		cl, err := card.Listener(cardproto.FDControl)
