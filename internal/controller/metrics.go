@@ -223,7 +223,7 @@ func writeInterfaceMetrics(w io.Writer, ifaces []interfaceMetrics) {
 	family("azote_interface_sealed_packets_total", "counter", "Frames the guest sent that left its card, sealed, on the underlay.", func(l string, m *cardproto.NetMetrics) {
 		fmt.Fprintf(w, "azote_interface_sealed_packets_total{%s} %d\n", l, m.TxSealed)
 	})
-	family("azote_interface_drops_total", "counter", "Frames dropped per interface, by reason (security_group, conntrack_allowance_exceeded, rate_limit, spoof, decrypt, malformed, ...).", func(l string, m *cardproto.NetMetrics) {
+	family("azote_interface_drops_total", "counter", "Frames dropped per interface, by reason (docs/network.md lists the reasons).", func(l string, m *cardproto.NetMetrics) {
 		for r, n := range m.Drops {
 			fmt.Fprintf(w, "azote_interface_drops_total{%s,reason=%q} %d\n", l, cardproto.NetDrops[r], n)
 		}
