@@ -216,9 +216,9 @@ func writeInterfaceMetrics(w io.Writer, ifaces []interfaceMetrics) {
 			fmt.Fprintf(w, "%s{%s,direction=\"rx\"} %d\n", name, l, rx(m))
 		})
 	}
-	both("azote_interface_packets_total", "Frames per interface: tx those the guest sent (dropped or not), rx those delivered to it.",
+	both("azote_interface_packets_total", "Frames per interface: tx those the guest sent, dropped or not (a TSO frame counts as its segments), rx those delivered to it.",
 		func(m *cardproto.NetMetrics) uint64 { return m.TxPackets }, func(m *cardproto.NetMetrics) uint64 { return m.RxPackets })
-	both("azote_interface_bytes_total", "Bytes of the frames counted in azote_interface_packets_total (Ethernet header included).",
+	both("azote_interface_bytes_total", "Bytes of the frames counted in azote_interface_packets_total, Ethernet header included.",
 		func(m *cardproto.NetMetrics) uint64 { return m.TxBytes }, func(m *cardproto.NetMetrics) uint64 { return m.RxBytes })
 	family("azote_interface_sealed_packets_total", "counter", "Frames the guest sent that left its card, sealed, on the underlay.", func(l string, m *cardproto.NetMetrics) {
 		fmt.Fprintf(w, "azote_interface_sealed_packets_total{%s} %d\n", l, m.TxSealed)

@@ -130,7 +130,10 @@ var NetDrops = [...]string{
 // interface it knows the socket to serve (as for BlkMetrics). Tx is what
 // the guest sent, Rx what the card gave it.
 type NetMetrics struct {
-	TxPackets uint64 `json:"tx_packets"` // frames the guest sent, dropped or not
+	// TxPackets counts the frames the guest sent, dropped or not, as
+	// the card cut them (a TSO frame counts as its segments); a chain
+	// dropped before it yields a frame counts only among the drops.
+	TxPackets uint64 `json:"tx_packets"`
 	TxBytes   uint64 `json:"tx_bytes"`
 	// TxSealed counts the frames the guest sent that left the card,
 	// sealed, on the underlay (the others were answered by the card, as
