@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cards/cardproto"
 	netcard "github.com/azote/azote/internal/cards/net"
 	"github.com/azote/azote/internal/cards/net/packet"
 	"github.com/azote/azote/internal/testutil"
@@ -220,6 +222,15 @@ func TestNetMetrics(t *testing.T) {
 		if got := fx.metric(tc.name, tc.labels); got != float64(tc.want) {
 			t.Errorf("%s{%s} = %v, want %d", tc.name, tc.labels, got, tc.want)
 		}
+	}
+	// The whole scrape, blk and net families together, stays well-formed.
+	var out bytes.Buffer
+	if err := c.WriteMetrics(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	fam := families(t, strings.Split(strings.TrimSpace(out.String()), "\n"))
+	if n := len(fam["azote_interface_drops_total"]); n != 2*len(cardproto.NetDrops) {
+		t.Errorf("%d drop samples for two interfaces, want %d", n, 2*len(cardproto.NetDrops))
 	}
 	if unknown != sent-1 {
 		t.Errorf("%d frames sent, %d dropped as from an unknown peer, 1 delivered", sent, unknown)

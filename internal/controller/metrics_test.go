@@ -194,7 +194,10 @@ func families(t *testing.T, lines []string) map[string][]string {
 		if strings.HasPrefix(l, "# TYPE ") {
 			continue
 		}
-		name, _, _ := strings.Cut(l, "{")
+		name := l
+		if i := strings.IndexAny(l, "{ "); i >= 0 {
+			name = l[:i]
+		}
 		if name != cur && !strings.HasPrefix(name, cur+"_") {
 			t.Errorf("sample %q outside its family (in %s)", l, cur)
 		}
