@@ -10,9 +10,11 @@ STATE_DIR=${AZOTE_STATE_DIR:-/var/lib/azote}
 export AZOTE_SOCKET=${AZOTE_SOCKET:-/run/azote/azoted.sock}
 VCPUS=${AZOTE_VCPUS:-2}
 MEMORY=${AZOTE_MEMORY_MIB:-512}
+# The demo VPC's first two octets: 10.77.0.0/16 unless it clashes here.
+DEMO_CIDR=${AZOTE_DEMO_NET:-10.77}
 
 need_root
-ensure_packages qemu-system-x86 ca-certificates
+ensure_packages qemu-system-x86 ca-certificates iproute2 iputils-ping
 ensure_apt_lists
 ensure_go
 build
@@ -52,11 +54,25 @@ if ! $azote volume describe demo-data >/dev/null 2>&1; then
 	say "creating the encrypted persistent volume demo-data (1 GiB, aes-xts-plain64)"
 	$azote volume create --name demo-data --size 1G --kind persistent >/dev/null
 fi
-say "booting instance demo ($VCPUS vCPUs, $MEMORY MiB, volume demo-data as /dev/vda)"
-$azote instance run --name demo --vcpus "$VCPUS" --memory "$MEMORY" --volume demo-data >/dev/null
+# A VPC with the host gateway on, so that this host can reach the demo
+# instance over the VPC (its own net card, AES-256-GCM on the underlay).
+if ! $azote vpc describe demo-vpc >/dev/null 2>&1; then
+	say "creating VPC demo-vpc ($DEMO_CIDR.0.0/16, host gateway on) and subnet demo-subnet ($DEMO_CIDR.1.0/24)"
+	$azote vpc create --name demo-vpc --cidr "$DEMO_CIDR.0.0/16" --host-gateway >/dev/null
+fi
+if ! $azote subnet describe demo-subnet >/dev/null 2>&1; then
+	$azote subnet create --name demo-subnet --vpc demo-vpc --cidr "$DEMO_CIDR.1.0/24" >/dev/null
+fi
+say "booting instance demo ($VCPUS vCPUs, $MEMORY MiB, volume demo-data as /dev/vda, a network interface in demo-subnet)"
+$azote instance run --name demo --vcpus "$VCPUS" --memory "$MEMORY" --volume demo-data --subnet demo-subnet >/dev/null
 echo
-$azote instance describe demo | grep -E '^(ID|State|Engine|Boot time|Guest timings|Guest sees|Volume vda):'
+$azote instance describe demo | grep -E '^(ID|State|Engine|Boot time|Guest timings|Guest sees|Volume vda|Private IP):'
 $azote volume describe demo-data | grep -E '^(ID|Encrypted|Attached to):'
+echo
+ip=$($azote instance describe demo -o json | sed -n 's/^  "private_ip": "\(.*\)",$/\1/p')
+say "pinging the guest ($ip) from this host through the host gateway"
+for _ in $(seq 60); do ping -c 1 -W 1 "$ip" >/dev/null 2>&1 && break; sleep 0.5; done
+ping -c 3 -W 1 "$ip" || die "the guest at $ip does not answer through the host gateway; see $STATE_DIR/azoted.log"
 echo
 say "console tail"
 $azote instance console demo --tail 1500
@@ -71,6 +87,8 @@ The guest keeps running. Try:
   bin/azote instance stop demo            # or start, reboot, terminate
   bin/azote volume list                   # demo-data survives terminate
   bin/azote host metrics | grep volume    # per-volume I/O counters
+  bin/azote network-interface list        # the guest's interface and the host gateway's
+  ping $ip                       # the guest, over the VPC
   bin/azote audit lookup                  # every call and security decision
   bin/azote audit validate                # check the signed digest chain
   bin/azote init                          # once: root MFA + first admin for the HTTPS API

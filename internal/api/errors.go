@@ -66,6 +66,7 @@ const (
 	CodeNetworkInterfaceInUse     Code = "NetworkInterfaceInUse"
 	CodeIncorrectInterfaceState   Code = "IncorrectNetworkInterfaceState"
 	CodeOperationNotPermitted     Code = "OperationNotPermitted" // detaching a primary interface
+	CodeHostGatewayConflict       Code = "HostGatewayConflict"   // two host-gateway VPCs whose blocks overlap
 
 	// Authentication (SigV4), as AWS names them.
 	CodeMissingAuthentication Code = "MissingAuthenticationToken"
@@ -140,6 +141,7 @@ var codeStatus = map[Code]int{
 	CodeNetworkInterfaceInUse:     http.StatusConflict,
 	CodeIncorrectInterfaceState:   http.StatusConflict,
 	CodeOperationNotPermitted:     http.StatusConflict,
+	CodeHostGatewayConflict:       http.StatusConflict,
 
 	CodeMissingAuthentication: http.StatusForbidden,
 	CodeIncompleteSignature:   http.StatusForbidden,

@@ -40,7 +40,7 @@ func TestPublicJSONNames(t *testing.T) {
 		// What the net card's wiring and scripts read of the network nouns.
 		{VPC{}, []string{"id", "name", "cidr", "numeric_id", "host_gateway", "default_security_group", "key_epoch", "key_rotated_at", "tags", "created_at"}},
 		{NetworkInterface{}, []string{"id", "name", "vpc_id", "subnet_id", "numeric_id", "private_ip", "mac", "security_groups", "status",
-			"attachment", "host", "tags", "created_at"}},
+			"attachment", "interface_type", "host", "tags", "created_at"}},
 		{SecurityGroupRule{}, []string{"protocol", "from_port", "to_port", "cidr", "group"}},
 	} {
 		typ := reflect.TypeOf(tc.v)

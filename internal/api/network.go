@@ -30,6 +30,10 @@ const DefaultSecurityGroupName = "default"
 const (
 	InterfaceAvailable = "available"
 	InterfaceInUse     = "in-use"
+
+	// InterfaceTypeHostGateway is the type of the interface that gives a
+	// host an address in a VPC (its host gateway).
+	InterfaceTypeHostGateway = "host_gateway"
 )
 
 // CreateVPCRequest is the body of POST /v1/vpcs.
@@ -183,6 +187,9 @@ type NetworkInterface struct {
 	SecurityGroups []string                    `json:"security_groups"`
 	Status         string                      `json:"status"`
 	Attachment     *NetworkInterfaceAttachment `json:"attachment,omitempty"`
+	// Type is "" for an instance's interface, InterfaceTypeHostGateway
+	// for the one azoted makes to give a host an address in the VPC.
+	Type string `json:"interface_type,omitempty"`
 	// Host is the host whose net card serves the interface.
 	Host      string            `json:"host"`
 	Tags      map[string]string `json:"tags,omitempty"`

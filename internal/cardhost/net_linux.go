@@ -32,6 +32,10 @@ type Net struct {
 	ControlSocket string
 	OpenLog       func() (*os.File, error)
 	LogRoom       int64
+	// Tap, when set, gives the tap device the card serves in place of a
+	// guest (the host gateway's interface); there is no vhost-user
+	// socket then.
+	Tap func() (*os.File, error)
 }
 
 // StartNet starts a net card with a uid of its own and returns once it
@@ -61,7 +65,20 @@ func (s *Net) setup(d *Donation, uid int, restart bool) (args []string, send fun
 			cl.close()
 		}
 	}()
-	if err := listenCard(d, &cl, s.Socket, s.EngineGID, s.MetricsSocket); err != nil {
+	if s.Tap != nil {
+		mf, err := proc.ListenFile(s.MetricsSocket)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cl.add(mf)
+		d.Donate(cardproto.FDMetrics, mf)
+		t, err := s.Tap()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("interface %s: tap: %w", s.Config.InterfaceID, err)
+		}
+		cl.add(t)
+		d.Donate(cardproto.FDTap, t)
+	} else if err := listenCard(d, &cl, s.Socket, s.EngineGID, s.MetricsSocket); err != nil {
 		return nil, nil, nil, err
 	}
 	cf, err := proc.ListenFile(s.ControlSocket)

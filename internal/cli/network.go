@@ -434,6 +434,9 @@ func showInterface(e *env, n api.NetworkInterface) error {
 			att += " (deleted with the instance)"
 		}
 	}
+	if n.Type == api.InterfaceTypeHostGateway {
+		att = "the host " + n.Host + " (its gateway into the VPC)"
+	}
 	e.kv([][2]string{
 		{"ID", n.ID}, {"Name", n.Name}, {"VPC", n.VPCID}, {"Subnet", n.SubnetID}, {"Private IP", n.PrivateIP}, {"MAC", n.MAC},
 		{"Security groups", strings.Join(n.SecurityGroups, ", ")}, {"Status", n.Status}, {"Attached to", att},
@@ -451,8 +454,11 @@ func eniList(e *env, fs *pflag.FlagSet) runFunc {
 		var rows [][]string
 		for _, n := range list {
 			inst := ""
-			if n.Attachment != nil {
+			switch {
+			case n.Attachment != nil:
 				inst = fmt.Sprintf("%s:%d", n.Attachment.InstanceID, n.Attachment.DeviceIndex)
+			case n.Type == api.InterfaceTypeHostGateway:
+				inst = "(host gateway)"
 			}
 			rows = append(rows, []string{n.ID, n.Name, n.SubnetID, n.PrivateIP, n.MAC, n.Status, inst, n.Host})
 		}

@@ -257,7 +257,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	}
 	c.instances = instances.New(instances.Config{
 		UnderlayIP: underlayIP, UnderlayMTU: cfg.UnderlayMTU,
-		Dir: filepath.Join(cfg.StateDir, "instances"), ConsoleLimit: cfg.ConsoleLimit, LogLimit: cfg.LogLimit,
+		Dir: filepath.Join(cfg.StateDir, "instances"), GatewayDir: filepath.Join(cfg.StateDir, "gateways"), ConsoleLimit: cfg.ConsoleLimit, LogLimit: cfg.LogLimit,
 		StopTimeout: cfg.StopTimeout, Store: st, Engine: eng, Host: host,
 		Cards: &cardhost.Host{Binary: cfg.CardBinary, UIDs: alloc, Log: log}, UIDs: alloc,
 		Images: c.images, Volumes: c.volumes, VPCs: c.vpcs, EscrowKey: escrowKey, Event: c.event, Log: log,
@@ -270,6 +270,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		c.Close()
 		return nil, err
 	}
+	c.instances.StartGateways()
 	c.wg.Add(1)
 	go c.janitor()
 	return c, nil

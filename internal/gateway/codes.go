@@ -67,6 +67,7 @@ var codes = []struct {
 	{vpcs.ErrIncorrectInterfaceState, api.CodeIncorrectInterfaceState},
 	{vpcs.ErrOperationNotPermitted, api.CodeOperationNotPermitted},
 	{vpcs.ErrLimitExceeded, api.CodeLimitExceeded},
+	{vpcs.ErrHostGatewayConflict, api.CodeHostGatewayConflict},
 }
 
 // WireError is the wire error for err: an *api.Error as it is (IAM and the

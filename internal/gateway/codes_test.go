@@ -67,6 +67,7 @@ func TestWireError(t *testing.T) {
 		{vpcs.ErrIncorrectInterfaceState, api.CodeIncorrectInterfaceState, http.StatusConflict},
 		{vpcs.ErrOperationNotPermitted, api.CodeOperationNotPermitted, http.StatusConflict},
 		{vpcs.ErrLimitExceeded, api.CodeLimitExceeded, http.StatusConflict},
+		{vpcs.ErrHostGatewayConflict, api.CodeHostGatewayConflict, http.StatusConflict},
 	} {
 		err := fmt.Errorf("in a transaction: %w", refusal.New(tc.err, "the sentence for %s", tc.err))
 		e := WireError(err)
@@ -75,7 +76,7 @@ func TestWireError(t *testing.T) {
 		}
 	}
 	// Every sentinel of the table is tested above.
-	if len(codes) != 43 {
+	if len(codes) != 44 {
 		t.Errorf("the table has %d entries; test each new one here", len(codes))
 	}
 	// The wire vocabulary passes as it is; anything else is internal, and

@@ -173,4 +173,48 @@ func TestNetwork(t *testing.T) {
 			t.Fatalf("the locked guest's card counted %d security-group drops", n)
 		}
 	})
+
+	t.Run("host gateway", func(t *testing.T) {
+		var v api.VPC
+		h.okJSON(t, &v, "vpc", "modify", "net-a", "--host-gateway=true")
+		tap := "azg" + strings.TrimPrefix(v.ID, api.VPCIDPrefix)[:12]
+		t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() }) // if the test stops early
+		var gw api.NetworkInterface
+		waitUntil(t, 30*time.Second, "the host gateway's interface", func() bool {
+			var l []api.NetworkInterface
+			h.okJSON(t, &l, "network-interface", "list", "--vpc", "net-a")
+			for _, n := range l {
+				if n.Type == api.InterfaceTypeHostGateway {
+					gw = n
+					return true
+				}
+			}
+			return false
+		}, h.azotedLog)
+		if gw.SubnetID != srv.NetworkInterfaces[0].SubnetID || gw.Attachment != nil {
+			t.Fatalf("host gateway interface %+v", gw)
+		}
+		waitUntil(t, 30*time.Second, "the host's address on "+tap, func() bool {
+			out, _ := exec.Command("ip", "-4", "-o", "addr", "show", "dev", tap).CombinedOutput()
+			return strings.Contains(string(out), " "+gw.PrivateIP+"/24 ")
+		}, h.azotedLog)
+		// The host reaches a guest of its subnet, and one of the other
+		// subnet through the router, as a member of the default group.
+		for _, a := range []string{"10.0.1.10", "10.0.2.10"} {
+			waitUntil(t, 30*time.Second, "the host's ping of "+a, func() bool {
+				return exec.Command("ping", "-c", "1", "-W", "1", a).Run() == nil
+			}, h.azotedLog)
+		}
+		// Not a guest whose group lets nothing in.
+		if out, err := exec.Command("ping", "-c", "2", "-W", "1", "10.0.1.20").CombinedOutput(); err == nil {
+			t.Fatalf("the host reached a guest whose group allows no ingress:\n%s", out)
+		}
+		h.fails(t, api.CodeOperationNotPermitted, "network-interface", "delete", gw.ID)
+
+		h.ok(t, "vpc", "modify", "net-a", "--host-gateway=false")
+		waitUntil(t, 30*time.Second, "the tap to go", func() bool {
+			return exec.Command("ip", "link", "show", tap).Run() != nil
+		}, h.azotedLog)
+		h.fails(t, api.CodeNetworkInterfaceNotFound, "network-interface", "describe", gw.ID)
+	})
 }

@@ -16,6 +16,9 @@ const KindNet = "net"
 const (
 	FDUnderlay = "underlay" // the bound UDP socket of the underlay, kept by azoted across restarts
 	FDControl  = "control"  // a listening socket on which azoted pushes a new NetState
+	// FDTap is a tap device (IFF_TAP|IFF_NO_PI) azoted made: the host
+	// gateway's interface, served in place of a vhost-user guest.
+	FDTap = "tap"
 )
 
 // NetConfig is what azoted sends a net card at start: the interface, and

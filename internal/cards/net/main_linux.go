@@ -84,6 +84,9 @@ func run(card *cardrt.Card, uid int, logRoom int64) error {
 		return err
 	}
 	defer pl.close()
+	if card.Has(cardproto.FDTap) {
+		return runTap(card, pl, ufd, uid, logRoom)
+	}
 	dev, err := New(Config{MAC: mac, Pairs: cfg.Pairs, MTU: uint16(cfg.MTU)}, pl.sw, ufd)
 	if err != nil {
 		return err
@@ -93,19 +96,8 @@ func run(card *cardrt.Card, uid int, logRoom int64) error {
 	if err != nil {
 		return err
 	}
-	if card.Has(cardproto.FDMetrics) {
-		ml, err := card.Listener(cardproto.FDMetrics)
-		if err != nil {
-			return err
-		}
-		go cardrt.ServeMetrics(ml, func() any { return pl.metrics() })
-	}
-	if card.Has(cardproto.FDControl) {
-		cl, err := card.Listener(cardproto.FDControl)
-		if err != nil {
-			return err
-		}
-		go serveControl(cl, pl, log)
+	if err := serveSide(card, pl); err != nil {
+		return err
 	}
 	b := vhostuser.NewBackend(dev, log)
 	sigs := make(chan os.Signal, 1)
@@ -120,6 +112,61 @@ func run(card *cardrt.Card, uid int, logRoom int64) error {
 	log.Info("serving", "interface", cfg.InterfaceID, "vpc", cfg.VPCID, "mac", cfg.MAC, "ip", cfg.State.Self.IP,
 		"pairs", cfg.Pairs, "mtu", cfg.MTU, "peers", len(cfg.State.Peers))
 	return cardrt.ServeVhostUser(b, l, log)
+}
+
+// runTap serves the host gateway's tap device in place of a guest until
+// the card is told to stop.
+func runTap(card *cardrt.Card, pl *plane, ufd, uid int, logRoom int64) error {
+	fd, err := card.FD(cardproto.FDTap)
+	if err != nil {
+		return err
+	}
+	// Before confinement: the sandbox allows no fcntl of this kind.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fmt.Errorf("the tap descriptor: %w", err)
+	}
+	t, err := NewTap(fd, pl.sw, ufd)
+	if err != nil {
+		return err
+	}
+	if err := serveSide(card, pl); err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if err := cardrt.Confine(uid, nil, logRoom); err != nil {
+		return err
+	}
+	go t.Run()
+	card.Log.Info("serving the host gateway", "interface", pl.cfg.InterfaceID, "vpc", pl.cfg.VPCID,
+		"ip", pl.cfg.State.Self.IP, "peers", len(pl.cfg.State.Peers))
+	select {
+	case <-sigs:
+		t.Stop()
+		return nil
+	case <-t.Done():
+		return errors.New("the tap device failed")
+	}
+}
+
+// serveSide serves the metrics and control sockets when azoted gave them.
+func serveSide(card *cardrt.Card, pl *plane) error {
+	log := card.Log
+	if card.Has(cardproto.FDMetrics) {
+		ml, err := card.Listener(cardproto.FDMetrics)
+		if err != nil {
+			return err
+		}
+		go cardrt.ServeMetrics(ml, func() any { return pl.metrics() })
+	}
+	if card.Has(cardproto.FDControl) {
+		cl, err := card.Listener(cardproto.FDControl)
+		if err != nil {
+			return err
+		}
+		go serveControl(cl, pl, log)
+	}
+	return nil
 }
 
 func freeAll(keys []*keymem.Buf) {

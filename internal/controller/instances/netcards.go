@@ -328,6 +328,7 @@ func (s *Service) pushVPC(vpcID string) {
 		rt.mu.Unlock()
 	}
 	s.mu.Unlock()
+	ncs = append(ncs, s.gatewayCards(vpcID)...)
 	for _, nc := range ncs {
 		nc.pushMu.Lock()
 		st, keys, err := s.netState(nc.ifaceID)

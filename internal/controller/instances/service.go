@@ -40,9 +40,12 @@ var (
 
 // Config is what the instance owner is given at wiring.
 type Config struct {
-	Dir          string // one directory per instance
-	ConsoleLimit int64  // bytes of console kept per instance
-	LogLimit     int64  // bytes kept of each card and engine log
+	Dir string // one directory per instance
+	// GatewayDir holds the host gateways' sockets, logs and card
+	// records (default: "gateways" beside Dir).
+	GatewayDir   string
+	ConsoleLimit int64 // bytes of console kept per instance
+	LogLimit     int64 // bytes kept of each card and engine log
 	StopTimeout  time.Duration
 
 	Store   store.Store
@@ -87,6 +90,7 @@ type Service struct {
 	mu       sync.Mutex
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes
+	gw       gateways                    // this host's gateways into VPCs
 }
 
 // New returns the instance owner. Repair re-adopts what a previous azoted
@@ -97,6 +101,7 @@ func New(cfg Config) *Service {
 		uids: cfg.UIDs, images: cfg.Images, volumes: cfg.Volumes, vpcs: cfg.VPCs, event: cfg.Event,
 		runtimes: map[string]*instanceRuntime{},
 		changed:  map[string]chan struct{}{},
+		gw:       gateways{byVPC: map[string]*hostGW{}, kick: make(chan struct{}, 1), done: make(chan struct{})},
 	}
 	if s.vpcs != nil {
 		// Each change of a VPC reaches its cards here; pushes run apart
@@ -107,6 +112,7 @@ func New(cfg Config) *Service {
 				defer s.wg.Done()
 				s.pushVPC(vpcID)
 			}()
+			s.kickGateways()
 		})
 	}
 	return s
@@ -120,6 +126,7 @@ func (s *Service) Close() {
 		rt.releaseOnce.Do(func() { close(rt.release) })
 	}
 	s.mu.Unlock()
+	close(s.gw.done)
 	s.wg.Wait()
 }
 

@@ -35,6 +35,12 @@ func (s *Service) CreateInterface(req api.CreateNetworkInterfaceRequest) (api.Ne
 // lives on this host. A refusal leaves the transaction to be rolled
 // back; once it commits, the caller calls Changed(rec.VPCID).
 func (s *Service) CreateInterfaceTx(tx store.Tx, req api.CreateNetworkInterfaceRequest, att *api.NetworkInterfaceAttachment) (InterfaceRecord, error) {
+	return s.createInterfaceTx(tx, req, att, "")
+}
+
+// createInterfaceTx is CreateInterfaceTx for an interface of type typ:
+// one of another type than an instance's ("") is in use from the start.
+func (s *Service) createInterfaceTx(tx store.Tx, req api.CreateNetworkInterfaceRequest, att *api.NetworkInterfaceAttachment, typ string) (InterfaceRecord, error) {
 	var n InterfaceRecord
 	if err := checkName("network interface", req.Name); err != nil {
 		return n, err
@@ -67,8 +73,11 @@ func (s *Service) CreateInterfaceTx(tx store.Tx, req api.CreateNetworkInterfaceR
 	}
 	n = InterfaceRecord{api.NetworkInterface{
 		ID: id, Name: name, VPCID: v.ID, SubnetID: sn.ID, SecurityGroups: groups, Status: api.InterfaceAvailable,
-		Host: s.cfg.HostID, Tags: req.Tags, CreatedAt: time.Now().UTC(),
+		Host: s.cfg.HostID, Tags: req.Tags, CreatedAt: time.Now().UTC(), Type: typ,
 	}}
+	if typ != "" {
+		n.Status = api.InterfaceInUse
+	}
 	if att != nil {
 		if att.DeviceIndex < 0 || att.DeviceIndex > MaxDeviceIndex {
 			return n, refusal.New(refusal.ErrInvalidParameter, "device index %d: want 0 to %d", att.DeviceIndex, MaxDeviceIndex)
@@ -269,6 +278,9 @@ func (s *Service) DeleteInterface(ref string) (api.NetworkInterface, error) {
 		if n.Attachment != nil {
 			return "", refusal.New(ErrInterfaceInUse, "network interface %s is attached to instance %s; detach it first", n.ID, n.Attachment.InstanceID)
 		}
+		if err := notHostGateway(n); err != nil {
+			return "", err
+		}
 		return n.VPCID, deleteInterfaceTx(tx, n)
 	})
 	if err != nil {
@@ -314,6 +326,9 @@ func (s *Service) AttachTx(tx store.Tx, ref, instID string, idx *int) (Interface
 	}
 	if n.Attachment != nil {
 		return n, refusal.New(ErrInterfaceInUse, "network interface %s is attached to instance %s", n.ID, n.Attachment.InstanceID)
+	}
+	if err := notHostGateway(n); err != nil {
+		return n, err
 	}
 	used := map[int]bool{}
 	ifaces, err := allInterfacesTx(tx)

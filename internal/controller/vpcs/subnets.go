@@ -147,8 +147,20 @@ func (s *Service) DeleteSubnet(ref string) (api.Subnet, error) {
 			return "", err
 		}
 		for _, x := range ifaces {
-			if x.SubnetID == sn.ID {
+			if x.SubnetID == sn.ID && x.Type != api.InterfaceTypeHostGateway {
 				return "", refusal.New(ErrDependencyViolation, "subnet %s has network interface %s (%s); delete it first", sn.ID, x.ID, x.PrivateIP)
+			}
+		}
+		// The hosts' gateways in it go with it (a host whose VPC still
+		// has the gateway on makes its own again in another subnet).
+		for _, x := range ifaces {
+			if x.SubnetID == sn.ID {
+				if err := deleteInterfaceTx(tx, x); err != nil {
+					return "", err
+				}
+				if v, err = vpcOfTx(tx, sn.VPCID); err != nil {
+					return "", err
+				}
 			}
 		}
 		if err := releaseTx(tx, nameKey("subnet", sn.Name)); err != nil {

@@ -68,6 +68,11 @@ func (s *Service) CreateVPC(req api.CreateVPCRequest) (api.VPC, error) {
 				return "", refusal.New(refusal.ErrQuotaExceeded, "no free VPC number found")
 			}
 		}
+		if v.HostGateway {
+			if err := checkHostGatewayTx(tx, &v); err != nil {
+				return "", err
+			}
+		}
 		if err := claimNameTx(tx, "security group", groupNameKey(id, def.Name), def.Name, def.ID); err != nil {
 			return "", err
 		}
@@ -128,6 +133,14 @@ func (s *Service) ModifyVPC(ref string, req api.ModifyVPCRequest) (api.VPC, erro
 		was = v.HostGateway
 		if req.HostGateway == nil || *req.HostGateway == v.HostGateway {
 			return "", nil // nothing changes; nothing to tell
+		}
+		v.HostGateway = *req.HostGateway
+		if v.HostGateway {
+			if err := checkHostGatewayTx(tx, &v); err != nil {
+				return "", err
+			}
+		} else if err := deleteHostGatewaysTx(tx, &v); err != nil {
+			return "", err
 		}
 		v.HostGateway = *req.HostGateway
 		return v.ID, bumpTx(tx, &v)

@@ -75,6 +75,10 @@ var (
 	// ErrLimitExceeded: too many rules in a group, groups on an
 	// interface.
 	ErrLimitExceeded = errors.New("limit exceeded")
+	// ErrHostGatewayConflict: the host gateway of a VPC whose block
+	// overlaps another's that has one (the host could not tell them
+	// apart).
+	ErrHostGatewayConflict = errors.New("host gateway conflict")
 )
 
 // VPCRecord is the stored VPC: the public view, its wrapped traffic keys
