@@ -1,12 +1,10 @@
 package cardhost
 
 import (
-	"context"
 	"io"
 	"net"
 	"time"
 
-	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/keymem"
 )
 
@@ -33,20 +31,4 @@ func RecoverKey(sock string, secret *keymem.Buf, keyBytes int) (*keymem.Buf, err
 		return nil, err
 	}
 	return key, nil
-}
-
-// ScrapeBlk reads a blk card's metrics from its metrics socket, checked
-// against cardproto's schema (a card handles guest data and is not
-// trusted: the caller labels what it renders itself).
-func ScrapeBlk(ctx context.Context, sock string) (cardproto.BlkMetrics, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", sock)
-	if err != nil {
-		return cardproto.BlkMetrics{}, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	return cardproto.ReadBlkMetrics(conn)
 }

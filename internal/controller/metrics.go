@@ -13,8 +13,10 @@ import (
 )
 
 // WriteMetrics implements gateway.Backend: instance counts by state, volume
-// counts, and each running card's per-volume counters (ops, bytes, latency
-// histogram, errors, throttled time), which the card itself keeps.
+// counts, each running blk card's per-volume counters (ops, bytes, latency
+// histogram, errors, throttled time) and each running net card's
+// per-interface counters (packets, bytes, drops by reason, connection
+// table), which the cards themselves keep.
 func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	insts, err := c.instances.List(ctx)
 	if err != nil {
@@ -67,7 +69,11 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 		}
 	}
-	cards, err := c.instances.CardMetricsSockets()
+	vcards, err := c.instances.CardMetricsSockets()
+	if err != nil {
+		return err
+	}
+	ncards, err := c.instances.NetMetricsSockets()
 	if err != nil {
 		return err
 	}
@@ -76,28 +82,44 @@ func (c *Controller) WriteMetrics(ctx context.Context, w io.Writer) error {
 	// with one deadline.
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	snaps := make([]*cardproto.BlkMetrics, len(cards))
+	vsnaps := make([]*cardproto.BlkMetrics, len(vcards))
+	nsnaps := make([]*cardproto.NetMetrics, len(ncards))
 	var wg sync.WaitGroup
-	for i, cd := range cards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i, cd := range vcards {
+		wg.Go(func() {
 			m, err := cardhost.ScrapeBlk(ctx, cd.Socket)
 			if err != nil {
 				c.log.Debug("card metrics", "volume", cd.Volume, "err", err)
 				return
 			}
-			snaps[i] = &m
-		}()
+			vsnaps[i] = &m
+		})
+	}
+	for i, cd := range ncards {
+		wg.Go(func() {
+			m, err := cardhost.ScrapeNet(ctx, cd.Socket)
+			if err != nil {
+				c.log.Debug("card metrics", "instance", cd.Instance, "interface", cd.Interface, "err", err)
+				return
+			}
+			nsnaps[i] = &m
+		})
 	}
 	wg.Wait()
-	var answered []volumeMetrics
-	for i, cd := range cards {
-		if snaps[i] != nil {
-			answered = append(answered, volumeMetrics{cd.Volume, snaps[i]})
+	var volumes []volumeMetrics
+	for i, cd := range vcards {
+		if vsnaps[i] != nil {
+			volumes = append(volumes, volumeMetrics{cd.Volume, vsnaps[i]})
 		}
 	}
-	writeVolumeMetrics(w, answered)
+	writeVolumeMetrics(w, volumes)
+	var ifaces []interfaceMetrics
+	for i, cd := range ncards {
+		if nsnaps[i] != nil {
+			ifaces = append(ifaces, interfaceMetrics{cd.Interface, cd.Instance, nsnaps[i]})
+		}
+	}
+	writeInterfaceMetrics(w, ifaces)
 	return nil
 }
 
@@ -169,4 +191,51 @@ func writeVolumeMetrics(w io.Writer, vols []volumeMetrics) {
 	}
 	pathCounter("azote_volume_path_ops_total", "Page-cache reads and writes per volume by the path each took (mapped or pread), as the card chose it.", func(p cardproto.PathMetrics) uint64 { return p.Requests })
 	pathCounter("azote_volume_path_bytes_total", "Page-cache bytes read and written per volume by the path each transfer took (mapped or pread).", func(p cardproto.PathMetrics) uint64 { return p.Bytes })
+}
+
+// interfaceMetrics is one net card's counters and the interface and
+// instance azoted knows the card to serve.
+type interfaceMetrics struct {
+	iface, instance string
+	m               *cardproto.NetMetrics
+}
+
+// writeInterfaceMetrics renders the net cards' counters, each family's
+// samples together, labelled by azoted. Tx is what the guest sent, rx
+// what it was given.
+func writeInterfaceMetrics(w io.Writer, ifaces []interfaceMetrics) {
+	family := func(name, typ, help string, sample func(labels string, m *cardproto.NetMetrics)) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+		for _, i := range ifaces {
+			sample(fmt.Sprintf("interface=%q,instance=%q", i.iface, i.instance), i.m)
+		}
+	}
+	both := func(name, help string, tx, rx func(m *cardproto.NetMetrics) uint64) {
+		family(name, "counter", help, func(l string, m *cardproto.NetMetrics) {
+			fmt.Fprintf(w, "%s{%s,direction=\"tx\"} %d\n", name, l, tx(m))
+			fmt.Fprintf(w, "%s{%s,direction=\"rx\"} %d\n", name, l, rx(m))
+		})
+	}
+	both("azote_interface_packets_total", "Frames per interface: tx those the guest sent, dropped or not (a TSO frame counts as its segments), rx those delivered to it.",
+		func(m *cardproto.NetMetrics) uint64 { return m.TxPackets }, func(m *cardproto.NetMetrics) uint64 { return m.RxPackets })
+	both("azote_interface_bytes_total", "Bytes of the frames counted in azote_interface_packets_total, Ethernet header included.",
+		func(m *cardproto.NetMetrics) uint64 { return m.TxBytes }, func(m *cardproto.NetMetrics) uint64 { return m.RxBytes })
+	family("azote_interface_sealed_packets_total", "counter", "Frames the guest sent that left its card, sealed, on the underlay.", func(l string, m *cardproto.NetMetrics) {
+		fmt.Fprintf(w, "azote_interface_sealed_packets_total{%s} %d\n", l, m.TxSealed)
+	})
+	family("azote_interface_drops_total", "counter", "Frames dropped per interface, by reason (docs/network.md lists the reasons).", func(l string, m *cardproto.NetMetrics) {
+		for r, n := range m.Drops {
+			fmt.Fprintf(w, "azote_interface_drops_total{%s,reason=%q} %d\n", l, cardproto.NetDrops[r], n)
+		}
+	})
+	family("azote_interface_arp_requests_total", "counter", "The guest's ARP requests, by whether its card answered them (the gateway, a neighbour) or not.", func(l string, m *cardproto.NetMetrics) {
+		fmt.Fprintf(w, "azote_interface_arp_requests_total{%s,result=\"answered\"} %d\n", l, m.ARPAnswered)
+		fmt.Fprintf(w, "azote_interface_arp_requests_total{%s,result=\"unanswered\"} %d\n", l, m.ARPUnanswered)
+	})
+	family("azote_interface_conntrack_entries", "gauge", "Flows in the interface's connection table.", func(l string, m *cardproto.NetMetrics) {
+		fmt.Fprintf(w, "azote_interface_conntrack_entries{%s} %d\n", l, m.ConntrackEntries)
+	})
+	family("azote_interface_conntrack_allowance_available", "gauge", "Flows the connection table has room for (ENA's conntrack_allowance_available); at 0 new flows are dropped as conntrack_allowance_exceeded.", func(l string, m *cardproto.NetMetrics) {
+		fmt.Fprintf(w, "azote_interface_conntrack_allowance_available{%s} %d\n", l, m.ConntrackAllowance)
+	})
 }

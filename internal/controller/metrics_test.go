@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"regexp"
 	"slices"
@@ -136,30 +137,7 @@ func TestVolumeMetricsIOPaths(t *testing.T) {
 		{"vol-old", blank("")},
 	})
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-
-	// family maps a family to its samples, failing on a family declared
-	// twice or a sample outside its family.
-	family := map[string][]string{}
-	cur := ""
-	for _, l := range lines {
-		if name, ok := strings.CutPrefix(l, "# HELP "); ok {
-			name, _, _ = strings.Cut(name, " ")
-			if _, dup := family[name]; dup {
-				t.Errorf("family %s declared twice", name)
-			}
-			cur = name
-			family[name] = []string{}
-			continue
-		}
-		if strings.HasPrefix(l, "# TYPE ") {
-			continue
-		}
-		name, _, _ := strings.Cut(l, "{")
-		if name != cur && !strings.HasPrefix(name, cur+"_") {
-			t.Errorf("sample %q outside its family (in %s)", l, cur)
-		}
-		family[cur] = append(family[cur], l)
-	}
+	family := families(t, lines)
 	for name, want := range map[string][]string{
 		"azote_volume_io_path_info": {
 			`azote_volume_io_path_info{volume="vol-a",path="mapped"} 1`,
@@ -187,6 +165,121 @@ func TestVolumeMetricsIOPaths(t *testing.T) {
 		}
 	}
 	for _, typ := range []string{"# TYPE azote_volume_io_path_info gauge", "# TYPE azote_volume_path_ops_total counter", "# TYPE azote_volume_path_bytes_total counter"} {
+		if !slices.Contains(lines, typ) {
+			t.Errorf("missing %q", typ)
+		}
+	}
+}
+
+// families maps each family of a scrape to its samples, failing on a
+// family declared twice, a family without its TYPE right after its HELP,
+// or a sample outside its family.
+func families(t *testing.T, lines []string) map[string][]string {
+	t.Helper()
+	family := map[string][]string{}
+	cur := ""
+	for i, l := range lines {
+		if name, ok := strings.CutPrefix(l, "# HELP "); ok {
+			name, _, _ = strings.Cut(name, " ")
+			if _, dup := family[name]; dup {
+				t.Errorf("family %s declared twice", name)
+			}
+			if i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "# TYPE "+name+" ") {
+				t.Errorf("family %s: no TYPE after its HELP", name)
+			}
+			cur = name
+			family[name] = []string{}
+			continue
+		}
+		if strings.HasPrefix(l, "# TYPE ") {
+			continue
+		}
+		name := l
+		if i := strings.IndexAny(l, "{ "); i >= 0 {
+			name = l[:i]
+		}
+		if name != cur && !strings.HasPrefix(name, cur+"_") {
+			t.Errorf("sample %q outside its family (in %s)", l, cur)
+		}
+		family[cur] = append(family[cur], l)
+	}
+	return family
+}
+
+// The interfaces' families: each declared once with its type, its
+// samples together, labelled with the interface and the instance azoted
+// knows the card to serve, every reason of cardproto.NetDrops rendered.
+func TestInterfaceMetrics(t *testing.T) {
+	a := &cardproto.NetMetrics{TxPackets: 10, TxBytes: 1000, TxSealed: 7, RxPackets: 5, RxBytes: 600,
+		ARPAnswered: 2, ARPUnanswered: 1, Drops: make([]uint64, len(cardproto.NetDrops)), ConntrackEntries: 3, ConntrackAllowance: 65533}
+	a.Drops[3] = 1 // spoof
+	b := &cardproto.NetMetrics{RxPackets: 1, RxBytes: 98, Drops: make([]uint64, len(cardproto.NetDrops)), ConntrackAllowance: 65536}
+	b.Drops[0], b.Drops[4] = 4, 2 // security_group, decrypt
+	var out bytes.Buffer
+	writeInterfaceMetrics(&out, []interfaceMetrics{{"eni-a", "i-1", a}, {"eni-b", "i-2", b}})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	family := families(t, lines)
+	la, lb := `interface="eni-a",instance="i-1"`, `interface="eni-b",instance="i-2"`
+	drops := func(l string, m *cardproto.NetMetrics) []string {
+		var out []string
+		for i, r := range cardproto.NetDrops {
+			out = append(out, fmt.Sprintf(`azote_interface_drops_total{%s,reason="%s"} %d`, l, r, m.Drops[i]))
+		}
+		return out
+	}
+	for name, want := range map[string][]string{
+		"azote_interface_packets_total": {
+			`azote_interface_packets_total{` + la + `,direction="tx"} 10`,
+			`azote_interface_packets_total{` + la + `,direction="rx"} 5`,
+			`azote_interface_packets_total{` + lb + `,direction="tx"} 0`,
+			`azote_interface_packets_total{` + lb + `,direction="rx"} 1`,
+		},
+		"azote_interface_bytes_total": {
+			`azote_interface_bytes_total{` + la + `,direction="tx"} 1000`,
+			`azote_interface_bytes_total{` + la + `,direction="rx"} 600`,
+			`azote_interface_bytes_total{` + lb + `,direction="tx"} 0`,
+			`azote_interface_bytes_total{` + lb + `,direction="rx"} 98`,
+		},
+		"azote_interface_sealed_packets_total": {
+			`azote_interface_sealed_packets_total{` + la + `} 7`,
+			`azote_interface_sealed_packets_total{` + lb + `} 0`,
+		},
+		"azote_interface_drops_total": append(drops(la, a), drops(lb, b)...),
+		"azote_interface_arp_requests_total": {
+			`azote_interface_arp_requests_total{` + la + `,result="answered"} 2`,
+			`azote_interface_arp_requests_total{` + la + `,result="unanswered"} 1`,
+			`azote_interface_arp_requests_total{` + lb + `,result="answered"} 0`,
+			`azote_interface_arp_requests_total{` + lb + `,result="unanswered"} 0`,
+		},
+		"azote_interface_conntrack_entries": {
+			`azote_interface_conntrack_entries{` + la + `} 3`,
+			`azote_interface_conntrack_entries{` + lb + `} 0`,
+		},
+		"azote_interface_conntrack_allowance_available": {
+			`azote_interface_conntrack_allowance_available{` + la + `} 65533`,
+			`azote_interface_conntrack_allowance_available{` + lb + `} 65536`,
+		},
+	} {
+		got, ok := family[name]
+		if !ok {
+			t.Errorf("no family %s", name)
+			continue
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s:\n%s\nwant\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	if len(family) != 7 {
+		t.Errorf("%d families, want 7", len(family))
+	}
+	for _, l := range []string{`azote_interface_drops_total{` + la + `,reason="spoof"} 1`, `azote_interface_drops_total{` + lb + `,reason="security_group"} 4`,
+		`azote_interface_drops_total{` + lb + `,reason="decrypt"} 2`} {
+		if !slices.Contains(lines, l) {
+			t.Errorf("missing %q", l)
+		}
+	}
+	for _, typ := range []string{"# TYPE azote_interface_packets_total counter", "# TYPE azote_interface_drops_total counter",
+		"# TYPE azote_interface_conntrack_entries gauge", "# TYPE azote_interface_conntrack_allowance_available gauge"} {
 		if !slices.Contains(lines, typ) {
 			t.Errorf("missing %q", typ)
 		}

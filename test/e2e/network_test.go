@@ -1,11 +1,10 @@
 package e2e
 
 import (
-	"encoding/json"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,28 +39,26 @@ func netImage(t *testing.T, h *harness) {
 	}
 }
 
-// cardMetrics reads the metrics of the net card of an instance's
-// primary interface straight from its socket.
-func (h *harness) cardMetrics(t *testing.T, inst api.Instance) map[string]any {
+// ifaceMetric returns the sample of family name for an instance's
+// primary interface (with the further labels more) in azoted's /metrics.
+func (h *harness) ifaceMetric(t *testing.T, inst api.Instance, name, more string) uint64 {
 	t.Helper()
-	sock := filepath.Join(h.state, "instances", inst.ID, inst.NetworkInterfaces[0].ID+".metrics.sock")
-	c, err := net.DialTimeout("unix", sock, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	metrics := h.ok(t, "host", "metrics")
+	sample := regexp.MustCompile(`(?m)^` + name + `\{interface="` + inst.NetworkInterfaces[0].ID +
+		`",instance="` + inst.ID + `"` + regexp.QuoteMeta(more) + `\} (\d+)$`)
+	m := sample.FindStringSubmatch(metrics)
+	if m == nil {
+		t.Fatalf("/metrics has no %s{%s} for %s:\n%s", name, more, inst.ID, metrics)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	var m map[string]any
-	if err := json.NewDecoder(c).Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return n
 }
 
-func drops(m map[string]any, reason string) float64 {
-	d, _ := m["Drops"].(map[string]any)
-	n, _ := d[reason].(float64)
-	return n
+// drops returns how many frames the card of an instance's primary
+// interface dropped for reason, as azoted's /metrics renders it.
+func (h *harness) drops(t *testing.T, inst api.Instance, reason string) uint64 {
+	t.Helper()
+	return h.ifaceMetric(t, inst, "azote_interface_drops_total", `,reason="`+reason+`"`)
 }
 
 // count returns how many lines of the console of id match re.
@@ -74,7 +71,8 @@ func (h *harness) count(t *testing.T, id string, re *regexp.Regexp) int {
 // (the server's card killed -9 during the second), one in another subnet
 // of the VPC reaches them through the router, one in another VPC reaches
 // nothing, one in a security group without ingress rules is reachable
-// only while a rule allows it, and a spoofed source address is dropped.
+// only while a rule allows it, and a spoofed source address is dropped;
+// azoted's /metrics counts the stream's bytes and each drop by reason.
 func TestNetwork(t *testing.T) {
 	h := setup(t)
 	netImage(t, h)
@@ -115,7 +113,19 @@ func TestNetwork(t *testing.T) {
 		// And the server printed the same.
 		h.waitConsole(t, srv.ID, regexp.MustCompile(`tcpx: received 20971520 `+m[3]), 1)
 	}
-	t.Run("TCP stream", func(t *testing.T) { checkStream(t, 1) })
+	t.Run("TCP stream", func(t *testing.T) {
+		checkStream(t, 1)
+		// azoted renders the cards' counters: the stream went out of the
+		// client's interface and into the server's.
+		for _, c := range []struct {
+			inst api.Instance
+			dir  string
+		}{{cli, "tx"}, {srv, "rx"}} {
+			if n := h.ifaceMetric(t, c.inst, "azote_interface_bytes_total", `,direction="`+c.dir+`"`); n < 20971520 {
+				t.Errorf("%s's interface counted %d bytes %s, fewer than the stream", c.inst.ID, n, c.dir)
+			}
+		}
+	})
 
 	t.Run("card killed mid-stream", func(t *testing.T) {
 		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: stream 2 start`), 1)
@@ -132,8 +142,8 @@ func TestNetwork(t *testing.T) {
 
 	t.Run("spoofed source", func(t *testing.T) {
 		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: spoof dropped`), 1)
-		if n := drops(h.cardMetrics(t, cli), "spoof"); n < 1 {
-			t.Fatalf("the client's card counted %v spoofed frames", n)
+		if n := h.drops(t, cli, "spoof"); n < 1 {
+			t.Fatalf("the client's card counted %d spoofed frames", n)
 		}
 	})
 
@@ -142,8 +152,8 @@ func TestNetwork(t *testing.T) {
 		if c := h.count(t, iso.ID, regexp.MustCompile(`net-test: ping 10\.0\.1\.1[01] ok`)); c != 0 {
 			t.Fatalf("a guest of another VPC reached this one %d times", c)
 		}
-		if n := drops(h.cardMetrics(t, iso), "no_route"); n < 1 {
-			t.Fatalf("the isolated guest's card counted %v frames without a route", n)
+		if n := h.drops(t, iso, "no_route"); n < 1 {
+			t.Fatalf("the isolated guest's card counted %d frames without a route", n)
 		}
 	})
 
@@ -164,8 +174,8 @@ func TestNetwork(t *testing.T) {
 		if now := h.count(t, cli.ID, okRe); now != oks {
 			t.Fatalf("pings kept passing after the rule was revoked (%d → %d)", oks, now)
 		}
-		if n := drops(h.cardMetrics(t, locked), "security_group"); n < 1 {
-			t.Fatalf("the locked guest's card counted %v security-group drops", n)
+		if n := h.drops(t, locked, "security_group"); n < 1 {
+			t.Fatalf("the locked guest's card counted %d security-group drops", n)
 		}
 	})
 

@@ -100,3 +100,79 @@ func ReadBlkMetrics(r io.Reader) (BlkMetrics, error) {
 	}
 	return m, nil
 }
+
+// NetDrops are the reasons a net card drops a frame for, in the order of
+// its drop counters; each is a label value of azoted's
+// azote_interface_drops_total.
+var NetDrops = [...]string{
+	"security_group",               // no security group rule allows the flow
+	"conntrack_allowance_exceeded", // the connection table is full (ENA's name)
+	"rate_limit",                   // over the interface's packets or bits per second
+	"spoof",                        // a source MAC or IP the interface does not own
+	"decrypt",                      // a datagram that does not authenticate
+	"replay",                       // a datagram seen before, or too old
+	"wrong_vpc",                    // a datagram for a VPC or interface the card does not serve
+	"malformed_chain",              // a descriptor chain the driver got wrong
+	"malformed",                    // a frame that does not parse, or bad offload metadata
+	"oversize",                     // a chain longer than the largest frame
+	"ipv6",                         // IPv6 is not routed yet
+	"unsupported",                  // an EtherType other than ARP and IPv4
+	"no_route",                     // no interface of the VPC holds the destination
+	"ttl",                          // the TTL ran out at the router
+	"seal",                         // the frame could not be sealed
+	"underlay",                     // the underlay refused the datagram
+	"unknown_peer",                 // a sealed datagram from an index the VPC does not have
+	"no_buffer",                    // the guest had no receive buffer for it
+}
+
+// NetMetrics is what a net card answers on its metrics socket: its raw
+// counters, checked and rendered by azoted under the instance and the
+// interface it knows the socket to serve (as for BlkMetrics). Tx is what
+// the guest sent, Rx what the card gave it.
+type NetMetrics struct {
+	// TxPackets counts the frames the guest sent, dropped or not, as
+	// the card cut them (a TSO frame counts as its segments); a chain
+	// dropped before it yields a frame counts only among the drops.
+	TxPackets uint64 `json:"tx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	// TxSealed counts the frames the guest sent that left the card,
+	// sealed, on the underlay (the others were answered by the card, as
+	// ARP and DHCP are, or dropped).
+	TxSealed  uint64 `json:"tx_sealed"`
+	RxPackets uint64 `json:"rx_packets"` // frames delivered to the guest
+	RxBytes   uint64 `json:"rx_bytes"`
+	// ARPAnswered and ARPUnanswered count the guest's ARP requests the
+	// card answered and those it had no answer for.
+	ARPAnswered   uint64 `json:"arp_answered"`
+	ARPUnanswered uint64 `json:"arp_unanswered"`
+	// Drops counts dropped frames, one counter per NetDrops, in that
+	// order.
+	Drops []uint64 `json:"drops"`
+	// ConntrackEntries is the number of flows in the connection table
+	// (a gauge), ConntrackAllowance how many more it has room for (ENA's
+	// conntrack_allowance_available).
+	ConntrackEntries   uint64 `json:"conntrack_entries"`
+	ConntrackAllowance uint64 `json:"conntrack_allowance"`
+}
+
+// MaxNetMetrics bounds an answer.
+const MaxNetMetrics = 4 << 10
+
+// ReadNetMetrics reads and checks one answer.
+func ReadNetMetrics(r io.Reader) (NetMetrics, error) {
+	var m NetMetrics
+	b, err := io.ReadAll(io.LimitReader(r, MaxNetMetrics+1))
+	if err != nil {
+		return m, err
+	}
+	if len(b) > MaxNetMetrics {
+		return m, fmt.Errorf("%w: over %d bytes", ErrBadMetrics, MaxNetMetrics)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%w: %v", ErrBadMetrics, err)
+	}
+	if len(m.Drops) != len(NetDrops) {
+		return m, fmt.Errorf("%w: %d drop reasons, want %d", ErrBadMetrics, len(m.Drops), len(NetDrops))
+	}
+	return m, nil
+}

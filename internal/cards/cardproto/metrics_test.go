@@ -82,3 +82,51 @@ func FuzzReadBlkMetrics(f *testing.F) {
 		}
 	})
 }
+
+func validNetMetrics() NetMetrics {
+	m := NetMetrics{TxPackets: 4, RxBytes: 1500, Drops: make([]uint64, len(NetDrops)), ConntrackEntries: 2}
+	m.Drops[3] = 9
+	return m
+}
+
+func TestReadNetMetrics(t *testing.T) {
+	enc := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	got, err := ReadNetMetrics(strings.NewReader(enc(validNetMetrics())))
+	if err != nil || got.TxPackets != 4 || got.RxBytes != 1500 || got.Drops[3] != 9 || got.ConntrackEntries != 2 {
+		t.Fatalf("valid answer: %+v %v", got, err)
+	}
+	fewer, more := validNetMetrics(), validNetMetrics()
+	fewer.Drops = fewer.Drops[1:]
+	more.Drops = append(more.Drops, 1)
+	for name, in := range map[string]string{
+		"not JSON":         `azote_interface_drops_total{interface="eni-other",reason="spoof"} 1`,
+		"too few reasons":  enc(fewer),
+		"too many reasons": enc(more),
+		"no drops":         `{"tx_packets":1}`,
+		"by name":          `{"drops":{"spoof":1}}`,
+		"negative":         strings.Replace(enc(validNetMetrics()), `"tx_packets":4`, `"tx_packets":-4`, 1),
+		"too large":        `{"drops":[` + strings.Repeat(" ", MaxNetMetrics) + `]}`,
+		"empty":            "",
+	} {
+		if _, err := ReadNetMetrics(strings.NewReader(in)); !errors.Is(err, ErrBadMetrics) {
+			t.Errorf("%s: %v, want ErrBadMetrics", name, err)
+		}
+	}
+}
+
+// FuzzReadNetMetrics: any answer is refused or has one counter per
+// reason, as the renderer relies on.
+func FuzzReadNetMetrics(f *testing.F) {
+	b, _ := json.Marshal(validNetMetrics())
+	f.Add(b)
+	f.Add([]byte(`{"drops":[]}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := ReadNetMetrics(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		if len(m.Drops) != len(NetDrops) {
+			t.Fatalf("accepted %d drop counters", len(m.Drops))
+		}
+	})
+}

@@ -280,17 +280,17 @@ func TestSwitchDrops(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		frame []byte
-		drop  string
+		drop  Drop
 	}{
-		{"source IP of another", udpFrame(t, a.MAC, b.MAC, netip.MustParseAddrPort("10.0.1.12:1"), netip.AddrPortFrom(b.IP, 2), pl), "spoof"},
-		{"source MAC of another", udpFrame(t, b.MAC, b.MAC, netip.AddrPortFrom(a.IP, 1), netip.AddrPortFrom(b.IP, 2), pl), "spoof"},
-		{"unknown destination", udpFrame(t, a.MAC, b.MAC, netip.AddrPortFrom(a.IP, 1), netip.MustParseAddrPort("10.0.1.50:2"), pl), "no_route"},
-		{"IPv6", append(append(append([]byte{}, b.MAC[:]...), a.MAC[:]...), 0x86, 0xdd, 0x60, 0, 0, 0), "ipv6"},
-		{"runt", []byte{1, 2, 3}, "malformed"},
+		{"source IP of another", udpFrame(t, a.MAC, b.MAC, netip.MustParseAddrPort("10.0.1.12:1"), netip.AddrPortFrom(b.IP, 2), pl), DropSpoof},
+		{"source MAC of another", udpFrame(t, b.MAC, b.MAC, netip.AddrPortFrom(a.IP, 1), netip.AddrPortFrom(b.IP, 2), pl), DropSpoof},
+		{"unknown destination", udpFrame(t, a.MAC, b.MAC, netip.AddrPortFrom(a.IP, 1), netip.MustParseAddrPort("10.0.1.50:2"), pl), dropNoRoute},
+		{"IPv6", append(append(append([]byte{}, b.MAC[:]...), a.MAC[:]...), 0x86, 0xdd, 0x60, 0, 0, 0), dropIPv6},
+		{"runt", []byte{1, 2, 3}, dropMalformedFrame},
 	} {
-		before := cards[0].sw.Metrics().Snapshot().Drops[tc.drop]
+		before := cards[0].sw.Metrics().Snapshot().Drops[tc.drop-1]
 		cards[0].send(t, packet.VnetHdr{}, tc.frame)
-		if after := cards[0].sw.Metrics().Snapshot().Drops[tc.drop]; after != before+1 {
+		if after := cards[0].sw.Metrics().Snapshot().Drops[tc.drop-1]; after != before+1 {
 			t.Errorf("%s: drops[%s] went from %d to %d", tc.name, tc.drop, before, after)
 		}
 	}

@@ -157,7 +157,7 @@ func serveSide(card *cardrt.Card, pl *plane) error {
 		if err != nil {
 			return err
 		}
-		go cardrt.ServeMetrics(ml, func() any { return pl.sw.Metrics().Snapshot() })
+		go cardrt.ServeMetrics(ml, func() any { return pl.metrics() })
 	}
 	if card.Has(cardproto.FDControl) {
 		cl, err := card.Listener(cardproto.FDControl)

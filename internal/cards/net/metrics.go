@@ -1,11 +1,16 @@
 package net
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/azote/azote/internal/cards/cardproto"
+)
 
 // Drop is why a frame was dropped.
 type Drop uint8
 
-// Drop reasons. The exported ones are what the guard and the tunnel
+// Drop reasons, in the order of cardproto.NetDrops (which names them)
+// after DropNone. The exported ones are what the guard and the tunnel
 // return; the others the card finds itself.
 const (
 	DropNone           Drop = iota
@@ -30,18 +35,23 @@ const (
 	numDrops
 )
 
-// DropNames are the metric labels of the reasons, by Drop.
-var DropNames = [numDrops]string{
-	DropNone: "none", DropSecurityGroup: "security_group", DropConntrackFull: "conntrack_allowance_exceeded",
-	DropRateLimit: "rate_limit", DropSpoof: "spoof", DropDecrypt: "decrypt", DropReplay: "replay",
-	DropWrongVPC: "wrong_vpc", dropMalformedChain: "malformed_chain", dropMalformedFrame: "malformed",
-	dropOversize: "oversize", dropIPv6: "ipv6", dropUnsupported: "unsupported", dropNoRoute: "no_route",
-	dropTTL: "ttl", dropSeal: "seal", dropUnderlay: "underlay", dropUnknownPeer: "unknown_peer",
-	dropNoBuffer: "no_buffer",
+// The card counts exactly the reasons azoted renders: this does not
+// compile when the two lists differ in length (a test checks the order).
+var _ [len(cardproto.NetDrops)]struct{} = [numDrops - 1]struct{}{}
+
+// String returns the reason's metric label (cardproto.NetDrops).
+func (r Drop) String() string {
+	if r == DropNone {
+		return "none"
+	}
+	if r >= numDrops {
+		return "unknown"
+	}
+	return cardproto.NetDrops[r-1]
 }
 
 // Metrics counts, without locks, what crossed the interface and what was
-// dropped; azoted renders them (cardproto's schema).
+// dropped; azoted renders them (cardproto.NetMetrics).
 type Metrics struct {
 	txFrames, txBytes atomic.Uint64 // frames the guest sent
 	sentFrames        atomic.Uint64 // of those, sealed onto the underlay
@@ -53,23 +63,17 @@ type Metrics struct {
 
 func (m *Metrics) drop(r Drop) { m.drops[r].Add(1) }
 
-// Snapshot is the counters at one moment.
-type Snapshot struct {
-	TxFrames, TxBytes, SentFrames, RxFrames, RxBytes uint64
-	ARPAnswered, ARPUnanswered                       uint64
-	Drops                                            map[string]uint64
-}
-
-// Snapshot reads the counters.
-func (m *Metrics) Snapshot() Snapshot {
-	s := Snapshot{
-		TxFrames: m.txFrames.Load(), TxBytes: m.txBytes.Load(), SentFrames: m.sentFrames.Load(),
-		RxFrames: m.rxFrames.Load(), RxBytes: m.rxBytes.Load(),
+// Snapshot reads the counters; the connection table's gauges are the
+// guard's (plane.metrics).
+func (m *Metrics) Snapshot() cardproto.NetMetrics {
+	s := cardproto.NetMetrics{
+		TxPackets: m.txFrames.Load(), TxBytes: m.txBytes.Load(), TxSealed: m.sentFrames.Load(),
+		RxPackets: m.rxFrames.Load(), RxBytes: m.rxBytes.Load(),
 		ARPAnswered: m.arpAnswered.Load(), ARPUnanswered: m.arpUnanswered.Load(),
-		Drops: map[string]uint64{},
+		Drops: make([]uint64, numDrops-1),
 	}
 	for r := DropSecurityGroup; r < numDrops; r++ {
-		s.Drops[DropNames[r]] = m.drops[r].Load()
+		s.Drops[r-1] = m.drops[r].Load()
 	}
 	return s
 }

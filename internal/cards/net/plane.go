@@ -82,4 +82,18 @@ func (pl *plane) apply(st *cardproto.NetState, keys []*keymem.Buf) error {
 	return nil
 }
 
+// metrics is what the card answers on its metrics socket: the switch's
+// counters and the connection table's gauges. The filter reclaims idle
+// flows lazily (when a flow needs the place); they are reclaimed here
+// first, so that the gauges count the flows alive, not the ones that
+// idled out since.
+func (pl *plane) metrics() cardproto.NetMetrics {
+	m := pl.sw.Metrics().Snapshot()
+	f := pl.guard.f
+	f.Expire(pl.sw.now())
+	c := f.Counters()
+	m.ConntrackEntries, m.ConntrackAllowance = c.Entries, c.Available
+	return m
+}
+
 func (pl *plane) close() { pl.tunnel.close() }

@@ -180,13 +180,13 @@ func TestTap(t *testing.T) {
 	}
 
 	// A source the host's interface does not own.
-	before := sw.Metrics().Snapshot().Drops["spoof"]
+	before := sw.Metrics().Snapshot().Drops[DropSpoof-1]
 	h.send(t, udpFrame(t, host.MAC, peer.MAC, netip.MustParseAddrPort("10.0.1.99:5000"), netip.AddrPortFrom(peer.IP, 6000), payload))
 	deadline := time.Now().Add(2 * time.Second)
-	for sw.Metrics().Snapshot().Drops["spoof"] == before && time.Now().Before(deadline) {
+	for sw.Metrics().Snapshot().Drops[DropSpoof-1] == before && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if sw.Metrics().Snapshot().Drops["spoof"] != before+1 {
+	if sw.Metrics().Snapshot().Drops[DropSpoof-1] != before+1 {
 		t.Fatal("a spoofed frame from the host was not counted")
 	}
 	tv = unix.NsecToTimeval(int64(200 * time.Millisecond))
@@ -194,7 +194,7 @@ func TestTap(t *testing.T) {
 	if n, _, err := unix.Recvfrom(pfd, buf, 0); err == nil {
 		t.Fatalf("a spoofed frame reached the peer (%d bytes)", n)
 	}
-	if s := sw.Metrics().Snapshot(); s.RxFrames < 2 || s.TxFrames < 3 {
+	if s := sw.Metrics().Snapshot(); s.RxPackets < 2 || s.TxPackets < 3 {
 		t.Errorf("counters: %+v", s)
 	}
 }

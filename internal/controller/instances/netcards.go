@@ -1,11 +1,13 @@
 package instances
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -249,6 +251,37 @@ func (s *Service) netSpec(rt *instanceRuntime, rec instanceRecord, ni api.Instan
 		OpenLog:       func() (*os.File, error) { return s.openCardLog(rec.ID, ni.ID) },
 		LogRoom:       cardLogRoom(s.cfg.LogLimit),
 	}
+}
+
+// NetCardSocket is the metrics socket of the card serving one network
+// interface of one instance.
+type NetCardSocket struct {
+	Instance, Interface, Socket string
+}
+
+// NetMetricsSockets lists the metrics sockets of the net cards of every
+// instance with a machine, by instance and interface id.
+func (s *Service) NetMetricsSockets() ([]NetCardSocket, error) {
+	if s.vpcs == nil {
+		return nil, nil
+	}
+	recs, err := s.allInstances()
+	if err != nil {
+		return nil, err
+	}
+	var out []NetCardSocket
+	for _, r := range recs {
+		if r.Handle == nil {
+			continue
+		}
+		for _, ni := range r.NetworkInterfaces {
+			out = append(out, NetCardSocket{r.ID, ni.ID, s.netPath(r.ID, ni.ID, "metrics")})
+		}
+	}
+	slices.SortFunc(out, func(a, b NetCardSocket) int {
+		return cmp.Or(strings.Compare(a.Interface, b.Interface), strings.Compare(a.Instance, b.Instance))
+	})
+	return out, nil
 }
 
 // stopNetCards forgets where the stopped cards of set listened and
