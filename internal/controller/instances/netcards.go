@@ -260,7 +260,8 @@ type NetCardSocket struct {
 }
 
 // NetMetricsSockets lists the metrics sockets of the net cards of every
-// instance with a machine, by instance and interface id.
+// instance with a machine, by instance and interface id, and of the
+// host's gateways (no instance).
 func (s *Service) NetMetricsSockets() ([]NetCardSocket, error) {
 	if s.vpcs == nil {
 		return nil, nil
@@ -278,6 +279,12 @@ func (s *Service) NetMetricsSockets() ([]NetCardSocket, error) {
 			out = append(out, NetCardSocket{r.ID, ni.ID, s.netPath(r.ID, ni.ID, "metrics")})
 		}
 	}
+	// The host's gateways, with no instance.
+	s.gw.mu.Lock()
+	for _, g := range s.gw.byVPC {
+		out = append(out, NetCardSocket{"", g.iface.ID, s.gatewayPath(g.iface.ID, "metrics.sock")})
+	}
+	s.gw.mu.Unlock()
 	slices.SortFunc(out, func(a, b NetCardSocket) int {
 		return cmp.Or(strings.Compare(a.Interface, b.Interface), strings.Compare(a.Instance, b.Instance))
 	})
