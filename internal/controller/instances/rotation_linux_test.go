@@ -1,0 +1,442 @@
+package instances
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/azote/azote/internal/api"
+	cardnet "github.com/azote/azote/internal/cards/net"
+	"github.com/azote/azote/internal/cards/net/encap"
+	"github.com/azote/azote/internal/cards/net/packet"
+	"github.com/azote/azote/internal/controller/vpcs"
+	"github.com/azote/azote/internal/store"
+	"github.com/azote/azote/internal/vhostuser"
+)
+
+// guest drives one net card's vhost-user socket with the Go frontend, as
+// the guest's virtio-net driver would: one queue pair, MRG_RXBUF.
+type guest struct {
+	t     *testing.T
+	f     *vhostuser.Frontend
+	mac   packet.MAC
+	ip    netip.Addr
+	index uint32 // the interface's numeric id
+	under netip.AddrPort
+	// metrics is the card's metrics socket.
+	metrics string
+	txGPA   uint64
+	txBuf   []byte
+}
+
+const rxBufSize = 2048
+
+func dialGuest(t *testing.T, sock, metrics string, n api.InstanceNetworkInterface, e vpcs.Endpoint) *guest {
+	t.Helper()
+	f, err := vhostuser.Dial(sock, vhostuser.FrontendConfig{MemSize: 8 << 20, NumQueues: 3, QueueSize: 256,
+		Features: 1 << cardnet.FMrgRxbuf, QueuePairs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	g := &guest{t: t, f: f, ip: netip.MustParseAddr(n.PrivateIP), index: e.NumericID, under: e.Underlay, metrics: metrics}
+	copy(g.mac[:], e.MAC)
+	if g.txGPA, g.txBuf, err = f.Alloc(packet.VnetHdrLen + rxBufSize); err != nil {
+		t.Fatal(err)
+	}
+	q := f.Queues[0]
+	for range 128 {
+		gpa, _, err := f.Alloc(rxBufSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Add([]vhostuser.Buf{{Addr: gpa, Len: rxBufSize, Write: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Kick()
+	return g
+}
+
+// send transmits frame and waits until the card took it.
+func (g *guest) send(frame []byte) {
+	g.t.Helper()
+	clear(g.txBuf[:packet.VnetHdrLen])
+	copy(g.txBuf[packet.VnetHdrLen:], frame)
+	q := g.f.Queues[1]
+	if _, err := q.Add([]vhostuser.Buf{{Addr: g.txGPA, Len: uint32(packet.VnetHdrLen + len(frame))}}); err != nil {
+		g.t.Fatal(err)
+	}
+	q.Kick()
+	for deadline := time.Now().Add(5 * time.Second); q.InFlight() > 0; {
+		if time.Now().After(deadline) {
+			g.t.Fatal("the card does not take a frame")
+		}
+		q.Wait(100 * time.Millisecond)
+		q.Reap(nil)
+	}
+}
+
+// receive passes each frame delivered to the guest to fn, waiting up to
+// wait for the first, and gives the buffers back to the card.
+func (g *guest) receive(wait time.Duration, fn func(frame []byte)) {
+	g.t.Helper()
+	q := g.f.Queues[0]
+	if wait > 0 {
+		q.Wait(wait)
+	}
+	done := q.Reap(nil)
+	// Every address first: giving a buffer back reuses a descriptor.
+	addrs := make([]uint64, len(done))
+	for i, d := range done {
+		addrs[i] = binary.LittleEndian.Uint64(g.f.Mem[q.DescAddr()+16*uint64(d.Head):])
+		fn(g.f.Mem[addrs[i]+packet.VnetHdrLen : addrs[i]+uint64(d.Written)])
+	}
+	for _, addr := range addrs {
+		if _, err := q.Add([]vhostuser.Buf{{Addr: addr, Len: rxBufSize, Write: true}}); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	if len(done) > 0 {
+		q.Kick()
+	}
+}
+
+// frame is a UDP frame from g to dst carrying payload.
+func (g *guest) frame(dstMAC packet.MAC, dst netip.Addr, payload []byte) []byte {
+	g.t.Helper()
+	f, err := packet.AppendUDP(nil, &packet.UDPFrame{SrcMAC: g.mac, DstMAC: dstMAC,
+		Src: netip.AddrPortFrom(g.ip, 4000), Dst: netip.AddrPortFrom(dst, 5000)}, payload)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return f
+}
+
+// drops reads the card's drop counters.
+func (g *guest) drops() map[string]uint64 {
+	g.t.Helper()
+	c, err := net.Dial("unix", g.metrics)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer c.Close()
+	var m struct{ Drops map[string]uint64 }
+	if err := json.NewDecoder(c).Decode(&m); err != nil {
+		g.t.Fatal(err)
+	}
+	return m.Drops
+}
+
+// TestRotationLossless: two running instances of one VPC, each with a
+// real net card driven by the Go frontend, exchange a steady stream of
+// frames both ways while the VPC's key is rotated: every frame arrives,
+// none is dropped as undecryptable, and both cards then seal with the new
+// epoch. Then, at card level: a datagram sealed under the previous epoch
+// still opens, a replayed one and a forged one are dropped and counted,
+// and the next rotation drops the epoch before.
+func TestRotationLossless(t *testing.T) {
+	fx := newNetFixture(t)
+	ctx := context.Background()
+	var guests []*guest
+	for i, ip := range []string{"10.0.1.10", "10.0.1.11"} {
+		inst, err := fx.s.Run(ctx, api.RunInstanceRequest{Name: fmt.Sprintf("g%d", i), Image: "default", VCPUs: 1, MemoryMiB: 64,
+			Subnet: "front", PrivateIP: ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fx.waitState(inst.ID, api.StateRunning)
+		n := inst.NetworkInterfaces[0]
+		m, err := fx.nets.Mapping(fx.vpc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e vpcs.Endpoint
+		for _, x := range m.Endpoints {
+			if x.InterfaceID == n.ID {
+				e = x
+			}
+		}
+		guests = append(guests, dialGuest(t, fx.s.netSocket(inst.ID, n.ID), fx.s.netPath(inst.ID, n.ID, "metrics"), n, e))
+	}
+	a, b := guests[0], guests[1]
+	keyState := func() (cur, next uint32) {
+		m, err := fx.nets.Mapping(fx.vpc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.KeyEpoch, m.NextKeyEpoch
+	}
+
+	// The stream: one frame each way per round, numbered; the key is
+	// rotated once the stream runs, and the stream goes on until well
+	// after the rotation has ended.
+	var sent, got [2]int
+	seen := [2]map[uint32]bool{{}, {}}
+	count := func(to int) func([]byte) {
+		return func(f []byte) {
+			var p packet.Packet
+			if err := packet.Parse(f, &p); err != nil {
+				t.Fatalf("a frame that does not parse: %v", err)
+			}
+			pl := p.TransportPayload(f)
+			if len(pl) < 8 || string(pl[4:8]) != "strm" {
+				return
+			}
+			n := binary.BigEndian.Uint32(pl)
+			if seen[to][n] {
+				t.Fatalf("frame %d delivered twice", n)
+			}
+			seen[to][n] = true
+			got[to]++
+		}
+	}
+	after := -1
+	for round := 0; after < 0 || round < after; round++ {
+		pl := binary.BigEndian.AppendUint32(nil, uint32(round))
+		pl = append(pl, "strm"...)
+		pl = append(pl, bytes.Repeat([]byte{byte(round)}, 200)...)
+		a.send(a.frame(b.mac, b.ip, pl))
+		b.send(b.frame(a.mac, a.ip, pl))
+		sent[0]++
+		sent[1]++
+		b.receive(0, count(1))
+		a.receive(0, count(0))
+		switch {
+		case round == 200:
+			if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.KeyEpoch != 1 || r.NextKeyEpoch != 2 {
+				t.Fatalf("rotate: %+v %v", r, err)
+			}
+		case round > 200 && after < 0:
+			if cur, next := keyState(); cur == 2 && next == 0 {
+				after = round + 500 // the cards hear of it after the store
+			}
+			if round > 200_000 {
+				t.Fatal("the rotation does not end")
+			}
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); (got[0] < sent[0] || got[1] < sent[1]) && time.Now().Before(deadline); {
+		b.receive(50*time.Millisecond, count(1))
+		a.receive(50*time.Millisecond, count(0))
+	}
+	for i, g := range guests {
+		d := g.drops()
+		if d["decrypt"] != 0 || d["replay"] != 0 || got[i] != sent[i] {
+			t.Errorf("card %d received %d of %d frames; drops %v", i, got[i], sent[i], d)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d frames each way, the key rotated under them", sent[0])
+
+	// A probe: an interface of the VPC whose "card" is this test, on a
+	// UDP socket of its own, holding the keys it asks the network owner
+	// for. Each card seals what it sends it with the new epoch.
+	probeNI, err := fx.nets.CreateInterface(api.CreateNetworkInterfaceRequest{Subnet: fx.subnet.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if err := fx.nets.SetUnderlay(probeNI.ID, pc.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	var probe vpcs.Endpoint
+	m, err := fx.nets.Mapping(fx.vpc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m.Endpoints {
+		if e.InterfaceID == probeNI.ID {
+			probe = e
+		}
+	}
+	var probeMAC packet.MAC
+	copy(probeMAC[:], probe.MAC)
+	sealsWith := func(g *guest, want uint32) {
+		t.Helper()
+		buf := make([]byte, 4096)
+		for { // what earlier calls left
+			pc.SetReadDeadline(time.Now().Add(time.Millisecond))
+			if _, err := pc.Read(buf); err != nil {
+				break
+			}
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if time.Now().After(deadline) {
+				t.Fatalf("card of %v: no datagram sealed with epoch %d reached the probe", g.ip, want)
+			}
+			// Until the card has the probe among its peers, it drops
+			// the frame (no route).
+			g.send(g.frame(probeMAC, probe.IP, []byte("to the probe")))
+			pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, err := pc.Read(buf)
+			if err != nil {
+				continue
+			}
+			h, err := encap.ParseHeader(buf[:n])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Epoch == want {
+				return
+			}
+		}
+	}
+	sealsWith(a, 2)
+	sealsWith(b, 2)
+
+	// The probe seals as a card of the VPC would, under an epoch of its
+	// choosing, and sends to b's card.
+	sealer := func(epoch uint32) *encap.Sender {
+		t.Helper()
+		keys, err := fx.nets.Keys(fx.vpc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vpcs.FreeKeys(keys)
+		ring, err := encap.NewKeyring(m.NumericID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ring.Close)
+		for _, k := range keys {
+			if k.Epoch == epoch {
+				if err := ring.SetKeys(epoch, k.Key.Bytes()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		s, err := encap.NewSender(ring, probe.NumericID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	old := sealer(1)
+	toB := func(s *encap.Sender, msg string) []byte {
+		t.Helper()
+		f, err := packet.AppendUDP(nil, &packet.UDPFrame{SrcMAC: probeMAC, DstMAC: b.mac,
+			Src: netip.AddrPortFrom(probe.IP, 4000), Dst: netip.AddrPortFrom(b.ip, 5000)}, []byte(msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt, err := s.Seal(nil, b.index, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pkt
+	}
+	deliver := func(pkt []byte) {
+		t.Helper()
+		if _, err := pc.WriteToUDPAddrPort(pkt, b.under); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// expect sends pkt to b's card and waits until it is delivered to
+	// b's guest (msg), or counted under drop.
+	expect := func(what string, pkt []byte, msg, drop string) {
+		t.Helper()
+		before := b.drops()
+		deliver(pkt)
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: neither delivered nor dropped; drops %v", what, b.drops())
+			}
+			delivered := false
+			b.receive(50*time.Millisecond, func(f []byte) {
+				var p packet.Packet
+				if packet.Parse(f, &p) == nil && string(p.TransportPayload(f)) == msg {
+					delivered = true
+				}
+			})
+			after := b.drops()
+			switch {
+			case delivered && msg != "":
+				return
+			case delivered:
+				t.Fatalf("%s: delivered", what)
+			case drop != "" && after[drop] == before[drop]+1:
+				return
+			case drop != "" && after[drop] != before[drop]:
+				t.Fatalf("%s: drops[%s] went from %d to %d", what, drop, before[drop], after[drop])
+			}
+		}
+	}
+	first := toB(old, "sealed under epoch 1")
+	expect("the previous epoch", first, "sealed under epoch 1", "")
+	expect("replayed", first, "", "replay")
+	forged := toB(old, "forged")
+	forged[len(forged)-20] ^= 1
+	expect("forged", forged, "", "decrypt")
+
+	// The next rotation waits for the probe too (it has an underlay,
+	// as a card on another host would): until it says it holds epoch 3,
+	// the cards open 3 and still seal with 2.
+	if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.NextKeyEpoch != 3 {
+		t.Fatalf("rotate: %+v %v", r, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); fx.held(a, b) != [2]uint32{3, 3}; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cards record that they hold epochs %v", fx.held(a, b))
+		}
+	}
+	if cur, next := keyState(); cur != 2 || next != 3 {
+		t.Fatalf("before the probe has epoch 3: current %d, next %d", cur, next)
+	}
+	sealsWith(a, 2)
+	sealsWith(b, 2)
+	expect("the next epoch", toB(sealer(3), "sealed under epoch 3"), "sealed under epoch 3", "")
+	if err := fx.nets.KeyAccepted(probeNI.ID, 3); err != nil {
+		t.Fatal(err)
+	}
+	if cur, next := keyState(); cur != 3 || next != 0 {
+		t.Fatalf("once every card has epoch 3: current %d, next %d", cur, next)
+	}
+	sealsWith(a, 3)
+	sealsWith(b, 3)
+	expect("the epoch before the previous", toB(old, "sealed under epoch 1 again"), "", "decrypt")
+	expect("the previous epoch", toB(sealer(2), "sealed under epoch 2"), "sealed under epoch 2", "")
+}
+
+// held reads, from the store, the key epochs the cards of the guests
+// recorded holding (vpcs.KeyAccepted).
+func (fx *netFixture) held(gs ...*guest) (out [2]uint32) {
+	fx.t.Helper()
+	byIndex := map[uint32]string{}
+	m, err := fx.nets.Mapping(fx.vpc.ID)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	for _, e := range m.Endpoints {
+		byIndex[e.NumericID] = e.InterfaceID
+	}
+	err = fx.db.View(func(tx store.Tx) error {
+		for i, g := range gs {
+			var u struct {
+				KeyEpoch uint32 `json:"key_epoch"`
+			}
+			if err := tx.Get(vpcs.UnderlayTable, byIndex[g.index], &u); err != nil {
+				return err
+			}
+			out[i] = u.KeyEpoch
+		}
+		return nil
+	})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return out
+}
