@@ -174,9 +174,11 @@ func TestRotationLossless(t *testing.T) {
 		return m.KeyEpoch, m.NextKeyEpoch
 	}
 
-	// The stream: one frame each way per round, numbered; the key is
-	// rotated once the stream runs, and the stream goes on until well
-	// after the rotation has ended.
+	// The stream: one frame each way per round, numbered. The key is
+	// rotated once the stream runs, again 100 rounds after each rotation
+	// ended, rotations times, and the stream goes on until well after
+	// the last one ended.
+	const rotations = 3
 	var sent, got [2]int
 	seen := [2]map[uint32]bool{{}, {}}
 	count := func(to int) func([]byte) {
@@ -197,7 +199,8 @@ func TestRotationLossless(t *testing.T) {
 			got[to]++
 		}
 	}
-	after := -1
+	after, next := -1, 200 // the round of the end, of the next rotation
+	epoch := uint32(1)
 	for round := 0; after < 0 || round < after; round++ {
 		pl := binary.BigEndian.AppendUint32(nil, uint32(round))
 		pl = append(pl, "strm"...)
@@ -209,13 +212,18 @@ func TestRotationLossless(t *testing.T) {
 		b.receive(0, count(1))
 		a.receive(0, count(0))
 		switch {
-		case round == 200:
-			if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.KeyEpoch != 1 || r.NextKeyEpoch != 2 {
+		case round == next:
+			if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.KeyEpoch != epoch || r.NextKeyEpoch != epoch+1 {
 				t.Fatalf("rotate: %+v %v", r, err)
 			}
-		case round > 200 && after < 0:
-			if cur, next := keyState(); cur == 2 && next == 0 {
-				after = round + 500 // the cards hear of it after the store
+			next = -1
+		case next < 0 && after < 0:
+			if cur, pending := keyState(); cur == epoch+1 && pending == 0 {
+				epoch++
+				next = round + 100
+				if epoch == 1+rotations {
+					next, after = -1, round+500 // the cards hear of it after the store
+				}
 			}
 			if round > 200_000 {
 				t.Fatal("the rotation does not end")
@@ -235,7 +243,7 @@ func TestRotationLossless(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Logf("%d frames each way, the key rotated under them", sent[0])
+	t.Logf("%d frames each way, the key rotated %d times under them", sent[0], rotations)
 
 	// A probe: an interface of the VPC whose "card" is this test, on a
 	// UDP socket of its own, holding the keys it asks the network owner
@@ -294,8 +302,8 @@ func TestRotationLossless(t *testing.T) {
 			}
 		}
 	}
-	sealsWith(a, 2)
-	sealsWith(b, 2)
+	sealsWith(a, epoch)
+	sealsWith(b, epoch)
 
 	// The probe seals as a card of the VPC would, under an epoch of its
 	// choosing, and sends to b's card.
@@ -325,7 +333,7 @@ func TestRotationLossless(t *testing.T) {
 		t.Cleanup(s.Close)
 		return s
 	}
-	old := sealer(1)
+	old := sealer(epoch - 1)
 	toB := func(s *encap.Sender, msg string) []byte {
 		t.Helper()
 		f, err := packet.AppendUDP(nil, &packet.UDPFrame{SrcMAC: probeMAC, DstMAC: b.mac,
@@ -375,40 +383,41 @@ func TestRotationLossless(t *testing.T) {
 			}
 		}
 	}
-	first := toB(old, "sealed under epoch 1")
-	expect("the previous epoch", first, "sealed under epoch 1", "")
+	first := toB(old, "sealed under the previous epoch")
+	expect("the previous epoch", first, "sealed under the previous epoch", "")
 	expect("replayed", first, "", "replay")
 	forged := toB(old, "forged")
 	forged[len(forged)-20] ^= 1
 	expect("forged", forged, "", "decrypt")
 
 	// The next rotation waits for the probe too (it has an underlay,
-	// as a card on another host would): until it says it holds epoch 3,
-	// the cards open 3 and still seal with 2.
-	if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.NextKeyEpoch != 3 {
+	// as a card on another host would): until it says it holds the next
+	// epoch, the cards open it and still seal with the current one.
+	e := epoch
+	if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.NextKeyEpoch != e+1 {
 		t.Fatalf("rotate: %+v %v", r, err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); fx.held(a, b) != [2]uint32{3, 3}; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); fx.held(a, b) != [2]uint32{e + 1, e + 1}; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the cards record that they hold epochs %v", fx.held(a, b))
 		}
 	}
-	if cur, next := keyState(); cur != 2 || next != 3 {
-		t.Fatalf("before the probe has epoch 3: current %d, next %d", cur, next)
+	if cur, next := keyState(); cur != e || next != e+1 {
+		t.Fatalf("before the probe has the next epoch: current %d, next %d", cur, next)
 	}
-	sealsWith(a, 2)
-	sealsWith(b, 2)
-	expect("the next epoch", toB(sealer(3), "sealed under epoch 3"), "sealed under epoch 3", "")
-	if err := fx.nets.KeyAccepted(probeNI.ID, 3); err != nil {
+	sealsWith(a, e)
+	sealsWith(b, e)
+	expect("the next epoch", toB(sealer(e+1), "sealed under the next epoch"), "sealed under the next epoch", "")
+	if err := fx.nets.KeyAccepted(probeNI.ID, e+1); err != nil {
 		t.Fatal(err)
 	}
-	if cur, next := keyState(); cur != 3 || next != 0 {
-		t.Fatalf("once every card has epoch 3: current %d, next %d", cur, next)
+	if cur, next := keyState(); cur != e+1 || next != 0 {
+		t.Fatalf("once every card has the next epoch: current %d, next %d", cur, next)
 	}
-	sealsWith(a, 3)
-	sealsWith(b, 3)
-	expect("the epoch before the previous", toB(old, "sealed under epoch 1 again"), "", "decrypt")
-	expect("the previous epoch", toB(sealer(2), "sealed under epoch 2"), "sealed under epoch 2", "")
+	sealsWith(a, e+1)
+	sealsWith(b, e+1)
+	expect("the epoch before the previous", toB(old, "sealed under an epoch now forgotten"), "", "decrypt")
+	expect("the previous epoch", toB(sealer(e), "sealed under the previous epoch again"), "sealed under the previous epoch again", "")
 }
 
 // held reads, from the store, the key epochs the cards of the guests
