@@ -96,7 +96,8 @@ func (s *Service) bindUnderlay() (*os.File, netip.AddrPort, error) {
 }
 
 // netState is what the card of interface n is told of its VPC now, and
-// the VPC's keys, newest first, in locked memory the caller frees.
+// the VPC's keys in the order the state names them (current, previous,
+// next), in locked memory the caller frees.
 func (s *Service) netState(ifaceID string) (cardproto.NetState, []*keymem.Buf, error) {
 	var st cardproto.NetState
 	n, err := s.vpcs.ResolveInterface(ifaceID)
