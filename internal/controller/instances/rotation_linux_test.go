@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,6 +27,7 @@ type guest struct {
 	f     *vhostuser.Frontend
 	mac   packet.MAC
 	ip    netip.Addr
+	iface string
 	index uint32 // the interface's numeric id
 	under netip.AddrPort
 	// metrics is the card's metrics socket.
@@ -45,7 +46,7 @@ func dialGuest(t *testing.T, sock, metrics string, n api.InstanceNetworkInterfac
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	g := &guest{t: t, f: f, ip: netip.MustParseAddr(n.PrivateIP), index: e.NumericID, under: e.Underlay, metrics: metrics}
+	g := &guest{t: t, f: f, ip: netip.MustParseAddr(n.PrivateIP), iface: n.ID, index: e.NumericID, under: e.Underlay, metrics: metrics}
 	copy(g.mac[:], e.MAC)
 	if g.txGPA, g.txBuf, err = f.Alloc(packet.VnetHdrLen + rxBufSize); err != nil {
 		t.Fatal(err)
@@ -143,28 +144,7 @@ func (g *guest) drops() map[string]uint64 {
 // and the next rotation drops the epoch before.
 func TestRotationLossless(t *testing.T) {
 	fx := newNetFixture(t)
-	ctx := context.Background()
-	var guests []*guest
-	for i, ip := range []string{"10.0.1.10", "10.0.1.11"} {
-		inst, err := fx.s.Run(ctx, api.RunInstanceRequest{Name: fmt.Sprintf("g%d", i), Image: "default", VCPUs: 1, MemoryMiB: 64,
-			Subnet: "front", PrivateIP: ip})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fx.waitState(inst.ID, api.StateRunning)
-		n := inst.NetworkInterfaces[0]
-		m, err := fx.nets.Mapping(fx.vpc.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var e vpcs.Endpoint
-		for _, x := range m.Endpoints {
-			if x.InterfaceID == n.ID {
-				e = x
-			}
-		}
-		guests = append(guests, dialGuest(t, fx.s.netSocket(inst.ID, n.ID), fx.s.netPath(inst.ID, n.ID, "metrics"), n, e))
-	}
+	guests := []*guest{fx.runGuest("g0", "10.0.1.10"), fx.runGuest("g1", "10.0.1.11")}
 	a, b := guests[0], guests[1]
 	keyState := func() (cur, next uint32) {
 		m, err := fx.nets.Mapping(fx.vpc.ID)
@@ -245,150 +225,22 @@ func TestRotationLossless(t *testing.T) {
 	}
 	t.Logf("%d frames each way, the key rotated %d times under them", sent[0], rotations)
 
-	// A probe: an interface of the VPC whose "card" is this test, on a
-	// UDP socket of its own, holding the keys it asks the network owner
-	// for. Each card seals what it sends it with the new epoch.
-	probeNI, err := fx.nets.CreateInterface(api.CreateNetworkInterfaceRequest{Subnet: fx.subnet.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if err := fx.nets.SetUnderlay(probeNI.ID, pc.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
-		t.Fatal(err)
-	}
-	var probe vpcs.Endpoint
-	m, err := fx.nets.Mapping(fx.vpc.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range m.Endpoints {
-		if e.InterfaceID == probeNI.ID {
-			probe = e
-		}
-	}
-	var probeMAC packet.MAC
-	copy(probeMAC[:], probe.MAC)
-	sealsWith := func(g *guest, want uint32) {
-		t.Helper()
-		buf := make([]byte, 4096)
-		for { // what earlier calls left
-			pc.SetReadDeadline(time.Now().Add(time.Millisecond))
-			if _, err := pc.Read(buf); err != nil {
-				break
-			}
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			if time.Now().After(deadline) {
-				t.Fatalf("card of %v: no datagram sealed with epoch %d reached the probe", g.ip, want)
-			}
-			// Until the card has the probe among its peers, it drops
-			// the frame (no route).
-			g.send(g.frame(probeMAC, probe.IP, []byte("to the probe")))
-			pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			n, err := pc.Read(buf)
-			if err != nil {
-				continue
-			}
-			h, err := encap.ParseHeader(buf[:n])
-			if err != nil {
-				t.Fatal(err)
-			}
-			if h.Epoch == want {
-				return
-			}
-		}
-	}
-	sealsWith(a, epoch)
-	sealsWith(b, epoch)
+	// A probe, playing a card of the VPC: each card seals what it sends
+	// it with the new epoch.
+	pr := newProbe(fx)
+	pr.sealsWith(a, epoch)
+	pr.sealsWith(b, epoch)
 
 	// The probe seals as a card of the VPC would, under an epoch of its
 	// choosing, and sends to b's card.
-	sealer := func(epoch uint32) *encap.Sender {
-		t.Helper()
-		keys, err := fx.nets.Keys(fx.vpc.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer vpcs.FreeKeys(keys)
-		ring, err := encap.NewKeyring(m.NumericID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(ring.Close)
-		for _, k := range keys {
-			if k.Epoch == epoch {
-				if err := ring.SetKeys(epoch, k.Key.Bytes()); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		s, err := encap.NewSender(ring, probe.NumericID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		return s
-	}
-	old := sealer(epoch - 1)
-	toB := func(s *encap.Sender, msg string) []byte {
-		t.Helper()
-		f, err := packet.AppendUDP(nil, &packet.UDPFrame{SrcMAC: probeMAC, DstMAC: b.mac,
-			Src: netip.AddrPortFrom(probe.IP, 4000), Dst: netip.AddrPortFrom(b.ip, 5000)}, []byte(msg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pkt, err := s.Seal(nil, b.index, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pkt
-	}
-	deliver := func(pkt []byte) {
-		t.Helper()
-		if _, err := pc.WriteToUDPAddrPort(pkt, b.under); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// expect sends pkt to b's card and waits until it is delivered to
-	// b's guest (msg), or counted under drop.
-	expect := func(what string, pkt []byte, msg, drop string) {
-		t.Helper()
-		before := b.drops()
-		deliver(pkt)
-		for deadline := time.Now().Add(5 * time.Second); ; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: neither delivered nor dropped; drops %v", what, b.drops())
-			}
-			delivered := false
-			b.receive(50*time.Millisecond, func(f []byte) {
-				var p packet.Packet
-				if packet.Parse(f, &p) == nil && string(p.TransportPayload(f)) == msg {
-					delivered = true
-				}
-			})
-			after := b.drops()
-			switch {
-			case delivered && msg != "":
-				return
-			case delivered:
-				t.Fatalf("%s: delivered", what)
-			case drop != "" && after[drop] == before[drop]+1:
-				return
-			case drop != "" && after[drop] != before[drop]:
-				t.Fatalf("%s: drops[%s] went from %d to %d", what, drop, before[drop], after[drop])
-			}
-		}
-	}
-	first := toB(old, "sealed under the previous epoch")
-	expect("the previous epoch", first, "sealed under the previous epoch", "")
-	expect("replayed", first, "", "replay")
-	forged := toB(old, "forged")
+	old := pr.sealer(epoch - 1)
+	first := "sealed under the previous epoch"
+	pkt := pr.seal(old, b, first)
+	pr.expect(b, "the previous epoch", pkt, first, "")
+	pr.expect(b, "replayed", pkt, first, "replay")
+	forged := pr.seal(old, b, "forged")
 	forged[len(forged)-20] ^= 1
-	expect("forged", forged, "", "decrypt")
+	pr.expect(b, "forged", forged, "forged", "decrypt")
 
 	// The next rotation waits for the probe too (it has an underlay,
 	// as a card on another host would): until it says it holds the next
@@ -397,55 +249,265 @@ func TestRotationLossless(t *testing.T) {
 	if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.NextKeyEpoch != e+1 {
 		t.Fatalf("rotate: %+v %v", r, err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); fx.held(a, b) != [2]uint32{e + 1, e + 1}; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the cards record that they hold epochs %v", fx.held(a, b))
-		}
-	}
+	fx.waitHeld(e+1, a, b)
 	if cur, next := keyState(); cur != e || next != e+1 {
 		t.Fatalf("before the probe has the next epoch: current %d, next %d", cur, next)
 	}
-	sealsWith(a, e)
-	sealsWith(b, e)
-	expect("the next epoch", toB(sealer(e+1), "sealed under the next epoch"), "sealed under the next epoch", "")
-	if err := fx.nets.KeyAccepted(probeNI.ID, e+1); err != nil {
+	pr.sealsWith(a, e)
+	pr.sealsWith(b, e)
+	msg := "sealed under the next epoch"
+	pr.expect(b, "the next epoch", pr.seal(pr.sealer(e+1), b, msg), msg, "")
+	if err := fx.nets.KeyAccepted(pr.iface, e+1); err != nil {
 		t.Fatal(err)
 	}
 	if cur, next := keyState(); cur != e+1 || next != 0 {
 		t.Fatalf("once every card has the next epoch: current %d, next %d", cur, next)
 	}
-	sealsWith(a, e+1)
-	sealsWith(b, e+1)
-	expect("the epoch before the previous", toB(old, "sealed under an epoch now forgotten"), "", "decrypt")
-	expect("the previous epoch", toB(sealer(e), "sealed under the previous epoch again"), "sealed under the previous epoch again", "")
+	pr.sealsWith(a, e+1)
+	pr.sealsWith(b, e+1)
+	msg = "sealed under an epoch now forgotten"
+	pr.expect(b, "the epoch before the previous", pr.seal(old, b, msg), msg, "decrypt")
+	msg = "sealed under the previous epoch again"
+	pr.expect(b, "the previous epoch", pr.seal(pr.sealer(e), b, msg), msg, "")
 }
 
-// held reads, from the store, the key epochs the cards of the guests
-// recorded holding (vpcs.KeyAccepted).
-func (fx *netFixture) held(gs ...*guest) (out [2]uint32) {
+// TestRotationGrace: a card that never says it has the next key (here
+// the probe, as a card on a host cut off from the store would) holds a
+// rotation up to its grace only; azoted's timer then ends it, and the
+// cards it runs seal with the new epoch.
+func TestRotationGrace(t *testing.T) {
+	fx := newNetFixtureGrace(t, 500*time.Millisecond)
+	a := fx.runGuest("g0", "10.0.1.10")
+	pr := newProbe(fx)
+	pr.sealsWith(a, 1)
+	if r, err := fx.nets.RotateKey(fx.vpc.ID); err != nil || r.KeyEpoch != 1 || r.NextKeyEpoch != 2 {
+		t.Fatalf("rotate: %+v %v", r, err)
+	}
+	fx.waitHeld(2, a)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m, err := fx.nets.Mapping(fx.vpc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.KeyEpoch == 2 && m.NextKeyEpoch == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("past the grace: current %d, next %d", m.KeyEpoch, m.NextKeyEpoch)
+		}
+	}
+	pr.sealsWith(a, 2)
+}
+
+// runGuest runs an instance in subnet "front" with address ip and
+// drives its card as its guest.
+func (fx *netFixture) runGuest(name, ip string) *guest {
+	t := fx.t
+	t.Helper()
+	inst, err := fx.s.Run(context.Background(), api.RunInstanceRequest{Name: name, Image: "default", VCPUs: 1, MemoryMiB: 64,
+		Subnet: "front", PrivateIP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.waitState(inst.ID, api.StateRunning)
+	n := inst.NetworkInterfaces[0]
+	return dialGuest(t, fx.s.netSocket(inst.ID, n.ID), fx.s.netPath(inst.ID, n.ID, "metrics"), n, fx.endpoint(n.ID))
+}
+
+func (fx *netFixture) endpoint(ifaceID string) vpcs.Endpoint {
 	fx.t.Helper()
-	byIndex := map[uint32]string{}
 	m, err := fx.nets.Mapping(fx.vpc.ID)
 	if err != nil {
 		fx.t.Fatal(err)
 	}
 	for _, e := range m.Endpoints {
-		byIndex[e.NumericID] = e.InterfaceID
-	}
-	err = fx.db.View(func(tx store.Tx) error {
-		for i, g := range gs {
-			var u struct {
-				KeyEpoch uint32 `json:"key_epoch"`
-			}
-			if err := tx.Get(vpcs.UnderlayTable, byIndex[g.index], &u); err != nil {
-				return err
-			}
-			out[i] = u.KeyEpoch
+		if e.InterfaceID == ifaceID {
+			return e
 		}
-		return nil
-	})
-	if err != nil {
-		fx.t.Fatal(err)
 	}
-	return out
+	fx.t.Fatalf("no endpoint %s", ifaceID)
+	return vpcs.Endpoint{}
+}
+
+// waitHeld waits until the cards of gs have recorded that they hold the
+// keys up to epoch (vpcs.KeyAccepted), reading the records.
+func (fx *netFixture) waitHeld(epoch uint32, gs ...*guest) {
+	t := fx.t
+	t.Helper()
+	held := func() []uint32 {
+		var out []uint32
+		err := fx.db.View(func(tx store.Tx) error {
+			for _, g := range gs {
+				var u struct {
+					KeyEpoch uint32 `json:"key_epoch"`
+				}
+				if err := tx.Get(vpcs.UnderlayTable, g.iface, &u); err != nil {
+					return err
+				}
+				out = append(out, u.KeyEpoch)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h := held()
+		if !slices.ContainsFunc(h, func(e uint32) bool { return e < epoch }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cards record that they hold epochs %v, not %d", h, epoch)
+		}
+	}
+}
+
+// probe is an interface of the VPC whose "card" is the test: a UDP
+// socket on loopback, recorded as the interface's underlay, holding the
+// keys it asks the network owner for.
+type probe struct {
+	fx    *netFixture
+	iface string
+	ep    vpcs.Endpoint
+	mac   packet.MAC
+	pc    *net.UDPConn
+}
+
+func newProbe(fx *netFixture) *probe {
+	t := fx.t
+	t.Helper()
+	n, err := fx.nets.CreateInterface(api.CreateNetworkInterfaceRequest{Subnet: fx.subnet.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	if err := fx.nets.SetUnderlay(n.ID, pc.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	pr := &probe{fx: fx, iface: n.ID, ep: fx.endpoint(n.ID), pc: pc}
+	copy(pr.mac[:], pr.ep.MAC)
+	return pr
+}
+
+// sealsWith has g's guest send to the probe until a datagram sealed with
+// epoch want arrives; until its card knows the probe as a peer, it
+// drops the frame (no route).
+func (pr *probe) sealsWith(g *guest, want uint32) {
+	t := pr.fx.t
+	t.Helper()
+	buf := make([]byte, 4096)
+	for { // what earlier calls left
+		pr.pc.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := pr.pc.Read(buf); err != nil {
+			break
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatalf("card of %v: no datagram sealed with epoch %d reached the probe", g.ip, want)
+		}
+		g.send(g.frame(pr.mac, pr.ep.IP, []byte("to the probe")))
+		pr.pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := pr.pc.Read(buf)
+		if err != nil {
+			continue
+		}
+		h, err := encap.ParseHeader(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Epoch == want {
+			return
+		}
+	}
+}
+
+// sealer seals as the probe's card would under epoch's key.
+func (pr *probe) sealer(epoch uint32) *encap.Sender {
+	t := pr.fx.t
+	t.Helper()
+	keys, err := pr.fx.nets.Keys(pr.fx.vpc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vpcs.FreeKeys(keys)
+	m, err := pr.fx.nets.Mapping(pr.fx.vpc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := encap.NewKeyring(m.NumericID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ring.Close)
+	for _, k := range keys {
+		if k.Epoch == epoch {
+			if err := ring.SetKeys(epoch, k.Key.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s, err := encap.NewSender(ring, pr.ep.NumericID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// seal is a datagram from the probe to g's card carrying msg.
+func (pr *probe) seal(s *encap.Sender, g *guest, msg string) []byte {
+	t := pr.fx.t
+	t.Helper()
+	f, err := packet.AppendUDP(nil, &packet.UDPFrame{SrcMAC: pr.mac, DstMAC: g.mac,
+		Src: netip.AddrPortFrom(pr.ep.IP, 4000), Dst: netip.AddrPortFrom(g.ip, 5000)}, []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt, err := s.Seal(nil, g.index, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkt
+}
+
+// expect sends pkt, which carries msg, to g's card and waits until msg is
+// delivered to g's guest (drop "") or until the card counts one more
+// drop under drop (and delivers nothing).
+func (pr *probe) expect(g *guest, what string, pkt []byte, msg, drop string) {
+	t := pr.fx.t
+	t.Helper()
+	before := g.drops()
+	if _, err := pr.pc.WriteToUDPAddrPort(pkt, g.under); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: neither delivered nor dropped; drops %v", what, g.drops())
+		}
+		delivered := false
+		g.receive(50*time.Millisecond, func(f []byte) {
+			var p packet.Packet
+			if packet.Parse(f, &p) == nil && string(p.TransportPayload(f)) == msg {
+				delivered = true
+			}
+		})
+		after := g.drops()
+		switch {
+		case delivered && drop == "":
+			return
+		case delivered:
+			t.Fatalf("%s: delivered", what)
+		case drop != "" && after[drop] == before[drop]+1:
+			return
+		case drop != "" && after[drop] != before[drop]:
+			t.Fatalf("%s: drops[%s] went from %d to %d", what, drop, before[drop], after[drop])
+		}
+	}
 }
