@@ -326,7 +326,9 @@ func (s *Service) stopNetCards(set *cardSet) {
 	set.nets = nil
 }
 
-// adoptNetCards re-attaches to the net cards a previous azoted started.
+// adoptNetCards re-attaches to the net cards a previous azoted started,
+// and pushes each the state of its VPC: what changed while no azoted ran
+// (a key rotation ended, say) did not reach it.
 func (s *Service) adoptNetCards(rt *instanceRuntime, rec instanceRecord, set *cardSet) {
 	if s.vpcs == nil {
 		return
@@ -338,6 +340,11 @@ func (s *Service) adoptNetCards(rt *instanceRuntime, rec instanceRecord, set *ca
 		set.cards[ni.ID] = nc.card
 		set.nets = append(set.nets, nc)
 		s.superviseCard(rt, set, nc.card)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.catchUp(nc) // given is unknown: always pushes
+		}()
 	}
 }
 
@@ -401,9 +408,10 @@ func (s *Service) pushCard(nc *netCard) (cardproto.NetState, error) {
 	return st, nil
 }
 
-// catchUp pushes a card that just started the VPC's keys if they changed
-// since its state was read: a rotation that began in between was pushed
-// to the cards then running, not to this one, and would wait for it.
+// catchUp pushes a card that just started (or was adopted) the state of
+// its VPC if the keys changed since its state was read: a rotation that
+// began in between was pushed to the cards then running, not to this
+// one, and would wait for it.
 func (s *Service) catchUp(nc *netCard) {
 	m, err := s.vpcs.Mapping(nc.vpcID)
 	if err != nil {
