@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/azote/azote/internal/cards/net/encap"
 	"github.com/azote/azote/internal/cards/net/packet"
 	"github.com/azote/azote/internal/controller/vpcs"
+	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/store"
 	"github.com/azote/azote/internal/vhostuser"
 )
@@ -510,4 +512,40 @@ func (pr *probe) expect(g *guest, what string, pkt []byte, msg, drop string) {
 			t.Fatalf("%s: drops[%s] went from %d to %d", what, drop, before[drop], after[drop])
 		}
 	}
+}
+
+// TestRotationAdopt: a rotation asked while no azoted runs here
+// (as from another host, through the store) reaches the cards the next
+// azoted adopts, and ends once they and the probe have the new key.
+func TestRotationAdopt(t *testing.T) {
+	fx := newNetFixture(t)
+	a := fx.runGuest("g0", "10.0.1.10")
+	b := fx.runGuest("g1", "10.0.1.11")
+	pr := newProbe(fx)
+	pr.sealsWith(a, 1)
+	fx.close()
+
+	st, err := store.OpenBolt(filepath.Join(fx.dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, esc, err := keys.OpenHost(filepath.Join(fx.dir, "host.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	esc.Free()
+	other := vpcs.New(vpcs.Config{Store: st, Keys: hostKey, HostID: "host-b"})
+	r, err := other.RotateKey(fx.vpc.ID)
+	st.Close()
+	if err != nil || r.KeyEpoch != 1 || r.NextKeyEpoch != 2 {
+		t.Fatalf("rotate: %+v %v", r, err)
+	}
+
+	fx.start()
+	fx.waitHeld(2, a, b)
+	if err := fx.nets.KeyAccepted(pr.iface, 2); err != nil {
+		t.Fatal(err)
+	}
+	pr.sealsWith(a, 2)
+	pr.sealsWith(b, 2)
 }
