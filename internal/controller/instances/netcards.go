@@ -373,11 +373,10 @@ func (s *Service) pushVPC(vpcID string) {
 	rotating := false
 	for _, nc := range ncs {
 		st, err := s.pushCard(nc)
+		rotating = rotating || st.NextKeyEpoch != 0
 		if err != nil {
 			s.log.Warn("pushing a VPC's state to a card", "vpc", vpcID, "interface", nc.ifaceID, "err", err)
-			continue
 		}
-		rotating = rotating || st.NextKeyEpoch != 0
 	}
 	if rotating {
 		s.watchRotation(vpcID)
@@ -386,7 +385,8 @@ func (s *Service) pushVPC(vpcID string) {
 
 // pushCard sends nc the state of its VPC now and, once the card applied
 // it, records the keys it holds: the last card of a VPC to take a
-// rotation's next key so ends the rotation's first phase.
+// rotation's next key so ends the rotation's first phase. It returns the
+// state, pushed or not.
 func (s *Service) pushCard(nc *netCard) (cardproto.NetState, error) {
 	nc.pushMu.Lock()
 	defer nc.pushMu.Unlock()
