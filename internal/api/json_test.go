@@ -38,7 +38,7 @@ func TestPublicJSONNames(t *testing.T) {
 			"engine", "accel", "cmdline", "cmdline_sha384", "pid", "created_at", "launched_at", "ready_at", "terminated_at", "ready",
 			"boot_ms", "boot_count", "agent", "volumes", "private_ip", "network_interfaces", "revision", "tags"}},
 		// What the net card's wiring and scripts read of the network nouns.
-		{VPC{}, []string{"id", "name", "cidr", "numeric_id", "host_gateway", "default_security_group", "key_epoch", "key_rotated_at", "tags", "created_at"}},
+		{VPC{}, []string{"id", "name", "cidr", "numeric_id", "host_gateway", "default_security_group", "key_epoch", "next_key_epoch", "key_rotated_at", "tags", "created_at"}},
 		{NetworkInterface{}, []string{"id", "name", "vpc_id", "subnet_id", "numeric_id", "private_ip", "mac", "security_groups", "status",
 			"attachment", "interface_type", "host", "tags", "created_at"}},
 		{SecurityGroupRule{}, []string{"protocol", "from_port", "to_port", "cidr", "group"}},

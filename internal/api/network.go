@@ -63,9 +63,14 @@ type VPC struct {
 	HostGateway bool   `json:"host_gateway"`
 	// DefaultSecurityGroup is the id of the group made with the VPC.
 	DefaultSecurityGroup string `json:"default_security_group"`
-	// KeyEpoch counts the VPC's traffic keys: 1 at creation, one more
-	// at each rotation.
-	KeyEpoch     uint32            `json:"key_epoch"`
+	// KeyEpoch is the epoch of the traffic key the VPC's cards seal
+	// with: 1 at creation, one more at each rotation once every card has
+	// the new key.
+	KeyEpoch uint32 `json:"key_epoch"`
+	// NextKeyEpoch, during a rotation, is the epoch being rotated to:
+	// every card opens it, and seals with it once all have it.
+	NextKeyEpoch uint32 `json:"next_key_epoch,omitempty"`
+	// KeyRotatedAt is when the last rotation was asked for.
 	KeyRotatedAt *time.Time        `json:"key_rotated_at,omitempty"`
 	Tags         map[string]string `json:"tags,omitempty"`
 	CreatedAt    time.Time         `json:"created_at"`

@@ -18,8 +18,8 @@ import (
 // card receives on the same address its peers know.
 type Net struct {
 	Config cardproto.NetConfig
-	// State gives the VPC's state and keys (newest first) at each start;
-	// the card host frees the keys.
+	// State gives the VPC's state and keys (in the order the state names
+	// them) at each start; the card host frees the keys.
 	State func() (cardproto.NetState, []*keymem.Buf, error)
 	// Underlay gives the bound UDP socket to donate at each start, which
 	// the caller keeps open.

@@ -22,7 +22,7 @@ var vpcCommands = []command{
 		example: "azote vpc delete prod"},
 	{use: "modify VPC", short: "change a VPC's attributes (--host-gateway)", build: vpcModify,
 		example: "azote vpc modify prod --host-gateway=true"},
-	{use: "rotate-key VPC", short: "give a VPC a new traffic key (the previous one is accepted while cards change over)", build: vpcRotateKey,
+	{use: "rotate-key VPC", short: "give a VPC a new traffic key: cards take it, then seal with it once all have it (the old one stays accepted until the next rotation)", build: vpcRotateKey,
 		example: "azote vpc rotate-key prod"},
 }
 
@@ -94,10 +94,20 @@ func showVPC(e *env, v api.VPC) error {
 	e.kv([][2]string{
 		{"ID", v.ID}, {"Name", v.Name}, {"CIDR", v.CIDR}, {"Number", strconv.FormatUint(uint64(v.NumericID), 10)},
 		{"Host gateway", onOff(v.HostGateway)}, {"Default security group", v.DefaultSecurityGroup},
-		{"Key epoch", strconv.FormatUint(uint64(v.KeyEpoch), 10)}, {"Key rotated", rotated},
+		{"Key epoch", keyEpoch(v)}, {"Key rotated", rotated},
 		{"Tags", formatTags(v.Tags)}, {"Created", v.CreatedAt.Format(time.RFC3339)},
 	})
 	return nil
+}
+
+// keyEpoch is the epoch cards seal with, and during a rotation the one
+// they are moving to.
+func keyEpoch(v api.VPC) string {
+	e := strconv.FormatUint(uint64(v.KeyEpoch), 10)
+	if v.NextKeyEpoch != 0 {
+		e += " (rotating to " + strconv.FormatUint(uint64(v.NextKeyEpoch), 10) + ")"
+	}
+	return e
 }
 
 func onOff(b bool) string {
@@ -113,7 +123,7 @@ func vpcList(e *env, fs *pflag.FlagSet) runFunc {
 	}, func(e *env, list []api.VPC) error {
 		var rows [][]string
 		for _, v := range list {
-			rows = append(rows, []string{v.ID, v.Name, v.CIDR, onOff(v.HostGateway), strconv.FormatUint(uint64(v.KeyEpoch), 10), ago(v.CreatedAt)})
+			rows = append(rows, []string{v.ID, v.Name, v.CIDR, onOff(v.HostGateway), keyEpoch(v), ago(v.CreatedAt)})
 		}
 		return e.list(list, "ID\tNAME\tCIDR\tHOST_GATEWAY\tKEY_EPOCH\tCREATED", rows)
 	})

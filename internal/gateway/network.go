@@ -283,7 +283,8 @@ func (h *handler) runAlsoAction(arn string) string {
 func summarizeNetwork(out any) map[string]any {
 	switch v := out.(type) {
 	case api.VPC:
-		return map[string]any{"id": v.ID, "name": v.Name, "cidr": v.CIDR, "host_gateway": v.HostGateway, "key_epoch": v.KeyEpoch}
+		return map[string]any{"id": v.ID, "name": v.Name, "cidr": v.CIDR, "host_gateway": v.HostGateway, "key_epoch": v.KeyEpoch,
+			"next_key_epoch": v.NextKeyEpoch}
 	case api.Subnet:
 		return map[string]any{"id": v.ID, "name": v.Name, "vpc_id": v.VPCID, "cidr": v.CIDR}
 	case api.SecurityGroup:

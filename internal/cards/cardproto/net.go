@@ -23,7 +23,7 @@ const (
 
 // NetConfig is what azoted sends a net card at start: the interface, and
 // the state of its VPC. Its keys follow on the channel, one message each,
-// in the order of State.KeyEpochs.
+// in the order of State.KeyEpochs, then State.NextKeyEpoch's.
 type NetConfig struct {
 	InterfaceID string `json:"interface_id"`
 	VPCID       string `json:"vpc_id"`
@@ -49,9 +49,25 @@ type NetState struct {
 	Peers      []NetPeer `json:"peers"`
 	Ingress    []NetRule `json:"ingress"`
 	Egress     []NetRule `json:"egress"`
-	// KeyEpochs are the epochs of the VPC keys that follow, the newest
-	// (the one to send with) first.
+	// KeyEpochs are the epochs of the VPC keys that follow: the current
+	// one (to seal with) first, then the previous one (still opened)
+	// when there is one.
 	KeyEpochs []uint32 `json:"key_epochs"`
+	// NextKeyEpoch, when not 0, is the epoch of one more key, after
+	// those: a rotation's next epoch, which the card opens but does not
+	// seal with until a later state makes it current (docs/network.md,
+	// "Key rotation").
+	NextKeyEpoch uint32 `json:"next_key_epoch,omitempty"`
+}
+
+// KeyCount is how many keys follow the state: KeyEpochs, and one more
+// for NextKeyEpoch.
+func (st *NetState) KeyCount() int {
+	n := len(st.KeyEpochs)
+	if st.NextKeyEpoch != 0 {
+		n++
+	}
+	return n
 }
 
 // NetPeer is one interface of the VPC.
@@ -74,13 +90,15 @@ type NetRule struct {
 	Group    string `json:"group,omitempty"`
 }
 
-// MaxNetKeys bounds the keys one message carries (current and previous).
-const MaxNetKeys = 2
+// MaxNetKeys bounds the keys one message carries: previous, current and
+// next.
+const MaxNetKeys = 3
 
 // NetKeyBytes is the length of a VPC key (AES-256).
 const NetKeyBytes = 32
 
-// SendNet sends v (a NetConfig or a NetState) and the keys, newest first.
+// SendNet sends v (a NetConfig or a NetState) and the keys, in the order
+// its state names them (NetState.KeyCount).
 func SendNet(w io.Writer, v any, keys [][]byte) error {
 	if len(keys) > MaxNetKeys {
 		return fmt.Errorf("cardproto: %d keys, at most %d", len(keys), MaxNetKeys)
@@ -115,9 +133,9 @@ func ReceiveNet(r io.Reader, v any, st func() *NetState) ([]*keymem.Buf, error) 
 	if err := dec.Decode(v); err != nil {
 		return nil, fmt.Errorf("cardproto: net state: %w", err)
 	}
-	n := len(st().KeyEpochs)
-	if n == 0 || n > MaxNetKeys {
-		return nil, fmt.Errorf("cardproto: %d keys (1 to %d)", n, MaxNetKeys)
+	n := st().KeyCount()
+	if len(st().KeyEpochs) == 0 || n > MaxNetKeys {
+		return nil, fmt.Errorf("cardproto: %d keys (a current one, at most %d in all)", n, MaxNetKeys)
 	}
 	keys := make([]*keymem.Buf, 0, n)
 	for range n {

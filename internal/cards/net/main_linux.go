@@ -218,7 +218,7 @@ func serveControl(l *stdnet.UnixListener, pl *plane, log *slog.Logger) {
 			status = 1
 			log.Warn("VPC state refused", "err", err)
 		} else {
-			log.Info("VPC state applied", "peers", len(st.Peers), "key_epoch", st.KeyEpochs[0])
+			log.Info("VPC state applied", "peers", len(st.Peers), "key_epoch", st.KeyEpochs[0], "next_key_epoch", st.NextKeyEpoch)
 		}
 		c.Write([]byte{status})
 		io.Copy(io.Discard, io.LimitReader(c, 1)) // wait for azoted to close

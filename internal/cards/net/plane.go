@@ -56,8 +56,8 @@ func (pl *plane) apply(st *cardproto.NetState, keys []*keymem.Buf) error {
 	if st.VPCIndex != pl.cfg.State.VPCIndex {
 		return fmt.Errorf("a state for another VPC")
 	}
-	if len(keys) != len(st.KeyEpochs) {
-		return fmt.Errorf("%d keys for %d epochs", len(keys), len(st.KeyEpochs))
+	if len(keys) != st.KeyCount() {
+		return fmt.Errorf("%d keys for %d epochs", len(keys), st.KeyCount())
 	}
 	var dns []netip.Addr
 	for _, s := range st.DNS {
@@ -71,7 +71,7 @@ func (pl *plane) apply(st *cardproto.NetState, keys []*keymem.Buf) error {
 	if err != nil {
 		return err
 	}
-	if err := pl.tunnel.setKeys(st.KeyEpochs, keys); err != nil {
+	if err := pl.tunnel.setKeys(st.KeyEpochs, st.NextKeyEpoch, keys); err != nil {
 		return err
 	}
 	if err := pl.guard.set(pol, members); err != nil {

@@ -37,12 +37,22 @@ func newTunnel(cfg *cardproto.NetConfig, v *View) (*tunnel, error) {
 	return t, nil
 }
 
-// setKeys takes the VPC's keys, newest (the one to seal with) first: the
-// previous one, when given, stays accepted for what peers sealed before
-// they heard of the newest.
-func (t *tunnel) setKeys(epochs []uint32, keys []*keymem.Buf) error {
-	if len(epochs) == 0 || len(epochs) != len(keys) || len(keys) > cardproto.MaxNetKeys {
-		return fmt.Errorf("%d keys for %d epochs", len(keys), len(epochs))
+// setKeys takes the VPC's keys as a state names them: epochs are the
+// current one (to seal with) and, when given, the previous one, which
+// stays accepted for what peers sealed before they heard of the current
+// one; next, when not 0, is a rotation's next epoch, whose key comes last
+// and which is only opened until a later state makes it current. A card
+// started in the middle of a rotation so gets all three.
+func (t *tunnel) setKeys(epochs []uint32, next uint32, keys []*keymem.Buf) error {
+	n := len(epochs)
+	if next != 0 {
+		n++
+	}
+	if len(epochs) == 0 || len(epochs) > 2 || len(keys) != n {
+		return fmt.Errorf("%d keys for epochs %v and next %d", len(keys), epochs, next)
+	}
+	if next != 0 && next <= epochs[0] {
+		return fmt.Errorf("next key epoch %d is not after the current %d", next, epochs[0])
 	}
 	if cur, ok := t.ring.Current(); len(epochs) == 2 && (!ok || cur < epochs[1]) {
 		if err := t.ring.SetKeys(epochs[1], keys[1].Bytes()); err != nil {
@@ -51,6 +61,11 @@ func (t *tunnel) setKeys(epochs []uint32, keys []*keymem.Buf) error {
 	}
 	if err := t.ring.SetKeys(epochs[0], keys[0].Bytes()); err != nil {
 		return fmt.Errorf("key epoch %d: %w", epochs[0], err)
+	}
+	if next != 0 {
+		if err := t.ring.Accept(next, keys[len(epochs)].Bytes()); err != nil {
+			return fmt.Errorf("next key epoch %d: %w", next, err)
+		}
 	}
 	return nil
 }

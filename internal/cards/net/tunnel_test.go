@@ -32,7 +32,7 @@ func tunnelPair(t testing.TB, epochs []uint32, keys ...*keymem.Buf) (a, b *tunne
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tn.setKeys(epochs, keys); err != nil {
+		if err := tn.setKeys(epochs, 0, keys); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(tn.close)
@@ -87,14 +87,14 @@ func TestTunnelRotation(t *testing.T) {
 	a, b, toB := tunnelPair(t, []uint32{1}, k1)
 	old, _ := a.Seal(0, nil, toB, []byte("sealed under epoch 1"))
 	for range 2 { // the same state twice: idempotent
-		if err := b.setKeys([]uint32{2, 1}, []*keymem.Buf{k2, k1}); err != nil {
+		if err := b.setKeys([]uint32{2, 1}, 0, []*keymem.Buf{k2, k1}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, _, err := b.Open(0, old); err != nil {
 		t.Fatalf("previous epoch after rotation: %v", err)
 	}
-	if err := a.setKeys([]uint32{2, 1}, []*keymem.Buf{k2, k1}); err != nil {
+	if err := a.setKeys([]uint32{2, 1}, 0, []*keymem.Buf{k2, k1}); err != nil {
 		t.Fatal(err)
 	}
 	cur, _ := a.Seal(0, nil, toB, []byte("sealed under epoch 2"))
@@ -104,11 +104,106 @@ func TestTunnelRotation(t *testing.T) {
 	if _, _, err := b.Open(0, cur); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.setKeys([]uint32{1}, []*keymem.Buf{k1}); err == nil {
+	if err := b.setKeys([]uint32{1}, 0, []*keymem.Buf{k1}); err == nil {
 		t.Fatal("a state going back to an older epoch was taken")
 	}
-	if err := b.setKeys([]uint32{2}, []*keymem.Buf{k1}); !errors.Is(err, encap.ErrKeyConflict) {
+	if err := b.setKeys([]uint32{2}, 0, []*keymem.Buf{k1}); !errors.Is(err, encap.ErrKeyConflict) {
 		t.Fatalf("another key for a held epoch: %v", err)
+	}
+}
+
+// TestTunnelNextKey: the first phase of a rotation (a state with a next
+// epoch) makes a card open the next epoch while it still seals with the
+// current one, so a peer that is already in the second phase reaches it;
+// a card started mid-rotation gets all three epochs; the rotation after
+// drops the oldest, whose datagrams are then counted as decrypt failures.
+func TestTunnelNextKey(t *testing.T) {
+	k1, k2, k3 := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	a, b, toB := tunnelPair(t, []uint32{1}, k1)
+	toA := &Peer{Index: 1}
+	epochOf := func(pkt []byte) uint32 {
+		t.Helper()
+		h, err := encap.ParseHeader(pkt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Epoch
+	}
+	sealsWith := func(tn *tunnel) uint32 {
+		t.Helper()
+		pkt, err := tn.Seal(0, nil, toB, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return epochOf(pkt)
+	}
+	old, _ := a.Seal(0, nil, toB, []byte("sealed under epoch 1"))
+
+	// Phase one on b only: b opens 2 but seals with 1, which a opens.
+	for range 2 { // the same state twice: idempotent
+		if err := b.setKeys([]uint32{1}, 2, []*keymem.Buf{k1, k2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pkt, _ := b.Seal(0, nil, toA, []byte("b in phase one"))
+	if e := epochOf(pkt); e != 1 {
+		t.Fatalf("a card given a next epoch seals with %d", e)
+	}
+	if _, _, err := a.Open(0, pkt); err != nil {
+		t.Fatalf("a at epoch 1 opening b in phase one: %v", err)
+	}
+	// Phase two on a first: a seals with 2, which b already opens.
+	if err := a.setKeys([]uint32{2, 1}, 0, []*keymem.Buf{k2, k1}); err != nil {
+		t.Fatal(err)
+	}
+	pkt, _ = a.Seal(0, nil, toB, []byte("a in phase two"))
+	if e := epochOf(pkt); e != 2 {
+		t.Fatalf("a promoted to epoch 2 seals with %d", e)
+	}
+	if _, got, err := b.Open(0, pkt); err != nil || string(got) != "a in phase two" {
+		t.Fatalf("b in phase one opening epoch 2: %q, %v", got, err)
+	}
+	if _, _, err := b.Open(0, old); err != nil {
+		t.Fatalf("b opening epoch 1 in phase one: %v", err)
+	}
+	if err := b.setKeys([]uint32{2, 1}, 0, []*keymem.Buf{k2, k1}); err != nil {
+		t.Fatal(err)
+	}
+	if e := sealsWith(b); e != 2 {
+		t.Fatalf("b promoted seals with %d", e)
+	}
+
+	// A card started in phase one of the next rotation: 1, 2 and 3.
+	c, _, _ := tunnelPair(t, []uint32{2, 1}, k2, k1)
+	if err := c.setKeys([]uint32{2, 1}, 3, []*keymem.Buf{k2, k1, k3}); err != nil {
+		t.Fatal(err)
+	}
+	if e := sealsWith(c); e != 2 {
+		t.Fatalf("a card started mid-rotation seals with %d", e)
+	}
+	// The rotation's end drops epoch 1.
+	if err := b.setKeys([]uint32{3, 2}, 0, []*keymem.Buf{k3, k2}); err != nil {
+		t.Fatal(err)
+	}
+	a1, _, _ := tunnelPair(t, []uint32{1}, k1)
+	old1, _ := a1.Seal(0, nil, toB, []byte("sealed under epoch 1"))
+	if _, _, err := b.Open(0, old1); err == nil || b.Reason(err) != DropDecrypt {
+		t.Fatalf("epoch 1 after the next rotation: %v, counted as %s", err, DropNames[b.Reason(err)])
+	}
+
+	for _, tc := range []struct {
+		name   string
+		epochs []uint32
+		next   uint32
+		keys   []*keymem.Buf
+	}{
+		{"next not after current", []uint32{3}, 3, []*keymem.Buf{k3, k3}},
+		{"next without its key", []uint32{3}, 4, []*keymem.Buf{k3}},
+		{"a key too many", []uint32{3}, 0, []*keymem.Buf{k3, k2}},
+	} {
+		if err := b.setKeys(tc.epochs, tc.next, tc.keys); err == nil {
+			t.Errorf("%s: taken", tc.name)
+		}
 	}
 }
 

@@ -35,21 +35,28 @@ func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
 type fixture struct {
 	t    *testing.T
 	logw io.Writer // the services' log; discarded if nil
-	dir  string
-	eng  *enginetest.Engine
-	db   store.Store
-	imgs *images.Service
-	vols *volumes.Service
-	nets *vpcs.Service
-	s    *Service
-	esc  *keymem.Buf
+	// grace is the network owner's RotationGrace (its default if 0).
+	grace time.Duration
+	dir   string
+	eng   *enginetest.Engine
+	db    store.Store
+	imgs  *images.Service
+	vols  *volumes.Service
+	nets  *vpcs.Service
+	s     *Service
+	esc   *keymem.Buf
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureLog(t, nil) }
 
 // newFixtureLog is newFixture with the services' log written to logw.
 func newFixtureLog(t *testing.T, logw io.Writer) *fixture {
-	fx := &fixture{t: t, dir: t.TempDir(), eng: enginetest.New(), logw: logw}
+	return newFixtureOf(t, &fixture{logw: logw})
+}
+
+// newFixtureOf is newFixture with fx's options (logw, grace).
+func newFixtureOf(t *testing.T, fx *fixture) *fixture {
+	fx.t, fx.dir, fx.eng = t, t.TempDir(), enginetest.New()
 	fx.start()
 	// An image whose blobs exist.
 	for _, b := range []string{"kernel", "initrd"} {
@@ -97,7 +104,8 @@ func (fx *fixture) start() {
 	fx.vols = volumes.New(volumes.Config{Dir: filepath.Join(fx.dir, "volumes"), Retention: time.Hour, Quota: 1 << 40,
 		Store: db, Keys: hostKey, Images: fx.imgs, Event: event, Log: log,
 		Fill: func(context.Context, *os.File, api.Image, []byte) error { return errors.New("no rootfs card here") }})
-	fx.nets = vpcs.New(vpcs.Config{Store: db, Keys: hostKey, HostID: "host-a", Event: event, Log: log})
+	fx.nets = vpcs.New(vpcs.Config{Store: db, Keys: hostKey, HostID: "host-a", Event: event,
+		RotationGrace: fx.grace, Log: log})
 	fx.s = New(Config{Dir: filepath.Join(fx.dir, "instances"), ConsoleLimit: 1 << 20, LogLimit: 1 << 20, StopTimeout: 2 * time.Second,
 		Store: db, Engine: fx.eng, Host: hostinfo.Info{Cores: 4},
 		Cards: &cardhost.Host{Binary: testutil.CardBinary(t), UIDs: uids, Log: log}, UIDs: uids,

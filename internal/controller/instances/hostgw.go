@@ -123,6 +123,11 @@ func (s *Service) StartGateways() {
 		g.nc.card = s.cards.AdoptNet(s.gatewaySpec(g), r.Handle, true)
 		s.gw.byVPC[r.VPCID] = g
 		s.superviseGateway(g)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.catchUp(g.nc) // given is unknown: always pushes
+		}()
 	}
 	s.wg.Add(1)
 	go s.runGateways()
@@ -218,6 +223,7 @@ func (s *Service) startGateway(n vpcs.InterfaceRecord) (*hostGW, error) {
 	g.nc.card = card
 	s.recordGateway(g)
 	s.superviseGateway(g)
+	s.catchUp(g.nc)
 	s.log.Info("host gateway up", "vpc", n.VPCID, "interface", n.ID, "tap", g.tap, "ip", n.PrivateIP)
 	return g, nil
 }
@@ -292,7 +298,17 @@ func (s *Service) tapConfig(n vpcs.InterfaceRecord) (tapConfig, error) {
 func (s *Service) gatewaySpec(g *hostGW) cardhost.Net {
 	return cardhost.Net{
 		Config: cardproto.NetConfig{InterfaceID: g.iface.ID, VPCID: g.vpcID, MAC: g.iface.MAC, Pairs: 1, MTU: s.guestMTU()},
-		State:  func() (cardproto.NetState, []*keymem.Buf, error) { return s.netState(g.iface.ID) },
+		// As for an instance's card (netSpec): every key, recorded as held.
+		State: func() (cardproto.NetState, []*keymem.Buf, error) {
+			st, keys, err := s.netState(g.iface.ID)
+			if err == nil {
+				s.keyAccepted(g.iface.ID, &st)
+				g.nc.mu.Lock()
+				g.nc.given = [2]uint32{st.KeyEpochs[0], st.NextKeyEpoch}
+				g.nc.mu.Unlock()
+			}
+			return st, keys, err
+		},
 		Underlay: func() (*os.File, error) {
 			if g.isStopping() {
 				return nil, errors.New("the host gateway is being removed")

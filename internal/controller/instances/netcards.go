@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -34,10 +35,13 @@ const GatewayMAC = "02:a2:07:e0:00:01"
 // netCard is what azoted holds of one running net card.
 type netCard struct {
 	ifaceID, vpcID string
-	underlay       *os.File
 	control        string
 
-	mu     sync.Mutex // guards underlay
+	mu       sync.Mutex // guards underlay and given
+	underlay *os.File
+	// given are the current and next key epochs of the card's last state.
+	given [2]uint32
+
 	pushMu sync.Mutex // serialises pushes
 	card   *cardhost.Card
 }
@@ -94,7 +98,8 @@ func (s *Service) bindUnderlay() (*os.File, netip.AddrPort, error) {
 }
 
 // netState is what the card of interface n is told of its VPC now, and
-// the VPC's keys, newest first, in locked memory the caller frees.
+// the VPC's keys in the order the state names them (current, previous,
+// next), in locked memory the caller frees.
 func (s *Service) netState(ifaceID string) (cardproto.NetState, []*keymem.Buf, error) {
 	var st cardproto.NetState
 	n, err := s.vpcs.ResolveInterface(ifaceID)
@@ -141,18 +146,66 @@ func (s *Service) netState(ifaceID string) (cardproto.NetState, []*keymem.Buf, e
 	if err != nil {
 		return st, nil, err
 	}
-	// Newest first: the one to seal with, then the one still accepted.
-	slices.SortFunc(ks, func(a, b vpcs.EpochKey) int { return int(b.Epoch) - int(a.Epoch) })
+	// The current key first, then the previous one; a rotation's next
+	// one last.
+	slices.SortFunc(ks, func(a, b vpcs.EpochKey) int {
+		switch {
+		case a.Next != b.Next:
+			return boolCmp(a.Next, b.Next)
+		case a.Epoch > b.Epoch:
+			return -1
+		case a.Epoch < b.Epoch:
+			return 1
+		}
+		return 0
+	})
 	if len(ks) > cardproto.MaxNetKeys {
-		vpcs.FreeKeys(ks[cardproto.MaxNetKeys:])
-		ks = ks[:cardproto.MaxNetKeys]
+		vpcs.FreeKeys(ks)
+		return st, nil, fmt.Errorf("VPC %s has %d keys, more than a card takes", n.VPCID, len(ks))
 	}
 	keys := make([]*keymem.Buf, len(ks))
 	for i, k := range ks {
-		st.KeyEpochs = append(st.KeyEpochs, k.Epoch)
+		if k.Next {
+			st.NextKeyEpoch = k.Epoch
+		} else {
+			st.KeyEpochs = append(st.KeyEpochs, k.Epoch)
+		}
 		keys[i] = k.Key
 	}
+	if len(st.KeyEpochs) == 0 {
+		vpcs.FreeKeys(ks)
+		return st, nil, fmt.Errorf("VPC %s has no current key", n.VPCID)
+	}
 	return st, keys, nil
+}
+
+func boolCmp(a, b bool) int {
+	if a == b {
+		return 0
+	}
+	if a {
+		return 1
+	}
+	return -1
+}
+
+// heldEpoch is the newest key epoch a card that applied st holds: what
+// it acknowledges for a key rotation (vpcs.KeyAccepted).
+func heldEpoch(st *cardproto.NetState) uint32 {
+	if st.NextKeyEpoch != 0 {
+		return st.NextKeyEpoch
+	}
+	if len(st.KeyEpochs) == 0 {
+		return 0
+	}
+	return st.KeyEpochs[0]
+}
+
+// keyAccepted records that the card of ifaceID holds the keys of st.
+func (s *Service) keyAccepted(ifaceID string, st *cardproto.NetState) {
+	if err := s.vpcs.KeyAccepted(ifaceID, heldEpoch(st)); err != nil {
+		s.log.Warn("recording the keys a card holds", "interface", ifaceID, "err", err)
+	}
 }
 
 func netRule(r vpcs.Rule) cardproto.NetRule {
@@ -180,6 +233,7 @@ func (s *Service) startNetCards(rt *instanceRuntime, rec instanceRecord, set *ca
 		set.nets = append(set.nets, nc)
 		set.mu.Unlock()
 		s.superviseCard(rt, set, nc.card)
+		s.catchUp(nc)
 		devices = append(devices, engine.Device{Kind: engine.DeviceNet, ID: ni.ID, Socket: s.netSocket(rec.ID, ni.ID),
 			Queues: rec.VCPUs, MAC: ni.MAC})
 	}
@@ -243,7 +297,19 @@ func (s *Service) netSpec(rt *instanceRuntime, rec instanceRecord, ni api.Instan
 	return cardhost.Net{
 		Config: cardproto.NetConfig{InterfaceID: ni.ID, VPCID: ni.VPCID, MAC: ni.MAC, Pairs: max(1, min(rec.VCPUs, 16)),
 			MTU: s.guestMTU()},
-		State:    func() (cardproto.NetState, []*keymem.Buf, error) { return s.netState(ni.ID) },
+		// At each start the card gets every key of the VPC, a rotation's
+		// next one too, and holds them before it reads its underlay
+		// socket (kept across restarts): it holds them from now on.
+		State: func() (cardproto.NetState, []*keymem.Buf, error) {
+			st, keys, err := s.netState(ni.ID)
+			if err == nil {
+				s.keyAccepted(ni.ID, &st)
+				nc.mu.Lock()
+				nc.given = [2]uint32{st.KeyEpochs[0], st.NextKeyEpoch}
+				nc.mu.Unlock()
+			}
+			return st, keys, err
+		},
 		Underlay: func() (*os.File, error) { return s.underlayOf(nc) },
 		Socket:   s.netSocket(rec.ID, ni.ID), EngineGID: engineGID,
 		MetricsSocket: s.netPath(rec.ID, ni.ID, "metrics"),
@@ -300,7 +366,9 @@ func (s *Service) stopNetCards(set *cardSet) {
 	set.nets = nil
 }
 
-// adoptNetCards re-attaches to the net cards a previous azoted started.
+// adoptNetCards re-attaches to the net cards a previous azoted started,
+// and pushes each the state of its VPC: what changed while no azoted ran
+// (a key rotation ended, say) did not reach it.
 func (s *Service) adoptNetCards(rt *instanceRuntime, rec instanceRecord, set *cardSet) {
 	if s.vpcs == nil {
 		return
@@ -312,12 +380,19 @@ func (s *Service) adoptNetCards(rt *instanceRuntime, rec instanceRecord, set *ca
 		set.cards[ni.ID] = nc.card
 		set.nets = append(set.nets, nc)
 		s.superviseCard(rt, set, nc.card)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.catchUp(nc) // given is unknown: always pushes
+		}()
 	}
 }
 
 // pushVPC sends the new state of VPC vpcID to each of its cards that
-// runs here. A card that refuses it, or cannot be reached, keeps its
-// state; it gets the whole state again at the next change or restart.
+// runs here, and records which keys each then holds. A card that refuses
+// it, or cannot be reached, keeps its state; it gets the whole state
+// again at the next change or restart. During a key rotation, it also
+// makes sure the rotation ends (watchRotation).
 func (s *Service) pushVPC(vpcID string) {
 	s.mu.Lock()
 	var ncs []*netCard
@@ -336,18 +411,98 @@ func (s *Service) pushVPC(vpcID string) {
 	}
 	s.mu.Unlock()
 	ncs = append(ncs, s.gatewayCards(vpcID)...)
+	rotating := false
 	for _, nc := range ncs {
-		nc.pushMu.Lock()
-		st, keys, err := s.netState(nc.ifaceID)
-		if err == nil {
-			err = cardhost.PushNet(nc.control, st, keys)
-			for _, k := range keys {
-				k.Free()
-			}
-		}
-		nc.pushMu.Unlock()
+		st, err := s.pushCard(nc)
+		rotating = rotating || st.NextKeyEpoch != 0
 		if err != nil {
 			s.log.Warn("pushing a VPC's state to a card", "vpc", vpcID, "interface", nc.ifaceID, "err", err)
 		}
 	}
+	if rotating {
+		s.watchRotation(vpcID)
+	}
+}
+
+// pushCard sends nc the state of its VPC now and, once the card applied
+// it, records the keys it holds: the last card of a VPC to take a
+// rotation's next key so ends the rotation's first phase. It returns the
+// state, pushed or not.
+func (s *Service) pushCard(nc *netCard) (cardproto.NetState, error) {
+	nc.pushMu.Lock()
+	defer nc.pushMu.Unlock()
+	st, keys, err := s.netState(nc.ifaceID)
+	if err != nil {
+		return st, err
+	}
+	err = cardhost.PushNet(nc.control, st, keys)
+	for _, k := range keys {
+		k.Free()
+	}
+	if err != nil {
+		return st, err
+	}
+	nc.mu.Lock()
+	nc.given = [2]uint32{st.KeyEpochs[0], st.NextKeyEpoch}
+	nc.mu.Unlock()
+	s.keyAccepted(nc.ifaceID, &st)
+	return st, nil
+}
+
+// catchUp pushes a card that just started (or was adopted) the state of
+// its VPC if the keys changed since its state was read: a rotation that
+// began in between was pushed to the cards then running, not to this
+// one, and would wait for it.
+func (s *Service) catchUp(nc *netCard) {
+	m, err := s.vpcs.Mapping(nc.vpcID)
+	if err != nil {
+		return // the VPC is gone; nothing to catch up with
+	}
+	nc.mu.Lock()
+	given := nc.given
+	nc.mu.Unlock()
+	if given == [2]uint32{m.KeyEpoch, m.NextKeyEpoch} {
+		return
+	}
+	if _, err := s.pushCard(nc); err != nil {
+		s.log.Warn("pushing a VPC's state to a card", "vpc", nc.vpcID, "interface", nc.ifaceID, "err", err)
+	}
+	if m.NextKeyEpoch != 0 {
+		s.watchRotation(nc.vpcID)
+	}
+}
+
+// watchRotation ends VPC vpcID's key rotation once its grace is over, in
+// case some card never records that it has the next key (its host is
+// down or cut off from the store): every host that runs a card of the
+// VPC keeps such a timer, and the first to fire promotes (the others
+// find nothing left to do).
+func (s *Service) watchRotation(vpcID string) {
+	wait, err := s.vpcs.PromoteDue(vpcID)
+	if err != nil {
+		s.log.Warn("ending a VPC's key rotation", "vpc", vpcID, "err", err)
+		return
+	}
+	if wait == 0 {
+		return
+	}
+	s.rotMu.Lock()
+	defer s.rotMu.Unlock()
+	if s.rotClosed || s.rotations[vpcID] != nil {
+		return
+	}
+	s.rotations[vpcID] = time.AfterFunc(wait, func() {
+		s.rotMu.Lock()
+		delete(s.rotations, vpcID)
+		closed := s.rotClosed
+		if !closed {
+			s.wg.Add(1)
+		}
+		s.rotMu.Unlock()
+		if closed {
+			return
+		}
+		defer s.wg.Done()
+		s.watchRotation(vpcID)
+	})
 }

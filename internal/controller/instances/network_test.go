@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/controller/refusal"
@@ -23,8 +24,12 @@ type netFixture struct {
 	told   []string
 }
 
-func newNetFixture(t *testing.T) *netFixture {
-	fx := &netFixture{fixture: newFixture(t)}
+func newNetFixture(t *testing.T) *netFixture { return newNetFixtureGrace(t, 0) }
+
+// newNetFixtureGrace is newNetFixture with a key rotation's grace (the
+// default if 0).
+func newNetFixtureGrace(t *testing.T, grace time.Duration) *netFixture {
+	fx := &netFixture{fixture: newFixtureOf(t, &fixture{grace: grace})}
 	var err error
 	if fx.vpc, err = fx.nets.CreateVPC(api.CreateVPCRequest{Name: "prod", CIDR: "10.0.0.0/16"}); err != nil {
 		t.Fatal(err)

@@ -91,6 +91,10 @@ type Service struct {
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes
 	gw       gateways                    // this host's gateways into VPCs
+
+	rotMu     sync.Mutex
+	rotations map[string]*time.Timer // by VPC id: a key rotation's grace (watchRotation)
+	rotClosed bool
 }
 
 // New returns the instance owner. Repair re-adopts what a previous azoted
@@ -99,9 +103,10 @@ func New(cfg Config) *Service {
 	s := &Service{
 		cfg: cfg, log: cfg.Log, store: cfg.Store, engine: cfg.Engine, host: cfg.Host, cards: cfg.Cards,
 		uids: cfg.UIDs, images: cfg.Images, volumes: cfg.Volumes, vpcs: cfg.VPCs, event: cfg.Event,
-		runtimes: map[string]*instanceRuntime{},
-		changed:  map[string]chan struct{}{},
-		gw:       gateways{byVPC: map[string]*hostGW{}, kick: make(chan struct{}, 1), done: make(chan struct{})},
+		runtimes:  map[string]*instanceRuntime{},
+		changed:   map[string]chan struct{}{},
+		rotations: map[string]*time.Timer{},
+		gw:        gateways{byVPC: map[string]*hostGW{}, kick: make(chan struct{}, 1), done: make(chan struct{})},
 	}
 	if s.vpcs != nil {
 		// Each change of a VPC reaches its cards here; pushes run apart
@@ -121,6 +126,12 @@ func New(cfg Config) *Service {
 // Close stops supervising: machines and cards keep running, for the next
 // azoted to adopt.
 func (s *Service) Close() {
+	s.rotMu.Lock()
+	s.rotClosed = true
+	for _, t := range s.rotations {
+		t.Stop()
+	}
+	s.rotMu.Unlock()
 	s.mu.Lock()
 	for _, rt := range s.runtimes {
 		rt.releaseOnce.Do(func() { close(rt.release) })

@@ -7,7 +7,9 @@
 // gives the net card's wiring what it needs: an instance's interfaces,
 // a VPC's mapping, the effective rules of an interface, the subnets to
 // route between, the plaintext traffic keys, and a hook fired after
-// every committed change.
+// every committed change. A key rotation is a sequence of changes to
+// these records (rotation.go), so hosts that share the store take part
+// in it without talking to each other.
 //
 // Every change is one store transaction that also writes its VPC's
 // record, so two changes to one VPC conflict in the store instead of

@@ -37,6 +37,9 @@ func (s *Service) newWrappedKey(vpcID string, epoch uint32) ([]byte, error) {
 type EpochKey struct {
 	Epoch uint32
 	Key   *keymem.Buf
+	// Next marks a rotation's next epoch: cards open it but do not seal
+	// with it yet (RotateKey).
+	Next bool
 }
 
 // FreeKeys frees what Keys returned.
@@ -47,7 +50,8 @@ func FreeKeys(ks []EpochKey) {
 }
 
 // Keys returns the plaintext traffic keys of VPC vpcID, oldest epoch
-// first (the current one last; the previous one too during a rotation),
+// first: the previous one if any, the current one, and during a rotation
+// the next one (marked Next),
 // for azoted to hand to the VPC's cards over their private channels. The
 // caller frees them (FreeKeys) once sent; they must never be logged,
 // written or put in argv or the environment. Each call is audited.
@@ -74,7 +78,7 @@ func (s *Service) Keys(vpcID string) ([]EpochKey, error) {
 			FreeKeys(out)
 			return nil, err
 		}
-		out = append(out, EpochKey{Epoch: w.Epoch, Key: k})
+		out = append(out, EpochKey{Epoch: w.Epoch, Key: k, Next: w.Epoch == v.NextKeyEpoch})
 		epochs = append(epochs, w.Epoch)
 	}
 	s.cfg.Event("VpcKeyUse", "vpc/"+v.ID, map[string]any{"epochs": epochs, "purpose": "unwrapped for the VPC's net cards"})

@@ -48,13 +48,15 @@ type Endpoint struct {
 }
 
 // Mapping is a VPC as every card of it needs it: its numeric id, the
-// current key epoch, its subnets and every interface in it.
+// current (and during a rotation the next) key epoch, its subnets and
+// every interface in it.
 type Mapping struct {
-	VPCID       string
-	NumericID   uint32
-	CIDR        netip.Prefix
-	KeyEpoch    uint32
-	HostGateway bool
+	VPCID        string
+	NumericID    uint32
+	CIDR         netip.Prefix
+	KeyEpoch     uint32
+	NextKeyEpoch uint32
+	HostGateway  bool
 	// Revision increases with every committed change of the VPC: a card
 	// can drop a mapping older than the one it has.
 	Revision  uint64
@@ -87,7 +89,7 @@ func (s *Service) Mapping(vpcID string) (Mapping, error) {
 			return refusal.New(ErrVPCNotFound, "no VPC %q", vpcID)
 		}
 		m = Mapping{VPCID: v.ID, NumericID: v.NumericID, CIDR: netip.MustParsePrefix(v.CIDR), KeyEpoch: v.KeyEpoch,
-			HostGateway: v.HostGateway, Revision: v.Revision}
+			NextKeyEpoch: v.NextKeyEpoch, HostGateway: v.HostGateway, Revision: v.Revision}
 		subnets, err := allSubnetsTx(tx)
 		if err != nil {
 			return err

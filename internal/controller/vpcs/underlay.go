@@ -10,25 +10,43 @@ import (
 // UnderlayTable holds, by interface id, where the card serving the
 // interface receives its underlay datagrams ("ip:port"): written by the
 // host that runs the card when it binds the socket, read by every card
-// of the VPC (Mapping), on every host that shares the store.
+// of the VPC (Mapping), on every host that shares the store. The record
+// also says which keys that card holds (KeyAccepted), for a key rotation
+// to wait for.
 const UnderlayTable = "underlays"
 
 type underlayRecord struct {
 	Addr string `json:"addr"`
+	// KeyEpoch is the newest key epoch the card holds, current or next,
+	// as its host recorded after giving it a state; 0 until then.
+	KeyEpoch uint32 `json:"key_epoch,omitempty"`
 }
 
-// SetUnderlay records where the card of interface id listens; "" forgets
-// it (the card is gone). The VPC's cards hear of it (Changed).
+// SetUnderlay records where the card of interface id listens, holding no
+// key yet; the zero AddrPort forgets it (the card is gone), which
+// promotes a key rotation that waited for that card only. The VPC's
+// cards hear of it (Changed).
 func (s *Service) SetUnderlay(id string, addr netip.AddrPort) error {
 	return s.update(func(tx store.Tx) (string, error) {
 		var n InterfaceRecord
 		if err := tx.Get(InterfaceTable, id, &n); err != nil {
 			return "", refusal.New(ErrInterfaceNotFound, "no network interface %q", id)
 		}
-		if !addr.IsValid() {
-			return n.VPCID, tx.Delete(UnderlayTable, id)
+		if addr.IsValid() {
+			return n.VPCID, tx.Put(UnderlayTable, id, underlayRecord{Addr: addr.String()})
 		}
-		return n.VPCID, tx.Put(UnderlayTable, id, underlayRecord{Addr: addr.String()})
+		if err := tx.Delete(UnderlayTable, id); err != nil {
+			return "", err
+		}
+		var v VPCRecord
+		if err := tx.Get(VPCTable, n.VPCID, &v); err != nil {
+			return "", err
+		}
+		if promoted, err := promoteIfAcceptedTx(tx, &v); err != nil || !promoted {
+			return n.VPCID, err
+		}
+		s.log.Info("VPC key rotated: every card left has the new key", "id", v.ID, "epoch", v.KeyEpoch)
+		return n.VPCID, bumpTx(tx, &v)
 	})
 }
 

@@ -85,9 +85,10 @@ var (
 // and its counters.
 type VPCRecord struct {
 	api.VPC
-	// Keys are the VPC's traffic keys, wrapped under keys.Network: the
-	// current epoch last and, during a rotation, the previous one before
-	// it.
+	// Keys are the VPC's traffic keys, wrapped under keys.Network, oldest
+	// first: the current epoch (KeyEpoch); the previous one before it,
+	// until the next rotation ends; and during a rotation the next one
+	// (NextKeyEpoch) after it. See RotateKey.
 	Keys []WrappedKey `json:"keys"`
 	// NextInterface is the numeric id the next interface tries first:
 	// ids are not reused soon after their interface is gone.
@@ -129,7 +130,10 @@ type Config struct {
 	// Event records a security decision (a traffic key unwrapped, the
 	// host gateway turned on) in the audit trail.
 	Event func(name, resource string, data map[string]any)
-	Log   *slog.Logger
+	// RotationGrace bounds how long a key rotation waits for every card
+	// of its VPC to accept the next key (DefaultRotationGrace if 0).
+	RotationGrace time.Duration
+	Log           *slog.Logger
 }
 
 // Service is the owner of the network records.
@@ -150,6 +154,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RotationGrace == 0 {
+		cfg.RotationGrace = DefaultRotationGrace
 	}
 	return &Service{cfg: cfg, db: cfg.Store, log: cfg.Log, subs: map[int]func(string){}}
 }

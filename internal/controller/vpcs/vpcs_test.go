@@ -588,8 +588,8 @@ func TestChangeHook(t *testing.T) {
 }
 
 // A VPC's key is 32 random bytes stored only wrapped; a rotation keeps
-// the previous epoch until it is dropped; a wrapped key opens only for
-// its VPC and epoch; the host gateway's turning on is audited.
+// the previous epoch until the next one ends; a wrapped key opens only
+// for its VPC and epoch; the host gateway's turning on is audited.
 func TestKeys(t *testing.T) {
 	fx := newFixture(t)
 	v, err := fx.s.CreateVPC(api.CreateVPCRequest{CIDR: "10.0.0.0/16", HostGateway: true})
@@ -597,27 +597,7 @@ func TestKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := fx.vpc("10.0.0.0/16")
-	plain := func(id string) map[uint32][]byte {
-		t.Helper()
-		ks, err := fx.s.Keys(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer FreeKeys(ks)
-		out := map[uint32][]byte{}
-		var order []uint32
-		for _, k := range ks {
-			if k.Key.Len() != KeyBytes {
-				t.Fatalf("a key of %d bytes", k.Key.Len())
-			}
-			out[k.Epoch] = bytes.Clone(k.Key.Bytes())
-			order = append(order, k.Epoch)
-		}
-		if !slices.IsSorted(order) {
-			t.Errorf("epochs %v not oldest first", order)
-		}
-		return out
-	}
+	plain := func(id string) map[uint32][]byte { return fx.plainKeys(id, nil) }
 	k1 := plain(v.ID)
 	if len(k1) != 1 || k1[1] == nil || bytes.Equal(k1[1], make([]byte, KeyBytes)) || bytes.Equal(k1[1], plain(w.ID)[1]) {
 		t.Fatalf("keys of a new VPC: %d", len(k1))
@@ -628,8 +608,9 @@ func TestKeys(t *testing.T) {
 			t.Fatalf("%s holds the plaintext key", k)
 		}
 	}
+	// No card serves the VPC: a rotation has no one to wait for.
 	r, err := fx.s.RotateKey(v.ID)
-	if err != nil || r.KeyEpoch != 2 || r.KeyRotatedAt == nil {
+	if err != nil || r.KeyEpoch != 2 || r.NextKeyEpoch != 0 || r.KeyRotatedAt == nil {
 		t.Fatalf("rotate: %+v %v", r, err)
 	}
 	k2 := plain(v.ID)
@@ -638,14 +619,8 @@ func TestKeys(t *testing.T) {
 	}
 	fx.s.RotateKey(v.ID)
 	k3 := plain(v.ID)
-	if len(k3) != 2 || k3[1] != nil || !bytes.Equal(k3[2], k2[2]) {
+	if len(k3) != 2 || k3[1] != nil || !bytes.Equal(k3[2], k2[2]) || k3[3] == nil {
 		t.Fatalf("after a second rotation: %d keys", len(k3))
-	}
-	if err := fx.s.DropPreviousKey(v.ID); err != nil {
-		t.Fatal(err)
-	}
-	if k := plain(v.ID); len(k) != 1 || k[3] == nil {
-		t.Fatalf("after dropping the previous key: %d", len(k))
 	}
 	// A wrapped key moved to another VPC does not open.
 	rv, _ := fx.s.ResolveVPC(v.ID)
@@ -663,6 +638,161 @@ func TestKeys(t *testing.T) {
 	if !slices.Contains(fx.events, "HostGatewayEnabled vpc/"+v.ID) || !slices.Contains(fx.events, "VpcKeyUse vpc/"+v.ID) {
 		t.Errorf("events %q", fx.events)
 	}
+}
+
+// plainKeys returns the plaintext keys of VPC id by epoch, checking that
+// they come oldest first, and appends the epochs marked Next to next.
+func (fx *fixture) plainKeys(id string, next *[]uint32) map[uint32][]byte {
+	t := fx.t
+	t.Helper()
+	ks, err := fx.s.Keys(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer FreeKeys(ks)
+	out := map[uint32][]byte{}
+	var order []uint32
+	for _, k := range ks {
+		if k.Key.Len() != KeyBytes {
+			t.Fatalf("a key of %d bytes", k.Key.Len())
+		}
+		out[k.Epoch] = bytes.Clone(k.Key.Bytes())
+		order = append(order, k.Epoch)
+		if k.Next && next != nil {
+			*next = append(*next, k.Epoch)
+		}
+	}
+	if !slices.IsSorted(order) {
+		t.Errorf("epochs %v not oldest first", order)
+	}
+	return out
+}
+
+// A rotation of a VPC whose cards run: the new key is next until the card
+// of every interface that has one has recorded that it holds it, then
+// current; asked again meanwhile it changes nothing; a card gone no
+// longer holds it up; past its grace it ends without the laggards.
+func TestKeyRotation(t *testing.T) {
+	fx := newFixture(t)
+	v := fx.vpc("10.0.0.0/16")
+	sn := fx.subnet(v.ID, "10.0.1.0/24")
+	a := fx.eni(api.CreateNetworkInterfaceRequest{Subnet: sn.ID})
+	b := fx.eni(api.CreateNetworkInterfaceRequest{Subnet: sn.ID})
+	fx.eni(api.CreateNetworkInterfaceRequest{Subnet: sn.ID}) // no card: not waited for
+	for i, n := range []api.NetworkInterface{a, b} {
+		if err := fx.s.SetUnderlay(n.ID, netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(4000+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var told []string
+	cancel := fx.s.Subscribe(func(id string) { mu.Lock(); told = append(told, id); mu.Unlock() })
+	defer cancel()
+	take := func() int { mu.Lock(); defer mu.Unlock(); n := len(told); told = nil; return n }
+	accept := func(n api.NetworkInterface, e uint32) {
+		t.Helper()
+		if err := fx.s.KeyAccepted(n.ID, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string, wantCur, wantNext uint32, wantEpochs []uint32, wantTold int) {
+		t.Helper()
+		var next []uint32
+		var epochs []uint32
+		for e := range fx.plainKeys(v.ID, &next) {
+			epochs = append(epochs, e)
+		}
+		slices.Sort(epochs)
+		m, err := fx.s.Mapping(v.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.KeyEpoch != wantCur || m.NextKeyEpoch != wantNext || !slices.Equal(epochs, wantEpochs) {
+			t.Fatalf("%s: current %d, next %d, keys %v; want %d, %d, %v", what, m.KeyEpoch, m.NextKeyEpoch, epochs, wantCur, wantNext, wantEpochs)
+		}
+		if wantNext != 0 && !slices.Equal(next, []uint32{wantNext}) || wantNext == 0 && len(next) != 0 {
+			t.Fatalf("%s: keys marked next %v", what, next)
+		}
+		if n := take(); n != wantTold {
+			t.Fatalf("%s: told the cards %d times, want %d", what, n, wantTold)
+		}
+	}
+
+	r, err := fx.s.RotateKey(v.ID)
+	if err != nil || r.KeyEpoch != 1 || r.NextKeyEpoch != 2 {
+		t.Fatalf("rotate: %+v %v", r, err)
+	}
+	check("rotation asked", 1, 2, []uint32{1, 2}, 1)
+	before := fx.plainKeys(v.ID, nil)
+	if r, err := fx.s.RotateKey(v.ID); err != nil || r.KeyEpoch != 1 || r.NextKeyEpoch != 2 {
+		t.Fatalf("rotate during a rotation: %+v %v", r, err)
+	}
+	check("asked again", 1, 2, []uint32{1, 2}, 0)
+	if !bytes.Equal(fx.plainKeys(v.ID, nil)[2], before[2]) {
+		t.Fatal("asking again changed the next key")
+	}
+	accept(a, 2)
+	accept(a, 2)
+	accept(b, 1) // a state read before the rotation
+	check("one card has it", 1, 2, []uint32{1, 2}, 0)
+	if wait, err := fx.s.PromoteDue(v.ID); err != nil || wait <= 0 {
+		t.Fatalf("promote within the grace: %v left, %v", wait, err)
+	}
+	check("within the grace", 1, 2, []uint32{1, 2}, 0)
+	accept(b, 2)
+	check("every card has it", 2, 0, []uint32{1, 2}, 1)
+
+	// The next rotation forgets epoch 1 when it ends, and does not wait
+	// for a card that is gone.
+	fx.s.RotateKey(v.ID)
+	check("second rotation asked", 2, 3, []uint32{1, 2, 3}, 1)
+	accept(a, 3)
+	check("one card has it", 2, 3, []uint32{1, 2, 3}, 0)
+	if err := fx.s.SetUnderlay(b.ID, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	check("the other card gone", 3, 0, []uint32{2, 3}, 1)
+	accept(b, 3) // a card gone records nothing
+	if err := fx.s.SetUnderlay(b.ID, netip.MustParseAddrPort("192.0.2.1:4009")); err != nil {
+		t.Fatal(err)
+	}
+	take()
+
+	// A card that never records the next key holds the rotation up to
+	// its grace, then no more: PromoteDue ends it, and so does the next
+	// rotation asked.
+	past := func() {
+		t.Helper()
+		err := fx.db.Update(func(tx store.Tx) error {
+			var rv VPCRecord
+			if err := tx.Get(VPCTable, v.ID, &rv); err != nil {
+				return err
+			}
+			at := rv.KeyRotatedAt.Add(-DefaultRotationGrace)
+			rv.KeyRotatedAt = &at
+			return tx.Put(VPCTable, v.ID, &rv)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	fx.s.RotateKey(v.ID)
+	accept(a, 4)
+	check("b restarted holds nothing", 3, 4, []uint32{2, 3, 4}, 1)
+	past()
+	if wait, err := fx.s.PromoteDue(v.ID); err != nil || wait != 0 {
+		t.Fatalf("promote past the grace: %v left, %v", wait, err)
+	}
+	check("past the grace", 4, 0, []uint32{3, 4}, 1)
+	if wait, err := fx.s.PromoteDue(v.ID); err != nil || wait != 0 {
+		t.Fatalf("promote with no rotation: %v left, %v", wait, err)
+	}
+	fx.s.RotateKey(v.ID)
+	past()
+	if r, err := fx.s.RotateKey(v.ID); err != nil || r.KeyEpoch != 5 || r.NextKeyEpoch != 6 {
+		t.Fatalf("rotate past the grace: %+v %v", r, err)
+	}
+	check("rotated past the grace", 5, 6, []uint32{4, 5, 6}, 2)
 }
 
 // The instance owner's seam: an interface made attached, attached at the

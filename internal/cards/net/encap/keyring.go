@@ -131,43 +131,21 @@ func (k *Keyring) sameLocked(r int, e uint32) (held, same bool) {
 // key is read, not retained; the caller wipes its copy (typically the
 // Bytes of the keymem.Buf the key arrived in over the private channel).
 func (k *Keyring) SetKeys(epoch uint32, key []byte) error {
-	if len(key) != KeySize {
-		return ErrKeySize
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return ErrClosed
-	}
-	defer clear(k.mem.Bytes()[tmpPRKOff : tmpPRKOff+sha256.Size])
-	k.extractLocked(key)
-	if held, same := k.sameLocked(cur, epoch); held {
-		if !same {
-			return ErrKeyConflict
+	return k.change(epoch, key, func(nextHeld bool) bool {
+		k.dropLocked(prev)
+		if k.epochs[cur].ok {
+			k.moveLocked(cur, prev)
 		}
-		return nil
-	}
-	if k.epochs[cur].ok && epoch < k.epochs[cur].epoch {
-		return ErrStaleEpoch
-	}
-	held, same := k.sameLocked(next, epoch)
-	if held && !same {
-		return ErrKeyConflict
-	}
-	k.dropLocked(prev)
-	if k.epochs[cur].ok {
-		k.moveLocked(cur, prev)
-	}
-	if held {
-		k.moveLocked(next, cur)
-	} else {
+		if nextHeld {
+			k.moveLocked(next, cur)
+			return true
+		}
 		k.installLocked(cur, epoch)
 		if k.epochs[next].ok && k.epochs[next].epoch < epoch {
 			k.dropLocked(next)
 		}
-	}
-	k.gen.Add(1)
-	return nil
+		return true
+	})
 }
 
 // Accept makes key the VPC key of epoch for receiving only: the first
@@ -179,6 +157,24 @@ func (k *Keyring) SetKeys(epoch uint32, key []byte) error {
 //
 // key is read, not retained; the caller wipes its copy.
 func (k *Keyring) Accept(epoch uint32, key []byte) error {
+	return k.change(epoch, key, func(nextHeld bool) bool {
+		if nextHeld {
+			return false
+		}
+		k.dropLocked(next)
+		k.installLocked(next, epoch)
+		return true
+	})
+}
+
+// change is what SetKeys and Accept share: it derives the PRK of key into
+// the temporary slot and refuses what neither may do (a key of the wrong
+// size, a closed keyring, an epoch older than the current one, a held
+// epoch under another key). Giving the current epoch again changes
+// nothing; otherwise apply runs with k.mu held, told whether the next
+// role already holds epoch with this key, and says whether it changed
+// the epochs.
+func (k *Keyring) change(epoch uint32, key []byte, apply func(nextHeld bool) (changed bool)) error {
 	if len(key) != KeySize {
 		return ErrKeySize
 	}
@@ -193,20 +189,18 @@ func (k *Keyring) Accept(epoch uint32, key []byte) error {
 		if !same {
 			return ErrKeyConflict
 		}
-		return nil // already promoted
+		return nil // already current
 	}
 	if k.epochs[cur].ok && epoch < k.epochs[cur].epoch {
 		return ErrStaleEpoch
 	}
-	if held, same := k.sameLocked(next, epoch); held {
-		if !same {
-			return ErrKeyConflict
-		}
-		return nil
+	held, same := k.sameLocked(next, epoch)
+	if held && !same {
+		return ErrKeyConflict
 	}
-	k.dropLocked(next)
-	k.installLocked(next, epoch)
-	k.gen.Add(1)
+	if apply(held) {
+		k.gen.Add(1)
+	}
 	return nil
 }
 
