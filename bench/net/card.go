@@ -327,26 +327,54 @@ func slotOf(frame []byte) int {
 	return int(binary.BigEndian.Uint32(frame[at:]))
 }
 
-// sendLoop keeps transmit queue 2q+1 of g fed with the frames of slots
-// (whole frames behind a zero virtio-net header, written once), as far
-// as the window of fl allows, until fl stops.
-func sendLoop(fe *vhostuser.Frontend, q, sender int, frames [][]byte, first int, fl *flow) error {
-	dq := fe.Queues[2*q+1]
-	type slot struct {
-		gpa uint64
-		n   uint32
-	}
-	slots := make([]slot, txSlots)
-	free := make([]int, 0, txSlots)
-	for i := range slots {
-		f := frames[first+i]
+// txSlot is one frame in guest memory, behind a zero virtio-net header:
+// written once, sent again and again.
+type txSlot struct {
+	gpa uint64
+	n   uint32
+}
+
+// rxBuf is one receive buffer in guest memory.
+type rxBuf struct {
+	gpa uint64
+	b   []byte
+}
+
+// allocTX places frames in fe's memory. (Alloc is not safe for
+// concurrent use: every buffer is placed before the loops start.)
+func allocTX(fe *vhostuser.Frontend, frames [][]byte) ([]txSlot, error) {
+	slots := make([]txSlot, len(frames))
+	for i, f := range frames {
 		gpa, b, err := fe.Alloc(packet.VnetHdrLen + len(f))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		clear(b[:packet.VnetHdrLen])
 		copy(b[packet.VnetHdrLen:], f)
-		slots[i] = slot{gpa, uint32(len(b))}
+		slots[i] = txSlot{gpa, uint32(len(b))}
+	}
+	return slots, nil
+}
+
+// allocRX places n receive buffers in fe's memory.
+func allocRX(fe *vhostuser.Frontend, n int) ([]rxBuf, error) {
+	bufs := make([]rxBuf, n)
+	for k := range bufs {
+		gpa, b, err := fe.Alloc(rxBufLen)
+		if err != nil {
+			return nil, err
+		}
+		bufs[k] = rxBuf{gpa, b}
+	}
+	return bufs, nil
+}
+
+// sendLoop keeps transmit queue 2q+1 of fe fed with the frames of slots,
+// as far as the window of fl allows, until fl stops sending.
+func sendLoop(fe *vhostuser.Frontend, q, sender int, slots []txSlot, fl *flow) error {
+	dq := fe.Queues[2*q+1]
+	free := make([]int, 0, len(slots))
+	for i := range slots {
 		free = append(free, i)
 	}
 	byHead := make([]int, ringSize)
@@ -382,16 +410,11 @@ func sendLoop(fe *vhostuser.Frontend, q, sender int, frames [][]byte, first int,
 	return nil
 }
 
-// receiveLoop keeps receive queue 2q of fe stocked with buffers and
-// checks every frame delivered against the template its payload names,
-// until fl stops.
-func receiveLoop(fe *vhostuser.Frontend, q int, frames [][]byte, fl *flow) error {
+// receiveLoop keeps receive queue 2q of fe stocked with bufs and checks
+// every frame delivered against the template its payload names, until
+// fl stops.
+func receiveLoop(fe *vhostuser.Frontend, q int, bufs []rxBuf, frames [][]byte, fl *flow) error {
 	dq := fe.Queues[2*q]
-	type rxBuf struct {
-		gpa uint64
-		b   []byte
-	}
-	bufs := make([]rxBuf, ringSize)
 	byHead := make([]int, ringSize)
 	one := make([]vhostuser.Buf, 1)
 	post := func(k int) error {
@@ -401,17 +424,13 @@ func receiveLoop(fe *vhostuser.Frontend, q int, frames [][]byte, fl *flow) error
 		return err
 	}
 	for k := range bufs {
-		gpa, b, err := fe.Alloc(rxBufLen)
-		if err != nil {
-			return err
-		}
-		bufs[k] = rxBuf{gpa, b}
 		if err := post(k); err != nil {
 			return err
 		}
 	}
 	dq.Kick()
 	var done []vhostuser.Completion
+	ks := make([]int, 0, len(bufs))
 	for !fl.stopped() {
 		dq.Wait(20 * time.Millisecond)
 		done = dq.Reap(done[:0])
@@ -420,10 +439,10 @@ func receiveLoop(fe *vhostuser.Frontend, q int, frames [][]byte, fl *flow) error
 		}
 		// Take every completion off the books before posting again: Reap
 		// has already freed their descriptors.
-		ks := make([]int, len(done))
-		for i, c := range done {
+		ks = ks[:0]
+		for _, c := range done {
 			k := byHead[c.Head]
-			ks[i] = k
+			ks = append(ks, k)
 			fl.check(checkCardFrame(bufs[k].b[:min(int(c.Written), rxBufLen)], frames))
 		}
 		for _, k := range ks {

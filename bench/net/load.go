@@ -57,9 +57,20 @@ func (fl *flow) room() int64 {
 	return fl.window - (fl.sent.Load() - fl.recv.Load() - fl.lost.Load())
 }
 
-// received records n frames that arrived and wakes the senders.
+// received records n frames that arrived and wakes the senders. Frames
+// given up for lost that arrive after all take their place in the window
+// back, so that the window never grows past its size.
 func (fl *flow) received(n int64) {
-	fl.recv.Add(n)
+	recv := fl.recv.Add(n)
+	for {
+		l := fl.lost.Load()
+		if l == 0 || fl.sent.Load()-l >= recv {
+			break
+		}
+		if fl.lost.CompareAndSwap(l, max(fl.sent.Load()-recv, 0)) {
+			break
+		}
+	}
 	for _, c := range fl.progress {
 		select {
 		case c <- struct{}{}:

@@ -297,14 +297,24 @@ func cardCell(c config, dir string, plaintext bool, ce cell) (sample, string, er
 		q := uint16(i / txSlots)
 		frames[i] = cardFrame(ipA, ipB, macA, macB, 5000+q, 6000+q, pays[i])
 	}
+	tx := make([][]txSlot, ce.pairs)
+	rx := make([][]rxBuf, ce.pairs)
+	for q := range ce.pairs {
+		if tx[q], err = allocTX(cp.a.fe, frames[q*txSlots:(q+1)*txSlots]); err == nil {
+			rx[q], err = allocRX(cp.b.fe, ringSize)
+		}
+		if err != nil {
+			return sample{}, "", err
+		}
+	}
 	fl := newFlow(int64(c.window*ce.pairs), ce.pairs)
 	s, err := measure(fl, ce.size, []int{cp.a.pid, cp.b.pid}, c.warm, c.dur, func(fl *flow) (func() error, error) {
 		var wg sync.WaitGroup
 		errs := make([]error, 2*ce.pairs)
 		for q := range ce.pairs {
 			wg.Add(2)
-			go func() { defer wg.Done(); errs[2*q] = sendLoop(cp.a.fe, q, q, frames, q*txSlots, fl) }()
-			go func() { defer wg.Done(); errs[2*q+1] = receiveLoop(cp.b.fe, q, frames, fl) }()
+			go func() { defer wg.Done(); errs[2*q] = sendLoop(cp.a.fe, q, q, tx[q], fl) }()
+			go func() { defer wg.Done(); errs[2*q+1] = receiveLoop(cp.b.fe, q, rx[q], frames, fl) }()
 		}
 		return func() error { wg.Wait(); return errors.Join(errs...) }, nil
 	})
