@@ -183,7 +183,7 @@ func startCards(o cardOpts) (*cardPair, error) {
 		c.side.fe, err = dial(sock, o.pairs)
 		if err != nil {
 			cp.stop()
-			return nil, fmt.Errorf("%s: %w", c.cfg.InterfaceID, err)
+			return nil, fmt.Errorf("%s: %w; the end of its log:\n%s", c.cfg.InterfaceID, err, tail(logPath, 2000))
 		}
 	}
 	return cp, nil
@@ -239,6 +239,15 @@ func startDirect(bin string, cfg cardproto.NetConfig, key []byte, underlay *os.F
 		return 0, nil, fmt.Errorf("the card did not take its configuration (%v): %s", err, b)
 	}
 	return cmd.Process.Pid, stop, nil
+}
+
+// tail is the last n bytes of a card's log.
+func tail(path string, n int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b[max(int64(len(b))-n, 0):])
 }
 
 func listenFile(path string) (*os.File, error) {
