@@ -129,6 +129,9 @@ func run(out, progress io.Writer, c config) (*report, error) {
 	}
 	var wg *wgPair
 	if c.wg && strings.ContainsRune(c.only, 'c') {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("wireguard-go needs root (network namespaces, TUN devices); -only ab measures the cards alone")
+		}
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, err

@@ -57,7 +57,8 @@ func TestRun(t *testing.T) {
 	for _, ce := range r.cells {
 		for _, tg := range want {
 			s := r.results[ce][tg]
-			if s.pps <= 0 || s.gbps <= 0 || s.loss >= 1 || s.cpuDP <= 0 || s.cpuAll < s.cpuDP {
+			// CPU time is counted in 10 ms ticks: a short cell may see none.
+			if s.pps <= 0 || s.gbps <= 0 || s.loss >= 1 || s.cpuDP < 0 || s.cpuAll < s.cpuDP {
 				t.Errorf("%s, %d bytes, %d pairs: %+v", targetNames[tg], ce.size, ce.pairs, s)
 			}
 		}
