@@ -60,9 +60,8 @@ type cardSide struct {
 // cardPair is interfaces A and B of one VPC, each served by its own
 // azote-card process, their underlays on loopback.
 type cardPair struct {
-	a, b  cardSide
-	pairs int
-	stop  func()
+	a, b cardSide
+	stop func()
 }
 
 type cardOpts struct {
@@ -116,7 +115,7 @@ func startCards(o cardOpts) (*cardPair, error) {
 	cfgA := cfg("eni-a", macA, state(peer(1, ipA, macA, netip.AddrPort{}), peer(2, ipB, macB, addrB)))
 	cfgB := cfg("eni-b", macB, state(peer(2, ipB, macB, netip.AddrPort{}), peer(1, ipA, macA, addrA)))
 
-	cp := &cardPair{pairs: o.pairs}
+	cp := &cardPair{}
 	var stops []func()
 	cp.stop = func() {
 		if cp.a.fe != nil {

@@ -81,14 +81,13 @@ func startWG(exe string, mtu int) (w *wgPair, err error) {
 			w.stop()
 		}
 	}()
-	for i, ns := range w.ns {
+	for _, ns := range w.ns {
 		if err := ip("netns", "add", ns); err != nil {
 			return w, err
 		}
 		if err := ip("-n", ns, "link", "set", "lo", "up"); err != nil {
 			return w, err
 		}
-		_ = i
 	}
 	if err := ip("netns", "exec", w.ns[0], "ip", "link", "add", "azbu1", "type", "veth", "peer", "name", "azbu2", "netns", w.ns[1]); err != nil {
 		return w, err
