@@ -36,6 +36,10 @@ type Net struct {
 	// guest (the host gateway's interface); there is no vhost-user
 	// socket then.
 	Tap func() (*os.File, error)
+	// AllowPlaintext lets the card take a Config with Plaintext set
+	// (--allow-plaintext): bench/net's baseline and tests only; azoted
+	// never sets it.
+	AllowPlaintext bool
 }
 
 // StartNet starts a net card with a uid of its own and returns once it
@@ -103,6 +107,9 @@ func (s *Net) setup(d *Donation, uid int, restart bool) (args []string, send fun
 	cfg.State = st
 	args = []string{cardproto.KindNet, "--interface", s.Config.InterfaceID,
 		"--uid", strconv.Itoa(uid), "--log-room", strconv.FormatInt(s.LogRoom, 10)}
+	if s.AllowPlaintext {
+		args = append(args, "--allow-plaintext")
+	}
 	return args, func(w io.Writer) error { return cardproto.SendNet(w, cfg, keyBytes(keys)) }, cl.close, nil
 }
 

@@ -32,9 +32,14 @@ type NetConfig struct {
 	MTU         int    `json:"mtu"`
 	// PacketsPerSecond and BitsPerSecond bound what the interface sends
 	// and receives (0: no bound).
-	PacketsPerSecond int64    `json:"packets_per_second,omitempty"`
-	BitsPerSecond    int64    `json:"bits_per_second,omitempty"`
-	State            NetState `json:"state"`
+	PacketsPerSecond int64 `json:"packets_per_second,omitempty"`
+	BitsPerSecond    int64 `json:"bits_per_second,omitempty"`
+	// Plaintext carries frames over the underlay unencrypted and
+	// unauthenticated (encap's FlagPlaintext): the baseline of the
+	// benchmark (bench/net) and of tests, never set by azoted. A card
+	// refuses it unless its command line also says --allow-plaintext.
+	Plaintext bool     `json:"plaintext,omitempty"`
+	State     NetState `json:"state"`
 }
 
 // NetState is what a card knows of its VPC; azoted sends it whole, at

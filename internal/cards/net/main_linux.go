@@ -42,17 +42,18 @@ func Main(args []string) int {
 	uid := fs.Int("uid", -1, "user (and group) id to drop to once every descriptor is held")
 	logRoom := fs.Int64("log-room", DefaultLogRoom, "bytes the card's log (stderr) may reach")
 	fs.String("interface", "", "the network interface served (names the card's process)")
+	allowPlaintext := fs.Bool("allow-plaintext", false, "accept a configuration that asks for plaintext encapsulation (benchmarks and tests only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := run(card, *uid, *logRoom); err != nil {
+	if err := run(card, *uid, *logRoom, *allowPlaintext); err != nil {
 		card.Log.Error("card failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func run(card *cardrt.Card, uid int, logRoom int64) error {
+func run(card *cardrt.Card, uid int, logRoom int64, allowPlaintext bool) error {
 	log := card.Log
 	ch, err := card.File(cardproto.FDChannel)
 	if err != nil {
@@ -63,6 +64,13 @@ func run(card *cardrt.Card, uid int, logRoom int64) error {
 	ch.Close() // azoted: the configuration arrived
 	if err != nil {
 		return fmt.Errorf("reading the channel: %w", err)
+	}
+	if err := checkPlaintext(&cfg, allowPlaintext); err != nil {
+		freeAll(keys)
+		return err
+	}
+	if cfg.Plaintext {
+		log.Warn("plaintext encapsulation: frames cross the underlay unencrypted (a benchmark's or a test's configuration)")
 	}
 	mac, err := ParseMAC(cfg.MAC)
 	if err != nil {

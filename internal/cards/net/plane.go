@@ -1,6 +1,7 @@
 package net
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -97,3 +98,17 @@ func (pl *plane) metrics() cardproto.NetMetrics {
 }
 
 func (pl *plane) close() { pl.tunnel.close() }
+
+// errPlaintextRefused: a configuration asked for plaintext encapsulation
+// of a card not started to accept it.
+var errPlaintextRefused = errors.New("the configuration asks for plaintext encapsulation, which only a card started with --allow-plaintext accepts (benchmarks and tests)")
+
+// checkPlaintext refuses a plaintext configuration unless the card's
+// command line allowed it: azoted never sets either, so a plaintext card
+// takes two deliberate acts (bench/net sets both).
+func checkPlaintext(cfg *cardproto.NetConfig, allow bool) error {
+	if cfg.Plaintext && !allow {
+		return errPlaintextRefused
+	}
+	return nil
+}

@@ -238,3 +238,53 @@ func itoa(n int) string {
 	}
 	return string(b)
 }
+
+// TestTunnelPlaintext: the benchmark's baseline carries the frame in the
+// clear, an encrypting card refuses what it sends and it refuses what an
+// encrypting card sends, and a card not started to allow it refuses the
+// configuration.
+func TestTunnelPlaintext(t *testing.T) {
+	cfg := &cardproto.NetConfig{Plaintext: true, State: cardproto.NetState{VPCIndex: 7}}
+	if err := checkPlaintext(cfg, false); !errors.Is(err, errPlaintextRefused) {
+		t.Fatalf("plaintext without --allow-plaintext: %v", err)
+	}
+	if err := checkPlaintext(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPlaintext(&cardproto.NetConfig{}, false); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(self uint32) *tunnel {
+		tn, err := newTunnel(cfg, &View{Self: Peer{Index: self}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tn.setKeys([]uint32{1}, []*keymem.Buf{testKey(t, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tn.close)
+		return tn
+	}
+	a, b := mk(1), mk(2)
+	frame := make([]byte, 1514)
+	rand.Read(frame)
+	pkt, err := a.Seal(0, nil, &Peer{Index: 2}, frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkt) != encap.HeaderLen+len(frame) || !bytes.Equal(pkt[encap.HeaderLen:], frame) {
+		t.Fatalf("a plaintext datagram of %d bytes, not the frame behind a header", len(pkt))
+	}
+	encA, encB, toB := tunnelPair(t, []uint32{1}, testKey(t, 1))
+	if _, _, err := encB.Open(0, append([]byte(nil), pkt...)); !errors.Is(err, encap.ErrPlaintext) || encB.Reason(err) != DropWrongVPC {
+		t.Fatalf("an encrypting card opened a plaintext datagram: %v", err)
+	}
+	from, got, err := b.Open(0, pkt)
+	if err != nil || from != 1 || !bytes.Equal(got, frame) {
+		t.Fatalf("from %d, err %v", from, err)
+	}
+	sealed, _ := encA.Seal(0, nil, toB, frame)
+	if _, _, err := b.Open(0, sealed); !errors.Is(err, encap.ErrEncrypted) {
+		t.Fatalf("a plaintext card opened an encrypted datagram: %v", err)
+	}
+}
