@@ -188,7 +188,7 @@ func TestTunnelNextKey(t *testing.T) {
 	a1, _, _ := tunnelPair(t, []uint32{1}, k1)
 	old1, _ := a1.Seal(0, nil, toB, []byte("sealed under epoch 1"))
 	if _, _, err := b.Open(0, old1); err == nil || b.Reason(err) != DropDecrypt {
-		t.Fatalf("epoch 1 after the next rotation: %v, counted as %s", err, DropNames[b.Reason(err)])
+		t.Fatalf("epoch 1 after the next rotation: %v, counted as %s", err, b.Reason(err))
 	}
 
 	for _, tc := range []struct {
@@ -259,7 +259,7 @@ func TestTunnelPlaintext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tn.setKeys([]uint32{1}, []*keymem.Buf{testKey(t, 1)}); err != nil {
+		if err := tn.setKeys([]uint32{1}, 0, []*keymem.Buf{testKey(t, 1)}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(tn.close)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/cards/cardproto"
 	cardnet "github.com/azote/azote/internal/cards/net"
 	"github.com/azote/azote/internal/cards/net/encap"
 	"github.com/azote/azote/internal/cards/net/packet"
@@ -130,11 +130,15 @@ func (g *guest) drops() map[string]uint64 {
 		g.t.Fatal(err)
 	}
 	defer c.Close()
-	var m struct{ Drops map[string]uint64 }
-	if err := json.NewDecoder(c).Decode(&m); err != nil {
+	m, err := cardproto.ReadNetMetrics(c)
+	if err != nil {
 		g.t.Fatal(err)
 	}
-	return m.Drops
+	out := map[string]uint64{}
+	for i, n := range m.Drops {
+		out[cardproto.NetDrops[i]] = n
+	}
+	return out
 }
 
 // TestRotationLossless: two running instances of one VPC, each with a
