@@ -114,7 +114,23 @@ func TestNetwork(t *testing.T) {
 		h.waitConsole(t, srv.ID, regexp.MustCompile(`tcpx: received 20971520 `+m[3]), 1)
 	}
 	t.Run("TCP stream", func(t *testing.T) {
+		// The VPC's key is rotated under the stream: it loses nothing.
+		h.waitConsole(t, cli.ID, regexp.MustCompile(`net-test: stream 1 start`), 1)
+		var v api.VPC
+		h.okJSON(t, &v, "vpc", "rotate-key", "net-a")
 		checkStream(t, 1)
+		waitUntil(t, 30*time.Second, "the rotation to end", func() bool {
+			var now api.VPC
+			h.okJSON(t, &now, "vpc", "describe", "net-a")
+			return now.KeyEpoch == 2 && now.NextKeyEpoch == 0
+		}, h.azotedLog)
+		for _, inst := range []api.Instance{cli, srv} {
+			for _, reason := range []string{"decrypt", "replay"} {
+				if n := h.ifaceMetric(t, inst, "azote_interface_drops_total", `,reason="`+reason+`"`); n != 0 {
+					t.Errorf("%s's card dropped %d frames as %s across the rotation", inst.ID, n, reason)
+				}
+			}
+		}
 		// azoted renders the cards' counters: the stream went out of the
 		// client's interface and into the server's.
 		for _, c := range []struct {
