@@ -25,10 +25,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/azote/azote/bench/internal/stats"
 
 	"golang.org/x/sys/unix"
 
@@ -160,7 +161,7 @@ func run(card string, size int64, dur time.Duration, rounds int, only *regexp.Re
 	}
 	for _, tg := range targets {
 		for _, ts := range tests {
-			results[tg.name][ts.name] = median(samples[tg.name][ts.name])
+			results[tg.name][ts.name] = stats.Median(samples[tg.name][ts.name])
 		}
 	}
 	cache := "host page cache"
@@ -484,16 +485,4 @@ func measure(sock string, queues, depth, bs int, write, seq bool, size int64, du
 		total += counts[q]
 	}
 	return float64(total), nil
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

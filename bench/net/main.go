@@ -29,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/azote/azote/bench/internal/stats"
 )
 
 func main() {
@@ -206,7 +208,7 @@ func run(out, progress io.Writer, c config) (*report, error) {
 				pps, gbps, loss = append(pps, s.pps), append(gbps, s.gbps), append(loss, s.loss)
 				dp, all = append(dp, s.cpuDP), append(all, s.cpuAll)
 			}
-			m.pps, m.gbps, m.loss, m.cpuDP, m.cpuAll = median(pps), median(gbps), median(loss), median(dp), median(all)
+			m.pps, m.gbps, m.loss, m.cpuDP, m.cpuAll = stats.Median(pps), stats.Median(gbps), stats.Median(loss), stats.Median(dp), stats.Median(all)
 			r.results[ce][t] = m
 		}
 	}
