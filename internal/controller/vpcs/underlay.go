@@ -25,10 +25,21 @@ func (s *Service) SetUnderlay(id string, addr netip.AddrPort) error {
 		if err := tx.Get(InterfaceTable, id, &n); err != nil {
 			return "", refusal.New(ErrInterfaceNotFound, "no network interface %q", id)
 		}
-		if !addr.IsValid() {
-			return n.VPCID, tx.Delete(UnderlayTable, id)
+		v, err := vpcOfTx(tx, n.VPCID)
+		if err != nil {
+			return "", err
 		}
-		return n.VPCID, tx.Put(UnderlayTable, id, underlayRecord{Addr: addr.String()})
+		if !addr.IsValid() {
+			err = tx.Delete(UnderlayTable, id)
+		} else {
+			err = tx.Put(UnderlayTable, id, underlayRecord{Addr: addr.String()})
+		}
+		if err != nil {
+			return "", err
+		}
+		// Written with the VPC, as every change in it: the other hosts
+		// watch the VPC records alone (Follow).
+		return n.VPCID, bumpTx(tx, &v)
 	})
 }
 
