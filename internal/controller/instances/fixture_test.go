@@ -40,13 +40,21 @@ type fixture struct {
 	nets *vpcs.Service
 	s    *Service
 	esc  *keymem.Buf
+	// netDB, when set, is the network's own store (as a fleet's is),
+	// apart from db; nil: the network's records are in db.
+	netDB     store.Store
+	separate  bool
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureLog(t, nil) }
 
 // newFixtureLog is newFixture with the services' log written to logw.
-func newFixtureLog(t *testing.T, logw io.Writer) *fixture {
-	fx := &fixture{t: t, dir: t.TempDir(), eng: enginetest.New(), logw: logw}
+func newFixtureLog(t *testing.T, logw io.Writer) *fixture { return newFixtureWith(t, logw, false) }
+
+// newFixtureWith is newFixtureLog, with the network's records in a store
+// of their own when separate is set.
+func newFixtureWith(t *testing.T, logw io.Writer, separate bool) *fixture {
+	fx := &fixture{t: t, dir: t.TempDir(), eng: enginetest.New(), logw: logw, separate: separate}
 	fx.start()
 	// An image whose blobs exist.
 	for _, b := range []string{"kernel", "initrd"} {
@@ -94,7 +102,14 @@ func (fx *fixture) start() {
 	fx.vols = volumes.New(volumes.Config{Dir: filepath.Join(fx.dir, "volumes"), Retention: time.Hour, Quota: 1 << 40,
 		Store: db, Keys: hostKey, Images: fx.imgs, Event: event, Log: log,
 		Fill: func(context.Context, *os.File, api.Image, []byte) error { return errors.New("no rootfs card here") }})
-	fx.nets = vpcs.New(vpcs.Config{Store: db, Keys: hostKey, HostID: "host-a", Event: event, Log: log})
+	netDB := db
+	if fx.separate {
+		if netDB, err = store.OpenBolt(filepath.Join(fx.dir, "net.db")); err != nil {
+			t.Fatal(err)
+		}
+		fx.netDB = netDB
+	}
+	fx.nets = vpcs.New(vpcs.Config{Store: netDB, Keys: hostKey, HostID: "host-a", Event: event, Log: log})
 	fx.s = New(Config{Dir: filepath.Join(fx.dir, "instances"), ConsoleLimit: 1 << 20, LogLimit: 1 << 20, StopTimeout: 2 * time.Second,
 		Store: db, Engine: fx.eng, Host: hostinfo.Info{Cores: 4},
 		Cards: &cardhost.Host{Binary: testutil.CardBinary(t), UIDs: uids, Log: log}, UIDs: uids,
@@ -115,6 +130,10 @@ func (fx *fixture) close() {
 	fx.esc.Free()
 	fx.db.Close()
 	fx.db = nil
+	if fx.netDB != nil {
+		fx.netDB.Close()
+		fx.netDB = nil
+	}
 }
 
 func (fx *fixture) waitState(id, state string) api.Instance {
@@ -123,3 +142,11 @@ func (fx *fixture) waitState(id, state string) api.Instance {
 }
 
 func (fx *fixture) dirs() []string { return testutil.DirNames(filepath.Join(fx.dir, "instances")) }
+
+// netStore is the store of the network's records.
+func (fx *fixture) netStore() store.Store {
+	if fx.netDB != nil {
+		return fx.netDB
+	}
+	return fx.db
+}
