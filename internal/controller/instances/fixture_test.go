@@ -42,8 +42,8 @@ type fixture struct {
 	esc  *keymem.Buf
 	// netDB, when set, is the network's own store (as a fleet's is),
 	// apart from db; nil: the network's records are in db.
-	netDB     store.Store
-	separate  bool
+	netDB    store.Store
+	separate bool
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureLog(t, nil) }
