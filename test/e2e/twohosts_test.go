@@ -323,9 +323,11 @@ func TestTwoHosts(t *testing.T) {
 		}
 		a.waitConsole(t, srv.ID, regexp.MustCompile(`tcpx: received 8388608 `+m[3]), 1)
 	}
-	t.Run("TCP across hosts", func(t *testing.T) { checkStream(t, 1) })
-
-	t.Run("etcd member killed mid-stream", func(t *testing.T) {
+	// Each step needs the one before: the first to fail ends the test.
+	if !t.Run("TCP across hosts", func(t *testing.T) { checkStream(t, 1) }) {
+		return
+	}
+	if !t.Run("etcd member killed mid-stream", func(t *testing.T) {
 		b.waitConsole(t, cli.ID, regexp.MustCompile(`two-test: stream 2 start`), 1)
 		leader, err := cluster.Leader()
 		if err != nil {
@@ -333,9 +335,10 @@ func TestTwoHosts(t *testing.T) {
 		}
 		leader.Kill()
 		checkStream(t, 2)
-	})
-
-	t.Run("underlay holds no plaintext", func(t *testing.T) {
+	}) {
+		return
+	}
+	if !t.Run("underlay holds no plaintext", func(t *testing.T) {
 		capt.close()
 		t.Logf("underlay capture: %d frames, %d bytes of IPv4/UDP between the hosts", capt.frames.Load(), capt.udpBytes.Load())
 		// The capture saw the streams (at least one stream's worth: a
@@ -347,7 +350,9 @@ func TestTwoHosts(t *testing.T) {
 		if hits := capt.hits.Load(); hits != 0 {
 			t.Fatalf("%d frames on the underlay hold the streams' plaintext %q", hits, canary)
 		}
-	})
+	}) {
+		return
+	}
 
 	t.Run("interface added on the other host", func(t *testing.T) {
 		// Made on host B with two etcd members of three; host A's card
