@@ -43,6 +43,9 @@ const (
 	// CodeQuotaExceeded refuses a blob or volume that would take the host
 	// past its storage quota for them.
 	CodeQuotaExceeded Code = "QuotaExceeded"
+	// CodeStateStoreUnavailable refuses a call that needs the fleet's
+	// shared state store (etcd) while this host cannot reach it.
+	CodeStateStoreUnavailable Code = "StateStoreUnavailable"
 
 	// Network (VPCs, subnets, security groups, network interfaces): the
 	// NotFound codes as the other compute nouns', the rest as EC2 names
@@ -121,6 +124,7 @@ var codeStatus = map[Code]int{
 	CodeInternal:               http.StatusInternalServerError,
 	CodeAuditUnavailable:       http.StatusServiceUnavailable,
 	CodeQuotaExceeded:          http.StatusConflict,
+	CodeStateStoreUnavailable:  http.StatusServiceUnavailable,
 
 	CodeVPCNotFound:               http.StatusNotFound,
 	CodeSubnetNotFound:            http.StatusNotFound,

@@ -49,6 +49,15 @@ type Config struct {
 	// 127.0.0.1: one host); UnderlayMTU that network's MTU.
 	UnderlayAddr string
 	UnderlayMTU  int
+	// VPCStore is where the network records live: "bolt" (the default,
+	// this host's own store) or "etcd", the fleet's cluster at
+	// EtcdEndpoints under EtcdPrefix, shared with the other hosts of the
+	// fleet. FleetKey is the file of the key that wraps the VPCs' traffic
+	// keys there (required with etcd).
+	VPCStore      string
+	EtcdEndpoints []string
+	EtcdPrefix    string
+	FleetKey      string
 
 	// Listen is the address of the HTTPS API ("" = none).
 	Listen string
@@ -83,6 +92,7 @@ func DefaultConfig() Config {
 		RootfsUID:        cardhost.DefaultRootfsUID,
 		UIDRange:         sandbox.DefaultRange,
 		VolumeRetention:  24 * time.Hour,
+		VPCStore:         "bolt",
 		Listen:           "127.0.0.1:8443",
 		Region:           "local",
 		HostName:         defaultHostName(),
@@ -128,6 +138,7 @@ func (c Config) withDefaults() Config {
 	orStr(&c.UIDRange, d.UIDRange)
 	orStr(&c.Region, d.Region)
 	orStr(&c.HostName, d.HostName)
+	orStr(&c.VPCStore, d.VPCStore)
 	if c.RootfsUID == 0 {
 		c.RootfsUID = d.RootfsUID
 	}
@@ -143,7 +154,7 @@ func (c Config) ListenAddr() string {
 }
 
 // flags binds azoted's flags to cfg, which holds their defaults.
-func flags(cfg *Config, tlsNames *string) *flag.FlagSet {
+func flags(cfg *Config, tlsNames, etcdEndpoints *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("azoted", flag.ContinueOnError)
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of the state store, images and instances")
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "unix socket of the root-only local API")
@@ -160,6 +171,10 @@ func flags(cfg *Config, tlsNames *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.VolumeRetention, "volume-retention", cfg.VolumeRetention, "how long a deleted persistent volume stays recoverable")
 	fs.StringVar(&cfg.UnderlayAddr, "underlay-addr", cfg.UnderlayAddr, "this host's IPv4 address on the underlay network, where its network cards receive encapsulated traffic (default 127.0.0.1: this host alone)")
 	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay network; guests get it less the encapsulation (94 bytes)")
+	fs.StringVar(&cfg.VPCStore, "vpc-store", cfg.VPCStore, "where VPCs, subnets, security groups and network interfaces are kept: bolt (this host's own state) or etcd (the fleet's cluster, shared by the hosts that share VPCs; needs --etcd-endpoints and --fleet-key)")
+	fs.StringVar(etcdEndpoints, "etcd-endpoints", "", "comma-separated client URLs of the fleet's etcd members (with --vpc-store etcd)")
+	fs.StringVar(&cfg.EtcdPrefix, "etcd-prefix", cfg.EtcdPrefix, "key prefix of the fleet's records in etcd (default /azote); every host of a fleet uses the same")
+	fs.StringVar(&cfg.FleetKey, "fleet-key", cfg.FleetKey, "file of the fleet key (32 bytes, mode 0400) that wraps the VPC traffic keys in the fleet's store; the same file on every host of the fleet (make it once with: azoted fleet-key create FILE)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "region name used in ARNs and SigV4 credential scopes")
 	fs.StringVar(&cfg.HostName, "host-name", cfg.HostName, "name of this host (certificate and ARNs)")
@@ -177,12 +192,15 @@ func flags(cfg *Config, tlsNames *string) *flag.FlagSet {
 // parseFlags is azoted's configuration from its command line.
 func parseFlags(args []string) (Config, error) {
 	cfg := DefaultConfig()
-	var tlsNames string
-	if err := flags(&cfg, &tlsNames).Parse(args); err != nil {
+	var tlsNames, etcdEndpoints string
+	if err := flags(&cfg, &tlsNames, &etcdEndpoints).Parse(args); err != nil {
 		return cfg, err
 	}
 	if tlsNames != "" {
 		cfg.TLSNames = strings.Split(tlsNames, ",")
+	}
+	if etcdEndpoints != "" {
+		cfg.EtcdEndpoints = strings.Split(etcdEndpoints, ",")
 	}
 	return cfg, nil
 }

@@ -21,9 +21,9 @@ func TestDefaultsWrittenOnce(t *testing.T) {
 		t.Errorf("no flags give\n%+v\nwant DefaultConfig\n%+v", got, def)
 	}
 	// Every flag's shown default is DefaultConfig's value.
-	var names string
+	var names, endpoints string
 	cfg := DefaultConfig()
-	fs := flags(&cfg, &names)
+	fs := flags(&cfg, &names, &endpoints)
 	n := 0
 	fs.VisitAll(func(f *flag.Flag) {
 		n++

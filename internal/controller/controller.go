@@ -31,6 +31,7 @@ import (
 	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/store"
+	"github.com/azote/azote/internal/store/etcd"
 )
 
 // Version is azoted's version string.
@@ -58,7 +59,12 @@ type Controller struct {
 	// escrowKey proves azoted to instance-store cards.
 	escrowKey *keymem.Buf
 
-	wg   sync.WaitGroup // the janitor
+	// fleet is the fleet's shared store of network records (--vpc-store
+	// etcd), nil on a single host; stopFollow ends the watch of it.
+	fleet      *etcd.Store
+	stopFollow context.CancelFunc
+
+	wg   sync.WaitGroup // the janitor and the watch of the fleet's store
 	stop chan struct{}  // closed by Close
 }
 
@@ -70,6 +76,9 @@ func Main(args []string) int {
 	if err := keymem.NoDumps(); err != nil {
 		fmt.Fprintln(os.Stderr, "azoted:", err)
 		return 1
+	}
+	if len(args) > 0 && args[0] == "fleet-key" {
+		return fleetKeyCommand(args[1:])
 	}
 	cfg, err := parseFlags(args)
 	if err != nil {
@@ -241,17 +250,31 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		Dir: filepath.Join(cfg.StateDir, "volumes"), Retention: cfg.VolumeRetention, Quota: cfg.VolumeQuota,
 		Store: st, Keys: hostKey, Images: c.images, Fill: c.fillRootfs, Event: c.event, Log: log,
 	})
-	c.vpcs = vpcs.New(vpcs.Config{Store: st, Keys: hostKey, HostID: cfg.HostName, Event: c.event, Log: log})
+	vpcStore, netKeys, err := c.openVPCStore(st, hostKey)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	c.vpcs = vpcs.New(vpcs.Config{Store: vpcStore, Keys: netKeys, HostID: cfg.HostName, Event: c.event, Log: log})
+	if c.fleet != nil {
+		if err := c.claimHost(); err != nil {
+			c.fleet.Close()
+			st.Close()
+			return nil, err
+		}
+	}
 	var underlayIP netip.Addr
 	if cfg.UnderlayAddr != "" {
 		a, err := netip.ParseAddr(cfg.UnderlayAddr)
 		if err != nil || !a.Is4() {
+			c.closeFleet()
 			st.Close()
 			return nil, fmt.Errorf("--underlay-addr %q: not an IPv4 address", cfg.UnderlayAddr)
 		}
 		underlayIP = a
 	}
 	if cfg.UnderlayMTU != 0 && (cfg.UnderlayMTU < 576+94 || cfg.UnderlayMTU > 65535) {
+		c.closeFleet()
 		st.Close()
 		return nil, fmt.Errorf("--underlay-mtu %d: between %d and 65535", cfg.UnderlayMTU, 576+94)
 	}
@@ -263,6 +286,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		Images: c.images, Volumes: c.volumes, VPCs: c.vpcs, EscrowKey: escrowKey, Event: c.event, Log: log,
 	})
 	if err := c.openAccess(hostKey); err != nil {
+		c.closeFleet()
 		st.Close()
 		return nil, err
 	}
@@ -273,6 +297,16 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	c.instances.StartGateways()
 	c.wg.Add(1)
 	go c.janitor()
+	if c.fleet != nil {
+		// The other hosts' changes reach this host's cards.
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stopFollow = cancel
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.vpcs.Follow(ctx)
+		}()
+	}
 	return c, nil
 }
 
@@ -301,6 +335,7 @@ func (c *Controller) janitor() {
 		c.instances.ForgetTerminated(time.Now().Add(-instances.TerminatedRetention))
 		c.volumes.PurgeDue(time.Now())
 		c.images.SweepOrphans(time.Now().Add(-images.OrphanBlobRetention))
+		c.instances.SweepInterfaces()
 		select {
 		case <-c.stop:
 			return
@@ -312,6 +347,9 @@ func (c *Controller) janitor() {
 // Close stops supervising (machines keep running) and closes the store.
 func (c *Controller) Close() error {
 	close(c.stop)
+	if c.stopFollow != nil {
+		c.stopFollow()
+	}
 	c.instances.Close()
 	c.wg.Wait()
 	if c.trail != nil {
@@ -321,6 +359,7 @@ func (c *Controller) Close() error {
 	}
 	c.volumes.Close()
 	c.escrowKey.Free()
+	c.closeFleet()
 	return c.store.Close()
 }
 

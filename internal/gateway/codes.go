@@ -24,6 +24,7 @@ var codes = []struct {
 	{refusal.ErrInvalidName, api.CodeInvalidName},
 	{refusal.ErrNameInUse, api.CodeNameInUse},
 	{refusal.ErrQuotaExceeded, api.CodeQuotaExceeded},
+	{refusal.ErrUnavailable, api.CodeStateStoreUnavailable},
 
 	{images.ErrNotFound, api.CodeImageNotFound},
 	{images.ErrInUse, api.CodeImageInUse},

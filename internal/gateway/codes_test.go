@@ -28,6 +28,7 @@ func TestWireError(t *testing.T) {
 		{refusal.ErrInvalidName, api.CodeInvalidName, http.StatusBadRequest},
 		{refusal.ErrNameInUse, api.CodeNameInUse, http.StatusConflict},
 		{refusal.ErrQuotaExceeded, api.CodeQuotaExceeded, http.StatusConflict},
+		{refusal.ErrUnavailable, api.CodeStateStoreUnavailable, http.StatusServiceUnavailable},
 		{images.ErrNotFound, api.CodeImageNotFound, http.StatusNotFound},
 		{images.ErrInUse, api.CodeImageInUse, http.StatusConflict},
 		{images.ErrBlobNotFound, api.CodeBlobNotFound, http.StatusBadRequest},
@@ -76,7 +77,7 @@ func TestWireError(t *testing.T) {
 		}
 	}
 	// Every sentinel of the table is tested above.
-	if len(codes) != 44 {
+	if len(codes) != 45 {
 		t.Errorf("the table has %d entries; test each new one here", len(codes))
 	}
 	// The wire vocabulary passes as it is; anything else is internal, and

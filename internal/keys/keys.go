@@ -3,7 +3,9 @@
 // stored (volume data keys, IAM secret keys and MFA seeds, the STS token
 // key). Until the KMS lands, the host key (Host) stands behind every
 // name; the KMS will implement the same interface with a key of its own
-// per name (GenerateDataKey, Decrypt).
+// per name (GenerateDataKey, Decrypt). Hosts that share VPCs wrap their
+// traffic keys (Network) under a fleet key instead (Fleet), which each of
+// them holds: the host key never leaves its host.
 //
 // The context given to Wrap is authenticated, so a wrapped secret cannot
 // be moved to another owner. The package never stores a plaintext key and

@@ -13,21 +13,36 @@ import (
 	"github.com/azote/azote/internal/api"
 )
 
-var netImageOnce sync.Once
+var (
+	netImageOnce sync.Once
+	tcpxOnce     sync.Once
+	tcpxErr      string
+)
 
-// netImage builds the image whose agent runs testdata/net.sh, with tcpx
-// (the test's TCP stream, built static here).
-func netImage(t *testing.T, h *harness) {
+// buildTCPX builds tcpx (the tests' TCP stream, static) once and returns
+// its path.
+func buildTCPX(t *testing.T, h *harness) string {
 	t.Helper()
-	var err string
-	netImageOnce.Do(func() {
-		tcpx := filepath.Join(h.root, "tcpx")
+	tcpx := filepath.Join(h.root, "tcpx")
+	tcpxOnce.Do(func() {
 		build := exec.Command("go", "build", "-o", tcpx, "./testdata/tcpx")
 		build.Env = append(cliEnv(), "CGO_ENABLED=0")
-		if out, berr := build.CombinedOutput(); berr != nil {
-			err = string(out)
-			return
+		if out, err := build.CombinedOutput(); err != nil {
+			tcpxErr = string(out)
 		}
+	})
+	if tcpxErr != "" {
+		t.Fatalf("building tcpx: %s", tcpxErr)
+	}
+	return tcpx
+}
+
+// netImage builds the image whose agent runs testdata/net.sh, with tcpx.
+func netImage(t *testing.T, h *harness) {
+	t.Helper()
+	tcpx := buildTCPX(t, h)
+	var err string
+	netImageOnce.Do(func() {
 		r := h.azote("image", "build", "--name", "net", "--agent", filepath.Join(h.bin, "azote-agent"),
 			"--binary", tcpx, "--script", "testdata/net.sh")
 		if r.code != 0 {

@@ -45,6 +45,11 @@ type fixture struct {
 	nets  *vpcs.Service
 	s     *Service
 	esc   *keymem.Buf
+	// netDB, when set, is the network's own store (as a fleet's is),
+	// apart from db; nil: the network's records are in db. separate
+	// asks for one.
+	netDB    store.Store
+	separate bool
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureLog(t, nil) }
@@ -54,7 +59,13 @@ func newFixtureLog(t *testing.T, logw io.Writer) *fixture {
 	return newFixtureOf(t, &fixture{logw: logw})
 }
 
-// newFixtureOf is newFixture with fx's options (logw, grace).
+// newFixtureWith is newFixtureLog, with the network's records in a store
+// of their own when separate is set.
+func newFixtureWith(t *testing.T, logw io.Writer, separate bool) *fixture {
+	return newFixtureOf(t, &fixture{logw: logw, separate: separate})
+}
+
+// newFixtureOf is newFixture with fx's options (logw, grace, separate).
 func newFixtureOf(t *testing.T, fx *fixture) *fixture {
 	fx.t, fx.dir, fx.eng = t, t.TempDir(), enginetest.New()
 	fx.start()
@@ -104,7 +115,14 @@ func (fx *fixture) start() {
 	fx.vols = volumes.New(volumes.Config{Dir: filepath.Join(fx.dir, "volumes"), Retention: time.Hour, Quota: 1 << 40,
 		Store: db, Keys: hostKey, Images: fx.imgs, Event: event, Log: log,
 		Fill: func(context.Context, *os.File, api.Image, []byte) error { return errors.New("no rootfs card here") }})
-	fx.nets = vpcs.New(vpcs.Config{Store: db, Keys: hostKey, HostID: "host-a", Event: event,
+	netDB := db
+	if fx.separate {
+		if netDB, err = store.OpenBolt(filepath.Join(fx.dir, "net.db")); err != nil {
+			t.Fatal(err)
+		}
+		fx.netDB = netDB
+	}
+	fx.nets = vpcs.New(vpcs.Config{Store: netDB, Keys: hostKey, HostID: "host-a", Event: event,
 		RotationGrace: fx.grace, Log: log})
 	fx.s = New(Config{Dir: filepath.Join(fx.dir, "instances"), ConsoleLimit: 1 << 20, LogLimit: 1 << 20, StopTimeout: 2 * time.Second,
 		Store: db, Engine: fx.eng, Host: hostinfo.Info{Cores: 4},
@@ -126,6 +144,10 @@ func (fx *fixture) close() {
 	fx.esc.Free()
 	fx.db.Close()
 	fx.db = nil
+	if fx.netDB != nil {
+		fx.netDB.Close()
+		fx.netDB = nil
+	}
 }
 
 func (fx *fixture) waitState(id, state string) api.Instance {
@@ -134,3 +156,11 @@ func (fx *fixture) waitState(id, state string) api.Instance {
 }
 
 func (fx *fixture) dirs() []string { return testutil.DirNames(filepath.Join(fx.dir, "instances")) }
+
+// netStore is the store of the network's records.
+func (fx *fixture) netStore() store.Store {
+	if fx.netDB != nil {
+		return fx.netDB
+	}
+	return fx.db
+}

@@ -195,7 +195,8 @@ func (s *Service) reconcileGateways() {
 
 func (s *Service) newGateway(n vpcs.InterfaceRecord) *hostGW {
 	return &hostGW{vpcID: n.VPCID, iface: n, tap: tapName(n.VPCID), stop: make(chan struct{}),
-		nc: &netCard{ifaceID: n.ID, vpcID: n.VPCID, control: s.gatewayPath(n.ID, "control.sock")}}
+		// Pushes reach it only once it is in gateways, started.
+		nc: &netCard{ifaceID: n.ID, vpcID: n.VPCID, control: s.gatewayPath(n.ID, "control.sock"), started: true}}
 }
 
 // startGateway makes the tap of interface n and starts the card serving

@@ -313,6 +313,21 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 		Cmdline: cmdline, CmdlineSHA384: image.SHA384Hex([]byte(cmdline)),
 		CreatedAt: time.Now().UTC(), Revision: 1, Tags: req.Tags,
 	}}
+	if req.Subnet != "" {
+		// The primary interface is made first, in the network's store
+		// (which may be the fleet's, not this host's: the two cannot
+		// change in one transaction); a refused subnet, group or address
+		// leaves no instance, and a refused launch ends the interface
+		// again. What a crash leaves in between, SweepInterfaces ends.
+		n, err := s.vpcs.CreateAttached(api.CreateNetworkInterfaceRequest{
+			Subnet: req.Subnet, SecurityGroups: req.SecurityGroups, PrivateIP: req.PrivateIP,
+		}, api.NetworkInterfaceAttachment{InstanceID: id, DeviceIndex: 0, DeleteOnTermination: true})
+		if err != nil {
+			s.dropRuntime(id)
+			return api.Instance{}, err
+		}
+		rec.setInterfaces([]vpcs.InterfaceRecord{n})
+	}
 	err = s.store.Update(func(tx store.Tx) error {
 		// Memory is checked inside the transaction so that two concurrent
 		// launches cannot both count the same free memory.
@@ -339,39 +354,24 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 			}
 			rec.Volumes = append(rec.Volumes, api.InstanceVolume{VolumeID: v.ID, ReadOnly: att.ReadOnly, Root: i == 0 && req.RootVolume != ""})
 		}
-		if req.Subnet != "" {
-			// The primary interface is made with the instance, in its
-			// transaction: a refused subnet, group or address leaves no
-			// instance, and a refused launch no interface.
-			n, err := s.vpcs.CreateInterfaceTx(tx, api.CreateNetworkInterfaceRequest{
-				Subnet: req.Subnet, SecurityGroups: req.SecurityGroups, PrivateIP: req.PrivateIP,
-			}, &api.NetworkInterfaceAttachment{InstanceID: id, DeviceIndex: 0, DeleteOnTermination: true})
-			if err != nil {
-				return err
-			}
-			rec.setInterfaces([]vpcs.InterfaceRecord{n})
-		}
 		return tx.Create(Table, id, &rec)
 	})
 	if err != nil {
+		s.endInterfaces(id)
 		s.dropRuntime(id)
 		return api.Instance{}, err
 	}
-	s.interfacesChanged(rec.NetworkInterfaces)
 	undo := func() {
 		os.RemoveAll(s.instanceDir(id))
-		var ended []string
 		s.store.Update(func(tx store.Tx) error {
 			for _, a := range rec.Volumes {
 				if _, _, err := volumes.ReleaseTx(tx, a.VolumeID, id); err != nil {
 					return err
 				}
 			}
-			var err error
-			ended, err = endInterfacesTx(tx, id)
-			return err
+			return nil
 		})
-		s.vpcsChanged(ended)
+		s.endInterfaces(id)
 		s.deleteRecord(id)
 		s.dropRuntime(id)
 	}
@@ -393,6 +393,10 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceRecord) (instanceRecord, error) {
 	img, kernel, initrd, err := s.images.Boot(rec.ImageID)
 	if err != nil {
+		return rec, err
+	}
+	// The cards serve the interfaces the network's store has attached.
+	if rec, err = s.syncInterfaces(rec); err != nil {
 		return rec, err
 	}
 	spec := s.spec(rec, kernel, initrd)
@@ -674,7 +678,11 @@ func (s *Service) finishTerminate(id string) (instanceRecord, error) {
 	// instance: their key is already gone, now their file goes too. They
 	// are marked deleted in the same transaction that releases them, so a
 	// crash before the purge leaves them to the janitor, never available.
-	var purge, ended []string
+	// The primary interface goes with the instance; any other is
+	// detached. In the network's store, first: when it cannot be reached
+	// the termination goes on, and SweepInterfaces ends them once it can.
+	s.endInterfaces(id)
+	var purge []string
 	err := s.store.Update(func(tx store.Tx) error {
 		var r instanceRecord
 		if err := tx.Get(Table, id, &r); err != nil {
@@ -690,12 +698,6 @@ func (s *Service) finishTerminate(id string) (instanceRecord, error) {
 			}
 		}
 		r.Volumes = nil
-		// The primary interface goes with the instance; any other is
-		// detached, in the same transaction.
-		var err error
-		if ended, err = endInterfacesTx(tx, id); err != nil {
-			return err
-		}
 		r.setInterfaces(nil)
 		r.Revision++
 		return tx.Put(Table, id, &r)
@@ -703,7 +705,6 @@ func (s *Service) finishTerminate(id string) (instanceRecord, error) {
 	if err != nil {
 		return instanceRecord{}, err
 	}
-	s.vpcsChanged(ended)
 	for _, v := range purge {
 		if err := s.volumes.Purge(v); err != nil {
 			s.log.Error("purging instance-store volume", "volume", v, "err", err)

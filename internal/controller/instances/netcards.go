@@ -41,9 +41,13 @@ type netCard struct {
 	underlay *os.File
 	// given are the current and next key epochs of the card's last state.
 	given [2]uint32
+	card  *cardhost.Card
 
-	pushMu sync.Mutex // serialises pushes
-	card   *cardhost.Card
+	pushMu sync.Mutex // serialises pushes; guards started and stale
+	// started is set once the card runs and takes pushes; stale, when a
+	// change came while it was starting, after the state it started
+	// with was read: it is pushed as soon as it runs.
+	started, stale bool
 }
 
 func (s *Service) netSocket(instID, ifaceID string) string {
@@ -224,35 +228,39 @@ func (s *Service) startNetCards(rt *instanceRuntime, rec instanceRecord, set *ca
 	}
 	var devices []engine.Device
 	for _, ni := range rec.NetworkInterfaces {
-		nc, err := s.startNetCard(rt, rec, ni)
-		if err != nil {
+		// Known to pushVPC before its state is read: a change from then
+		// on marks it stale rather than being lost (another host's, or
+		// the recording of another card's underlay, can come any time).
+		nc := &netCard{ifaceID: ni.ID, vpcID: ni.VPCID, control: s.netPath(rec.ID, ni.ID, "control")}
+		set.mu.Lock()
+		set.nets = append(set.nets, nc)
+		set.mu.Unlock()
+		if err := s.startNetCard(rt, rec, ni, nc); err != nil {
 			return nil, err
 		}
 		set.mu.Lock()
 		set.cards[ni.ID] = nc.card
-		set.nets = append(set.nets, nc)
 		set.mu.Unlock()
 		s.superviseCard(rt, set, nc.card)
-		s.catchUp(nc)
+		s.cardStarted(nc)
 		devices = append(devices, engine.Device{Kind: engine.DeviceNet, ID: ni.ID, Socket: s.netSocket(rec.ID, ni.ID),
 			Queues: rec.VCPUs, MAC: ni.MAC})
 	}
 	return devices, nil
 }
 
-func (s *Service) startNetCard(rt *instanceRuntime, rec instanceRecord, ni api.InstanceNetworkInterface) (*netCard, error) {
-	nc := &netCard{ifaceID: ni.ID, vpcID: ni.VPCID, control: s.netPath(rec.ID, ni.ID, "control")}
+func (s *Service) startNetCard(rt *instanceRuntime, rec instanceRecord, ni api.InstanceNetworkInterface, nc *netCard) error {
 	if _, err := s.underlayOf(nc); err != nil {
-		return nil, err
+		return err
 	}
 	card, err := s.cards.StartNet(s.netSpec(rt, rec, ni, nc))
 	if err != nil {
 		s.dropUnderlay(nc)
 		s.log.Error("card failure", "instance", rec.ID, "interface", ni.ID, "err", err)
-		return nil, fmt.Errorf("the card of network interface %s could not start; azoted's log on the host has the details: %w", ni.ID, ErrEngine)
+		return fmt.Errorf("the card of network interface %s could not start; azoted's log on the host has the details: %w", ni.ID, ErrEngine)
 	}
 	nc.card = card
-	return nc, nil
+	return nil
 }
 
 // underlayOf returns nc's underlay socket, binding (and recording) one
@@ -375,7 +383,7 @@ func (s *Service) adoptNetCards(rt *instanceRuntime, rec instanceRecord, set *ca
 	}
 	for _, ni := range rec.NetworkInterfaces {
 		h, ok := rec.Cards[ni.ID]
-		nc := &netCard{ifaceID: ni.ID, vpcID: ni.VPCID, control: s.netPath(rec.ID, ni.ID, "control")}
+		nc := &netCard{ifaceID: ni.ID, vpcID: ni.VPCID, control: s.netPath(rec.ID, ni.ID, "control"), started: true}
 		nc.card = s.cards.AdoptNet(s.netSpec(rt, rec, ni, nc), h, ok)
 		set.cards[ni.ID] = nc.card
 		set.nets = append(set.nets, nc)
@@ -427,10 +435,15 @@ func (s *Service) pushVPC(vpcID string) {
 // pushCard sends nc the state of its VPC now and, once the card applied
 // it, records the keys it holds: the last card of a VPC to take a
 // rotation's next key so ends the rotation's first phase. It returns the
-// state, pushed or not.
+// state, pushed or not. A card still starting is marked stale instead,
+// and pushed once it runs (cardStarted).
 func (s *Service) pushCard(nc *netCard) (cardproto.NetState, error) {
 	nc.pushMu.Lock()
 	defer nc.pushMu.Unlock()
+	if !nc.started {
+		nc.stale = true
+		return cardproto.NetState{}, nil
+	}
 	st, keys, err := s.netState(nc.ifaceID)
 	if err != nil {
 		return st, err
@@ -447,6 +460,23 @@ func (s *Service) pushCard(nc *netCard) (cardproto.NetState, error) {
 	nc.mu.Unlock()
 	s.keyAccepted(nc.ifaceID, &st)
 	return st, nil
+}
+
+// cardStarted lets pushes reach nc, which now runs, and pushes it what
+// changed while it started.
+func (s *Service) cardStarted(nc *netCard) {
+	nc.pushMu.Lock()
+	nc.started = true
+	stale := nc.stale
+	nc.stale = false
+	nc.pushMu.Unlock()
+	if !stale {
+		s.catchUp(nc)
+		return
+	}
+	if _, err := s.pushCard(nc); err != nil {
+		s.log.Warn("pushing a VPC's state to a card", "vpc", nc.vpcID, "interface", nc.ifaceID, "err", err)
+	}
 }
 
 // catchUp pushes a card that just started (or was adopted) the state of

@@ -2,19 +2,26 @@ package instances
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/controller/refusal"
 	"github.com/azote/azote/internal/controller/vpcs"
-	"github.com/azote/azote/internal/store"
 )
 
-// Network interfaces are attached here, as volumes are: the instance's
-// list of interfaces and each interface's attachment change together, in
-// one transaction, under the instance's operation lock. A running
-// instance gets interfaces only at launch (its primary one, with
-// RunInstanceRequest.Subnet); others are attached while it is stopped.
+// Network interfaces are attached here, as volumes are, under the
+// instance's operation lock; a running instance gets interfaces only at
+// launch (its primary one, with RunInstanceRequest.Subnet), others are
+// attached while it is stopped. The attachments live in the network's
+// store (vpcs), which on a fleet is shared and is not this host's own,
+// so an interface and the instance's record change in two transactions:
+// the interface first, then the record's copy of the instance's
+// interfaces, the first undone when the second fails. The copy is read
+// again from the network's store at each launch (syncInterfaces), and
+// interfaces left attached to instances this host no longer runs (a
+// crash between the two, an undo that could not reach the store) are
+// ended by SweepInterfaces, at start-up and by azoted's janitor.
 
 // setInterfaces records ns (by device index) as the instance's
 // interfaces, and the primary one's address as its private IP.
@@ -30,38 +37,81 @@ func (r *instanceRecord) setInterfaces(ns []vpcs.InterfaceRecord) {
 	slices.SortFunc(r.NetworkInterfaces, func(a, b api.InstanceNetworkInterface) int { return a.DeviceIndex - b.DeviceIndex })
 }
 
-// endInterfacesTx ends every interface attached to instance id (the
-// primary deleted, the others detached) and returns their VPCs.
-func endInterfacesTx(tx store.Tx, id string) ([]string, error) {
-	ns, err := vpcs.InstanceInterfacesTx(tx, id)
-	if err != nil {
-		return nil, err
+// endInterfaces ends every interface attached to instance id (the
+// primary deleted, the others detached). When the network's store cannot
+// do it now, the interfaces are left to SweepInterfaces.
+func (s *Service) endInterfaces(id string) {
+	if s.vpcs == nil {
+		return
 	}
-	var ended []string
-	for _, n := range ns {
-		vpcID, err := vpcs.EndTx(tx, n.ID, id)
-		if err != nil {
-			return ended, err
+	if err := s.vpcs.EndInstance(id); err != nil {
+		s.log.Warn("ending an instance's network interfaces; they are ended once the network's store can be reached", "instance", id, "err", err)
+	}
+}
+
+// SweepInterfaces ends the interfaces attached on this host to instances
+// it has no live record of: what a crash, or a network store that could
+// not be reached, left between a change of an interface and the change
+// of its instance's record. An instance being launched (it has a
+// runtime, made before its interface) is live.
+func (s *Service) SweepInterfaces() {
+	if s.vpcs == nil {
+		return
+	}
+	orphans, err := s.vpcs.OrphansHere(func(id string) bool {
+		s.mu.Lock()
+		_, launching := s.runtimes[id]
+		s.mu.Unlock()
+		if launching {
+			return true
 		}
-		ended = append(ended, vpcID)
+		rec, err := s.get(id)
+		if err != nil {
+			// Only a record known to be gone makes an orphan.
+			return !errors.Is(err, ErrNotFound)
+		}
+		return rec.State != api.StateTerminated
+	})
+	if err != nil {
+		s.log.Warn("looking for network interfaces left attached to instances that are gone", "err", err)
+		return
 	}
-	return ended, nil
+	for _, id := range orphans {
+		if err := s.vpcs.EndInstance(id); err != nil {
+			s.log.Warn("ending the network interfaces of an instance that is gone", "instance", id, "err", err)
+			continue
+		}
+		s.log.Info("ended the network interfaces of an instance that is gone", "instance", id)
+	}
 }
 
-// vpcsChanged tells the network owner's subscribers about VPCs changed
-// by a transaction of this package that has committed.
-func (s *Service) vpcsChanged(vpcIDs []string) {
-	if s.vpcs != nil && len(vpcIDs) > 0 {
-		s.vpcs.Changed(vpcIDs...)
+// syncInterfaces makes rec's copy of its interfaces the network's store's,
+// before a launch.
+func (s *Service) syncInterfaces(rec instanceRecord) (instanceRecord, error) {
+	if s.vpcs == nil {
+		return rec, nil
 	}
-}
-
-func (s *Service) interfacesChanged(ns []api.InstanceNetworkInterface) {
-	var ids []string
-	for _, n := range ns {
-		ids = append(ids, n.VPCID)
+	ns, err := s.vpcs.InstanceInterfaces(rec.ID)
+	if err != nil {
+		if len(rec.NetworkInterfaces) == 0 {
+			// Nothing of the network is needed to launch it as it is.
+			return rec, nil
+		}
+		return rec, err
 	}
-	s.vpcsChanged(ids)
+	want := make([]vpcs.InterfaceRecord, len(ns))
+	for i, n := range ns {
+		want[i] = vpcs.InterfaceRecord{NetworkInterface: n}
+	}
+	var r instanceRecord
+	r.setInterfaces(want)
+	if slices.Equal(r.NetworkInterfaces, rec.NetworkInterfaces) {
+		return rec, nil
+	}
+	return s.update(rec.ID, func(x *instanceRecord) error {
+		x.setInterfaces(want)
+		return nil
+	})
 }
 
 // AttachInterface attaches the network interface ref to a stopped
@@ -79,19 +129,16 @@ func (s *Service) AttachInterface(_ context.Context, ref string, req api.AttachN
 	if inst.State != api.StateStopped {
 		return api.NetworkInterface{}, refusal.New(ErrIncorrectState, "attach needs a stopped instance (a running one gets its interfaces at launch); %s is %s", inst.ID, inst.State)
 	}
-	var out vpcs.InterfaceRecord
-	err = s.store.Update(func(tx store.Tx) error {
-		var err error
-		if out, err = s.vpcs.AttachTx(tx, ref, inst.ID, req.DeviceIndex); err != nil {
-			return err
-		}
-		return s.refreshInterfacesTx(tx, inst.ID)
-	})
+	out, err := s.vpcs.Attach(ref, inst.ID, req.DeviceIndex)
 	if err != nil {
 		return api.NetworkInterface{}, err
 	}
-	s.vpcs.Changed(out.VPCID)
-	s.wake(inst.ID)
+	if err := s.refreshInterfaces(inst.ID); err != nil {
+		if uerr := s.vpcs.EndInterface(out.ID, inst.ID); uerr != nil {
+			s.log.Warn("undoing an attachment whose instance record could not follow", "interface", out.ID, "instance", inst.ID, "err", uerr)
+		}
+		return api.NetworkInterface{}, err
+	}
 	return out.NetworkInterface, nil
 }
 
@@ -117,37 +164,31 @@ func (s *Service) DetachInterface(_ context.Context, ref string) (api.NetworkInt
 	if inst.State != api.StateStopped && inst.State != api.StateFailed {
 		return n.NetworkInterface, refusal.New(ErrIncorrectState, "detach needs a stopped instance; %s is %s", inst.ID, inst.State)
 	}
-	var out vpcs.InterfaceRecord
-	err = s.store.Update(func(tx store.Tx) error {
-		// Checked again under the instance's lock, in the transaction
-		// (vpcs.DetachTx): a concurrent detach and re-attach elsewhere may
-		// have come in between.
-		var err error
-		if out, err = vpcs.DetachTx(tx, n.ID, inst.ID); err != nil {
-			return err
-		}
-		return s.refreshInterfacesTx(tx, inst.ID)
-	})
+	// Checked again under the instance's lock, in the network's
+	// transaction (vpcs.DetachTx): a concurrent detach and re-attach
+	// elsewhere may have come in between. A record that cannot follow
+	// is put right at the instance's next launch (syncInterfaces).
+	out, err := s.vpcs.Detach(n.ID, inst.ID)
 	if err != nil {
 		return api.NetworkInterface{}, err
 	}
-	s.vpcs.Changed(out.VPCID)
-	s.wake(inst.ID)
-	return out.NetworkInterface, nil
+	return out.NetworkInterface, s.refreshInterfaces(inst.ID)
 }
 
-// refreshInterfacesTx copies the interfaces attached to instance id into
-// its record and bumps its revision.
-func (s *Service) refreshInterfacesTx(tx store.Tx, id string) error {
-	ns, err := vpcs.InstanceInterfacesTx(tx, id)
+// refreshInterfaces copies the interfaces attached to instance id in the
+// network's store into its record.
+func (s *Service) refreshInterfaces(id string) error {
+	ns, err := s.vpcs.InstanceInterfaces(id)
 	if err != nil {
 		return err
 	}
-	var r instanceRecord
-	if err := tx.Get(Table, id, &r); err != nil {
-		return err
+	recs := make([]vpcs.InterfaceRecord, len(ns))
+	for i, n := range ns {
+		recs[i] = vpcs.InterfaceRecord{NetworkInterface: n}
 	}
-	r.setInterfaces(ns)
-	r.Revision++
-	return tx.Put(Table, id, &r)
+	_, err = s.update(id, func(r *instanceRecord) error {
+		r.setInterfaces(recs)
+		return nil
+	})
+	return err
 }

@@ -24,12 +24,23 @@ type netFixture struct {
 	told   []string
 }
 
-func newNetFixture(t *testing.T) *netFixture { return newNetFixtureGrace(t, 0) }
+func newNetFixture(t *testing.T) *netFixture { return newNetFixtureOf(t, &fixture{}) }
 
 // newNetFixtureGrace is newNetFixture with a key rotation's grace (the
 // default if 0).
 func newNetFixtureGrace(t *testing.T, grace time.Duration) *netFixture {
-	fx := &netFixture{fixture: newFixtureOf(t, &fixture{grace: grace})}
+	return newNetFixtureOf(t, &fixture{grace: grace})
+}
+
+// newNetFixtureWith is newNetFixture, with the network's records in a
+// store of their own when separate is set.
+func newNetFixtureWith(t *testing.T, separate bool) *netFixture {
+	return newNetFixtureOf(t, &fixture{separate: separate})
+}
+
+// newNetFixtureOf is newNetFixture with base's options.
+func newNetFixtureOf(t *testing.T, base *fixture) *netFixture {
+	fx := &netFixture{fixture: newFixtureOf(t, base)}
 	var err error
 	if fx.vpc, err = fx.nets.CreateVPC(api.CreateVPCRequest{Name: "prod", CIDR: "10.0.0.0/16"}); err != nil {
 		t.Fatal(err)
@@ -206,5 +217,76 @@ func TestRunNetworkRefusals(t *testing.T) {
 	}
 	if ifs, _ := fx.nets.InstanceInterfaces(plain.ID); len(ifs) != 0 {
 		t.Errorf("a launch without a subnet has interfaces %+v", ifs)
+	}
+}
+
+// With the network's records in a store of their own (a fleet's), an
+// instance and its interfaces change in two transactions: a launch
+// refused by the instance's store ends the interface it made; interfaces
+// a crash left attached here to instances that are gone are ended at
+// start-up, those of another host never; and an attachment the instance
+// record missed is taken up at its next launch.
+// (Short names: the cards' socket paths hold them.)
+func TestNetStores(t *testing.T) {
+	t.Run("one", func(t *testing.T) { testNetStores(t, false) })
+	t.Run("two", func(t *testing.T) { testNetStores(t, true) })
+}
+
+func testNetStores(t *testing.T, separate bool) {
+	fx := newNetFixtureWith(t, separate)
+	ctx := context.Background()
+	web, err := fx.s.Run(ctx, api.RunInstanceRequest{Name: "web", Image: "default", VCPUs: 1, MemoryMiB: 64, Subnet: fx.subnet.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused by the instance's own store, after its interface was made.
+	_, err = fx.s.Run(ctx, api.RunInstanceRequest{Name: "web", Image: "default", VCPUs: 1, MemoryMiB: 64, Subnet: fx.subnet.ID})
+	if !errors.Is(err, refusal.ErrNameInUse) {
+		t.Fatalf("a second instance named web: %v", err)
+	}
+	if l := fx.interfaces(); len(l) != 1 || l[0].ID != web.NetworkInterfaces[0].ID {
+		t.Errorf("a refused launch left interfaces %+v", l)
+	}
+	// What a crash between the two transactions leaves: an interface
+	// attached here to an instance with no record; and one attached on
+	// another host, whose instances this host does not know.
+	gone, err := fx.nets.CreateAttached(api.CreateNetworkInterfaceRequest{Subnet: fx.subnet.ID},
+		api.NetworkInterfaceAttachment{InstanceID: "i-gone", DeleteOnTermination: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := vpcs.New(vpcs.Config{Store: fx.netStore(), HostID: "host-b"})
+	elsewhere, err := other.CreateAttached(api.CreateNetworkInterfaceRequest{Subnet: fx.subnet.ID},
+		api.NetworkInterfaceAttachment{InstanceID: "i-elsewhere", DeleteOnTermination: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.s.Stop(ctx, web.ID, api.StopInstanceRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// An attachment made in the network's store alone.
+	spare, err := fx.nets.CreateInterface(api.CreateNetworkInterfaceRequest{Subnet: fx.subnet.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.nets.Attach(spare.ID, web.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	fx.close()
+	fx.start()
+	ids := map[string]bool{}
+	for _, n := range fx.interfaces() {
+		ids[n.ID] = true
+	}
+	if ids[gone.ID] || !ids[elsewhere.ID] || !ids[web.NetworkInterfaces[0].ID] || !ids[spare.ID] {
+		t.Errorf("after the start-up sweep: %v; want %s gone, %s (another host's), %s and %s kept",
+			ids, gone.ID, elsewhere.ID, web.NetworkInterfaces[0].ID, spare.ID)
+	}
+	started, err := fx.s.Start(ctx, web.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(started.NetworkInterfaces) != 2 || started.NetworkInterfaces[1].ID != spare.ID {
+		t.Errorf("the launch did not take up the attachment: %+v", started.NetworkInterfaces)
 	}
 }

@@ -29,6 +29,8 @@ func (s *Service) Repair() error {
 			s.log.Error("repairing an instance after restart", "id", rec.ID, "state", rec.State, "err", err)
 		}
 	}
+	// Interfaces attached here to instances no record accounts for.
+	s.SweepInterfaces()
 	dirs, _ := os.ReadDir(s.cfg.Dir)
 	for _, d := range dirs {
 		if !known[d.Name()] {
@@ -61,15 +63,13 @@ func (s *Service) repairOne(rec instanceRecord) error {
 		case rec.State == api.StatePending && rec.BootCount == 0:
 			// Never launched: the run request failed as a whole.
 			os.RemoveAll(s.instanceDir(id))
-			var ended []string
 			s.store.Update(func(tx store.Tx) error {
 				for _, a := range rec.Volumes {
 					volumes.ReleaseTx(tx, a.VolumeID, id)
 				}
-				ended, _ = endInterfacesTx(tx, id)
 				return nil
 			})
-			s.vpcsChanged(ended)
+			s.endInterfaces(id)
 			s.log.Info("rolled back an interrupted launch", "id", id)
 			return s.deleteRecord(id)
 		default:

@@ -15,6 +15,9 @@ var (
 	ErrNameInUse = errors.New("name in use")
 	// ErrQuotaExceeded: the host's storage quota for the kind is full.
 	ErrQuotaExceeded = errors.New("quota exceeded")
+	// ErrUnavailable: a shared state store (the fleet's etcd) cannot be
+	// reached now; the request may succeed once it is back.
+	ErrUnavailable = errors.New("state store unavailable")
 )
 
 // Error is a refusal: Kind for errors.Is, Message for the caller.

@@ -20,6 +20,10 @@
 // Network); its plaintext exists here only in locked memory, on its way
 // to a card, and is never logged. The package never moves a frame and
 // never touches an instance's record: the instances package makes and
-// ends the interfaces of its instances through the *Tx functions, inside
-// its own transactions.
+// ends the interfaces of its instances through the seam (seam.go), each
+// call one transaction of this package's store, which on a fleet is the
+// shared etcd while instances stay in the host's own store. There the
+// key is wrapped under the fleet key, other hosts' changes are followed
+// through a watch (Follow), and an unreachable store is refused with
+// refusal.ErrUnavailable.
 package vpcs

@@ -32,20 +32,29 @@ func (s *Service) SetUnderlay(id string, addr netip.AddrPort) error {
 		if err := tx.Get(InterfaceTable, id, &n); err != nil {
 			return "", refusal.New(ErrInterfaceNotFound, "no network interface %q", id)
 		}
+		v, err := vpcOfTx(tx, n.VPCID)
+		if err != nil {
+			return "", err
+		}
 		if addr.IsValid() {
-			return n.VPCID, tx.Put(UnderlayTable, id, underlayRecord{Addr: addr.String()})
+			err = tx.Put(UnderlayTable, id, underlayRecord{Addr: addr.String()})
+		} else {
+			err = tx.Delete(UnderlayTable, id)
 		}
-		if err := tx.Delete(UnderlayTable, id); err != nil {
+		if err != nil {
 			return "", err
 		}
-		var v VPCRecord
-		if err := tx.Get(VPCTable, n.VPCID, &v); err != nil {
-			return "", err
+		if !addr.IsValid() {
+			promoted, err := promoteIfAcceptedTx(tx, &v)
+			if err != nil {
+				return "", err
+			}
+			if promoted {
+				s.log.Info("VPC key rotated: every card left has the new key", "id", v.ID, "epoch", v.KeyEpoch)
+			}
 		}
-		if promoted, err := promoteIfAcceptedTx(tx, &v); err != nil || !promoted {
-			return n.VPCID, err
-		}
-		s.log.Info("VPC key rotated: every card left has the new key", "id", v.ID, "epoch", v.KeyEpoch)
+		// Written with the VPC, as every change in it: the other hosts
+		// watch the VPC records alone (Follow).
 		return n.VPCID, bumpTx(tx, &v)
 	})
 }

@@ -123,9 +123,16 @@ type InterfaceRecord struct {
 
 // Config is what the network owner is given at wiring.
 type Config struct {
+	// Store holds the network records: azoted's own store on a single
+	// host, the fleet's shared one (package store/etcd) when hosts share
+	// VPCs. Its unavailability is refused with refusal.ErrUnavailable.
 	Store store.Store
-	Keys  keys.Wrapper
+	// Keys wraps the VPCs' traffic keys under keys.Network: the host key
+	// on a single host, the fleet key (keys.Fleet) when the store is
+	// shared, so that every host of the fleet can open them.
+	Keys keys.Wrapper
 	// HostID names this host; interfaces of its instances live on it.
+	// Hosts sharing a store must have distinct ids (ClaimHost).
 	HostID string
 	// Event records a security decision (a traffic key unwrapped, the
 	// host gateway turned on) in the audit trail.
@@ -158,7 +165,36 @@ func New(cfg Config) *Service {
 	if cfg.RotationGrace == 0 {
 		cfg.RotationGrace = DefaultRotationGrace
 	}
-	return &Service{cfg: cfg, db: cfg.Store, log: cfg.Log, subs: map[int]func(string){}}
+	s := &Service{cfg: cfg, log: cfg.Log, subs: map[int]func(string){}}
+	s.db = guarded{Store: cfg.Store, log: cfg.Log}
+	return s
+}
+
+// guarded is the store as this package uses it: a store that cannot
+// reach its cluster (store.ErrUnavailable) gives a refusal the caller
+// can act on, with a stable kind; what the store said goes to the log,
+// not to the caller.
+type guarded struct {
+	store.Store
+	log *slog.Logger
+}
+
+func (g guarded) View(fn func(store.Tx) error) error {
+	err := g.Store.View(fn)
+	if errors.Is(err, store.ErrUnavailable) {
+		g.log.Warn("the network state store is unavailable", "op", "read", "err", err)
+		return refusal.New(refusal.ErrUnavailable, "the network state store cannot be reached from this host: VPC records cannot be read until it is back (running instances keep their network as it was)")
+	}
+	return err
+}
+
+func (g guarded) Update(fn func(store.Tx) error) error {
+	err := g.Store.Update(fn)
+	if errors.Is(err, store.ErrUnavailable) {
+		g.log.Warn("the network state store is unavailable", "op", "change", "err", err)
+		return refusal.New(refusal.ErrUnavailable, "the network state store cannot be reached from this host: VPC changes are refused until it is back, and this one may or may not have been made (read it again then); running instances keep their network as it was")
+	}
+	return err
 }
 
 // HostID is the host this owner puts the interfaces of its instances on.

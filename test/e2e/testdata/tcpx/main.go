@@ -2,7 +2,10 @@
 // a test image: `tcpx recv PORT` takes one stream and answers with its
 // length and SHA-256; `tcpx send HOST:PORT BYTES` sends that many random
 // bytes and prints both sides' length and SHA-256, so the test compares
-// what left one guest with what reached the other.
+// what left one guest with what reached the other. `tcpx send HOST:PORT
+// BYTES PATTERN` sends PATTERN followed by a counter, over and over, in
+// place of random bytes: a plaintext a capture of the underlay must never
+// hold.
 package main
 
 import (
@@ -18,7 +21,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: tcpx recv PORT | tcpx send HOST:PORT BYTES")
+		fmt.Fprintln(os.Stderr, "usage: tcpx recv PORT | tcpx send HOST:PORT BYTES [PATTERN]")
 		os.Exit(2)
 	}
 	var err error
@@ -31,7 +34,11 @@ func main() {
 			err = perr
 			break
 		}
-		err = send(os.Args[2], n)
+		var src io.Reader = rand.Reader
+		if len(os.Args) > 4 {
+			src = &patterned{prefix: os.Args[4]}
+		}
+		err = send(os.Args[2], n, src)
 	default:
 		err = fmt.Errorf("unknown verb %q", os.Args[1])
 	}
@@ -63,7 +70,28 @@ func recv(port string) error {
 	}
 }
 
-func send(addr string, n int64) error {
+// patterned reads as prefix and a counter, over and over.
+type patterned struct {
+	prefix string
+	n      int
+	buf    []byte
+}
+
+func (p *patterned) Read(b []byte) (int, error) {
+	k := 0
+	for k < len(b) {
+		if len(p.buf) == 0 {
+			p.buf = fmt.Appendf(p.buf[:0], "%s%08d|", p.prefix, p.n)
+			p.n++
+		}
+		c := copy(b[k:], p.buf)
+		p.buf = p.buf[c:]
+		k += c
+	}
+	return k, nil
+}
+
+func send(addr string, n int64, src io.Reader) error {
 	c, err := net.DialTimeout("tcp4", addr, 10*time.Second)
 	if err != nil {
 		return err
@@ -71,7 +99,7 @@ func send(addr string, n int64) error {
 	defer c.Close()
 	h := sha256.New()
 	start := time.Now()
-	if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rand.Reader, n)); err != nil {
+	if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(src, n)); err != nil {
 		return err
 	}
 	c.(*net.TCPConn).CloseWrite()
