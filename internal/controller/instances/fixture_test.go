@@ -59,12 +59,6 @@ func newFixtureLog(t *testing.T, logw io.Writer) *fixture {
 	return newFixtureOf(t, &fixture{logw: logw})
 }
 
-// newFixtureWith is newFixtureLog, with the network's records in a store
-// of their own when separate is set.
-func newFixtureWith(t *testing.T, logw io.Writer, separate bool) *fixture {
-	return newFixtureOf(t, &fixture{logw: logw, separate: separate})
-}
-
 // newFixtureOf is newFixture with fx's options (logw, grace, separate).
 func newFixtureOf(t *testing.T, fx *fixture) *fixture {
 	fx.t, fx.dir, fx.eng = t, t.TempDir(), enginetest.New()
