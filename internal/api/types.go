@@ -46,7 +46,39 @@ type RunInstanceRequest struct {
 	Subnet         string   `json:"subnet,omitempty"`
 	SecurityGroups []string `json:"security_groups,omitempty"`
 	PrivateIP      string   `json:"private_ip,omitempty"`
+	// IAMInstanceProfile (a name or ARN) gives the instance's code the
+	// credentials of the profile's role through the metadata service;
+	// the caller needs iam:PassRole on the role.
+	IAMInstanceProfile string `json:"iam_instance_profile,omitempty"`
+	// KeyName is a key pair whose public key the metadata service
+	// serves (public-keys/0/openssh-key).
+	KeyName string `json:"key_name,omitempty"`
+	// UserData (at most MaxUserData bytes) is served at user-data and
+	// run once at first boot by the agent when it starts with "#!".
+	UserData []byte `json:"user_data,omitempty"`
+	// Metadata sets how the metadata service answers (nil: defaults).
+	Metadata *MetadataOptions `json:"metadata_options,omitempty"`
 }
+
+// MaxUserData is the most user data an instance takes (EC2's 16 KiB).
+const MaxUserData = 16 << 10
+
+// MetadataOptions are an instance's metadata service settings, as EC2's
+// InstanceMetadataOptions.
+type MetadataOptions struct {
+	// HTTPTokens is "required" (IMDSv2 only, the default) or "optional"
+	// (IMDSv1 GETs without a token answered too).
+	HTTPTokens string `json:"http_tokens,omitempty"`
+	// HTTPPutResponseHopLimit is the IP TTL of the service's answers,
+	// 1..64 (default 1: a token cannot leave the instance).
+	HTTPPutResponseHopLimit int `json:"http_put_response_hop_limit,omitempty"`
+}
+
+// Metadata token settings.
+const (
+	HTTPTokensRequired = "required"
+	HTTPTokensOptional = "optional"
+)
 
 // VolumeAttachment names a volume to attach to an instance.
 type VolumeAttachment struct {
@@ -162,6 +194,14 @@ type Instance struct {
 	// interfaces by device index.
 	PrivateIP         string                     `json:"private_ip,omitempty"`
 	NetworkInterfaces []InstanceNetworkInterface `json:"network_interfaces,omitempty"`
+	// IAMInstanceProfile is the ARN of the instance profile whose role
+	// the instance's code gets credentials of; KeyName its key pair.
+	IAMInstanceProfile string `json:"iam_instance_profile,omitempty"`
+	KeyName            string `json:"key_name,omitempty"`
+	// UserDataSHA256 is the digest of the instance's user data (hex),
+	// a measured input of its launch.
+	UserDataSHA256 string           `json:"user_data_sha256,omitempty"`
+	Metadata       *MetadataOptions `json:"metadata_options,omitempty"`
 	// Revision increases with every change; see GET ?after=.
 	Revision uint64            `json:"revision"`
 	Tags     map[string]string `json:"tags,omitempty"`

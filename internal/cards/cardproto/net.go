@@ -63,6 +63,10 @@ type NetState struct {
 	// seal with until a later state makes it current (docs/network.md,
 	// "Key rotation").
 	NextKeyEpoch uint32 `json:"next_key_epoch,omitempty"`
+	// Metadata is what the card's metadata service answers; nil when the
+	// interface is attached to no instance (the service then answers
+	// nothing and the address is not reachable).
+	Metadata *NetMetadata `json:"metadata,omitempty"`
 }
 
 // KeyCount is how many keys follow the state: KeyEpochs, and one more
