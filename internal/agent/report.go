@@ -21,6 +21,11 @@ const (
 	EventError  = "error"
 	EventStop   = "stopping"
 	EventScript = "script" // the image's script ended; Message says how
+	// EventHostKey reports one of the guest's SSH host public keys at
+	// boot, its Message the key as in known_hosts without the host
+	// part ("ssh-ed25519 AAAA…"); the host keeps them for `azote
+	// instance ssh`, as EC2 users read them from the console output.
+	EventHostKey = "hostkey"
 )
 
 // Report is one agent line: an event and its measurements.

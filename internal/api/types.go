@@ -202,6 +202,10 @@ type Instance struct {
 	// a measured input of its launch.
 	UserDataSHA256 string           `json:"user_data_sha256,omitempty"`
 	Metadata       *MetadataOptions `json:"metadata_options,omitempty"`
+	// SSHHostKeys are the guest's SSH host public keys as its agent
+	// reported them on the console at its last boot ("ssh-ed25519
+	// AAAA…"): what `azote instance ssh` trusts.
+	SSHHostKeys []string `json:"ssh_host_keys,omitempty"`
 	// Revision increases with every change; see GET ?after=.
 	Revision uint64            `json:"revision"`
 	Tags     map[string]string `json:"tags,omitempty"`
