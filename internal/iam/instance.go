@@ -26,9 +26,34 @@ import (
 // launch brings them back.
 
 // InstanceCredentialLifetime is how long an instance's role session
-// lasts (EC2's are hours; refreshed well before the end). Tests shorten
-// it; azoted's hidden --instance-credential-lifetime sets it for e2e.
+// lasts by default (EC2's last hours; they are refreshed well before the
+// end). Tests shorten it; azoted's --instance-credential-lifetime (for
+// e2e tests) sets a service's own (SetInstanceCredentialLifetime).
 var InstanceCredentialLifetime = time.Hour
+
+// MinInstanceCredentialLifetime is the shortest lifetime
+// SetInstanceCredentialLifetime takes: a refresh must have time to
+// reach the guest.
+const MinInstanceCredentialLifetime = 2 * time.Second
+
+// SetInstanceCredentialLifetime sets how long the instance role sessions
+// this service mints last (0: InstanceCredentialLifetime).
+func (s *Service) SetInstanceCredentialLifetime(d time.Duration) error {
+	if d != 0 && (d < MinInstanceCredentialLifetime || d > MaxSessionDuration) {
+		return fmt.Errorf("instance credential lifetime %v: between %v and %v", d, MinInstanceCredentialLifetime, MaxSessionDuration)
+	}
+	s.instanceLifetime.Store(int64(d))
+	return nil
+}
+
+// InstanceLifetime is how long the instance role sessions this service
+// mints last.
+func (s *Service) InstanceLifetime() time.Duration {
+	if d := time.Duration(s.instanceLifetime.Load()); d != 0 {
+		return d
+	}
+	return InstanceCredentialLifetime
+}
 
 // tInstanceSessions holds the live generation of each instance that may
 // hold role sessions, by instance id.
@@ -38,10 +63,6 @@ const tInstanceSessions = "iam-instance-sessions"
 type instanceSessions struct {
 	Generation uint64 `json:"generation"`
 }
-
-// ErrInstanceNotLive is returned by InstanceCredentials for an instance
-// whose sessions were revoked or never activated.
-var ErrInstanceNotLive = errors.New("iam: the instance's role sessions are not active")
 
 // ActivateInstanceCredentials starts a new generation of role sessions
 // for instanceID, at each launch: sessions of an earlier launch stay
@@ -85,7 +106,7 @@ func (s *Service) instanceGeneration(instanceID string) (uint64, error) {
 }
 
 // InstanceCredentials mints a session of the role of instance profile
-// profileARN for instance instanceID, for InstanceCredentialLifetime. The
+// profileARN for instance instanceID, for InstanceLifetime. The
 // profile is read again, as STS reads a role at every AssumeRole: it must
 // still exist and hold a role that trusts the compute service. The role
 // and the profile are returned for the metadata service (iam/info). An
@@ -99,7 +120,7 @@ func (s *Service) InstanceCredentials(profileARN, instanceID string) (api.Creden
 		return api.Credentials{}, api.Role{}, api.InstanceProfile{}, err
 	}
 	if gen == 0 {
-		return api.Credentials{}, api.Role{}, api.InstanceProfile{}, fmt.Errorf("instance %s: %w", instanceID, ErrInstanceNotLive)
+		return api.Credentials{}, api.Role{}, api.InstanceProfile{}, api.Errorf(api.CodeIncorrectInstanceState, "instance %s is not running: it has no role sessions", instanceID)
 	}
 	p, err := s.InstanceProfileForLaunch(profileARN)
 	if err != nil {
@@ -109,7 +130,7 @@ func (s *Service) InstanceCredentials(profileARN, instanceID string) (api.Creden
 	now := s.now().UTC()
 	creds, err := s.sealSession(session{Type: api.PrincipalAssumedRole, ARN: s.arn("sts", "assumed-role/"+role.RoleName+"/"+instanceID),
 		PrincipalID: role.RoleID + ":" + instanceID, UserName: instanceID,
-		IssuerARN: role.ARN, IssuerType: "Role", IssuerName: role.RoleName, Created: now, Expiry: now.Add(InstanceCredentialLifetime),
+		IssuerARN: role.ARN, IssuerType: "Role", IssuerName: role.RoleName, Created: now, Expiry: now.Add(s.InstanceLifetime()),
 		InstanceID: instanceID, InstanceGen: gen})
 	if err != nil {
 		return api.Credentials{}, api.Role{}, p, err
