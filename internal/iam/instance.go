@@ -110,7 +110,8 @@ func (s *Service) instanceGeneration(instanceID string) (uint64, error) {
 // profile is read again, as STS reads a role at every AssumeRole: it must
 // still exist and hold a role that trusts the compute service. The role
 // and the profile are returned for the metadata service (iam/info). An
-// instance whose sessions are not active gets ErrInstanceNotLive.
+// instance whose sessions are not active (never launched, stopped,
+// terminated) is refused IncorrectInstanceState.
 func (s *Service) InstanceCredentials(profileARN, instanceID string) (api.Credentials, api.Role, api.InstanceProfile, error) {
 	if err := checkName("role session", instanceID); err != nil {
 		return api.Credentials{}, api.Role{}, api.InstanceProfile{}, err

@@ -41,6 +41,8 @@ type Roles interface {
 	// InstanceCredentials mints a session of the profile's role for the
 	// instance.
 	InstanceCredentials(profileARN, instanceID string) (api.Credentials, api.Role, api.InstanceProfile, error)
+	// InstanceLifetime is how long the sessions it mints last.
+	InstanceLifetime() time.Duration
 }
 
 // roleKeeper holds the current role session of each running instance
@@ -119,12 +121,7 @@ func (s *Service) roleCredentials(rec instanceRecord) (*cardproto.NetRoleCredent
 }
 
 // roleLifetime is how long the sessions the IAM mints last.
-func (s *Service) roleLifetime() time.Duration {
-	if l, ok := s.cfg.Roles.(interface{ InstanceLifetime() time.Duration }); ok {
-		return l.InstanceLifetime()
-	}
-	return time.Hour // the IAM's default
-}
+func (s *Service) roleLifetime() time.Duration { return s.cfg.Roles.InstanceLifetime() }
 
 // isRefusal tells a refusal of the IAM (an API error: no such profile,
 // no role, an instance whose sessions are not live) from a failure.
