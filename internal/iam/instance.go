@@ -128,10 +128,13 @@ func (s *Service) InstanceCredentials(profileARN, instanceID string) (api.Creden
 		return api.Credentials{}, api.Role{}, p, err
 	}
 	role := p.Roles[0]
+	// The end is on a whole second: the metadata service shows it so
+	// (2006-01-02T15:04:05Z), and a client that refreshes by what it is
+	// shown must not hold a session past its real end.
 	now := s.now().UTC()
 	creds, err := s.sealSession(session{Type: api.PrincipalAssumedRole, ARN: s.arn("sts", "assumed-role/"+role.RoleName+"/"+instanceID),
 		PrincipalID: role.RoleID + ":" + instanceID, UserName: instanceID,
-		IssuerARN: role.ARN, IssuerType: "Role", IssuerName: role.RoleName, Created: now, Expiry: now.Add(s.InstanceLifetime()),
+		IssuerARN: role.ARN, IssuerType: "Role", IssuerName: role.RoleName, Created: now, Expiry: now.Add(s.InstanceLifetime()).Truncate(time.Second),
 		InstanceID: instanceID, InstanceGen: gen})
 	if err != nil {
 		return api.Credentials{}, api.Role{}, p, err

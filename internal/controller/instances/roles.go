@@ -53,7 +53,7 @@ type roleKeeper struct {
 	mu     sync.Mutex
 	byID   map[string]*instanceRole
 	closed bool
-	// pushed, set by tests, is told of each refresh pushed to the cards.
+	// pushed, set by tests, is told of each session pushed to the cards.
 	pushed func(instanceID string, c *cardproto.NetRoleCredentials)
 }
 
@@ -274,12 +274,14 @@ func (s *Service) refreshRoleOnce(id string) time.Duration {
 		s.log.Warn("pushing an instance's role credentials to its cards", "id", id, "err", err)
 		return retry
 	}
-	if k.pushed != nil {
-		k.pushed(id, creds)
-	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	return max(time.Until(ir.expiry.Add(-window)), time.Millisecond)
+	hook := k.pushed
+	wait := max(time.Until(ir.expiry.Add(-window)), time.Millisecond)
+	k.mu.Unlock()
+	if hook != nil {
+		hook(id, creds)
+	}
+	return wait
 }
 
 // pushRole pushes the whole state of each net card of instance id, which
