@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/client"
@@ -20,6 +21,10 @@ func (fx *fixture) network() func(creds sigv4.Credentials) *client.Client {
 	srv := httptest.NewTLSServer(gateway.NewHandler(fx.c.apiConfig(true)))
 	fx.t.Cleanup(srv.Close)
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	// A signature's date has whole seconds, and one from before azoted
+	// started is refused (its replay cache is new): wait for the next
+	// second.
+	time.Sleep(time.Until(fx.c.started.Truncate(time.Second).Add(time.Second)))
 	return func(creds sigv4.Credentials) *client.Client {
 		c, err := client.NewNetwork(srv.URL, ca, creds, fx.c.cfg.Region)
 		if err != nil {
