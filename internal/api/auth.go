@@ -37,6 +37,9 @@ type Caller struct {
 	IssuerARN  string
 	IssuerType string
 	IssuerName string
+	// SourceInstance is the id of the instance whose role credentials
+	// signed the request (instance roles; empty for any other caller).
+	SourceInstance string
 
 	SourceIP  string
 	UserAgent string

@@ -294,3 +294,31 @@ func Diff(old, cur Snapshot) []Change {
 	})
 	return out
 }
+
+// InstanceProfile is a container for one role that an instance is
+// launched with: the instance's code gets the role's session
+// credentials through the metadata service (EC2's instance profiles).
+type InstanceProfile struct {
+	InstanceProfileName string    `json:"InstanceProfileName"`
+	InstanceProfileID   string    `json:"InstanceProfileId"`
+	ARN                 string    `json:"Arn"`
+	CreatedAt           time.Time `json:"CreateDate"`
+	// Roles holds at most one role (AWS's limit), as AWS lists it.
+	Roles []Role `json:"Roles"`
+}
+
+// ComputeServicePrincipal is the service principal a role's trust policy
+// names to let instances have its credentials (AWS's ec2.amazonaws.com):
+// {"Principal": {"Service": "compute.azote"}}.
+const ComputeServicePrincipal = "compute.azote"
+
+// Request bodies of the instance-profile actions, in AWS's field names.
+type (
+	InstanceProfileRequest struct {
+		InstanceProfileName string `json:"InstanceProfileName"`
+	}
+	InstanceProfileRoleRequest struct {
+		InstanceProfileName string `json:"InstanceProfileName"`
+		RoleName            string `json:"RoleName"`
+	}
+)

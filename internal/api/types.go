@@ -50,6 +50,10 @@ type RunInstanceRequest struct {
 	// credentials of the profile's role through the metadata service;
 	// the caller needs iam:PassRole on the role.
 	IAMInstanceProfile string `json:"iam_instance_profile,omitempty"`
+	// InstanceProfile is the profile IAMInstanceProfile resolved to when
+	// the call was authorised (the gateway sets it; a client cannot): the
+	// launch takes this profile and role, never the name looked up again.
+	InstanceProfile *InstanceProfile `json:"-"`
 	// KeyName is a key pair whose public key the metadata service
 	// serves (public-keys/0/openssh-key).
 	KeyName string `json:"key_name,omitempty"`

@@ -57,6 +57,13 @@ type UserIdentity struct {
 type SessionContext struct {
 	Attributes    SessionAttributes `json:"attributes"`
 	SessionIssuer *SessionIssuer    `json:"sessionIssuer,omitempty"`
+	// EC2RoleDelivery is "2.0" for an instance's role credentials, which
+	// only the metadata service's IMDSv2 delivers (CloudTrail's field);
+	// SourceInstanceARN names that instance (azote's addition: CloudTrail
+	// leaves it to the session name, which azote also sets to the
+	// instance id).
+	EC2RoleDelivery   string `json:"ec2RoleDelivery,omitempty"`
+	SourceInstanceARN string `json:"sourceInstanceArn,omitempty"`
 }
 
 // SessionAttributes mirrors sessionContext.attributes. CloudTrail writes

@@ -42,6 +42,7 @@ var (
 	fPolDoc  = opFlag{flag: "policy-document", field: "PolicyDocument", usage: "policy JSON, or file://path", required: true, kind: "doc"}
 	fKeyID   = opFlag{flag: "access-key-id", field: "AccessKeyId", usage: "access key id", required: true}
 	fSerial  = opFlag{flag: "serial-number", field: "SerialNumber", usage: "MFA device serial (ARN)", required: true}
+	fProfile = opFlag{flag: "instance-profile-name", field: "InstanceProfileName", usage: "instance profile name", required: true}
 )
 
 var iamOps = map[string]opCommand{
@@ -80,6 +81,18 @@ var iamOps = map[string]opCommand{
 	"rotate-access-key":   {op: "iam:RotateAccessKey", summary: "create a new key and deactivate the old one", flags: []opFlag{fUser, fKeyID}},
 	"delete-access-key":   {op: "iam:DeleteAccessKey", summary: "delete an access key", flags: []opFlag{fUser, fKeyID}},
 	"get-account-summary": {op: "iam:GetAccountSummary", summary: "show the account"},
+
+	"create-instance-profile": {op: "iam:CreateInstanceProfile", summary: "create an instance profile (then add a role to it)", flags: []opFlag{fProfile}},
+	"get-instance-profile":    {op: "iam:GetInstanceProfile", summary: "show an instance profile and its role", flags: []opFlag{fProfile}},
+	"list-instance-profiles": {op: "iam:ListInstanceProfiles", summary: "list instance profiles", list: "InstanceProfiles",
+		columns: []string{"InstanceProfileName", "InstanceProfileId", "Arn", "CreateDate"}},
+	"list-instance-profiles-for-role": {op: "iam:ListInstanceProfilesForRole", summary: "list the instance profiles that hold a role", flags: []opFlag{fRole},
+		list: "InstanceProfiles", columns: []string{"InstanceProfileName", "InstanceProfileId", "Arn", "CreateDate"}},
+	"delete-instance-profile": {op: "iam:DeleteInstanceProfile", summary: "delete an instance profile that holds no role", flags: []opFlag{fProfile}},
+	"add-role-to-instance-profile": {op: "iam:AddRoleToInstanceProfile", summary: "put a role in an instance profile (one at most; needs iam:PassRole on it)",
+		flags: []opFlag{fProfile, fRole}},
+	"remove-role-from-instance-profile": {op: "iam:RemoveRoleFromInstanceProfile", summary: "take the role out of an instance profile",
+		flags: []opFlag{fProfile, fRole}},
 }
 
 // iamCommands lists the iam verbs: the operation verbs of iamOps, sorted,
@@ -132,7 +145,7 @@ func iamOperations() map[string]opCommand {
 func (oc opCommand) example(verb string) string {
 	samples := map[string]string{"user-name": "alice", "group-name": "ops", "role-name": "ops", "policy-arn": "ReadOnlyAccess",
 		"policy-name": "dev-volumes", "policy-document": "file://policy.json", "assume-role-policy-document": "file://trust.json",
-		"access-key-id": "AKIAEXAMPLE", "serial-number": "arn:aws:iam::123456789012:mfa/alice", "status": "Inactive"}
+		"access-key-id": "AKIAEXAMPLE", "instance-profile-name": "web", "serial-number": "arn:aws:iam::123456789012:mfa/alice", "status": "Inactive"}
 	line := "azote iam " + verb
 	for _, f := range oc.flags {
 		if f.required {

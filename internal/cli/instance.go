@@ -13,7 +13,7 @@ import (
 
 var instanceCommands = []command{
 	{use: "run", short: "launch an instance and wait until its agent is ready", build: instanceRun,
-		example: "azote instance run --name web --image default --vcpus 2 --memory 512 --volume data --tag env=dev\nazote instance run --name api --subnet front --security-group web --private-ip 10.0.1.20"},
+		example: "azote instance run --name web --image default --vcpus 2 --memory 512 --volume data --tag env=dev\nazote instance run --name api --subnet front --security-group web --private-ip 10.0.1.20\nazote instance run --name worker --subnet front --iam-instance-profile web"},
 	{use: "list", short: "list instances", build: instanceList,
 		example: "azote instance list -o json --query '.[] | select(.State == \"running\") | .ID'"},
 	{use: "describe INSTANCE", short: "show one instance (by id or name)", build: instanceDescribe,
@@ -47,6 +47,7 @@ func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
 	fs.StringVar(&req.Subnet, "subnet", "", "give the instance a primary network interface in this subnet (id or name); none: no network")
 	fs.StringArrayVar(&req.SecurityGroups, "security-group", nil, "security group (id or name) of the primary interface; repeat for more (default: the VPC's default group)")
 	fs.StringVar(&req.PrivateIP, "private-ip", "", "the primary interface's address, inside the subnet and free (default: the lowest free one)")
+	fs.StringVar(&req.IAMInstanceProfile, "iam-instance-profile", "", "instance profile (name or ARN) whose role's credentials the metadata service gives the guest; needs iam:PassRole on the role")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
 	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
@@ -153,6 +154,9 @@ func showInstance(e *env, i api.Instance) error {
 		pairs = append(pairs, [2]string{"Volume vd" + string(rune('a'+n)), v.VolumeID + " (" + mode + card + ")"})
 	}
 	pairs = append(pairs, [2]string{"Private IP", i.PrivateIP})
+	if i.IAMInstanceProfile != "" {
+		pairs = append(pairs, [2]string{"Instance profile", i.IAMInstanceProfile})
+	}
 	for _, n := range i.NetworkInterfaces {
 		pairs = append(pairs, [2]string{fmt.Sprintf("Interface %d", n.DeviceIndex),
 			fmt.Sprintf("%s (%s, MAC %s, subnet %s, VPC %s)", n.ID, n.PrivateIP, n.MAC, n.SubnetID, n.VPCID)})

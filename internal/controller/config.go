@@ -73,6 +73,9 @@ type Config struct {
 	// APILimits bounds the HTTPS API's connections and its requests'
 	// deadlines; the local socket gets the deadlines only.
 	APILimits gateway.Limits
+	// InstanceCredentialLifetime is how long an instance's role
+	// sessions last (0: an hour); e2e tests shorten it to see refreshes.
+	InstanceCredentialLifetime time.Duration
 
 	listenAddr string
 }
@@ -186,6 +189,7 @@ func flags(cfg *Config, tlsNames, etcdEndpoints *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.APILimits.BodyTimeout, "body-timeout", cfg.APILimits.BodyTimeout, "time a request body may take to arrive (blob uploads get more at --min-upload-rate)")
 	fs.Int64Var(&cfg.APILimits.MinUploadRate, "min-upload-rate", cfg.APILimits.MinUploadRate, "bytes per second a blob upload must keep up")
 	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", cfg.APILimits.WriteTimeout, "time each write of a response may take before the connection is dropped")
+	fs.DurationVar(&cfg.InstanceCredentialLifetime, "instance-credential-lifetime", 0, "for tests: how long an instance's role credentials last (default 1h; refreshed a quarter of it, at most 15m, before the end)")
 	return fs
 }
 

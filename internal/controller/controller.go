@@ -164,7 +164,7 @@ func localLimits(lim gateway.Limits) gateway.Limits {
 
 func (c *Controller) apiConfig(network bool) gateway.Config {
 	return gateway.Config{
-		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Audit: c.trail, Log: c.log,
+		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Profiles: c.iam, Audit: c.trail, Log: c.log,
 		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile, Started: c.started,
 		Mark: c.sigMark,
 	}
@@ -284,11 +284,17 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		StopTimeout: cfg.StopTimeout, Store: st, Engine: eng, Host: host,
 		Cards: &cardhost.Host{Binary: cfg.CardBinary, UIDs: alloc, Log: log}, UIDs: alloc,
 		Images: c.images, Volumes: c.volumes, VPCs: c.vpcs, EscrowKey: escrowKey, Event: c.event, Log: log,
+		Roles: iamRoles{c},
 	})
 	if err := c.openAccess(hostKey); err != nil {
 		c.closeFleet()
 		st.Close()
 		return nil, err
+	}
+	if err := c.iam.SetInstanceCredentialLifetime(cfg.InstanceCredentialLifetime); err != nil {
+		c.closeFleet()
+		st.Close()
+		return nil, fmt.Errorf("--instance-credential-lifetime: %w", err)
 	}
 	if err := c.repair(); err != nil {
 		c.Close()

@@ -53,11 +53,14 @@ type Config struct {
 	// POST /v1/<service>/<Action> with a JSON body.
 	Operations []*api.Operation
 	Auth       Auth
-	Audit      Auditor
-	Log        *slog.Logger
-	Region     string
-	HostName   string
-	Network    bool
+	// Profiles resolves the instance profile a launch names (nil: a
+	// launch with one is refused).
+	Profiles InstanceProfiles
+	Audit    Auditor
+	Log      *slog.Logger
+	Region   string
+	HostName string
+	Network  bool
 	// Files serves audit log and digest files for collectors (GET
 	// /v1/audit/files/<path>), as audit:GetLogFile.
 	Files func(ctx context.Context, rel string) ([]byte, error)
@@ -392,6 +395,10 @@ func Identity(c *api.Caller) audit.UserIdentity {
 		sc := &audit.SessionContext{Attributes: audit.SessionAttributes{CreationDate: c.SessionCreated, MFAAuthenticated: c.MFA}}
 		if c.IssuerARN != "" {
 			sc.SessionIssuer = &audit.SessionIssuer{Type: c.IssuerType, ARN: c.IssuerARN, AccountID: c.AccountID, UserName: c.IssuerName}
+		}
+		if c.SourceInstance != "" {
+			sc.EC2RoleDelivery = "2.0"
+			sc.SourceInstanceARN = api.MakeARN("compute", c.AccountID, "instance/"+c.SourceInstance)
 		}
 		id.SessionContext = sc
 	}

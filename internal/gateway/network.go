@@ -275,6 +275,9 @@ func (h *handler) runAlsoAction(arn string) string {
 	if kind, _, _ := a.Kind(); kind == kindSubnet || kind == kindGroup {
 		return "compute:RunInstances"
 	}
+	if kind, _, _ := a.Kind(); a.Service == "iam" && kind == "role" {
+		return "iam:PassRole" // runProfileAlso
+	}
 	return ""
 }
 

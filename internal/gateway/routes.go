@@ -247,7 +247,8 @@ func (h *handler) table() []*route {
 					add(&q.Volumes[i].Volume)
 				}
 				c.alsoErr = err
-				return append(arns, h.runNetworkAlso(ctx, c, q)...), nil
+				arns = append(arns, h.runNetworkAlso(ctx, c, q)...)
+				return append(arns, h.runProfileAlso(c, q)...), nil
 			}, AlsoAction: "compute:AttachVolume", AlsoActionOf: h.runAlsoAction,
 			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) {
 				if err := rc(req).alsoErr; err != nil {

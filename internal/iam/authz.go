@@ -35,9 +35,17 @@ func (s *Service) Credentials(akid, token string) (secret string, active bool, c
 				return "", false, nil, ErrExpiredToken
 			}
 		}
+		// An instance's session lives as long as the launch it was minted
+		// for: a stopped or terminated instance's sessions are refused
+		// however long they had left (instance.go).
+		if ss.InstanceID != "" {
+			if gen, err := s.instanceGeneration(ss.InstanceID); err != nil || gen == 0 || gen != ss.InstanceGen {
+				return "", false, nil, ErrExpiredToken
+			}
+		}
 		return ss.Secret, true, &api.Caller{Type: ss.Type, ARN: ss.ARN, PrincipalID: ss.PrincipalID, AccountID: s.AccountID(), UserName: ss.UserName,
 			AccessKeyID: akid, Session: true, SessionCreated: ss.Created, SessionExpiry: ss.Expiry, MFA: ss.MFA, MFAAuthTime: ss.MFAAuthTime,
-			IssuerARN: ss.IssuerARN, IssuerType: ss.IssuerType, IssuerName: ss.IssuerName}, nil
+			IssuerARN: ss.IssuerARN, IssuerType: ss.IssuerType, IssuerName: ss.IssuerName, SourceInstance: ss.InstanceID}, nil
 	}
 	k, u, secret, err := s.longTermKey(akid)
 	if err != nil {
@@ -86,6 +94,11 @@ func (s *Service) conditionContext(c *api.Caller) map[string][]string {
 	}
 	if c.Session {
 		ctx["aws:tokenissuetime"] = []string{c.SessionCreated.UTC().Format(time.RFC3339)}
+	}
+	// compute:SourceInstanceARN names the instance whose role
+	// credentials made the call (EC2's ec2:SourceInstanceARN).
+	if c.SourceInstance != "" {
+		ctx["compute:sourceinstancearn"] = []string{s.arn("compute", "instance/"+c.SourceInstance)}
 	}
 	return ctx
 }

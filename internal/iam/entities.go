@@ -439,7 +439,8 @@ func (s *Service) UpdateAssumeRolePolicy(name, trust string) error {
 	})
 }
 
-// DeleteRole removes a role without policies.
+// DeleteRole removes a role without policies that no instance profile
+// holds.
 func (s *Service) DeleteRole(name string) error {
 	return s.update(func(tx store.Tx) error {
 		r, err := s.getRoleTx(tx, name)
@@ -448,6 +449,13 @@ func (s *Service) DeleteRole(name string) error {
 		}
 		if len(r.Attached) > 0 || len(r.Inline) > 0 {
 			return api.Errorf(api.CodeDeleteConflict, "role %s still has policies", r.RoleName)
+		}
+		// As AWS: a role in an instance profile is removed from it first.
+		if p, err := roleInProfileTx(tx, r); err != nil || p != "" {
+			if err != nil {
+				return err
+			}
+			return api.Errorf(api.CodeDeleteConflict, "role %s is in instance profile %s: remove it first", r.RoleName, p)
 		}
 		return tx.Delete(tRoles, r.RoleName)
 	})

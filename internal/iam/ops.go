@@ -390,6 +390,7 @@ func (s *Service) Operations() []*api.Operation {
 			return s.AssumeRole(c, *req[api.AssumeRoleRequest](r))
 		}},
 	)
+	ops = append(ops, s.profileOperations()...)
 	for _, op := range ops {
 		if strings.HasPrefix(op.Name, "iam:Attach") || strings.HasPrefix(op.Name, "iam:Detach") {
 			op.Conditions = s.policyARNCondition

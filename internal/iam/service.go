@@ -40,6 +40,9 @@ type Service struct {
 	// tokens seals session tokens; its key is stored sealed in tMeta.
 	tokens cipher.AEAD
 
+	// instanceLifetime overrides InstanceCredentialLifetime (ns; 0: not).
+	instanceLifetime atomic.Int64
+
 	// gen counts IAM writes; caches keyed by it never serve stale
 	// permissions.
 	gen atomic.Uint64

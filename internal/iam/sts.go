@@ -48,6 +48,10 @@ type session struct {
 	Expiry      time.Time `json:"expiry"`
 	MFA         bool      `json:"mfa"`
 	MFAAuthTime time.Time `json:"mfa_time,omitzero"`
+	// InstanceID and InstanceGen bind an instance role session to the
+	// launch of the instance it was minted for (instance.go).
+	InstanceID  string `json:"instance,omitempty"`
+	InstanceGen uint64 `json:"instance_gen,omitempty"`
 }
 
 const tokenPrefix = "AZT1."

@@ -50,6 +50,8 @@ type fixture struct {
 	// asks for one.
 	netDB    store.Store
 	separate bool
+	// roles is the IAM of instance roles (nil: none).
+	roles Roles
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureLog(t, nil) }
@@ -121,7 +123,7 @@ func (fx *fixture) start() {
 	fx.s = New(Config{Dir: filepath.Join(fx.dir, "instances"), ConsoleLimit: 1 << 20, LogLimit: 1 << 20, StopTimeout: 2 * time.Second,
 		Store: db, Engine: fx.eng, Host: hostinfo.Info{Cores: 4},
 		Cards: &cardhost.Host{Binary: testutil.CardBinary(t), UIDs: uids, Log: log}, UIDs: uids,
-		Images: fx.imgs, Volumes: fx.vols, VPCs: fx.nets, EscrowKey: esc, Event: event, Log: log})
+		Images: fx.imgs, Volumes: fx.vols, VPCs: fx.nets, EscrowKey: esc, Event: event, Log: log, Roles: fx.roles})
 	if err := fx.s.Repair(); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,10 @@ type instanceRecord struct {
 	LastResetAt *time.Time `json:"last_reset_at,omitempty"`
 	// Cards are the card processes serving the volumes, by volume id.
 	Cards map[string]cardHandle `json:"cards,omitempty"`
+	// InstanceProfileID is the unique id of the instance profile
+	// (IAMInstanceProfile) the launch was authorised with: a profile
+	// made again under the same name is not it (roles.go).
+	InstanceProfileID string `json:"instance_profile_id,omitempty"`
 }
 
 func (r *instanceRecord) view() api.Instance {
@@ -290,6 +294,10 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 	if err != nil {
 		return api.Instance{}, err
 	}
+	profile, err := s.checkLaunchProfile(req)
+	if err != nil {
+		return api.Instance{}, err
+	}
 	id := api.NewID(api.InstanceIDPrefix)
 	name := req.Name
 	if name == "" {
@@ -313,6 +321,9 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 		Cmdline: cmdline, CmdlineSHA384: image.SHA384Hex([]byte(cmdline)),
 		CreatedAt: time.Now().UTC(), Revision: 1, Tags: req.Tags,
 	}}
+	if profile != nil {
+		rec.IAMInstanceProfile, rec.InstanceProfileID = profile.ARN, profile.InstanceProfileID
+	}
 	if req.Subnet != "" {
 		// The primary interface is made first, in the network's store
 		// (which may be the fleet's, not this host's: the two cannot
@@ -407,9 +418,16 @@ func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceR
 	if spec.UID, err = s.engineIdentity(rt, spec.Dir); err != nil {
 		return rec, s.engineFailure(rec.ID, "launch", err)
 	}
+	// A new generation of role sessions, before the cards that are given
+	// the first one as they start (roles.go).
+	if err := s.roleStart(rec); err != nil {
+		s.releaseEngineUID(rt)
+		return rec, err
+	}
 	// Cards next: the engine connects to their sockets as it starts.
 	devices, err := s.startCards(rt, rec)
 	if err != nil {
+		s.roleEnd(rec.ID)
 		s.releaseEngineUID(rt)
 		s.endEphemeral(rec)
 		return rec, err
@@ -419,6 +437,7 @@ func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceR
 	consoleStart := consoleEnd(spec.ConsolePath)
 	m, err := s.engine.Launch(lctx, spec)
 	if err != nil {
+		s.roleEnd(rec.ID)
 		s.stopCards(rt)
 		s.releaseEngineUID(rt)
 		s.endEphemeral(rec)
@@ -444,6 +463,7 @@ func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceR
 		return nil
 	})
 	if err != nil {
+		s.roleEnd(rec.ID)
 		m.Kill()
 		<-m.Done()
 		s.stopCards(rt)
@@ -452,6 +472,7 @@ func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceR
 		return rec, err
 	}
 	s.startSupervisor(rt, m, rec.ConsoleOffset)
+	s.roleRefresh(rec.ID)
 	s.event("LaunchInstance", "instance/"+rec.ID, map[string]any{
 		"imageId": img.ID, "kernelSha384": img.KernelSHA384, "initrdSha384": img.InitrdSHA384, "cmdline": rec.Cmdline,
 		"engine": s.engine.Name(), "accel": s.engine.Accel(), "vcpus": rec.VCPUs, "memoryMiB": rec.MemoryMiB,
@@ -671,6 +692,7 @@ func (s *Service) Terminate(ctx context.Context, ref string) (api.Instance, erro
 }
 
 func (s *Service) finishTerminate(id string) (instanceRecord, error) {
+	s.roleEnd(id)
 	if err := os.RemoveAll(s.instanceDir(id)); err != nil {
 		return instanceRecord{}, err
 	}

@@ -44,6 +44,11 @@ func (s *Service) Repair() error {
 
 func (s *Service) repairOne(rec instanceRecord) error {
 	id := rec.ID
+	if rec.IAMInstanceProfile != "" && (rec.Handle == nil || rec.State == api.StateTerminated) {
+		// No machine: whatever sessions its last launch had end (a
+		// crash may have come between the exit and the revocation).
+		s.roleEnd(id)
+	}
 	switch rec.State {
 	case api.StateTerminated:
 		os.RemoveAll(s.instanceDir(id))
@@ -83,6 +88,7 @@ func (s *Service) repairOne(rec instanceRecord) error {
 	}
 	m, err := s.engine.Adopt(*rec.Handle, s.spec(rec, "", ""))
 	if err != nil {
+		s.roleEnd(id)
 		s.engine.Sweep(id)
 		s.killCards(rec)
 		if rec.State == api.StateShuttingDown {
@@ -97,8 +103,10 @@ func (s *Service) repairOne(rec instanceRecord) error {
 	rt.mu.Lock()
 	rt.engineUID = rec.Handle.UID
 	rt.mu.Unlock()
+	s.roleAdopt(rec) // before the cards, whose state carries its session
 	s.adoptCards(rt, rec)
 	s.startSupervisor(rt, m, rec.ConsoleOffset)
+	s.roleRefresh(id)
 	s.log.Info("re-adopted instance", "id", id, "pid", rec.Handle.PID, "state", rec.State)
 	switch rec.State {
 	case api.StateStopping:

@@ -65,6 +65,9 @@ type Config struct {
 	UnderlayMTU int
 	// EscrowKey proves azoted to instance-store cards (escrowSecret).
 	EscrowKey *keymem.Buf
+	// Roles mints the role sessions of instances launched with an
+	// instance profile (roles.go); nil: such launches are refused.
+	Roles Roles
 	// Event records a security decision (a launch) in the audit trail.
 	Event func(name, resource string, data map[string]any)
 	Log   *slog.Logger
@@ -91,6 +94,8 @@ type Service struct {
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes
 	gw       gateways                    // this host's gateways into VPCs
+
+	roleState roleKeeper // instance role sessions (roles.go)
 
 	rotMu     sync.Mutex
 	rotations map[string]*time.Timer // by VPC id: a key rotation's grace (watchRotation)
@@ -138,6 +143,7 @@ func (s *Service) Close() {
 	}
 	s.mu.Unlock()
 	close(s.gw.done)
+	s.roleClose()
 	s.wg.Wait()
 }
 

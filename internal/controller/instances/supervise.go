@@ -41,6 +41,8 @@ func (s *Service) supervise(rt *instanceRuntime, m engine.Machine, exited chan s
 			m.Release()
 			return
 		case <-m.Done():
+			// The instance's role sessions end with its machine.
+			s.roleEnd(rt.id)
 			s.scanConsole(rt.id, tail, &rs)
 			s.stopCards(rt)
 			s.releaseEngineUID(rt)
