@@ -89,7 +89,11 @@ func (h *harness) startAzoted() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(h.bin, "azoted"), "--state-dir", h.state, "--socket", h.socket, "--stop-timeout", "20s", "--listen", "127.0.0.1:0")
+	cmd := exec.Command(filepath.Join(h.bin, "azoted"), "--state-dir", h.state, "--socket", h.socket, "--stop-timeout", "20s",
+		// Guests reach the API through a VPC's host gateway (imds_test.go):
+		// azoted listens on every address, with that gateway's address in
+		// its certificate; role sessions are short so that they refresh.
+		"--listen", "0.0.0.0:0", "--tls-names", imdsGateway, "--instance-credential-lifetime", imdsCredentialLifetime)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -2,10 +2,11 @@
 // (test/e2e/imds_test.go). It prints one line per finding, each starting
 // with "imds-test: ", for the test to read on the console.
 //
-//	imdsprobe check        the IMDSv2 rules, with raw HTTP requests
-//	imdsprobe creds URL    credentials from the SDK's default chain, and a
-//	                       GetCallerIdentity call to azoted's API at URL
-//	                       signed with them; the API's CA is the user data
+//	imdsprobe check   the IMDSv2 rules, with raw HTTP requests
+//	imdsprobe creds   credentials from the SDK's default chain, and
+//	                  GetCallerIdentity calls to azoted's API signed with
+//	                  them; the user data names the API on its first line
+//	                  ("# api https://ADDR:PORT") and holds its CA
 //
 // It is a static Go program so that the busybox test image can run it.
 package main
@@ -37,7 +38,7 @@ func say(format string, args ...any) { fmt.Printf("imds-test: "+format+"\n", arg
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: imdsprobe check | creds URL")
+		fmt.Fprintln(os.Stderr, "usage: imdsprobe check | creds")
 		os.Exit(2)
 	}
 	var err error
@@ -45,11 +46,7 @@ func main() {
 	case "check":
 		err = check()
 	case "creds":
-		if len(os.Args) != 3 {
-			err = fmt.Errorf("creds needs the API's URL")
-			break
-		}
-		err = creds(os.Args[2])
+		err = creds()
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -149,7 +146,7 @@ func check() error {
 // creds gets credentials as an application does, with nothing
 // configured, and calls GetCallerIdentity with them until the credentials
 // it gets have been refreshed twice (the test shortens their lifetime).
-func creds(url string) error {
+func creds() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cl := imds.New(imds.Options{})
@@ -161,12 +158,17 @@ func creds(url string) error {
 	if err != nil {
 		return err
 	}
+	first, _, _ := strings.Cut(string(ca), "\n")
+	url, ok := strings.CutPrefix(first, "# api ")
+	if !ok {
+		return fmt.Errorf("the user data does not start with \"# api URL\"")
+	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("the user data holds no CA certificate")
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	var first, last string
+	var last string
 	for keys := 0; keys < 3; {
 		// A new configuration each time: the SDK caches credentials until
 		// shortly before they expire, and this loop wants to see them
@@ -182,9 +184,6 @@ func creds(url string) error {
 		if c.AccessKeyID != last {
 			keys++
 			last = c.AccessKeyID
-			if first == "" {
-				first = c.AccessKeyID
-			}
 			say("credentials %s source %s expires-in %ds", c.AccessKeyID, c.Source, int(time.Until(c.Expires).Seconds()))
 		}
 		arn, err := whoAmI(ctx, hc, url, c)
