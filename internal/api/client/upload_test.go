@@ -28,7 +28,7 @@ func TestImportVolumeSigned(t *testing.T) {
 			return
 		}
 		if _, err := v.Verify(r, sigv4.UnsignedPayload, keys); err != nil {
-			http.Error(w, `{"Code":"SignatureDoesNotMatch","Message":"bad signature"}`, 403)
+			http.Error(w, `{"Code":"SignatureDoesNotMatch","Message":"bad signature"}`, http.StatusForbidden)
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
