@@ -129,12 +129,15 @@ func (e *env) importDisk(ctx context.Context, path string, src diskSource, req a
 	}
 	req.SHA256 = enchex.EncodeToString(h.Sum(nil))
 	pr, pw := io.Pipe()
+	sent := make(chan struct{})
 	go func() {
+		defer close(sent)
 		_, err := e.withProgress(ctx, show, "importing "+path, src.length, pw, src.open())
 		pw.CloseWithError(err)
 	}()
 	v, err := e.client.ImportVolume(ctx, req, pr)
-	pr.CloseWithError(io.ErrClosedPipe) // stops the reader if the server answered first
+	pr.CloseWithError(io.ErrClosedPipe) // stops the sender if the server answered first
+	<-sent
 	if err != nil && ctx.Err() != nil {
 		return v, e.undoImport(req, start)
 	}

@@ -35,6 +35,9 @@ func TestVolumeImport(t *testing.T) {
 	if v.State != api.VolumeAvailable || !v.Encrypted || v.SizeBytes != 8<<20 {
 		t.Fatalf("imported volume: %+v", v)
 	}
+	// Refused before the body is read: the client hears the refusal,
+	// not a broken pipe.
+	h.fails(t, api.CodeNameInUse, "volume", "import", "--file", qc, "--name", "imported")
 	backing, err := os.ReadFile(filepath.Join(h.state, "volumes", v.ID+".img"))
 	if err != nil {
 		t.Fatal(err)
