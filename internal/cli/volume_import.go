@@ -26,7 +26,8 @@ passes it to a one-shot card that encrypts it under the new volume's key as it w
 checks the length and digest at the end. The volume is the disk's virtual size rounded up to
 4 KiB (at least 1 MiB); --size may make it larger, never smaller. Progress goes to stderr;
 Ctrl-C cancels, and azoted removes the unfinished volume. A truncated or corrupt image is
-refused before anything is made.`,
+refused, and nothing is left: a damaged header before anything is sent,
+damage further in by breaking the upload off.`,
 	build:   volumeImport,
 	example: "azote volume import --file debian.qcow2 --name root1 --size 4G"}
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -197,5 +198,48 @@ func TestBadConfig(t *testing.T) {
 	s = spec(t, 1<<20, random(64), bytes.NewReader(nil), 512, "not-hex")
 	if _, err := cardhost.RunFill(context.Background(), s); err == nil || !strings.Contains(err.Error(), "not a hex") {
 		t.Errorf("a bad digest: %v", err)
+	}
+}
+
+// Before it reads the stream the card has dropped to its own uid with no
+// groups and is under the seccomp filter (read from /proc while it waits
+// for its first byte).
+func TestConfinedBeforeReading(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can start the card as root and see it drop to another uid")
+	}
+	pr, pw := io.Pipe()
+	s := spec(t, 2<<20, random(64), pr, 1<<20, sum(nil))
+	done := make(chan error, 1)
+	go func() { _, err := cardhost.RunFill(context.Background(), s); done <- err }()
+	self, _ := os.Executable()
+	var status string
+	deadline := time.Now().Add(10 * time.Second)
+	for status == "" && time.Now().Before(deadline) {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			cmd, _ := os.ReadFile(p)
+			if !bytes.HasPrefix(cmd, []byte(self+"\x00fill\x00")) {
+				continue
+			}
+			st, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
+			// Confine runs before the first read: wait until it did.
+			if bytes.Contains(st, []byte("\nSeccomp:\t2")) {
+				status = string(st)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	<-done
+	want := fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", testUID, testUID, testUID, testUID)
+	groups := ""
+	for _, l := range strings.Split(status, "\n") {
+		if g, ok := strings.CutPrefix(l, "Groups:"); ok {
+			groups = strings.TrimSpace(g)
+		}
+	}
+	if !strings.Contains(status, want) || groups != "" {
+		t.Errorf("the card waiting for its stream is not confined:\n%s", status)
 	}
 }
