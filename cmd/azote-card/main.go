@@ -1,7 +1,8 @@
 // Command azote-card runs one device card, `azote-card blk …` or
 // `azote-card net …`; the
 // one-shot root filesystem builder azoted starts unprivileged,
-// `azote-card rootfs …`; or starts another program confined to a uid of
+// `azote-card rootfs …`; the one-shot fill card that writes an imported
+// disk into a new volume, `azote-card fill …`; or starts another program confined to a uid of
 // its own, `azote-card exec --uid N -- PROGRAM ARGS…` (how azoted starts
 // QEMU).
 package main
@@ -12,6 +13,7 @@ import (
 	"os"
 
 	"github.com/azote/azote/internal/cards/blk"
+	"github.com/azote/azote/internal/cards/fill"
 	netcard "github.com/azote/azote/internal/cards/net"
 	"github.com/azote/azote/internal/cards/rootfs"
 	"github.com/azote/azote/internal/sandbox"
@@ -19,7 +21,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: azote-card blk [flags] | azote-card net [flags] | azote-card rootfs [flags] | azote-card exec --uid N [--group G] -- PROGRAM [ARGS]")
+		fmt.Fprintln(os.Stderr, "usage: azote-card blk [flags] | azote-card net [flags] | azote-card rootfs [flags] | azote-card fill [flags] | azote-card exec --uid N [--group G] -- PROGRAM [ARGS]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -29,6 +31,8 @@ func main() {
 		os.Exit(netcard.Main(os.Args[2:]))
 	case "rootfs":
 		os.Exit(rootfs.Main(os.Args[2:]))
+	case "fill":
+		os.Exit(fill.Main(os.Args[2:]))
 	case "exec":
 		os.Exit(execMain(os.Args[2:]))
 	default:

@@ -35,6 +35,7 @@ const (
 	CodeInvalidVolumeSize      Code = "InvalidVolumeSize"
 	CodeDeletionProtected      Code = "DeletionProtected"
 	CodeIncorrectVolumeState   Code = "IncorrectVolumeState"
+	CodeIncompleteUpload       Code = "IncompleteUpload" // a body shorter or longer than it declared
 	CodeDuplicateTagKeys       Code = "DuplicateTagKeys" // tag keys that differ only in case
 	CodeInternal               Code = "InternalError"
 	// CodeAuditUnavailable refuses a call whose audit record could not be
@@ -121,6 +122,7 @@ var codeStatus = map[Code]int{
 	CodeInvalidVolumeSize:      http.StatusBadRequest,
 	CodeDeletionProtected:      http.StatusConflict,
 	CodeIncorrectVolumeState:   http.StatusConflict,
+	CodeIncompleteUpload:       http.StatusBadRequest,
 	CodeInternal:               http.StatusInternalServerError,
 	CodeAuditUnavailable:       http.StatusServiceUnavailable,
 	CodeQuotaExceeded:          http.StatusConflict,

@@ -97,8 +97,29 @@ const (
 
 	VolumeAvailable = "available"
 	VolumeInUse     = "in-use"
-	VolumeDeleted   = "deleted" // persistent, recoverable until purge_at
+	VolumeDeleted   = "deleted"  // persistent, recoverable until purge_at
+	VolumeCreating  = "creating" // an import in progress: not usable, removed if it fails
 )
+
+// VolumeImportPath is the route of an import: POST, the disk's raw bytes
+// as the body (sent UNSIGNED-PAYLOAD: the fill card checks their
+// SHA-256), the parameters (ImportVolumeRequest) in the query.
+const VolumeImportPath = "/v1/volumes/import"
+
+// ImportVolumeRequest is the query of POST /v1/volumes/import: a
+// persistent volume filled from the raw disk in the request body.
+type ImportVolumeRequest struct {
+	Name string `json:"name,omitempty"`
+	// SizeBytes is the volume's size; 0 makes it Length rounded up to
+	// 4 KiB (at least 1 MiB). It may not be smaller than Length.
+	SizeBytes int64 `json:"size_bytes,omitempty"`
+	// Length is the number of bytes the body carries, and SHA256 their
+	// hex digest; a body that differs in either is refused.
+	Length             int64  `json:"length"`
+	SHA256             string `json:"sha256"`
+	DeletionProtection bool   `json:"deletion_protection,omitempty"`
+	Plaintext          bool   `json:"plaintext,omitempty"`
+}
 
 // CreateVolumeRequest is the body of POST /v1/volumes.
 type CreateVolumeRequest struct {

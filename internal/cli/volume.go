@@ -15,6 +15,7 @@ import (
 var volumeCommands = []command{
 	{use: "create", short: "create a volume (--size 1G --kind instance-store|persistent)", build: volumeCreate,
 		example: "azote volume create --name data --size 1G --tag env=dev"},
+	volumeImportCommand,
 	{use: "list", short: "list volumes", build: volumeList, example: "azote volume list -o yaml"},
 	{use: "describe VOLUME", short: "show one volume (by id or name)", build: volumeDescribe, example: "azote volume describe data"},
 	{use: "modify VOLUME", short: "change a volume's attributes (--deletion-protection)", build: volumeModify,

@@ -248,7 +248,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	c.images = images.New(st, blobs, log)
 	c.volumes = volumes.New(volumes.Config{
 		Dir: filepath.Join(cfg.StateDir, "volumes"), Retention: cfg.VolumeRetention, Quota: cfg.VolumeQuota,
-		Store: st, Keys: hostKey, Images: c.images, Fill: c.fillRootfs, Event: c.event, Log: log,
+		Store: st, Keys: hostKey, Images: c.images, Fill: c.fillRootfs, Import: c.fillImport, Event: c.event, Log: log,
 	})
 	vpcStore, netKeys, err := c.openVPCStore(st, hostKey)
 	if err != nil {
@@ -318,12 +318,16 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 
 // repair runs at start-up, before the API serves: the instances first
 // (which may finish a termination, purging its instance-store volumes),
-// then what a crash left of blobs, volume files and root volume builds.
+// then what a crash left of blobs, volume imports, volume files and root
+// volume builds.
 func (c *Controller) repair() error {
 	if err := c.instances.Repair(); err != nil {
 		return err
 	}
 	c.images.SweepOrphans(time.Now().Add(-images.OrphanBlobRetention))
+	if err := c.volumes.RemoveUnfinishedImports(); err != nil {
+		return err
+	}
 	if err := c.volumes.SweepFiles(); err != nil {
 		return err
 	}

@@ -39,6 +39,8 @@ var codes = []struct {
 	{volumes.ErrIncorrectState, api.CodeIncorrectVolumeState},
 	{volumes.ErrInvalidSize, api.CodeInvalidVolumeSize},
 	{volumes.ErrDeletionProtected, api.CodeDeletionProtected},
+	{volumes.ErrIncompleteUpload, api.CodeIncompleteUpload},
+	{volumes.ErrDigestMismatch, api.CodeDigestMismatch},
 
 	{instances.ErrNotFound, api.CodeInstanceNotFound},
 	{instances.ErrIncorrectState, api.CodeIncorrectInstanceState},

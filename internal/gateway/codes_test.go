@@ -41,6 +41,8 @@ func TestWireError(t *testing.T) {
 		{volumes.ErrIncorrectState, api.CodeIncorrectVolumeState, http.StatusConflict},
 		{volumes.ErrInvalidSize, api.CodeInvalidVolumeSize, http.StatusBadRequest},
 		{volumes.ErrDeletionProtected, api.CodeDeletionProtected, http.StatusConflict},
+		{volumes.ErrIncompleteUpload, api.CodeIncompleteUpload, http.StatusBadRequest},
+		{volumes.ErrDigestMismatch, api.CodeDigestMismatch, http.StatusBadRequest},
 		{instances.ErrNotFound, api.CodeInstanceNotFound, http.StatusNotFound},
 		{instances.ErrIncorrectState, api.CodeIncorrectInstanceState, http.StatusConflict},
 		{instances.ErrTerminationProtected, api.CodeTerminationProtected, http.StatusConflict},
@@ -77,7 +79,7 @@ func TestWireError(t *testing.T) {
 		}
 	}
 	// Every sentinel of the table is tested above.
-	if len(codes) != 45 {
+	if len(codes) != 47 {
 		t.Errorf("the table has %d entries; test each new one here", len(codes))
 	}
 	// The wire vocabulary passes as it is; anything else is internal, and

@@ -205,11 +205,12 @@ func akidOf(r *http.Request) string {
 }
 
 // verify checks the signature. The body is read (bounded) and hashed
-// first, except for blob uploads that say UNSIGNED-PAYLOAD: blobs are
-// content-addressed and their SHA-384 is verified as they are stored.
+// first, except for uploads that say UNSIGNED-PAYLOAD (rawUpload): blobs
+// are content-addressed and their SHA-384 is verified as they are
+// stored, an import's SHA-256 by the card that writes it.
 func (h *handler) verify(r *http.Request, ri *requestInfo) (*api.Caller, *api.Error) {
 	payload := sigv4.UnsignedPayload
-	if !(r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/blobs/") && r.Header.Get("X-Amz-Content-Sha256") == sigv4.UnsignedPayload) {
+	if !(rawUpload(r) && r.Header.Get("X-Amz-Content-Sha256") == sigv4.UnsignedPayload) {
 		data, err := io.ReadAll(io.LimitReader(r.Body, api.MaxBodyBytes+1))
 		if err != nil {
 			return nil, api.Errorf(api.CodeMalformedRequest, "reading body: %v", err)
@@ -504,7 +505,7 @@ func requestParams(r *http.Request, body []byte) map[string]any {
 		}
 		m["query"] = qm
 	}
-	if len(body) > 0 && !strings.HasPrefix(r.URL.Path, "/v1/blobs/") {
+	if len(body) > 0 && !rawUpload(r) {
 		var v any
 		if json.Unmarshal(body, &v) == nil {
 			m["body"] = v

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +25,8 @@ type Limits struct {
 	// are read before the signature is checked, so this is what an
 	// unauthenticated client can hold a connection for.
 	BodyTimeout time.Duration
-	// MinUploadRate (bytes/s) extends BodyTimeout for blob uploads, whose
+	// MinUploadRate (bytes/s) extends BodyTimeout for uploads (blobs,
+	// volume imports: rawUpload), whose
 	// body is read after authentication and may be large.
 	MinUploadRate int64
 	// WriteTimeout bounds each write of a response, so a client that
@@ -72,7 +72,7 @@ func withDeadlines(next http.Handler, lim Limits) http.Handler {
 		_ = rc.SetWriteDeadline(time.Time{})
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			b := &deadlineBody{rc: rc, body: r.Body, start: time.Now(), grace: lim.BodyTimeout}
-			if r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/blobs/") {
+			if rawUpload(r) {
 				b.rate = lim.MinUploadRate
 			}
 			b.extend()

@@ -38,6 +38,9 @@ type Backend interface {
 	DeleteImage(ctx context.Context, ref string) (string, error)
 
 	CreateVolume(ctx context.Context, r api.CreateVolumeRequest) (api.Volume, error)
+	// ImportVolume makes a volume from the raw disk body, which it
+	// passes to the fill card without keeping it.
+	ImportVolume(ctx context.Context, r api.ImportVolumeRequest, body io.Reader) (api.Volume, error)
 	ListVolumes(ctx context.Context) ([]api.Volume, error)
 	DescribeVolume(ctx context.Context, ref string) (api.Volume, error)
 	ModifyVolume(ctx context.Context, ref string, r api.ModifyVolumeRequest) (api.Volume, error)
@@ -323,6 +326,7 @@ func (h *handler) table() []*route {
 			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) {
 				return b.CreateVolume(ctx, *rc(req).body.(*api.CreateVolumeRequest))
 			}}),
+		h.importVolumeRoute(),
 		rest("GET /v1/volumes", bodyIgnored, &api.Operation{Name: "compute:DescribeVolumes", ReadOnly: true, Resource: star,
 			Do: func(ctx context.Context, _ *api.Caller, _ any) (any, error) { return b.ListVolumes(ctx) }}),
 		rest("GET /v1/volumes/{ref}", bodyIgnored, &api.Operation{Name: "compute:DescribeVolumes", ReadOnly: true, Resource: vol,

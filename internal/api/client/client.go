@@ -229,13 +229,14 @@ func (c *Client) DeleteImage(ctx context.Context, ref string) error {
 }
 
 // newRequest builds a request; a network client signs it. Blob uploads
-// are sent UNSIGNED-PAYLOAD (the server verifies their SHA-384), every
+// and volume imports are sent UNSIGNED-PAYLOAD (the server verifies a
+// blob's SHA-384, the fill card an import's SHA-256), every
 // other body is covered by the signature. A fresh amz-sdk-invocation-id
 // makes two identical calls in one second two different requests, as
 // the AWS SDKs do, so the server's replay check never refuses a retry.
 func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
 	var data []byte
-	blob := strings.HasPrefix(path, "/v1/blobs/")
+	blob := strings.HasPrefix(path, "/v1/blobs/") || strings.HasPrefix(path, api.VolumeImportPath+"?")
 	if body != nil && c.creds != nil && !blob {
 		var err error
 		if data, err = io.ReadAll(body); err != nil {
@@ -246,6 +247,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
+	}
+	if sb, ok := body.(sizedBody); ok {
+		req.ContentLength = sb.n
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	if body != nil {

@@ -10,6 +10,7 @@ import (
 const (
 	KindBlk    = "blk"    // serves one virtio-blk device over vhost-user
 	KindRootfs = "rootfs" // one-shot: fills a new root volume from an image
+	KindFill   = "fill"   // one-shot: fills an imported volume from a stream
 )
 
 // A card inherits its descriptors by name, never by number: the host
@@ -31,6 +32,7 @@ const (
 	FDOut     = "out"        // a rootfs card's destination volume file
 	FDWork    = "work"       // a rootfs card's empty work directory
 	FDBinary  = "binary"     // the card's own executable (a rootfs card re-execs through it)
+	FDIn      = "in"         // a fill card's input: the read end of a pipe carrying the disk
 )
 
 // FDs is the set of named descriptors given on the command line; it is a

@@ -23,6 +23,7 @@ package seccomp
 import (
 	"fmt"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -175,6 +176,12 @@ func program(self uint32, fallocFD int) []unix.SockFilter {
 // the descriptor of the card's backing file, the only one it may punch
 // holes in (-1: none). It cannot be undone.
 func Install(fallocFD int) error {
+	// no_new_privs is per thread, and the kernel requires it of the
+	// thread that installs the filter: both calls must run on one
+	// thread, or a goroutine moved between them gets EACCES (seen as
+	// "seccomp: install: permission denied" in a fill card now and then).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seccomp: no_new_privs: %w", err)
 	}

@@ -67,6 +67,7 @@ type Config struct {
 	Keys      keys.Wrapper
 	Images    *images.Service
 	Fill      FillFunc
+	Import    ImportFunc
 	// Event records a security decision (key use, crypto-erase) in the
 	// audit trail.
 	Event func(name, resource string, data map[string]any)
@@ -334,6 +335,9 @@ func (s *Service) Delete(ref string, now bool) (api.Volume, error) {
 		}
 		if v.State == api.VolumeInUse {
 			return refusal.New(ErrInUse, "volume %s is attached to %s", v.ID, v.AttachedTo)
+		}
+		if v.State == api.VolumeCreating {
+			return refusal.New(ErrIncorrectState, "volume %s is being imported; cancelling the import removes it", v.ID)
 		}
 		if v.State == api.VolumeDeleted && !now {
 			return refusal.New(ErrIncorrectState, "volume %s is already deleted; purge it with --now or restore it", v.ID)
