@@ -292,7 +292,7 @@ func setWinsize(f *os.File, rows, cols uint16) error {
 // waiter. Without the reaper (the agent as a systemd service), os/exec
 // waits as usual.
 var (
-	reaping bool                            // under reapMu
+	reaping bool                             // under reapMu
 	waiters = map[int]chan unix.WaitStatus{} // under reapMu
 )
 

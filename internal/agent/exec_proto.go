@@ -55,15 +55,15 @@ type FrameType byte
 
 // Frame types. "→agent" frames are sent by the host, "→host" by the agent.
 const (
-	FrameOpen       FrameType = 1 // →agent: JSON OpenRequest
-	FrameOpened     FrameType = 2 // →host: the command started
-	FrameStdin      FrameType = 3 // →agent: bytes for the command's stdin
-	FrameCloseStdin FrameType = 4 // →agent: no more stdin
-	FrameStdout     FrameType = 5 // →host: bytes the command wrote (a tty session's all go here)
-	FrameStderr     FrameType = 6 // →host
-	FrameResize     FrameType = 7 // →agent: rows(2) cols(2), a tty session's window
-	FrameCredit     FrameType = 8 // both: 4-byte count of bytes the sender may send more
-	FrameExit       FrameType = 9 // →host: JSON ExitStatus; the session is over
+	FrameOpen       FrameType = 1  // →agent: JSON OpenRequest
+	FrameOpened     FrameType = 2  // →host: the command started
+	FrameStdin      FrameType = 3  // →agent: bytes for the command's stdin
+	FrameCloseStdin FrameType = 4  // →agent: no more stdin
+	FrameStdout     FrameType = 5  // →host: bytes the command wrote (a tty session's all go here)
+	FrameStderr     FrameType = 6  // →host
+	FrameResize     FrameType = 7  // →agent: rows(2) cols(2), a tty session's window
+	FrameCredit     FrameType = 8  // both: 4-byte count of bytes the sender may send more
+	FrameExit       FrameType = 9  // →host: JSON ExitStatus; the session is over
 	FrameKill       FrameType = 10 // →agent: end the command (SIGKILL to its process group)
 )
 

@@ -172,9 +172,9 @@ type serverSession struct {
 	mu         sync.Mutex
 	credit     int // output bytes the host will take
 	creditCond *sync.Cond
-	over       bool       // the session ended: pumps stop waiting for credit
-	stdin      [][]byte   // queued input; nil entry: close stdin
-	stdinBytes int        // bounded by Window through the host's credit
+	over       bool     // the session ended: pumps stop waiting for credit
+	stdin      [][]byte // queued input; nil entry: close stdin
+	stdinBytes int      // bounded by Window through the host's credit
 	stdinWake  chan struct{}
 	stdinDone  bool
 }
