@@ -101,7 +101,7 @@ func (h *handler) execEnd(c *restCall, exit *agent.ExitStatus, err error) {
 	rec.RequestParameters = execParams(c)
 	resp := map[string]any{"sessionStart": ri.start.UTC().Format(time.RFC3339Nano), "durationMs": time.Since(ri.start).Milliseconds()}
 	if exit != nil {
-		resp["exitCode"] = exit.Code
+		resp["exitStatus"] = exit.Code
 		if exit.Signal != "" {
 			resp["signal"] = exit.Signal
 		}

@@ -177,7 +177,7 @@ func TestExecStreamsAndAudits(t *testing.T) {
 	if start.ErrorCode != "" || start.RequestParameters["command"] == nil || start.Resources[0].ARN != "arn:azote:compute::123456789012:instance/i-1" {
 		t.Fatalf("start record %+v", start)
 	}
-	if end.RequestID != start.RequestID || end.ResponseElements["exitCode"] != 3 || end.ResponseElements["sessionStart"] == nil {
+	if end.RequestID != start.RequestID || end.ResponseElements["exitStatus"] != 3 || end.ResponseElements["sessionStart"] == nil {
 		t.Fatalf("end record %+v", end)
 	}
 	for _, r := range recs {
@@ -325,7 +325,7 @@ func TestExecInteractive(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	recs := execRecords(trail)
-	if len(recs) != 2 || recs[0].RequestParameters["command"] != "interactive shell" || recs[1].ResponseElements["exitCode"] != 0 {
+	if len(recs) != 2 || recs[0].RequestParameters["command"] != "interactive shell" || recs[1].ResponseElements["exitStatus"] != 0 {
 		t.Fatalf("records %+v", recs)
 	}
 }

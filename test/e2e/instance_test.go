@@ -136,7 +136,7 @@ func TestLifecycle(t *testing.T) {
 		extra, _ := ev["additionalEventData"].(map[string]any)
 		resp, _ := ev["responseElements"].(map[string]any)
 		params, _ := ev["requestParameters"].(map[string]any)
-		if extra["session"] == "end" && resp["exitCode"] == float64(3) && resp["sessionStart"] != nil &&
+		if extra["session"] == "end" && resp["exitStatus"] == float64(3) && resp["sessionStart"] != nil &&
 			fmt.Sprint(params["command"]) == "[sh -c echo hello; exit 3]" {
 			found = true
 		}
