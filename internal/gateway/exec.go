@@ -156,8 +156,7 @@ func (h *handler) exec(ctx context.Context, id string, c *restCall) error {
 		return h.execInteractive(ctx, c, sess)
 	}
 	c.started = true
-	exit, err := h.execStream(ctx, c, sess, q.Stdin, timeout)
-	h.execEnd(c, exit, err)
+	h.execStream(ctx, c, sess, q.Stdin, timeout)
 	return nil
 }
 
@@ -175,7 +174,7 @@ func headerHas(h http.Header, name, token string) bool {
 // execStream answers a non-interactive session: 200, then one ExecEvent
 // per line (application/x-ndjson), flushed as output arrives, the last
 // one the exit (or the error that ended the session).
-func (h *handler) execStream(ctx context.Context, c *restCall, sess ExecSession, stdin []byte, timeout time.Duration) (*agent.ExitStatus, error) {
+func (h *handler) execStream(ctx context.Context, c *restCall, sess ExecSession, stdin []byte, timeout time.Duration) {
 	w := c.w
 	w.Header().Set("Content-Type", api.ExecContentType)
 	w.WriteHeader(http.StatusOK)
@@ -200,13 +199,14 @@ func (h *handler) execStream(ctx context.Context, c *restCall, sess ExecSession,
 			send(api.ExecEvent{Stdout: o.Data})
 		}
 	})
+	// The end is in the trail before the client hears of it.
+	h.execEnd(c, exit, err)
 	switch {
 	case exit != nil:
 		send(api.ExecEvent{Exit: &api.ExecExit{Code: exit.Code, Signal: exit.Signal}})
 	case err != nil:
 		send(api.ExecEvent{Error: WireError(err)})
 	}
-	return exit, err
 }
 
 // recvAll hands every output of sess to out until it exits. After
@@ -315,12 +315,12 @@ func (h *handler) execInteractive(ctx context.Context, c *restCall, sess ExecSes
 			hangup()
 		}
 	})
+	h.execEnd(c, exit, err)
 	switch {
 	case exit != nil:
 		send(api.ExecEvent{Exit: &api.ExecExit{Code: exit.Code, Signal: exit.Signal}})
 	case err != nil:
 		send(api.ExecEvent{Error: WireError(err)})
 	}
-	h.execEnd(c, exit, err)
 	return nil
 }
