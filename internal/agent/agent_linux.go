@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -94,7 +93,8 @@ func Run() error {
 	return controlLoop(report)
 }
 
-// controlLoop serves the host's commands until one ends the guest.
+// controlLoop serves the host's commands and exec sessions until one
+// ends the guest.
 func controlLoop(report func(Report)) error {
 	f, err := os.OpenFile(ControlPath, os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -102,19 +102,8 @@ func controlLoop(report func(Report)) error {
 		select {} // stay up: the host can still power the machine off
 	}
 	makeRaw(int(f.Fd()))
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 256), 256)
-	for {
-		if !sc.Scan() {
-			// EOF or an over-long line: the port stays ours, read on.
-			sc = bufio.NewScanner(f)
-			sc.Buffer(make([]byte, 256), 256)
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		switch strings.TrimSpace(sc.Text()) {
-		case CmdPing:
-			fmt.Fprintf(f, "pong\n")
+	command := func(cmd string) {
+		switch cmd {
 		case CmdStop:
 			report(Report{Event: EventStop, Message: "power off requested by host"})
 			shutdown(unix.LINUX_REBOOT_CMD_POWER_OFF)
@@ -122,6 +111,12 @@ func controlLoop(report func(Report)) error {
 			report(Report{Event: EventStop, Message: "reboot requested by host"})
 			shutdown(unix.LINUX_REBOOT_CMD_RESTART)
 		}
+	}
+	for {
+		// A read error (EOF when the host side hangs up): the port stays
+		// ours, read on. Sessions keep running meanwhile.
+		ServeControl(f, Processes{}, command)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -157,14 +152,17 @@ func makeRaw(fd int) {
 	unix.IoctlSetTermios(fd, unix.TCSETS, t)
 }
 
-// reapMu keeps the orphan reaper away while the script runs: the script
-// is waited for by its own exec.Cmd, which a wait(-1) would rob.
+// reapMu orders the orphan reaper with commands the agent starts and
+// waits for itself (startReaped), whose status a wait(-1) would rob.
 var reapMu sync.Mutex
 
 // reapChildren collects every orphan the kernel hands PID 1.
 func reapChildren() {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, unix.SIGCHLD)
+	reapMu.Lock()
+	reaping = true
+	reapMu.Unlock()
 	go func() {
 		for range ch {
 			reapMu.Lock()
@@ -174,6 +172,7 @@ func reapChildren() {
 				if pid <= 0 || err != nil {
 					break
 				}
+				reapedLocked(pid, ws)
 			}
 			reapMu.Unlock()
 		}
@@ -307,12 +306,14 @@ func runScript(report func(Report)) {
 	defer console.Close()
 	cmd := exec.Command("/bin/sh", ScriptPath)
 	cmd.Stdout, cmd.Stderr = console, console
-	reapMu.Lock()
-	err = cmd.Run()
-	reapMu.Unlock()
 	msg := "exit 0"
+	wait, err := startReaped(cmd)
 	if err != nil {
 		msg = err.Error()
+	} else if ws := wait(); ws.Signaled() {
+		msg = "signal: " + ws.Signal().String()
+	} else if ws.ExitStatus() != 0 {
+		msg = "exit status " + strconv.Itoa(ws.ExitStatus())
 	}
 	report(Report{Event: EventScript, Message: msg})
 }

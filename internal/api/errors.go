@@ -94,6 +94,11 @@ const (
 	CodeAccountAlreadyInitialized Code = "AccountAlreadyInitialized"
 	CodeRootAccessKeysDisabled    Code = "RootAccessKeysDisabled"
 	CodeUnknownOperation          Code = "UnknownOperation"
+
+	// Exec sessions (azote instance exec).
+	CodeAgentUnavailable  Code = "AgentUnavailable"  // no guest agent answered
+	CodeCommandNotStarted Code = "CommandNotStarted" // the agent could not run it (no such user, no such command)
+	CodeTooManySessions   Code = "TooManyExecSessions"
 )
 
 var codeStatus = map[Code]int{
@@ -169,6 +174,10 @@ var codeStatus = map[Code]int{
 	CodeAccountAlreadyInitialized: http.StatusConflict,
 	CodeRootAccessKeysDisabled:    http.StatusForbidden,
 	CodeUnknownOperation:          http.StatusNotFound,
+
+	CodeAgentUnavailable:  http.StatusServiceUnavailable,
+	CodeCommandNotStarted: http.StatusBadRequest,
+	CodeTooManySessions:   http.StatusTooManyRequests,
 }
 
 // Error is what crosses the API boundary: {"code": "...", "message": "..."}.

@@ -186,6 +186,61 @@ type StopInstanceRequest struct {
 	Force bool `json:"force,omitempty"`
 }
 
+// ExecRequest is the body of POST /v1/instances/{id}/exec: a command the
+// guest agent runs, as User (root when empty). The answer streams
+// ExecEvent lines (Content-Type ExecContentType), the last one Exit or
+// Error. Interactive sessions (a login shell on a pseudo-terminal when
+// Command is empty) ask for an upgraded connection (Upgrade: ExecUpgrade)
+// that then carries ExecEvent lines both ways.
+type ExecRequest struct {
+	Command []string `json:"command,omitempty"`
+	User    string   `json:"user,omitempty"`
+	// Stdin is the whole input of a non-interactive command, at most
+	// MaxExecStdin bytes; it is never audited.
+	Stdin []byte `json:"stdin,omitempty"`
+	// TimeoutSeconds ends a non-interactive command (SIGKILL) after that
+	// long; 0 means DefaultExecTimeout, at most MaxExecTimeout.
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+	Interactive    bool   `json:"interactive,omitempty"`
+	Rows           uint16 `json:"rows,omitempty"`
+	Cols           uint16 `json:"cols,omitempty"`
+}
+
+// Bounds and names of exec sessions.
+const (
+	MaxExecStdin       = 32 << 10 // base64 in JSON, within MaxBodyBytes
+	DefaultExecTimeout = 5 * time.Minute
+	MaxExecTimeout     = 24 * time.Hour
+	ExecContentType    = "application/x-ndjson"
+	ExecUpgrade        = "azote-exec/1"
+)
+
+// ExecEvent is one line of an exec stream. From azoted: output (Stdout,
+// Stderr), then Exit, or Error if the session failed after it began.
+// From the client of an interactive session: Stdin, CloseStdin, Resize.
+type ExecEvent struct {
+	Stdout     []byte      `json:"stdout,omitempty"`
+	Stderr     []byte      `json:"stderr,omitempty"`
+	Exit       *ExecExit   `json:"exit,omitempty"`
+	Error      *Error      `json:"error,omitempty"`
+	Stdin      []byte      `json:"stdin,omitempty"`
+	CloseStdin bool        `json:"close_stdin,omitempty"`
+	Resize     *WindowSize `json:"resize,omitempty"`
+}
+
+// ExecExit is how an exec session's command ended: its exit code, or
+// the signal that killed it (Code is then 128+signal, as shells say).
+type ExecExit struct {
+	Code   int    `json:"code"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// WindowSize is a terminal's size.
+type WindowSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
 // Instance is the public view of an instance.
 type Instance struct {
 	ID                    string     `json:"id"`

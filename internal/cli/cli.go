@@ -124,6 +124,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", path)
 		return 2
 	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return es.code // a remote command's status (instance exec)
+	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		fmt.Fprintf(stderr, "azote: %s: %s\n", ae.Code, ae.Message)
@@ -243,11 +247,12 @@ func missingCommand(c *cobra.Command) error {
 // verbCommand makes the cobra command of one verb.
 func (e *env) verbCommand(nounName string, v command) *cobra.Command {
 	words := strings.Fields(v.use)
-	nargs := 0
+	nargs, variadic := 0, false
 	for _, w := range words[1:] {
 		if !strings.HasPrefix(w, "[") {
 			nargs++
 		}
+		variadic = variadic || strings.HasSuffix(w, "...")
 	}
 	var run runFunc
 	example := "  azote " + strings.TrimSpace(nounName+" "+words[0])
@@ -260,7 +265,7 @@ func (e *env) verbCommand(nounName string, v command) *cobra.Command {
 		Long:    v.long,
 		Example: example,
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) != nargs {
+			if len(args) != nargs && !(variadic && len(args) > nargs) {
 				want := "no arguments"
 				if nargs > 0 {
 					want = strings.Join(words[1:], " ")

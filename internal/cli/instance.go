@@ -18,8 +18,10 @@ var instanceCommands = []command{
 		example: "azote instance list -o json --query '.[] | select(.State == \"running\") | .ID'"},
 	{use: "describe INSTANCE", short: "show one instance (by id or name)", build: instanceDescribe,
 		example: "azote instance describe web"},
-	{use: "console INSTANCE", short: "print an instance's serial console (-f to follow)", build: instanceConsole, textOnly: true,
-		example: "azote instance console web --follow"},
+	{use: "console INSTANCE", short: "print an instance's serial console (-f to follow), or open a shell in it (--interactive)", build: instanceConsole, textOnly: true,
+		example: "azote instance console web --follow\nazote instance console web --interactive"},
+	{use: "exec INSTANCE COMMAND...", short: "run a command in an instance through its agent, exiting with its status", build: instanceExec, textOnly: true,
+		example: "azote instance exec web -- uname -a\nazote instance exec web --user admin --timeout 30s -- sh -c 'df -h /'"},
 	{use: "stop INSTANCE", short: "power an instance off (guest shutdown, then forced)", build: instanceStop,
 		example: "azote instance stop web"},
 	{use: "start INSTANCE", short: "start a stopped instance", build: instanceStart,
@@ -183,7 +185,12 @@ func instanceConsole(e *env, fs *pflag.FlagSet) runFunc {
 	follow := fs.BoolP("follow", "f", false, "follow new output until interrupted")
 	tail := fs.Int64("tail", 64<<10, "bytes of earlier output to print")
 	raw := fs.Bool("raw", false, "print the guest's bytes unchanged, escape sequences included (by default they are removed and control characters shown as ^X)")
+	interactive := fs.Bool("interactive", false, "open a login shell in the guest through its agent (compute:ExecuteCommand); ~. at the start of a line leaves")
+	user := fs.String("user", "", "with --interactive: log in as this user of the guest (default root)")
 	return func(ctx context.Context, pos []string) error {
+		if *interactive {
+			return consoleInteractive(ctx, e, pos[0], *user)
+		}
 		if *raw {
 			return e.client.Console(ctx, pos[0], *tail, *follow, e.stdout)
 		}

@@ -5,8 +5,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/controller/instances"
+	"github.com/azote/azote/internal/gateway"
 )
 
 // The façade: gateway.Backend, each call handed to the owner of its
@@ -57,6 +59,15 @@ func (c *Controller) TerminateInstance(ctx context.Context, ref string) (api.Ins
 // Console implements gateway.Backend.
 func (c *Controller) Console(ctx context.Context, ref string, tail int64, follow bool, w io.Writer, flush func()) error {
 	return c.instances.Console(ctx, ref, tail, follow, w, flush)
+}
+
+// Exec implements gateway.ExecBackend.
+func (c *Controller) Exec(ctx context.Context, id string, req agent.OpenRequest) (gateway.ExecSession, error) {
+	s, err := c.instances.Exec(ctx, id, req)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // PutBlob implements gateway.Backend.

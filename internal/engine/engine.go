@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/azote/azote/internal/agent"
 )
 
 // Spec is what the controller asks an engine to run.
@@ -104,6 +106,10 @@ type Machine interface {
 	Resets() <-chan time.Time
 	// Command sends a line to the guest agent's control port.
 	Command(ctx context.Context, cmd string) error
+	// Exec opens an exec session with the guest agent over the same
+	// port. It returns agent.ErrAgentUnavailable when no agent answers
+	// within agent.OpenTimeout.
+	Exec(ctx context.Context, req agent.OpenRequest) (*agent.Session, error)
 	// Quit ends the machine at once from the host side (like pulling power).
 	Quit(ctx context.Context) error
 	// Kill sends SIGKILL to the engine process.

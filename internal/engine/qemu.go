@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/azote/azote/internal/agent"
 	"github.com/azote/azote/internal/proc"
 	"github.com/azote/azote/internal/sandbox"
 )
@@ -295,6 +296,12 @@ type qemuMachine struct {
 	exit         Exit
 	lastShutdown string // reason of the last QMP SHUTDOWN event
 	finished     bool
+
+	// ctl is the one connection to the control port: QEMU's socket
+	// chardev serves a single client, so line commands and exec
+	// sessions share it. Made on first use, again after it broke.
+	ctlMu sync.Mutex
+	ctl   *agent.Channel
 }
 
 func newQEMUMachine(q *QEMU, s Spec) *qemuMachine {
@@ -355,6 +362,7 @@ func (m *qemuMachine) finish(e Exit) {
 		go q.Close()
 	}
 	close(m.done)
+	go m.closeChannel()
 }
 
 // shutdownClean tells whether a SHUTDOWN reason is an orderly end.
@@ -429,20 +437,64 @@ func lastLogLine(dir string) string {
 }
 
 func (m *qemuMachine) Command(ctx context.Context, cmd string) error {
+	ch, err := m.channel(ctx)
+	if err != nil {
+		return err
+	}
+	return ch.Command(cmd)
+}
+
+func (m *qemuMachine) Exec(ctx context.Context, req agent.OpenRequest) (*agent.Session, error) {
+	ch, err := m.channel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ch.Open(ctx, req)
+}
+
+// channel returns the control port's channel, connecting to it if needed.
+func (m *qemuMachine) channel(ctx context.Context) (*agent.Channel, error) {
 	select {
 	case <-m.done:
-		return ErrNotRunning
+		return nil, ErrNotRunning
 	default:
+	}
+	m.ctlMu.Lock()
+	defer m.ctlMu.Unlock()
+	if m.ctl != nil {
+		select {
+		case <-m.ctl.Done():
+			m.ctl = nil
+		default:
+			return m.ctl, nil
+		}
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", filepath.Join(m.spec.Dir, ctlSocket))
 	if err != nil {
-		return fmt.Errorf("engine: control port: %w", err)
+		return nil, fmt.Errorf("engine: control port: %w", err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	_, err = c.Write([]byte(cmd + "\n"))
-	return err
+	m.ctl = agent.NewChannel(writeDeadline{c.(*net.UnixConn)})
+	return m.ctl, nil
+}
+
+// writeDeadline bounds each write to the control port: a guest that
+// reads nothing from it (no agent) must not hold a writer for ever.
+type writeDeadline struct{ *net.UnixConn }
+
+func (w writeDeadline) Write(p []byte) (int, error) {
+	w.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return w.UnixConn.Write(p)
+}
+
+func (m *qemuMachine) closeChannel() {
+	m.ctlMu.Lock()
+	ch := m.ctl
+	m.ctl = nil
+	m.ctlMu.Unlock()
+	if ch != nil {
+		ch.Close()
+	}
 }
 
 func (m *qemuMachine) Quit(ctx context.Context) error {
@@ -474,6 +526,7 @@ func (m *qemuMachine) Release() {
 	if m.watch != nil {
 		m.watch.Stop()
 	}
+	m.closeChannel()
 	m.mu.Lock()
 	q := m.qmp
 	m.qmp = nil

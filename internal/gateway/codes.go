@@ -49,6 +49,9 @@ var codes = []struct {
 	{instances.ErrInvalidMemory, api.CodeInvalidMemorySize},
 	{instances.ErrInsufficientMemory, api.CodeInsufficientMemory},
 	{instances.ErrEngine, api.CodeEngineFailure},
+	{instances.ErrAgentUnavailable, api.CodeAgentUnavailable},
+	{instances.ErrCommandNotStarted, api.CodeCommandNotStarted},
+	{instances.ErrTooManySessions, api.CodeTooManySessions},
 
 	{vpcs.ErrVPCNotFound, api.CodeVPCNotFound},
 	{vpcs.ErrSubnetNotFound, api.CodeSubnetNotFound},

@@ -50,6 +50,9 @@ func TestWireError(t *testing.T) {
 		{instances.ErrInvalidMemory, api.CodeInvalidMemorySize, http.StatusBadRequest},
 		{instances.ErrInsufficientMemory, api.CodeInsufficientMemory, http.StatusConflict},
 		{instances.ErrEngine, api.CodeEngineFailure, http.StatusInternalServerError},
+		{instances.ErrAgentUnavailable, api.CodeAgentUnavailable, http.StatusServiceUnavailable},
+		{instances.ErrCommandNotStarted, api.CodeCommandNotStarted, http.StatusBadRequest},
+		{instances.ErrTooManySessions, api.CodeTooManySessions, http.StatusTooManyRequests},
 		{vpcs.ErrVPCNotFound, api.CodeVPCNotFound, http.StatusNotFound},
 		{vpcs.ErrSubnetNotFound, api.CodeSubnetNotFound, http.StatusNotFound},
 		{vpcs.ErrGroupNotFound, api.CodeSecurityGroupNotFound, http.StatusNotFound},
@@ -79,7 +82,7 @@ func TestWireError(t *testing.T) {
 		}
 	}
 	// Every sentinel of the table is tested above.
-	if len(codes) != 47 {
+	if len(codes) != 50 {
 		t.Errorf("the table has %d entries; test each new one here", len(codes))
 	}
 	// The wire vocabulary passes as it is; anything else is internal, and

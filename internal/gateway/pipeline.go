@@ -200,7 +200,9 @@ func (h *handler) callRecord(r *http.Request, rt *route, req any, res string, te
 	for _, a := range ri.also {
 		ar.Resources = append(ar.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
 	}
-	if rt.rest {
+	if rt.params != nil {
+		ar.RequestParameters = rt.params(req.(*restCall))
+	} else if rt.rest {
 		var body []byte
 		if tee != nil {
 			body = tee.data()

@@ -92,6 +92,9 @@ type route struct {
 	// stream routes (console) are audited before the first byte and
 	// answer as they go.
 	stream bool
+	// params, when set, is what the trail keeps of the request instead
+	// of the whole body (exec keeps its input out).
+	params func(*restCall) map[string]any
 }
 
 // restCall is the request of a REST route's Operation as it goes through
@@ -112,6 +115,8 @@ type restCall struct {
 	// alsoErr is the answer for a further object that does not exist,
 	// given once the call is authorised on every object it names.
 	alsoErr error
+	// started is set once a stream has begun its answer.
+	started bool
 }
 
 // target is the id the call was authorised on, or the kind's NotFound.
@@ -291,6 +296,7 @@ func (h *handler) table() []*route {
 				}
 				return h.console(ctx, id, rc(req))
 			}}},
+		h.execRoute(inst),
 
 		rest("PUT /v1/blobs/{digest}", bodyRaw, &api.Operation{Name: "compute:PutImageBlob", Resource: of("image/*"),
 			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) {

@@ -123,6 +123,28 @@ func TestLifecycle(t *testing.T) {
 	cancel()
 	follow.Wait()
 
+	// exec through the agent's control channel: output, exit status, and
+	// the session in the trail with its exit code.
+	res := h.azote("instance", "exec", inst.ID, "--", "sh", "-c", "echo hello; exit 3")
+	if res.code != 3 || res.stdout != "hello\n" {
+		t.Fatalf("instance exec: exit %d, stdout %q, stderr %q; want 3 and hello", res.code, res.stdout, res.stderr)
+	}
+	var events []map[string]any
+	h.okJSON(t, &events, "audit", "lookup", "--event-name", "ExecuteCommand", "--limit", "10")
+	found := false
+	for _, ev := range events {
+		extra, _ := ev["additionalEventData"].(map[string]any)
+		resp, _ := ev["responseElements"].(map[string]any)
+		params, _ := ev["requestParameters"].(map[string]any)
+		if extra["session"] == "end" && resp["exitStatus"] == float64(3) && resp["sessionStart"] != nil &&
+			fmt.Sprint(params["command"]) == "[sh -c echo hello; exit 3]" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no ExecuteCommand end record with exit code 3 in %+v", events)
+	}
+
 	var stopped api.Instance
 	h.okJSON(t, &stopped, "instance", "stop", inst.ID)
 	if stopped.State != api.StateStopped || stopped.StateReason != "stopped by user" {

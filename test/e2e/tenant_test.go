@@ -84,6 +84,9 @@ func TestTenantControls(t *testing.T) {
 		a.fails(api.CodeAccessDenied, "volume", "describe", "theirs", "--profile", "tenant")
 		a.fails(api.CodeAccessDenied, "volume", "list", "--profile", "tenant")
 		a.fails(api.CodeAccessDenied, "audit", "lookup", "--profile", "tenant")
+		// Running commands in a guest is its own action, which the
+		// tenant's role does not grant.
+		a.fails(api.CodeAccessDenied, "instance", "exec", "web", "--profile", "tenant", "--", "id")
 		// Another session of the same role reads the same volumes.
 		a.ok("sts", "assume-role", "--role-arn", "tenant-a", "--role-session-name", "night", "--profile", "ten", "--save-profile", "tenant-night")
 		a.ok("volume", "describe", "mine", "--profile", "tenant-night")

@@ -109,14 +109,19 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		var e api.Error
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if json.Unmarshal(data, &e) != nil || e.Code == "" {
-			return nil, &api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))}
-		}
-		return nil, &e
+		return nil, errorOf(resp)
 	}
 	return resp, nil
+}
+
+// errorOf is the *api.Error of a refused request.
+func errorOf(resp *http.Response) error {
+	var e api.Error
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(data, &e) != nil || e.Code == "" {
+		return &api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))}
+	}
+	return &e
 }
 
 func jsonBody(v any) io.Reader {

@@ -90,6 +90,8 @@ type Service struct {
 
 	wg sync.WaitGroup // supervisors
 
+	execs execSlots // open exec sessions per instance
+
 	mu       sync.Mutex
 	runtimes map[string]*instanceRuntime // by instance id
 	changed  map[string]chan struct{}    // closed when the instance changes

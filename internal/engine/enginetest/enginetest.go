@@ -1,12 +1,15 @@
 // Package enginetest is an engine for tests: it runs no guest. A machine
 // "boots" by writing the agent's ready line to its console, and obeys
 // stop and reboot commands, so that the bookkeeping of instances can be
-// tested without QEMU.
+// tested without QEMU. Its exec sessions are served by the real agent
+// code (agent.ServeControl) over a pipe, running the commands on the
+// test's own machine as the test's user.
 package enginetest
 
 import (
 	"context"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -21,6 +24,15 @@ type Engine struct {
 	failNext error
 	alive    map[int]*Machine
 	nextPID  int
+	noAgent  bool
+}
+
+// NoAgent makes machines launched from now on have no agent on their
+// control port: exec sessions get no answer.
+func (f *Engine) NoAgent() {
+	f.mu.Lock()
+	f.noAgent = true
+	f.mu.Unlock()
 }
 
 // New returns an engine with no machines.
@@ -53,7 +65,7 @@ func (f *Engine) Launch(_ context.Context, s engine.Spec) (engine.Machine, error
 	}
 	f.nextPID++
 	m := &Machine{eng: f, spec: s, h: engine.Handle{Engine: "fake", PID: f.nextPID, Dir: s.Dir},
-		done: make(chan struct{}), resets: make(chan time.Time, 1)}
+		done: make(chan struct{}), resets: make(chan time.Time, 1), noAgent: f.noAgent}
 	f.alive[m.h.PID] = m
 	m.boot()
 	return m, nil
@@ -80,6 +92,35 @@ type Machine struct {
 	resets chan time.Time
 	once   sync.Once
 	exit   engine.Exit
+
+	noAgent bool
+	ctlMu   sync.Mutex
+	ctl     *agent.Channel
+}
+
+// Exec opens a session with the machine's agent, started on first use.
+func (m *Machine) Exec(ctx context.Context, req agent.OpenRequest) (*agent.Session, error) {
+	select {
+	case <-m.done:
+		return nil, engine.ErrNotRunning
+	default:
+	}
+	m.ctlMu.Lock()
+	if m.ctl == nil {
+		host, guest := net.Pipe()
+		if m.noAgent {
+			go io.Copy(io.Discard, guest)
+		} else {
+			go agent.ServeControl(guest, agent.Processes{}, func(string) {})
+		}
+		m.ctl = agent.NewChannel(host)
+		if m.noAgent {
+			m.ctl.AnswerTimeout = 300 * time.Millisecond
+		}
+	}
+	ch := m.ctl
+	m.ctlMu.Unlock()
+	return ch.Open(ctx, req)
 }
 
 func (m *Machine) boot() {
@@ -96,6 +137,13 @@ func (m *Machine) end(e engine.Exit) {
 		delete(m.eng.alive, m.h.PID)
 		m.eng.mu.Unlock()
 		close(m.done)
+		m.ctlMu.Lock()
+		if m.ctl != nil {
+			// The guest end closes with the host end: its agent goroutine
+			// (or discarder) sees EOF and returns.
+			go m.ctl.Close()
+		}
+		m.ctlMu.Unlock()
 	})
 }
 
