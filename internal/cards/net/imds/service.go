@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/azote/azote/internal/cards/cardproto"
 )
 
 // Token lifetimes EC2 accepts, in seconds.
@@ -30,7 +32,7 @@ const (
 // Outcome is how a request was answered, the label it is counted under.
 type Outcome uint8
 
-// Outcomes, in the order of OutcomeNames.
+// Outcomes, in the order of cardproto.MetadataOutcomes (which names them).
 const (
 	OK               Outcome = iota // 200
 	BadRequest                      // 400: a bad token request, or a malformed one
@@ -42,8 +44,17 @@ const (
 	numOutcomes
 )
 
-// OutcomeNames are the metric labels of the outcomes.
-var OutcomeNames = [numOutcomes]string{"ok", "bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "throttled"}
+// The service counts exactly the outcomes azoted renders: this does not
+// compile when the two lists differ in length.
+var _ [len(cardproto.MetadataOutcomes)]struct{} = [numOutcomes]struct{}{}
+
+// String returns the outcome's metric label.
+func (o Outcome) String() string {
+	if o >= numOutcomes {
+		return "unknown"
+	}
+	return cardproto.MetadataOutcomes[o]
+}
 
 var statusOf = [numOutcomes]int{200, 400, 401, 403, 404, 405, 429}
 
