@@ -83,7 +83,6 @@ type guest struct {
 	mu    sync.Mutex
 	out   [][]byte // frames the stack emitted, not yet taken
 	wnd   uint16
-	noChk bool // the frames are not checked (fuzzing)
 }
 
 func newGuest(t testing.TB, md *cardproto.NetMetadata) *guest {
