@@ -74,15 +74,15 @@ func newTestService(t testing.TB, md *cardproto.NetMetadata, rate, burst int) (*
 
 // guest is a TCP client written by hand, driving a Stack frame by frame.
 type guest struct {
-	t     testing.TB
-	st    *Stack
-	clk   *clock
-	port  uint16
-	seq   uint32 // the next sequence number the guest sends
-	ack   uint32 // the next the guest expects
-	mu    sync.Mutex
-	out   [][]byte // frames the stack emitted, not yet taken
-	wnd   uint16
+	t    testing.TB
+	st   *Stack
+	clk  *clock
+	port uint16
+	seq  uint32 // the next sequence number the guest sends
+	ack  uint32 // the next the guest expects
+	mu   sync.Mutex
+	out  [][]byte // frames the stack emitted, not yet taken
+	wnd  uint16
 }
 
 func newGuest(t testing.TB, md *cardproto.NetMetadata) *guest {
