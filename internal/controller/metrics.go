@@ -238,4 +238,24 @@ func writeInterfaceMetrics(w io.Writer, ifaces []interfaceMetrics) {
 	family("azote_interface_conntrack_allowance_available", "gauge", "Flows the connection table has room for (ENA's conntrack_allowance_available); at 0 new flows are dropped as conntrack_allowance_exceeded.", func(l string, m *cardproto.NetMetrics) {
 		fmt.Fprintf(w, "azote_interface_conntrack_allowance_available{%s} %d\n", l, m.ConntrackAllowance)
 	})
+	family("azote_interface_metadata_requests_total", "counter", "Requests to the interface's metadata service (169.254.169.254), by outcome (docs/network.md).", func(l string, m *cardproto.NetMetrics) {
+		if len(m.Metadata.Requests) != len(cardproto.MetadataOutcomes) {
+			return // a card without the service
+		}
+		for o, n := range m.Metadata.Requests {
+			fmt.Fprintf(w, "azote_interface_metadata_requests_total{%s,outcome=%q} %d\n", l, cardproto.MetadataOutcomes[o], n)
+		}
+	})
+	family("azote_interface_metadata_dropped_frames_total", "counter", "Frames to the metadata address dropped: unavailable (the interface has no metadata), invalid (not TCP to port 80, a fragment, a bad checksum).", func(l string, m *cardproto.NetMetrics) {
+		fmt.Fprintf(w, "azote_interface_metadata_dropped_frames_total{%s,reason=\"unavailable\"} %d\n", l, m.Metadata.Unavailable)
+		fmt.Fprintf(w, "azote_interface_metadata_dropped_frames_total{%s,reason=\"invalid\"} %d\n", l, m.Metadata.Dropped)
+	})
+	family("azote_interface_metadata_tcp_events_total", "counter", "TCP events of the metadata service: refused (the interface's connection limit), reset (RSTs sent), retransmit (timeouts that sent segments again).", func(l string, m *cardproto.NetMetrics) {
+		fmt.Fprintf(w, "azote_interface_metadata_tcp_events_total{%s,event=\"refused\"} %d\n", l, m.Metadata.Refused)
+		fmt.Fprintf(w, "azote_interface_metadata_tcp_events_total{%s,event=\"reset\"} %d\n", l, m.Metadata.Resets)
+		fmt.Fprintf(w, "azote_interface_metadata_tcp_events_total{%s,event=\"retransmit\"} %d\n", l, m.Metadata.Retransmits)
+	})
+	family("azote_interface_metadata_connections", "gauge", "Connections open to the interface's metadata service.", func(l string, m *cardproto.NetMetrics) {
+		fmt.Fprintf(w, "azote_interface_metadata_connections{%s} %d\n", l, m.Metadata.Connections)
+	})
 }

@@ -213,6 +213,8 @@ func TestInterfaceMetrics(t *testing.T) {
 	a := &cardproto.NetMetrics{TxPackets: 10, TxBytes: 1000, TxSealed: 7, RxPackets: 5, RxBytes: 600,
 		ARPAnswered: 2, ARPUnanswered: 1, Drops: make([]uint64, len(cardproto.NetDrops)), ConntrackEntries: 3, ConntrackAllowance: 65533}
 	a.Drops[3] = 1 // spoof
+	a.Metadata = cardproto.NetMetadataMetrics{Requests: []uint64{9, 1, 2, 3, 4, 0, 5}, Unavailable: 0, Dropped: 6,
+		Refused: 7, Resets: 8, Retransmits: 11, Connections: 2}
 	b := &cardproto.NetMetrics{RxPackets: 1, RxBytes: 98, Drops: make([]uint64, len(cardproto.NetDrops)), ConntrackAllowance: 65536}
 	b.Drops[0], b.Drops[4] = 4, 2 // security_group, decrypt
 	var out bytes.Buffer
@@ -259,6 +261,34 @@ func TestInterfaceMetrics(t *testing.T) {
 			`azote_interface_conntrack_allowance_available{` + la + `} 65533`,
 			`azote_interface_conntrack_allowance_available{` + lb + `} 65536`,
 		},
+		// b's card has no metadata service: no requests rendered for it.
+		"azote_interface_metadata_requests_total": {
+			`azote_interface_metadata_requests_total{` + la + `,outcome="ok"} 9`,
+			`azote_interface_metadata_requests_total{` + la + `,outcome="bad_request"} 1`,
+			`azote_interface_metadata_requests_total{` + la + `,outcome="unauthorized"} 2`,
+			`azote_interface_metadata_requests_total{` + la + `,outcome="forbidden"} 3`,
+			`azote_interface_metadata_requests_total{` + la + `,outcome="not_found"} 4`,
+			`azote_interface_metadata_requests_total{` + la + `,outcome="method_not_allowed"} 0`,
+			`azote_interface_metadata_requests_total{` + la + `,outcome="throttled"} 5`,
+		},
+		"azote_interface_metadata_dropped_frames_total": {
+			`azote_interface_metadata_dropped_frames_total{` + la + `,reason="unavailable"} 0`,
+			`azote_interface_metadata_dropped_frames_total{` + la + `,reason="invalid"} 6`,
+			`azote_interface_metadata_dropped_frames_total{` + lb + `,reason="unavailable"} 0`,
+			`azote_interface_metadata_dropped_frames_total{` + lb + `,reason="invalid"} 0`,
+		},
+		"azote_interface_metadata_tcp_events_total": {
+			`azote_interface_metadata_tcp_events_total{` + la + `,event="refused"} 7`,
+			`azote_interface_metadata_tcp_events_total{` + la + `,event="reset"} 8`,
+			`azote_interface_metadata_tcp_events_total{` + la + `,event="retransmit"} 11`,
+			`azote_interface_metadata_tcp_events_total{` + lb + `,event="refused"} 0`,
+			`azote_interface_metadata_tcp_events_total{` + lb + `,event="reset"} 0`,
+			`azote_interface_metadata_tcp_events_total{` + lb + `,event="retransmit"} 0`,
+		},
+		"azote_interface_metadata_connections": {
+			`azote_interface_metadata_connections{` + la + `} 2`,
+			`azote_interface_metadata_connections{` + lb + `} 0`,
+		},
 	} {
 		got, ok := family[name]
 		if !ok {
@@ -269,8 +299,8 @@ func TestInterfaceMetrics(t *testing.T) {
 			t.Errorf("%s:\n%s\nwant\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
-	if len(family) != 7 {
-		t.Errorf("%d families, want 7", len(family))
+	if len(family) != 11 {
+		t.Errorf("%d families, want 11", len(family))
 	}
 	for _, l := range []string{`azote_interface_drops_total{` + la + `,reason="spoof"} 1`, `azote_interface_drops_total{` + lb + `,reason="security_group"} 4`,
 		`azote_interface_drops_total{` + lb + `,reason="decrypt"} 2`} {

@@ -153,6 +153,41 @@ type NetMetrics struct {
 	// conntrack_allowance_available).
 	ConntrackEntries   uint64 `json:"conntrack_entries"`
 	ConntrackAllowance uint64 `json:"conntrack_allowance"`
+	// Metadata counts the work of the card's metadata service.
+	Metadata NetMetadataMetrics `json:"metadata"`
+}
+
+// MetadataOutcomes name how the metadata service answered a request, in
+// the order of NetMetadataMetrics.Requests.
+var MetadataOutcomes = [...]string{
+	"ok",                 // 200
+	"bad_request",        // 400: a bad token request, or a malformed one
+	"unauthorized",       // 401: no token where one is required, or not a valid one
+	"forbidden",          // 403: a token request carrying X-Forwarded-For
+	"not_found",          // 404
+	"method_not_allowed", // 405
+	"throttled",          // 429: over the interface's requests per second
+}
+
+// NetMetadataMetrics is the metadata service's share of NetMetrics.
+type NetMetadataMetrics struct {
+	// Requests counts the requests answered, one counter per
+	// MetadataOutcomes, in that order (empty from a card without the
+	// service).
+	Requests []uint64 `json:"requests,omitempty"`
+	// Unavailable counts frames to the metadata address dropped because
+	// the interface has no metadata (no instance); Dropped those that
+	// are not TCP to port 80, fragments or bad checksums.
+	Unavailable uint64 `json:"unavailable"`
+	Dropped     uint64 `json:"dropped"`
+	// Refused counts connections refused because the interface had as
+	// many open as it may; Resets the RSTs sent; Retransmits the
+	// timeouts that sent segments again.
+	Refused     uint64 `json:"refused"`
+	Resets      uint64 `json:"resets"`
+	Retransmits uint64 `json:"retransmits"`
+	// Connections is the number open (a gauge).
+	Connections uint64 `json:"connections"`
 }
 
 // MaxNetMetrics bounds an answer.
@@ -173,6 +208,9 @@ func ReadNetMetrics(r io.Reader) (NetMetrics, error) {
 	}
 	if len(m.Drops) != len(NetDrops) {
 		return m, fmt.Errorf("%w: %d drop reasons, want %d", ErrBadMetrics, len(m.Drops), len(NetDrops))
+	}
+	if n := len(m.Metadata.Requests); n != 0 && n != len(MetadataOutcomes) {
+		return m, fmt.Errorf("%w: %d metadata outcomes, want %d", ErrBadMetrics, n, len(MetadataOutcomes))
 	}
 	return m, nil
 }

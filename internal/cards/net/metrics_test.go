@@ -105,3 +105,45 @@ func TestPlaneMetricsConntrack(t *testing.T) {
 		t.Errorf("after every flow idled out: %+v", m)
 	}
 }
+
+// TestPlaneMetadata: apply hands the metadata to the service (and takes
+// it away), refuses metadata the service would not serve without
+// changing anything, and the card's answer carries the service's counts.
+func TestPlaneMetadata(t *testing.T) {
+	cfg := &cardproto.NetConfig{InterfaceID: "eni-a", MAC: "02:aa:00:00:00:01", Pairs: 1, MTU: 1500,
+		State: cardproto.NetState{VPCIndex: 7, VPCCIDR: "10.0.0.0/16", Gateway: "10.0.1.1", GatewayMAC: "02:a2:07:e0:00:01",
+			Self:      cardproto.NetPeer{Index: 1, IP: "10.0.1.10", MAC: "02:aa:00:00:00:01", Subnet: "10.0.1.0/24"},
+			KeyEpochs: []uint32{1}}}
+	pl, err := newPlane(cfg, []*keymem.Buf{testKey(t, 1)}, func(int, netip.AddrPort, []byte) error { return nil },
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pl.close)
+	if pl.meta.Serves() {
+		t.Fatal("serving without metadata")
+	}
+	st := cfg.State
+	st.Metadata = &cardproto.NetMetadata{InstanceID: "i-1", HopLimit: 3}
+	if err := pl.apply(&st, []*keymem.Buf{testKey(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if d := pl.imds.Data(); d == nil || d.TTL != 3 {
+		t.Fatal("the metadata did not reach the service")
+	}
+	bad := st
+	bad.Metadata = &cardproto.NetMetadata{InstanceID: "i-1", HopLimit: 99}
+	if err := pl.apply(&bad, []*keymem.Buf{testKey(t, 1)}); err == nil {
+		t.Fatal("a hop limit of 99 applied")
+	}
+	if d := pl.imds.Data(); d == nil || d.TTL != 3 {
+		t.Fatal("a refused state changed the service")
+	}
+	m := pl.metrics()
+	if len(m.Metadata.Requests) != len(cardproto.MetadataOutcomes) {
+		t.Fatalf("metadata counters %+v", m.Metadata)
+	}
+	if err := pl.apply(&cfg.State, []*keymem.Buf{testKey(t, 1)}); err != nil || pl.meta.Serves() {
+		t.Fatalf("metadata withdrawn: %v, serving %v", err, pl.meta.Serves())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/azote/azote/internal/cards/cardproto"
+	"github.com/azote/azote/internal/cards/net/imds"
 	"github.com/azote/azote/internal/keymem"
 )
 
@@ -18,6 +19,8 @@ type plane struct {
 	tunnel *tunnel
 	guard  *guard
 	dhcp   *dhcpServer
+	imds   *imds.Service
+	meta   *imds.Stack
 }
 
 func newPlane(cfg *cardproto.NetConfig, keys []*keymem.Buf, send func(int, netip.AddrPort, []byte) error, log *slog.Logger) (*plane, error) {
@@ -37,8 +40,14 @@ func newPlane(cfg *cardproto.NetConfig, keys []*keymem.Buf, send func(int, netip
 		return nil, err
 	}
 	pl.sw = NewSwitch(v, pl.tunnel, pl.guard, pl.dhcp, send, log)
-	if err := pl.apply(&cfg.State, keys); err != nil {
+	if pl.imds, err = imds.NewService(v.Self.MAC.String(), cfg.InterfaceID, 0, 0); err != nil {
 		pl.tunnel.close()
+		return nil, err
+	}
+	pl.meta = imds.NewStack(pl.imds, pl.sw.toLocal)
+	pl.sw.SetMetadata(pl.meta)
+	if err := pl.apply(&cfg.State, keys); err != nil {
+		pl.close()
 		return nil, err
 	}
 	return pl, nil
@@ -72,6 +81,12 @@ func (pl *plane) apply(st *cardproto.NetState, keys []*keymem.Buf) error {
 	if err != nil {
 		return err
 	}
+	var md *imds.Data
+	if st.Metadata != nil {
+		if md, err = imds.Compile(st.Metadata, v.Self.MAC.String(), v.Self.IP); err != nil {
+			return err
+		}
+	}
 	if err := pl.tunnel.setKeys(st.KeyEpochs, st.NextKeyEpoch, keys); err != nil {
 		return err
 	}
@@ -80,6 +95,7 @@ func (pl *plane) apply(st *cardproto.NetState, keys []*keymem.Buf) error {
 	}
 	pl.sw.SetView(v)
 	pl.dhcp.set(v, uint16(pl.cfg.MTU), dns)
+	pl.imds.SetData(md) // nil turns the service off
 	return nil
 }
 
@@ -94,10 +110,24 @@ func (pl *plane) metrics() cardproto.NetMetrics {
 	f.Expire(pl.sw.now())
 	c := f.Counters()
 	m.ConntrackEntries, m.ConntrackAllowance = c.Entries, c.Available
+	m.Metadata = metadataMetrics(pl.imds, pl.meta)
 	return m
 }
 
-func (pl *plane) close() { pl.tunnel.close() }
+func metadataMetrics(svc *imds.Service, st *imds.Stack) cardproto.NetMetadataMetrics {
+	oc := svc.Counts()
+	sc := st.Counts()
+	return cardproto.NetMetadataMetrics{
+		Requests:    oc[:],
+		Unavailable: sc.Unavailable, Dropped: sc.Dropped, Refused: sc.Refused,
+		Resets: sc.Resets, Retransmits: sc.Retransmits, Connections: sc.Conns,
+	}
+}
+
+func (pl *plane) close() {
+	pl.meta.Close()
+	pl.tunnel.close()
+}
 
 // errPlaintextRefused: a configuration asked for plaintext encapsulation
 // of a card not started to accept it.

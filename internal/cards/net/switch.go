@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/azote/azote/internal/cards/net/imds"
 	"github.com/azote/azote/internal/cards/net/packet"
 )
 
@@ -70,14 +71,26 @@ type DHCP interface {
 	Reply(req *packet.Packet, frame []byte, out []byte) []byte
 }
 
+// Metadata answers the guest's requests to the metadata address
+// (imds.Stack).
+type Metadata interface {
+	// Serves reports whether there is metadata to answer with: ARP for
+	// the address is answered only then.
+	Serves() bool
+	// FromGuest takes a frame for the address, from the guest's own
+	// MAC and IP to the gateway's MAC; its answers go to the guest.
+	FromGuest(p *packet.Packet, frame []byte)
+}
+
 // Switch decides, for every frame, where it goes: answered here (ARP,
-// DHCP), sealed to a peer's card, delivered to the guest, or dropped and
+// DHCP, the metadata service), sealed to a peer's card, delivered to the guest, or dropped and
 // counted.
 type Switch struct {
 	view   atomic.Pointer[View]
 	tunnel Tunnel
 	guard  Guard
 	dhcp   DHCP
+	meta   Metadata // nil: the metadata address is not routed
 	send   func(q int, to netip.AddrPort, pkt []byte) error
 	log    *slog.Logger
 	m      Metrics
@@ -106,6 +119,10 @@ func (s *Switch) SetView(v *View) {
 	v.index()
 	s.view.Store(v)
 }
+
+// SetMetadata gives the switch its metadata service, before the first
+// frame.
+func (s *Switch) SetMetadata(m Metadata) { s.meta = m }
 
 // Metrics returns the switch's counters.
 func (s *Switch) Metrics() *Metrics { return &s.m }
@@ -151,6 +168,18 @@ func (s *Switch) fromGuest(q int, p *packet.Packet, frame []byte, out *[]byte) {
 	}
 	if p.SrcIP != v.Self.IP {
 		m.drop(DropSpoof)
+		return
+	}
+	if p.DstIP == imds.Addr {
+		// Answered here, as EC2's is by the Nitro card: never sealed,
+		// and no security group applies to it. The guest reaches it
+		// through its router (the default route, or an on-link route
+		// whose ARP the card answers with the router's MAC).
+		if s.meta == nil || p.Dst != v.GatewayMAC {
+			m.drop(dropNoRoute)
+			return
+		}
+		s.meta.FromGuest(p, frame)
 		return
 	}
 	to, ok := v.byIP[p.DstIP]
@@ -208,6 +237,8 @@ func (s *Switch) arp(v *View, p *packet.Packet, frame []byte) {
 	var mac packet.MAC
 	switch to, ok := v.byIP[a.TargetIP]; {
 	case a.TargetIP == v.Gateway:
+		mac = v.GatewayMAC
+	case a.TargetIP == imds.Addr && s.meta != nil && s.meta.Serves():
 		mac = v.GatewayMAC
 	case ok && to.Subnet == v.Self.Subnet:
 		mac = to.MAC
