@@ -302,4 +302,3 @@ func (s *Service) pushMetadata(rt *instanceRuntime) {
 		}
 	}
 }
-
