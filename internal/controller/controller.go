@@ -295,7 +295,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		KeyPairs: c.keyPairs, Region: cfg.Region, AvailabilityZone: cfg.AvailabilityZone, IdentityKey: identityKey,
 		// IAM is opened after the owners; the account is read when
 		// metadata is built.
-		AccountID: func() string { return c.iam.AccountID() },
+		AccountID:  func() string { return c.iam.AccountID() },
 		UnderlayIP: underlayIP, UnderlayMTU: cfg.UnderlayMTU,
 		Dir: filepath.Join(cfg.StateDir, "instances"), GatewayDir: filepath.Join(cfg.StateDir, "gateways"), ConsoleLimit: cfg.ConsoleLimit, LogLimit: cfg.LogLimit,
 		StopTimeout: cfg.StopTimeout, Store: st, Engine: eng, Host: host,

@@ -60,9 +60,13 @@ func (h *handler) keyPairRoutes() []*route {
 		rest("GET /v1/key-pairs", bodyIgnored, &api.Operation{Name: "compute:DescribeKeyPairs", ReadOnly: true, Resource: star,
 			Do: func(ctx context.Context, _ *api.Caller, _ any) (any, error) { return b.ListKeyPairs(ctx) }}),
 		rest("GET /v1/key-pairs/{ref}", bodyIgnored, &api.Operation{Name: "compute:DescribeKeyPairs", ReadOnly: true, Resource: kp,
-			Do: onTarget(func(ctx context.Context, id string, _ *restCall) (api.KeyPair, error) { return b.DescribeKeyPair(ctx, id) })}),
+			Do: onTarget(func(ctx context.Context, id string, _ *restCall) (api.KeyPair, error) {
+				return b.DescribeKeyPair(ctx, id)
+			})}),
 		rest("DELETE /v1/key-pairs/{ref}", bodyIgnored, &api.Operation{Name: "compute:DeleteKeyPair", Resource: kp,
-			Do: onTarget(func(ctx context.Context, id string, _ *restCall) (api.KeyPair, error) { return b.DeleteKeyPair(ctx, id) })}),
+			Do: onTarget(func(ctx context.Context, id string, _ *restCall) (api.KeyPair, error) {
+				return b.DeleteKeyPair(ctx, id)
+			})}),
 
 		// EC2 reads user data with DescribeInstanceAttribute.
 		rest("GET /v1/instances/{ref}/user-data", bodyIgnored, &api.Operation{Name: "compute:DescribeInstanceAttribute", ReadOnly: true,
