@@ -36,7 +36,8 @@ func TestPublicJSONNames(t *testing.T) {
 		{AgentReport{}, []string{"event", "instance", "root", "init_ms", "ready_ms", "vcpus", "mem_total_kib", "mem_ram_kib", "modules", "message"}},
 		{Instance{}, []string{"id", "name", "state", "state_reason", "image_id", "vcpus", "memory_mib", "termination_protection",
 			"engine", "accel", "cmdline", "cmdline_sha384", "pid", "created_at", "launched_at", "ready_at", "terminated_at", "ready",
-			"boot_ms", "boot_count", "agent", "volumes", "private_ip", "network_interfaces", "revision", "tags"}},
+			"boot_ms", "boot_count", "agent", "volumes", "private_ip", "network_interfaces", "iam_instance_profile", "key_name",
+			"user_data_sha256", "metadata_options", "ssh_host_keys", "revision", "tags"}},
 		// What the net card's wiring and scripts read of the network nouns.
 		{VPC{}, []string{"id", "name", "cidr", "numeric_id", "host_gateway", "default_security_group", "key_epoch", "next_key_epoch", "key_rotated_at", "tags", "created_at"}},
 		{NetworkInterface{}, []string{"id", "name", "vpc_id", "subnet_id", "numeric_id", "private_ip", "mac", "security_groups", "status",
