@@ -140,7 +140,6 @@ func (c Config) withDefaults() Config {
 	orStr(&c.CardBinary, d.CardBinary)
 	orStr(&c.UIDRange, d.UIDRange)
 	orStr(&c.Region, d.Region)
-	orStr(&c.AvailabilityZone, c.Region+"a")
 	orStr(&c.HostName, d.HostName)
 	orStr(&c.VPCStore, d.VPCStore)
 	if c.RootfsUID == 0 {
