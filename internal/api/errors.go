@@ -72,6 +72,12 @@ const (
 	CodeOperationNotPermitted     Code = "OperationNotPermitted" // detaching a primary interface
 	CodeHostGatewayConflict       Code = "HostGatewayConflict"   // two host-gateway VPCs whose blocks overlap
 
+	// Key pairs: NotFound as the other compute nouns' (a taken name is
+	// NameInUse, as theirs).
+	CodeKeyPairNotFound    Code = "KeyPairNotFound"
+	CodeInvalidKeyFormat   Code = "InvalidKeyFormat"   // not one OpenSSH public key
+	CodeUnsupportedKeyType Code = "UnsupportedKeyType" // ecdsa, dsa, RSA under MinRSABits
+
 	// Authentication (SigV4), as AWS names them.
 	CodeMissingAuthentication Code = "MissingAuthenticationToken"
 	CodeIncompleteSignature   Code = "IncompleteSignature"
@@ -153,6 +159,10 @@ var codeStatus = map[Code]int{
 	CodeIncorrectInterfaceState:   http.StatusConflict,
 	CodeOperationNotPermitted:     http.StatusConflict,
 	CodeHostGatewayConflict:       http.StatusConflict,
+
+	CodeKeyPairNotFound:    http.StatusNotFound,
+	CodeInvalidKeyFormat:   http.StatusBadRequest,
+	CodeUnsupportedKeyType: http.StatusBadRequest,
 
 	CodeMissingAuthentication: http.StatusForbidden,
 	CodeIncompleteSignature:   http.StatusForbidden,

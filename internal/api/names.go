@@ -15,7 +15,7 @@ var (
 	nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 	// idRE is the shape of the ids NewID makes. A name of that shape is
 	// refused, so that a reference by id is never shadowed by a name.
-	idRE = regexp.MustCompile(`^(i|img|vol|vpc|subnet|sg|eni)-[0-9a-f]{17}$`)
+	idRE = regexp.MustCompile(`^(i|img|vol|vpc|subnet|sg|eni|key)-[0-9a-f]{17}$`)
 )
 
 // ValidName checks the name of a compute noun against NameRule.

@@ -68,6 +68,9 @@ type command struct {
 	textOnly bool
 	// noClient verbs do not talk to azoted (or connect themselves).
 	noClient bool
+	// passArgs verbs take further arguments after "--", handed on to
+	// another program (instance ssh).
+	passArgs bool
 }
 
 type noun struct {
@@ -84,6 +87,7 @@ func nouns() []noun {
 		{"subnet", "the subnets of a VPC", subnetCommands},
 		{"security-group", "security groups and their rules (stateful, allow only)", securityGroupCommands},
 		{"network-interface", "network interfaces: an address, a MAC and groups in a subnet", networkInterfaceCommands},
+		{"key-pair", "SSH key pairs for instances (EC2's: import, create, fingerprints)", keyPairCommands},
 		{"host", "the host azoted runs on", hostCommands},
 		{"iam", "users, groups, roles, policies, access keys and MFA", iamCommands()},
 		{"sts", "temporary credentials and who you are", stsCommands},
@@ -127,6 +131,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var es exitStatus
 	if errors.As(err, &es) {
 		return es.code // a remote command's status (instance exec)
+	}
+	var se sshExit
+	if errors.As(err, &se) {
+		return se.code // ssh said why itself
 	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
@@ -265,6 +273,9 @@ func (e *env) verbCommand(nounName string, v command) *cobra.Command {
 		Long:    v.long,
 		Example: example,
 		Args: func(c *cobra.Command, args []string) error {
+			if v.passArgs && len(args) > nargs && c.ArgsLenAtDash() == nargs {
+				return nil
+			}
 			if len(args) != nargs && !(variadic && len(args) > nargs) {
 				want := "no arguments"
 				if nargs > 0 {

@@ -20,6 +20,8 @@ var hostCommands = []command{
 		example: "azote host info -o json --query .HardwareVirt"},
 	{use: "metrics", short: "print azoted's Prometheus metrics (-o json: one object per sample)", build: hostMetrics,
 		example: "azote host metrics -o json --query '.[] | select(.Name == \"azote_instances\")'"},
+	{use: "identity-key", short: "print the public key (PEM) that signs instance identity documents", build: hostIdentityKey, textOnly: true,
+		example: "azote host identity-key > identity-key.pem"},
 }
 
 func hostInfo(e *env, fs *pflag.FlagSet) runFunc {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -32,6 +33,10 @@ var instanceCommands = []command{
 		example: "azote instance terminate web"},
 	{use: "modify INSTANCE", short: "change an instance's attributes (--termination-protection)", build: instanceModify,
 		example: "azote instance modify web --termination-protection=false"},
+	{use: "ssh INSTANCE", short: "run ssh to the instance's private address, trusting the host keys its agent reported (ssh's own options and a command after --)",
+		build: instanceSSH, textOnly: true, passArgs: true, example: "azote instance ssh web --user admin -i ops.pem -- uname -a"},
+	{use: "get-user-data INSTANCE", short: "print the user data an instance was launched with", build: instanceGetUserData,
+		example: "azote instance get-user-data web"},
 }
 
 func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
@@ -50,6 +55,11 @@ func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
 	fs.StringArrayVar(&req.SecurityGroups, "security-group", nil, "security group (id or name) of the primary interface; repeat for more (default: the VPC's default group)")
 	fs.StringVar(&req.PrivateIP, "private-ip", "", "the primary interface's address, inside the subnet and free (default: the lowest free one)")
 	fs.StringVar(&req.IAMInstanceProfile, "iam-instance-profile", "", "instance profile (name or ARN) whose role's credentials the metadata service gives the guest; needs iam:PassRole on the role")
+	fs.StringVar(&req.KeyName, "key-name", "", "key pair whose public key the metadata service gives the guest")
+	userData := fs.String("user-data", "", "user data (at most 16 KiB), inline or file://path; run once at first boot when it starts with #!")
+	var mdOpts api.MetadataOptions
+	fs.StringVar(&mdOpts.HTTPTokens, "metadata-v1", "", "optional: the metadata service also answers IMDSv1 GETs without a token; required (the default): IMDSv2 only")
+	fs.IntVar(&mdOpts.HTTPPutResponseHopLimit, "metadata-hop-limit", 0, "IP TTL of the metadata service's answers, 1-64 (default 1)")
 	noWait := fs.Bool("no-wait", false, "return once the machine is launched")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the agent")
 	return callThenShow(e, func(ctx context.Context, pos []string) (api.Instance, error) {
@@ -59,6 +69,19 @@ func instanceRun(e *env, fs *pflag.FlagSet) runFunc {
 		req.Volumes = vols
 		if len(tags) > 0 {
 			req.Tags = tags
+		}
+		if *userData != "" {
+			b, err := fileArg(*userData)
+			if err != nil {
+				return api.Instance{}, fmt.Errorf("--user-data: %w", err)
+			}
+			if len(b) > api.MaxUserData {
+				return api.Instance{}, usageError{msg: fmt.Sprintf("--user-data: %d bytes, at most %d", len(b), api.MaxUserData)}
+			}
+			req.UserData = b
+		}
+		if mdOpts != (api.MetadataOptions{}) {
+			req.Metadata = &mdOpts
 		}
 		start := time.Now()
 		e.progress("launching %d vCPU / %d MiB instance from image %s ...", req.VCPUs, req.MemoryMiB, req.Image)
@@ -141,6 +164,14 @@ func showInstance(e *env, i api.Instance) error {
 			return strconv.Itoa(i.PID)
 		}()},
 		{"Command line", i.Cmdline}, {"Command line SHA-384", i.CmdlineSHA384},
+		{"Key pair", i.KeyName}, {"User data SHA-256", i.UserDataSHA256},
+		{"Metadata service", func() string {
+			if i.Metadata == nil {
+				return ""
+			}
+			return fmt.Sprintf("tokens %s, hop limit %d", i.Metadata.HTTPTokens, i.Metadata.HTTPPutResponseHopLimit)
+		}()},
+		{"SSH host keys", strings.Join(i.SSHHostKeys, ", ")},
 		{"Created", i.CreatedAt.Format(time.RFC3339Nano)}, {"Launched", ts(i.LaunchedAt)}, {"Ready", ts(i.ReadyAt)},
 		{"Boots", strconv.Itoa(i.BootCount)},
 	}

@@ -150,6 +150,10 @@ func (c *Controller) ResolveID(_ context.Context, kind, ref string) (string, map
 		if im, err := c.images.Resolve(ref); err == nil {
 			return im.ID, nil, true
 		}
+	case "key-pair":
+		if kp, err := c.keyPairs.Resolve(ref); err == nil {
+			return kp.ID, kp.Tags, true
+		}
 	default:
 		return c.resolveNetworkID(kind, ref)
 	}

@@ -62,8 +62,11 @@ type Config struct {
 	// Listen is the address of the HTTPS API ("" = none).
 	Listen string
 	// Region names the host in ARNs and SigV4 scopes.
-	Region   string
-	HostName string
+	Region string
+	// AvailabilityZone is the host's zone in what the metadata service
+	// tells its instances (default: the region's "a", e.g. locala).
+	AvailabilityZone string
+	HostName         string
 	// TLSNames are extra names and addresses for the host certificate.
 	TLSNames []string
 	// AuditFileAge and AuditDigestEvery set the trail's rotation and
@@ -180,6 +183,7 @@ func flags(cfg *Config, tlsNames, etcdEndpoints *string) *flag.FlagSet {
 	fs.StringVar(&cfg.FleetKey, "fleet-key", cfg.FleetKey, "file of the fleet key (32 bytes, mode 0400) that wraps the VPC traffic keys in the fleet's store; the same file on every host of the fleet (make it once with: azoted fleet-key create FILE)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "region name used in ARNs and SigV4 credential scopes")
+	fs.StringVar(&cfg.AvailabilityZone, "availability-zone", cfg.AvailabilityZone, "availability zone the metadata service gives instances (default: the region's \"a\")")
 	fs.StringVar(&cfg.HostName, "host-name", cfg.HostName, "name of this host (certificate and ARNs)")
 	fs.StringVar(tlsNames, "tls-names", "", "extra comma-separated DNS names or IP addresses for the host certificate")
 	fs.DurationVar(&cfg.AuditFileAge, "audit-file-age", cfg.AuditFileAge, "rotate the audit log file after this long")

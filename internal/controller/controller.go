@@ -20,6 +20,7 @@ import (
 	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/controller/images"
 	"github.com/azote/azote/internal/controller/instances"
+	"github.com/azote/azote/internal/controller/keypairs"
 	"github.com/azote/azote/internal/controller/volumes"
 	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/engine"
@@ -51,6 +52,10 @@ type Controller struct {
 	volumes   *volumes.Service
 	vpcs      *vpcs.Service
 	instances *instances.Service
+	keyPairs  *keypairs.Service
+	// identityPEM is the public part of the key that signs instance
+	// identity documents (GET /v1/host/identity-key).
+	identityPEM []byte
 
 	started time.Time
 	// sigMark bounds the dates of signed requests accepted ahead of the
@@ -278,7 +283,19 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		st.Close()
 		return nil, fmt.Errorf("--underlay-mtu %d: between %d and 65535", cfg.UnderlayMTU, 576+94)
 	}
+	identityKey, identityPEM, err := loadOrMakeIdentityKey(filepath.Join(cfg.StateDir, "identity.key"))
+	if err != nil {
+		c.closeFleet()
+		st.Close()
+		return nil, fmt.Errorf("instance identity key: %w", err)
+	}
+	c.identityPEM = identityPEM
+	c.keyPairs = keypairs.New(st)
 	c.instances = instances.New(instances.Config{
+		KeyPairs: c.keyPairs, Region: cfg.Region, AvailabilityZone: cfg.AvailabilityZone, IdentityKey: identityKey,
+		// IAM is opened after the owners; the account is read when
+		// metadata is built.
+		AccountID:  func() string { return c.iam.AccountID() },
 		UnderlayIP: underlayIP, UnderlayMTU: cfg.UnderlayMTU,
 		Dir: filepath.Join(cfg.StateDir, "instances"), GatewayDir: filepath.Join(cfg.StateDir, "gateways"), ConsoleLimit: cfg.ConsoleLimit, LogLimit: cfg.LogLimit,
 		StopTimeout: cfg.StopTimeout, Store: st, Engine: eng, Host: host,

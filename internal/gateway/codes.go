@@ -6,6 +6,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/controller/images"
 	"github.com/azote/azote/internal/controller/instances"
+	"github.com/azote/azote/internal/controller/keypairs"
 	"github.com/azote/azote/internal/controller/refusal"
 	"github.com/azote/azote/internal/controller/volumes"
 	"github.com/azote/azote/internal/controller/vpcs"
@@ -74,6 +75,10 @@ var codes = []struct {
 	{vpcs.ErrOperationNotPermitted, api.CodeOperationNotPermitted},
 	{vpcs.ErrLimitExceeded, api.CodeLimitExceeded},
 	{vpcs.ErrHostGatewayConflict, api.CodeHostGatewayConflict},
+
+	{keypairs.ErrNotFound, api.CodeKeyPairNotFound},
+	{keypairs.ErrInvalidFormat, api.CodeInvalidKeyFormat},
+	{keypairs.ErrUnsupportedType, api.CodeUnsupportedKeyType},
 }
 
 // WireError is the wire error for err: an *api.Error as it is (IAM and the

@@ -9,6 +9,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/controller/images"
 	"github.com/azote/azote/internal/controller/instances"
+	"github.com/azote/azote/internal/controller/keypairs"
 	"github.com/azote/azote/internal/controller/refusal"
 	"github.com/azote/azote/internal/controller/volumes"
 	"github.com/azote/azote/internal/controller/vpcs"
@@ -74,6 +75,9 @@ func TestWireError(t *testing.T) {
 		{vpcs.ErrOperationNotPermitted, api.CodeOperationNotPermitted, http.StatusConflict},
 		{vpcs.ErrLimitExceeded, api.CodeLimitExceeded, http.StatusConflict},
 		{vpcs.ErrHostGatewayConflict, api.CodeHostGatewayConflict, http.StatusConflict},
+		{keypairs.ErrNotFound, api.CodeKeyPairNotFound, http.StatusNotFound},
+		{keypairs.ErrInvalidFormat, api.CodeInvalidKeyFormat, http.StatusBadRequest},
+		{keypairs.ErrUnsupportedType, api.CodeUnsupportedKeyType, http.StatusBadRequest},
 	} {
 		err := fmt.Errorf("in a transaction: %w", refusal.New(tc.err, "the sentence for %s", tc.err))
 		e := WireError(err)
@@ -82,7 +86,7 @@ func TestWireError(t *testing.T) {
 		}
 	}
 	// Every sentinel of the table is tested above.
-	if len(codes) != 50 {
+	if len(codes) != 53 {
 		t.Errorf("the table has %d entries; test each new one here", len(codes))
 	}
 	// The wire vocabulary passes as it is; anything else is internal, and

@@ -509,6 +509,7 @@ func requestParams(r *http.Request, body []byte) map[string]any {
 		var v any
 		if json.Unmarshal(body, &v) == nil {
 			m["body"] = v
+			redactUserData(m)
 		}
 	}
 	return m

@@ -266,13 +266,13 @@ func (h *handler) runNetworkAlso(ctx context.Context, c *restCall, q *api.RunIns
 
 // runAlsoAction is the action a launch's further resources are
 // authorised for: attaching for a volume, the launch itself for the
-// network objects of its primary interface.
+// network objects of its primary interface and for its key pair.
 func (h *handler) runAlsoAction(arn string) string {
 	a, err := api.ParseARN(arn)
 	if err != nil {
 		return ""
 	}
-	if kind, _, _ := a.Kind(); kind == kindSubnet || kind == kindGroup {
+	if kind, _, _ := a.Kind(); kind == kindSubnet || kind == kindGroup || kind == kindKeyPair {
 		return "compute:RunInstances"
 	}
 	if kind, _, _ := a.Kind(); a.Service == "iam" && kind == "role" {

@@ -59,6 +59,7 @@ type Backend interface {
 	ResolveID(ctx context.Context, kind, ref string) (id string, tags map[string]string, ok bool)
 
 	NetworkBackend
+	KeyPairBackend
 }
 
 // Kinds of the objects a REST route's {ref} names.
@@ -132,7 +133,7 @@ func (c *restCall) target() (string, error) {
 func notFound(kind, ref string) error {
 	code := map[string]api.Code{kindInstance: api.CodeInstanceNotFound, kindVolume: api.CodeVolumeNotFound, kindImage: api.CodeImageNotFound,
 		kindVPC: api.CodeVPCNotFound, kindSubnet: api.CodeSubnetNotFound, kindGroup: api.CodeSecurityGroupNotFound,
-		kindInterface: api.CodeNetworkInterfaceNotFound}[kind]
+		kindInterface: api.CodeNetworkInterfaceNotFound, kindKeyPair: api.CodeKeyPairNotFound}[kind]
 	if kind == kindGroup {
 		return api.Errorf(code, "no security group %q, or more than one VPC has a group of that name (give its id)", ref)
 	}
@@ -256,7 +257,8 @@ func (h *handler) table() []*route {
 				}
 				c.alsoErr = err
 				arns = append(arns, h.runNetworkAlso(ctx, c, q)...)
-				return append(arns, h.runProfileAlso(c, q)...), nil
+				arns = append(arns, h.runProfileAlso(c, q)...)
+				return append(arns, h.runKeyPairAlso(ctx, c, q)...), nil
 			}, AlsoAction: "compute:AttachVolume", AlsoActionOf: h.runAlsoAction,
 			Do: func(ctx context.Context, _ *api.Caller, req any) (any, error) {
 				if err := rc(req).alsoErr; err != nil {
@@ -405,7 +407,7 @@ func (h *handler) table() []*route {
 				}
 				return rawResult{contentType: "application/octet-stream", data: data}, nil
 			}}),
-	}, h.networkRoutes()...)
+	}, append(h.networkRoutes(), h.keyPairRoutes()...)...)
 }
 
 // blobResult and deletedResult are the answers of a blob upload and an
@@ -524,6 +526,9 @@ func summarize(out any) map[string]any {
 		return map[string]any{"sha384": v.SHA384}
 	case deletedResult:
 		return map[string]any{"deleted": v.Deleted}
+	}
+	if m, ok := summarizeKeyPair(out); ok {
+		return m
 	}
 	return summarizeNetwork(out)
 }

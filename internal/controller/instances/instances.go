@@ -38,6 +38,12 @@ type instanceRecord struct {
 	// (IAMInstanceProfile) the launch was authorised with: a profile
 	// made again under the same name is not it (roles.go).
 	InstanceProfileID string `json:"instance_profile_id,omitempty"`
+	// PublicKey is the key pair's public key as of the launch (EC2 keeps
+	// it when the pair is deleted); UserData the launch's user data.
+	// Neither is part of the public view: the metadata service serves
+	// them, and GetUserData returns the user data to who may read it.
+	PublicKey string `json:"public_key,omitempty"`
+	UserData  []byte `json:"user_data,omitempty"`
 }
 
 func (r *instanceRecord) view() api.Instance {
@@ -290,6 +296,10 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 	if req.Subnet != "" && s.vpcs == nil {
 		return api.Instance{}, refusal.New(refusal.ErrInvalidParameter, "this azoted has no network")
 	}
+	guest, err := s.guestInputs(req)
+	if err != nil {
+		return api.Instance{}, err
+	}
 	img, err := s.images.Resolve(req.Image)
 	if err != nil {
 		return api.Instance{}, err
@@ -324,6 +334,7 @@ func (s *Service) Run(ctx context.Context, req api.RunInstanceRequest) (api.Inst
 	if profile != nil {
 		rec.IAMInstanceProfile, rec.InstanceProfileID = profile.ARN, profile.InstanceProfileID
 	}
+	guest.apply(&rec)
 	if req.Subnet != "" {
 		// The primary interface is made first, in the network's store
 		// (which may be the fleet's, not this host's: the two cannot
@@ -458,6 +469,7 @@ func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceR
 		}
 		r.LaunchedAt, r.BootStartedAt, r.LastResetAt = &now, &now, nil
 		r.Ready, r.ReadyAt, r.Agent = false, nil, nil
+		r.SSHHostKeys = nil // the new boot reports its own
 		r.BootCount++
 		r.ConsoleOffset = consoleStart
 		return nil
@@ -477,7 +489,11 @@ func (s *Service) launch(ctx context.Context, rt *instanceRuntime, rec instanceR
 		"imageId": img.ID, "kernelSha384": img.KernelSHA384, "initrdSha384": img.InitrdSHA384, "cmdline": rec.Cmdline,
 		"engine": s.engine.Name(), "accel": s.engine.Accel(), "vcpus": rec.VCPUs, "memoryMiB": rec.MemoryMiB,
 		"volumes": len(rec.Volumes), "bootCount": rec.BootCount,
+		"keyName": rec.KeyName, "userDataSha256": rec.UserDataSHA256,
 	})
+	// The cards started before the launch was recorded: their metadata
+	// gets this launch's pending time now.
+	s.pushMetadata(rt)
 	return rec, nil
 }
 

@@ -140,6 +140,9 @@ func (s *Service) netState(ifaceID string) (cardproto.NetState, []*keymem.Buf, e
 		p.Underlay = e.Underlay.String()
 		st.Peers = append(st.Peers, p)
 	}
+	if st.Metadata, err = s.metadata(ifaceID); err != nil {
+		return st, nil, err
+	}
 	for _, r := range rules.Ingress {
 		st.Ingress = append(st.Ingress, netRule(r))
 	}

@@ -1,6 +1,7 @@
 package instances
 
 import (
+	"crypto"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/controller/images"
+	"github.com/azote/azote/internal/controller/keypairs"
 	"github.com/azote/azote/internal/controller/volumes"
 	"github.com/azote/azote/internal/controller/vpcs"
 	"github.com/azote/azote/internal/engine"
@@ -68,6 +70,17 @@ type Config struct {
 	// Roles mints the role sessions of instances launched with an
 	// instance profile (roles.go); nil: such launches are refused.
 	Roles Roles
+	// KeyPairs resolves the key pair of a launch (nil: launches with
+	// one are refused).
+	KeyPairs *keypairs.Service
+	// Region, AvailabilityZone and AccountID are what the metadata
+	// service says of an instance's placement and owner.
+	Region, AvailabilityZone string
+	AccountID                func() string
+	// IdentityKey signs instance identity documents (ECDSA P-256,
+	// SHA-256); its public part is published as the host's identity
+	// key. Nil: documents go unsigned.
+	IdentityKey crypto.Signer
 	// Event records a security decision (a launch) in the audit trail.
 	Event func(name, resource string, data map[string]any)
 	Log   *slog.Logger

@@ -100,6 +100,10 @@ type reports struct {
 	// boot is handled after it was read, it is the new boot's.
 	skipped *lateReady
 
+	// hostKeys are the SSH host keys recorded in this boot
+	// (recordHostKey).
+	hostKeys []string
+
 	tokens  float64
 	last    time.Time
 	dropped int
@@ -153,6 +157,8 @@ func (s *Service) scanConsole(id string, tail *consoleTail, rs *reports) {
 			}
 			rs.ready = true
 			s.recordReady(id, r, now, tail.off)
+		case agent.EventHostKey:
+			s.recordHostKey(id, r.Message, now, rs)
 		case agent.EventError:
 			if rs.allow(now) {
 				s.log.Warn("agent reported an error", "id", id, "msg", r.Message)
@@ -176,7 +182,7 @@ func (s *Service) reset(id string, at time.Time, tail *consoleTail, rs *reports)
 	}
 	// A ready line acted on after the reset happened stays the new boot's.
 	late := rs.skipped
-	rs.ready, rs.skipped = rec.Ready, nil
+	rs.ready, rs.skipped, rs.hostKeys = rec.Ready, nil, nil
 	if !rs.ready && late != nil && late.at.After(at) {
 		rs.ready = true
 		s.recordReady(id, late.r, late.at, late.off)
@@ -242,6 +248,7 @@ func (s *Service) recordReset(id string, at time.Time, off int64) (instanceRecor
 		r.LastResetAt = &t
 		r.BootStartedAt = &t
 		r.BootCount++
+		r.SSHHostKeys = nil // the new boot reports its own
 		if r.ReadyAt == nil || r.ReadyAt.Before(t) {
 			r.Ready, r.ReadyAt, r.Agent = false, nil, nil
 			r.ConsoleOffset = off
