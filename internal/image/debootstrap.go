@@ -305,6 +305,10 @@ func packRootfs(ctx context.Context, root string) ([]byte, rootfsStats, error) {
 	w := newCpioWriter(zw)
 	var modes strings.Builder
 	manifest := strings.TrimPrefix(agent.ModesPath, "/")
+	// The extractor wants every parent before its child.
+	if err := os.MkdirAll(filepath.Join(root, filepath.Dir(manifest)), 0o755); err != nil {
+		return nil, st, err
+	}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
