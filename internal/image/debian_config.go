@@ -73,8 +73,12 @@ UseHostname=no
 `
 
 // WaitOnlineDropIn makes network-online mean one interface configured,
-// and bounds the wait for a guest that has no interface at all.
-const WaitOnlineDropIn = `[Service]
+// bounded, and skips the wait in a guest without an Ethernet interface
+// (its modules are loaded by the initramfs, so the links exist by now).
+const WaitOnlineDropIn = `[Unit]
+ConditionPathExistsGlob=/sys/class/net/e*
+
+[Service]
 ExecStart=
 ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=15
 `
