@@ -65,14 +65,23 @@ func (f *FirstBoot) Hostname(ctx context.Context, fallback string) (string, erro
 	} else {
 		ferr = err
 	}
+	if err := f.SetName(name); err != nil {
+		return "", err
+	}
+	return name, ferr
+}
+
+// SetName sets the host name to name without asking the metadata
+// service (a guest without one gets its instance id).
+func (f *FirstBoot) SetName(name string) error {
 	if len(name) > 64 || !hostnameRE.MatchString(name) {
-		return "", fmt.Errorf("hostname %q: not a valid host name", name)
+		return fmt.Errorf("hostname %q: not a valid host name", name)
 	}
 	if err := f.SetHostname(name); err != nil {
-		return "", fmt.Errorf("sethostname: %w", err)
+		return fmt.Errorf("sethostname: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(f.EtcDir, "hostname"), []byte(name+"\n"), 0o644); err != nil {
-		return "", err
+		return err
 	}
 	short, _, _ := strings.Cut(name, ".")
 	hosts := "127.0.0.1\tlocalhost\n127.0.1.1\t" + name
@@ -80,10 +89,7 @@ func (f *FirstBoot) Hostname(ctx context.Context, fallback string) (string, erro
 		hosts += " " + short
 	}
 	hosts += "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	if err := os.WriteFile(filepath.Join(f.EtcDir, "hosts"), []byte(hosts), 0o644); err != nil {
-		return "", err
-	}
-	return name, ferr
+	return os.WriteFile(filepath.Join(f.EtcDir, "hosts"), []byte(hosts), 0o644)
 }
 
 // HostKeys makes the host keys that are missing and returns the public

@@ -60,7 +60,7 @@ func Serve() error {
 		if h != "" {
 			host = h
 		}
-	} else if _, err := fb.Hostname(context.Background(), fallback); err != nil {
+	} else if err := fb.SetName(fallback); err != nil {
 		fail(fmt.Errorf("hostname: %w", err))
 	}
 	if pubs, err := fb.HostKeys(); err != nil {

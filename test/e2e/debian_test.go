@@ -94,16 +94,14 @@ func TestDebianBoot(t *testing.T) {
 
 // TestDebianSSH logs in to a Debian guest with an imported key pair
 // through `azote instance ssh`, the key reaching sshd only through the
-// metadata service (AuthorizedKeysCommand). It needs the key pairs, the
-// metadata service and instance ssh of issue 13 (other branches); until
-// the CLI has them it skips and says so.
+// metadata service (AuthorizedKeysCommand), and finds that the user data
+// ran. It needs the key pairs, the metadata service and instance ssh of
+// issue 13 (other branches): AZOTE_E2E_DEBIAN_SSH=1 turns it on.
 func TestDebianSSH(t *testing.T) {
-	h := setup(t)
-	for _, cmd := range [][]string{{"key-pair", "import", "--help"}, {"instance", "ssh", "--help"}} {
-		if r := h.azote(cmd...); r.code != 0 {
-			t.Skipf("needs `azote %s` (key pairs, metadata service and instance ssh: issue 13 items 1 and 3)", strings.Join(cmd[:2], " "))
-		}
+	if os.Getenv("AZOTE_E2E_DEBIAN_SSH") == "" {
+		t.Skip("set AZOTE_E2E_DEBIAN_SSH=1 once key pairs, the metadata service and instance ssh (issue 13 items 1 and 3) are in the tree")
 	}
+	h := setup(t)
 	testutil.RequiresCommand(t, "ssh", "openssh-client")
 	testutil.RequiresCommand(t, "ssh-keygen", "openssh-client")
 	h.debianImage(t)
