@@ -14,7 +14,7 @@ MEMORY=${AZOTE_MEMORY_MIB:-512}
 DEMO_CIDR=${AZOTE_DEMO_NET:-10.77}
 
 need_root
-ensure_packages qemu-system-x86 ca-certificates iproute2 iputils-ping
+ensure_packages qemu-system-x86 ca-certificates iproute2 iputils-ping debootstrap
 ensure_apt_lists
 ensure_go
 build

@@ -72,6 +72,14 @@ func Run() error {
 		if err := switchRoot(root); err != nil {
 			fail(fmt.Errorf("root %s: %w", root, err))
 			root = ""
+		} else if hasInit() {
+			// A distribution's root: its init (systemd) takes over as
+			// PID 1 and starts azote-agent.service, which reports.
+			if err := applyModes(ModesPath, ModesDone); err != nil {
+				fail(fmt.Errorf("root %s: %w", root, err))
+			}
+			err := execInit()
+			fail(fmt.Errorf("root %s: exec %s: %w", root, InitPath, err))
 		}
 	}
 	r := Report{
@@ -121,6 +129,10 @@ func controlLoop(report func(Report)) error {
 }
 
 func shutdown(cmd int) {
+	if systemdMode {
+		systemctl(cmd)
+		return
+	}
 	unix.Sync()
 	// Anything later added under / (volumes) is flushed by sync; the
 	// initramfs itself has nothing to unmount cleanly.
@@ -352,4 +364,24 @@ func switchRoot(dev string) error {
 		return err
 	}
 	return unix.Chdir("/")
+}
+
+// InitPath is the init a distribution's root volume carries (systemd on
+// Debian). A root without it (a volume made from a busybox image) keeps
+// the agent as PID 1.
+const InitPath = "/sbin/init"
+
+// hasInit tells whether the new root has an init of its own to hand PID
+// 1 to.
+func hasInit() bool {
+	st, err := os.Stat(InitPath)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+// execInit replaces the agent with the root's init, as switch_root does;
+// it returns only on error. The kernel command line reaches it as
+// /proc/cmdline; the environment is the kernel's own minimal one.
+func execInit() error {
+	unix.Sync()
+	return unix.Exec(InitPath, []string{InitPath}, []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux"})
 }

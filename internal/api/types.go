@@ -304,16 +304,21 @@ type InstanceVolume struct {
 
 // Image is the public view of a guest image.
 type Image struct {
-	ID            string    `json:"id"`
-	Name          string    `json:"name"`
-	KernelSHA384  string    `json:"kernel_sha384"`
-	InitrdSHA384  string    `json:"initrd_sha384"`
-	Cmdline       string    `json:"cmdline"`
-	CmdlineSHA384 string    `json:"cmdline_sha384"`
-	KernelVersion string    `json:"kernel_version,omitempty"`
-	KernelSize    int64     `json:"kernel_size"`
-	InitrdSize    int64     `json:"initrd_size"`
-	CreatedAt     time.Time `json:"created_at"`
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	KernelSHA384  string `json:"kernel_sha384"`
+	InitrdSHA384  string `json:"initrd_sha384"`
+	Cmdline       string `json:"cmdline"`
+	CmdlineSHA384 string `json:"cmdline_sha384"`
+	KernelVersion string `json:"kernel_version,omitempty"`
+	KernelSize    int64  `json:"kernel_size"`
+	InitrdSize    int64  `json:"initrd_size"`
+	// RootfsSHA384, for a distribution image (azote image build
+	// --distro debian), is the archive its root volumes are made from;
+	// the initramfs then only mounts the root volume and starts its init.
+	RootfsSHA384 string    `json:"rootfs_sha384,omitempty"`
+	RootfsSize   int64     `json:"rootfs_size,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 // CreateImageRequest is the body of POST /v1/images; both blobs must have
@@ -324,6 +329,9 @@ type CreateImageRequest struct {
 	InitrdSHA384  string `json:"initrd_sha384"`
 	Cmdline       string `json:"cmdline"`
 	KernelVersion string `json:"kernel_version,omitempty"`
+	// RootfsSHA384, optional, is an uploaded root filesystem archive
+	// (see Image.RootfsSHA384).
+	RootfsSHA384 string `json:"rootfs_sha384,omitempty"`
 }
 
 // CreateImageResponse says whether the image was new.

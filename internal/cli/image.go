@@ -16,7 +16,9 @@ import (
 
 var imageCommands = []command{
 	{use: "build", short: "build an image from Debian's kernel package and upload it", build: imageBuild,
-		example: "azote image build --name tools --binary /sbin/mke2fs"},
+		example: "azote image build --name tools --binary /sbin/mke2fs\nazote image build --name debian --distro debian --packages curl,less --size 2G"},
+	{use: "import", short: "upload a kernel and initramfs of your own as an image", build: imageImport,
+		example: "azote image import --name mine --kernel vmlinuz --initrd initrd.img --cmdline 'console=ttyS0 panic=-1'"},
 	{use: "list", short: "list images", build: imageList, example: "azote image list"},
 	{use: "describe IMAGE", short: "show one image with its SHA-384 digests", build: imageDescribe, example: "azote image describe default"},
 	{use: "delete IMAGE", short: "delete an image no instance uses", build: imageDelete, example: "azote image delete tools"},
@@ -49,9 +51,23 @@ func imageBuild(e *env, fs *pflag.FlagSet) runFunc {
 	var bins stringList
 	fs.Var(&bins, "binary", "host executable to include with its libraries (repeatable), e.g. /sbin/mke2fs")
 	script := fs.String("script", "", "shell script the agent runs after the guest is ready")
+	distro := fs.String("distro", "", `"debian": a Debian root filesystem made with debootstrap, booted from the instance's root volume`)
+	pkgs := fs.String("packages", "", "with --distro: Debian packages to add, comma-separated")
+	size := fs.String("size", "2G", "with --distro: the root volume size the image is built for (the tree must fit)")
+	mirror := fs.String("mirror", "", "with --distro: the Debian archive (default: the one the host's apt sources use)")
 	return callThenShow(e, func(ctx context.Context, pos []string) (api.Image, error) {
 		if !image.ValidName(*name) {
 			return api.Image{}, usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
+		}
+		if *distro != "" && *distro != "debian" {
+			return api.Image{}, usageError{msg: fmt.Sprintf("--distro %q: only debian is known", *distro)}
+		}
+		if *distro == "" && (fs.Changed("packages") || fs.Changed("size") || fs.Changed("mirror")) {
+			return api.Image{}, usageError{msg: "--packages, --size and --mirror go with --distro debian"}
+		}
+		rootSize, err := parseSize(*size)
+		if err != nil {
+			return api.Image{}, usageError{msg: "--size: " + err.Error()}
 		}
 		start := time.Now()
 		var scriptData []byte
@@ -69,11 +85,24 @@ func imageBuild(e *env, fs *pflag.FlagSet) runFunc {
 			Progress: func(s string) { e.progress("  %s", s) },
 		}
 		e.progress("building image %q ...", *name)
-		art, err := buildCancellable(ctx, opts)
+		var art *image.Artifacts
+		if *distro == "debian" {
+			var extra []string
+			if *pkgs != "" {
+				extra = strings.Split(*pkgs, ",")
+			}
+			// Not buildCancellable: a cancelled debootstrap must be
+			// killed and its tree removed before the command ends.
+			art, err = image.BuildDebian(ctx, image.DebianOptions{BuildOptions: opts, Packages: extra, RootSize: rootSize, Mirror: *mirror})
+			if err != nil && ctx.Err() != nil {
+				return api.Image{}, fmt.Errorf("cancelled before anything was uploaded; the build's temporary tree is removed")
+			}
+		} else {
+			art, err = buildCancellable(ctx, opts)
+		}
 		if err != nil {
 			return api.Image{}, err
 		}
-		e.progress("  uploading kernel (%d KiB) and initramfs (%d KiB)", len(art.Kernel)/1024, len(art.Initrd)/1024)
 		resp, err := e.uploadImage(ctx, *name, art)
 		if err != nil {
 			return api.Image{}, err
@@ -98,16 +127,27 @@ func (e *env) uploadImage(ctx context.Context, name string, art *image.Artifacts
 		{"kernel", image.SHA384Hex(art.Kernel), art.Kernel},
 		{"initramfs", image.SHA384Hex(art.Initrd), art.Initrd},
 	}
+	rootfsSHA := ""
+	if art.Rootfs != nil {
+		rootfsSHA = image.SHA384Hex(art.Rootfs)
+		blobs = append(blobs, imageBlob{"rootfs", rootfsSHA, art.Rootfs})
+	}
 	for i, b := range blobs {
+		start := time.Now()
+		e.progress("  uploading %s (%d KiB) ...", b.what, len(b.data)/1024)
 		if err := e.client.PutBlob(ctx, b.sha384, b.data); err != nil {
 			if ctx.Err() != nil {
 				return api.CreateImageResponse{}, cancelledUpload(name, blobs[:i+1], false)
 			}
 			return api.CreateImageResponse{}, err
 		}
+		if len(b.data) > 1<<20 {
+			e.progress("  uploaded %s in %.1f s", b.what, time.Since(start).Seconds())
+		}
 	}
 	resp, err := e.client.CreateImage(ctx, api.CreateImageRequest{
 		Name: name, KernelSHA384: blobs[0].sha384, InitrdSHA384: blobs[1].sha384, Cmdline: art.Cmdline, KernelVersion: art.KernelVersion,
+		RootfsSHA384: rootfsSHA,
 	})
 	if err != nil && ctx.Err() != nil {
 		return resp, cancelledUpload(name, blobs, true)
@@ -154,11 +194,16 @@ func showImage(e *env, i api.Image) error {
 	if e.structured() {
 		return e.emit(i)
 	}
+	rootfsSize := "" // kv leaves out empty values: images without one
+	if i.RootfsSHA384 != "" {
+		rootfsSize = fmt.Sprintf("%d bytes", i.RootfsSize)
+	}
 	e.kv([][2]string{
 		{"ID", i.ID}, {"Name", i.Name}, {"Kernel version", i.KernelVersion},
 		{"Kernel SHA-384", i.KernelSHA384}, {"Kernel size", fmt.Sprintf("%d bytes", i.KernelSize)},
 		{"Initrd SHA-384", i.InitrdSHA384}, {"Initrd size", fmt.Sprintf("%d bytes", i.InitrdSize)},
 		{"Command line", i.Cmdline}, {"Command line SHA-384", i.CmdlineSHA384},
+		{"Rootfs SHA-384", i.RootfsSHA384}, {"Rootfs size", rootfsSize},
 		{"Created", i.CreatedAt.Format(time.RFC3339)},
 	})
 	return nil
@@ -173,7 +218,7 @@ func imageList(e *env, fs *pflag.FlagSet) runFunc {
 func showImages(e *env, list []api.Image) error {
 	var rows [][]string
 	for _, i := range list {
-		rows = append(rows, []string{i.ID, i.Name, i.KernelVersion, fmt.Sprintf("%.1f", float64(i.KernelSize+i.InitrdSize)/(1<<20)), ago(i.CreatedAt)})
+		rows = append(rows, []string{i.ID, i.Name, i.KernelVersion, fmt.Sprintf("%.1f", float64(i.KernelSize+i.InitrdSize+i.RootfsSize)/(1<<20)), ago(i.CreatedAt)})
 	}
 	return e.list(list, "ID\tNAME\tKERNEL\tSIZE_MIB\tCREATED", rows)
 }
@@ -224,4 +269,35 @@ func buildCancellable(ctx context.Context, opts image.BuildOptions) (*image.Arti
 	case <-ctx.Done():
 		return nil, fmt.Errorf("cancelled before anything was uploaded")
 	}
+}
+
+func imageImport(e *env, fs *pflag.FlagSet) runFunc {
+	name := fs.String("name", "", "image name (required)")
+	kernel := fs.String("kernel", "", "the kernel: an x86 bzImage (required)")
+	initrd := fs.String("initrd", "", "the initramfs (required)")
+	cmdline := fs.String("cmdline", image.DefaultCmdline, "kernel command line")
+	return callThenShow(e, func(ctx context.Context, pos []string) (api.Image, error) {
+		if !image.ValidName(*name) {
+			return api.Image{}, usageError{msg: fmt.Sprintf("--name %q: use 1-63 letters, digits, '.', '_' or '-'", *name)}
+		}
+		if *kernel == "" || *initrd == "" {
+			return api.Image{}, usageError{msg: "--kernel and --initrd are required"}
+		}
+		// Every check runs before the first byte is uploaded.
+		art, err := image.LoadImport(*kernel, *initrd, *cmdline)
+		if err != nil {
+			return api.Image{}, err
+		}
+		e.progress("importing image %q: kernel %s", *name, art.KernelVersion)
+		resp, err := e.uploadImage(ctx, *name, art)
+		if err != nil {
+			return api.Image{}, err
+		}
+		if resp.Created {
+			e.progress("image %s imported", resp.Image.ID)
+		} else {
+			e.progress("image %s already existed with these exact contents", resp.Image.ID)
+		}
+		return resp.Image, nil
+	}, showImage)
 }

@@ -46,7 +46,7 @@ func (c *Controller) fillRootfs(ctx context.Context, f *os.File, img api.Image, 
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	archive, err := c.images.OpenInitrd(img)
+	archive, err := c.images.OpenRootArchive(img)
 	if err != nil {
 		return err
 	}

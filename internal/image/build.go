@@ -47,6 +47,11 @@ type Artifacts struct {
 	Cmdline       string
 	KernelVersion string
 	Modules       []string // load order, paths inside the initramfs
+	// Rootfs, for a distribution image, is the gzip-compressed newc
+	// archive its root volumes are made from (the initramfs then only
+	// mounts the root volume); RootSize the volume size it was built for.
+	Rootfs   []byte
+	RootSize int64
 }
 
 // Build fetches the kernel and busybox packages and assembles the image.

@@ -21,6 +21,15 @@ func ID(kernelSHA, initrdSHA, cmdlineSHA string) string {
 	return "img-" + SHA384Hex([]byte(kernelSHA + "\n" + initrdSHA + "\n" + cmdlineSHA))[:17]
 }
 
+// IDWithRootfs is ID for an image that also has a root filesystem
+// archive; without one it is ID, so existing ids do not change.
+func IDWithRootfs(kernelSHA, initrdSHA, cmdlineSHA, rootfsSHA string) string {
+	if rootfsSHA == "" {
+		return ID(kernelSHA, initrdSHA, cmdlineSHA)
+	}
+	return "img-" + SHA384Hex([]byte(kernelSHA + "\n" + initrdSHA + "\n" + cmdlineSHA + "\n" + rootfsSHA))[:17]
+}
+
 var (
 	nameRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 	digestRE = regexp.MustCompile(`^[0-9a-f]{96}$`)

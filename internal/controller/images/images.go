@@ -76,7 +76,11 @@ func (s *Service) Create(req api.CreateImageRequest) (api.CreateImageResponse, e
 	if err := image.ValidCmdline(req.Cmdline); err != nil {
 		return api.CreateImageResponse{}, refusal.New(refusal.ErrInvalidParameter, "%v", err)
 	}
-	for _, d := range []string{req.KernelSHA384, req.InitrdSHA384} {
+	digests := []string{req.KernelSHA384, req.InitrdSHA384}
+	if req.RootfsSHA384 != "" {
+		digests = append(digests, req.RootfsSHA384)
+	}
+	for _, d := range digests {
 		if !image.ValidDigest(d) {
 			return api.CreateImageResponse{}, refusal.New(refusal.ErrInvalidParameter, "%q is not a lowercase hex SHA-384 digest", d)
 		}
@@ -89,13 +93,16 @@ func (s *Service) Create(req api.CreateImageRequest) (api.CreateImageResponse, e
 	defer s.mu.Unlock()
 	cmdSHA := image.SHA384Hex([]byte(req.Cmdline))
 	img := api.Image{
-		ID:   image.ID(req.KernelSHA384, req.InitrdSHA384, cmdSHA),
+		ID:   image.IDWithRootfs(req.KernelSHA384, req.InitrdSHA384, cmdSHA, req.RootfsSHA384),
 		Name: req.Name, KernelSHA384: req.KernelSHA384, InitrdSHA384: req.InitrdSHA384,
 		Cmdline: req.Cmdline, CmdlineSHA384: cmdSHA, KernelVersion: req.KernelVersion,
 		KernelSize: fileSize(s.blobs.Path(req.KernelSHA384)), InitrdSize: fileSize(s.blobs.Path(req.InitrdSHA384)),
 		CreatedAt: time.Now().UTC(),
 	}
-	for _, d := range []string{req.KernelSHA384, req.InitrdSHA384} {
+	if req.RootfsSHA384 != "" {
+		img.RootfsSHA384, img.RootfsSize = req.RootfsSHA384, fileSize(s.blobs.Path(req.RootfsSHA384))
+	}
+	for _, d := range digests {
 		if !s.blobs.Has(d) {
 			return api.CreateImageResponse{}, refusal.New(ErrBlobNotFound, "blob %s was not uploaded", d)
 		}
@@ -174,9 +181,13 @@ func (s *Service) Boot(id string) (img api.Image, kernel, initrd string, err err
 	return img, s.blobs.Path(img.KernelSHA384), s.blobs.Path(img.InitrdSHA384), nil
 }
 
-// OpenInitrd opens the initramfs of img (for the rootfs card, which reads
-// it through the descriptor).
-func (s *Service) OpenInitrd(img api.Image) (*os.File, error) {
+// OpenRootArchive opens the archive root volumes of img are made from
+// (for the rootfs card, which reads it through the descriptor): its root
+// filesystem archive when it has one, else its initramfs.
+func (s *Service) OpenRootArchive(img api.Image) (*os.File, error) {
+	if img.RootfsSHA384 != "" {
+		return os.Open(s.blobs.Path(img.RootfsSHA384))
+	}
 	return os.Open(s.blobs.Path(img.InitrdSHA384))
 }
 
@@ -209,6 +220,9 @@ func (s *Service) Delete(ref string, users UserFunc) (string, error) {
 		for _, other := range others {
 			if other.ID != img.ID {
 				keep[other.KernelSHA384], keep[other.InitrdSHA384] = true, true
+				if other.RootfsSHA384 != "" {
+					keep[other.RootfsSHA384] = true
+				}
 			}
 		}
 		return tx.Delete(Table, img.ID)
@@ -216,8 +230,8 @@ func (s *Service) Delete(ref string, users UserFunc) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, d := range []string{img.KernelSHA384, img.InitrdSHA384} {
-		if !keep[d] {
+	for _, d := range []string{img.KernelSHA384, img.InitrdSHA384, img.RootfsSHA384} {
+		if d != "" && !keep[d] {
 			s.blobs.Delete(d)
 		}
 	}
@@ -237,6 +251,9 @@ func (s *Service) SweepOrphans(before time.Time) {
 	used := map[string]bool{}
 	for _, img := range imgs {
 		used[img.KernelSHA384], used[img.InitrdSHA384] = true, true
+		if img.RootfsSHA384 != "" {
+			used[img.RootfsSHA384] = true
+		}
 	}
 	blobs, err := s.blobs.List()
 	if err != nil {

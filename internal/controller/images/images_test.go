@@ -105,3 +105,42 @@ func TestDeleteKeepsUsedAndSharedBlobs(t *testing.T) {
 		t.Fatalf("after delete: own initrd kept %v, shared kernel kept %v, other image's initrd kept %v", blobs.Has(i1), blobs.Has(k), blobs.Has(i2))
 	}
 }
+
+// TestRootfsBlob: a distribution image's root filesystem archive is part
+// of its identity, is what root volumes are made from, must have been
+// uploaded, and goes with the image when it is deleted.
+func TestRootfsBlob(t *testing.T) {
+	s, blobs := newService(t)
+	k, i, r := s.put(t, "kernel"), s.put(t, "initrd"), s.put(t, "rootfs archive")
+	plain, err := s.Create(api.CreateImageRequest{Name: "plain", KernelSHA384: k, InitrdSHA384: i, Cmdline: "console=ttyS0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Image.ID != image.ID(k, i, image.SHA384Hex([]byte("console=ttyS0"))) {
+		t.Fatalf("an image without a root filesystem changed its id: %s", plain.Image.ID)
+	}
+	if _, err := s.Create(api.CreateImageRequest{Name: "deb", KernelSHA384: k, InitrdSHA384: i, Cmdline: "console=ttyS0",
+		RootfsSHA384: image.SHA384Hex([]byte("never uploaded"))}); !errors.Is(err, ErrBlobNotFound) {
+		t.Fatalf("missing rootfs blob: %v", err)
+	}
+	deb, err := s.Create(api.CreateImageRequest{Name: "deb", KernelSHA384: k, InitrdSHA384: i, Cmdline: "console=ttyS0", RootfsSHA384: r})
+	if err != nil || deb.Image.ID == plain.Image.ID || deb.Image.RootfsSHA384 != r || deb.Image.RootfsSize != int64(len("rootfs archive")) {
+		t.Fatalf("%+v %v", deb, err)
+	}
+	f, err := s.OpenRootArchive(deb.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(f)
+	f.Close()
+	if string(b) != "rootfs archive" {
+		t.Fatalf("root volumes would be made from %q", b)
+	}
+	none := func(store.Tx, string) (string, error) { return "", nil }
+	if _, err := s.Delete("deb", none); err != nil {
+		t.Fatal(err)
+	}
+	if blobs.Has(r) || !blobs.Has(k) || !blobs.Has(i) {
+		t.Fatalf("after delete: rootfs kept %v, shared kernel %v, initrd %v", blobs.Has(r), blobs.Has(k), blobs.Has(i))
+	}
+}
