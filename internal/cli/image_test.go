@@ -72,7 +72,7 @@ func TestImageUploadCancelNamesBlobs(t *testing.T) {
 			srv.Listener = l
 			srv.Start()
 			defer srv.Close()
-			e := &env{output: "table", client: client.New(sock)}
+			e := &env{output: "table", client: client.New(sock), stderr: io.Discard}
 			_, err = e.uploadImage(ctx, "tools", art)
 			if !errors.Is(err, errUploadCancelled) {
 				mu.Lock()
@@ -108,7 +108,7 @@ func TestImageUploadFailureIsNotCancel(t *testing.T) {
 	srv.Listener = l
 	srv.Start()
 	defer srv.Close()
-	e := &env{output: "table", client: client.New(sock)}
+	e := &env{output: "table", client: client.New(sock), stderr: io.Discard}
 	_, err = e.uploadImage(context.Background(), "tools", &image.Artifacts{Kernel: []byte("k"), Initrd: []byte("i")})
 	if !api.IsCode(err, "QuotaExceeded") || errors.Is(err, errUploadCancelled) {
 		t.Errorf("err %v; want the QuotaExceeded error as it is", err)

@@ -163,14 +163,20 @@ func (e *env) withProgress(ctx context.Context, show bool, what string, n int64,
 		start := time.Now()
 		tick := time.NewTicker(importProgressEvery)
 		defer tick.Stop()
+		say := func(tail string) {
+			d := done.Load()
+			rate := float64(d) / time.Since(start).Seconds()
+			e.progress("%s: %s / %s (%.0f%%), %s/s%s", what, human(d), human(n), 100*float64(d)/float64(n), human(int64(rate)), tail)
+		}
 		for {
 			select {
 			case <-stop:
+				// Where it ended, however fast it went: a copy shorter
+				// than a tick still says it happened.
+				say("")
 				return
 			case <-tick.C:
-				d := done.Load()
-				rate := float64(d) / time.Since(start).Seconds()
-				e.progress("%s: %s / %s (%.0f%%), %s/s (Ctrl-C cancels)", what, human(d), human(n), 100*float64(d)/float64(n), human(int64(rate)))
+				say(" (Ctrl-C cancels)")
 			}
 		}
 	}()

@@ -33,11 +33,15 @@ type importServer struct {
 	got      []byte
 	query    map[string]string
 	block    bool // read 1 MiB, then wait for the client to go
+	// released is closed by the test once the client was cancelled; a
+	// blocking server reads on only then, so that the client cannot have
+	// sent the whole body before it is cancelled, however fast it is.
+	released chan struct{}
 	gone     chan struct{}
 }
 
 func newImportServer(t *testing.T) *importServer {
-	s := &importServer{sock: filepath.Join(t.TempDir(), "s"), gone: make(chan struct{}, 1)}
+	s := &importServer{sock: filepath.Join(t.TempDir(), "s"), gone: make(chan struct{}, 1), released: make(chan struct{})}
 	l, err := net.Listen("unix", s.sock)
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +58,7 @@ func newImportServer(t *testing.T) *importServer {
 		}
 		if s.block {
 			io.CopyN(io.Discard, r.Body, 1<<20)
+			<-s.released
 			_, err := io.Copy(io.Discard, r.Body)
 			if err != nil {
 				s.gone <- struct{}{}
@@ -176,6 +181,8 @@ func TestVolumeImportCancel(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 		cancel()
+		time.Sleep(50 * time.Millisecond)
+		close(s.released)
 	}()
 	_, err = e.importDisk(ctx, raw, src, api.ImportVolumeRequest{Length: src.length})
 	if err == nil || !strings.Contains(err.Error(), "cancelled") {
