@@ -89,7 +89,7 @@ func TestInstanceMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := apiPort(t, strings.TrimSpace(string(endpoint)))
-	ca, err := os.ReadFile(filepath.Join(h.state, "ca.pem"))
+	ca, err := os.ReadFile(filepath.Join(h.state, "tls", "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
