@@ -67,13 +67,22 @@ func imdsImage(t *testing.T, h *harness) {
 func TestInstanceMetadata(t *testing.T) {
 	h := setup(t)
 	imdsImage(t, h)
-	h.ok(t, "vpc", "create", "--cidr", imdsCIDR, "--name", "imds", "--host-gateway")
+	var vpc api.VPC
+	h.okJSON(t, &vpc, "vpc", "create", "--cidr", imdsCIDR, "--name", "imds", "--host-gateway")
+	// The host gateway's tap outlives azoted by design (a restarted
+	// azoted adopts it); the test removes it, even when it stops early.
+	tap := "azg" + strings.TrimPrefix(vpc.ID, api.VPCIDPrefix)[:12]
+	t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() })
 	h.ok(t, "subnet", "create", "--vpc", "imds", "--cidr", imdsSubnet, "--name", "imds1")
 
 	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"compute.azote"},"Action":"sts:AssumeRole"}]}`
 	h.ok(t, "iam", "create-role", "--role-name", "imds-app", "--assume-role-policy-document", trust)
 	h.ok(t, "iam", "create-instance-profile", "--instance-profile-name", "imds-app")
 	h.ok(t, "iam", "add-role-to-instance-profile", "--instance-profile-name", "imds-app", "--role-name", "imds-app")
+	// What the guest's code may do is the role's policy: here, asking
+	// who it is.
+	h.ok(t, "iam", "put-role-policy", "--role-name", "imds-app", "--policy-name", "whoami", "--policy-document",
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}`)
 	// A role that does not trust the compute service cannot be passed.
 	h.ok(t, "iam", "create-role", "--role-name", "imds-other", "--assume-role-policy-document",
 		strings.Replace(trust, "compute.azote", "other.azote", 1))
@@ -105,28 +114,43 @@ func TestInstanceMetadata(t *testing.T) {
 		t.Fatalf("instance user data digest %q, want %x", inst.UserDataSHA256, sum)
 	}
 
-	line := func(re string) []string {
+	line := func(t *testing.T, re string) []string {
 		t.Helper()
 		m := h.waitConsole(t, inst.ID, regexp.MustCompile(`imds-test: `+re), 1)
 		return regexp.MustCompile(`imds-test: ` + re).FindStringSubmatch(m[0])
 	}
 	t.Run("IMDSv2 rules", func(t *testing.T) {
-		line(`no-token 401\b`)
-		line(`forwarded 403\b`)
-		line(`ttl-too-long 400\b`)
-		line(`token 200\b`)
-		line(`instance-id 200 ` + inst.ID)
-		line(`bad-token 401\b`)
-		line(`unknown-path 404\b`)
-		line(`user-data 200 ` + inst.UserDataSHA256)
-		line(`sdk-identity ` + inst.ID + ` ` + regexp.QuoteMeta(inst.PrivateIP) + ` local`)
+		line(t, `no-token 401\b`)
+		line(t, `forwarded 403\b`)
+		line(t, `ttl-too-long 400\b`)
+		line(t, `token 200\b`)
+		line(t, `instance-id 200 ` + inst.ID)
+		line(t, `bad-token 401\b`)
+		line(t, `unknown-path 404\b`)
+		line(t, `user-data 200 ` + inst.UserDataSHA256)
+		line(t, `sdk-identity ` + inst.ID + ` ` + regexp.QuoteMeta(inst.PrivateIP) + ` local`)
 	})
 
 	var lastKey string
 	t.Run("role credentials", func(t *testing.T) {
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			// What the host saw of the guest's connection to the API.
+			for _, c := range [][]string{{"ss", "-tan"}, {"ip", "-4", "addr"}, {"ip", "-4", "route"}, {"ip", "neigh"}} {
+				o, _ := exec.Command(c[0], c[1:]...).CombinedOutput()
+				t.Logf("%v:\n%s", c, o)
+			}
+			for _, l := range strings.Split(h.azote("host", "metrics").stdout, "\n") {
+				if strings.HasPrefix(l, "azote_interface_") && !strings.HasSuffix(l, " 0") {
+					t.Log(l)
+				}
+			}
+		})
 		arn := `arn:azote:sts::\d+:assumed-role/imds-app/` + inst.ID
-		line(`credentials (ASIA\w+) source EC2RoleProvider`)
-		line(`caller ASIA\w+ ` + arn)
+		line(t, `credentials (ASIA\w+) source EC2RoleProvider`)
+		line(t, `caller ASIA\w+ ` + arn)
 		// Three different keys, each accepted by the API: two refreshes.
 		deadline := time.Now().Add(4 * time.Minute)
 		for {
@@ -148,6 +172,7 @@ func TestInstanceMetadata(t *testing.T) {
 				break
 			}
 			if strings.Contains(out, "imds-test: error") || time.Now().After(deadline) {
+
 				t.Fatalf("the guest's credential probe did not finish:\n%s\nazoted:\n%s", out, h.azotedLog())
 			}
 			time.Sleep(2 * time.Second)
@@ -155,6 +180,9 @@ func TestInstanceMetadata(t *testing.T) {
 	})
 
 	t.Run("audited as the instance's session", func(t *testing.T) {
+		if lastKey == "" {
+			t.Skip("no role session was used")
+		}
 		out := h.ok(t, "audit", "lookup", "--principal", lastKey, "-o", "json")
 		if !strings.Contains(out, inst.ID) || !strings.Contains(out, "AssumedRole") {
 			t.Fatalf("the audit records of the role session's calls do not show the instance:\n%s", out)
@@ -163,4 +191,5 @@ func TestInstanceMetadata(t *testing.T) {
 
 	h.ok(t, "instance", "terminate", inst.ID)
 	h.waitFor(t, inst.ID, "terminated", func(i api.Instance) bool { return i.State == api.StateTerminated })
+	h.ok(t, "vpc", "modify", "imds", "--host-gateway=false")
 }

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -167,7 +168,22 @@ func creds() error {
 	if !pool.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("the user data holds no CA certificate")
 	}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	tlsConf := &tls.Config{RootCAs: pool}
+	// Each step on its own first, so that a failure says which one.
+	host := strings.TrimPrefix(url, "https://")
+	conn, err := net.DialTimeout("tcp", host, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("dial the API: %w", err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(conn, &tls.Config{RootCAs: pool, ServerName: strings.Split(host, ":")[0]})
+	if err := tc.Handshake(); err != nil {
+		conn.Close()
+		return fmt.Errorf("TLS handshake with the API: %w", err)
+	}
+	tc.Close()
+	say("api reachable %s", host)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	var last string
 	for keys := 0; keys < 3; {
 		// A new configuration each time: the SDK caches credentials until
