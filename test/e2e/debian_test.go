@@ -98,9 +98,6 @@ func TestDebianBoot(t *testing.T) {
 // ran. It needs the key pairs, the metadata service and instance ssh of
 // issue 13 (other branches): AZOTE_E2E_DEBIAN_SSH=1 turns it on.
 func TestDebianSSH(t *testing.T) {
-	if os.Getenv("AZOTE_E2E_DEBIAN_SSH") == "" {
-		t.Skip("set AZOTE_E2E_DEBIAN_SSH=1 once key pairs, the metadata service and instance ssh (issue 13 items 1 and 3) are in the tree")
-	}
 	h := setup(t)
 	testutil.RequiresCommand(t, "ssh", "openssh-client")
 	testutil.RequiresCommand(t, "ssh-keygen", "openssh-client")
@@ -111,20 +108,52 @@ func TestDebianSSH(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v: %s", err, out)
 	}
 	h.ok(t, "key-pair", "import", "--key-name", "e2e-debian", "--public-key-material", "file://"+key+".pub")
-	t.Cleanup(func() { h.azote("key-pair", "delete", "--key-name", "e2e-debian") })
-	h.ok(t, "vpc", "create", "--cidr", "10.9.0.0/16", "--name", "deb-vpc")
-	t.Cleanup(func() { h.azote("vpc", "delete", "deb-vpc") })
+	t.Cleanup(func() { h.azote("key-pair", "delete", "e2e-debian") })
+	// The host reaches the guest through the VPC's host gateway.
+	var vpc api.VPC
+	h.okJSON(t, &vpc, "vpc", "create", "--cidr", "10.9.0.0/16", "--name", "deb-vpc", "--host-gateway")
+	tap := "azg" + strings.TrimPrefix(vpc.ID, api.VPCIDPrefix)[:12]
+	t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() })
 	h.ok(t, "subnet", "create", "--vpc", "deb-vpc", "--cidr", "10.9.1.0/24", "--name", "deb-sub")
-	t.Cleanup(func() { h.azote("subnet", "delete", "deb-sub") })
 	var vol api.Volume
 	h.okJSON(t, &vol, "volume", "create", "--size", "1G", "--image", "debian", "--name", "e2e-debian-ssh")
-	t.Cleanup(func() { h.azote("volume", "delete", vol.ID, "--now") })
+	// The user data appends a line at each run: once, across a reboot.
 	userData := filepath.Join(dir, "user-data")
-	os.WriteFile(userData, []byte("#!/bin/sh\necho user-data-ran > /var/tmp/user-data-ran\n"), 0o600)
+	os.WriteFile(userData, []byte("#!/bin/sh\necho user-data-ran >> /var/tmp/user-data-runs\n"), 0o600)
 	inst := h.run(t, "debssh", 1, 512, "--image", "debian", "--root-volume", vol.ID, "--subnet", "deb-sub",
 		"--key-name", "e2e-debian", "--user-data", "file://"+userData, "--timeout", "8m")
-	out := h.ok(t, "instance", "ssh", inst.ID, "--identity", key, "--", "sudo", "cat", "/var/tmp/user-data-ran")
-	if strings.TrimSpace(out) != "user-data-ran" {
-		t.Fatalf("ssh: %q", out)
+	ssh := func(args ...string) string {
+		t.Helper()
+		var out string
+		// sshd starts after the agent reported ready; give it a moment.
+		waitUntil(t, time.Minute, "ssh into the guest", func() bool {
+			r := h.azote(append([]string{"instance", "ssh", inst.ID, "--identity", key, "--", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes"}, args...)...)
+			out = r.stdout
+			return r.code == 0
+		}, h.azotedLog)
+		return out
 	}
+	if out := ssh("sudo", "cat", "/var/tmp/user-data-runs"); strings.TrimSpace(out) != "user-data-ran" {
+		t.Fatalf("after the first boot the user data ran: %q", out)
+	}
+	// A stranger's key is refused: only the instance's key pair is
+	// authorised (AuthorizedKeysCommand asks the metadata service).
+	other := filepath.Join(dir, "other")
+	exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).Run()
+	if r := h.azote("instance", "ssh", inst.ID, "--identity", other, "--", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "true"); r.code == 0 {
+		t.Fatalf("ssh with a key that is not the instance's was let in")
+	}
+	// exec runs as the image's user, through the agent, not the network.
+	if out := h.ok(t, "instance", "exec", inst.ID, "--user", "admin", "--", "id", "-un"); strings.TrimSpace(out) != "admin" {
+		t.Fatalf("exec --user admin ran as %q", out)
+	}
+
+	h.ok(t, "instance", "reboot", inst.ID)
+	h.waitFor(t, inst.ID, "ready after the reboot", func(i api.Instance) bool { return i.Ready && i.BootCount >= inst.BootCount+1 })
+	if out := ssh("sudo", "cat", "/var/tmp/user-data-runs"); strings.TrimSpace(out) != "user-data-ran" {
+		t.Fatalf("after a reboot the user data had run: %q, want once", out)
+	}
+	h.ok(t, "instance", "terminate", inst.ID)
+	h.waitFor(t, inst.ID, "terminated", func(i api.Instance) bool { return i.State == api.StateTerminated })
+	h.ok(t, "vpc", "modify", "deb-vpc", "--host-gateway=false")
 }
