@@ -146,7 +146,7 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 		}
 		if !broken && !ok {
 			broken = true
-			b.log.Warn("virtqueue broken by the driver; stopped until reset", "queue", idx)
+			b.log.Warn("virtqueue broken by the driver; stopped until reset", "queue", idx, "err", w.q.Broken())
 			signal(r, &r.err)
 		}
 		fds[0].Revents, fds[1].Revents, fds[2].Revents = 0, 0, 0

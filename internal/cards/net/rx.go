@@ -65,9 +65,9 @@ func (r *rxQueue) run() {
 	}
 	starved := false
 	for {
-		if r.ring.Broken() != nil {
+		if err := r.ring.Broken(); err != nil {
 			r.ring.Fail()
-			d.sw.log.Warn("receive ring broken by the driver; stopped until reset", "pair", r.pair)
+			d.sw.log.Warn("receive ring broken by the driver; stopped until reset", "pair", r.pair, "err", err)
 			unix.Poll(fds[:1], -1)
 			return
 		}
