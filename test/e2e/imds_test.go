@@ -124,11 +124,11 @@ func TestInstanceMetadata(t *testing.T) {
 		line(t, `forwarded 403\b`)
 		line(t, `ttl-too-long 400\b`)
 		line(t, `token 200\b`)
-		line(t, `instance-id 200 ` + inst.ID)
+		line(t, `instance-id 200 `+inst.ID)
 		line(t, `bad-token 401\b`)
 		line(t, `unknown-path 404\b`)
-		line(t, `user-data 200 ` + inst.UserDataSHA256)
-		line(t, `sdk-identity ` + inst.ID + ` ` + regexp.QuoteMeta(inst.PrivateIP) + ` local`)
+		line(t, `user-data 200 `+inst.UserDataSHA256)
+		line(t, `sdk-identity `+inst.ID+` `+regexp.QuoteMeta(inst.PrivateIP)+` local`)
 	})
 
 	var lastKey string
@@ -150,7 +150,7 @@ func TestInstanceMetadata(t *testing.T) {
 		})
 		arn := `arn:azote:sts::\d+:assumed-role/imds-app/` + inst.ID
 		line(t, `credentials (ASIA\w+) source EC2RoleProvider`)
-		line(t, `caller ASIA\w+ ` + arn)
+		line(t, `caller ASIA\w+ `+arn)
 		// Three different keys, each accepted by the API: two refreshes.
 		deadline := time.Now().Add(4 * time.Minute)
 		for {

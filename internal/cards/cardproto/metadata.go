@@ -7,12 +7,12 @@ package cardproto
 // refreshed. The card serves nothing but what it holds.
 type NetMetadata struct {
 	InstanceID       string `json:"instance_id"`
-	ImageID          string `json:"image_id"`           // ami-id
-	InstanceType     string `json:"instance_type"`      // the vCPU/memory shape, e.g. "azote.2c.1024m"
-	Hostname         string `json:"hostname"`           // hostname, local-hostname
-	AccountID        string `json:"account_id"`         // in the identity document
-	Region           string `json:"region"`             // placement/region
-	AvailabilityZone string `json:"availability_zone"`  // placement/availability-zone
+	ImageID          string `json:"image_id"`          // ami-id
+	InstanceType     string `json:"instance_type"`     // the vCPU/memory shape, e.g. "azote.2c.1024m"
+	Hostname         string `json:"hostname"`          // hostname, local-hostname
+	AccountID        string `json:"account_id"`        // in the identity document
+	Region           string `json:"region"`            // placement/region
+	AvailabilityZone string `json:"availability_zone"` // placement/availability-zone
 	// Interfaces are the instance's interfaces (network/interfaces/macs/);
 	// the one the card serves is found by its MAC (mac, local-ipv4).
 	Interfaces []NetMetadataInterface `json:"interfaces"`
