@@ -131,12 +131,7 @@ func (q *QEMU) args(s Spec, fds qemuFiles) []string {
 			// and the configuration space (MAC, link) itself. MQ needs
 			// a vector per queue, and two more.
 			id := "net" + strconv.Itoa(i)
-			// queue_reset=off: QEMU offers VIRTIO_F_RING_RESET by default,
-			// and a guest that resets one queue (Debian's userland does,
-			// some seconds after boot) restarts its ring under a card
-			// that was never told: the card sees the ring go back to 0
-			// and stops the queue as broken.
-			dev := "virtio-net-pci,netdev=" + id + ",mac=" + d.MAC + ",queue_reset=off"
+			dev := "virtio-net-pci,netdev=" + id + ",mac=" + d.MAC
 			switch {
 			case q.accel == "tcg":
 				// QEMU 7.2 under TCG dereferences NULL in

@@ -65,7 +65,7 @@ func TestQEMUNetDevice(t *testing.T) {
 	for _, want := range []string{
 		"-chardev socket,id=net0,path=./net.sock,reconnect=1",
 		"-netdev vhost-user,id=net0,chardev=net0,queues=2",
-		"-device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:07,queue_reset=off,mq=on,vectors=6",
+		"-device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:07,mq=on,vectors=6",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("QEMU arguments lack %q:\n%s", want, args)
@@ -80,7 +80,7 @@ func TestQEMUNetDeviceTCG(t *testing.T) {
 	dir := t.TempDir()
 	args := strings.Join(q.args(Spec{InstanceID: "i-1", Dir: dir, VCPUs: 2, MemoryMiB: 256,
 		Devices: []Device{{Kind: DeviceNet, ID: "eni-1", Socket: dir + "/net.sock", Queues: 2, MAC: "02:00:00:00:00:07"}}}, qemuFiles{}), " ")
-	if want := "-device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:07,queue_reset=off,vectors=0,mq=on"; !strings.Contains(args, want) {
+	if want := "-device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:07,vectors=0,mq=on"; !strings.Contains(args, want) {
 		t.Errorf("QEMU arguments lack %q:\n%s", want, args)
 	}
 }
