@@ -224,6 +224,9 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		return nil, nil
 	case ResetDevice:
 		b.stopAll()
+		for _, r := range b.vrings {
+			closeFD(&r.kick)
+		}
 		b.resetInflight()
 		return nil, nil
 	case GetQueueNum:
@@ -270,7 +273,12 @@ func (b *Backend) handle(m *Message) (*replyMsg, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A stopped ring starts again only at its next SET_VRING_KICK, with
+		// whatever NUM, BASE and ADDR came before it: a driver that reset
+		// the device has new rings, and a SET_VRING_ENABLE or SET_MEM_TABLE
+		// sent meanwhile must not restart the old one.
 		last := b.stopRing(r)
+		closeFD(&r.kick)
 		return &replyMsg{payload: VringState{Index: s.Index, Num: uint32(last)}.bytes()}, nil
 	case SetVringKick, SetVringCall, SetVringErr:
 		idx, fd, err := m.VringFile()

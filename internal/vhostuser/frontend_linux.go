@@ -341,6 +341,53 @@ func (f *Frontend) Reconnect(path string, timeout time.Duration) error {
 	return nil
 }
 
+// DriverReset does what QEMU does when the guest driver resets the device
+// and sets it up again (a Debian guest does at boot): it stops every ring
+// (GET_VRING_BASE), sends the SET_VRING_ENABLE QEMU sends while the rings
+// are stopped, gets a fresh inflight area if it tracks, and then sends
+// SET_FEATURES, SET_MEM_TABLE and each ring anew at fresh addresses from
+// index 0, the driver having forgotten its old rings.
+func (f *Frontend) DriverReset() error {
+	for _, q := range f.Queues {
+		if _, err := q.Stop(); err != nil {
+			return fmt.Errorf("GET_VRING_BASE: %w", err)
+		}
+	}
+	if f.Features&(1<<FProtocolFeatures) != 0 {
+		for _, q := range f.Queues {
+			if _, err := f.call(SetVringEnable, VringState{uint32(q.index), 1}.bytes(), nil, false); err != nil {
+				return err
+			}
+		}
+	}
+	if f.inflightFD >= 0 {
+		unix.Close(f.inflightFD)
+		f.inflightFD = -1
+		if err := f.getInflight(len(f.Queues), int(f.Queues[0].size)); err != nil {
+			return err
+		}
+		if err := f.setInflight(); err != nil {
+			return err
+		}
+	}
+	if _, err := f.call(SetFeatures, u64Bytes(f.Features), nil, false); err != nil {
+		return err
+	}
+	region := MemRegion{GuestAddr: 0, Size: uint64(len(f.Mem)), UserAddr: addrOf(f.Mem)}
+	if _, err := f.call(SetMemTable, memTableBytes([]MemRegion{region}), []int{f.memfd}, false); err != nil {
+		return err
+	}
+	for i, old := range f.Queues {
+		old.closeFDs()
+		q, err := f.setupQueue(i, int(old.size), 0)
+		if err != nil {
+			return err
+		}
+		f.Queues[i] = q
+	}
+	return nil
+}
+
 // DriverQueue is the driver side of one split virtqueue.
 type DriverQueue struct {
 	f                 *Frontend

@@ -97,3 +97,49 @@ func TestNewCallFDSignalled(t *testing.T) {
 		t.Fatal("the new call eventfd of a running ring was not signalled")
 	}
 }
+
+// TestDriverReset: a driver that resets the device starts over with new
+// rings from index 0. QEMU stops each ring (GET_VRING_BASE), may enable it
+// again while it is stopped, and sends the memory table before the new
+// ring addresses and bases. A stopped ring must stay stopped until its
+// next SET_VRING_KICK and then run from the base just set: a backend that
+// restarted it earlier with the old addresses, or kept the old ring's
+// last index over the new base, finds the new ring "broken" (avail idx 0
+// far ahead of its last_avail) and the device is dead to the guest.
+func TestDriverReset(t *testing.T) {
+	for _, tracking := range []bool{true, false} {
+		dev := &gateDevice{gates: map[byte]chan struct{}{}}
+		close(dev.gate(1))
+		fe, err := Dial(serveOnce(t, dev), FrontendConfig{MemSize: 1 << 20, NumQueues: 1, QueueSize: 16, NoInflight: !tracking})
+		if err != nil {
+			t.Fatal(err)
+		}
+		complete := func(what string, n int) {
+			t.Helper()
+			q := fe.Queues[0]
+			for range n {
+				gpa, b, _ := fe.Alloc(1)
+				b[0] = 1
+				if _, err := q.Add([]Buf{{Addr: gpa, Len: 1}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			q.Kick()
+			got := 0
+			deadline := time.Now().Add(5 * time.Second)
+			for got < n {
+				if time.Now().After(deadline) {
+					t.Fatalf("tracking=%v, %s: %d of %d requests completed", tracking, what, got, n)
+				}
+				got += len(q.Reap(nil))
+				q.Wait(10 * time.Millisecond)
+			}
+		}
+		complete("before the reset", 3)
+		if err := fe.DriverReset(); err != nil {
+			t.Fatalf("tracking=%v: %v", tracking, err)
+		}
+		complete("after the reset", 2)
+		fe.Close()
+	}
+}
