@@ -117,10 +117,8 @@ md() { curl -s -H "X-aws-ec2-metadata-token: $t" http://169.254.169.254/latest/$
 echo "whoami: $(whoami)@$(hostname)"; echo "instance: $(md meta-data/instance-id) ($(md meta-data/instance-type))";
 echo "role credentials from the metadata service:"; md meta-data/iam/security-credentials/demo-app | grep -E "\"(Code|Type|AccessKeyId|Expiration)\""'
 for _ in $(seq 15); do $azote instance ssh demo -i "$key" -- -o ConnectTimeout=5 -o BatchMode=yes true 2>/dev/null && break; sleep 2; done
-# Known issue: in the Debian guest the net card's queues can break some
-# seconds after boot (docs/guests.md); the demo then says so and goes on.
 $azote instance ssh demo -i "$key" -- -o BatchMode=yes "$imds" ||
-	say "ssh into the guest failed (a known issue of the Debian guest's network, being fixed); try: bin/azote instance exec demo -- hostname"
+	die "ssh into the guest failed; see $STATE_DIR/azoted.log and: bin/azote instance console demo"
 echo
 say "console tail"
 $azote instance console demo --tail 1500

@@ -147,6 +147,16 @@ func TestDebianSSH(t *testing.T) {
 	if out := h.ok(t, "instance", "exec", inst.ID, "--user", "admin", "--", "id", "-un"); strings.TrimSpace(out) != "admin" {
 		t.Fatalf("exec --user admin ran as %q", out)
 	}
+	// console --interactive: a login shell on a pty through the agent. The
+	// test's stdin is a pipe, so the CLI leaves the terminal mode alone;
+	// the pty echoes the input, so the checks look for what only the
+	// shell's evaluation prints.
+	r := runCLI(filepath.Join(h.bin, "azote"), []string{"AZOTE_SOCKET=" + h.socket},
+		strings.NewReader("echo user-$(id -un) marker-$((6*7))\nexit 0\n"), time.Minute,
+		"instance", "console", inst.ID, "--interactive", "--user", "admin")
+	if r.code != 0 || !strings.Contains(r.stdout, "user-admin marker-42") {
+		t.Fatalf("console --interactive: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 
 	h.ok(t, "instance", "reboot", inst.ID)
 	h.waitFor(t, inst.ID, "ready after the reboot", func(i api.Instance) bool { return i.Ready && i.BootCount >= inst.BootCount+1 })
