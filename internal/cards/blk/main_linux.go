@@ -75,25 +75,18 @@ func run(card *cardrt.Card, sock string, uid int, logRoom int64) error {
 		} else {
 			defer key.Free()
 		}
-		mem, err := keymem.New(keymem.SizeOf[xts.Cipher]())
-		if err != nil {
-			return err
-		}
-		defer mem.Free()
-		if cipher, err = keymem.Place[xts.Cipher](mem); err == nil {
-			err = xts.Init(cipher, key.Bytes())
-		}
+		c, release, err := cardrt.VolumeCipher(key.Bytes())
 		if escrow == nil {
 			key.Free()
 		}
 		if errors.Is(err, xts.ErrNoAESNI) {
-			// Never the table-based AES beside other tenants.
 			return fmt.Errorf("encrypted volume %s refused: %w", cfg.VolumeID, err)
 		}
 		if err != nil {
 			return fmt.Errorf("volume key: %w", err)
 		}
-		defer cipher.Wipe()
+		defer release()
+		cipher = c
 	} else if key != nil {
 		key.Free()
 		return fmt.Errorf("a key was sent for a plaintext volume")

@@ -14,7 +14,6 @@ import (
 
 	"github.com/azote/azote/internal/cards/cardproto"
 	cardrt "github.com/azote/azote/internal/cards/runtime"
-	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/xts"
 )
 
@@ -71,24 +70,15 @@ func run(card *cardrt.Card, uid int) (cardproto.FillResult, error) {
 	if err != nil || len(want) != sha256.Size {
 		return res, fmt.Errorf("config: sha256 %q is not a hex SHA-256 digest", cfg.SHA256)
 	}
-	// The round keys, like the key, live in locked memory left out of
-	// core dumps; a CPU without AES-NI is refused before any work.
 	var cipher *xts.Cipher
 	if key != nil {
-		mem, err := keymem.New(keymem.SizeOf[xts.Cipher]())
-		if err != nil {
-			return res, err
-		}
-		defer mem.Free()
-		if cipher, err = keymem.Place[xts.Cipher](mem); err == nil {
-			err = xts.Init(cipher, key.Bytes())
-		}
+		c, release, err := cardrt.VolumeCipher(key.Bytes())
 		key.Free()
 		if err != nil {
 			return res, fmt.Errorf("volume key: %w", err)
 		}
-		defer cipher.Wipe()
-		res.Encrypted = true
+		defer release()
+		cipher, res.Encrypted = c, true
 	}
 	in, err := card.File(cardproto.FDIn)
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/azote/azote/internal/cards/cardproto"
 	cardrt "github.com/azote/azote/internal/cards/runtime"
 	"github.com/azote/azote/internal/image"
-	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/xts"
 )
 
@@ -90,24 +89,15 @@ func build(card *cardrt.Card, uid int, mke2fs string) (cardproto.RootfsResult, e
 		return res, fmt.Errorf("reading the channel: %w", err)
 	}
 	defer key.Free()
-	// The round keys, like the key, live in locked memory left out of
-	// core dumps; a CPU without AES-NI is refused before any work.
 	var cipher *xts.Cipher
 	if key != nil {
-		mem, err := keymem.New(keymem.SizeOf[xts.Cipher]())
-		if err != nil {
-			return res, err
-		}
-		defer mem.Free()
-		if cipher, err = keymem.Place[xts.Cipher](mem); err == nil {
-			err = xts.Init(cipher, key.Bytes())
-		}
+		c, release, err := cardrt.VolumeCipher(key.Bytes())
 		key.Free()
 		if err != nil {
 			return res, fmt.Errorf("volume key: %w", err)
 		}
-		defer cipher.Wipe()
-		res.Encrypted = true
+		defer release()
+		cipher, res.Encrypted = c, true
 	}
 	archive, err := card.File(cardproto.FDArchive)
 	if err != nil {
