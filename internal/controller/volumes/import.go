@@ -2,7 +2,6 @@ package volumes
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -12,8 +11,6 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/cards/cardproto"
 	"github.com/azote/azote/internal/controller/refusal"
-	"github.com/azote/azote/internal/keymem"
-	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/store"
 )
 
@@ -84,18 +81,11 @@ func (s *Service) Import(ctx context.Context, req api.ImportVolumeRequest, body 
 	var key []byte // in locked memory, freed on return
 	if v.Encrypted {
 		v.Cipher = "aes-xts-plain64"
-		kb, err := keymem.New(KeyBytes)
-		if err != nil {
+		var free func()
+		if key, v.WrappedKey, free, err = s.newKey(id); err != nil {
 			return api.Volume{}, err
 		}
-		defer kb.Free()
-		key = kb.Bytes()
-		if _, err := rand.Read(key); err != nil {
-			return api.Volume{}, err
-		}
-		if v.WrappedKey, err = s.cfg.Keys.Wrap(keys.Volumes, key, []byte(id)); err != nil {
-			return api.Volume{}, err
-		}
+		defer free()
 	}
 	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
 		return api.Volume{}, err

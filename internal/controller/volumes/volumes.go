@@ -104,6 +104,25 @@ func (s *Service) Close() {
 	}
 }
 
+// newKey makes a volume key in locked memory and wraps it under the
+// host's volume key, bound to the volume's id; free releases the key.
+func (s *Service) newKey(id string) (key, wrapped []byte, free func(), err error) {
+	kb, err := keymem.New(KeyBytes)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key = kb.Bytes()
+	if _, err := rand.Read(key); err != nil {
+		kb.Free()
+		return nil, nil, nil, err
+	}
+	if wrapped, err = s.cfg.Keys.Wrap(keys.Volumes, key, []byte(id)); err != nil {
+		kb.Free()
+		return nil, nil, nil, err
+	}
+	return key, wrapped, kb.Free, nil
+}
+
 // File is the backing file of volume id.
 func (s *Service) File(id string) string { return filepath.Join(s.cfg.Dir, id+".img") }
 
@@ -231,20 +250,11 @@ func (s *Service) Create(ctx context.Context, req api.CreateVolumeRequest) (api.
 	}
 	var key []byte // in locked memory, freed on return
 	if v.Encrypted && v.Kind == api.VolumePersistent {
-		kb, err := keymem.New(KeyBytes)
-		if err != nil {
+		var free func()
+		if key, v.WrappedKey, free, err = s.newKey(id); err != nil {
 			return api.Volume{}, err
 		}
-		defer kb.Free()
-		key = kb.Bytes()
-		if _, err := rand.Read(key); err != nil {
-			return api.Volume{}, err
-		}
-		wrapped, err := s.cfg.Keys.Wrap(keys.Volumes, key, []byte(id))
-		if err != nil {
-			return api.Volume{}, err
-		}
-		v.WrappedKey = wrapped
+		defer free()
 	}
 	v.SourceImage = img.ID
 	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
@@ -264,14 +274,8 @@ func (s *Service) Create(ctx context.Context, req api.CreateVolumeRequest) (api.
 	f.Close()
 	if err == nil {
 		err = s.db.Update(func(tx store.Tx) error {
-			all, err := allTx(tx)
-			if err != nil {
+			if err := nameFreeTx(tx, name); err != nil {
 				return err
-			}
-			for _, x := range all {
-				if x.Name == name && x.State != api.VolumeDeleted {
-					return refusal.New(refusal.ErrNameInUse, "a volume named %q exists (%s)", name, x.ID)
-				}
 			}
 			return tx.Create(Table, id, &v)
 		})
