@@ -112,8 +112,7 @@ func TestDebianSSH(t *testing.T) {
 	// The host reaches the guest through the VPC's host gateway.
 	var vpc api.VPC
 	h.okJSON(t, &vpc, "vpc", "create", "--cidr", "10.9.0.0/16", "--name", "deb-vpc", "--host-gateway")
-	tap := "azg" + strings.TrimPrefix(vpc.ID, api.VPCIDPrefix)[:12]
-	t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() })
+	gatewayTap(t, vpc)
 	h.ok(t, "subnet", "create", "--vpc", "deb-vpc", "--cidr", "10.9.1.0/24", "--name", "deb-sub")
 	var vol api.Volume
 	h.okJSON(t, &vol, "volume", "create", "--size", "1G", "--image", "debian", "--name", "e2e-debian-ssh")

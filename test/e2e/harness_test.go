@@ -398,3 +398,13 @@ func (h *harness) shutdown() string {
 	}
 	return strings.Join(leaked, "; ")
 }
+
+// gatewayTap is the name of vpc's host-gateway tap, which it removes when
+// the test ends, even early: the tap outlives azoted by design (a
+// restarted azoted adopts it), and a stale one breaks the routes of later
+// runs.
+func gatewayTap(t *testing.T, vpc api.VPC) string {
+	tap := "azg" + strings.TrimPrefix(vpc.ID, api.VPCIDPrefix)[:12]
+	t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() })
+	return tap
+}

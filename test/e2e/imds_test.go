@@ -69,10 +69,7 @@ func TestInstanceMetadata(t *testing.T) {
 	imdsImage(t, h)
 	var vpc api.VPC
 	h.okJSON(t, &vpc, "vpc", "create", "--cidr", imdsCIDR, "--name", "imds", "--host-gateway")
-	// The host gateway's tap outlives azoted by design (a restarted
-	// azoted adopts it); the test removes it, even when it stops early.
-	tap := "azg" + strings.TrimPrefix(vpc.ID, api.VPCIDPrefix)[:12]
-	t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() })
+	gatewayTap(t, vpc)
 	h.ok(t, "subnet", "create", "--vpc", "imds", "--cidr", imdsSubnet, "--name", "imds1")
 
 	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"compute.azote"},"Action":"sts:AssumeRole"}]}`

@@ -213,8 +213,7 @@ func TestNetwork(t *testing.T) {
 	t.Run("host gateway", func(t *testing.T) {
 		var v api.VPC
 		h.okJSON(t, &v, "vpc", "modify", "net-a", "--host-gateway=true")
-		tap := "azg" + strings.TrimPrefix(v.ID, api.VPCIDPrefix)[:12]
-		t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() }) // if the test stops early
+		tap := gatewayTap(t, v)
 		var gw api.NetworkInterface
 		waitUntil(t, 30*time.Second, "the host gateway's interface", func() bool {
 			var l []api.NetworkInterface
