@@ -99,12 +99,7 @@ func (s *Service) Import(ctx context.Context, req api.ImportVolumeRequest, body 
 		os.Remove(s.File(id))
 		return api.Volume{}, err
 	}
-	err = s.db.Update(func(tx store.Tx) error {
-		if err := nameFreeTx(tx, name); err != nil {
-			return err
-		}
-		return tx.Create(Table, id, &v)
-	})
+	err = s.db.Update(func(tx store.Tx) error { return createTx(tx, &v) })
 	if err != nil {
 		os.Remove(s.File(id))
 		return api.Volume{}, err
@@ -141,6 +136,14 @@ func (s *Service) Import(ctx context.Context, req api.ImportVolumeRequest, body 
 	}
 	s.log.Info("volume imported", "id", id, "size", v.SizeBytes, "length", req.Length, "encrypted", v.Encrypted)
 	return v.Volume, nil
+}
+
+// createTx stores the new volume v unless a live volume has its name.
+func createTx(tx store.Tx, v *Record) error {
+	if err := nameFreeTx(tx, v.Name); err != nil {
+		return err
+	}
+	return tx.Create(Table, v.ID, v)
 }
 
 // nameFreeTx refuses a name a live volume has.

@@ -273,12 +273,7 @@ func (s *Service) Create(ctx context.Context, req api.CreateVolumeRequest) (api.
 	}
 	f.Close()
 	if err == nil {
-		err = s.db.Update(func(tx store.Tx) error {
-			if err := nameFreeTx(tx, name); err != nil {
-				return err
-			}
-			return tx.Create(Table, id, &v)
-		})
+		err = s.db.Update(func(tx store.Tx) error { return createTx(tx, &v) })
 	}
 	if err != nil {
 		os.Remove(s.File(id))
