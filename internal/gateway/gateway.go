@@ -52,7 +52,10 @@ type Config struct {
 	// Operations are the action-style APIs (IAM, STS, audit):
 	// POST /v1/<service>/<Action> with a JSON body.
 	Operations []*api.Operation
-	Auth       Auth
+	// KMS, when set, serves AWS KMS's own protocol: POST / with
+	// X-Amz-Target TrentService.<Operation>, signed for service kms.
+	KMS  JSONService
+	Auth Auth
 	// Profiles resolves the instance profile a launch names (nil: a
 	// launch with one is refused).
 	Profiles InstanceProfiles
@@ -103,6 +106,11 @@ func NewHandler(cfg Config) http.Handler {
 		h.ops[strings.ToLower(op.Name)] = op
 	}
 	h.verifier = &sigv4.Verifier{Region: cfg.Region, Service: api.Service, Now: cfg.Now, NotBefore: cfg.Started, Mark: cfg.Mark}
+	if cfg.KMS != nil {
+		// Each signing name reaches only its own service's routes
+		// (serveJSON11, and serve for azote's).
+		h.verifier.Services = []string{api.Service, api.KMSService}
+	}
 	mux := http.NewServeMux()
 	h.register(mux)
 	return h.recoverer(h.authenticate(mux))
@@ -132,6 +140,9 @@ type requestInfo struct {
 	// decision (tags that would make the context ambiguous).
 	conds map[string][]string
 	bad   *api.Error
+	// service is the signing name of a network request ("" on the unix
+	// socket).
+	service string
 }
 
 type infoKey struct{}
@@ -189,7 +200,7 @@ func (h *handler) authenticate(next http.Handler) http.Handler {
 			// Nothing runs that could not be recorded. The refusal itself
 			// cannot be recorded either; it changes nothing.
 			h.count(api.CodeAuditUnavailable)
-			writeError(w, auditUnavailable(err))
+			answerError(w, r, auditUnavailable(err))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(api.WithCaller(ctx, c)))
@@ -223,7 +234,7 @@ func (h *handler) verify(r *http.Request, ri *requestInfo) (*api.Caller, *api.Er
 		payload = sigv4.HashPayload(data)
 	}
 	var caller *api.Caller
-	_, err := h.verifier.Verify(r, payload, func(akid, token string) (sigv4.Key, error) {
+	v, err := h.verifier.Verify(r, payload, func(akid, token string) (sigv4.Key, error) {
 		secret, active, c, err := h.cfg.Auth.Credentials(akid, token)
 		if err != nil {
 			return sigv4.Key{}, err
@@ -234,6 +245,7 @@ func (h *handler) verify(r *http.Request, ri *requestInfo) (*api.Caller, *api.Er
 	if err != nil {
 		return nil, authError(err)
 	}
+	ri.service = v.Auth.Service
 	return caller, nil
 }
 
@@ -275,7 +287,7 @@ func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e 
 	}
 	if !h.refusalAllowed(src, e.Code) {
 		h.count(e.Code)
-		writeError(w, e)
+		answerError(w, r, e)
 		return
 	}
 	rec := h.baseRecord(r, ri, &api.Caller{Type: "Unknown", AccessKeyID: audit.Truncate(akid, maxRefusedKeyID)}, "", false)
@@ -287,7 +299,7 @@ func (h *handler) refuse(w http.ResponseWriter, r *http.Request, akid string, e 
 	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
 	}
-	writeError(w, e)
+	answerError(w, r, e)
 }
 
 // deny answers an authenticated request that is refused before it runs
@@ -303,10 +315,13 @@ func (h *handler) deny(w http.ResponseWriter, r *http.Request, action, resource 
 		rec.Resources = append(rec.Resources, audit.Resource{ARN: a, AccountID: h.cfg.Auth.AccountID()})
 	}
 	rec.RequestParameters = map[string]any{"method": audit.Truncate(r.Method, maxRefusedMethod), "path": audit.Truncate(r.URL.Path, audit.MaxFieldBytes)}
+	if isJSON11(r) {
+		rec.EventSource = api.KMSEventSource
+	}
 	if err := h.record(r.Context(), rec); err != nil {
 		h.log.Error("audit append failed", "err", err)
 	}
-	writeError(w, e)
+	answerError(w, r, e)
 }
 
 func (h *handler) baseRecord(r *http.Request, ri *requestInfo, c *api.Caller, action string, readOnly bool) *audit.Record {

@@ -25,6 +25,13 @@ func (h *handler) register(mux *http.ServeMux) {
 		}
 		h.serve(w, r, &route{op: op})
 	})
+	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if !isJSON11(r) {
+			h.deny(w, r, "", "", api.Errorf(api.CodeNotFound, "POST / is the AWS JSON 1.1 endpoint: it needs X-Amz-Target"))
+			return
+		}
+		h.serveJSON11(w, r)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, r, "", "", api.Errorf(api.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -47,6 +54,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	ri := info(r)
 	ctx := r.Context()
 	op := rt.op
+	if h.cfg.Network && ri.service != api.Service {
+		h.deny(w, r, op.Name, "", api.Errorf(api.CodeIncompleteSignature, "azote's API is signed for the service %q, not %q", api.Service, ri.service))
+		return
+	}
 	var req any
 	var call *restCall
 	if rt.rest {

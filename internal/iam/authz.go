@@ -161,6 +161,47 @@ func (s *Service) Authorize(c *api.Caller, action, resource string, extra map[st
 	return Decision{Reason: "no policy allows it"}
 }
 
+// KeyDecision is the outcome of AuthorizeKey: allowed, explicitly
+// denied, or neither (then grants may still allow).
+type KeyDecision struct {
+	Allowed, Denied bool
+	Reason          string
+}
+
+// AuthorizeKey decides whether c may perform action on a KMS key whose
+// key policy is keyPolicy, as KMS does: the key policy is the primary
+// control and must allow, directly or by delegating to the account (then
+// an identity policy must allow too), and an explicit Deny in either wins.
+// extra adds the request's condition keys (kms:EncryptionContext:KEY,
+// aws:ResourceTag/KEY, ...), lower-cased. The account root is subject to
+// the key policy too: a policy that names no one of the account locks it
+// out, which is why CreateKey and PutKeyPolicy refuse such policies.
+func (s *Service) AuthorizeKey(c *api.Caller, action, keyARN string, extra map[string][]string, keyPolicy *policy.Document) KeyDecision {
+	if c.Type == api.PrincipalRoot && !c.MFA {
+		return KeyDecision{Reason: "root acts only with an MFA session"}
+	}
+	ctx := s.conditionContext(c)
+	for k, v := range extra {
+		ctx[k] = v
+	}
+	ids, err := s.identityPolicies(c)
+	if err != nil {
+		return KeyDecision{Reason: "cannot resolve the caller's policies: " + err.Error()}
+	}
+	var resource []policy.Named
+	if keyPolicy != nil {
+		resource = []policy.Named{{Name: "key policy", Doc: keyPolicy}}
+	}
+	res := policy.EvaluateResourceRequired(ids, resource, &policy.Request{Principal: c.ARN, PrincipalID: c.PrincipalID, Action: action, Resource: keyARN, Context: ctx})
+	switch res.Decision {
+	case policy.Allow:
+		return KeyDecision{Allowed: true, Reason: "allowed by " + res.Statement}
+	case policy.ExplicitDeny:
+		return KeyDecision{Denied: true, Reason: "with an explicit deny in " + res.Statement}
+	}
+	return KeyDecision{Reason: "because no key policy and identity policy together allow it"}
+}
+
 // identityPolicies resolves (and caches per IAM generation) the identity
 // policies of a caller.
 func (s *Service) identityPolicies(c *api.Caller) ([]policy.Named, error) {

@@ -32,7 +32,7 @@ func NewHost(key []byte) (*Host, error) {
 
 func (h *Host) check(key Name) error {
 	switch key {
-	case Volumes, IAM, Network:
+	case Volumes, IAM, Network, KMS:
 		return nil
 	}
 	return fmt.Errorf("%w: %q", ErrUnknownKey, key)

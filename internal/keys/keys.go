@@ -28,6 +28,9 @@ const (
 	// Network wraps the traffic keys of VPCs; the context is the VPC id
 	// and the key's epoch.
 	Network Name = "azote/network"
+	// KMS wraps the key material of KMS keys; the context names the key
+	// and the material's version.
+	KMS Name = "azote/kms"
 )
 
 // ErrUnknownKey is returned for a name the wrapper holds no key for.

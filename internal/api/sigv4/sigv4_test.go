@@ -477,3 +477,27 @@ func TestMarkWrittenOnlyAhead(t *testing.T) {
 		t.Fatal("a corrupt mark opened")
 	}
 }
+
+// TestServices: an endpoint serving several services accepts each one's
+// signing name, says which one a request used, and refuses the others.
+func TestServices(t *testing.T) {
+	now := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	creds := Credentials{AccessKeyID: "AKIAAZOTETEST0000001", SecretAccessKey: "secret"}
+	keys := staticKey(creds.AccessKeyID, creds.SecretAccessKey)
+	v := &Verifier{Region: "local", Services: []string{"azote", "kms"}, Now: func() time.Time { return now }}
+	for i, c := range []struct {
+		service string
+		ok      bool
+	}{{"azote", true}, {"kms", true}, {"iam", false}, {"", false}} {
+		body := []byte(fmt.Sprintf(`{"n":%d}`, i))
+		r := newReq(t, "POST", "https://h:8443/", body)
+		Sign(r, HashPayload(body), creds, "local", c.service, now)
+		got, err := v.Verify(serverView(t, r), HashPayload(body), keys)
+		if c.ok && (err != nil || got.Auth.Service != c.service) {
+			t.Errorf("service %q: %v, %+v", c.service, err, got)
+		}
+		if !c.ok && !errors.Is(err, ErrIncomplete) {
+			t.Errorf("service %q: %v, want ErrIncomplete", c.service, err)
+		}
+	}
+}

@@ -133,10 +133,16 @@ type Key struct {
 // ErrExpiredToken or another error to refuse.
 type KeyFunc func(accessKeyID, token string) (Key, error)
 
-// Verifier checks signed requests for one region and service.
+// Verifier checks signed requests for one region and the services it
+// serves.
 type Verifier struct {
 	Region  string
 	Service string
+	// Services, when set, are the signing names accepted instead of
+	// Service alone (one endpoint serving several AWS services, each
+	// signed with its own name); Verified.Auth.Service says which one a
+	// request used, for the caller to limit it to that service's routes.
+	Services []string
 	// MaxSkew is how far x-amz-date may be from now (default 5 minutes).
 	MaxSkew time.Duration
 	// MaxReplayEntries bounds the replay cache: signatures plus access
@@ -193,8 +199,8 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 	if token != "" && !contains(a.SignedHeaders, "x-amz-security-token") {
 		return nil, fmt.Errorf("%w: x-amz-security-token must be signed", ErrIncomplete)
 	}
-	if a.Region != v.Region || a.Service != v.Service {
-		return nil, fmt.Errorf("%w: credential scope %s/%s, this endpoint is %s/%s", ErrIncomplete, a.Region, a.Service, v.Region, v.Service)
+	if a.Region != v.Region || !v.serves(a.Service) {
+		return nil, fmt.Errorf("%w: credential scope %s/%s, this endpoint is %s/%s", ErrIncomplete, a.Region, a.Service, v.Region, v.services())
 	}
 	amzDate := r.Header.Get(headerDate)
 	t, err := time.Parse(TimeFormat, amzDate)
@@ -253,6 +259,20 @@ func (v *Verifier) Verify(r *http.Request, payloadHash string, keys KeyFunc) (*V
 		return nil, err
 	}
 	return &Verified{Auth: a, Time: t, Token: token, Payload: payloadHash}, nil
+}
+
+func (v *Verifier) serves(service string) bool {
+	if len(v.Services) > 0 {
+		return contains(v.Services, service)
+	}
+	return service == v.Service
+}
+
+func (v *Verifier) services() string {
+	if len(v.Services) > 0 {
+		return strings.Join(v.Services, "|")
+	}
+	return v.Service
 }
 
 func (v *Verifier) markOf(key string) time.Time {
