@@ -97,17 +97,27 @@ func (c *Controller) tlsNames() []string {
 // event records a security decision azoted made on its own (a launch, a
 // key handed to a card, a crypto-erase) as a service event.
 func (c *Controller) event(name, resource string, data map[string]any) {
+	arn := ""
+	if resource != "" {
+		arn = api.MakeARN("compute", c.iam.AccountID(), resource)
+	}
+	c.serviceEvent("compute.azote", name, arn, data)
+}
+
+// serviceEvent records an event of one of azoted's services on the
+// resource arn ("" for none).
+func (c *Controller) serviceEvent(source, name, arn string, data map[string]any) {
 	if c.trail == nil {
 		return
 	}
 	rec := &audit.Record{
-		EventTime: time.Now(), EventSource: "compute.azote", EventName: name, AWSRegion: c.cfg.Region,
+		EventTime: time.Now(), EventSource: source, EventName: name, AWSRegion: c.cfg.Region,
 		SourceIPAddress: "azoted", UserAgent: "azoted/" + Version,
 		UserIdentity:        audit.UserIdentity{Type: "AzoteService", InvokedBy: "azoted"},
 		AdditionalEventData: data, RequestID: "", EventType: "AwsServiceEvent", ManagementEvent: true,
 	}
-	if resource != "" {
-		rec.Resources = []audit.Resource{{ARN: api.MakeARN("compute", c.iam.AccountID(), resource), AccountID: c.iam.AccountID()}}
+	if arn != "" {
+		rec.Resources = []audit.Resource{{ARN: arn, AccountID: c.iam.AccountID()}}
 	}
 	if err := c.trail.Append(context.Background(), rec); err != nil {
 		c.log.Error("audit append failed", "event", name, "err", err)

@@ -30,6 +30,7 @@ import (
 	"github.com/azote/azote/internal/image"
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/keys"
+	"github.com/azote/azote/internal/kms"
 	"github.com/azote/azote/internal/sandbox"
 	"github.com/azote/azote/internal/store"
 	"github.com/azote/azote/internal/store/etcd"
@@ -46,6 +47,7 @@ type Controller struct {
 	log   *slog.Logger
 	store store.Store
 	iam   *iam.Service
+	kms   *kms.Service
 	trail *audit.Trail
 
 	images    *images.Service
@@ -171,7 +173,7 @@ func (c *Controller) apiConfig(network bool) gateway.Config {
 	return gateway.Config{
 		Backend: c, Operations: c.Operations(), Auth: authAdapter{c.iam}, Profiles: c.iam, Audit: c.trail, Log: c.log,
 		Region: c.cfg.Region, HostName: c.cfg.HostName, Network: network, Files: c.auditFile, Started: c.started,
-		Mark: c.sigMark,
+		Mark: c.sigMark, KMS: c.kms,
 	}
 }
 
@@ -308,6 +310,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		st.Close()
 		return nil, err
 	}
+	c.kms = kms.New(kms.Config{Store: st, Keys: hostKey, IAM: c.iam, Region: cfg.Region, Log: log})
 	if err := c.iam.SetInstanceCredentialLifetime(cfg.InstanceCredentialLifetime); err != nil {
 		c.closeFleet()
 		st.Close()
@@ -363,6 +366,13 @@ func (c *Controller) janitor() {
 		c.volumes.PurgeDue(time.Now())
 		c.images.SweepOrphans(time.Now().Add(-images.OrphanBlobRetention))
 		c.instances.SweepInterfaces()
+		if deleted, err := c.kms.Sweep(); err != nil {
+			c.log.Error("kms: deleting and rotating due keys", "err", err)
+		} else {
+			for _, arn := range deleted {
+				c.serviceEvent(api.KMSEventSource, "DeleteKey", arn, map[string]any{"reason": "the waiting period of ScheduleKeyDeletion ended: the key material is destroyed"})
+			}
+		}
 		select {
 		case <-c.stop:
 			return
@@ -385,6 +395,9 @@ func (c *Controller) Close() error {
 		}
 	}
 	c.volumes.Close()
+	if c.kms != nil {
+		c.kms.Close()
+	}
 	c.escrowKey.Free()
 	c.closeFleet()
 	return c.store.Close()
