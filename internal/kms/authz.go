@@ -1,7 +1,6 @@
 package kms
 
 import (
-	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -34,7 +33,7 @@ type call struct {
 	conds map[string][]string
 	// viaService names the azote service acting for the caller
 	// (kms:ViaService), "" for a direct call.
-	viaService string
+	viaService  string
 	grantTokens []string
 	// resources are the key ARNs the call was authorised on, for the
 	// audit record.
@@ -226,5 +225,3 @@ func appendUnique(l []string, s string) []string {
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
-
-var errStop = errors.New("stop")

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -165,4 +167,54 @@ func TestDebianSSH(t *testing.T) {
 	h.ok(t, "instance", "terminate", inst.ID)
 	h.waitFor(t, inst.ID, "terminated", func(i api.Instance) bool { return i.State == api.StateTerminated })
 	h.ok(t, "vpc", "modify", "deb-vpc", "--host-gateway=false")
+}
+
+// TestDebianBuildCancelled interrupts `azote image build --distro debian`
+// (Ctrl-C) while debootstrap works: the command says so and fails, no
+// image is made, and the build's temporary tree (with whatever debootstrap
+// had mounted in it) is gone.
+func TestDebianBuildCancelled(t *testing.T) {
+	h := setup(t)
+	h.debianImage(t)            // the .debs are in the cache: the stages come quickly
+	cache := "/var/cache/azote" // the CLI's default cache when run as root
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(h.bin, "azote"), "image", "build", "--name", "deb-cancelled",
+		"--distro", "debian", "--agent", filepath.Join(h.bin, "azote-agent"))
+	cmd.Env = cliEnv("AZOTE_SOCKET=" + h.socket)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(stderr)
+	interrupted := false
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		// Well inside debootstrap: packages are being unpacked in the
+		// chroot it set up.
+		if !interrupted && strings.Contains(sc.Text(), "debootstrap: unpacking") {
+			cmd.Process.Signal(os.Interrupt)
+			interrupted = true
+		}
+	}
+	err = cmd.Wait()
+	out := strings.Join(lines, "\n")
+	if !interrupted {
+		t.Fatalf("the build never reached debootstrap's unpacking stage (exit %v):\n%s", err, out)
+	}
+	if err == nil || !strings.Contains(out, "cancelled before anything was uploaded") {
+		t.Fatalf("an interrupted build: exit %v, output:\n%s", err, out)
+	}
+	h.fails(t, api.CodeImageNotFound, "image", "describe", "deb-cancelled")
+	if left, _ := filepath.Glob(filepath.Join(cache, "debian-build-*")); len(left) > 0 {
+		t.Errorf("the cancelled build left %q", left)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), "debian-build-") {
+		t.Errorf("mounts left under the build's tree:\n%s", mounts)
+	}
 }
