@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
 	"github.com/azote/azote/internal/iam/mfa"
+	"github.com/azote/azote/internal/testutil"
 )
 
 // accessHost is an azoted of its own (no guests): these tests initialise
@@ -571,4 +573,74 @@ func TestOperatorAccess(t *testing.T) {
 		// What was collected still validates.
 		a.ok("audit", "validate", "--dir", copyDir)
 	})
+}
+
+// TestAWSCLIKMS: the aws CLI from Debian's awscli package, pointed at
+// azoted with --endpoint-url and --ca-bundle and nothing else of azote's,
+// makes a KMS key and does an encrypt/decrypt round trip with it; a
+// ciphertext whose context differs is refused with KMS's own exception.
+func TestAWSCLIKMS(t *testing.T) {
+	testutil.RequiresCommand(t, "aws", "awscli")
+	// Debian's aws (v2) by its path: a pip-installed aws v1 earlier in
+	// PATH is not the one the test is about.
+	awsBin := "/usr/bin/aws"
+	if _, err := os.Stat(awsBin); err != nil {
+		t.Fatalf("Debian's awscli package is not installed (%v)", err)
+	}
+	a := newAccessHost(t)
+	a.initAccount()
+	p := readProfileFile(t, a.creds)["admin"]
+	home := t.TempDir()
+	awsCLI := func(args ...string) (string, string, error) {
+		cmd := exec.Command(awsBin, append(args, "--endpoint-url", p["endpoint"], "--ca-bundle", p["ca_bundle"], "--region", "local", "--output", "json")...)
+		cmd.Env = append(cliEnv(), "HOME="+home, "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+			"AWS_ACCESS_KEY_ID="+p["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY="+p["aws_secret_access_key"], "AWS_PAGER=")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
+	}
+	out, errs, err := awsCLI("kms", "create-key", "--description", "from the aws CLI")
+	if err != nil {
+		t.Fatalf("aws kms create-key: %v\n%s", err, errs)
+	}
+	var created struct {
+		KeyMetadata struct{ KeyId, Arn, KeyState string }
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.KeyMetadata.KeyState != "Enabled" {
+		t.Fatalf("create-key answered %s (%v)", out, err)
+	}
+	if _, errs, err := awsCLI("kms", "create-alias", "--alias-name", "alias/cli", "--target-key-id", created.KeyMetadata.KeyId); err != nil {
+		t.Fatalf("aws kms create-alias: %v\n%s", err, errs)
+	}
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, []byte("the aws CLI's secret"), 0o600)
+	out, errs, err = awsCLI("kms", "encrypt", "--key-id", "alias/cli", "--plaintext", "fileb://"+plain, "--encryption-context", "app=cli")
+	if err != nil {
+		t.Fatalf("aws kms encrypt: %v\n%s", err, errs)
+	}
+	var enc struct{ CiphertextBlob, KeyId string }
+	json.Unmarshal([]byte(out), &enc)
+	blob, err := base64.StdEncoding.DecodeString(enc.CiphertextBlob)
+	if err != nil || enc.KeyId != created.KeyMetadata.Arn {
+		t.Fatalf("encrypt answered %s", out)
+	}
+	ct := filepath.Join(dir, "ct")
+	os.WriteFile(ct, blob, 0o600)
+	out, errs, err = awsCLI("kms", "decrypt", "--ciphertext-blob", "fileb://"+ct, "--encryption-context", "app=cli")
+	if err != nil {
+		t.Fatalf("aws kms decrypt: %v\n%s", err, errs)
+	}
+	var dec struct{ Plaintext string }
+	json.Unmarshal([]byte(out), &dec)
+	if got, _ := base64.StdEncoding.DecodeString(dec.Plaintext); string(got) != "the aws CLI's secret" {
+		t.Fatalf("decrypt answered %s", out)
+	}
+	if _, errs, err := awsCLI("kms", "decrypt", "--ciphertext-blob", "fileb://"+ct, "--encryption-context", "app=other"); err == nil || !strings.Contains(errs, "InvalidCiphertextException") {
+		t.Fatalf("decrypt with another context: %v\n%s", err, errs)
+	}
+	if _, errs, err := awsCLI("kms", "describe-key", "--key-id", "alias/none"); err == nil || !strings.Contains(errs, "NotFoundException") {
+		t.Fatalf("describe-key of an unknown alias: %v\n%s", err, errs)
+	}
 }
