@@ -130,7 +130,7 @@ func materialErr(err error) error {
 		return kmsErr(api.CodeKMSInvalidKeyUsage, "%v", err)
 	case errors.Is(err, material.ErrInvalidCiphertext):
 		return kmsErr(api.CodeKMSInvalidCiphertext, "")
-	case errors.Is(err, material.ErrTooLarge), errors.Is(err, material.ErrUnsupported):
+	case errors.Is(err, material.ErrTooLarge), errors.Is(err, material.ErrUnsupported), errors.Is(err, material.ErrInvalidMessage):
 		return kmsErr(api.CodeKMSValidation, "%v", err)
 	case errors.Is(err, material.ErrInvalidMaterial):
 		return kmsErr(api.CodeKMSIncorrectKeyMaterial, "%v", err)
