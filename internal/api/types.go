@@ -119,6 +119,9 @@ type ImportVolumeRequest struct {
 	SHA256             string `json:"sha256"`
 	DeletionProtection bool   `json:"deletion_protection,omitempty"`
 	Plaintext          bool   `json:"plaintext,omitempty"`
+	// KMSKeyID names the KMS key (id, ARN or alias) the data key is made
+	// under; the account's default volume key when empty.
+	KMSKeyID string `json:"kms_key_id,omitempty"`
 }
 
 // CreateVolumeRequest is the body of POST /v1/volumes.
@@ -131,6 +134,10 @@ type CreateVolumeRequest struct {
 	DeletionProtection bool   `json:"deletion_protection,omitempty"`
 	// Plaintext stores sectors unencrypted (for comparison benchmarks).
 	Plaintext bool `json:"plaintext,omitempty"`
+	// KMSKeyID names the KMS key (id, ARN or alias) a persistent
+	// volume's data key is made under; the account's default volume key
+	// (alias/azote/volumes, made on first use) when empty.
+	KMSKeyID string `json:"kms_key_id,omitempty"`
 	// DirectIO opens the backing file with O_DIRECT: the host's page cache
 	// is bypassed (the guest caches for itself), as QEMU's cache=none.
 	DirectIO bool `json:"direct_io,omitempty"`
@@ -155,15 +162,18 @@ type ModifyVolumeRequest struct {
 
 // Volume is the public view of a volume.
 type Volume struct {
-	ID                 string            `json:"id"`
-	Name               string            `json:"name"`
-	Kind               string            `json:"kind"`
-	State              string            `json:"state"`
-	SizeBytes          int64             `json:"size_bytes"`
-	IOPS               int64             `json:"iops,omitempty"`
-	ThroughputMiB      int64             `json:"throughput_mib,omitempty"`
-	Encrypted          bool              `json:"encrypted"`
-	Cipher             string            `json:"cipher,omitempty"`
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	Kind          string `json:"kind"`
+	State         string `json:"state"`
+	SizeBytes     int64  `json:"size_bytes"`
+	IOPS          int64  `json:"iops,omitempty"`
+	ThroughputMiB int64  `json:"throughput_mib,omitempty"`
+	Encrypted     bool   `json:"encrypted"`
+	Cipher        string `json:"cipher,omitempty"`
+	// KMSKeyID is the ARN of the KMS key the data key of an encrypted
+	// persistent volume is encrypted under.
+	KMSKeyID           string            `json:"kms_key_id,omitempty"`
 	DirectIO           bool              `json:"direct_io,omitempty"`
 	DeletionProtection bool              `json:"deletion_protection"`
 	AttachedTo         string            `json:"attached_to,omitempty"`

@@ -32,6 +32,9 @@ const (
 
 func unmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
 
+// newKeyID is a key id: a random UUID, as KMS's.
+func newKeyID() string { return audit.NewUUID() }
+
 func (s *Service) createKey(cl *call, req *api.CreateKeyRequest) (*api.CreateKeyResponse, error) {
 	spec := req.KeySpec
 	if spec == "" {
@@ -84,7 +87,7 @@ func (s *Service) createKey(cl *call, req *api.CreateKeyRequest) (*api.CreateKey
 	if err := s.authorizeAccount(cl, "CreateKey"); err != nil {
 		return nil, err
 	}
-	id := audit.NewUUID()
+	id := newKeyID()
 	pol := req.Policy
 	if pol == "" {
 		pol = s.defaultPolicy()

@@ -46,6 +46,10 @@ type Config struct {
 	Region string
 	Log    *slog.Logger
 	Now    func() time.Time
+	// Event, when set, records the calls the KMS makes for azote's
+	// services (volumes' data keys and grants) in the audit trail, as
+	// the gateway records those made through the API.
+	Event func(c *api.Caller, name, keyARN string, data map[string]any)
 }
 
 // Service is the KMS: the owner of KMS keys, aliases and grants.
