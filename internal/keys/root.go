@@ -100,6 +100,27 @@ type RootConfig struct {
 	Stdin io.Reader
 }
 
+// rootOpen is one OpenRoot or MigrateRoot: the passphrase is read once
+// for it, since standard input gives it once, though the passphrase form
+// may be both written and read back.
+type rootOpen struct {
+	RootConfig
+	pass *keymem.Buf
+}
+
+func (o *rootOpen) passphrase() (*keymem.Buf, error) {
+	if o.pass == nil {
+		p, err := readPassphrase(o.RootConfig)
+		if err != nil {
+			return nil, err
+		}
+		o.pass = p
+	}
+	return o.pass, nil
+}
+
+func (o *rootOpen) free() { o.pass.Free() }
+
 func (c RootConfig) path(s Source) string {
 	switch s {
 	case SourceTPM:
@@ -193,11 +214,13 @@ func OpenRoot(cfg RootConfig) (*Host, *keymem.Buf, Source, error) {
 			src = SourceTPM
 		}
 	}
+	o := &rootOpen{RootConfig: cfg}
+	defer o.free()
 	var key *keymem.Buf
 	if len(forms) == 0 {
-		key, err = createRoot(cfg, src)
+		key, err = createRoot(o, src)
 	} else {
-		key, err = readRoot(cfg, src)
+		key, err = readRoot(o, src)
 	}
 	if err != nil {
 		return nil, nil, "", err
@@ -213,13 +236,13 @@ func OpenRoot(cfg RootConfig) (*Host, *keymem.Buf, Source, error) {
 // createRoot makes a new random root key and keeps it as src, read back
 // before it is returned, so nothing is wrapped under a key whose sealed
 // form does not open.
-func createRoot(cfg RootConfig, src Source) (*keymem.Buf, error) {
+func createRoot(o *rootOpen, src Source) (*keymem.Buf, error) {
 	key, err := randomKey()
 	if err != nil {
 		return nil, err
 	}
 	defer key.Free()
-	return writeRoot(cfg, src, key.Bytes())
+	return writeRoot(o, src, key.Bytes())
 }
 
 // randomKey is a new 32-byte key in locked memory.
@@ -237,22 +260,22 @@ func randomKey() (*keymem.Buf, error) {
 
 // writeRoot keeps key as src (durably) and returns it read back from
 // there, after checking it is the same key.
-func writeRoot(cfg RootConfig, src Source, key []byte) (*keymem.Buf, error) {
+func writeRoot(o *rootOpen, src Source, key []byte) (*keymem.Buf, error) {
 	var err error
 	switch src {
 	case SourceFile:
-		err = durable.WriteFile(cfg.path(src), key, 0o400)
+		err = durable.WriteFile(o.path(src), key, 0o400)
 	case SourceTPM:
-		err = sealTPMFile(cfg, key)
+		err = sealTPMFile(o.RootConfig, key)
 	case SourcePassphrase:
-		err = sealPassphraseFile(cfg, key)
+		err = sealPassphraseFile(o, key)
 	default:
 		err = fmt.Errorf("root key: no form %q", src)
 	}
 	if err != nil {
 		return nil, err
 	}
-	back, err := readRoot(cfg, src)
+	back, err := readRoot(o, src)
 	if err != nil {
 		return nil, fmt.Errorf("root key: reading back the %s form just written: %w", src, err)
 	}
@@ -264,14 +287,14 @@ func writeRoot(cfg RootConfig, src Source, key []byte) (*keymem.Buf, error) {
 }
 
 // readRoot opens the root key kept as src into locked memory.
-func readRoot(cfg RootConfig, src Source) (*keymem.Buf, error) {
+func readRoot(o *rootOpen, src Source) (*keymem.Buf, error) {
 	switch src {
 	case SourceFile:
-		return readRootFile(cfg.path(src))
+		return readRootFile(o.path(src))
 	case SourceTPM:
-		return unsealTPMFile(cfg)
+		return unsealTPMFile(o.RootConfig)
 	case SourcePassphrase:
-		return unsealPassphraseFile(cfg)
+		return unsealPassphraseFile(o)
 	}
 	return nil, fmt.Errorf("root key: no form %q", src)
 }
@@ -320,6 +343,8 @@ func MigrateRoot(cfg RootConfig, to Source) error {
 	if err != nil {
 		return err
 	}
+	o := &rootOpen{RootConfig: cfg}
+	defer o.free()
 	var from Source
 	switch {
 	case len(forms) == 0:
@@ -335,12 +360,12 @@ func MigrateRoot(cfg RootConfig, to Source) error {
 		if from == to {
 			from = forms[1]
 		}
-		old, err := readRoot(cfg, from)
+		old, err := readRoot(o, from)
 		if err != nil {
 			return err
 		}
 		defer old.Free()
-		dst, err := readRoot(cfg, to)
+		dst, err := readRoot(o, to)
 		if err != nil {
 			return fmt.Errorf("root key: %s also holds %s, which does not open: %w", cfg.StateDir, filepath.Base(cfg.path(to)), err)
 		}
@@ -352,12 +377,12 @@ func MigrateRoot(cfg RootConfig, to Source) error {
 	default:
 		return fmt.Errorf("%w: %s holds %s; move away the ones not meant", ErrRootKeyForms, cfg.StateDir, cfg.describe(forms))
 	}
-	key, err := readRoot(cfg, from)
+	key, err := readRoot(o, from)
 	if err != nil {
 		return err
 	}
 	defer key.Free()
-	back, err := writeRoot(cfg, to, key.Bytes())
+	back, err := writeRoot(o, to, key.Bytes())
 	if err != nil {
 		return err
 	}

@@ -129,12 +129,11 @@ func (b argon2Blob) passphraseKey(pass []byte) (*keywrap.AESGCM, error) {
 
 // sealPassphraseFile wraps key under the passphrase into host.key.argon2
 // (durably, mode 0400), with a new salt and newArgon2Params.
-func sealPassphraseFile(cfg RootConfig, key []byte) error {
-	pass, err := readPassphrase(cfg)
+func sealPassphraseFile(o *rootOpen, key []byte) error {
+	pass, err := o.passphrase()
 	if err != nil {
 		return err
 	}
-	defer pass.Free()
 	b := argon2Blob{params: newArgon2Params, salt: make([]byte, minSalt)}
 	if _, err := rand.Read(b.salt); err != nil {
 		return err
@@ -146,12 +145,12 @@ func sealPassphraseFile(cfg RootConfig, key []byte) error {
 	if b.wrapped, err = w.Wrap(key, b.wrapContext()); err != nil {
 		return err
 	}
-	return durable.WriteFile(cfg.path(SourcePassphrase), b.marshal(), 0o400)
+	return durable.WriteFile(o.path(SourcePassphrase), b.marshal(), 0o400)
 }
 
 // unsealPassphraseFile opens host.key.argon2 with the passphrase.
-func unsealPassphraseFile(cfg RootConfig) (*keymem.Buf, error) {
-	path := cfg.path(SourcePassphrase)
+func unsealPassphraseFile(o *rootOpen) (*keymem.Buf, error) {
+	path := o.path(SourcePassphrase)
 	data, err := readSealedFile(path)
 	if err != nil {
 		return nil, err
@@ -160,11 +159,10 @@ func unsealPassphraseFile(cfg RootConfig) (*keymem.Buf, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	pass, err := readPassphrase(cfg)
+	pass, err := o.passphrase()
 	if err != nil {
 		return nil, err
 	}
-	defer pass.Free()
 	w, err := b.passphraseKey(pass.Bytes())
 	if err != nil {
 		return nil, err

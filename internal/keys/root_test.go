@@ -181,6 +181,10 @@ func TestRootPassphrase(t *testing.T) {
 	stdin := cfg
 	stdin.PassphraseFile, stdin.Stdin = "-", strings.NewReader("correct horse battery staple\nnot read")
 	sameKey(t, first, openRoot(t, stdin))
+	// Standard input gives the passphrase once, though a first start both
+	// writes the form and reads it back.
+	stdin.StateDir, stdin.Stdin = t.TempDir(), strings.NewReader("another\n")
+	openRoot(t, stdin)
 
 	for _, tc := range []struct {
 		name string
@@ -443,7 +447,7 @@ func TestMigrateFilePassphrase(t *testing.T) {
 	}
 
 	// Interrupted: the new form written, the old one still there.
-	if err := sealPassphraseFile(cfg, raw); err != nil {
+	if err := sealPassphraseFile(&rootOpen{RootConfig: cfg}, raw); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Source = SourceAuto
