@@ -14,6 +14,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/cardhost"
 	"github.com/azote/azote/internal/gateway"
+	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/sandbox"
 )
 
@@ -58,6 +59,13 @@ type Config struct {
 	EtcdEndpoints []string
 	EtcdPrefix    string
 	FleetKey      string
+	// RootKey is the form the host root key is kept in at rest: "auto",
+	// "file", "tpm" or "passphrase" (keys.Source); TPMDevice is the TPM
+	// it is sealed in; RootKeyPassphraseFile holds the passphrase ("-":
+	// standard input). docs/operations.md, "Root key".
+	RootKey               string
+	TPMDevice             string
+	RootKeyPassphraseFile string
 
 	// Listen is the address of the HTTPS API ("" = none).
 	Listen string
@@ -99,6 +107,8 @@ func DefaultConfig() Config {
 		UIDRange:         sandbox.DefaultRange,
 		VolumeRetention:  24 * time.Hour,
 		VPCStore:         "bolt",
+		RootKey:          string(keys.SourceAuto),
+		TPMDevice:        keys.DefaultTPMDevice,
 		Listen:           "127.0.0.1:8443",
 		Region:           "local",
 		HostName:         defaultHostName(),
@@ -145,6 +155,8 @@ func (c Config) withDefaults() Config {
 	orStr(&c.Region, d.Region)
 	orStr(&c.HostName, d.HostName)
 	orStr(&c.VPCStore, d.VPCStore)
+	orStr(&c.RootKey, d.RootKey)
+	orStr(&c.TPMDevice, d.TPMDevice)
 	if c.RootfsUID == 0 {
 		c.RootfsUID = d.RootfsUID
 	}
@@ -181,6 +193,8 @@ func flags(cfg *Config, tlsNames, etcdEndpoints *string) *flag.FlagSet {
 	fs.StringVar(etcdEndpoints, "etcd-endpoints", "", "comma-separated client URLs of the fleet's etcd members (with --vpc-store etcd)")
 	fs.StringVar(&cfg.EtcdPrefix, "etcd-prefix", cfg.EtcdPrefix, "key prefix of the fleet's records in etcd (default /azote); every host of a fleet uses the same")
 	fs.StringVar(&cfg.FleetKey, "fleet-key", cfg.FleetKey, "file of the fleet key (32 bytes, mode 0400) that wraps the VPC traffic keys in the fleet's store; the same file on every host of the fleet (make it once with: azoted fleet-key create FILE)")
+	fs.StringVar(&cfg.RootKey, "root-key", cfg.RootKey, "form of the host root key at rest: tpm (sealed by this machine's TPM 2.0), passphrase (wrapped under a passphrase with argon2id), file (a root-only key file), or auto: the form the state directory holds, and on a first start tpm when --tpm-device exists, else file; change it with: azoted root-key migrate")
+	rootKeyFlags(fs, cfg)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the HTTPS API (SigV4-signed requests only); empty to serve only the local socket")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "region name used in ARNs and SigV4 credential scopes")
 	fs.StringVar(&cfg.AvailabilityZone, "availability-zone", cfg.AvailabilityZone, "availability zone the metadata service gives instances (default: the region's \"a\")")
@@ -195,6 +209,21 @@ func flags(cfg *Config, tlsNames, etcdEndpoints *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.APILimits.WriteTimeout, "write-timeout", cfg.APILimits.WriteTimeout, "time each write of a response may take before the connection is dropped")
 	fs.DurationVar(&cfg.InstanceCredentialLifetime, "instance-credential-lifetime", 0, "for tests: how long an instance's role credentials last (default 1h; refreshed a quarter of it, at most 15m, before the end)")
 	return fs
+}
+
+// rootKeyFlags binds the flags that say how to reach the root key's
+// forms, which azoted and `azoted root-key migrate` share, to cfg.
+func rootKeyFlags(fs *flag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.TPMDevice, "tpm-device", cfg.TPMDevice, "TPM 2.0 device that seals the root key (the kernel's resource manager)")
+	fs.StringVar(&cfg.RootKeyPassphraseFile, "root-key-passphrase-file", cfg.RootKeyPassphraseFile, "file holding the root key's passphrase (owned by root, mode 0400 or 0600), or - to read one line from standard input; for --root-key passphrase")
+}
+
+// rootKeyConfig is where keys.OpenRoot finds the root key.
+func (c Config) rootKeyConfig() keys.RootConfig {
+	return keys.RootConfig{
+		StateDir: c.StateDir, Source: keys.Source(c.RootKey), TPMDevice: c.TPMDevice,
+		PassphraseFile: c.RootKeyPassphraseFile,
+	}
 }
 
 // parseFlags is azoted's configuration from its command line.

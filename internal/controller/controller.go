@@ -87,6 +87,9 @@ func Main(args []string) int {
 	if len(args) > 0 && args[0] == "fleet-key" {
 		return fleetKeyCommand(args[1:])
 	}
+	if len(args) > 0 && args[0] == "root-key" {
+		return rootKeyCommand(args[1:])
+	}
 	cfg, err := parseFlags(args)
 	if err != nil {
 		return 2
@@ -237,11 +240,12 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		return nil, err
 	}
 	blobs.Sweep()
-	hostKey, escrowKey, err := keys.OpenHost(filepath.Join(cfg.StateDir, "host.key"))
+	hostKey, escrowKey, rootSource, err := keys.OpenRoot(cfg.rootKeyConfig())
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	log.Info("root key opened", "form", rootSource)
 	sigMark, err := sigv4.OpenMark(filepath.Join(cfg.StateDir, "sigv4-mark"))
 	if err != nil {
 		st.Close()

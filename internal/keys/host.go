@@ -2,7 +2,6 @@ package keys
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -14,8 +13,8 @@ import (
 	"github.com/azote/azote/internal/keywrap"
 )
 
-// Host wraps under the host key: AES-256-GCM (internal/keywrap) under a
-// 32-byte key read from a root-only file. Every name azoted uses maps to
+// Host wraps under the host key: AES-256-GCM (internal/keywrap) under the
+// 32-byte root key (OpenRoot). Every name azoted uses maps to
 // that one key, with the caller's context authenticated, so what it wraps
 // is byte for byte what azoted stored before names existed.
 type Host struct{ w *keywrap.AESGCM }
@@ -63,38 +62,37 @@ func (h *Host) UnwrapTo(key Name, dst, wrapped, context []byte) ([]byte, error) 
 	return p, err
 }
 
-// OpenHost returns the wrapper of the host key in path, created on first
-// start (mode 0400).
+// OpenHost returns the wrapper of the host key in the file path, created
+// on first start (mode 0400): the root key of SourceFile, which OpenRoot
+// keeps in <state-dir>/host.key.
 //
 // It also returns the escrow key, derived from the host key (HKDF), from
 // which the secret each instance-store card asks of whoever wants its key
 // back is derived. The raw host key lives only in locked memory, and only
 // here.
 func OpenHost(path string) (*Host, *keymem.Buf, error) {
-	buf, err := keymem.New(33) // one byte more, to see a file that is too long
+	key, err := readRootFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if key, err = randomKey(); err == nil {
+			if err = durable.WriteFile(path, key.Bytes(), 0o400); err != nil {
+				key.Free()
+			}
+		}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	defer buf.Free()
-	key := buf.Bytes()
-	n, err := readKeyFile(path, key)
-	if errors.Is(err, os.ErrNotExist) {
-		n = 32
-		if _, err := rand.Read(key[:n]); err != nil {
-			return nil, nil, err
-		}
-		if err := durable.WriteFile(path, key[:n], 0o400); err != nil {
-			return nil, nil, err
-		}
-	} else if err != nil {
-		return nil, nil, err
-	}
-	if n != 32 {
-		return nil, nil, fmt.Errorf("host key %s: %d bytes or more, want 32", path, n)
-	}
-	key = key[:n]
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return nil, nil, fmt.Errorf("host key %s is readable by others (mode %o)", path, st.Mode().Perm())
+	defer key.Free()
+	return hostFromKey(key.Bytes())
+}
+
+// hostFromKey is the wrapper and the escrow key of a 32-byte root key.
+// The escrow key depends on those 32 bytes alone, never on the form they
+// were kept in, since instance-store cards started before a migration
+// must still answer the azoted that comes after it.
+func hostFromKey(key []byte) (*Host, *keymem.Buf, error) {
+	if len(key) != 32 {
+		return nil, nil, fmt.Errorf("host key: %d bytes, want 32", len(key))
 	}
 	h, err := NewHost(key)
 	if err != nil {

@@ -7,6 +7,14 @@
 // traffic keys (Network) under a fleet key instead (Fleet), which each of
 // them holds: the host key never leaves its host.
 //
+// The host key is the host's root key, kept at rest in one of three forms
+// (OpenRoot, Source): sealed by the machine's TPM 2.0 (host.key.tpm),
+// wrapped under a passphrase with argon2id (host.key.argon2), or the raw
+// bytes in a root-only file (host.key). Opened, it is the same 32 bytes
+// whatever the form, so MigrateRoot moves it between forms without
+// touching anything wrapped under it. It is never written in the clear
+// except in the file form the operator chose.
+//
 // The context given to Wrap is authenticated, so a wrapped secret cannot
 // be moved to another owner. The package never stores a plaintext key and
 // never logs one.
