@@ -57,6 +57,7 @@ func volumeCreate(e *env, fs *pflag.FlagSet) runFunc {
 	fs.Int64Var(&req.ThroughputMiB, "throughput", 0, "MiB/s limit (0: none)")
 	fs.BoolVar(&req.DeletionProtection, "deletion-protection", false, "refuse delete until turned off")
 	fs.BoolVar(&req.Plaintext, "plaintext", false, "store sectors unencrypted (benchmarks only)")
+	fs.StringVar(&req.KMSKeyID, "kms-key-id", "", "KMS key (id, ARN or alias) the volume's data key is made under (default: the account's alias/azote/volumes, made on first use)")
 	fs.BoolVar(&req.DirectIO, "direct-io", false, "bypass the host page cache (O_DIRECT); the guest caches for itself")
 	tags := tagFlag{}
 	fs.Var(tags, "tag", "KEY=VALUE label (repeat for more); policies test it as aws:ResourceTag/KEY")
@@ -154,7 +155,7 @@ func showVolume(e *env, v api.Volume) error {
 	pairs := [][2]string{
 		{"ID", v.ID}, {"Name", v.Name}, {"Kind", v.Kind}, {"State", v.State},
 		{"Size", fmt.Sprintf("%d bytes (%.1f GiB)", v.SizeBytes, float64(v.SizeBytes)/(1<<30))},
-		{"Encrypted", enc}, {"Host cache", hostCache(v.DirectIO)}, {"Tags", formatTags(v.Tags)}, {"Attached to", v.AttachedTo}, {"Source image", v.SourceImage},
+		{"Encrypted", enc}, {"KMS key", v.KMSKeyID}, {"Host cache", hostCache(v.DirectIO)}, {"Tags", formatTags(v.Tags)}, {"Attached to", v.AttachedTo}, {"Source image", v.SourceImage},
 		{"Deletion protection", strconv.FormatBool(v.DeletionProtection)},
 		{"Created", v.CreatedAt.Format(time.RFC3339)},
 	}

@@ -83,6 +83,7 @@ func volumeImport(e *env, fs *pflag.FlagSet) runFunc {
 	fs.StringVar(&req.Name, "name", "", "volume name (default: its id)")
 	fs.BoolVar(&req.DeletionProtection, "deletion-protection", false, "refuse delete until turned off")
 	fs.BoolVar(&req.Plaintext, "plaintext", false, "store sectors unencrypted (benchmarks only)")
+	fs.StringVar(&req.KMSKeyID, "kms-key-id", "", "KMS key (id, ARN or alias) the volume's data key is made under (default: the account's alias/azote/volumes, made on first use)")
 	return callThenShow(e, func(ctx context.Context, _ []string) (api.Volume, error) {
 		if *file == "" {
 			return api.Volume{}, usageError{msg: "--file is required"}

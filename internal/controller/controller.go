@@ -259,7 +259,7 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 	c.images = images.New(st, blobs, log)
 	c.volumes = volumes.New(volumes.Config{
 		Dir: filepath.Join(cfg.StateDir, "volumes"), Retention: cfg.VolumeRetention, Quota: cfg.VolumeQuota,
-		Store: st, Keys: hostKey, Images: c.images, Fill: c.fillRootfs, Import: c.fillImport, Event: c.event, Log: log,
+		Store: st, Keys: hostKey, DataKeys: volumeKeys{c}, Images: c.images, Fill: c.fillRootfs, Import: c.fillImport, Event: c.event, Log: log,
 	})
 	vpcStore, netKeys, err := c.openVPCStore(st, hostKey)
 	if err != nil {
@@ -314,7 +314,14 @@ func newController(cfg Config, log *slog.Logger, eng engine.Engine, host hostinf
 		st.Close()
 		return nil, err
 	}
-	c.kms = kms.New(kms.Config{Store: st, Keys: hostKey, IAM: c.iam, Region: cfg.Region, Log: log})
+	c.kms = kms.New(kms.Config{Store: st, Keys: hostKey, IAM: c.iam, Region: cfg.Region, Log: log, Event: c.kmsEvent})
+	if n, err := c.volumes.MigrateKeys(); err != nil {
+		c.closeFleet()
+		st.Close()
+		return nil, fmt.Errorf("moving volume keys under KMS: %w", err)
+	} else if n > 0 {
+		log.Info("volume data keys moved from the host key under the default KMS volume key", "volumes", n)
+	}
 	if err := c.iam.SetInstanceCredentialLifetime(cfg.InstanceCredentialLifetime); err != nil {
 		c.closeFleet()
 		st.Close()

@@ -82,7 +82,7 @@ func (s *Service) Import(ctx context.Context, req api.ImportVolumeRequest, body 
 	if v.Encrypted {
 		v.Cipher = "aes-xts-plain64"
 		var free func()
-		if key, v.WrappedKey, free, err = s.newKey(id); err != nil {
+		if key, free, err = s.newKey(ctx, &v, req.KMSKeyID); err != nil {
 			return api.Volume{}, err
 		}
 		defer free()
@@ -102,6 +102,7 @@ func (s *Service) Import(ctx context.Context, req api.ImportVolumeRequest, body 
 	err = s.db.Update(func(tx store.Tx) error { return createTx(tx, &v) })
 	if err != nil {
 		os.Remove(s.File(id))
+		s.dropKey(&v)
 		return api.Volume{}, err
 	}
 	// The record counts the volume against the quota from here on.
@@ -167,13 +168,16 @@ func (s *Service) removeImport(id string) {
 	if err := os.Remove(s.File(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("removing an unfinished import's file", "id", id, "err", err)
 	}
+	var gone Record
 	err := s.db.Update(func(tx store.Tx) error {
 		cur, err := GetTx(tx, id)
 		if err != nil || cur.State != api.VolumeCreating {
 			return err
 		}
+		gone = cur
 		return tx.Delete(Table, id)
 	})
+	s.dropKey(&gone)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Warn("removing an unfinished import's record", "id", id, "err", err)
 	}

@@ -2,6 +2,7 @@ package volumes
 
 import (
 	"crypto/rand"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -10,6 +11,7 @@ import (
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/keywrap"
+	"github.com/azote/azote/internal/store"
 )
 
 // LaunchKey returns the key the card of v needs now, in locked memory the
@@ -59,8 +61,24 @@ func (s *Service) LaunchKey(v Record, restart bool) (*keymem.Buf, error) {
 	return k, nil
 }
 
-// unwrap returns the plaintext data key of persistent volume v.
+// unwrap returns the plaintext data key of persistent volume v: through
+// the KMS (the volume's grant), or the host key for a volume not moved
+// under KMS yet.
 func (s *Service) unwrap(v Record) (*keymem.Buf, error) {
+	if v.DataKey != nil {
+		if s.cfg.DataKeys == nil {
+			return nil, fmt.Errorf("volume %s: its data key is under KMS key %s, and this host has no KMS", v.ID, v.KMSKeyID)
+		}
+		k, err := s.cfg.DataKeys.Open(v.KMSKeyID, v.DataKey, v.ID)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: its KMS key %s: %w", v.ID, v.KMSKeyID, err)
+		}
+		if len(k.Bytes()) != KeyBytes {
+			k.Free()
+			return nil, fmt.Errorf("volume %s: its data key has %d bytes", v.ID, len(k.Bytes()))
+		}
+		return k, nil
+	}
 	key, err := keymem.New(KeyBytes)
 	if err != nil {
 		return nil, err
@@ -157,4 +175,51 @@ func discardFile(path string, size int64) error {
 		return err
 	}
 	return f.Truncate(size)
+}
+
+// MigrateKeys moves the data keys that the host key wraps (volumes made
+// before volumes used KMS) under the account's default KMS volume key,
+// one volume per transaction, each audited; the data itself is not
+// touched, since the data key stays the same. A crash between the KMS
+// call and the record update leaves the volume as it was, and the next
+// start moves it again (its first grant stays, named after the volume).
+func (s *Service) MigrateKeys() (int, error) {
+	if s.cfg.DataKeys == nil {
+		return 0, nil
+	}
+	var todo []Record
+	err := s.db.View(func(tx store.Tx) error {
+		all, err := allTx(tx)
+		for _, v := range all {
+			if v.WrappedKey != nil && v.DataKey == nil && v.State != api.VolumeDeleted {
+				todo = append(todo, v)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range todo {
+		key, err := s.unwrap(v)
+		if err != nil {
+			return n, fmt.Errorf("volume %s: %w", v.ID, err)
+		}
+		arn, ct, err := s.cfg.DataKeys.Adopt(key.Bytes(), v.ID)
+		key.Free()
+		if err != nil {
+			return n, fmt.Errorf("volume %s: %w", v.ID, err)
+		}
+		_, err = s.update(v.ID, func(_ store.Tx, cur *Record) error {
+			cur.DataKey, cur.KMSKeyID, cur.WrappedKey = ct, arn, nil
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		s.cfg.Event("VolumeKeyMigrated", "volume/"+v.ID, map[string]any{"kmsKeyId": arn, "reason": "the data key wrapped by the host key is now under the default KMS volume key"})
+		n++
+	}
+	return n, nil
 }

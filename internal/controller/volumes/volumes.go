@@ -51,7 +51,30 @@ var ErrEphemeralKeyGone = errors.New("the instance-store key of this launch is g
 // volumes, the data key in wrapped form only.
 type Record struct {
 	api.Volume
+	// WrappedKey is a data key wrapped by the host key: volumes made
+	// before they used KMS, moved under KMS at start (MigrateKeys).
 	WrappedKey []byte `json:"wrapped_key,omitempty"`
+	// DataKey is the data key's KMS ciphertext, under Volume.KMSKeyID,
+	// bound to the volume's id; the host decrypts it through the
+	// volume's grant.
+	DataKey []byte `json:"data_key,omitempty"`
+}
+
+// DataKeys is the KMS as the volume owner uses it.
+type DataKeys interface {
+	// New makes volume id's data key under the KMS key ref (the
+	// account's default volume key when "") for the caller c, who must
+	// be allowed to use the key, with the host's grant to decrypt it. A
+	// nil c is azoted itself (a call from no API request).
+	New(c *api.Caller, ref, volumeID string) (keyARN string, ciphertext []byte, plain *keymem.Buf, err error)
+	// Open decrypts a volume's data key for its card, as the host.
+	Open(keyARN string, ciphertext []byte, volumeID string) (*keymem.Buf, error)
+	// Retire ends the volume's grant: its data key can no longer be
+	// decrypted by anyone.
+	Retire(keyARN, volumeID string) error
+	// Adopt moves a data key wrapped by the host key under the default
+	// volume key.
+	Adopt(plain []byte, volumeID string) (keyARN string, ciphertext []byte, err error)
 }
 
 // FillFunc writes the root filesystem of img into the new volume file f,
@@ -65,7 +88,10 @@ type Config struct {
 	Quota     int64         // provisioned bytes of all volumes with a file
 	Store     store.Store
 	Keys      keys.Wrapper
-	Images    *images.Service
+	// DataKeys, when set, makes and opens persistent volumes' data keys
+	// (the KMS); without it they are wrapped by Keys alone.
+	DataKeys DataKeys
+	Images   *images.Service
 	Fill      FillFunc
 	Import    ImportFunc
 	// Event records a security decision (key use, crypto-erase) in the
@@ -104,23 +130,46 @@ func (s *Service) Close() {
 	}
 }
 
-// newKey makes a volume key in locked memory and wraps it under the
-// host's volume key, bound to the volume's id; free releases the key.
-func (s *Service) newKey(id string) (key, wrapped []byte, free func(), err error) {
+// newKey makes the data key of the new volume v in locked memory: under
+// the KMS key ref for the caller of ctx (Config.DataKeys), or wrapped by
+// the host key. free releases it.
+func (s *Service) newKey(ctx context.Context, v *Record, ref string) (key []byte, free func(), err error) {
+	if s.cfg.DataKeys != nil {
+		arn, ct, plain, err := s.cfg.DataKeys.New(api.CallerFrom(ctx), ref, v.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		v.KMSKeyID, v.DataKey = arn, ct
+		return plain.Bytes(), plain.Free, nil
+	}
+	if ref != "" {
+		return nil, nil, refusal.New(refusal.ErrInvalidParameter, "this host has no KMS to make a data key under %s", ref)
+	}
 	kb, err := keymem.New(KeyBytes)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	key = kb.Bytes()
 	if _, err := rand.Read(key); err != nil {
 		kb.Free()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	if wrapped, err = s.cfg.Keys.Wrap(keys.Volumes, key, []byte(id)); err != nil {
+	if v.WrappedKey, err = s.cfg.Keys.Wrap(keys.Volumes, key, []byte(v.ID)); err != nil {
 		kb.Free()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return key, wrapped, kb.Free, nil
+	return key, kb.Free, nil
+}
+
+// dropKey ends the KMS grant of a volume that was not made after all, or
+// is purged.
+func (s *Service) dropKey(v *Record) {
+	if v.DataKey == nil || s.cfg.DataKeys == nil {
+		return
+	}
+	if err := s.cfg.DataKeys.Retire(v.KMSKeyID, v.ID); err != nil {
+		s.log.Warn("retiring a volume's KMS grant", "volume", v.ID, "key", v.KMSKeyID, "err", err)
+	}
 }
 
 // File is the backing file of volume id.
@@ -251,10 +300,12 @@ func (s *Service) Create(ctx context.Context, req api.CreateVolumeRequest) (api.
 	var key []byte // in locked memory, freed on return
 	if v.Encrypted && v.Kind == api.VolumePersistent {
 		var free func()
-		if key, v.WrappedKey, free, err = s.newKey(id); err != nil {
+		if key, free, err = s.newKey(ctx, &v, req.KMSKeyID); err != nil {
 			return api.Volume{}, err
 		}
 		defer free()
+	} else if req.KMSKeyID != "" {
+		return api.Volume{}, refusal.New(refusal.ErrInvalidParameter, "a KMS key is for encrypted persistent volumes (an instance-store key lives only in its card)")
 	}
 	v.SourceImage = img.ID
 	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
@@ -277,9 +328,10 @@ func (s *Service) Create(ctx context.Context, req api.CreateVolumeRequest) (api.
 	}
 	if err != nil {
 		os.Remove(s.File(id))
+		s.dropKey(&v)
 		return api.Volume{}, err
 	}
-	s.log.Info("volume created", "id", id, "kind", v.Kind, "size", v.SizeBytes, "encrypted", v.Encrypted)
+	s.log.Info("volume created", "id", id, "kind", v.Kind, "size", v.SizeBytes, "encrypted", v.Encrypted, "kms_key", v.KMSKeyID)
 	return v.Volume, nil
 }
 
@@ -364,8 +416,8 @@ func (s *Service) Delete(ref string, now bool) (api.Volume, error) {
 // that is deleted and due. The check is in the same transaction as the
 // removal: a restore that came first wins.
 func (s *Service) Purge(id string) error {
+	var v Record
 	err := s.db.Update(func(tx store.Tx) error {
-		var v Record
 		if err := tx.Get(Table, id, &v); err != nil {
 			return err
 		}
@@ -378,6 +430,9 @@ func (s *Service) Purge(id string) error {
 		return err
 	}
 	s.ForgetKey(id)
+	// The record held the only copy of its data key's ciphertext; the
+	// grant that let the host decrypt it goes too.
+	s.dropKey(&v)
 	err = os.Remove(s.File(id))
 	if errors.Is(err, os.ErrNotExist) {
 		err = nil
