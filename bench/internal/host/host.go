@@ -3,10 +3,13 @@
 package host
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // Azoted is a running azoted and where it keeps its files.
@@ -22,6 +25,13 @@ type Azoted struct {
 // after prefix, serving the HTTPS API on listen ("" for none).
 func Start(bin, prefix, listen string) (*Azoted, error) {
 	bin, _ = filepath.Abs(bin)
+	return StartCommand([]string{filepath.Join(bin, "azoted")}, nil, prefix, listen)
+}
+
+// StartCommand is Start with the command that runs azoted given: argv,
+// to which azoted's flags are appended, and env, added to this
+// process's environment.
+func StartCommand(argv, env []string, prefix, listen string) (*Azoted, error) {
 	root, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, err
@@ -34,7 +44,8 @@ func Start(bin, prefix, listen string) (*Azoted, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	a.cmd = exec.Command(filepath.Join(bin, "azoted"), "--state-dir", a.State, "--socket", a.Socket, "--listen", listen)
+	a.cmd = exec.Command(argv[0], append(argv[1:len(argv):len(argv)], "--state-dir", a.State, "--socket", a.Socket, "--listen", listen)...)
+	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := a.cmd.Start(); err != nil {
@@ -42,6 +53,25 @@ func Start(bin, prefix, listen string) (*Azoted, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// Pid is azoted's process id.
+func (a *Azoted) Pid() int { return a.cmd.Process.Pid }
+
+// Endpoint waits up to timeout for azoted to publish the URL of its
+// HTTPS listener, and returns it.
+func (a *Azoted) Endpoint(timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(filepath.Join(a.State, "endpoint"))
+		if e := strings.TrimSpace(string(b)); e != "" {
+			return e, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("azoted did not publish its endpoint in %v (log in %s)", timeout, a.Log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Stop ends azoted and removes its directory.
