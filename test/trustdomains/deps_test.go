@@ -30,9 +30,9 @@ var rules = []struct {
 	},
 	{
 		binary: "cmd/azote",
-		never:  []string{"go.etcd.io/bbolt", "go.etcd.io/etcd", "internal/store", "internal/iam", "internal/controller", "internal/gateway"},
+		never:  []string{"go.etcd.io/bbolt", "go.etcd.io/etcd", "internal/store", "internal/iam", "internal/controller", "internal/gateway", "internal/kms"},
 		allow:  []string{"internal/iam/mfa"}, // TOTP codes and QR rendering, no evaluation, no state
-		why:    "the CLI is a client: no state store, no IAM evaluation",
+		why:    "the CLI is a client: no state store, no IAM evaluation, no KMS key material",
 	},
 	{
 		binary: "cmd/azoted",
@@ -50,7 +50,7 @@ var rules = []struct {
 	},
 	{
 		binary: "cmd/azote-agent",
-		never:  []string{"internal/controller", "internal/iam", "internal/store", "internal/xts", "go.etcd.io/bbolt", "go.etcd.io/etcd"},
+		never:  []string{"internal/controller", "internal/iam", "internal/kms", "internal/store", "internal/xts", "go.etcd.io/bbolt", "go.etcd.io/etcd"},
 		why:    "the guest agent is guest code: it links nothing of the host",
 	},
 }
