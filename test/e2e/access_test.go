@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,11 +16,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/api/sigv4"
@@ -642,5 +648,127 @@ func TestAWSCLIKMS(t *testing.T) {
 	}
 	if _, errs, err := awsCLI("kms", "describe-key", "--key-id", "alias/none"); err == nil || !strings.Contains(errs, "NotFoundException") {
 		t.Fatalf("describe-key of an unknown alias: %v\n%s", err, errs)
+	}
+}
+
+// TestKMSKilledAndScanned: azoted killed (SIGKILL) while clients create
+// KMS keys leaves no half key — every key it lists is whole and usable,
+// and every key it acknowledged exists — and what was encrypted before
+// still decrypts. Then the state directory, the audit trail and azoted's
+// log are scanned: no plaintext and no data key appear in any of them.
+func TestKMSKilledAndScanned(t *testing.T) {
+	a := newAccessHost(t)
+	a.initAccount()
+	p := readProfileFile(t, a.creds)["admin"]
+	ca, err := os.ReadFile(p["ca_bundle"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	client := func() *kms.Client {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		return kms.NewFromConfig(aws.Config{Region: "local", HTTPClient: hc,
+			Credentials: credentials.NewStaticCredentialsProvider(p["aws_access_key_id"], p["aws_secret_access_key"], "")},
+			func(o *kms.Options) { o.BaseEndpoint = aws.String(a.p.endpoint); o.RetryMaxAttempts = 1 })
+	}
+	ctx := context.Background()
+	c := client()
+	k, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("kms e2e plaintext that must never be stored")
+	ec := map[string]string{"purpose": "e2e"}
+	enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: k.KeyMetadata.KeyId, Plaintext: secret, EncryptionContext: ec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: k.KeyMetadata.KeyId, KeySpec: kmstypes.DataKeySpecAes256})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Clients create keys; azoted is killed under them.
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				out, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("under fire")})
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				acked[aws.ToString(out.KeyMetadata.KeyId)] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	a.p.cmd.Process.Kill()
+	<-a.p.waited
+	close(stop)
+	wg.Wait()
+	if len(acked) == 0 {
+		t.Fatal("no CreateKey was answered before the kill")
+	}
+	a.start()
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	c = client()
+	listed := map[string]bool{}
+	var marker *string
+	for {
+		page, err := c.ListKeys(ctx, &kms.ListKeysInput{Marker: marker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.Keys {
+			listed[aws.ToString(e.KeyId)] = true
+		}
+		if !page.Truncated {
+			break
+		}
+		marker = page.NextMarker
+	}
+	for id := range acked {
+		if !listed[id] {
+			t.Errorf("key %s was acknowledged before the kill and is gone", id)
+		}
+	}
+	for id := range listed {
+		ct, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("x")})
+		if err != nil {
+			t.Fatalf("key %s after the kill: %v (a half key)", id, err)
+		}
+		if _, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: ct.CiphertextBlob}); err != nil {
+			t.Fatalf("key %s after the kill: %v", id, err)
+		}
+	}
+	t.Logf("%d keys acknowledged before the kill, %d listed after; all whole", len(acked), len(listed))
+	dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
+	if err != nil || !bytes.Equal(dec.Plaintext, secret) {
+		t.Fatalf("a ciphertext from before the kill: %v", err)
+	}
+
+	a.stop()
+	everything := readTrail(t, a.state)
+	logb, _ := os.ReadFile(filepath.Join(a.dir, "azoted.log"))
+	everything += string(logb)
+	for what, s := range map[string][]byte{"the plaintext": secret, "the data key": dk.Plaintext} {
+		for _, form := range []string{string(s), base64.StdEncoding.EncodeToString(s), hex.EncodeToString(s)} {
+			if strings.Contains(everything, form) {
+				t.Errorf("%s is in the state directory, the trail or the log", what)
+			}
+		}
 	}
 }
