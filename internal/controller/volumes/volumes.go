@@ -92,8 +92,8 @@ type Config struct {
 	// (the KMS); without it they are wrapped by Keys alone.
 	DataKeys DataKeys
 	Images   *images.Service
-	Fill      FillFunc
-	Import    ImportFunc
+	Fill     FillFunc
+	Import   ImportFunc
 	// Event records a security decision (key use, crypto-erase) in the
 	// audit trail.
 	Event func(name, resource string, data map[string]any)
