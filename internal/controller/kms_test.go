@@ -409,6 +409,81 @@ func TestKMSThroughSDK(t *testing.T) {
 	_, err = admin.ListKeys(ctx, &kms.ListKeysInput{Marker: aws.String("bogus!")})
 	wantAPIError[*types.InvalidMarkerException](t, "a made-up marker", err)
 
+	// The rest of the key life cycle and of the operations, each once.
+	if _, err := admin.UpdateKeyDescription(ctx, &kms.UpdateKeyDescriptionInput{KeyId: &keyID, Description: aws.String("orders v2")}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := admin.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &keyID}); aws.ToString(d.KeyMetadata.Description) != "orders v2" {
+		t.Fatalf("UpdateKeyDescription: %q", aws.ToString(d.KeyMetadata.Description))
+	}
+	second, err := admin.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String("alias/orders"), TargetKeyId: second.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String("alias/orders"), TargetKeyId: sk.KeyMetadata.KeyId})
+	wantCode(t, "UpdateAlias to a key of another spec", err, "ValidationException")
+	aliases, err := admin.ListAliases(ctx, &kms.ListAliasesInput{KeyId: second.KeyMetadata.KeyId})
+	if err != nil || len(aliases.Aliases) != 1 || aws.ToString(aliases.Aliases[0].AliasName) != "alias/orders" {
+		t.Fatalf("ListAliases of the alias's new key: %v %+v", err, aliases)
+	}
+	if _, err := admin.DeleteAlias(ctx, &kms.DeleteAliasInput{AliasName: aws.String("alias/orders")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.DeleteAlias(ctx, &kms.DeleteAliasInput{AliasName: aws.String("alias/orders")})
+	wantAPIError[*types.NotFoundException](t, "DeleteAlias twice", err)
+	_, err = admin.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/aws/mine"), TargetKeyId: &keyID})
+	wantAPIError[*types.InvalidAliasNameException](t, "a reserved alias name", err)
+	if _, err := admin.DisableKeyRotation(ctx, &kms.DisableKeyRotationInput{KeyId: &keyID}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := admin.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &keyID}); st.KeyRotationEnabled {
+		t.Fatal("rotation still enabled after DisableKeyRotation")
+	}
+	_, err = admin.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: sk.KeyMetadata.KeyId})
+	wantAPIError[*types.UnsupportedOperationException](t, "rotation of an asymmetric key", err)
+	pols, err := admin.ListKeyPolicies(ctx, &kms.ListKeyPoliciesInput{KeyId: &keyID})
+	if err != nil || len(pols.PolicyNames) != 1 || pols.PolicyNames[0] != "default" {
+		t.Fatalf("ListKeyPolicies: %v %+v", err, pols)
+	}
+	nopair, err := admin.GenerateDataKeyPairWithoutPlaintext(ctx, &kms.GenerateDataKeyPairWithoutPlaintextInput{KeyId: &keyID, KeyPairSpec: types.DataKeyPairSpecRsa2048})
+	if err != nil || len(nopair.PublicKey) == 0 || len(nopair.PrivateKeyCiphertextBlob) == 0 {
+		t.Fatalf("GenerateDataKeyPairWithoutPlaintext: %v", err)
+	}
+	g2, err := admin.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &keyID, GranteePrincipal: &appARN, Operations: []types.GrantOperation{types.GrantOperationDescribeKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &keyID}); err != nil {
+		t.Fatalf("DescribeKey through a grant: %v", err)
+	}
+	if _, err := admin.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: &keyID, GrantId: g2.GrantId}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &keyID})
+	wantCode(t, "DescribeKey after RevokeGrant", err, "AccessDeniedException")
+	_, err = admin.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: &keyID, GrantId: g2.GrantId})
+	wantAPIError[*types.NotFoundException](t, "RevokeGrant twice", err)
+	_, err = admin.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: aws.String("gone")})
+	wantAPIError[*types.InvalidGrantTokenException](t, "RetireGrant of an unknown token", err)
+	rs, err := admin.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa3072, KeyUsage: types.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pss, err := admin.Sign(ctx, &kms.SignInput{KeyId: rs.KeyMetadata.KeyId, Message: msg, SigningAlgorithm: types.SigningAlgorithmSpecRsassaPssSha384})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := admin.Verify(ctx, &kms.VerifyInput{KeyId: rs.KeyMetadata.KeyId, Message: msg, Signature: pss.Signature, SigningAlgorithm: types.SigningAlgorithmSpecRsassaPssSha384}); err != nil || !v.SignatureValid {
+		t.Fatalf("RSA-PSS Verify: %v", err)
+	}
+	_, err = admin.Sign(ctx, &kms.SignInput{KeyId: rs.KeyMetadata.KeyId, Message: msg, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256})
+	wantAPIError[*types.InvalidKeyUsageException](t, "an ECDSA algorithm with an RSA key", err)
+	_, err = admin.Encrypt(ctx, &kms.EncryptInput{KeyId: &keyID, Plaintext: []byte("x"), DryRun: aws.Bool(true)})
+	wantAPIError[*types.DryRunOperationException](t, "Encrypt with DryRun", err)
+
 	// The trail: KMS records with the key's ARN, and no plaintext,
 	// data key or key material anywhere in it.
 	recs, err := fx.c.trail.Lookup(audit.Filter{})
