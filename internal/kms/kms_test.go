@@ -215,6 +215,20 @@ func TestAuthorization(t *testing.T) {
 	}
 }
 
+// TestAuthorizationKeySpec: kms:KeySpec in an IAM policy decides which
+// keys a user may create.
+func TestAuthorizationKeySpec(t *testing.T) {
+	e := newEnv(t)
+	u := e.user("maker", `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:CreateKey", "Resource": "*",
+		"Condition": {"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT"}}}]}`)
+	if err := e.call(u, "CreateKey", `{}`, nil); err != nil {
+		t.Fatalf("a symmetric key: %v", err)
+	}
+	if err := e.call(u, "CreateKey", `{"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}`, nil); !api.IsCode(err, api.CodeKMSAccessDenied) {
+		t.Fatalf("an RSA key: %v, want AccessDeniedException", err)
+	}
+}
+
 func encodeB64(b []byte) string {
 	s, _ := json.Marshal(b)
 	return strings.Trim(string(s), `"`)
