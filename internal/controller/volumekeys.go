@@ -50,6 +50,10 @@ func (k volumeKeys) Retire(keyARN, id string) error {
 	return k.c.kms.RetireDataKeyGrant(volumeService, keyARN, grantName(id))
 }
 
+func (k volumeKeys) Usable(keyARN string) error {
+	return kmsRefusal(k.c.kms.KeyUsable(keyARN))
+}
+
 func (k volumeKeys) Adopt(plain []byte, id string) (string, []byte, error) {
 	dk, err := k.c.kms.AdoptDataKey(volumeService, plain, volumeContext(id), grantName(id))
 	return dk.KeyARN, dk.Ciphertext, kmsRefusal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/azote/azote/internal/api"
 	"github.com/azote/azote/internal/audit"
 	"github.com/azote/azote/internal/controller/volumes"
+	"github.com/azote/azote/internal/gateway"
 	"github.com/azote/azote/internal/iam"
 	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/kms"
@@ -60,6 +61,19 @@ func TestVolumesOnKMS(t *testing.T) {
 		_, err := fx.c.volumes.LaunchKey(rec, false)
 		if err == nil || !strings.Contains(err.Error(), c.why) {
 			t.Fatalf("the refusal does not say %s: %v", c.why, err)
+		}
+		// A launch with the volume attached is refused with the reason,
+		// before any card starts, and leaves nothing.
+		_, err = fx.c.RunInstance(ctx, api.RunInstanceRequest{Name: "kms-blocked", Image: "default", VCPUs: 1, MemoryMiB: 64,
+			Volumes: []api.VolumeAttachment{{Volume: v.ID}}})
+		if msg := gateway.WireError(err).Message; !isCode(err, api.CodeIncorrectVolumeState) || !strings.Contains(msg, c.why) || !strings.Contains(msg, v.ID) {
+			t.Fatalf("a launch with the key after %s: %v", c.block, err)
+		}
+		if l, _ := fx.c.ListInstances(ctx); len(l) != 0 {
+			t.Fatalf("the refused launch left %v", l)
+		}
+		if got, _ := fx.c.DescribeVolume(ctx, v.ID); got.State != api.VolumeAvailable {
+			t.Fatalf("the volume after the refused launch: %s", got.State)
 		}
 		fx.c.kms.Call(ctx, host, c.unblock, []byte(keyID))
 		fx.c.kms.Call(ctx, host, "EnableKey", []byte(keyID))

@@ -265,3 +265,17 @@ func (s *Service) GrantsOf(keyARN string) ([]string, error) {
 		return names, err
 	})
 }
+
+// KeyUsable refuses a key that cannot decrypt now: gone
+// (NotFoundException), disabled (DisabledException), pending deletion
+// or import (KMSInvalidStateException).
+func (s *Service) KeyUsable(keyARN string) error {
+	k, err := view(s, func(tx store.Tx) (keyRecord, error) {
+		r, err := s.resolve(tx, keyARN, false)
+		return r.key, err
+	})
+	if err != nil {
+		return err
+	}
+	return usable(&k)
+}

@@ -111,6 +111,13 @@ func (s *Service) startCards(rt *instanceRuntime, rec instanceRecord) ([]engine.
 			s.stopCards(rt)
 			return nil, fmt.Errorf("volume %s: resizing its instance-store file: %w", v.ID, err)
 		}
+		// A KMS key that cannot be used (disabled, pending deletion,
+		// deleted) is the caller's to know, in the KMS's words, before
+		// a card is started to ask for it.
+		if err := s.volumes.KeyUsable(v); err != nil {
+			s.stopCards(rt)
+			return nil, err
+		}
 		card, err := s.cards.StartBlk(s.blkSpec(rt, v, att.ReadOnly, rec.VCPUs))
 		if err != nil {
 			s.stopCards(rt)

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/controller/refusal"
 	"github.com/azote/azote/internal/keymem"
 	"github.com/azote/azote/internal/keys"
 	"github.com/azote/azote/internal/keywrap"
@@ -222,4 +223,17 @@ func (s *Service) MigrateKeys() (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// KeyUsable refuses a volume whose KMS key cannot be used now, saying
+// why (the KMS's exception and sentence), so that a launch fails with
+// the reason rather than in its card.
+func (s *Service) KeyUsable(v Record) error {
+	if v.DataKey == nil || s.cfg.DataKeys == nil {
+		return nil
+	}
+	if err := s.cfg.DataKeys.Usable(v.KMSKeyID); err != nil {
+		return refusal.New(ErrIncorrectState, "volume %s cannot be attached: %v", v.ID, err)
+	}
+	return nil
 }

@@ -72,6 +72,8 @@ type DataKeys interface {
 	// Retire ends the volume's grant: its data key can no longer be
 	// decrypted by anyone.
 	Retire(keyARN, volumeID string) error
+	// Usable refuses a KMS key that cannot decrypt now.
+	Usable(keyARN string) error
 	// Adopt moves a data key wrapped by the host key under the default
 	// volume key.
 	Adopt(plain []byte, volumeID string) (keyARN string, ciphertext []byte, err error)
