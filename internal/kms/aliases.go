@@ -87,7 +87,7 @@ func (s *Service) setAlias(cl *call, req *api.AliasRequest, op string, update bo
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(tx, cl, op, r, nil); err != nil {
+		if err := s.authorize(inTx(tx), cl, op, r, nil); err != nil {
 			return err
 		}
 		if r.key.State == api.KeyStatePendingDeletion {
@@ -111,7 +111,7 @@ func (s *Service) setAlias(cl *call, req *api.AliasRequest, op string, update bo
 			if err != nil {
 				return err
 			}
-			if err := s.authorize(tx, cl, op, old, nil); err != nil {
+			if err := s.authorize(inTx(tx), cl, op, old, nil); err != nil {
 				return err
 			}
 			if old.key.Spec != r.key.Spec || old.key.Usage != r.key.Usage {
@@ -147,7 +147,7 @@ func (s *Service) deleteAlias(cl *call, req *api.AliasRequest) (*struct{}, error
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(tx, cl, "DeleteAlias", r, nil); err != nil {
+		if err := s.authorize(inTx(tx), cl, "DeleteAlias", r, nil); err != nil {
 			return err
 		}
 		return tx.Delete(AliasesTable, a.Name)

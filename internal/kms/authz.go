@@ -58,13 +58,26 @@ func (c *call) setContext(ctx map[string]string) {
 	}
 }
 
+// reader runs fn in a read transaction: one the caller holds (inTx, in
+// an Update), or a new one (Store.View).
+type reader func(fn func(tx store.Tx) error) error
+
+func inTx(tx store.Tx) reader { return func(fn func(store.Tx) error) error { return fn(tx) } }
+
 // authorize decides whether the call may do op (kms:<op>) on key k;
-// enc is the request's encryption context, for grant constraints.
-func (s *Service) authorize(tx store.Tx, cl *call, op string, ref keyRef, enc map[string]string) error {
+// enc is the request's encryption context, for grant constraints; rd
+// reads the grants.
+//
+// Never call it while holding a read transaction (View): the IAM opens
+// its own, and a read transaction opened while another is held by the
+// same goroutine waits behind a writer that is remapping the store file
+// and waits for the first — a deadlock. Inside an Update it is safe (the
+// only writer is the caller), and it reads the grants in that Update.
+func (s *Service) authorize(rd reader, cl *call, op string, ref keyRef, enc map[string]string) error {
 	k := &ref.key
 	arn := s.keyARN(k.ID)
 	cl.resources = appendUnique(cl.resources, arn)
-	if err := s.checkGrantTokens(tx, cl.grantTokens); err != nil {
+	if err := s.checkGrantTokens(rd, cl.grantTokens); err != nil {
 		return err
 	}
 	extra := map[string][]string{
@@ -93,7 +106,7 @@ func (s *Service) authorize(tx store.Tx, cl *call, op string, ref keyRef, enc ma
 		return nil
 	}
 	if !d.Denied {
-		ok, err := s.grantAllows(tx, cl.caller, k.ID, op, enc)
+		ok, err := s.grantAllows(rd, cl.caller, k.ID, op, enc)
 		if err != nil {
 			return err
 		}
@@ -118,23 +131,25 @@ func (s *Service) authorizeAccount(cl *call, op string) error {
 
 // grantAllows tells whether a grant on key id lets c do op with the
 // encryption context enc.
-func (s *Service) grantAllows(tx store.Tx, c *api.Caller, id, op string, enc map[string]string) (bool, error) {
+func (s *Service) grantAllows(rd reader, c *api.Caller, id, op string, enc map[string]string) (bool, error) {
 	found := false
-	err := tx.ForEach(GrantsTable, func(_ string, raw []byte) error {
-		if found {
+	err := rd(func(tx store.Tx) error {
+		return tx.ForEach(GrantsTable, func(_ string, raw []byte) error {
+			if found {
+				return nil
+			}
+			var g grantRecord
+			if err := unmarshal(raw, &g); err != nil {
+				return err
+			}
+			if g.KeyID != id || !principalIs(c, g.Grantee) || !grantCovers(g.Operations, op) {
+				return nil
+			}
+			if constraintsMet(g.Constraints, enc) {
+				found = true
+			}
 			return nil
-		}
-		var g grantRecord
-		if err := unmarshal(raw, &g); err != nil {
-			return err
-		}
-		if g.KeyID != id || !principalIs(c, g.Grantee) || !grantCovers(g.Operations, op) {
-			return nil
-		}
-		if constraintsMet(g.Constraints, enc) {
-			found = true
-		}
-		return nil
+		})
 	})
 	return found, err
 }
@@ -176,7 +191,7 @@ func principalIs(c *api.Caller, p string) bool {
 }
 
 // checkGrantTokens refuses tokens that name no live grant.
-func (s *Service) checkGrantTokens(tx store.Tx, tokens []string) error {
+func (s *Service) checkGrantTokens(rd reader, tokens []string) error {
 	if len(tokens) == 0 {
 		return nil
 	}
@@ -184,13 +199,15 @@ func (s *Service) checkGrantTokens(tx store.Tx, tokens []string) error {
 		return kmsErr(api.CodeKMSValidation, "at most 10 grant tokens")
 	}
 	live := map[string]bool{}
-	err := tx.ForEach(GrantsTable, func(_ string, raw []byte) error {
-		var g grantRecord
-		if err := unmarshal(raw, &g); err != nil {
-			return err
-		}
-		live[g.Token] = true
-		return nil
+	err := rd(func(tx store.Tx) error {
+		return tx.ForEach(GrantsTable, func(_ string, raw []byte) error {
+			var g grantRecord
+			if err := unmarshal(raw, &g); err != nil {
+				return err
+			}
+			live[g.Token] = true
+			return nil
+		})
 	})
 	if err != nil {
 		return err

@@ -153,31 +153,33 @@ func (s *Service) open(cl *call, ref, op string, ct []byte, enc map[string]strin
 	if err != nil {
 		return keyRecord{}, nil, kmsErr(api.CodeKMSInvalidCiphertext, "")
 	}
-	k, err := view(s, func(tx store.Tx) (keyRecord, error) {
+	found, err := view(s, func(tx store.Tx) (keyRef, error) {
 		// A key deleted at the end of its waiting period is not found:
 		// nothing can decrypt what it encrypted.
 		found, err := s.resolve(tx, h.KeyID, false)
 		if err != nil {
-			return keyRecord{}, err
+			return keyRef{}, err
 		}
 		if ref != "" {
 			named, err := s.resolve(tx, ref, true)
 			if err != nil {
-				return keyRecord{}, err
+				return keyRef{}, err
 			}
 			if named.key.ID != found.key.ID {
-				return keyRecord{}, kmsErr(api.CodeKMSIncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
+				return keyRef{}, kmsErr(api.CodeKMSIncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
 			}
 			found.alias = named.alias
 		}
-		if err := s.authorize(tx, cl, op, found, enc); err != nil {
-			return keyRecord{}, err
-		}
-		return found.key, nil
+		return found, nil
 	})
 	if err != nil {
-		return k, nil, err
+		return keyRecord{}, nil, err
 	}
+	// Outside the read transaction (authorize says why).
+	if err := s.authorize(s.cfg.Store.View, cl, op, found, enc); err != nil {
+		return keyRecord{}, nil, err
+	}
+	k := found.key
 	if err := usable(&k); err != nil {
 		return k, nil, err
 	}

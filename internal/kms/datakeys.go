@@ -80,14 +80,14 @@ func (s *Service) NewDataKey(c *api.Caller, via, ref string, enc map[string]stri
 		}
 		gen := &call{caller: c, viaService: via}
 		gen.setContext(enc)
-		if err := s.authorize(tx, gen, "GenerateDataKeyWithoutPlaintext", r, enc); err != nil {
+		if err := s.authorize(inTx(tx), gen, "GenerateDataKeyWithoutPlaintext", r, enc); err != nil {
 			return err
 		}
 		grant := &call{caller: c, viaService: via}
 		grant.set("kms:GrantOperations", "Decrypt", "RetireGrant")
 		grant.set("kms:GranteePrincipal", HostPrincipal)
 		grant.set("kms:GrantIsForAWSResource", "true")
-		if err := s.authorize(tx, grant, "CreateGrant", r, nil); err != nil {
+		if err := s.authorize(inTx(tx), grant, "CreateGrant", r, nil); err != nil {
 			return err
 		}
 		k := r.key

@@ -177,7 +177,7 @@ func (s *Service) createGrant(cl *call, req *api.CreateGrantRequest) (*api.Creat
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(tx, cl, "CreateGrant", r, nil); err != nil {
+		if err := s.authorize(inTx(tx), cl, "CreateGrant", r, nil); err != nil {
 			return err
 		}
 		if r.key.State == api.KeyStatePendingDeletion {
@@ -256,15 +256,17 @@ func (s *Service) listGrants(cl *call, req *api.ListGrantsRequest) (*api.ListGra
 	if err != nil {
 		return nil, err
 	}
+	r, err := view(s, func(tx store.Tx) (keyRef, error) { return s.resolve(tx, req.KeyId, false) })
+	if err != nil {
+		return nil, err
+	}
+	// Outside the read transaction (authorize says why).
+	if err := s.authorize(s.cfg.Store.View, cl, "ListGrants", r, nil); err != nil {
+		return nil, err
+	}
 	var gs []grantRecord
 	err = s.cfg.Store.View(func(tx store.Tx) error {
-		r, err := s.resolve(tx, req.KeyId, false)
-		if err != nil {
-			return err
-		}
-		if err := s.authorize(tx, cl, "ListGrants", r, nil); err != nil {
-			return err
-		}
+		var err error
 		gs, err = grantsWhere(tx, func(g *grantRecord) bool {
 			return g.KeyID == r.key.ID && (req.GrantId == "" || g.ID == req.GrantId) &&
 				(req.GranteePrincipal == "" || g.Grantee == req.GranteePrincipal)
@@ -339,7 +341,7 @@ func (s *Service) retireGrant(cl *call, req *api.RetireGrantRequest) (*struct{},
 		cl.resources = appendUnique(cl.resources, s.keyARN(g.KeyID))
 		allowed := principalIs(cl.caller, g.Retiring) || (principalIs(cl.caller, g.Grantee) && slices.Contains(g.Operations, "RetireGrant"))
 		if !allowed {
-			if err := s.authorize(tx, cl, "RetireGrant", r, nil); err != nil {
+			if err := s.authorize(inTx(tx), cl, "RetireGrant", r, nil); err != nil {
 				return err
 			}
 		}
@@ -362,7 +364,7 @@ func (s *Service) revokeGrant(cl *call, req *api.RevokeGrantRequest) (*struct{},
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(tx, cl, "RevokeGrant", r, nil); err != nil {
+		if err := s.authorize(inTx(tx), cl, "RevokeGrant", r, nil); err != nil {
 			return err
 		}
 		var g grantRecord

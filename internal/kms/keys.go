@@ -149,7 +149,7 @@ func (s *Service) change(cl *call, ref, op string, allowAlias bool, fn func(k *k
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(tx, cl, op, r, nil); err != nil {
+		if err := s.authorize(inTx(tx), cl, op, r, nil); err != nil {
 			return err
 		}
 		k := r.key
@@ -164,16 +164,15 @@ func (s *Service) change(cl *call, ref, op string, allowAlias bool, fn func(k *k
 
 // read resolves a key and authorises op on it.
 func (s *Service) read(cl *call, ref, op string, allowAlias bool, enc map[string]string) (keyRecord, error) {
-	return view(s, func(tx store.Tx) (keyRecord, error) {
-		r, err := s.resolve(tx, ref, allowAlias)
-		if err != nil {
-			return keyRecord{}, err
-		}
-		if err := s.authorize(tx, cl, op, r, enc); err != nil {
-			return keyRecord{}, err
-		}
-		return r.key, nil
-	})
+	r, err := view(s, func(tx store.Tx) (keyRef, error) { return s.resolve(tx, ref, allowAlias) })
+	if err != nil {
+		return keyRecord{}, err
+	}
+	// Outside the read transaction (authorize says why).
+	if err := s.authorize(s.cfg.Store.View, cl, op, r, enc); err != nil {
+		return keyRecord{}, err
+	}
+	return r.key, nil
 }
 
 func (s *Service) describeKey(cl *call, req *api.KeyIDRequest) (*api.DescribeKeyResponse, error) {
