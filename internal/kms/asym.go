@@ -38,6 +38,24 @@ func checkAlgorithm(k *keyRecord, alg string, valid []string) error {
 	return nil
 }
 
+// keyFor resolves the key ref and authorises op, checks the key's usage
+// and that alg is one of algs(key), honours DryRun, and returns the key
+// with its current material.
+func (s *Service) keyFor(cl *call, ref, op, usage, alg string, algs func(*keyRecord) []string, dry bool) (keyRecord, []byte, error) {
+	k, err := s.useKey(cl, ref, op, usage, nil)
+	if err != nil {
+		return k, nil, err
+	}
+	if err := checkAlgorithm(&k, alg, algs(&k)); err != nil {
+		return k, nil, err
+	}
+	if dry {
+		return k, nil, dryRun()
+	}
+	m, err := s.current(&k)
+	return k, m, err
+}
+
 func messageType(t string) (string, error) {
 	switch t {
 	case "":
@@ -59,17 +77,7 @@ func (s *Service) sign(cl *call, req *api.SignRequest) (*api.SignResponse, error
 	}
 	cl.set("kms:SigningAlgorithm", req.SigningAlgorithm)
 	cl.set("kms:MessageType", mt)
-	k, err := s.useKey(cl, req.KeyId, "Sign", api.KeyUsageSignVerify, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkAlgorithm(&k, req.SigningAlgorithm, signingAlgorithms(&k)); err != nil {
-		return nil, err
-	}
-	if req.DryRun {
-		return nil, dryRun()
-	}
-	m, err := s.current(&k)
+	k, m, err := s.keyFor(cl, req.KeyId, "Sign", api.KeyUsageSignVerify, req.SigningAlgorithm, signingAlgorithms, req.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -91,17 +99,7 @@ func (s *Service) verify(cl *call, req *api.VerifyRequest) (*api.VerifyResponse,
 	}
 	cl.set("kms:SigningAlgorithm", req.SigningAlgorithm)
 	cl.set("kms:MessageType", mt)
-	k, err := s.useKey(cl, req.KeyId, "Verify", api.KeyUsageSignVerify, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkAlgorithm(&k, req.SigningAlgorithm, signingAlgorithms(&k)); err != nil {
-		return nil, err
-	}
-	if req.DryRun {
-		return nil, dryRun()
-	}
-	m, err := s.current(&k)
+	k, m, err := s.keyFor(cl, req.KeyId, "Verify", api.KeyUsageSignVerify, req.SigningAlgorithm, signingAlgorithms, req.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -185,17 +183,7 @@ func (s *Service) generateMac(cl *call, req *api.GenerateMacRequest) (*api.Gener
 		return nil, kmsErr(api.CodeKMSValidation, "Message must be 1 to %d bytes", maxPlaintext)
 	}
 	cl.set("kms:MacAlgorithm", req.MacAlgorithm)
-	k, err := s.useKey(cl, req.KeyId, "GenerateMac", api.KeyUsageGenerateMac, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkAlgorithm(&k, req.MacAlgorithm, macAlgorithms(&k)); err != nil {
-		return nil, err
-	}
-	if req.DryRun {
-		return nil, dryRun()
-	}
-	m, err := s.current(&k)
+	k, m, err := s.keyFor(cl, req.KeyId, "GenerateMac", api.KeyUsageGenerateMac, req.MacAlgorithm, macAlgorithms, req.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -212,17 +200,7 @@ func (s *Service) verifyMac(cl *call, req *api.VerifyMacRequest) (*api.VerifyMac
 		return nil, kmsErr(api.CodeKMSValidation, "Message must be 1 to %d bytes and Mac 1 to 6144", maxPlaintext)
 	}
 	cl.set("kms:MacAlgorithm", req.MacAlgorithm)
-	k, err := s.useKey(cl, req.KeyId, "VerifyMac", api.KeyUsageGenerateMac, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkAlgorithm(&k, req.MacAlgorithm, macAlgorithms(&k)); err != nil {
-		return nil, err
-	}
-	if req.DryRun {
-		return nil, dryRun()
-	}
-	m, err := s.current(&k)
+	k, m, err := s.keyFor(cl, req.KeyId, "VerifyMac", api.KeyUsageGenerateMac, req.MacAlgorithm, macAlgorithms, req.DryRun)
 	if err != nil {
 		return nil, err
 	}
