@@ -42,6 +42,30 @@ func TestVolumesOnKMS(t *testing.T) {
 	if g, _ := fx.c.kms.GrantsOf(v.KMSKeyID); len(g) != 1 || g[0] != "volume-"+v.ID {
 		t.Fatalf("grants on the key: %v", g)
 	}
+	// The default key is the service's: as AWS's aws/ebs, its policy
+	// lets the account use it only through the volumes, and nobody
+	// disable or delete it.
+	open := `{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Principal\": {\"AWS\": \"` +
+		api.MakeARN("iam", fx.c.iam.AccountID(), "root") + `\"}, \"Action\": \"kms:*\", \"Resource\": \"*\"}]}`
+	for _, op := range []string{"DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy"} {
+		if _, err := fx.c.kms.Call(ctx, host, op, []byte(`{"KeyId": "`+v.KMSKeyID+`", "Policy": "`+open+`"}`)); !api.IsCode(err, api.CodeKMSAccessDenied) {
+			t.Fatalf("%s of the default volume key: %v, want AccessDeniedException", op, err)
+		}
+	}
+	if _, err := fx.c.kms.Call(ctx, host, "Encrypt", []byte(`{"KeyId": "`+v.KMSKeyID+`", "Plaintext": "aGk="}`)); !api.IsCode(err, api.CodeKMSAccessDenied) {
+		t.Fatalf("Encrypt with the default volume key outside the volumes: %v", err)
+	}
+
+	// A volume under a customer key of the account.
+	cust, err := fx.c.kms.Call(ctx, host, "CreateKey", []byte(`{"Description": "volumes of team a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	custARN := cust.Out.(*api.CreateKeyResponse).KeyMetadata.Arn
+	if v, err = fx.c.CreateVolume(ctx, api.CreateVolumeRequest{Name: "team", SizeBytes: 1 << 20, Kind: api.VolumePersistent, KMSKeyID: custARN}); err != nil || v.KMSKeyID != custARN {
+		t.Fatalf("a volume under a customer key: %v %+v", err, v)
+	}
+	rec, _ = fx.c.volumes.Get(v.ID)
 	first, err := fx.c.volumes.LaunchKey(rec, false)
 	if err != nil {
 		t.Fatal(err)
@@ -84,27 +108,29 @@ func TestVolumesOnKMS(t *testing.T) {
 	}
 	again.Free()
 
-	// A user who may make volumes but not use a KMS key: refused, and
-	// nothing is made.
+	// A user who may make volumes but has no KMS rights: the default key
+	// serves them (its policy allows the account through the volumes);
+	// a customer key whose policy leaves it to IAM refuses, and nothing
+	// is made.
 	svc := fx.c.iam
 	u, _ := svc.CreateUser("builder")
 	svc.PutInlinePolicy(iam.KindUser, "builder", "vol", `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "compute:*", "Resource": "*"}]}`)
 	builder := &api.Caller{Type: api.PrincipalUser, ARN: u.ARN, PrincipalID: u.UserID, AccountID: svc.AccountID(), UserName: "builder"}
-	_, err = fx.c.CreateVolume(api.WithCaller(ctx, builder), api.CreateVolumeRequest{Name: "denied", SizeBytes: 1 << 20, Kind: api.VolumePersistent})
-	if !api.IsCode(err, api.CodeAccessDenied) || !strings.Contains(err.Error(), "kms:GenerateDataKeyWithoutPlaintext") {
-		t.Fatalf("a volume for a user without KMS rights: %v", err)
+	if _, err := fx.c.CreateVolume(api.WithCaller(ctx, builder), api.CreateVolumeRequest{Name: "by-default", SizeBytes: 1 << 20, Kind: api.VolumePersistent}); err != nil {
+		t.Fatalf("a volume under the default key for a user without KMS rights: %v", err)
 	}
-	if l, _ := fx.c.volumes.List(); len(l) != 1 {
-		t.Fatalf("the refused volume left something: %d volumes", len(l))
+	before, _ := fx.c.volumes.List()
+	_, err = fx.c.CreateVolume(api.WithCaller(ctx, builder), api.CreateVolumeRequest{Name: "denied", SizeBytes: 1 << 20, Kind: api.VolumePersistent, KMSKeyID: custARN})
+	if !api.IsCode(err, api.CodeAccessDenied) || !strings.Contains(err.Error(), "kms:GenerateDataKeyWithoutPlaintext") {
+		t.Fatalf("a volume under a customer key for a user without KMS rights: %v", err)
+	}
+	if l, _ := fx.c.volumes.List(); len(l) != len(before) {
+		t.Fatalf("the refused volume left something: %d volumes, were %d", len(l), len(before))
 	}
 	// With kms rights through compute only (kms:ViaService), a named key.
 	svc.PutInlinePolicy(iam.KindUser, "builder", "kms", `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant"], "Resource": "*",
 		"Condition": {"StringEquals": {"kms:ViaService": "compute.azote"}}}]}`)
-	own, err := fx.c.kms.Call(ctx, host, "CreateKey", []byte(`{"Description": "builder's"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ownARN := own.Out.(*api.CreateKeyResponse).KeyMetadata.Arn
+	ownARN := custARN
 	v2, err := fx.c.CreateVolume(api.WithCaller(ctx, builder), api.CreateVolumeRequest{Name: "mine", SizeBytes: 1 << 20, Kind: api.VolumePersistent, KMSKeyID: ownARN})
 	if err != nil || v2.KMSKeyID != ownARN {
 		t.Fatalf("a volume under a named key: %v %+v", err, v2)
@@ -119,8 +145,8 @@ func TestVolumesOnKMS(t *testing.T) {
 	if _, err := fx.c.volumes.Delete(v2.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if g, _ := fx.c.kms.GrantsOf(ownARN); len(g) != 0 {
-		t.Fatalf("grants after the volume was purged: %v", g)
+	if g, _ := fx.c.kms.GrantsOf(ownARN); len(g) != 1 || g[0] != "volume-"+v.ID {
+		t.Fatalf("grants after the volume %s was purged: %v, want only volume %s's", v2.ID, g, v.ID)
 	}
 
 	// The trail: the host's Decrypt through the grant, invoked by compute.

@@ -2,6 +2,7 @@ package kms
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"slices"
 
@@ -230,7 +231,7 @@ func (s *Service) ensureDefaultKey(via string) error {
 		id := newKeyID()
 		k := keyRecord{ID: id, Created: s.now(), Description: "Default key that protects my azote volumes when no other key is given",
 			Usage: api.KeyUsageEncryptDecrypt, Spec: api.KeySpecSymmetricDefault, Origin: api.OriginAWSKMS,
-			State: api.KeyStateEnabled, Policy: s.defaultPolicy(), ForService: via}
+			State: api.KeyStateEnabled, Policy: s.servicePolicy(via), ForService: via}
 		if err := s.addVersion(&k, ""); err != nil {
 			return err
 		}
@@ -278,4 +279,35 @@ func (s *Service) KeyUsable(keyARN string) error {
 		return err
 	}
 	return usable(&k)
+}
+
+// servicePolicy is the key policy of a service's default key, as AWS's
+// aws/ebs: everyone of the account may use it through the service alone
+// (kms:ViaService), and read its metadata directly; nobody may change,
+// disable or delete it.
+func (s *Service) servicePolicy(via string) string {
+	acct := s.cfg.IAM.AccountID()
+	doc := map[string]any{
+		"Version": "2012-10-17",
+		"Id":      "auto-azote-volumes",
+		"Statement": []any{
+			map[string]any{
+				"Sid":       "Allow access through azote volumes for all principals in the account that are authorized to use them",
+				"Effect":    "Allow",
+				"Principal": map[string]any{"AWS": "*"},
+				"Action":    []string{"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"},
+				"Resource":  "*",
+				"Condition": map[string]any{"StringEquals": map[string]any{"kms:CallerAccount": acct, "kms:ViaService": via}},
+			},
+			map[string]any{
+				"Sid":       "Allow direct access to key metadata to the account",
+				"Effect":    "Allow",
+				"Principal": map[string]any{"AWS": api.MakeARN("iam", acct, "root")},
+				"Action":    []string{"kms:Describe*", "kms:Get*", "kms:List*", "kms:RevokeGrant"},
+				"Resource":  "*",
+			},
+		},
+	}
+	b, _ := json.MarshalIndent(doc, "", "  ")
+	return string(b)
 }

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -18,6 +16,9 @@ import (
 	"time"
 
 	"github.com/azote/azote/internal/api"
+	"github.com/azote/azote/internal/keys"
+	"github.com/azote/azote/internal/kms"
+	"github.com/azote/azote/internal/kms/blob"
 	"github.com/azote/azote/internal/store"
 	"github.com/azote/azote/internal/testutil"
 )
@@ -59,9 +60,10 @@ func (h *harness) waitConsole(t *testing.T, id string, re *regexp.Regexp, n int)
 }
 
 // volumeKey reads a persistent volume's data key the way only a holder of
-// the host key can: azoted is stopped, the wrapped key read from its store
-// and unwrapped with the host key. Tests use it to check the on-disk
-// format with openssl.
+// the root key can: azoted is stopped, the volume's KMS ciphertext and its
+// KMS key's wrapped material are read from the store, the material is
+// unwrapped with the root key (host.key) and the data key decrypted with
+// it. Tests use it to check the on-disk format with openssl.
 func (h *harness) volumeKey(t *testing.T, volID string) []byte {
 	t.Helper()
 	h.mu.Lock()
@@ -78,10 +80,22 @@ func (h *harness) volumeKey(t *testing.T, volID string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec struct {
-		WrappedKey []byte `json:"wrapped_key"`
+	var vol struct {
+		DataKey  []byte `json:"data_key"`
+		KMSKeyID string `json:"kms_key_id"`
 	}
-	err = st.View(func(tx store.Tx) error { return tx.Get("volumes", volID, &rec) })
+	var kmsKey struct {
+		Versions []struct {
+			Wrapped []byte `json:"wrapped"`
+		} `json:"versions"`
+	}
+	err = st.View(func(tx store.Tx) error {
+		if err := tx.Get("volumes", volID, &vol); err != nil {
+			return err
+		}
+		_, id, _ := strings.Cut(vol.KMSKeyID, ":key/")
+		return tx.Get(kms.KeysTable, id, &kmsKey)
+	})
 	st.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -90,12 +104,21 @@ func (h *harness) volumeKey(t *testing.T, volID string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := aes.NewCipher(hostKey)
-	aead, _ := cipher.NewGCM(block)
-	n := aead.NonceSize()
-	key, err := aead.Open(nil, rec.WrappedKey[:n], rec.WrappedKey[n:], []byte(volID))
+	root, err := keys.NewHost(hostKey)
 	if err != nil {
-		t.Fatalf("unwrapping the volume key: %v", err)
+		t.Fatal(err)
+	}
+	hdr, err := blob.ParseHeader(vol.DataKey)
+	if err != nil || int(hdr.Version) >= len(kmsKey.Versions) {
+		t.Fatalf("the volume's data key blob: %v", err)
+	}
+	material, err := root.Unwrap(keys.KMS, kmsKey.Versions[hdr.Version].Wrapped, []byte(fmt.Sprintf("kms key %s version %d", hdr.KeyID, hdr.Version)))
+	if err != nil {
+		t.Fatalf("unwrapping the KMS key's material: %v", err)
+	}
+	key, err := blob.Open(material, vol.DataKey, map[string]string{"azote:volume": volID})
+	if err != nil {
+		t.Fatalf("decrypting the volume's data key: %v", err)
 	}
 	return key
 }
