@@ -26,8 +26,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/azote/azote/bench/internal/stats"
@@ -48,7 +46,7 @@ func main() {
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of azoted to this file (azoted then runs as this command's own binary, from the same source)")
 	flag.Parse()
 	var err error
-	if c.conc, err = ints(*conc); err == nil && c.rounds < 1 {
+	if c.conc, err = stats.Counts(*conc); err == nil && c.rounds < 1 {
 		err = errors.New("-rounds: at least 1")
 	}
 	if err != nil {
@@ -59,18 +57,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/kms:", err)
 		os.Exit(1)
 	}
-}
-
-func ints(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q: not a positive number", f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 type config struct {

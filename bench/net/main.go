@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,8 +50,8 @@ func main() {
 	flag.StringVar(&c.only, "only", "abc", "the targets to measure, by letter (the goals need all three)")
 	flag.Parse()
 	var err error
-	if c.sizes, err = ints(*sizes); err == nil {
-		c.pairs, err = ints(*pairs)
+	if c.sizes, err = stats.Counts(*sizes); err == nil {
+		c.pairs, err = stats.Counts(*pairs)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/net:", err)
@@ -62,18 +61,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/net:", err)
 		os.Exit(1)
 	}
-}
-
-func ints(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q: not a positive number", f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 type config struct {

@@ -18,3 +18,15 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestCounts(t *testing.T) {
+	got, err := Counts("8, 64")
+	if err != nil || len(got) != 2 || got[0] != 8 || got[1] != 64 {
+		t.Fatalf("Counts(8, 64) = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "0", "8,x", "-1"} {
+		if _, err := Counts(bad); err == nil {
+			t.Errorf("Counts(%q) accepted", bad)
+		}
+	}
+}
