@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -181,13 +182,28 @@ func (w *worker) run(b *Backend, idx int, r *vring) {
 	}
 }
 
+// drain signals once per batch, which saves a system call and a driver
+// wake-up per chain on short requests. But a driver with a few long
+// requests in flight (1 MiB writes at queue depth 4) would then hear of
+// the first only when the last is done, and refill its queue while this
+// worker has nothing left to serve: bench/blk measured the card idle a
+// third of the time on 1 MiB page-cache writes. So a chain that took
+// longSignal or more to serve is signalled at once (the system call is
+// small beside it), and no chain waits more than batchSignal for its
+// interrupt. Signalling every 40 µs of short chains instead cost 4 KiB
+// random I/O on two queues a fifth of its rate.
+const (
+	longSignal  = 40 * time.Microsecond
+	batchSignal = 500 * time.Microsecond
+)
+
 // drain serves every available chain, one at a time. It returns false
 // when the queue is broken (the driver corrupted its indices).
 func (w *worker) drain(b *Backend, idx int, r *vring, c *virtio.Chain) bool {
 	q := w.q
 	for {
 		q.DisableNotifications()
-		served := false
+		var first time.Time // when serving the oldest unsignalled chain began
 		for {
 			ok, err := w.pop(c)
 			if errors.Is(err, virtio.ErrBroken) {
@@ -196,13 +212,22 @@ func (w *worker) drain(b *Backend, idx int, r *vring, c *virtio.Chain) bool {
 			if !ok && err == nil {
 				break
 			}
+			start := time.Now()
+			if first.IsZero() {
+				first = start
+			}
 			n := b.dev.Handle(idx, c, err)
 			if perr := w.push(c.Head, n); perr != nil {
 				return false
 			}
-			served = true
+			if now := time.Now(); now.Sub(start) >= longSignal || now.Sub(first) >= batchSignal {
+				if q.NeedNotify() {
+					signal(r, &r.call)
+				}
+				first = time.Time{}
+			}
 		}
-		if served && q.NeedNotify() {
+		if !first.IsZero() && q.NeedNotify() {
 			signal(r, &r.call)
 		}
 		q.EnableNotifications()
