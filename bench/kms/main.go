@@ -131,7 +131,7 @@ func run(out, progress io.Writer, c config) (*report, error) {
 	}
 	before, _ := az.trail()
 
-	fmt.Fprintf(out, "azoted: HTTPS (TLS 1.3, HTTP/2 as the SDK negotiates it), every call SigV4-verified, authorised (IAM + key policy) and durably audited\n")
+	fmt.Fprintf(out, "azoted: HTTPS (TLS 1.3, HTTP/1.1: azoted offers no HTTP/2), every call SigV4-verified, authorised (IAM + key policy) and durably audited\n")
 	if c.peer {
 		fmt.Fprintf(out, "local-kms %s: plain HTTP/1.1, no signature check, no audit, keys in LevelDB\n", localKMSVersion)
 	}
