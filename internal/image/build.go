@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -31,6 +32,9 @@ type BuildOptions struct {
 	// Binaries are host executables copied into /bin with the shared
 	// libraries and loader they need (e.g. /sbin/mke2fs).
 	Binaries []string
+	// Files are more files for the initramfs, such as a nested guest's
+	// kernel and initramfs that a test host boots.
+	Files []File
 	// Script, when set, is run by the agent with /bin/sh after the guest
 	// is ready; its output goes to the console.
 	Script    []byte
@@ -171,6 +175,9 @@ func Build(o BuildOptions) (*Artifacts, error) {
 	if err := addBinaries(w, mkdirs, o.Binaries); err != nil {
 		return nil, err
 	}
+	if err := addFiles(w, mkdirs, o.Files); err != nil {
+		return nil, err
+	}
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
@@ -187,6 +194,35 @@ func Build(o BuildOptions) (*Artifacts, error) {
 	}
 	o.Progress(fmt.Sprintf("initramfs %d KiB (%d KiB uncompressed)", gz.Len()/1024, raw.Len()/1024))
 	return &Artifacts{Kernel: kernel, Initrd: gz.Bytes(), Cmdline: o.Cmdline, KernelVersion: version, Modules: loadList}, nil
+}
+
+// File is one file for the initramfs, given by its bytes.
+type File struct {
+	// Path inside the archive: relative and clean ("srv/guest/vmlinuz").
+	// A path the image already has (init, bin/busybox, a module) is
+	// refused, never overwritten.
+	Path string
+	Mode uint32 // permission bits; 0 means 0644
+	Data []byte
+}
+
+// addFiles writes the extra files, creating their parent directories.
+func addFiles(w *cpioWriter, mkdirs func(string), files []File) error {
+	for _, f := range files {
+		if !fs.ValidPath(f.Path) || f.Path == "." {
+			return fmt.Errorf("%w: initramfs file path %q (want a relative path without . or .. elements)", ErrInvalid, f.Path)
+		}
+		if f.Mode&^0o777 != 0 {
+			return fmt.Errorf("%w: initramfs file %s: mode %#o has more than permission bits", ErrInvalid, f.Path, f.Mode)
+		}
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		mkdirs(f.Path)
+		w.File(f.Path, mode, f.Data)
+	}
+	return nil
 }
 
 // requireStatic refuses an ELF executable with a program interpreter: the

@@ -1,0 +1,96 @@
+package image
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"testing"
+)
+
+// dirMaker is the directory bookkeeping Build does around addFiles: each
+// parent directory once, outermost first.
+func dirMaker(w *cpioWriter) func(string) {
+	made := map[string]bool{}
+	return func(p string) {
+		var parents []string
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			if !made[parents[i]] {
+				made[parents[i]] = true
+				w.Dir(parents[i])
+			}
+		}
+	}
+}
+
+// Extra files land at their paths with their modes, parents created, as a
+// test host that boots a nested guest needs its kernel and initramfs.
+func TestAddFiles(t *testing.T) {
+	var raw bytes.Buffer
+	w := newCpioWriter(&raw)
+	files := []File{
+		{Path: "srv/guest/vmlinuz", Data: []byte("kernel")},
+		{Path: "srv/guest/run.sh", Mode: 0o755, Data: []byte("#!/bin/sh\n")},
+		{Path: "empty", Data: nil},
+	}
+	if err := addFiles(w, dirMaker(w), files); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	root, _, err := extractTo(t, t.TempDir(), gzipBytes(raw.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		data string
+		mode fs.FileMode
+	}{
+		"srv/guest/vmlinuz": {"kernel", 0o644},
+		"srv/guest/run.sh":  {"#!/bin/sh\n", 0o755},
+		"empty":             {"", 0o644},
+	}
+	for p, w := range want {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(filepath.Join(root, p))
+		if string(b) != w.data || fi.Mode() != w.mode {
+			t.Errorf("%s: %q mode %v, want %q mode %v", p, b, fi.Mode(), w.data, w.mode)
+		}
+	}
+}
+
+func TestAddFilesRefuses(t *testing.T) {
+	for _, f := range []File{
+		{Path: "/etc/passwd"},
+		{Path: "../outside"},
+		{Path: "a/../../b"},
+		{Path: "a//b"},
+		{Path: "."},
+		{Path: ""},
+		{Path: "setuid", Mode: 0o4755},
+	} {
+		w := newCpioWriter(io.Discard)
+		if err := addFiles(w, dirMaker(w), []File{f}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v, want ErrInvalid", f, err)
+		}
+	}
+	// A path the image already has is an error, not an overwrite.
+	w := newCpioWriter(io.Discard)
+	w.File("init", 0o755, []byte("agent"))
+	if err := addFiles(w, dirMaker(w), []File{{Path: "init", Data: []byte("other")}}); err != nil {
+		t.Fatal(err)
+	}
+	if w.Close() == nil {
+		t.Fatal("a file replacing init was accepted")
+	}
+}
