@@ -41,6 +41,13 @@ type BuildOptions struct {
 	Cmdline   string
 	AgentPath string // the static azote-agent binary
 	CacheDir  string // where packages are downloaded and unpacked
+	// Cached takes each package from CacheDir when a copy is there,
+	// without asking the archive for a newer one; and QuickGzip
+	// compresses for speed, not size. Both are for throwaway images
+	// built many times a minute, such as test hosts, where they save
+	// about 4 s a build.
+	Cached    bool
+	QuickGzip bool
 	Progress  func(string)
 }
 
@@ -85,7 +92,7 @@ func Build(o BuildOptions) (*Artifacts, error) {
 	if err := requireStatic(o.AgentPath); err != nil {
 		return nil, err
 	}
-	c := &debCache{dir: o.CacheDir, progress: o.Progress}
+	c := &debCache{dir: o.CacheDir, progress: o.Progress, cached: o.Cached}
 	kroot, version, err := c.kernelPackage(o.KernelPackage)
 	if err != nil {
 		return nil, err
@@ -185,7 +192,11 @@ func Build(o BuildOptions) (*Artifacts, error) {
 	// gzip with a zero header time and no name, so equal inputs give equal
 	// bytes and therefore equal digests.
 	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	level := gzip.BestCompression
+	if o.QuickGzip {
+		level = gzip.BestSpeed
+	}
+	zw, _ := gzip.NewWriterLevel(&gz, level)
 	if _, err := zw.Write(raw.Bytes()); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 type debCache struct {
 	dir      string
 	progress func(string)
+	cached   bool // a cached copy is good enough: do not ask the archive
 }
 
 // fetch downloads pkg (a name, optionally name=version) into the cache and
@@ -27,6 +28,9 @@ func (c *debCache) fetch(pkg string) (string, error) {
 	}
 	name, _, _ := strings.Cut(pkg, "=")
 	before, _ := filepath.Glob(filepath.Join(dir, name+"_*.deb"))
+	if c.cached && name == pkg && len(before) > 0 { // a pinned version is looked up
+		return newest(before), nil
+	}
 	cmd := exec.Command("apt-get", "download", "-q", pkg)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -92,5 +93,38 @@ func TestAddFilesRefuses(t *testing.T) {
 	}
 	if w.Close() == nil {
 		t.Fatal("a file replacing init was accepted")
+	}
+}
+
+// A Cached build takes a package from the cache without running apt-get;
+// a pinned version, or a package not yet cached, still asks the archive.
+func TestFetchCached(t *testing.T) {
+	bin, cache := t.TempDir(), t.TempDir()
+	asked := filepath.Join(t.TempDir(), "asked")
+	// A stand-in apt-get that notes each call and downloads nothing.
+	fake := "#!/bin/sh\necho \"$@\" >> " + asked + "\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "apt-get"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	if err := os.MkdirAll(filepath.Join(cache, "debs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deb := filepath.Join(cache, "debs", "busybox-static_1.35_amd64.deb")
+	if err := os.WriteFile(deb, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &debCache{dir: cache, progress: func(string) {}, cached: true}
+	if p, err := c.fetch("busybox-static"); err != nil || p != deb {
+		t.Fatalf("fetch: %q %v, want %q", p, err, deb)
+	}
+	if _, err := os.Stat(asked); !os.IsNotExist(err) {
+		t.Fatalf("apt-get was run for a cached package (%v)", err)
+	}
+	c.fetch("busybox-static=1.36")
+	c.fetch("linux-image-cloud-amd64")
+	b, _ := os.ReadFile(asked)
+	if got := strings.Count(string(b), "download"); got != 2 {
+		t.Errorf("apt-get ran %d times for a pinned and an uncached package, want 2:\n%s", got, b)
 	}
 }
