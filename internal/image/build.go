@@ -42,13 +42,13 @@ type BuildOptions struct {
 	AgentPath string // the static azote-agent binary
 	CacheDir  string // where packages are downloaded and unpacked
 	// Cached takes each package from CacheDir when a copy is there,
-	// without asking the archive for a newer one; and QuickGzip
-	// compresses for speed, not size. Both are for throwaway images
-	// built many times a minute, such as test hosts, where they save
-	// about 4 s a build.
-	Cached    bool
-	QuickGzip bool
-	Progress  func(string)
+	// without asking the archive for a newer one; and NoGzip leaves the
+	// initramfs an uncompressed newc archive, which the kernel takes as
+	// well. Both are for throwaway images built many times a minute,
+	// such as test hosts, where they save about 4 s a build.
+	Cached   bool
+	NoGzip   bool
+	Progress func(string)
 }
 
 // Artifacts are the bytes of a built image.
@@ -189,14 +189,14 @@ func Build(o BuildOptions) (*Artifacts, error) {
 		return nil, err
 	}
 
+	if o.NoGzip {
+		o.Progress(fmt.Sprintf("initramfs %d KiB, not compressed", raw.Len()/1024))
+		return &Artifacts{Kernel: kernel, Initrd: raw.Bytes(), Cmdline: o.Cmdline, KernelVersion: version, Modules: loadList}, nil
+	}
 	// gzip with a zero header time and no name, so equal inputs give equal
 	// bytes and therefore equal digests.
 	var gz bytes.Buffer
-	level := gzip.BestCompression
-	if o.QuickGzip {
-		level = gzip.BestSpeed
-	}
-	zw, _ := gzip.NewWriterLevel(&gz, level)
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
 	if _, err := zw.Write(raw.Bytes()); err != nil {
 		return nil, err
 	}

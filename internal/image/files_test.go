@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -126,5 +127,54 @@ func TestFetchCached(t *testing.T) {
 	b, _ := os.ReadFile(asked)
 	if got := strings.Count(string(b), "download"); got != 2 {
 		t.Errorf("apt-get ran %d times for a pinned and an uncached package, want 2:\n%s", got, b)
+	}
+}
+
+// A throwaway build (a test host's): packages from the cache, the
+// initramfs not compressed, extra files in it. It needs apt-get and the
+// Debian archive, or a warm cache.
+func TestBuildCachedNoGzip(t *testing.T) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("needs apt-get to fetch the kernel package")
+	}
+	if testing.Short() {
+		t.Skip("downloads a kernel package; skipped in -short")
+	}
+	agent := filepath.Join(t.TempDir(), "azote-agent")
+	build := exec.Command("go", "build", "-o", agent, "github.com/azote/azote/cmd/azote-agent")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build agent: %v: %s", err, out)
+	}
+	cache := os.Getenv("AZOTE_CACHE_DIR")
+	if cache == "" {
+		cache = "/var/cache/azote"
+	}
+	a, err := Build(BuildOptions{
+		AgentPath: agent, CacheDir: cache, Cached: true, NoGzip: true,
+		Modules: []string{"kvm_amd"},
+		Files:   []File{{Path: "srv/guest/initrd.img", Data: []byte("nested")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(a.Initrd, []byte("070701")) {
+		t.Fatalf("initramfs starts with %q, want a newc header", a.Initrd[:6])
+	}
+	parent := t.TempDir()
+	root, _, err := extractTo(t, parent, gzipBytes(a.Initrd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "srv/guest/initrd.img")); err != nil || string(b) != "nested" {
+		t.Errorf("extra file: %q %v", b, err)
+	}
+	// kvm_amd brings what it depends on, in order.
+	var names []string
+	for _, m := range a.Modules {
+		names = append(names, strings.TrimSuffix(filepath.Base(m), ".ko"))
+	}
+	if got := strings.Join(names, " "); got != "irqbypass kvm kvm-amd" {
+		t.Errorf("modules %q, want irqbypass kvm kvm-amd", got)
 	}
 }

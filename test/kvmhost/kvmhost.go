@@ -194,9 +194,9 @@ func build(ctx context.Context, dir string, o Options, nonce string) (kernel, in
 		CacheDir:  o.CacheDir,
 		// Whatever kernel package is cached makes a good test host,
 		// and the image lives for one run.
-		Cached:    true,
-		QuickGzip: true,
-		Progress:  func(s string) { fmt.Fprintf(o.Log, "kvmhost: image: %s\n", s) },
+		Cached:   true,
+		NoGzip:   true,
+		Progress: func(s string) { fmt.Fprintf(o.Log, "kvmhost: image: %s\n", s) },
 	})
 	if err != nil {
 		return "", "", fmt.Errorf("kvmhost: building the test host: %w", err)
