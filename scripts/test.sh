@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages qemu-system-x86 qemu-utils ca-certificates openssl cpio e2fsprogs python3-cryptography cryptsetup-bin busybox-static isc-dhcp-client iproute2 iputils-ping etcd-server debootstrap openssh-client awscli swtpm swtpm-tools
+ensure_packages qemu-system-x86 qemu-utils ca-certificates openssl cpio e2fsprogs python3-cryptography cryptsetup-bin busybox-static isc-dhcp-client iproute2 iputils-ping etcd-server debootstrap openssh-client awscli swtpm swtpm-tools acpica-tools
 no_etcd_service
 ensure_apt_lists
 ensure_go
